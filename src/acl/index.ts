@@ -1,0 +1,2 @@
+export { allowAll, denyAll } from './authorizer.js';
+export type { Authorizer, AccessLevel } from './authorizer.js';

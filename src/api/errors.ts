@@ -1,0 +1,46 @@
+// The one place errors become HTTP answers. Unknown errors are a 500 that says nothing internal.
+import type { Context } from 'hono';
+import { ErrorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  [ErrorCodes.INVALID]: 400,
+  [ErrorCodes.BAD_CONFIG]: 400,
+  [ErrorCodes.TRUST_DOMAIN_MISMATCH]: 400,
+  [ErrorCodes.NOT_FOUND]: 404,
+  [ErrorCodes.ACL_NOT_FOUND]: 403,
+  [ErrorCodes.CONFLICT]: 409,
+  [ErrorCodes.PERMISSION_DENIED]: 403,
+  [ErrorCodes.ACL_BOOTSTRAPPED]: 403,
+  [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
+  [ErrorCodes.RATE_LIMITED]: 429,
+  [ErrorCodes.STORE_UNAVAILABLE]: 503,
+  [ErrorCodes.PRIMARY_UNREACHABLE]: 503,
+  [ErrorCodes.UNAVAILABLE]: 503,
+  [ErrorCodes.TIMEOUT]: 504,
+  [ErrorCodes.INDEX_TOO_OLD]: 409,
+};
+
+export function statusFor(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+export interface ErrorBody {
+  Error: ErrorCode;
+  Message: string;
+  Violations?: { Field: string; Message: string }[];
+}
+
+export function errorBody(err: unknown): { status: number; body: ErrorBody } {
+  if (err instanceof IsthmusError) {
+    const status = statusFor(err.code);
+    const body: ErrorBody = { Error: err.code, Message: status === 500 ? 'internal error' : err.message };
+    if (err.violations.length > 0) body.Violations = err.violations;
+    return { status, body };
+  }
+  return { status: 500, body: { Error: ErrorCodes.INTERNAL, Message: 'internal error' } };
+}
+
+export function respondError(c: Context, err: unknown): Response {
+  const { status, body } = errorBody(err);
+  return c.json(body, status as 400);
+}

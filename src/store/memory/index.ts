@@ -1,0 +1,3 @@
+export { MemoryStore } from './memory-store.js';
+export { Tables } from './tables.js';
+export { checkOps, freezeValue } from './validate-ops.js';

@@ -1,0 +1,1 @@
+export { RedisStore } from './redis-store.js';
