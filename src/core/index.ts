@@ -5,3 +5,4 @@ export type { Component } from './lifecycle.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { Backoff, sleep } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
+export { VERSION } from './version.js';

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// `npm test`: brings what npm does not (Chromium for the browser tests, from Debian's packages),
+// type-checks, builds the CLI the tests run, runs vitest, and ends with one plain line "N passed, N failed".
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = process.argv.slice(2);
+
+function run(cmd, cmdArgs, opts = {}) {
+  const r = spawnSync(cmd, cmdArgs, { stdio: 'inherit', cwd: root, ...opts });
+  return r.status ?? 1;
+}
+
+function findFiles(dir, pattern, out = []) {
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) findFiles(p, pattern, out);
+    else if (pattern.test(name)) out.push(p);
+  }
+  return out;
+}
+
+function ensureChromium() {
+  if (existsSync('/usr/bin/chromium')) return;
+  console.log('== Installing Chromium from Debian packages (browser tests need it)');
+  const sudo = process.getuid && process.getuid() !== 0 ? ['sudo'] : [];
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (a) => (sudo.length ? run('sudo', ['apt-get', ...a], { env }) : run('apt-get', a, { env }));
+  if (apt(['update', '-qq']) !== 0 || apt(['install', '-y', '-qq', 'chromium']) !== 0) {
+    console.error('Error: could not install chromium (apt-get install chromium); the browser tests cannot run.');
+    process.exit(1);
+  }
+}
+
+if (findFiles(join(root, 'test'), /\.browser\.test\.ts$/).length > 0) ensureChromium();
+
+console.log('== Type check');
+if (run('npx', ['--no-install', 'tsc', '--noEmit', '-p', 'tsconfig.json']) !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+console.log('== Build');
+if (run('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json']) !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+console.log('== Tests');
+mkdirSync(join(root, 'test-results'), { recursive: true });
+const report = join(root, 'test-results', 'vitest.json');
+const code = run('npx', ['--no-install', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args]);
+let passed = 0;
+let failed = 0;
+try {
+  const r = JSON.parse(readFileSync(report, 'utf8'));
+  passed = r.numPassedTests ?? 0;
+  failed = (r.numFailedTests ?? 0) + (r.numRuntimeErrorTestSuites ?? 0);
+  // A file that fails to load has no tests counted: count it as a failure.
+  for (const f of r.testResults ?? []) if (f.status === 'failed' && (f.assertionResults ?? []).length === 0) failed++;
+} catch {
+  failed = Math.max(failed, 1);
+}
+if (code !== 0 && failed === 0) failed = 1;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(code === 0 && failed === 0 ? 0 : 1);

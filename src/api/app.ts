@@ -1,0 +1,65 @@
+// The HTTP API of one server: Consul-compatible routes, Isthmus' own, metrics; errors mapped in one place.
+import { Hono } from 'hono';
+import type { Registry } from 'prom-client';
+import type { ApiEnv } from './env.js';
+import { respondError } from './errors.js';
+import { aclMiddleware } from './middleware-acl.js';
+import { registerAclRoutes } from './routes-acl.js';
+import { registerAgentRoutes } from './routes-agent.js';
+import { registerCatalogRoutes } from './routes-catalog.js';
+import { registerHealthRoutes } from './routes-health.js';
+import { registerIntentionRoutes } from './routes-intentions.js';
+import { registerStatusRoutes } from './routes-status.js';
+import type { Store } from '../store/index.js';
+import type { Catalog } from '../catalog/index.js';
+import type { Intentions } from '../intentions/index.js';
+import type { Acl } from '../acl/index.js';
+import { httpMetrics, type Logger } from '../telemetry/index.js';
+import { ErrorCodes } from '../core/errors.js';
+
+export interface ApiDeps {
+  store: Store;
+  catalog: Catalog;
+  intentions: Intentions;
+  acl: Acl;
+  registry: Registry;
+  logger: Logger;
+  dc: string;
+  primaryDc: string;
+  nodeName: string;
+  version: string;
+  aclDefaultPolicy: 'allow' | 'deny';
+  trustDomain: () => string;
+  datacenters: () => string[];
+}
+
+export function createApi(deps: ApiDeps): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const metrics = httpMetrics(deps.registry);
+  const log = deps.logger.child({ component: 'api' });
+
+  app.onError((err, c) => {
+    const res = respondError(c, err);
+    if (res.status >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, error: err });
+    return res;
+  });
+  app.notFound((c) => c.json({ Error: ErrorCodes.NOT_FOUND, Message: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
+
+  app.use('*', async (c, next) => {
+    const start = performance.now();
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.duration.observe({ method: c.req.method, route }, (performance.now() - start) / 1000);
+    if (log.tracing) log.debug('request', { method: c.req.method, path: c.req.path, status: c.res.status });
+  });
+  app.use('*', aclMiddleware(deps.acl));
+
+  registerStatusRoutes(app, deps);
+  registerAclRoutes(app, { store: deps.store, acl: deps.acl });
+  registerAgentRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
+  registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
+  registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
+  registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
+  return app;
+}

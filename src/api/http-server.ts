@@ -1,0 +1,52 @@
+// Binds the hono app to a Node HTTP listener; close() ends open (blocking) requests so no port stays bound.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdaptorServer } from '@hono/node-server';
+import type { Hono } from 'hono';
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
+import type { ApiEnv } from './env.js';
+
+export interface HttpListener {
+  /** host:port actually bound (port 0 resolved). */
+  address: string;
+  port: number;
+  /** Starts answering with `app`; until then every request gets a 503. */
+  serve(app: Hono<ApiEnv>): void;
+  close(): Promise<void>;
+}
+
+/** Binds first (so the advertised address is known before the parts that publish it are built). */
+export async function listenHttp(host: string, port: number): Promise<HttpListener> {
+  let fetchFn: (req: Request) => Response | Promise<Response> = () =>
+    Response.json({ Error: ErrorCodes.UNAVAILABLE, Message: 'server is starting' }, { status: 503 });
+  const server = createAdaptorServer({ fetch: (req: Request) => fetchFn(req) }) as Server;
+  // Bounded header size and slow-client timeouts; Node's defaults are generous.
+  server.maxHeadersCount = 200;
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 11 * 60_000; // longer than the longest blocking query (10 m + jitter)
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new IsthmusError(ErrorCodes.BAD_CONFIG, `cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const info = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  return {
+    address: `${shown}:${info.port}`,
+    port: info.port,
+    serve: (app) => {
+      fetchFn = (req) => app.fetch(req);
+    },
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      })),
+  };
+}

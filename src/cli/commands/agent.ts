@@ -1,0 +1,42 @@
+// `isthmus dev` and `isthmus server`: load the config, start the region, stop cleanly on a signal.
+import { CONFIG_FLAGS, loadRegionConfig, type ConfigFlags, type Mode } from '../../config/index.js';
+import { startRegion } from '../../region/index.js';
+import { str, type OptionSpec, type Parsed } from '../args.js';
+import type { Command, Io } from '../command.js';
+
+const options: OptionSpec = { config: { type: 'string' } };
+for (const f of CONFIG_FLAGS) options[f] = { type: 'string' };
+
+function agentCommand(mode: Mode): Command {
+  return {
+    name: mode,
+    summary: mode === 'dev' ? 'Run a single-DC development server (in memory, ACL default allow)' : 'Run the control plane of one datacenter',
+    usage: `isthmus ${mode} [--config FILE] [--dc DC] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--data-dir DIR] [--store memory|redis] [--redis-url URL] [--acl-default-policy allow|deny] [--log-level LEVEL]`,
+    options,
+    run: (args, io) => runAgent(mode, args, io),
+  };
+}
+
+async function runAgent(mode: Mode, args: Parsed, io: Io): Promise<number> {
+  const flags: ConfigFlags = {};
+  for (const f of CONFIG_FLAGS) {
+    const v = str(args.values[f]);
+    if (v !== undefined) (flags as Record<string, string>)[f] = v;
+  }
+  const config = loadRegionConfig({ mode, flags, env: io.env, configFile: str(args.values.config) });
+  const region = await startRegion(config);
+  io.out(`==> Isthmus ${mode} running: datacenter ${config.dc}, node ${config.nodeName}`);
+  io.out(`    HTTP API: http://${region.httpAddress}   store: ${config.store}${config.dataDir ? ` (${config.dataDir})` : ' (not persisted)'}`);
+  io.out(`    trust domain: ${region.trustDomain}   ACL default policy: ${config.aclDefaultPolicy}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  io.out('==> Shutting down');
+  await region.stop();
+  return 0;
+}
+
+export const devCommand = agentCommand('dev');
+export const serverCommand = agentCommand('server');

@@ -1,0 +1,1 @@
+export { main, COMMANDS, helpText } from './main.js';

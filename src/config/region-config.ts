@@ -1,0 +1,173 @@
+// One validated RegionConfig from a config file, the environment and flags (flags win, then env, then file).
+// Every violation names where the bad value came from: the flag, the variable or the file key.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
+import { REDACTED } from '../telemetry/index.js';
+
+export type Mode = 'dev' | 'server';
+
+export interface RegionConfig {
+  mode: Mode;
+  dc: string;
+  primaryDc: string;
+  nodeName: string;
+  /** host:port the HTTP API listens on. */
+  httpAddr: string;
+  /** host:port the gRPC (data plane, federation) listener uses. */
+  grpcAddr: string;
+  /** host:port other parts use to reach this server's HTTP API. */
+  advertiseAddr: string;
+  /** Where the memory store keeps its log and snapshots; absent = nothing persisted (dev only). */
+  dataDir: string | undefined;
+  store: 'memory' | 'redis';
+  redisUrl: string | undefined;
+  aclDefaultPolicy: 'allow' | 'deny';
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** The settings, by their key in a config file, with the flag and variable that also set them. */
+const KEYS = {
+  datacenter: { flag: 'dc', env: 'ISTHMUS_DATACENTER' },
+  primary_datacenter: { flag: 'primary-dc', env: 'ISTHMUS_PRIMARY_DATACENTER' },
+  node_name: { flag: 'node', env: 'ISTHMUS_NODE_NAME' },
+  http_addr: { flag: 'http-addr', env: 'ISTHMUS_LISTEN_HTTP_ADDR' },
+  grpc_addr: { flag: 'grpc-addr', env: 'ISTHMUS_GRPC_ADDR' },
+  advertise_addr: { flag: 'advertise-addr', env: 'ISTHMUS_ADVERTISE_ADDR' },
+  data_dir: { flag: 'data-dir', env: 'ISTHMUS_DATA_DIR' },
+  store: { flag: 'store', env: 'ISTHMUS_STORE' },
+  redis_url: { flag: 'redis-url', env: 'ISTHMUS_REDIS_URL' },
+  acl_default_policy: { flag: 'acl-default-policy', env: 'ISTHMUS_ACL_DEFAULT_POLICY' },
+  log_level: { flag: 'log-level', env: 'ISTHMUS_LOG_LEVEL' },
+} as const;
+
+export type ConfigKey = keyof typeof KEYS;
+export const CONFIG_FLAGS = Object.values(KEYS).map((k) => k.flag);
+export type ConfigFlags = Partial<Record<(typeof KEYS)[ConfigKey]['flag'], string>>;
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+const hostPort = z.string().regex(HOST_PORT, { message: 'must be host:port, e.g. 127.0.0.1:8500', abort: true }).refine((v) => {
+  const port = Number(HOST_PORT.exec(v)?.[2]);
+  return port >= 0 && port <= 65535;
+}, 'port must be 0..65535');
+
+const schema = z.object({
+  datacenter: z.string().regex(NAME, 'must be lowercase letters, digits and dashes, at most 63 characters (e.g. dc1)'),
+  primary_datacenter: z.string().regex(NAME, 'must be lowercase letters, digits and dashes (e.g. dc1)'),
+  node_name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be letters, digits, dots, dashes, underscores'),
+  http_addr: hostPort,
+  grpc_addr: hostPort,
+  advertise_addr: hostPort,
+  data_dir: z.string().min(1).optional(),
+  store: z.enum(['memory', 'redis'], { message: 'must be memory or redis' }),
+  redis_url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  acl_default_policy: z.enum(['allow', 'deny'], { message: 'must be allow or deny' }),
+  log_level: z.enum(['debug', 'info', 'warn', 'error'], { message: 'must be debug, info, warn or error' }),
+});
+
+export interface LoadOptions {
+  mode: Mode;
+  flags?: ConfigFlags;
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON config file (`--config`). */
+  configFile?: string;
+}
+
+type Source = { value: unknown; where: string };
+
+export function loadRegionConfig(opts: LoadOptions): RegionConfig {
+  const env = opts.env ?? process.env;
+  const violations: Violation[] = [];
+  const sources = new Map<ConfigKey, Source>();
+
+  if (opts.configFile) {
+    let file: unknown;
+    try {
+      file = JSON.parse(readFileSync(opts.configFile, 'utf8'));
+    } catch (err) {
+      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `cannot read config file ${opts.configFile}: ${(err as Error).message}`);
+    }
+    if (!file || typeof file !== 'object' || Array.isArray(file)) {
+      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `config file ${opts.configFile} must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(file)) {
+      if (!(k in KEYS)) {
+        violations.push({ Field: `${opts.configFile}: ${k}`, Message: `unknown setting (known: ${Object.keys(KEYS).join(', ')})` });
+        continue;
+      }
+      sources.set(k as ConfigKey, { value: v, where: `${opts.configFile}: ${k}` });
+    }
+  }
+  for (const [k, spec] of Object.entries(KEYS) as [ConfigKey, (typeof KEYS)[ConfigKey]][]) {
+    const e = env[spec.env];
+    if (e !== undefined && e !== '') sources.set(k, { value: e, where: spec.env });
+    const f = opts.flags?.[spec.flag];
+    if (f !== undefined) sources.set(k, { value: f, where: `--${spec.flag}` });
+  }
+
+  const dev = opts.mode === 'dev';
+  const dc = (sources.get('datacenter')?.value as string | undefined) ?? 'dc1';
+  const httpAddr = (sources.get('http_addr')?.value as string | undefined) ?? '127.0.0.1:8500';
+  const defaults: Record<ConfigKey, unknown> = {
+    datacenter: 'dc1',
+    primary_datacenter: dc,
+    node_name: `${hostname().split('.')[0].replace(/[^A-Za-z0-9_.-]/g, '-') || 'node'}-${dc}`,
+    http_addr: '127.0.0.1:8500',
+    grpc_addr: `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`,
+    advertise_addr: httpAddr,
+    data_dir: dev ? undefined : join('.isthmus', dc),
+    store: 'memory',
+    redis_url: undefined,
+    acl_default_policy: dev ? 'allow' : 'deny',
+    log_level: 'info',
+  };
+  const merged: Record<string, unknown> = {};
+  for (const k of Object.keys(KEYS) as ConfigKey[]) merged[k] = sources.has(k) ? sources.get(k)!.value : defaults[k];
+
+  const r = schema.safeParse(merged);
+  if (!r.success) {
+    for (const issue of r.error.issues) {
+      const key = String(issue.path[0]) as ConfigKey;
+      // A default derived from a bad value (grpc_addr from http_addr) is not a second mistake.
+      if (!sources.has(key)) continue;
+      violations.push({ Field: sources.get(key)?.where ?? key, Message: issue.message });
+    }
+  }
+  if (r.success && r.data.store === 'redis' && !r.data.redis_url) {
+    violations.push({ Field: sources.get('store')?.where ?? 'store', Message: 'store redis needs --redis-url (or ISTHMUS_REDIS_URL)' });
+  }
+  if (violations.length > 0 || !r.success) {
+    const text = violations.map((v) => `${v.Field}: ${v.Message}`).join('; ');
+    throw new IsthmusError(ErrorCodes.BAD_CONFIG, `invalid configuration: ${text}`, { violations });
+  }
+  const d = r.data;
+  return {
+    mode: opts.mode,
+    dc: d.datacenter,
+    primaryDc: d.primary_datacenter,
+    nodeName: d.node_name,
+    httpAddr: d.http_addr,
+    grpcAddr: d.grpc_addr,
+    advertiseAddr: d.advertise_addr,
+    dataDir: d.data_dir,
+    store: d.store,
+    redisUrl: d.redis_url,
+    aclDefaultPolicy: d.acl_default_policy,
+    logLevel: d.log_level,
+  };
+}
+
+/** A copy safe to log or print: credentials in URLs masked. */
+export function redactConfig(config: RegionConfig): RegionConfig {
+  return { ...config, redisUrl: config.redisUrl?.replace(/(\/\/[^:/@]*:)[^@]+@/, `$1${REDACTED}@`) };
+}
+
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = HOST_PORT.exec(addr);
+  if (!m) throw new IsthmusError(ErrorCodes.BAD_CONFIG, `${addr} is not host:port`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}

@@ -1,0 +1,119 @@
+// The composition root: builds one region's server from a RegionConfig (store -> catalog ->
+// intentions -> acl -> api) and stops it in reverse. The CLI, npm start and the tests call it.
+import type { Registry } from 'prom-client';
+import { ComponentGroup, type Component } from '../core/lifecycle.js';
+import { VERSION } from '../core/version.js';
+import type { RegionConfig } from '../config/index.js';
+import { splitHostPort, redactConfig } from '../config/index.js';
+import { createStore, type Store } from '../store/index.js';
+import { Catalog, CheckRunner } from '../catalog/index.js';
+import { Intentions } from '../intentions/index.js';
+import { Acl } from '../acl/index.js';
+import { createApi, listenHttp, type HttpListener } from '../api/index.js';
+import { createLogger, createRegistry, type Logger } from '../telemetry/index.js';
+import { ensureTrustDomain } from './trust-domain.js';
+
+export interface Region {
+  readonly config: RegionConfig;
+  readonly store: Store;
+  readonly catalog: Catalog;
+  readonly intentions: Intentions;
+  readonly acl: Acl;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly trustDomain: string;
+  /** host:port the HTTP API is bound to (port 0 resolved). */
+  readonly httpAddress: string;
+  stop(): Promise<void>;
+}
+
+export interface StartRegionOptions {
+  logger?: Logger;
+  /** Collect process metrics (off when several regions share one process). */
+  processMetrics?: boolean;
+}
+
+export async function startRegion(config: RegionConfig, opts: StartRegionOptions = {}): Promise<Region> {
+  const logger = (opts.logger ?? createLogger({ level: config.logLevel })).child({ dc: config.dc, node: config.nodeName });
+  const registry = createRegistry({ dc: config.dc, node: config.nodeName }, { processMetrics: opts.processMetrics });
+  const group = new ComponentGroup();
+  const { host, port } = splitHostPort(config.httpAddr);
+
+  // Bind the HTTP port first: with port 0 the advertised address is only known once bound.
+  let listener: HttpListener | undefined;
+  const http: Component = {
+    name: 'http',
+    start: async () => {
+      listener = await listenHttp(host, port);
+    },
+    stop: async () => {
+      await listener?.close();
+    },
+  };
+  await group.start([http]);
+  if (splitHostPort(config.advertiseAddr).port === 0) config = { ...config, advertiseAddr: listener!.address };
+
+  const store = createStore(
+    config.store === 'redis'
+      ? { backend: 'redis', dc: config.dc, advertiseAddr: config.advertiseAddr, redisUrl: config.redisUrl! }
+      : { backend: 'memory', dc: config.dc, advertiseAddr: config.advertiseAddr, dataDir: config.dataDir },
+  );
+  try {
+    await group.start([store]);
+    const trustDomain = await ensureTrustDomain(store);
+    const nodeAddress = splitHostPort(config.advertiseAddr).host;
+    const catalog = new Catalog({ store, dc: config.dc, nodeName: config.nodeName, nodeAddress });
+    const intentions = new Intentions({
+      store,
+      dc: config.dc,
+      defaultAllow: () => config.aclDefaultPolicy === 'allow',
+      trustDomain: () => trustDomain,
+    });
+    const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy });
+    const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
+    await group.start([catalog, intentions, acl, checks].filter(isComponent));
+
+    const app = createApi({
+      store,
+      catalog,
+      intentions,
+      acl,
+      registry,
+      logger,
+      dc: config.dc,
+      primaryDc: config.primaryDc,
+      nodeName: config.nodeName,
+      version: VERSION,
+      aclDefaultPolicy: config.aclDefaultPolicy,
+      trustDomain: () => trustDomain,
+      datacenters: () => [config.dc],
+    });
+    listener!.serve(app);
+    logger.info('region started', { config: redactConfig(config), http: listener!.address, trustDomain, store: store.backend });
+
+    return {
+      config,
+      store,
+      catalog,
+      intentions,
+      acl,
+      registry,
+      logger,
+      trustDomain,
+      httpAddress: listener!.address,
+      stop: async () => {
+        // Stop taking requests before the parts they use go away.
+        await listener?.close();
+        await group.stop();
+        logger.info('region stopped');
+      },
+    };
+  } catch (err) {
+    await group.stop();
+    throw err;
+  }
+}
+
+function isComponent(x: unknown): x is Component {
+  return typeof (x as Component)?.start === 'function' && typeof (x as Component)?.stop === 'function';
+}
