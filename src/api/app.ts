@@ -10,10 +10,12 @@ import { registerCatalogRoutes } from './routes-catalog.js';
 import { registerHealthRoutes } from './routes-health.js';
 import { registerIntentionRoutes } from './routes-intentions.js';
 import { registerStatusRoutes } from './routes-status.js';
+import { registerCaRoutes } from './routes-ca.js';
 import type { Store } from '../store/index.js';
 import type { Catalog } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
 import type { Acl } from '../acl/index.js';
+import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { httpMetrics, type Logger } from '../telemetry/index.js';
 import { ErrorCodes } from '../core/errors.js';
 
@@ -22,6 +24,8 @@ export interface ApiDeps {
   catalog: Catalog;
   intentions: Intentions;
   acl: Acl;
+  ca: CertificateAuthority;
+  leaves: LeafCache;
   registry: Registry;
   logger: Logger;
   dc: string;
@@ -61,5 +65,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
+  registerCaRoutes(app, { store: deps.store, ca: deps.ca, leaves: deps.leaves, trustDomain: deps.trustDomain });
   return app;
 }

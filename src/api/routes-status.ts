@@ -37,16 +37,6 @@ export function registerStatusRoutes(app: Hono<ApiEnv>, deps: StatusRouteDeps): 
     });
   });
 
-  // The CA that signs with this trust domain comes with the certificates; the domain itself is fixed at first start.
-  app.get('/v1/connect/ca/roots', async (c) => {
-    const body = await blockingRead(c, store, ['meta', 'ca-roots'], () => ({
-      ActiveRootID: '',
-      TrustDomain: deps.trustDomain(),
-      Roots: [] as unknown[],
-    }));
-    return c.json(body);
-  });
-
   // Isthmus' own: who changed which intention or ACL object, when, from which DC.
   app.get('/v1/audit', async (c) => {
     requirePermission(c, (a) => a.operatorRead(), 'operator:read');
@@ -56,6 +46,7 @@ export function registerStatusRoutes(app: Hono<ApiEnv>, deps: StatusRouteDeps): 
     const events = await blockingRead(c, store, [AUDIT_TABLE], () =>
       store
         .list<AuditEvent>(AUDIT_TABLE)
+        .sort((a, b) => a.modifyIndex - b.modifyIndex)
         .filter((e) => (kind ? e.value.Kind === kind : true))
         .filter((e) => (since ? e.value.Time >= new Date(since).toISOString() : true))
         .map((e) => ({ ...e.value, Index: e.modifyIndex })),

@@ -37,7 +37,7 @@ export function auditOp(actor: Actor, fields: Pick<AuditEvent, 'Kind' | 'Action'
     Actor: { AccessorID: actor.accessorId, Description: actor.description },
     DC: actor.dc,
   };
-  // Keys sort by time, so list() returns the trail in order.
+  // Keys sort roughly by time; readers order by the commit index (exact within a DC).
   const key = `${now.toISOString()}/${event.ID}`;
   return { op: 'put' as const, table: AUDIT_TABLE, key, value: event };
 }

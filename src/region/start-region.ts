@@ -9,6 +9,7 @@ import { createStore, type Store } from '../store/index.js';
 import { Catalog, CheckRunner } from '../catalog/index.js';
 import { Intentions } from '../intentions/index.js';
 import { Acl } from '../acl/index.js';
+import { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { createApi, listenHttp, type HttpListener } from '../api/index.js';
 import { createLogger, createRegistry, type Logger } from '../telemetry/index.js';
 import { ensureTrustDomain } from './trust-domain.js';
@@ -19,6 +20,8 @@ export interface Region {
   readonly catalog: Catalog;
   readonly intentions: Intentions;
   readonly acl: Acl;
+  readonly ca: CertificateAuthority;
+  readonly leaves: LeafCache;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly trustDomain: string;
@@ -71,13 +74,24 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     });
     const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy });
     const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
+    const ca = new CertificateAuthority({
+      store,
+      dc: config.dc,
+      primary: config.dc === config.primaryDc,
+      trustDomain: () => trustDomain,
+      logger,
+    });
+    const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
+    await group.start([ca]);
 
     const app = createApi({
       store,
       catalog,
       intentions,
       acl,
+      ca,
+      leaves,
       registry,
       logger,
       dc: config.dc,
@@ -97,6 +111,8 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       catalog,
       intentions,
       acl,
+      ca,
+      leaves,
       registry,
       logger,
       trustDomain,

@@ -1,0 +1,101 @@
+// Consul's /v1/agent endpoints for services and checks registered on this server's node.
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import type { ApiEnv } from './env.js';
+import type { Store } from '../store/index.js';
+import { CHECKS, SERVICES, checkSchema, normalizeKeys, serviceSchema, type Catalog, type HealthStatus } from '../catalog/index.js';
+import { blockingRead } from './blocking.js';
+import { requirePermission } from './authz.js';
+import { parseWith, readJson } from './validate.js';
+import { agentService, checkShape, flag } from './catalog-shapes.js';
+import { notFound } from '../core/errors.js';
+
+export interface CatalogRouteDeps {
+  store: Store;
+  catalog: Catalog;
+  dc: string;
+  datacenters: () => string[];
+}
+
+const updateBody = z.object({ Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }), Output: z.string().max(4096).optional() });
+
+export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
+  const { store, catalog, dc } = deps;
+
+  app.put('/v1/agent/service/register', async (c) => {
+    const def = parseWith(serviceSchema, normalizeKeys((await readJson(c)) ?? {}));
+    requirePermission(c, (a) => a.serviceWrite(def.Name), `service:write on ${def.Name}`);
+    await catalog.registerService(def, { replaceExistingChecks: flag(c, 'replace-existing-checks') });
+    return c.body(null, 200);
+  });
+
+  app.put('/v1/agent/service/deregister/:id', async (c) => {
+    const id = c.req.param('id');
+    const svc = catalog.agentService(id);
+    if (!svc) throw notFound(`Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`);
+    requirePermission(c, (a) => a.serviceWrite(svc.Service), `service:write on ${svc.Service}`);
+    await catalog.deregisterService(id);
+    return c.body(null, 200);
+  });
+
+  app.get('/v1/agent/services', async (c) => {
+    const body = await blockingRead(c, store, [SERVICES], () =>
+      Object.fromEntries(catalog.agentServices().filter((s) => c.get('authz').serviceRead(s.Service)).map((s) => [s.ID, agentService(s, dc)])),
+    );
+    return c.json(body);
+  });
+
+  app.get('/v1/agent/service/:id', async (c) => {
+    const id = c.req.param('id');
+    const svc = await blockingRead(c, store, [SERVICES], () => catalog.agentService(id));
+    if (!svc) throw notFound(`unknown service ID: ${id}`);
+    requirePermission(c, (a) => a.serviceRead(svc.Service), `service:read on ${svc.Service}`);
+    return c.json(agentService(svc, dc));
+  });
+
+  app.get('/v1/agent/checks', async (c) => {
+    const body = await blockingRead(c, store, [CHECKS], () =>
+      Object.fromEntries(catalog.agentChecks().filter((k) => c.get('authz').serviceRead(k.ServiceName)).map((k) => [k.CheckID, checkShape(k)])),
+    );
+    return c.json(body);
+  });
+
+  app.put('/v1/agent/check/register', async (c) => {
+    const def = parseWith(checkSchema, normalizeKeys((await readJson(c)) ?? {}));
+    const owner = def.ServiceID ? catalog.agentService(def.ServiceID) : undefined;
+    requirePermission(c, (a) => (owner ? a.serviceWrite(owner.Service) : a.operatorWrite()), owner ? `service:write on ${owner.Service}` : 'operator:write (node checks)');
+    await catalog.registerCheck(def);
+    return c.body(null, 200);
+  });
+
+  app.put('/v1/agent/check/deregister/:id', async (c) => {
+    const id = c.req.param('id');
+    const check = catalog.agentChecks().find((k) => k.CheckID === id);
+    if (!check) throw notFound(`Unknown check ID "${id}"`);
+    requirePermission(c, (a) => (check.ServiceName ? a.serviceWrite(check.ServiceName) : a.operatorWrite()), `service:write on ${check.ServiceName}`);
+    await catalog.deregisterCheck(id);
+    return c.body(null, 200);
+  });
+
+  const ttl = (status: HealthStatus) => async (c: import('hono').Context<ApiEnv>) => {
+    const id = c.req.param('id')!;
+    const check = catalog.agentChecks().find((k) => k.CheckID === id);
+    if (!check) throw notFound(`Unknown check ID "${id}". Ensure that the check ID is passed, not the check name.`);
+    requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
+    await catalog.updateTtl(id, status, (c.req.query('note') ?? '').slice(0, 4096));
+    return c.body(null, 200);
+  };
+  app.put('/v1/agent/check/pass/:id', ttl('passing'));
+  app.put('/v1/agent/check/warn/:id', ttl('warning'));
+  app.put('/v1/agent/check/fail/:id', ttl('critical'));
+
+  app.put('/v1/agent/check/update/:id', async (c) => {
+    const id = c.req.param('id');
+    const body = parseWith(updateBody, normalizeKeys((await readJson(c)) ?? {}));
+    const check = catalog.agentChecks().find((k) => k.CheckID === id);
+    if (!check) throw notFound(`Unknown check ID "${id}"`);
+    requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
+    await catalog.updateTtl(id, body.Status, body.Output ?? '');
+    return c.body(null, 200);
+  });
+}

@@ -1,0 +1,133 @@
+// Connect CA endpoints in Consul's shapes: roots, configuration, leaves (blocking until renewal),
+// and Isthmus' own root rotation.
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import type { ApiEnv } from './env.js';
+import type { Store } from '../store/index.js';
+import { CA_CONFIG, CA_ROOTS, type CaRoot, type CertificateAuthority, type LeafCache } from '../ca/index.js';
+import { blockingRead, parseBlocking, setIndexHeaders } from './blocking.js';
+import { requirePermission } from './authz.js';
+import { readBody } from './validate.js';
+import { formatDuration, parseDuration } from '../core/duration.js';
+import { invalid } from '../core/errors.js';
+
+export interface CaRouteDeps {
+  store: Store;
+  ca: CertificateAuthority;
+  leaves: LeafCache;
+  trustDomain: () => string;
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
+
+const durationField = z.string().transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 72h, 30m)` });
+    return z.NEVER;
+  }
+});
+
+const configBody = z.object({
+  Provider: z.literal('consul', { message: 'only the built-in provider "consul" is supported' }).optional(),
+  Config: z
+    .object({
+      LeafCertTTL: durationField.optional(),
+      IntermediateCertTTL: durationField.optional(),
+      RootCertTTL: durationField.optional(),
+      CSRMaxPerSecond: z.number().min(0, 'must be 0 (unbounded) or more').optional(),
+      PrivateKeyType: z.literal('ec', { message: 'only ec keys are supported' }).optional(),
+      PrivateKeyBits: z.literal(256, { message: 'only 256-bit (P-256) keys are supported' }).optional(),
+    })
+    .passthrough(),
+});
+
+export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
+  const { store, ca } = deps;
+
+  app.get('/v1/connect/ca/roots', async (c) => {
+    const body = await blockingRead(c, store, [CA_ROOTS, 'meta'], () => {
+      const entries = store.list<CaRoot>(CA_ROOTS);
+      const active = entries.find((e) => e.value.Active);
+      return {
+        ActiveRootID: active?.value.ID ?? '',
+        TrustDomain: deps.trustDomain(),
+        Roots: entries.map((e) => ({
+          ID: e.value.ID,
+          Name: e.value.Name,
+          SerialNumber: parseInt(e.value.SerialNumber.slice(-12), 16),
+          SigningKeyID: e.value.SigningKeyID,
+          ExternalTrustDomain: e.value.TrustDomain,
+          NotBefore: e.value.NotBefore,
+          NotAfter: e.value.NotAfter,
+          RootCert: e.value.RootCert,
+          IntermediateCerts: e.value.IntermediateCerts,
+          Active: e.value.Active,
+          PrivateKeyType: e.value.PrivateKeyType,
+          PrivateKeyBits: e.value.PrivateKeyBits,
+          CreateIndex: e.createIndex,
+          ModifyIndex: e.modifyIndex,
+        })),
+      };
+    });
+    // ?pem=true answers the bundle as concatenated PEM, as Consul does.
+    if (c.req.query('pem') === 'true') return c.text(body.Roots.map((r) => r.RootCert.trim()).join('\n') + '\n', 200, { 'Content-Type': 'application/pem-certificate-chain' });
+    return c.json(body);
+  });
+
+  app.get('/v1/connect/ca/configuration', async (c) => {
+    requirePermission(c, (a) => a.operatorRead(), 'operator:read');
+    const entry = store.get(CA_CONFIG, 'config');
+    const cfg = await blockingRead(c, store, [CA_CONFIG], () => ca.config());
+    return c.json({
+      Provider: 'consul',
+      Config: {
+        LeafCertTTL: formatDuration(cfg.LeafCertTTL),
+        IntermediateCertTTL: formatDuration(cfg.IntermediateCertTTL),
+        RootCertTTL: formatDuration(cfg.RootCertTTL),
+        CSRMaxPerSecond: cfg.CsrMaxPerSecond,
+        PrivateKeyType: 'ec',
+        PrivateKeyBits: 256,
+      },
+      CreateIndex: entry?.createIndex ?? 0,
+      ModifyIndex: entry?.modifyIndex ?? 0,
+    });
+  });
+
+  app.put('/v1/connect/ca/configuration', async (c) => {
+    requirePermission(c, (a) => a.operatorWrite(), 'operator:write');
+    const body = await readBody(c, configBody);
+    const cfg = body.Config;
+    await ca.setConfig(
+      {
+        ...(cfg.LeafCertTTL !== undefined && { LeafCertTTL: cfg.LeafCertTTL }),
+        ...(cfg.IntermediateCertTTL !== undefined && { IntermediateCertTTL: cfg.IntermediateCertTTL }),
+        ...(cfg.RootCertTTL !== undefined && { RootCertTTL: cfg.RootCertTTL }),
+        ...(cfg.CSRMaxPerSecond !== undefined && { CsrMaxPerSecond: cfg.CSRMaxPerSecond }),
+      },
+      c.get('actor'),
+    );
+    return c.json(true);
+  });
+
+  app.post('/v1/connect/ca/rotate', async (c) => {
+    requirePermission(c, (a) => a.operatorWrite(), 'operator:write');
+    const root = await ca.rotate(c.get('actor'));
+    return c.json({ ActiveRootID: root.ID, Name: root.Name });
+  });
+
+  app.get('/v1/agent/connect/ca/leaf/:service', async (c) => {
+    const service = c.req.param('service');
+    if (!NAME.test(service)) throw invalid([{ Field: 'service', Message: 'must be a service name (letters, digits, dashes, underscores)' }]);
+    requirePermission(c, (a) => a.serviceWrite(service), `service:write on ${service}`);
+    const ns = c.req.query('ns') ?? 'default';
+    const params = parseBlocking(c);
+    const leaf = params && params.index > 0
+      ? await deps.leaves.wait(service, ns, params.index, params.waitMs, c.req.raw.signal)
+      : await deps.leaves.get(service, ns);
+    setIndexHeaders(c, store, leaf.ModifyIndex);
+    c.header('Cache-Control', 'no-store');
+    return c.json(leaf);
+  });
+}

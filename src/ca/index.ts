@@ -1,0 +1,7 @@
+export { CertificateAuthority } from './authority.js';
+export type { AuthorityOptions } from './authority.js';
+export { LeafCache } from './leaf-cache.js';
+export { inspect as inspectCertificate } from './x509.js';
+export type { CertInfo } from './x509.js';
+export { CA_ROOTS, CA_INTERMEDIATES, CA_CONFIG, DEFAULT_CA_CONFIG } from './model.js';
+export type { CaRoot, CaIntermediate, CaConfig, LeafCert, TrustBundle } from './model.js';

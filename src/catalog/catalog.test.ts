@@ -1,0 +1,156 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/memory/index.js';
+import { Catalog } from './catalog.js';
+import { CheckRunner } from './check-runner.js';
+import { parseServiceDefinition } from './definition.js';
+import { serviceSchema, CHECKS } from './model.js';
+import { normalizeKeys } from './normalize.js';
+import { testApp } from '../api/testing/test-app.js';
+import { registerAgentRoutes } from '../api/routes-agent.js';
+import { registerCatalogRoutes } from '../api/routes-catalog.js';
+import { registerHealthRoutes } from '../api/routes-health.js';
+import type { Authorizer } from '../acl/index.js';
+import { allowAll } from '../acl/index.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function setup(withRunner = false) {
+  const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
+  await store.start();
+  const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '127.0.0.1' });
+  await catalog.start();
+  cleanups.push(() => store.stop(), () => catalog.stop());
+  let runner: CheckRunner | undefined;
+  if (withRunner) {
+    runner = new CheckRunner({ store, catalog, nodeName: 'node-1' });
+    await runner.start();
+    cleanups.push(() => runner!.stop());
+  }
+  return { store, catalog, runner };
+}
+
+const reg = (x: unknown) => serviceSchema.parse(normalizeKeys(x));
+const until = async (fn: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('Catalog', () => {
+  it('registers a service with a nested sidecar in one commit, with a port from 21000', async () => {
+    const { catalog, store } = await setup();
+    const before = store.index();
+    await catalog.registerService(reg({ name: 'web', port: 8080, connect: { sidecar_service: { proxy: { upstreams: [{ destination_name: 'api', local_bind_port: 9191 }] } } } }));
+    expect(store.index()).toBe(before + 1);
+    const sc = catalog.agentService('web-sidecar-proxy')!;
+    expect(sc).toMatchObject({ Kind: 'connect-proxy', Port: 21000, Service: 'web-sidecar-proxy', Proxy: { DestinationServiceName: 'web', DestinationServiceID: 'web', LocalServicePort: 8080 } });
+    expect(sc.Proxy!.Upstreams![0]).toMatchObject({ DestinationName: 'api', LocalBindPort: 9191 });
+    expect(catalog.connectInstances('web').map((e) => e.service.ID)).toEqual(['web-sidecar-proxy']);
+    await catalog.registerService(reg({ name: 'api', port: 1, connect: { sidecar_service: {} } }));
+    expect(catalog.agentService('api-sidecar-proxy')!.Port).toBe(21001);
+    await catalog.deregisterService('web');
+    expect(catalog.agentService('web-sidecar-proxy')).toBeUndefined();
+  });
+
+  it('names every invalid field with its path', () => {
+    const r = serviceSchema.safeParse(normalizeKeys({ name: 'a/b', port: 70000, check: { http: 'ftp://x', interval: 'soon' }, proxy: { upstreams: [{ destination_name: 'db' }] } }));
+    expect(r.success).toBe(false);
+    const fields = r.error!.issues.map((i) => i.path.join('.'));
+    expect(fields).toEqual(expect.arrayContaining(['Name', 'Port', 'Check.HTTP', 'Check.Interval', 'Proxy.Upstreams.0.LocalBindPort']));
+    expect(() => parseServiceDefinition({ service: { name: 'ok', port: 'x' } })).toThrow(/service\.Port/);
+  });
+
+  it('aggregates health: critical beats warning beats passing, and ?passing filters', async () => {
+    const { catalog } = await setup();
+    await catalog.registerService(reg({ name: 'db', id: 'db-1', checks: [{ ttl: '1m', status: 'passing' }, { ttl: '1m', status: 'warning' }] }));
+    await catalog.registerService(reg({ name: 'db', id: 'db-2', check: { ttl: '1m', status: 'passing' } }));
+    expect(catalog.instances('db').map((e) => e.checks.map((c) => c.CheckID).sort())).toEqual([['service:db-1:1', 'service:db-1:2'], ['service:db-2']]);
+    expect(catalog.instances('db', { passingOnly: true }).map((e) => e.service.ID)).toEqual(['db-2']);
+    await catalog.updateTtl('service:db-2', 'critical', 'down');
+    expect(catalog.instances('db', { passingOnly: true })).toHaveLength(0);
+  });
+
+  it('expires a TTL check to critical, and writes nothing for unchanged updates', async () => {
+    const { catalog, store } = await setup(true);
+    await catalog.registerService(reg({ name: 'cache', check: { ttl: '300ms' } }));
+    await catalog.updateTtl('service:cache', 'passing', 'ok');
+    const idx = store.index();
+    for (let i = 0; i < 5; i++) await catalog.updateTtl('service:cache', 'passing', 'ok');
+    expect(store.index()).toBe(idx);
+    await until(() => catalog.checksOf('node-1', 'cache')[0].Status === 'critical');
+    expect(catalog.checksOf('node-1', 'cache')[0].Output).toMatch(/TTL expired/);
+  });
+
+  it('runs HTTP checks against a real server: passing, then critical when it fails', async () => {
+    let status = 200;
+    const srv: Server = createServer((_req, res) => {
+      res.statusCode = status;
+      res.end('hi');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as AddressInfo).port;
+    const { catalog, store } = await setup(true);
+    await catalog.registerService(reg({ name: 'site', check: { http: `http://127.0.0.1:${port}/health`, interval: '100ms' } }));
+    await until(() => catalog.checksOf('node-1', 'site')[0].Status === 'passing');
+    const idx = store.tableIndex(CHECKS);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(store.tableIndex(CHECKS)).toBe(idx);
+    status = 500;
+    await until(() => catalog.checksOf('node-1', 'site')[0].Status === 'critical');
+    status = 429;
+    await until(() => catalog.checksOf('node-1', 'site')[0].Status === 'warning');
+  });
+
+  it('runs TCP checks and deregisters a service critical longer than DeregisterCriticalServiceAfter', async () => {
+    const { catalog } = await setup(true);
+    await catalog.registerService(reg({ name: 'gone', check: { tcp: '127.0.0.1:1', interval: '100ms', timeout: '200ms', deregister_critical_service_after: '300ms' } }));
+    await until(() => /TCP connect 127\.0\.0\.1:1: ECONNREFUSED/.test(catalog.checksOf('node-1', 'gone')[0]?.Output ?? ''));
+    await until(() => catalog.agentService('gone') === undefined);
+  });
+});
+
+describe('catalog routes', () => {
+  it('serves Consul shapes; blocking health queries wake on change; ACL filters reads', async () => {
+    const { store, catalog } = await setup();
+    const onlyWeb: Authorizer = { ...allowAll, serviceRead: (n) => n === 'web', serviceWrite: (n) => n === 'web' };
+    const mount = (app: Parameters<typeof registerAgentRoutes>[0]) => {
+      const deps = { store, catalog, dc: 'dc1', datacenters: () => ['dc1'] };
+      registerAgentRoutes(app, deps);
+      registerCatalogRoutes(app, deps);
+      registerHealthRoutes(app, deps);
+    };
+    const app = testApp(mount);
+    const limited = testApp(mount, { authz: onlyWeb });
+    expect((await app.request('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'web', Port: 80, Tags: ['a'] }) })).status).toBe(200);
+    expect((await app.request('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'db', Port: 5432 }) })).status).toBe(200);
+    expect(await (await limited.request('/v1/catalog/services')).json()).toEqual({ web: ['a'] });
+    expect(await (await limited.request('/v1/catalog/service/db')).json()).toEqual([]);
+    expect((await limited.request('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'db', Port: 1 }) })).status).toBe(403);
+
+    const first = await app.request('/v1/health/service/web');
+    const index = Number(first.headers.get('X-Consul-Index'));
+    const pending = app.request(`/v1/health/service/web?index=${index}&wait=5s`);
+    setTimeout(() => void catalog.registerService(reg({ name: 'web', id: 'web-2', port: 81 })), 100);
+    const res = await pending;
+    expect(((await res.json()) as unknown[]).length).toBe(2);
+    expect(Number(res.headers.get('X-Consul-Index'))).toBeGreaterThan(index);
+
+    const bad = await app.request('/v1/agent/check/update/service:web', { method: 'PUT', body: JSON.stringify({ Status: 'fine' }) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as any).Violations[0].Field).toBe('Status');
+    expect((await app.request('/v1/agent/check/pass/nope', { method: 'PUT' })).status).toBe(404);
+    expect((await app.request('/v1/health/state/odd')).status).toBe(400);
+    const tf = await app.request('/v1/catalog/register', { method: 'PUT', body: JSON.stringify({ Node: 'ext', Address: '10.1.1.1', Service: { Service: 'legacy', Port: 9000 }, Check: { CheckID: 'ext-ok', Status: 'passing', ServiceID: 'legacy' } }) });
+    expect(tf.status).toBe(200);
+    const legacy: any = await (await app.request('/v1/health/service/legacy?passing')).json();
+    expect(legacy[0]).toMatchObject({ Node: { Node: 'ext', Address: '10.1.1.1' }, Service: { ID: 'legacy', Port: 9000 }, Checks: [{ CheckID: 'ext-ok', Status: 'passing' }] });
+  });
+});

@@ -1,0 +1,167 @@
+// Runs the checks of this server's node: HTTP and TCP on their interval, TTL deadlines, and
+// DeregisterCriticalServiceAfter. It writes to the store only when a status or output changes.
+import { connect } from 'node:net';
+import type { Component } from '../core/lifecycle.js';
+import type { Store } from '../store/index.js';
+import { silentLogger, type Logger } from '../telemetry/index.js';
+import type { Catalog } from './catalog.js';
+import { CHECKS, type CheckRecord, type HealthStatus } from './model.js';
+
+export interface CheckRunnerOptions {
+  store: Store;
+  catalog: Catalog;
+  nodeName: string;
+  logger?: Logger;
+}
+
+interface Running {
+  def: string;
+  timer?: NodeJS.Timeout;
+  ttlTimer?: NodeJS.Timeout;
+  criticalSince?: number;
+}
+
+const MAX_OUTPUT = 4096;
+
+export class CheckRunner implements Component {
+  readonly name = 'check-runner';
+  private readonly running = new Map<string, Running>();
+  private unsubscribe: (() => void) | undefined;
+  private stopped = false;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: CheckRunnerOptions) {
+    this.log = (opts.logger ?? silentLogger).child({ component: 'checks' });
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.opts.catalog.onTtlUpdate = (key) => this.resetTtl(key);
+    for (const e of this.opts.store.list<CheckRecord>(CHECKS, `${this.opts.nodeName}/`)) this.schedule(e.key, e.value);
+    this.unsubscribe = this.opts.store.subscribe((changes) => {
+      for (const ch of changes) {
+        if (ch.table !== CHECKS || !ch.key.startsWith(`${this.opts.nodeName}/`)) continue;
+        if (ch.op === 'delete') this.unschedule(ch.key);
+        else this.schedule(ch.key, ch.entry!.value as CheckRecord);
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    for (const key of [...this.running.keys()]) this.unschedule(key);
+    this.opts.catalog.onTtlUpdate = undefined;
+  }
+
+  /** Checks being run (for tests and metrics). */
+  size(): number {
+    return this.running.size;
+  }
+
+  private schedule(key: string, c: CheckRecord): void {
+    const def = JSON.stringify(c.Definition);
+    const current = this.running.get(key);
+    if (current && current.def === def) {
+      this.trackCritical(key, c, current);
+      return;
+    }
+    this.unschedule(key);
+    const r: Running = { def };
+    this.running.set(key, r);
+    this.trackCritical(key, c, r);
+    if (c.Type === 'ttl') this.resetTtl(key);
+    else if ((c.Type === 'http' || c.Type === 'tcp') && c.Definition.Interval) {
+      const run = async () => {
+        if (this.stopped || this.running.get(key) !== r) return;
+        const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
+        if (!latest) return;
+        const [status, output] = latest.Type === 'http' ? await this.http(latest) : await this.tcp(latest);
+        if (this.stopped || this.running.get(key) !== r) return;
+        await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
+        r.timer = setTimeout(run, latest.Definition.Interval);
+        r.timer.unref?.();
+      };
+      r.timer = setTimeout(run, 0);
+    }
+  }
+
+  private unschedule(key: string): void {
+    const r = this.running.get(key);
+    if (!r) return;
+    clearTimeout(r.timer);
+    clearTimeout(r.ttlTimer);
+    this.running.delete(key);
+  }
+
+  private resetTtl(key: string): void {
+    const r = this.running.get(key);
+    const c = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
+    if (!r || !c?.Definition.TTL) return;
+    clearTimeout(r.ttlTimer);
+    r.ttlTimer = setTimeout(() => {
+      void this.opts.catalog.setCheckResult(key, 'critical', `TTL expired (no update in ${c.Definition.TTL} ms)`).catch(() => {});
+    }, c.Definition.TTL);
+    r.ttlTimer.unref?.();
+  }
+
+  /** Starts or clears the DeregisterCriticalServiceAfter clock of a check. */
+  private trackCritical(key: string, c: CheckRecord, r: Running): void {
+    const after = c.Definition.DeregisterCriticalServiceAfter;
+    if (!after || !c.ServiceID) return;
+    if (c.Status !== 'critical') {
+      r.criticalSince = undefined;
+      return;
+    }
+    if (r.criticalSince !== undefined) return;
+    r.criticalSince = Date.now();
+    const timer = setTimeout(() => {
+      const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
+      if (!latest || latest.Status !== 'critical' || this.running.get(key) !== r) return;
+      this.log.info('deregistering a service critical for too long', { service: c.ServiceID, check: c.CheckID, afterMs: after });
+      this.opts.catalog.deregisterService(c.ServiceID).catch(() => {});
+    }, after);
+    timer.unref?.();
+  }
+
+  private async http(c: CheckRecord): Promise<[HealthStatus, string]> {
+    const d = c.Definition;
+    const ctrl = AbortSignal.timeout(d.Timeout ?? 10_000);
+    try {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(d.Header ?? {})) headers[k] = v.join(',');
+      const res = await fetch(d.HTTP!, { method: d.Method ?? 'GET', headers, body: d.Body, signal: ctrl, redirect: 'manual' });
+      const text = (await res.text()).slice(0, MAX_OUTPUT);
+      const head = `HTTP ${d.Method ?? 'GET'} ${d.HTTP}: ${res.status} ${res.statusText} Output: ${text}`;
+      if (res.status >= 200 && res.status < 300) return ['passing', head];
+      if (res.status === 429) return ['warning', head];
+      return ['critical', head];
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      return ['critical', `HTTP ${d.Method ?? 'GET'} ${d.HTTP}: ${e.name === 'TimeoutError' ? 'timed out' : e.cause?.code ?? e.message}`];
+    }
+  }
+
+  private tcp(c: CheckRecord): Promise<[HealthStatus, string]> {
+    const target = c.Definition.TCP!;
+    const i = target.lastIndexOf(':');
+    const host = target.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(target.slice(i + 1));
+    return new Promise((resolve) => {
+      const sock = connect({ host, port });
+      const timer = setTimeout(() => {
+        sock.destroy();
+        resolve(['critical', `TCP connect ${target}: timed out`]);
+      }, c.Definition.Timeout ?? 10_000);
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(['passing', `TCP connect ${target}: Success`]);
+      });
+      sock.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        resolve(['critical', `TCP connect ${target}: ${err.code ?? err.message}`]);
+      });
+    });
+  }
+}

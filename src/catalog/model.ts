@@ -1,0 +1,225 @@
+// The catalog's records (as kept in the Store) and the schemas of what clients send.
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
+
+export const NODES = 'nodes';
+export const SERVICES = 'services';
+export const CHECKS = 'checks';
+
+export type HealthStatus = 'passing' | 'warning' | 'critical';
+export type ServiceKind = '' | 'connect-proxy' | 'mesh-gateway';
+
+export interface NodeRecord {
+  Node: string;
+  Address: string;
+  Datacenter: string;
+  Meta: Record<string, string>;
+  TaggedAddresses: Record<string, string>;
+}
+
+export interface Upstream {
+  DestinationName: string;
+  DestinationNamespace?: string;
+  DestinationType?: string;
+  Datacenter?: string;
+  LocalBindAddress?: string;
+  LocalBindPort: number;
+  Config?: Record<string, unknown>;
+}
+
+export interface ProxyConfig {
+  DestinationServiceName?: string;
+  DestinationServiceID?: string;
+  LocalServiceAddress?: string;
+  LocalServicePort?: number;
+  Upstreams?: Upstream[];
+  Mode?: string;
+  Config?: Record<string, unknown>;
+}
+
+export interface ServiceRecord {
+  Node: string;
+  ID: string;
+  Service: string;
+  Namespace: string;
+  Tags: string[];
+  Address: string;
+  Port: number;
+  Meta: Record<string, string>;
+  Kind: ServiceKind;
+  Proxy?: ProxyConfig;
+  TaggedAddresses?: Record<string, unknown>;
+  /** The sidecar registered along with this service, if any. */
+  SidecarID?: string;
+}
+
+export interface CheckDefinition {
+  TTL?: number;
+  HTTP?: string;
+  Method?: string;
+  Header?: Record<string, string[]>;
+  Body?: string;
+  TCP?: string;
+  Interval?: number;
+  Timeout?: number;
+  DeregisterCriticalServiceAfter?: number;
+}
+
+export interface CheckRecord {
+  Node: string;
+  CheckID: string;
+  Name: string;
+  Status: HealthStatus;
+  Notes: string;
+  Output: string;
+  ServiceID: string;
+  ServiceName: string;
+  ServiceTags: string[];
+  Namespace: string;
+  Type: 'ttl' | 'http' | 'tcp' | '';
+  Definition: CheckDefinition;
+}
+
+export const NAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/;
+const NAME_MSG = 'must be letters, digits, dashes and underscores, starting with a letter or digit, at most 63 characters';
+export const serviceName = z.string().regex(NAME_RE, NAME_MSG);
+const idString = z.string().min(1, 'must not be empty').max(128, 'at most 128 characters').refine((v) => !/[/\\\s\u0000-\u001f]|\.\./.test(v), 'must not contain slashes, "..", spaces or control characters');
+const port = z.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0..65535').max(65535, 'must be 0..65535');
+const stringMap = z.record(z.string(), z.string({ message: 'values must be strings' }));
+
+/** Durations as Consul takes them: "10s" strings, or integers in nanoseconds (Go's encoding). */
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) {
+      ctx.addIssue({ code: 'custom', message: 'must be a non-negative duration' });
+      return z.NEVER;
+    }
+    return Math.round(v / 1e6);
+  }
+  try {
+    return parseDuration(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 10s, 1m30s)` });
+    return z.NEVER;
+  }
+});
+
+const checkFields = z
+  .object({
+    CheckID: idString.optional(),
+    ID: idString.optional(),
+    Name: z.string().max(256).optional(),
+    Notes: z.string().max(1024).optional(),
+    ServiceID: idString.optional(),
+    Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }).optional(),
+    TTL: duration.optional(),
+    HTTP: z.string().url('must be an http:// or https:// URL').refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL').optional(),
+    Method: z.string().regex(/^[A-Z]+$/, 'must be an HTTP method').optional(),
+    Header: z.record(z.string(), z.array(z.string())).optional(),
+    Body: z.string().optional(),
+    TCP: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port').optional(),
+    Interval: duration.optional(),
+    Timeout: duration.optional(),
+    DeregisterCriticalServiceAfter: duration.optional(),
+    TLSSkipVerify: z.boolean().optional(),
+  })
+  .passthrough();
+
+/** Checks of catalog registrations may carry only a status (external checks); agent checks need a kind. */
+export const catalogCheckSchema = checkFields;
+
+export const checkSchema = checkFields.superRefine((c, ctx) => {
+    const kinds = ['TTL', 'HTTP', 'TCP'].filter((k) => (c as Record<string, unknown>)[k] !== undefined);
+    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of TTL, HTTP, TCP must be set', path: [] });
+    if ((c.HTTP !== undefined || c.TCP !== undefined) && c.Interval === undefined) ctx.addIssue({ code: 'custom', message: 'is required for HTTP and TCP checks', path: ['Interval'] });
+    if (c.Interval !== undefined && c.Interval < 100) ctx.addIssue({ code: 'custom', message: 'must be at least 100ms', path: ['Interval'] });
+  });
+
+export type CheckInput = z.infer<typeof checkSchema>;
+
+const upstreamSchema = z
+  .object({
+    DestinationName: serviceName,
+    DestinationNamespace: z.string().optional(),
+    DestinationType: z.enum(['service', 'prepared_query']).optional(),
+    Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
+    LocalBindAddress: z.string().optional(),
+    LocalBindPort: port,
+    Config: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+const proxySchema = z
+  .object({
+    DestinationServiceName: serviceName.optional(),
+    DestinationServiceID: idString.optional(),
+    LocalServiceAddress: z.string().optional(),
+    LocalServicePort: port.optional(),
+    Upstreams: z.array(upstreamSchema).optional(),
+    Mode: z.string().optional(),
+    Config: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+const baseService = {
+  ID: idString.optional(),
+  Name: serviceName,
+  Namespace: z.string().regex(NAME_RE, NAME_MSG).optional(),
+  Tags: z.array(z.string().max(256)).max(64).optional(),
+  Address: z.string().max(255).optional(),
+  Port: port.optional(),
+  Meta: stringMap.optional(),
+  Kind: z.enum(['', 'connect-proxy', 'mesh-gateway'], { message: 'must be "", connect-proxy or mesh-gateway' }).optional(),
+  Proxy: proxySchema.optional(),
+  TaggedAddresses: z.record(z.string(), z.unknown()).optional(),
+  Check: checkSchema.optional(),
+  Checks: z.array(checkSchema).optional(),
+  EnableTagOverride: z.boolean().optional(),
+  Weights: z.unknown().optional(),
+};
+
+const sidecarSchema = z
+  .object({ ...baseService, Name: serviceName.optional() })
+  .passthrough();
+
+export const serviceSchema = z
+  .object({
+    ...baseService,
+    Connect: z.object({ SidecarService: sidecarSchema.optional(), Native: z.boolean().optional() }).passthrough().optional(),
+  })
+  .passthrough()
+  .superRefine((s, ctx) => {
+    if (s.Kind === 'connect-proxy' && !s.Proxy?.DestinationServiceName) {
+      ctx.addIssue({ code: 'custom', message: 'is required for a connect-proxy', path: ['Proxy', 'DestinationServiceName'] });
+    }
+  });
+
+export type ServiceInput = z.infer<typeof serviceSchema>;
+
+export const catalogRegisterSchema = z
+  .object({
+    ID: z.string().optional(),
+    Node: idString,
+    Address: z.string().min(1, 'is required').max(255),
+    Datacenter: z.string().optional(),
+    NodeMeta: stringMap.optional(),
+    TaggedAddresses: z.record(z.string(), z.string()).optional(),
+    Service: z
+      .object({ ...baseService, Name: serviceName.optional(), Service: serviceName.optional() })
+      .passthrough()
+      .superRefine((s, ctx) => {
+        if (!s.Name && !s.Service) ctx.addIssue({ code: 'custom', message: 'is required', path: ['Service'] });
+      })
+      .optional(),
+    Check: catalogCheckSchema.optional(),
+    Checks: z.array(catalogCheckSchema).optional(),
+    SkipNodeUpdate: z.boolean().optional(),
+  })
+  .passthrough();
+
+export const catalogDeregisterSchema = z.object({
+  Node: idString,
+  Datacenter: z.string().optional(),
+  ServiceID: idString.optional(),
+  CheckID: idString.optional(),
+}).passthrough();

@@ -1,0 +1,44 @@
+// Loads proto/isthmus/v1/dataplane.proto (same relative path from src/ and dist/) into grpc-js.
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+export const DATAPLANE_PROTO = fileURLToPath(new URL('../../proto/isthmus/v1/dataplane.proto', import.meta.url));
+
+let cached: grpc.ServiceClientConstructor | undefined;
+
+export function dataPlaneService(): grpc.ServiceClientConstructor {
+  if (cached) return cached;
+  const def = protoLoader.loadSync(DATAPLANE_PROTO, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { isthmus: { v1: { DataPlane: grpc.ServiceClientConstructor } } };
+  cached = pkg.isthmus.v1.DataPlane;
+  return cached;
+}
+
+// The messages as grpc-js hands them over (camelCase, defaults filled).
+export interface WireIdentity { spiffeId: string; service: string; namespace: string; dc: string }
+export interface WireFlow {
+  id: string; traceId: string; requestIndex: number; hop: string; dc: string; reporter: string;
+  source: WireIdentity | null; destination: WireIdentity | null; sni: string; verdict: string; reason: string;
+  intentionId: string; intentionDc: string; intentionIndex: number; startTimeMs: number; durationMs: number;
+  bytesIn: number; bytesOut: number; http: { method: string; path: string; status: number; traceparent: string } | null;
+}
+export interface SidecarMessage {
+  hello?: { serviceId: string; service: string; namespace: string; token: string; version: string };
+  flows?: { records: WireFlow[] };
+  ack?: { version: number };
+  kind?: string;
+}
+export interface WireEndpoint { host: string; port: number; sni: string; spiffeId: string }
+export interface WireUpstream { name: string; namespace: string; datacenter: string; localBindHost: string; localBindPort: number; endpoints: WireEndpoint[] }
+export interface SidecarConfigMessage {
+  version: number;
+  error: string;
+  errorCode: string;
+  service: { id: string; name: string; namespace: string; dc: string; trustDomain: string } | null;
+  leaf: { certPem: string; keyPem: string; spiffeId: string; validBefore: string } | null;
+  bundle: { roots: string[]; chain: string[]; activeRootId: string; index: number } | null;
+  inbound: { bindHost: string; bindPort: number; localAppHost: string; localAppPort: number; protocol: string } | null;
+  upstreams: WireUpstream[];
+  intentions: { intentionsJson: string; defaultAllow: boolean; index: number; sourceDc: string } | null;
+}

@@ -1,0 +1,8 @@
+export { Intentions, INTENTIONS_TABLE } from './intentions.js';
+export type { IntentionsOptions, AuthorizeResult } from './intentions.js';
+export { compileIntentions } from './matcher.js';
+export type { CompiledIntentions, Decision, HttpRequestInfo } from './matcher.js';
+export { intentionBody, precedence, splitName } from './model.js';
+export type { Intention, IntentionBody, Permission, HeaderMatch } from './model.js';
+export { parseSpiffeId, formatServiceSpiffeId } from './spiffe.js';
+export type { ServiceSpiffeId } from './spiffe.js';

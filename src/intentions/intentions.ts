@@ -1,0 +1,252 @@
+// Intentions stored through the Store: writes guarded by check-and-set with an audit event in the
+// same commit, reads from the store's view, decisions from a compiled set rebuilt on change.
+import { randomUUID } from 'node:crypto';
+import { auditOp, type Actor } from '../core/audit.js';
+import { conflict, invalid, notFound, type Violation } from '../core/errors.js';
+import type { Component } from '../core/lifecycle.js';
+import type { Store, StoreEntry } from '../store/index.js';
+import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
+import { intentionKey, NAME_RE, precedence, splitName, type Intention, type IntentionBody } from './model.js';
+import { parseSpiffeId } from './spiffe.js';
+
+export const INTENTIONS_TABLE = 'intentions';
+
+export interface IntentionsOptions {
+  store: Store;
+  dc: string;
+  defaultAllow: () => boolean;
+  trustDomain: () => string | undefined;
+}
+
+export interface AuthorizeResult {
+  allowed: boolean;
+  reason: string;
+  /** Intention ID or "default". */
+  decidedBy: string;
+  intention?: Intention;
+  /** Store index of the intention set that decided. */
+  index: number;
+  l7?: boolean;
+}
+
+function withIndexes(e: StoreEntry<Intention>): Intention {
+  return { ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
+}
+
+export class Intentions implements Component {
+  readonly name = 'intentions';
+  private compiled: CompiledIntentions | undefined;
+  private compiledIndex = -1;
+  private compiledDefault: boolean | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private readonly l4Results = new Map<string, Map<string, Map<string, AuthorizeResult>>>();
+  private l4Cached = 0;
+
+  constructor(private readonly opts: IntentionsOptions) {}
+
+  async start(): Promise<void> {
+    this.unsubscribe = this.opts.store.subscribe((changes) => {
+      if (changes.some((c) => c.table === INTENTIONS_TABLE)) this.compiled = undefined;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+  }
+
+  index(): number {
+    return this.opts.store.tableIndex(INTENTIONS_TABLE);
+  }
+
+  list(): Intention[] {
+    return this.opts.store.list<Intention>(INTENTIONS_TABLE).map(withIndexes);
+  }
+
+  getById(id: string): Intention {
+    const e = this.findById(id);
+    if (!e) throw notFound(`intention ${id} not found`);
+    return withIndexes(e);
+  }
+
+  getExact(source: string, destination: string): Intention {
+    const s = splitName(source);
+    const d = splitName(destination);
+    const e = this.opts.store.get<Intention>(INTENTIONS_TABLE, intentionKey(s.ns, s.name, d.ns, d.name));
+    if (!e) throw notFound(`no intention ${source} => ${destination}`);
+    return withIndexes(e);
+  }
+
+  /** PUT /exact: creates or replaces the intention for the pair. */
+  async upsertExact(source: string, destination: string, body: IntentionBody, actor: Actor): Promise<Intention> {
+    const s = splitName(source);
+    const d = splitName(destination);
+    checkName('source', s.name);
+    checkName('destination', d.name);
+    const existing = this.opts.store.get<Intention>(INTENTIONS_TABLE, intentionKey(s.ns, s.name, d.ns, d.name));
+    return this.write({ ...body, SourceNS: s.ns, SourceName: s.name, DestinationNS: d.ns, DestinationName: d.name }, existing, actor);
+  }
+
+  /** Legacy POST: creates; 409 when the pair has one already. */
+  async create(body: IntentionBody, actor: Actor): Promise<Intention> {
+    const missing: Violation[] = [];
+    if (!body.SourceName) missing.push({ Field: 'SourceName', Message: 'is required' });
+    if (!body.DestinationName) missing.push({ Field: 'DestinationName', Message: 'is required' });
+    if (missing.length) throw invalid(missing);
+    const key = intentionKey(body.SourceNS || 'default', body.SourceName!, body.DestinationNS || 'default', body.DestinationName!);
+    if (this.opts.store.get(INTENTIONS_TABLE, key)) throw conflict(`an intention ${body.SourceName} => ${body.DestinationName} exists already`);
+    return this.write(body, undefined, actor);
+  }
+
+  async updateById(id: string, body: IntentionBody, actor: Actor): Promise<Intention> {
+    const e = this.findById(id);
+    if (!e) throw notFound(`intention ${id} not found`);
+    const v = e.value;
+    const next = { ...body, SourceNS: body.SourceNS || v.SourceNS, SourceName: body.SourceName ?? v.SourceName, DestinationNS: body.DestinationNS || v.DestinationNS, DestinationName: body.DestinationName ?? v.DestinationName };
+    if (intentionKey(next.SourceNS, next.SourceName, next.DestinationNS, next.DestinationName) !== e.key) {
+      throw invalid([{ Field: 'SourceName', Message: 'source and destination of an intention cannot change; delete it and create another' }]);
+    }
+    return this.write(next, e, actor);
+  }
+
+  async deleteById(id: string, actor: Actor): Promise<void> {
+    const e = this.findById(id);
+    if (!e) throw notFound(`intention ${id} not found`);
+    await this.remove(e, actor);
+  }
+
+  async deleteExact(source: string, destination: string, actor: Actor): Promise<void> {
+    const s = splitName(source);
+    const d = splitName(destination);
+    const e = this.opts.store.get<Intention>(INTENTIONS_TABLE, intentionKey(s.ns, s.name, d.ns, d.name));
+    if (!e) throw notFound(`no intention ${source} => ${destination}`);
+    await this.remove(e, actor);
+  }
+
+  /** Consul's match: for each name, the intentions that apply to it (as source or destination), in evaluation order. */
+  match(by: 'source' | 'destination', names: string[]): Record<string, Intention[]> {
+    const all = this.list();
+    const out: Record<string, Intention[]> = {};
+    for (const raw of names) {
+      const { ns, name } = splitName(raw);
+      out[raw] = all
+        .filter((i) => {
+          const [iNS, iName] = by === 'source' ? [i.SourceNS, i.SourceName] : [i.DestinationNS, i.DestinationName];
+          return (iNS === '*' || iNS === ns) && (iName === '*' || iName === name);
+        })
+        .sort((a, b) => b.Precedence - a.Precedence || ((a.Action ?? '') === 'deny' ? -1 : 1) - ((b.Action ?? '') === 'deny' ? -1 : 1));
+    }
+    return out;
+  }
+
+  /** Would `source` be allowed to connect to `destination` (L4; L7 intentions count as deny, as in Consul)? */
+  check(source: string, destination: string): Decision {
+    const s = splitName(source);
+    const d = splitName(destination);
+    return this.matcher().decide({ namespace: s.ns, service: s.name }, { namespace: d.ns, service: d.name });
+  }
+
+  /** Decides for a caller identified by its SPIFFE URI; refuses malformed URIs and other trust domains. */
+  authorize(sourceUri: string, destination: { name: string; namespace?: string }, request?: HttpRequestInfo): AuthorizeResult {
+    const matcher = this.matcher();
+    if (!request) {
+      // The hot path: one map lookup per decision once the pair has been seen at this index.
+      // Nested maps by namespace, name, caller: no key string built per call.
+      const ns = destination.namespace ?? 'default';
+      let byName = this.l4Results.get(ns);
+      if (!byName) this.l4Results.set(ns, (byName = new Map()));
+      let byCaller = byName.get(destination.name);
+      if (!byCaller) byName.set(destination.name, (byCaller = new Map()));
+      let r = byCaller.get(sourceUri);
+      if (!r) {
+        r = this.authorizeUncached(matcher, sourceUri, destination);
+        if (++this.l4Cached > 200_000) {
+          this.l4Results.clear();
+      this.l4Cached = 0;
+          this.l4Cached = 0;
+        }
+        byCaller.set(sourceUri, r);
+      }
+      return r;
+    }
+    return this.authorizeUncached(matcher, sourceUri, destination, request);
+  }
+
+  private authorizeUncached(matcher: CompiledIntentions, sourceUri: string, destination: { name: string; namespace?: string }, request?: HttpRequestInfo): AuthorizeResult {
+    const index = this.compiledIndex;
+    const id = parseSpiffeId(sourceUri);
+    if (!id) return { allowed: false, reason: `"${sourceUri}" is not a service SPIFFE ID`, decidedBy: 'default', index };
+    const td = this.opts.trustDomain();
+    if (td && id.trustDomain !== td) {
+      return { allowed: false, reason: `caller's trust domain ${id.trustDomain} is not this cluster's (${td})`, decidedBy: 'default', index };
+    }
+    const d = matcher.decide({ namespace: id.namespace, service: id.service }, { namespace: destination.namespace ?? 'default', service: destination.name }, request);
+    return { ...d, index };
+  }
+
+  /** The compiled set, rebuilt only after the intentions table or the default policy changed. */
+  matcher(): CompiledIntentions {
+    const idx = this.index();
+    const def = this.opts.defaultAllow();
+    if (!this.compiled || this.compiledIndex !== idx || this.compiledDefault !== def) {
+      this.compiled = compileIntentions(this.list(), { defaultAllow: def });
+      this.l4Results.clear();
+      this.l4Cached = 0;
+      this.compiledIndex = idx;
+      this.compiledDefault = def;
+    }
+    return this.compiled;
+  }
+
+  private findById(id: string): StoreEntry<Intention> | undefined {
+    return this.opts.store.list<Intention>(INTENTIONS_TABLE).find((e) => e.value.ID === id);
+  }
+
+  private async write(body: IntentionBody & { SourceName?: string; DestinationName?: string }, existing: StoreEntry<Intention> | undefined, actor: Actor): Promise<Intention> {
+    const v: Violation[] = [];
+    const hasPerms = (body.Permissions?.length ?? 0) > 0;
+    if (body.Action && hasPerms) v.push({ Field: 'Action', Message: 'an intention has either Action or Permissions, not both' });
+    if (!body.Action && !hasPerms) v.push({ Field: 'Action', Message: 'is required (allow or deny) unless Permissions are given' });
+    const dstName = body.DestinationName!;
+    if (hasPerms && dstName === '*') v.push({ Field: 'Permissions', Message: 'L7 permissions are not allowed on a wildcard destination' });
+    const srcNS = body.SourceNS || 'default';
+    const dstNS = body.DestinationNS || 'default';
+    for (const [f, ns] of [['SourceNS', srcNS], ['DestinationNS', dstNS]] as const) {
+      if (ns !== '*' && !NAME_RE.test(ns)) v.push({ Field: f, Message: 'must be "*" or a namespace name' });
+    }
+    if (srcNS === '*' && body.SourceName !== '*') v.push({ Field: 'SourceName', Message: 'must be "*" when SourceNS is "*"' });
+    if (dstNS === '*' && dstName !== '*') v.push({ Field: 'DestinationName', Message: 'must be "*" when DestinationNS is "*"' });
+    if (v.length) throw invalid(v);
+    const now = new Date().toISOString();
+    const base = { SourceNS: srcNS, SourceName: body.SourceName!, DestinationNS: dstNS, DestinationName: dstName };
+    const intention: Intention = {
+      ID: existing?.value.ID ?? randomUUID(),
+      Description: body.Description ?? '',
+      ...base,
+      SourceType: 'consul',
+      ...(hasPerms ? { Permissions: body.Permissions } : { Action: body.Action }),
+      Precedence: precedence(base),
+      Meta: body.Meta ?? {},
+      CreatedAt: existing?.value.CreatedAt ?? now,
+      UpdatedAt: now,
+    };
+    const key = intentionKey(base.SourceNS, base.SourceName, base.DestinationNS, base.DestinationName);
+    const r = await this.opts.store.commit([
+      { op: 'put', table: INTENTIONS_TABLE, key, value: intention, ifIndex: existing?.modifyIndex ?? 0 },
+      auditOp(actor, { Kind: 'intention', Action: existing ? 'update' : 'create', Subject: `${base.SourceName} => ${base.DestinationName}`, Before: existing?.value, After: intention }),
+    ]);
+    return { ...intention, CreateIndex: existing?.createIndex ?? r.index, ModifyIndex: r.index };
+  }
+
+  private async remove(e: StoreEntry<Intention>, actor: Actor): Promise<void> {
+    await this.opts.store.commit([
+      { op: 'delete', table: INTENTIONS_TABLE, key: e.key, ifIndex: e.modifyIndex },
+      auditOp(actor, { Kind: 'intention', Action: 'delete', Subject: `${e.value.SourceName} => ${e.value.DestinationName}`, Before: e.value }),
+    ]);
+  }
+}
+
+function checkName(field: 'source' | 'destination', name: string): void {
+  if (name !== '*' && !NAME_RE.test(name)) {
+    throw invalid([{ Field: field, Message: `"${name}" must be "*" or a service name (letters, digits, dashes, underscores; at most 63)` }]);
+  }
+}
