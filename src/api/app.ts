@@ -11,6 +11,8 @@ import { registerHealthRoutes } from './routes-health.js';
 import { registerIntentionRoutes } from './routes-intentions.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerCaRoutes } from './routes-ca.js';
+import { registerFlowRoutes } from './routes-flows.js';
+import type { FlowStore } from '../dataflow/index.js';
 import type { Store } from '../store/index.js';
 import type { Catalog } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
@@ -26,6 +28,7 @@ export interface ApiDeps {
   acl: Acl;
   ca: CertificateAuthority;
   leaves: LeafCache;
+  flows: FlowStore;
   registry: Registry;
   logger: Logger;
   dc: string;
@@ -65,6 +68,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
+  registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc });
   registerCaRoutes(app, { store: deps.store, ca: deps.ca, leaves: deps.leaves, trustDomain: deps.trustDomain });
   return app;
 }

@@ -13,6 +13,8 @@ import { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { createApi, listenHttp, type HttpListener } from '../api/index.js';
 import { createLogger, createRegistry, type Logger } from '../telemetry/index.js';
 import { ensureTrustDomain } from './trust-domain.js';
+import { MemoryFlowStore, type FlowStore } from '../dataflow/index.js';
+import { DataPlaneServer } from '../dataplane/index.js';
 
 export interface Region {
   readonly config: RegionConfig;
@@ -22,6 +24,10 @@ export interface Region {
   readonly acl: Acl;
   readonly ca: CertificateAuthority;
   readonly leaves: LeafCache;
+  readonly flows: FlowStore;
+  readonly dataplane: DataPlaneServer;
+  /** host:port of the gRPC (data plane) listener. */
+  readonly grpcAddress: string;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly trustDomain: string;
@@ -84,6 +90,18 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
     await group.start([ca]);
+    const flows = new MemoryFlowStore();
+    const grpcHostPort = splitHostPort(config.grpcAddr);
+    const dataplane = new DataPlaneServer({
+      store, catalog, intentions, ca, leaves, acl, flows,
+      dc: config.dc,
+      trustDomain: () => trustDomain,
+      defaultAllow: () => config.aclDefaultPolicy === 'allow',
+      host: grpcHostPort.host,
+      port: grpcHostPort.port,
+      logger,
+    });
+    await group.start([dataplane]);
 
     const app = createApi({
       store,
@@ -92,6 +110,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       acl,
       ca,
       leaves,
+      flows,
       registry,
       logger,
       dc: config.dc,
@@ -113,6 +132,9 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       acl,
       ca,
       leaves,
+      flows,
+      dataplane,
+      grpcAddress: dataplane.address,
       registry,
       logger,
       trustDomain,

@@ -33,7 +33,7 @@ describe('ACL on isthmus server', () => {
     expect((await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1 }, limited)).status).toBe(200);
     expect((await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'db', Port: 2 }, limited)).status).toBe(403);
     const bearer = await fetch(`${srv.url}/v1/catalog/service/web`, { headers: { Authorization: `Bearer ${limited}` } });
-    expect((await bearer.json()).length).toBe(1);
+    expect(((await bearer.json()) as unknown[]).length).toBe(1);
     // The limited token cannot see what it has no rule for; the management token can.
     expect(Object.keys((await api(srv.url, 'GET', '/v1/catalog/services', undefined, limited)).body)).toEqual(['web']);
     const unknown = await api(srv.url, 'GET', '/v1/catalog/services', undefined, '00000000-1111-2222-3333-444444444444');

@@ -1,0 +1,19 @@
+// Resolves the request's token (X-Consul-Token, Authorization: Bearer, or ?token=) once, and
+// marks every answer with the cluster's default ACL policy, as Consul does.
+import type { MiddlewareHandler } from 'hono';
+import type { Acl } from '../acl/index.js';
+import type { ApiEnv } from './env.js';
+
+export function aclMiddleware(acl: Acl): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    c.header('X-Consul-Default-ACL-Policy', acl.defaultPolicy);
+    const auth = c.req.header('authorization');
+    const bearer = auth && /^bearer\s+/i.test(auth) ? auth.replace(/^bearer\s+/i, '').trim() : undefined;
+    const secret = c.req.header('x-consul-token') || bearer || c.req.query('token') || undefined;
+    const r = acl.resolve(secret);
+    c.set('authz', r.authz);
+    c.set('actor', r.actor);
+    c.set('token', secret);
+    await next();
+  };
+}
