@@ -1,15 +1,16 @@
 // Two `isthmus server` processes of one DC on one Redis see each other's writes, and a blocking
 // query on one returns when the other writes.
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, startServer, type ServerProcess } from '../harness/server-process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 let a: ServerProcess;
 let b: ServerProcess;
+const dc = `r${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
-  const dc = `r${randomUUID().slice(0, 8)}`;
   const args = ['--dc', dc, '--store', 'redis', '--redis-url', REDIS_URL, '--acl-default-policy', 'allow'];
   a = await startServer('server', [...args, '--node', 'node-a']);
   b = await startServer('server', [...args, '--node', 'node-b']);
@@ -17,6 +18,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await a?.stop();
   await b?.stop();
+  const admin = new Redis(REDIS_URL);
+  const keys = await admin.keys(`isthmus:{${dc}}:*`);
+  if (keys.length) await admin.del(...keys);
+  admin.disconnect();
 });
 
 describe('redis store with two servers', () => {
