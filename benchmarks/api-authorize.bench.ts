@@ -2,7 +2,11 @@
 // runs in one session; the ratio is the API's overhead (target >= 0.8x).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { median, runLoad } from './support/http-load.js';
+import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
+import { hasWrk, runWrk } from './support/wrk.js';
+
+const useWrk = hasWrk() && process.env.BENCH_NODE_LOAD !== '1';
+const load = (o: LoadOptions): Promise<LoadResult> => (useWrk ? Promise.resolve(runWrk(o)) : runLoad(o));
 
 const target = fileURLToPath(new URL('./support/authorize-target.ts', import.meta.url));
 const child = spawn(process.execPath, ['--import', 'tsx', target], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -24,10 +28,10 @@ const results: Record<string, { rps: number[]; p50: number[]; p99: number[]; err
   isthmus: { rps: [], p50: [], p99: [], errors: 0 },
 };
 // Warm both up, then alternate.
-for (const name of ['bare', 'isthmus'] as const) await runLoad({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs: 1000 });
+for (const name of ['bare', 'isthmus'] as const) await load({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs: 1000 });
 for (let r = 0; r < rounds; r++) {
   for (const name of ['bare', 'isthmus'] as const) {
-    const res = await runLoad({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs, connections: 32 });
+    const res = await load({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs, connections: 32 });
     results[name].rps.push(res.rps);
     results[name].p50.push(res.p50Ms);
     results[name].p99.push(res.p99Ms);
@@ -38,4 +42,4 @@ child.kill('SIGTERM');
 const summary = Object.fromEntries(
   Object.entries(results).map(([k, v]) => [k, { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), errors: v.errors }]),
 );
-console.log(JSON.stringify({ name: 'api-authorize', rounds, durationMs, ...summary, ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3) }));
+console.log(JSON.stringify({ name: 'api-authorize', loadGenerator: useWrk ? 'wrk' : 'node', rounds, durationMs, ...summary, ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3) }));

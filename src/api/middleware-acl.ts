@@ -1,11 +1,20 @@
 // Resolves the request's token (X-Consul-Token, Authorization: Bearer, or ?token=) once, and
 // marks every answer with the cluster's default ACL policy, as Consul does.
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Acl } from '../acl/index.js';
 import type { ApiEnv } from './env.js';
 
 export function aclMiddleware(acl: Acl): MiddlewareHandler<ApiEnv> {
+  const resolve = resolveAcl(acl);
   return async (c, next) => {
+    resolve(c);
+    await next();
+  };
+}
+
+/** The middleware's work without its own await, for the app's single request middleware. */
+export function resolveAcl(acl: Acl): (c: Context<ApiEnv>) => void {
+  return (c) => {
     c.header('X-Consul-Default-ACL-Policy', acl.defaultPolicy);
     const auth = c.req.header('authorization');
     const bearer = auth && /^bearer\s+/i.test(auth) ? auth.replace(/^bearer\s+/i, '').trim() : undefined;
@@ -14,6 +23,5 @@ export function aclMiddleware(acl: Acl): MiddlewareHandler<ApiEnv> {
     c.set('authz', r.authz);
     c.set('actor', r.actor);
     c.set('token', secret);
-    await next();
   };
 }
