@@ -16,10 +16,17 @@ export interface HttpListener {
 }
 
 /** Binds first (so the advertised address is known before the parts that publish it are built). */
-export async function listenHttp(host: string, port: number): Promise<HttpListener> {
+export async function listenHttp(host: string, port: number, staticHeaders: Record<string, string> = {}): Promise<HttpListener> {
   let fetchFn: (req: Request) => Response | Promise<Response> = () =>
     Response.json({ Error: ErrorCodes.UNAVAILABLE, Message: 'server is starting' }, { status: 503 });
   const server = createAdaptorServer({ fetch: (req: Request) => fetchFn(req) }) as Server;
+  const headerList = Object.entries(staticHeaders);
+  if (headerList.length > 0) {
+    // Runs before the adapter's handler; writeHead merges these with the response's own headers.
+    server.prependListener('request', (_req, res) => {
+      for (const [k, v] of headerList) res.setHeader(k, v);
+    });
+  }
   // Bounded header size and slow-client timeouts; Node's defaults are generous.
   server.maxHeadersCount = 200;
   server.headersTimeout = 20_000;

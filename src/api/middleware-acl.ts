@@ -7,15 +7,19 @@ import type { ApiEnv } from './env.js';
 export function aclMiddleware(acl: Acl): MiddlewareHandler<ApiEnv> {
   const resolve = resolveAcl(acl);
   return async (c, next) => {
+    c.header('X-Consul-Default-ACL-Policy', acl.defaultPolicy);
     resolve(c);
     await next();
   };
 }
 
-/** The middleware's work without its own await, for the app's single request middleware. */
+/**
+ * The token resolution alone, for the app's single request middleware; the server sets the
+ * default-policy header on every answer at the socket level (listenHttp's static headers), which
+ * keeps hono's fast response path.
+ */
 export function resolveAcl(acl: Acl): (c: Context<ApiEnv>) => void {
   return (c) => {
-    c.header('X-Consul-Default-ACL-Policy', acl.defaultPolicy);
     const auth = c.req.header('authorization');
     const bearer = auth && /^bearer\s+/i.test(auth) ? auth.replace(/^bearer\s+/i, '').trim() : undefined;
     const secret = c.req.header('x-consul-token') || bearer || c.req.query('token') || undefined;

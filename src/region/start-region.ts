@@ -53,7 +53,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
   const http: Component = {
     name: 'http',
     start: async () => {
-      listener = await listenHttp(host, port);
+      listener = await listenHttp(host, port, { 'X-Consul-Default-ACL-Policy': config.aclDefaultPolicy });
     },
     stop: async () => {
       await listener?.close();
