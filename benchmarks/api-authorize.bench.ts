@@ -1,6 +1,6 @@
 // /v1/agent/connect/authorize over HTTP beside a bare hono handler for the same route, alternating
 // runs in one session; the ratio is the API's overhead (target >= 0.8x).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
 import { hasWrk, runWrk } from './support/wrk.js';
@@ -9,7 +9,11 @@ const useWrk = hasWrk() && process.env.BENCH_NODE_LOAD !== '1';
 const load = (o: LoadOptions): Promise<LoadResult> => (useWrk ? Promise.resolve(runWrk(o)) : runLoad(o));
 
 const target = fileURLToPath(new URL('./support/authorize-target.ts', import.meta.url));
-const child = spawn(process.execPath, ['--import', 'tsx', target], { stdio: ['ignore', 'pipe', 'inherit'] });
+// With taskset, the servers get core 0 and wrk core 1, so the client does not steal the server's CPU.
+const pin = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && process.env.BENCH_NO_PIN !== '1';
+const child = pin
+  ? spawn('taskset', ['-c', '0', process.execPath, '--import', 'tsx', target], { stdio: ['ignore', 'pipe', 'inherit'] })
+  : spawn(process.execPath, ['--import', 'tsx', target], { stdio: ['ignore', 'pipe', 'inherit'] });
 const addrs = await new Promise<{ isthmus: string; bare: string; trustDomain: string }>((resolve, reject) => {
   let out = '';
   child.stdout!.on('data', (d) => {
@@ -42,4 +46,4 @@ child.kill('SIGTERM');
 const summary = Object.fromEntries(
   Object.entries(results).map(([k, v]) => [k, { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), errors: v.errors }]),
 );
-console.log(JSON.stringify({ name: 'api-authorize', loadGenerator: useWrk ? 'wrk' : 'node', rounds, durationMs, ...summary, ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3) }));
+console.log(JSON.stringify({ name: 'api-authorize', loadGenerator: useWrk ? 'wrk' : 'node', pinned: pin, rounds, durationMs, ...summary, ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3) }));

@@ -18,7 +18,9 @@ export function runWrk(opts: LoadOptions): LoadResult {
     script,
     [`wrk.method = ${JSON.stringify(opts.method ?? 'GET')}`, opts.body ? `wrk.body = ${JSON.stringify(opts.body)}` : '', ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)].join('\n'),
   );
-  const r = spawnSync('wrk', ['-t1', `-c${opts.connections ?? 32}`, `-d${Math.round((opts.durationMs ?? 3000) / 1000)}s`, '--latency', '-s', script, opts.url], { encoding: 'utf8' });
+  const pinned = spawnSync('taskset', ['-c', '1', 'true']).status === 0 && process.env.BENCH_NO_PIN !== '1';
+  const args = ['-t1', `-c${opts.connections ?? 32}`, `-d${Math.round((opts.durationMs ?? 3000) / 1000)}s`, '--latency', '-s', script, opts.url];
+  const r = pinned ? spawnSync('taskset', ['-c', '1', 'wrk', ...args], { encoding: 'utf8' }) : spawnSync('wrk', args, { encoding: 'utf8' });
   const out = r.stdout;
   const ms = (re: RegExp) => {
     const m = re.exec(out);
