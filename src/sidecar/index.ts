@@ -1,0 +1,3 @@
+export { Sidecar } from './sidecar.js';
+export type { SidecarConfig, SidecarOptions, SidecarUpstream, SidecarEndpoint, SidecarInbound, SidecarPolicy } from './sidecar.js';
+export { spiffeOf, traceIdFromKeylog } from './identity.js';

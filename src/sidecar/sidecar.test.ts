@@ -1,0 +1,189 @@
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/x509.js';
+import type { FlowRecord } from '../dataflow/index.js';
+import type { Intention } from '../intentions/index.js';
+import { Sidecar, type SidecarConfig } from './sidecar.js';
+
+const TD = 'test.isthmus';
+const stops: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+async function pki(td = TD) {
+  const root = await createRoot({ trustDomain: td, commonName: 'root', ttlMs: 3_600_000 });
+  const interKey = await newKeyPem();
+  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: td, ttlMs: 3_600_000, pathLength: 0 });
+  const signer = { certPem: inter.certPem, keyPem: interKey };
+  const leaf = async (svc: string, opts: { ttlMs?: number; now?: number } = {}) => {
+    const spiffeId = `spiffe://${td}/ns/default/dc/dc1/svc/${svc}`;
+    const l = await signLeaf({ signer, spiffeId, dnsNames: [], commonName: svc, ttlMs: opts.ttlMs ?? 600_000, now: opts.now });
+    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
+  };
+  return { root, chain: [inter.certPem], leaf };
+}
+
+const intention = (src: string, dst: string, fields: Partial<Intention>): Intention => ({
+  ID: `${src}-${dst}`, Description: '', SourceNS: 'default', SourceName: src, DestinationNS: 'default', DestinationName: dst,
+  SourceType: 'consul', Precedence: 9, Meta: {}, CreatedAt: '', UpdatedAt: '', ...fields,
+});
+
+async function echoApp(): Promise<{ port: number; bytes: () => number }> {
+  let bytes = 0;
+  const srv = net.createServer((s) => {
+    s.on('data', (d) => {
+      bytes += d.length;
+      s.write(d);
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  stops.push(() => new Promise<void>((r) => srv.close(() => r())));
+  return { port: (srv.address() as net.AddressInfo).port, bytes: () => bytes };
+}
+
+async function httpApp(): Promise<number> {
+  const srv = http.createServer((req, res) => res.end(`ok ${req.method} ${req.url} ${req.headers.traceparent ? 'tp' : ''}`));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  stops.push(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }));
+  return (srv.address() as net.AddressInfo).port;
+}
+
+async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; appPort: number; clientLeaf?: SidecarConfig['leaf']; clientRoots?: string[]; serverAs?: string; expect?: string }) {
+  const p = await pki();
+  const flows: FlowRecord[] = [];
+  const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+  const api = new Sidecar({
+    config: {
+      service: svc('api'), leaf: await p.leaf(opts.serverAs ?? 'api'), bundle: { roots: [p.root.certPem], chain: p.chain },
+      inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: opts.appPort, protocol: opts.protocol ?? 'tcp' },
+      upstreams: [], policy: { intentions: opts.intentions, defaultAllow: false, index: 7, sourceDc: 'dc1' },
+    },
+    onFlow: (r) => flows.push(r),
+  });
+  await api.start();
+  stops.push(() => api.stop());
+  const web = new Sidecar({
+    config: {
+      service: svc('web'), leaf: opts.clientLeaf ?? (await p.leaf('web')), bundle: { roots: opts.clientRoots ?? [p.root.certPem], chain: opts.clientLeaf ? [] : p.chain },
+      upstreams: [{ name: 'api', namespace: 'default', datacenter: 'dc1', localBindHost: '127.0.0.1', localBindPort: 0, endpoints: [{ host: '127.0.0.1', port: api.inboundPort, sni: `api.default.dc1.internal.${TD}`, spiffeId: opts.expect ?? `spiffe://${TD}/ns/default/dc/dc1/svc/api` }] }],
+      policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
+    },
+    onFlow: (r) => flows.push(r),
+  });
+  await web.start();
+  stops.push(() => web.stop());
+  return { p, api, web, flows, port: web.upstreamPort('api') };
+}
+
+function tcpExchange(port: number, payload: string): Promise<{ got: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d) => {
+      got += d;
+      if (got.length >= payload.length) s.end();
+    });
+    s.on('connect', () => s.write(payload));
+    s.on('error', () => {});
+    s.on('close', () => resolve({ got, closed: true }));
+    setTimeout(() => s.destroy(), 3000);
+  });
+}
+
+const waitFlows = async (flows: FlowRecord[], n: number) => {
+  const end = Date.now() + 3000;
+  while (flows.length < n && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+};
+
+describe('Sidecar', () => {
+  it('carries an allowed TCP call end to end and records both hops under one traceId', async () => {
+    const app = await echoApp();
+    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port });
+    const r = await tcpExchange(port, 'hello through the mesh');
+    expect(r.got).toBe('hello through the mesh');
+    await waitFlows(flows, 2);
+    const server = flows.find((f) => f.hop === 'server-sidecar')!;
+    const client = flows.find((f) => f.hop === 'client-sidecar')!;
+    expect(server).toMatchObject({ verdict: 'allowed', intentionId: 'web-api', intentionIndex: 7, source: { service: 'web' }, destination: { service: 'api' } });
+    expect(client).toMatchObject({ verdict: 'allowed', destination: { service: 'api' } });
+    expect(server.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(server.traceId).not.toBe('0'.repeat(32));
+    expect(client.traceId).toBe(server.traceId);
+  });
+
+  it('closes a denied connection before a byte reaches the app, naming the intention', async () => {
+    const app = await echoApp();
+    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'deny' })], appPort: app.port });
+    const r = await tcpExchange(port, 'secret');
+    expect(r.got).toBe('');
+    expect(app.bytes()).toBe(0);
+    await waitFlows(flows, 2);
+    expect(flows.find((f) => f.hop === 'server-sidecar')).toMatchObject({ verdict: 'denied', intentionId: 'web-api', reason: expect.stringContaining('denied by intention web => api') });
+  });
+
+  it('enforces L7 permissions per request on one keep-alive connection', async () => {
+    const appPort = await httpApp();
+    const { flows, port } = await pair({
+      protocol: 'http',
+      appPort,
+      intentions: [intention('web', 'api', { Permissions: [{ Action: 'deny', HTTP: { PathPrefix: '/admin' } }, { Action: 'allow', HTTP: { PathPrefix: '/' } }] })],
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        }).on('error', reject);
+      });
+    const ok = await get('/orders');
+    const denied = await get('/admin/users');
+    const again = await get('/orders');
+    agent.destroy();
+    expect(ok).toEqual({ status: 200, body: 'ok GET /orders tp' });
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.body)).toMatchObject({ error: 'denied', intention: 'web-api' });
+    expect(again.status).toBe(200);
+    await waitFlows(flows, 3);
+    const reqs = flows.filter((f) => f.hop === 'server-sidecar' && f.requestIndex > 0);
+    expect(reqs.map((f) => [f.requestIndex, f.verdict, f.http?.status])).toEqual([[1, 'allowed', 200], [2, 'denied', 403], [3, 'allowed', 200]]);
+    expect(new Set(reqs.map((f) => f.traceId)).size).toBe(1);
+  });
+
+  it('refuses a caller whose certificate comes from another CA', async () => {
+    const app = await echoApp();
+    const other = await pki();
+    const stranger = await other.leaf('web');
+    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, clientLeaf: stranger, clientRoots: [] });
+    const r = await tcpExchange(port, 'hi');
+    expect(r.got).toBe('');
+    expect(app.bytes()).toBe(0);
+    await waitFlows(flows, 2);
+    expect(flows.find((f) => f.hop === 'server-sidecar')).toMatchObject({ verdict: 'denied', reason: expect.stringMatching(/TLS handshake refused/) });
+  });
+
+  it('refuses an expired client certificate', async () => {
+    const app = await echoApp();
+    const p = await pki();
+    const expired = await p.leaf('web', { ttlMs: 60_000, now: Date.now() - 3_600_000 });
+    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, clientLeaf: expired });
+    const r = await tcpExchange(port, 'hi');
+    expect(r.got).toBe('');
+    expect(app.bytes()).toBe(0);
+    await waitFlows(flows, 1);
+    expect(flows.some((f) => f.verdict !== 'allowed')).toBe(true);
+  });
+
+  it('refuses a server that presents another service\'s identity', async () => {
+    const app = await echoApp();
+    const { flows, port } = await pair({ intentions: [intention('web', '*', { Action: 'allow', Precedence: 6 })], appPort: app.port, serverAs: 'db', expect: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
+    const r = await tcpExchange(port, 'hi');
+    expect(r.got).toBe('');
+    await waitFlows(flows, 1);
+    expect(flows.find((f) => f.hop === 'client-sidecar')).toMatchObject({ verdict: 'denied', reason: expect.stringContaining('expected spiffe://') });
+  });
+});

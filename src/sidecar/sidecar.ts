@@ -1,0 +1,388 @@
+// The sidecar proxy of one service instance: an inbound mTLS listener that verifies the caller's
+// SPIFFE ID and enforces intentions locally (L4 per connection, L7 per HTTP request), and one local
+// listener per upstream that dials the upstream's sidecar over mTLS and checks its identity.
+// Certificates and policy are pushed in with update(); open connections are never dropped by a swap.
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Component } from '../core/lifecycle.js';
+import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
+import { compileIntentions, parseSpiffeId, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
+import { silentLogger, type Logger } from '../telemetry/index.js';
+import { spiffeOf, traceIdFromKeylog } from './identity.js';
+
+export interface SidecarEndpoint {
+  host: string;
+  port: number;
+  sni: string;
+  spiffeId: string;
+}
+
+export interface SidecarUpstream {
+  name: string;
+  namespace: string;
+  datacenter: string;
+  localBindHost: string;
+  localBindPort: number;
+  endpoints: SidecarEndpoint[];
+}
+
+export interface SidecarInbound {
+  bindHost: string;
+  bindPort: number;
+  localAppHost: string;
+  localAppPort: number;
+  protocol: 'tcp' | 'http';
+}
+
+export interface SidecarPolicy {
+  intentions: Intention[];
+  defaultAllow: boolean;
+  index: number;
+  sourceDc: string;
+}
+
+export interface SidecarConfig {
+  service: { id: string; name: string; namespace: string; dc: string; trustDomain: string };
+  leaf: { certPem: string; keyPem: string; spiffeId: string };
+  bundle: { roots: string[]; chain: string[] };
+  inbound?: SidecarInbound;
+  upstreams: SidecarUpstream[];
+  policy: SidecarPolicy;
+}
+
+export interface SidecarOptions {
+  config: SidecarConfig;
+  onFlow: (r: FlowRecord) => void;
+  logger?: Logger;
+}
+
+interface Decision {
+  allowed: boolean;
+  reason: string;
+  intentionId: string;
+  l7?: boolean;
+}
+
+const ZERO_TRACE = '0'.repeat(32);
+
+export class Sidecar implements Component {
+  readonly name = 'sidecar';
+  private config: SidecarConfig;
+  private matcher: CompiledIntentions;
+  private inbound: tls.Server | undefined;
+  private readonly outbound = new Map<string, { server: net.Server; rr: number }>();
+  private readonly sockets = new Set<net.Socket>();
+  private readonly log: Logger;
+  private appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  private secureContext: tls.SecureContext;
+
+  constructor(private readonly opts: SidecarOptions) {
+    this.config = opts.config;
+    this.log = (opts.logger ?? silentLogger).child({ component: 'sidecar', service: opts.config.service.name });
+    this.matcher = compileIntentions(this.config.policy.intentions, { defaultAllow: this.config.policy.defaultAllow });
+    this.secureContext = this.buildContext();
+  }
+
+  /** Port the inbound listener is bound to. */
+  get inboundPort(): number {
+    return (this.inbound?.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  upstreamPort(name: string): number {
+    return (this.outbound.get(name)?.server.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    if (this.config.inbound) await this.startInbound(this.config.inbound);
+    for (const u of this.config.upstreams) await this.startUpstream(u);
+  }
+
+  async stop(): Promise<void> {
+    const closing: Promise<void>[] = [];
+    if (this.inbound) closing.push(new Promise((r) => this.inbound!.close(() => r())));
+    for (const { server } of this.outbound.values()) closing.push(new Promise((r) => server.close(() => r())));
+    for (const s of this.sockets) s.destroy();
+    this.appAgent.destroy();
+    await Promise.all(closing);
+  }
+
+  /** New leaf, bundle, policy or endpoints; open connections carry on, new ones use what is new. */
+  async update(next: Partial<SidecarConfig>): Promise<void> {
+    const prev = this.config;
+    this.config = { ...prev, ...next };
+    if (next.policy) this.matcher = compileIntentions(next.policy.intentions, { defaultAllow: next.policy.defaultAllow });
+    if (next.leaf || next.bundle) {
+      this.secureContext = this.buildContext();
+      this.inbound?.setSecureContext(this.contextOptions());
+    }
+    if (next.upstreams) {
+      for (const u of next.upstreams) if (!this.outbound.has(u.name)) await this.startUpstream(u);
+      for (const [name, o] of this.outbound) {
+        if (!next.upstreams.some((u) => u.name === name)) {
+          o.server.close();
+          this.outbound.delete(name);
+        }
+      }
+    }
+  }
+
+  private contextOptions(): tls.SecureContextOptions {
+    const { leaf, bundle } = this.config;
+    return {
+      key: leaf.keyPem,
+      cert: [leaf.certPem.trim(), ...bundle.chain.map((c) => c.trim())].join('\n') + '\n',
+      ca: bundle.roots,
+      minVersion: 'TLSv1.3',
+    };
+  }
+
+  private buildContext(): tls.SecureContext {
+    return tls.createSecureContext(this.contextOptions());
+  }
+
+  private identity(spiffeId: string, fallbackService = ''): FlowIdentity {
+    const p = parseSpiffeId(spiffeId);
+    return { spiffeId, service: p?.service ?? fallbackService, namespace: p?.namespace ?? '', dc: p?.dc ?? '' };
+  }
+
+  private self(): FlowIdentity {
+    const s = this.config.service;
+    return { spiffeId: this.config.leaf.spiffeId, service: s.name, namespace: s.namespace, dc: s.dc };
+  }
+
+  private record(r: Omit<FlowRecord, 'id' | 'dc' | 'reporter' | 'intentionDc' | 'intentionIndex'> & Partial<FlowRecord>): void {
+    try {
+      this.opts.onFlow({
+        id: randomUUID(),
+        dc: this.config.service.dc,
+        reporter: this.config.service.id,
+        intentionDc: r.intentionId ? this.config.policy.sourceDc : '',
+        intentionIndex: r.intentionId ? this.config.policy.index : 0,
+        ...r,
+      } as FlowRecord);
+    } catch (err) {
+      this.log.warn('flow record listener failed', { error: err });
+    }
+  }
+
+  private decide(source: string, request?: HttpRequestInfo): Decision {
+    const id = parseSpiffeId(source);
+    if (!id) return { allowed: false, reason: `peer certificate has no service SPIFFE ID (${source || 'none'})`, intentionId: '' };
+    if (id.trustDomain !== this.config.service.trustDomain) {
+      return { allowed: false, reason: `peer trust domain ${id.trustDomain} is not ${this.config.service.trustDomain}`, intentionId: '' };
+    }
+    const d = this.matcher.decide({ namespace: id.namespace, service: id.service }, { namespace: this.config.service.namespace, service: this.config.service.name }, request);
+    return { allowed: d.allowed, reason: d.reason, intentionId: d.decidedBy, l7: d.l7 };
+  }
+
+  // ---- inbound ----
+
+  private async startInbound(cfg: SidecarInbound): Promise<void> {
+    const traces = new WeakMap<tls.TLSSocket, string>();
+    const server = tls.createServer({ ...this.contextOptions(), requestCert: true, rejectUnauthorized: true });
+    server.on('keylog', (line, sock) => {
+      if (!traces.has(sock)) {
+        const t = traceIdFromKeylog(line);
+        if (t) traces.set(sock, t);
+      }
+    });
+    server.on('tlsClientError', (err, sock) => {
+      const start = Date.now();
+      this.record({
+        traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
+        requestIndex: 0,
+        hop: 'server-sidecar',
+        source: { spiffeId: '', service: '', namespace: '', dc: '' },
+        destination: this.self(),
+        sni: '',
+        verdict: 'denied',
+        reason: `TLS handshake refused: ${describeTlsError(err)}`,
+        intentionId: '',
+        startTime: start,
+        durationMs: 0,
+        bytesIn: sock.bytesRead ?? 0,
+        bytesOut: sock.bytesWritten ?? 0,
+      });
+      this.log.warn('inbound handshake refused', { error: describeTlsError(err) });
+    });
+    const l7 = cfg.protocol === 'http' ? this.httpHandler(cfg, traces) : undefined;
+    server.on('secureConnection', (sock: tls.TLSSocket) => {
+      this.sockets.add(sock);
+      sock.once('close', () => this.sockets.delete(sock));
+      const start = Date.now();
+      const source = spiffeOf(sock.getPeerCertificate()) ?? '';
+      const traceId = traces.get(sock) ?? ZERO_TRACE;
+      const sni = (sock as tls.TLSSocket & { servername?: string | false }).servername || '';
+      const d = this.decide(source);
+      const base = { traceId, hop: 'server-sidecar' as const, source: this.identity(source), destination: this.self(), sni };
+      if (!d.allowed && !d.l7) {
+        sock.destroy();
+        this.record({ ...base, requestIndex: 0, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0 });
+        return;
+      }
+      if (l7) {
+        sock.once('close', () =>
+          this.record({ ...base, requestIndex: 0, verdict: 'allowed', reason: d.l7 ? 'connection accepted; requests checked against L7 permissions' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten }),
+        );
+        l7.emit('connection', sock);
+        return;
+      }
+      const app = net.connect({ host: cfg.localAppHost, port: cfg.localAppPort });
+      this.sockets.add(app);
+      let failed = false;
+      app.once('error', (err) => {
+        failed = true;
+        this.log.warn('local app unreachable', { error: err.message });
+        sock.destroy();
+      });
+      splice(sock, app);
+      sock.once('close', () => {
+        this.sockets.delete(app);
+        this.record({ ...base, requestIndex: 0, verdict: failed ? 'error' : 'allowed', reason: failed ? 'local application unreachable' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten });
+      });
+    });
+    await listen(server, cfg.bindHost, cfg.bindPort);
+    this.inbound = server;
+  }
+
+  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>): http.Server {
+    const counters = new WeakMap<net.Socket, number>();
+    const server = http.createServer({ keepAlive: true }, (req, res) => {
+      const sock = req.socket as tls.TLSSocket;
+      const n = (counters.get(sock) ?? 0) + 1;
+      counters.set(sock, n);
+      const start = Date.now();
+      const source = spiffeOf(sock.getPeerCertificate()) ?? '';
+      const traceId = traces.get(sock) ?? ZERO_TRACE;
+      const path = req.url ?? '/';
+      const d = this.decide(source, { method: req.method ?? 'GET', path, headers: req.headers });
+      const traceparent = (req.headers.traceparent as string | undefined) ?? `00-${traceId}-${randomUUID().replace(/-/g, '').slice(0, 16)}-01`;
+      const base = { traceId, requestIndex: n, hop: 'server-sidecar' as const, source: this.identity(source), destination: this.self(), sni: '' };
+      if (!d.allowed) {
+        const body = JSON.stringify({ error: 'denied', reason: d.reason, intention: d.intentionId });
+        res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+        this.record({ ...base, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: body.length, http: { method: req.method ?? '', path, status: 403, traceparent } });
+        return;
+      }
+      const up = http.request({ host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...req.headers, traceparent }, agent: this.appAgent }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, ures.headers);
+        ures.pipe(res);
+        ures.once('end', () =>
+          this.record({ ...base, verdict: 'allowed', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: Number(req.headers['content-length'] ?? 0), bytesOut: Number(ures.headers['content-length'] ?? 0), http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent } }),
+        );
+      });
+      up.once('error', (err) => {
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'local application unreachable' }));
+        this.record({ ...base, verdict: 'error', reason: `local application unreachable: ${err.message}`, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0, http: { method: req.method ?? '', path, status: 502, traceparent } });
+      });
+      req.pipe(up);
+    });
+    return server;
+  }
+
+  // ---- outbound ----
+
+  private async startUpstream(u: SidecarUpstream): Promise<void> {
+    const entry = { server: net.createServer((client) => this.dial(u.name, client)), rr: 0 };
+    await listen(entry.server, u.localBindHost, u.localBindPort);
+    this.outbound.set(u.name, entry);
+  }
+
+  private dial(name: string, client: net.Socket): void {
+    const up = this.config.upstreams.find((x) => x.name === name);
+    const entry = this.outbound.get(name);
+    const start = Date.now();
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    client.on('error', () => {});
+    const dest = (spiffeId: string): FlowIdentity => ({ ...this.identity(spiffeId, name), service: name });
+    if (!up || !entry || up.endpoints.length === 0) {
+      client.destroy();
+      this.record({ traceId: ZERO_TRACE, requestIndex: 0, hop: 'client-sidecar', source: this.self(), destination: dest(''), sni: '', verdict: 'error', reason: `no healthy endpoint for upstream ${name}`, intentionId: '', startTime: start, durationMs: 0, bytesIn: 0, bytesOut: 0 });
+      return;
+    }
+    const ep = up.endpoints[entry.rr++ % up.endpoints.length];
+    let traceId = ZERO_TRACE;
+    let identityError: string | undefined;
+    const server = tls.connect({
+      host: ep.host,
+      port: ep.port,
+      servername: ep.sni,
+      secureContext: this.secureContext,
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: (_host, cert) => {
+        const got = spiffeOf(cert);
+        if (got !== ep.spiffeId) {
+          identityError = `upstream presented ${got ?? 'no SPIFFE ID'}, expected ${ep.spiffeId}`;
+          return new Error(identityError);
+        }
+        return undefined;
+      },
+    });
+    this.sockets.add(server);
+    server.on('keylog', (line) => {
+      if (traceId === ZERO_TRACE) traceId = traceIdFromKeylog(line) ?? ZERO_TRACE;
+    });
+    let ok = false;
+    let failure: string | undefined;
+    server.once('secureConnect', () => {
+      ok = true;
+      splice(client, server);
+    });
+    server.once('error', (err) => {
+      failure = identityError ?? describeTlsError(err);
+      client.destroy();
+    });
+    server.once('close', () => {
+      this.sockets.delete(server);
+      if (!ok) client.destroy();
+      this.record({
+        traceId,
+        requestIndex: 0,
+        hop: 'client-sidecar',
+        source: this.self(),
+        destination: dest(ep.spiffeId),
+        sni: ep.sni,
+        verdict: ok && !failure ? 'allowed' : ok ? 'error' : identityError ? 'denied' : 'error',
+        reason: failure ?? (ok ? 'connected' : 'connection closed during handshake (refused by the destination)'),
+        intentionId: '',
+        startTime: start,
+        durationMs: Date.now() - start,
+        bytesIn: server.bytesRead,
+        bytesOut: server.bytesWritten,
+      });
+    });
+  }
+}
+
+/** Pipes both ways with backpressure; an end or error on one side ends the other. */
+function splice(a: net.Socket, b: net.Socket): void {
+  a.pipe(b);
+  b.pipe(a);
+  a.once('error', () => b.destroy());
+  b.once('error', () => a.destroy());
+  a.once('close', () => b.destroy());
+  b.once('close', () => a.destroy());
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function describeTlsError(err: Error & { code?: string }): string {
+  const code = err.code ?? '';
+  if (/CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code + err.message)) return 'no client certificate';
+  if (/CERT_HAS_EXPIRED/.test(code + err.message)) return 'certificate has expired';
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNKNOWN_CA|unknown ca|CERT_UNTRUSTED|UNABLE_TO_GET_ISSUER/.test(code + err.message)) return 'certificate not signed by a trusted root';
+  return err.message;
+}
