@@ -7,6 +7,8 @@ import type { Command, Io } from './command.js';
 import { devCommand, serverCommand } from './commands/agent.js';
 import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenList } from './commands/acl.js';
 import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch } from './commands/intention.js';
+import { connectProxy } from './commands/connect.js';
+import { caRotate, caRoots, flowsCommand } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
 
 export const COMMANDS: Command[] = [
@@ -27,6 +29,10 @@ export const COMMANDS: Command[] = [
   aclPolicyList,
   aclTokenCreate,
   aclTokenList,
+  connectProxy,
+  caRoots,
+  caRotate,
+  flowsCommand,
 ];
 
 export function helpText(): string {

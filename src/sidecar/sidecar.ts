@@ -90,6 +90,10 @@ export class Sidecar implements Component {
     return (this.inbound?.address() as net.AddressInfo | null)?.port ?? 0;
   }
 
+  upstreams(): SidecarUpstream[] {
+    return this.config.upstreams;
+  }
+
   upstreamPort(name: string): number {
     return (this.outbound.get(name)?.server.address() as net.AddressInfo | null)?.port ?? 0;
   }

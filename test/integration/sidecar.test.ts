@@ -1,0 +1,76 @@
+// Two services behind `isthmus connect proxy` sidecars fed by a real `isthmus dev` over gRPC:
+// a call goes through, an intention denies it, and the denied flow names the intention.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, freePort, runCli, startCli, startServer, type ServerProcess } from '../harness/server-process.js';
+
+let srv: ServerProcess;
+const stops: (() => Promise<void> | void)[] = [];
+let appPort = 0;
+let upstreamPort = 0;
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
+  });
+}
+
+beforeAll(async () => {
+  srv = await startServer('dev', []);
+  stops.push(() => srv.stop());
+  const app = http.createServer((req, res) => res.end(`api says hi to ${req.url}`));
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  stops.push(() => new Promise<void>((r) => { app.closeAllConnections(); app.close(() => r()); }));
+  appPort = (app.address() as AddressInfo).port;
+  const apiSidecarPort = await freePort();
+  upstreamPort = await freePort();
+  const env = { ISTHMUS_HTTP_ADDR: srv.addr };
+  const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
+  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: appPort, Connect: { SidecarService: { Port: apiSidecarPort } } });
+  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
+  const a = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', grpc], /Sidecar for api/, env);
+  stops.push(() => a.stop());
+  const w = await startCli(['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', grpc], /upstream api: .*\(1 endpoint/, env);
+  stops.push(() => w.stop());
+});
+
+afterAll(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+describe('sidecars end to end', () => {
+  it('carries a call, then refuses it once an intention denies it, and records who denied it', async () => {
+    const ok = await get(upstreamPort, '/hello');
+    expect(ok).toEqual({ status: 200, body: 'api says hi to /hello' });
+
+    const created = await runCli(['intention', 'create', '-deny', 'web', 'api'], { ISTHMUS_HTTP_ADDR: srv.addr });
+    expect(created.code).toBe(0);
+    const id = (await api(srv.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body.ID;
+    // The new intention is pushed to the sidecar; wait until a new connection is refused.
+    let refused = false;
+    for (let i = 0; i < 50 && !refused; i++) {
+      refused = await get(upstreamPort, '/hello').then(() => false, () => true);
+      if (!refused) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(refused).toBe(true);
+
+    let denied: any[] = [];
+    for (let i = 0; i < 30 && denied.length === 0; i++) {
+      denied = (await api(srv.url, 'GET', '/v1/flows?verdict=denied&to=api')).body.Records;
+      if (denied.length === 0) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(denied[0]).toMatchObject({ hop: 'server-sidecar', verdict: 'denied', intentionId: id, source: { service: 'web' }, destination: { service: 'api' } });
+    const trace = denied[0].traceId;
+    const both = (await api(srv.url, 'GET', `/v1/flows?trace=${trace}`)).body.Records.map((r: any) => r.hop).sort();
+    expect(both).toEqual(['client-sidecar', 'server-sidecar']);
+    const cli = await runCli(['flows', '--verdict', 'denied', '--to', 'api'], { ISTHMUS_HTTP_ADDR: srv.addr });
+    expect(cli.stdout).toContain(id);
+  });
+});
