@@ -128,9 +128,11 @@ export class CertificateAuthority implements Component {
   }
 
   /** Signs a leaf for a service identity with this DC's intermediate. */
-  async issueLeaf(service: string, namespace = 'default', dc = this.opts.dc): Promise<IssuedCert & { spiffeId: string }> {
+  async issueLeaf(service: string, namespace = 'default', dc = this.opts.dc): Promise<IssuedCert & { spiffeId: string; chain: string[] }> {
     this.takeToken();
     const inter = this.intermediate();
+    // The chain is read with the intermediate that signs, so a leaf never travels with another's chain.
+    const chain = [...(inter ? [inter.CertPEM] : []), ...(this.activeRoot()?.IntermediateCerts ?? [])];
     if (!inter) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `datacenter ${this.opts.dc} has no intermediate CA yet`);
     const keyPem = this.opts.store.get<string>(CA_SECRETS, inter.KeyRef)?.value;
     if (!keyPem) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the intermediate CA key is missing');
@@ -144,7 +146,7 @@ export class CertificateAuthority implements Component {
       ttlMs: this.config().LeafCertTTL,
       now: this.now(),
     });
-    return { ...leaf, spiffeId };
+    return { ...leaf, spiffeId, chain };
   }
 
   /** Makes a new root, cross-signed by the old one; the old root stays trusted until its last leaf expires. */

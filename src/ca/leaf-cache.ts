@@ -80,6 +80,7 @@ export class LeafCache {
       ValidBefore: issued.notAfter.toISOString(),
       CreateIndex: index,
       ModifyIndex: index,
+      Chain: issued.chain,
     };
     const nb = this.now();
     const na = issued.notAfter.getTime();

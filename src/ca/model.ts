@@ -64,6 +64,8 @@ export interface LeafCert {
   ValidBefore: string;
   CreateIndex: number;
   ModifyIndex: number;
+  /** Isthmus: the certificates to present after the leaf (its intermediate, and cross-signs during a rotation). */
+  Chain: string[];
 }
 
 /** Trusted roots plus the chain a leaf of this DC presents (leaf + intermediate + cross-signs). */

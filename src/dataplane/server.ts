@@ -220,7 +220,7 @@ export class DataPlaneServer implements Component {
       errorCode: '',
       service: { id: t.id, name: t.service, namespace: t.namespace, dc, trustDomain: td },
       leaf: { certPem: leaf.CertPEM, keyPem: leaf.PrivateKeyPEM, spiffeId: leaf.ServiceURI, validBefore: leaf.ValidBefore },
-      bundle: { roots: bundle.roots, chain: bundle.chain, activeRootId: bundle.activeRootId, index: bundle.index },
+      bundle: { roots: bundle.roots, chain: leaf.Chain, activeRootId: bundle.activeRootId, index: bundle.index },
       inbound: proxy
         ? {
             bindHost: proxy.Address || '127.0.0.1',

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, freePort, runCli, startCli, startServer, type ServerProcess } from '../harness/server-process.js';
 
 let srv: ServerProcess;
-const stops: (() => Promise<void> | void)[] = [];
+const stops: (() => Promise<unknown> | void)[] = [];
 let appPort = 0;
 let upstreamPort = 0;
 
