@@ -112,6 +112,13 @@ describe('Sidecar', () => {
     expect(server.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(server.traceId).not.toBe('0'.repeat(32));
     expect(client.traceId).toBe(server.traceId);
+    // The next connection resumes the TLS session; the caller's identity must still be known.
+    const again = await tcpExchange(port, 'second call');
+    expect(again.got).toBe('second call');
+    await waitFlows(flows, 4);
+    const second = flows.filter((f) => f.hop === 'server-sidecar')[1];
+    expect(second).toMatchObject({ verdict: 'allowed', source: { service: 'web' } });
+    expect(second.traceId).not.toBe(server.traceId);
   });
 
   it('closes a denied connection before a byte reaches the app, naming the intention', async () => {

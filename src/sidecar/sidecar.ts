@@ -77,6 +77,8 @@ export class Sidecar implements Component {
   private readonly log: Logger;
   private appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   private secureContext: tls.SecureContext;
+  /** TLS 1.3 session tickets per upstream endpoint: new connections resume instead of a full handshake. */
+  private readonly sessions = new Map<string, Buffer>();
 
   constructor(private readonly opts: SidecarOptions) {
     this.config = opts.config;
@@ -118,6 +120,8 @@ export class Sidecar implements Component {
     this.config = { ...prev, ...next };
     if (next.policy) this.matcher = compileIntentions(next.policy.intentions, { defaultAllow: next.policy.defaultAllow });
     if (next.leaf || next.bundle) {
+      // A resumed session would carry the old identity: new certificates mean full handshakes.
+      this.sessions.clear();
       this.secureContext = this.buildContext();
       this.inbound?.setSecureContext(this.contextOptions());
     }
@@ -310,6 +314,7 @@ export class Sidecar implements Component {
       return;
     }
     const ep = up.endpoints[entry.rr++ % up.endpoints.length];
+    const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
     let traceId = ZERO_TRACE;
     let identityError: string | undefined;
     const server = tls.connect({
@@ -317,6 +322,7 @@ export class Sidecar implements Component {
       port: ep.port,
       servername: ep.sni,
       secureContext: this.secureContext,
+      session: this.sessions.get(sessionKey),
       minVersion: 'TLSv1.3',
       checkServerIdentity: (_host, cert) => {
         const got = spiffeOf(cert);
@@ -328,6 +334,10 @@ export class Sidecar implements Component {
       },
     });
     this.sockets.add(server);
+    const contextAtDial = this.secureContext;
+    server.on('session', (session: Buffer) => {
+      if (this.secureContext === contextAtDial) this.sessions.set(sessionKey, session);
+    });
     server.on('keylog', (line) => {
       if (traceId === ZERO_TRACE) traceId = traceIdFromKeylog(line) ?? ZERO_TRACE;
     });
