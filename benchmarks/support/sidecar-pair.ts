@@ -2,7 +2,7 @@
 // an HTTP app given as argv[2]; prints the client sidecar's upstream port as JSON and the PEMs used.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../../src/ca/x509.js';
+import { createRoot, newKeyPem, signCa, signLeaf } from '../../src/ca/index.js';
 import { Sidecar } from '../../src/sidecar/index.js';
 
 const appPort = Number(process.argv[2]);

@@ -1,14 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../store/memory/index.js';
+import { MemoryStore } from '../store/index.js';
 import { AUDIT_TABLE } from '../core/audit.js';
 import { Acl } from './acl.js';
 import { compileAuthorizer } from './compile.js';
 import { parseRules } from './rules.js';
-import { Hono } from 'hono';
-import type { ApiEnv } from '../api/env.js';
-import { aclMiddleware } from '../api/middleware-acl.js';
-import { registerAclRoutes } from '../api/routes-acl.js';
-import { respondError } from '../api/errors.js';
 
 const actor = { accessorId: 'a', description: 't', dc: 'dc1' };
 const cleanups: (() => Promise<void>)[] = [];
@@ -88,30 +83,5 @@ describe('Acl', () => {
     const before = store.index();
     await expect(acl.upsertToken({ Policies: [{ Name: 'nope' }] }, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_INVALID', violations: [{ Field: 'Policies[0]' }] });
     expect(store.index()).toBe(before);
-  });
-});
-
-describe('ACL middleware and routes', () => {
-  it('takes X-Consul-Token or Bearer, marks the default policy, and hides secrets from readers', async () => {
-    const { acl, store } = await setup('deny');
-    const app = new Hono<ApiEnv>();
-    app.onError((err, c) => respondError(c, err));
-    app.use('*', aclMiddleware(acl));
-    registerAclRoutes(app, { store, acl });
-    const boot: any = await (await app.request('/v1/acl/bootstrap', { method: 'PUT' })).json();
-    const again = await app.request('/v1/acl/bootstrap', { method: 'PUT' });
-    expect(again.status).toBe(403);
-    expect(again.headers.get('X-Consul-Default-ACL-Policy')).toBe('deny');
-    const h = { 'X-Consul-Token': boot.SecretID };
-    await app.request('/v1/acl/policy', { method: 'PUT', headers: h, body: JSON.stringify({ Name: 'reader', Rules: 'acl = "read"' }) });
-    const reader: any = await (await app.request('/v1/acl/token', { method: 'PUT', headers: h, body: JSON.stringify({ Policies: [{ Name: 'reader' }] }) })).json();
-    const list: any = await (await app.request('/v1/acl/tokens', { headers: { Authorization: `Bearer ${reader.SecretID}` } })).json();
-    expect(list.length).toBe(2);
-    expect(list.every((t: any) => t.SecretID === undefined)).toBe(true);
-    expect((await app.request('/v1/acl/tokens')).status).toBe(403);
-    expect((await app.request('/v1/acl/tokens', { headers: { 'X-Consul-Token': 'bogus' } })).status).toBe(403);
-    const bad = await app.request('/v1/acl/policy', { method: 'PUT', headers: h, body: JSON.stringify({ Name: 'x', Rules: 'service "a" { policy = "all" }' }) });
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as any).Violations[0]).toEqual({ Field: 'Rules', Message: 'line 1: unknown policy "all" (use read, write or deny)' });
   });
 });

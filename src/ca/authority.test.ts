@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../store/memory/index.js';
+import { MemoryStore } from '../store/index.js';
 import { isIsthmusError } from '../core/errors.js';
 import { CertificateAuthority } from './authority.js';
 import { LeafCache } from './leaf-cache.js';

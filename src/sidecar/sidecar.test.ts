@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/x509.js';
+import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { Sidecar, type SidecarConfig } from './sidecar.js';
