@@ -100,9 +100,18 @@ export class Sidecar implements Component {
     return (this.outbound.get(name)?.server.address() as net.AddressInfo | null)?.port ?? 0;
   }
 
+  /** True once every listener is bound. */
+  started = false;
+
   async start(): Promise<void> {
-    if (this.config.inbound) await this.startInbound(this.config.inbound);
-    for (const u of this.config.upstreams) await this.startUpstream(u);
+    try {
+      if (this.config.inbound) await this.startInbound(this.config.inbound);
+      for (const u of this.config.upstreams) await this.startUpstream(u);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.started = true;
   }
 
   async stop(): Promise<void> {

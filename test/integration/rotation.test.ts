@@ -44,7 +44,7 @@ beforeAll(async () => {
   const env = { ISTHMUS_HTTP_ADDR: srv.addr };
   const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
   await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: (app.address() as AddressInfo).port, Connect: { SidecarService: { Port: apiSidecarPort } } });
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
+  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
   const a = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', grpc], /Sidecar for api/, env);
   stops.push(() => a.stop());
   const w = await startCli(['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', grpc], /upstream api: .*\(1 endpoint/, env);

@@ -34,7 +34,7 @@ beforeAll(async () => {
   const env = { ISTHMUS_HTTP_ADDR: srv.addr };
   const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
   await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: appPort, Connect: { SidecarService: { Port: apiSidecarPort } } });
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
+  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
   const a = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', grpc], /Sidecar for api/, env);
   stops.push(() => a.stop());
   const w = await startCli(['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', grpc], /upstream api: .*\(1 endpoint/, env);
@@ -68,9 +68,31 @@ describe('sidecars end to end', () => {
     }
     expect(denied[0]).toMatchObject({ hop: 'server-sidecar', verdict: 'denied', intentionId: id, source: { service: 'web' }, destination: { service: 'api' } });
     const trace = denied[0].traceId;
-    const both = (await api(srv.url, 'GET', `/v1/flows?trace=${trace}`)).body.Records.map((r: any) => r.hop).sort();
+    // Each sidecar reports its own hop in its next batch; both arrive under the same traceId.
+    let both: string[] = [];
+    for (let i = 0; i < 30 && both.length < 2; i++) {
+      both = (await api(srv.url, 'GET', `/v1/flows?trace=${trace}`)).body.Records.map((r: any) => r.hop).sort();
+      if (both.length < 2) await new Promise((r) => setTimeout(r, 200));
+    }
     expect(both).toEqual(['client-sidecar', 'server-sidecar']);
     const cli = await runCli(['flows', '--verdict', 'denied', '--to', 'api'], { ISTHMUS_HTTP_ADDR: srv.addr });
     expect(cli.stdout).toContain(id);
+  });
+
+  it('runs the application after "--" with <UPSTREAM>_ADDR and _PORT set, and exits with it', async () => {
+    const port = await freePort();
+    await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'batch', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } } });
+    const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
+    const r = await runCli(['connect', 'proxy', '--sidecar-for', 'batch', '--grpc-addr', grpc, '--', process.execPath, '-e', 'console.log("UPSTREAM=" + process.env.API_ADDR + " " + process.env.API_PORT)'], { ISTHMUS_HTTP_ADDR: srv.addr });
+    expect(r.stdout).toContain(`UPSTREAM=127.0.0.1:${port} ${port}`);
+    expect(r.stdout).toContain('Application exited with 0');
+    expect(r.code).toBe(0);
+  });
+
+  it('refuses a sidecar for a service that is not registered, with one clear line', async () => {
+    const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
+    const r = await runCli(['connect', 'proxy', '--sidecar-for', 'ghost', '--grpc-addr', grpc]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: no service with ID "ghost-sidecar-proxy" is registered/m);
   });
 });

@@ -59,8 +59,9 @@ export const connectProxy: Command = {
         updating = updating.then(async () => {
           const cfg = toSidecarConfig(m);
           if (!sidecar) {
-            sidecar = new Sidecar({ config: cfg, onFlow: (r) => client.report(r), logger });
-            await sidecar.start();
+            const s = new Sidecar({ config: cfg, onFlow: (r) => client.report(r), logger });
+            await s.start();
+            sidecar = s;
             io.out(`==> Sidecar for ${cfg.service.name} (${cfg.service.id}) running as ${cfg.leaf.spiffeId}`);
             if (cfg.inbound) io.out(`    inbound: ${cfg.inbound.bindHost}:${sidecar.inboundPort} -> ${cfg.inbound.localAppHost}:${cfg.inbound.localAppPort} (${cfg.inbound.protocol})`);
             for (const u of cfg.upstreams) io.out(`    upstream ${u.name}: ${u.localBindHost}:${sidecar.upstreamPort(u.name)} (${u.endpoints.length} endpoint(s))`);
@@ -68,7 +69,14 @@ export const connectProxy: Command = {
           } else {
             await sidecar.update(cfg);
           }
-        }).catch((err) => logger.error('cannot apply the sidecar configuration', { error: err }));
+        }).catch((err) => {
+          logger.error('cannot apply the sidecar configuration', { error: err });
+          // A sidecar that could not even start (a port taken) has nothing to keep serving: stop.
+          if (!sidecar?.started) {
+            fatal = `cannot start the sidecar: ${(err as Error).message}`;
+            ready();
+          }
+        });
       },
       onFatal: (code, message) => {
         fatal = `${message} (${code})`;
