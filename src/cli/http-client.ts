@@ -73,3 +73,9 @@ function describeError(status: number, body: unknown): string {
   }
   return `${typeof body === 'string' && body ? body.trim() : 'request failed'} (HTTP ${status})`;
 }
+
+/** The client for a command's parsed flags (--http-addr, --token) and environment. */
+export function clientFor(values: Record<string, unknown>, env: NodeJS.ProcessEnv): ApiClient {
+  const s = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return new ApiClient({ httpAddr: s(values['http-addr']), token: s(values.token), env });
+}

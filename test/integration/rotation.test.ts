@@ -2,12 +2,12 @@
 // and the sidecars really serve the new certificates afterwards.
 import http from 'node:http';
 import tls from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, freePort, runCli, startCli, startServer, type ServerProcess } from '../harness/server-process.js';
+import { api, runCli, type ServerProcess } from '../harness/server-process.js';
+import { startSidecarPair, type SidecarPair } from '../harness/sidecars.js';
 
 let srv: ServerProcess;
-const stops: (() => Promise<unknown> | void)[] = [];
+let pair: SidecarPair;
 let upstreamPort = 0;
 let apiSidecarPort = 0;
 
@@ -34,25 +34,14 @@ async function servedSerial(): Promise<string> {
 }
 
 beforeAll(async () => {
-  srv = await startServer('dev', []);
-  stops.push(() => srv.stop());
-  const app = http.createServer((_req, res) => res.end('ok'));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  stops.push(() => new Promise<void>((r) => { app.closeAllConnections(); app.close(() => r()); }));
-  apiSidecarPort = await freePort();
-  upstreamPort = await freePort();
-  const env = { ISTHMUS_HTTP_ADDR: srv.addr };
-  const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: (app.address() as AddressInfo).port, Connect: { SidecarService: { Port: apiSidecarPort } } });
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
-  const a = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', grpc], /Sidecar for api/, env);
-  stops.push(() => a.stop());
-  const w = await startCli(['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', grpc], /upstream api: .*\(1 endpoint/, env);
-  stops.push(() => w.stop());
+  pair = await startSidecarPair((_req, res) => res.end('ok'));
+  srv = pair.srv;
+  upstreamPort = pair.upstreamPort;
+  apiSidecarPort = pair.apiSidecarPort;
 });
 
 afterAll(async () => {
-  while (stops.length) await stops.pop()!();
+  await pair?.stop();
 });
 
 describe('certificates change under load', () => {

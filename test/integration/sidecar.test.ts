@@ -1,13 +1,12 @@
 // Two services behind `isthmus connect proxy` sidecars fed by a real `isthmus dev` over gRPC:
 // a call goes through, an intention denies it, and the denied flow names the intention.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, freePort, runCli, startCli, startServer, type ServerProcess } from '../harness/server-process.js';
+import { api, freePort, runCli, type ServerProcess } from '../harness/server-process.js';
+import { startSidecarPair, type SidecarPair } from '../harness/sidecars.js';
 
 let srv: ServerProcess;
-const stops: (() => Promise<unknown> | void)[] = [];
-let appPort = 0;
+let pair: SidecarPair;
 let upstreamPort = 0;
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
@@ -23,26 +22,13 @@ function get(port: number, path: string): Promise<{ status: number; body: string
 }
 
 beforeAll(async () => {
-  srv = await startServer('dev', []);
-  stops.push(() => srv.stop());
-  const app = http.createServer((req, res) => res.end(`api says hi to ${req.url}`));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  stops.push(() => new Promise<void>((r) => { app.closeAllConnections(); app.close(() => r()); }));
-  appPort = (app.address() as AddressInfo).port;
-  const apiSidecarPort = await freePort();
-  upstreamPort = await freePort();
-  const env = { ISTHMUS_HTTP_ADDR: srv.addr };
-  const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: appPort, Connect: { SidecarService: { Port: apiSidecarPort } } });
-  await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstreamPort }] } } } });
-  const a = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', grpc], /Sidecar for api/, env);
-  stops.push(() => a.stop());
-  const w = await startCli(['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', grpc], /upstream api: .*\(1 endpoint/, env);
-  stops.push(() => w.stop());
+  pair = await startSidecarPair((req, res) => res.end(`api says hi to ${req.url}`));
+  srv = pair.srv;
+  upstreamPort = pair.upstreamPort;
 });
 
 afterAll(async () => {
-  while (stops.length) await stops.pop()!();
+  await pair?.stop();
 });
 
 describe('sidecars end to end', () => {
@@ -82,7 +68,7 @@ describe('sidecars end to end', () => {
   it('runs the application after "--" with <UPSTREAM>_ADDR and _PORT set, and exits with it', async () => {
     const port = await freePort();
     await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'batch', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } } });
-    const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
+    const grpc = pair.grpcAddr;
     const r = await runCli(['connect', 'proxy', '--sidecar-for', 'batch', '--grpc-addr', grpc, '--', process.execPath, '-e', 'console.log("UPSTREAM=" + process.env.API_ADDR + " " + process.env.API_PORT)'], { ISTHMUS_HTTP_ADDR: srv.addr });
     expect(r.stdout).toContain(`UPSTREAM=127.0.0.1:${port} ${port}`);
     expect(r.stdout).toContain('Application exited with 0');
@@ -90,7 +76,7 @@ describe('sidecars end to end', () => {
   });
 
   it('refuses a sidecar for a service that is not registered, with one clear line', async () => {
-    const grpc = /gRPC: (\S+)/.exec(srv.output())![1];
+    const grpc = pair.grpcAddr;
     const r = await runCli(['connect', 'proxy', '--sidecar-for', 'ghost', '--grpc-addr', grpc]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: no service with ID "ghost-sidecar-proxy" is registered/m);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { list, str, type Parsed } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
-import { ApiClient, CLIENT_OPTIONS } from '../http-client.js';
+import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
 import { keyValueBlock, table } from '../output.js';
 
 interface Token {
@@ -21,7 +21,7 @@ interface Policy {
   Rules?: string;
 }
 
-const client = (v: Parsed['values'], env: NodeJS.ProcessEnv) => new ApiClient({ httpAddr: str(v['http-addr']), token: str(v.token), env });
+const client = clientFor;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function printToken(t: Token, out: (l: string) => void) {

@@ -1,11 +1,11 @@
 // `isthmus ca rotate|roots` and `isthmus flows` (the flow records of one DC).
 import { str, intFlag } from '../args.js';
 import type { Command } from '../command.js';
-import { ApiClient, CLIENT_OPTIONS } from '../http-client.js';
+import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
 import { table } from '../output.js';
 import type { FlowRecord } from '../../dataflow/index.js';
 
-const client = (v: Record<string, unknown>, env: NodeJS.ProcessEnv) => new ApiClient({ httpAddr: str(v['http-addr'] as string), token: str(v.token as string), env });
+const client = clientFor;
 
 export const caRotate: Command = {
   name: 'ca rotate',

@@ -3,10 +3,9 @@ import { readFileSync } from 'node:fs';
 import { intFlag, keyValues, list, str, type OptionSpec } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
-import { ApiClient, CLIENT_OPTIONS } from '../http-client.js';
+import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
 
-const client = (v: Record<string, unknown>, env: NodeJS.ProcessEnv) =>
-  new ApiClient({ httpAddr: str(v['http-addr'] as string), token: str(v.token as string), env });
+const client = clientFor;
 
 /** Reads a Consul service definition file: `{"service": {...}}`, `{"services": [...]}` or a bare service. */
 export function readServiceFile(path: string): Record<string, unknown>[] {

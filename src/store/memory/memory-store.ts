@@ -3,8 +3,9 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { conflict, ErrorCodes, IsthmusError } from '../../core/errors.js';
-import type { Change, ChangesSince, CommitResult, MemoryStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
+import type { Change, CommitResult, MemoryStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
 import { Tables } from './tables.js';
+import { TablesView } from './tables-view.js';
 import { checkOps, freezeValue } from './validate-ops.js';
 
 const LOG_FILE = 'changes.log';
@@ -15,16 +16,17 @@ interface LogLine {
   c: { t: string; k: string; o: 'put' | 'delete'; v?: unknown; ci?: number }[];
 }
 
-export class MemoryStore implements Store {
+export class MemoryStore extends TablesView implements Store {
   readonly name = 'store-memory';
   readonly backend = 'memory' as const;
   readonly dc: string;
-  private readonly tables: Tables;
+  protected readonly tables: Tables;
   private logFd: number | undefined;
   private appended = 0;
   private started = false;
 
   constructor(private readonly opts: MemoryStoreOptions) {
+    super();
     this.dc = opts.dc;
     this.tables = new Tables(opts.retainChanges ?? 10_000);
   }
@@ -46,22 +48,6 @@ export class MemoryStore implements Store {
       this.logFd = undefined;
     }
     this.started = false;
-  }
-
-  index(): number {
-    return this.tables.index;
-  }
-
-  tableIndex(table: string): number {
-    return this.tables.tableIndex(table);
-  }
-
-  get<T = unknown>(table: string, key: string): StoreEntry<T> | undefined {
-    return this.tables.get(table, key) as StoreEntry<T> | undefined;
-  }
-
-  list<T = unknown>(table: string, prefix?: string): StoreEntry<T>[] {
-    return this.tables.list(table, prefix) as StoreEntry<T>[];
   }
 
   async commit(ops: StoreOp[]): Promise<CommitResult> {
@@ -93,18 +79,6 @@ export class MemoryStore implements Store {
     this.append(index, changes);
     this.tables.apply(changes);
     return { index };
-  }
-
-  waitForChange(tables: string[], afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.tables.waitForChange(tables, afterIndex, timeoutMs, signal);
-  }
-
-  changesSince(index: number): ChangesSince {
-    return this.tables.changesSince(index);
-  }
-
-  subscribe(listener: (changes: Change[]) => void): () => void {
-    return this.tables.subscribe(listener);
   }
 
   isLeader(): boolean {

@@ -4,9 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { conflict, ErrorCodes, IsthmusError } from '../../core/errors.js';
-import type { Change, ChangesSince, CommitResult, RedisStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
-import { Tables } from '../memory/tables.js';
-import { checkOps } from '../memory/validate-ops.js';
+import type { Change, CommitResult, RedisStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
+import { Tables, TablesView, checkOps } from '../memory/index.js';
 
 // Entries are stored as "<createIndex>|<modifyIndex>|<json>" so Lua never decodes (and so never
 // reshapes) a value: cjson would turn [] into {}.
@@ -89,12 +88,12 @@ function parseEntry(key: string, raw: string): StoreEntry {
 const LEASE_MS = 10_000;
 const RENEW_MS = 3_000;
 
-export class RedisStore implements Store {
+export class RedisStore extends TablesView implements Store {
   readonly name = 'store-redis';
   readonly backend = 'redis' as const;
   readonly dc: string;
   private readonly prefix: string;
-  private readonly tables: Tables;
+  protected readonly tables: Tables;
   private cmd!: Cmds;
   private reader!: Redis;
   private running = false;
@@ -108,6 +107,7 @@ export class RedisStore implements Store {
   reloads = 0;
 
   constructor(private readonly opts: RedisStoreOptions) {
+    super();
     this.dc = opts.dc;
     // The hash tag keeps every key of one DC in one Redis Cluster slot, as the Lua scripts need.
     this.prefix = `${opts.keyPrefix ?? 'isthmus'}:{${opts.dc}}`;
@@ -156,27 +156,6 @@ export class RedisStore implements Store {
     this.cmd.disconnect();
   }
 
-  index(): number {
-    return this.tables.index;
-  }
-  tableIndex(table: string): number {
-    return this.tables.tableIndex(table);
-  }
-  get<T = unknown>(table: string, key: string): StoreEntry<T> | undefined {
-    return this.tables.get(table, key) as StoreEntry<T> | undefined;
-  }
-  list<T = unknown>(table: string, prefix?: string): StoreEntry<T>[] {
-    return this.tables.list(table, prefix) as StoreEntry<T>[];
-  }
-  waitForChange(tables: string[], afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.tables.waitForChange(tables, afterIndex, timeoutMs, signal);
-  }
-  changesSince(index: number): ChangesSince {
-    return this.tables.changesSince(index);
-  }
-  subscribe(listener: (changes: Change[]) => void): () => void {
-    return this.tables.subscribe(listener);
-  }
   isLeader(): boolean {
     return this.leaderValue === this.me;
   }
