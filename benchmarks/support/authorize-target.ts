@@ -7,7 +7,7 @@ import { loadRegionConfig } from '../../src/config/index.js';
 import { startRegion } from '../../src/region/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 
-const config = loadRegionConfig({ mode: 'dev', env: {}, flags: { 'http-addr': '127.0.0.1:0' } });
+const config = loadRegionConfig({ mode: 'dev', env: {}, flags: { 'http-addr': '127.0.0.1:0', 'grpc-addr': '127.0.0.1:0' } });
 const region = await startRegion(config, { logger: silentLogger });
 // 1,000 intentions so the decision is not trivially the default.
 for (let i = 0; i < 1000; i++) {

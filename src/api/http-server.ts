@@ -17,9 +17,11 @@ export interface HttpListener {
 
 /** Binds first (so the advertised address is known before the parts that publish it are built). */
 export async function listenHttp(host: string, port: number, staticHeaders: Record<string, string> = {}): Promise<HttpListener> {
-  let fetchFn: (req: Request) => Response | Promise<Response> = () =>
+  let fetchFn: (req: Request, env: unknown) => Response | Promise<Response> = () =>
     Response.json({ Error: ErrorCodes.UNAVAILABLE, Message: 'server is starting' }, { status: 503 });
-  const server = createAdaptorServer({ fetch: (req: Request) => fetchFn(req) }) as Server;
+  // The adapter's env carries the Node request: handlers read plain header objects from it instead
+  // of materialising a Fetch Headers object for every request.
+  const server = createAdaptorServer({ fetch: (req: Request, env: unknown) => fetchFn(req, env) }) as Server;
   const headerList = Object.entries(staticHeaders);
   if (headerList.length > 0) {
     // Runs before the adapter's handler; writeHead merges these with the response's own headers.
@@ -48,7 +50,7 @@ export async function listenHttp(host: string, port: number, staticHeaders: Reco
     address: `${shown}:${info.port}`,
     port: info.port,
     serve: (app) => {
-      fetchFn = (req) => app.fetch(req);
+      fetchFn = (req, env) => app.fetch(req, env);
     },
     close: () =>
       (closing ??= new Promise<void>((resolve) => {

@@ -20,13 +20,20 @@ export function aclMiddleware(acl: Acl): MiddlewareHandler<ApiEnv> {
  */
 export function resolveAcl(acl: Acl): (c: Context<ApiEnv>) => void {
   return (c) => {
-    const auth = c.req.header('authorization');
+    const raw = nodeHeaders(c);
+    const auth = raw ? (raw.authorization as string | undefined) : c.req.header('authorization');
     const bearer = auth && /^bearer\s+/i.test(auth) ? auth.replace(/^bearer\s+/i, '').trim() : undefined;
+    const consul = raw ? (raw['x-consul-token'] as string | undefined) : c.req.header('x-consul-token');
     // Parsing the query string only when it can hold a token keeps the common path cheap.
-    const secret = c.req.header('x-consul-token') || bearer || (c.req.url.includes('token=') ? c.req.query('token') : undefined) || undefined;
+    const secret = consul || bearer || (c.req.url.includes('token=') ? c.req.query('token') : undefined) || undefined;
     const r = acl.resolve(secret);
     c.set('authz', r.authz);
     c.set('actor', r.actor);
     c.set('token', secret);
   };
+}
+
+/** The Node request's plain header object when served by the Node adapter (undefined in app.request tests). */
+export function nodeHeaders(c: Context): Record<string, string | string[] | undefined> | undefined {
+  return (c.env as { incoming?: { headers: Record<string, string | string[] | undefined> } } | undefined)?.incoming?.headers;
 }

@@ -28,7 +28,8 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.out
 
 /** Reads a JSON body (bounded), failing with a clear 400/413 on anything else. Empty body -> undefined. */
 export async function readJson(c: Context): Promise<unknown> {
-  const len = Number(c.req.header('content-length') ?? '0');
+  const incoming = (c.env as { incoming?: { headers: Record<string, string | string[] | undefined> } } | undefined)?.incoming;
+  const len = Number((incoming ? incoming.headers['content-length'] : c.req.header('content-length')) ?? '0');
   if (len > MAX_BODY_BYTES) {
     throw new IsthmusError(ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${MAX_BODY_BYTES} bytes`);
   }
