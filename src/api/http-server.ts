@@ -1,5 +1,5 @@
 // Binds the hono app to a Node HTTP listener; close() ends open (blocking) requests so no port stays bound.
-import type { Server } from 'node:http';
+import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -21,14 +21,10 @@ export async function listenHttp(host: string, port: number, staticHeaders: Reco
     Response.json({ Error: ErrorCodes.UNAVAILABLE, Message: 'server is starting' }, { status: 503 });
   // The adapter's env carries the Node request: handlers read plain header objects from it instead
   // of materialising a Fetch Headers object for every request.
-  const server = createAdaptorServer({ fetch: (req: Request, env: unknown) => fetchFn(req, env) }) as Server;
-  const headerList = Object.entries(staticHeaders);
-  if (headerList.length > 0) {
-    // Runs before the adapter's handler; writeHead merges these with the response's own headers.
-    server.prependListener('request', (_req, res) => {
-      for (const [k, v] of headerList) res.setHeader(k, v);
-    });
-  }
+  const server = createAdaptorServer({
+    fetch: (req: Request, env: unknown) => fetchFn(req, env),
+    serverOptions: { ServerResponse: withStaticHeaders(staticHeaders) },
+  }) as Server;
   // Bounded header size and slow-client timeouts; Node's defaults are generous.
   server.maxHeadersCount = 200;
   server.headersTimeout = 20_000;
@@ -58,4 +54,22 @@ export async function listenHttp(host: string, port: number, staticHeaders: Reco
         server.closeAllConnections();
       })),
   };
+}
+
+/**
+ * A ServerResponse that adds the same headers to every answer inside writeHead. Setting them with
+ * setHeader() beforehand would push Node's writeHead onto its slow merging path (about -35 % req/s).
+ */
+function withStaticHeaders(headers: Record<string, string>): typeof ServerResponse {
+  const entries = Object.entries(headers);
+  if (entries.length === 0) return ServerResponse;
+  return class extends ServerResponse<IncomingMessage> {
+    override writeHead(status: number, a?: unknown, b?: unknown): this {
+      const [message, given] = typeof a === 'string' ? [a, b] : [undefined, a];
+      let merged: OutgoingHttpHeaders | unknown[];
+      if (Array.isArray(given)) merged = [...given, ...entries.flat()];
+      else merged = { ...(given as OutgoingHttpHeaders | undefined), ...headers };
+      return message === undefined ? super.writeHead(status, merged as OutgoingHttpHeaders) : super.writeHead(status, message, merged as OutgoingHttpHeaders);
+    }
+  } as unknown as typeof ServerResponse;
 }
