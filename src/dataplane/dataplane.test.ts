@@ -1,0 +1,111 @@
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/index.js';
+import { Catalog } from '../catalog/index.js';
+import { Intentions } from '../intentions/index.js';
+import { CertificateAuthority, LeafCache, inspectCertificate } from '../ca/index.js';
+import { Acl } from '../acl/index.js';
+import { MemoryFlowStore, type FlowRecord } from '../dataflow/index.js';
+import { DataPlaneServer } from './server.js';
+import { DataPlaneClient } from './client.js';
+import { dataPlaneService, type SidecarConfigMessage } from './proto.js';
+import { toWire } from './flow-wire.js';
+
+const TD = 'dp.isthmus';
+const actor = { accessorId: 'a', description: 't', dc: 'dc1' };
+const stops: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+async function setup(defaultPolicy: 'allow' | 'deny' = 'allow') {
+  const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
+  await store.start();
+  const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'n1', nodeAddress: '127.0.0.1' });
+  const intentions = new Intentions({ store, dc: 'dc1', defaultAllow: () => defaultPolicy === 'allow', trustDomain: () => TD });
+  const ca = new CertificateAuthority({ store, dc: 'dc1', primary: true, trustDomain: () => TD, tickMs: 60_000 });
+  const acl = new Acl({ store, dc: 'dc1', defaultPolicy });
+  for (const c of [catalog, intentions, ca, acl]) await c.start();
+  const flows = new MemoryFlowStore(100);
+  const server = new DataPlaneServer({ store, catalog, intentions, ca, leaves: new LeafCache(ca), acl, flows, dc: 'dc1', trustDomain: () => TD, defaultAllow: () => defaultPolicy === 'allow', host: '127.0.0.1', port: 0 });
+  await server.start();
+  stops.push(() => store.stop(), () => ca.stop(), () => server.stop());
+  return { store, catalog, intentions, ca, flows, server };
+}
+
+const record = (over: Partial<FlowRecord> = {}): FlowRecord => ({
+  id: 'r1', traceId: 'ab'.repeat(16), requestIndex: 0, hop: 'server-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy',
+  source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' }, destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
+  sni: '', verdict: 'denied', reason: 'denied by intention web => api', intentionId: 'i1', intentionDc: 'dc1', intentionIndex: 3,
+  startTime: Date.now(), durationMs: 1, bytesIn: 0, bytesOut: 0, ...over,
+});
+
+describe('data-plane channel', () => {
+  it('pushes leaf, bundle, upstream endpoints and intentions, pushes again on change, and stores reported flows', async () => {
+    const { catalog, intentions, flows, server } = await setup();
+    const { serviceSchema } = await import('../catalog/index.js');
+    await catalog.registerService(serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500 } } }));
+    await catalog.registerService(serviceSchema.parse({ Name: 'web', Port: 1, Connect: { SidecarService: { Port: 21501, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } } }));
+    const configs: SidecarConfigMessage[] = [];
+    const client = new DataPlaneClient({ serverAddr: server.address, serviceId: 'web-sidecar-proxy', onConfig: (c) => configs.push(c), flushMs: 50 });
+    client.start();
+    stops.push(() => client.stop());
+    const until = async (fn: () => boolean) => {
+      for (let i = 0; i < 100 && !fn(); i++) await new Promise((r) => setTimeout(r, 30));
+      expect(fn()).toBe(true);
+    };
+    await until(() => configs.length >= 1);
+    const first = configs[0];
+    expect(inspectCertificate(first.leaf!.certPem).uris).toEqual([`spiffe://${TD}/ns/default/dc/dc1/svc/web`]);
+    expect(first.inbound).toMatchObject({ bindPort: 21501, localAppPort: 1, protocol: 'tcp' });
+    expect(first.upstreams[0]).toMatchObject({ name: 'api', localBindPort: 9191 });
+    expect(first.upstreams[0].endpoints[0]).toMatchObject({ port: 21500, sni: `api.default.dc1.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
+    expect(JSON.parse(first.intentions!.intentionsJson)).toEqual([]);
+
+    await intentions.upsertExact('api', 'web', { Action: 'deny' }, actor);
+    await until(() => configs.length >= 2);
+    expect(JSON.parse(configs[1].intentions!.intentionsJson).map((i: { SourceName: string }) => i.SourceName)).toEqual(['api']);
+    expect(configs[1].version).toBeGreaterThan(configs[0].version);
+
+    client.report(record());
+    await until(() => flows.size() === 1);
+    expect(flows.query({ trace: 'ab'.repeat(16) })[0]).toMatchObject({ verdict: 'denied', intentionId: 'i1' });
+  });
+
+  it('refuses a stream that does not start with hello, and drops malformed flow records naming them', async () => {
+    const { server, flows } = await setup();
+    const Service = dataPlaneService();
+    const raw = new Service(server.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { stream(): grpc.ClientDuplexStream<unknown, SidecarConfigMessage> };
+    stops.push(() => raw.close());
+    const call = raw.stream();
+    const got = await new Promise<SidecarConfigMessage>((resolve) => {
+      call.on('data', resolve);
+      call.on('error', () => {});
+      call.write({ flows: { records: [toWire(record())] } });
+    });
+    expect(got).toMatchObject({ errorCode: 'ISTHMUS_ERR_INVALID', error: expect.stringContaining('hello') });
+    expect(flows.size()).toBe(0);
+
+    const configs: SidecarConfigMessage[] = [];
+    const client = new DataPlaneClient({ serverAddr: server.address, service: 'web', onConfig: (c) => configs.push(c), flushMs: 20 });
+    client.start();
+    stops.push(() => client.stop());
+    for (let i = 0; i < 100 && configs.length === 0; i++) await new Promise((r) => setTimeout(r, 30));
+    client.report(record({ traceId: 'not-hex' }));
+    client.report(record({ id: 'r2', verdict: 'maybe' as never }));
+    client.report(record({ id: 'r3' }));
+    for (let i = 0; i < 100 && flows.size() === 0; i++) await new Promise((r) => setTimeout(r, 30));
+    expect(flows.query({}).map((f) => f.id)).toEqual(['r3']);
+    expect(server.rejectedFlows).toBe(2);
+  });
+
+  it('refuses a sidecar whose token cannot write the service, with a final error', async () => {
+    const { server } = await setup('deny');
+    let fatal: [string, string] | undefined;
+    const client = new DataPlaneClient({ serverAddr: server.address, service: 'web', onConfig: () => {}, onFatal: (code, msg) => (fatal = [code, msg]) });
+    client.start();
+    stops.push(() => client.stop());
+    for (let i = 0; i < 100 && !fatal; i++) await new Promise((r) => setTimeout(r, 30));
+    expect(fatal).toEqual(['ISTHMUS_ERR_PERMISSION_DENIED', 'token lacks service:write on web']);
+  });
+});
