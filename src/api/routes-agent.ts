@@ -1,9 +1,9 @@
 // Consul's /v1/agent endpoints for services and checks registered on this server's node.
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
-import { CHECKS, SERVICES, checkSchema, normalizeKeys, serviceSchema, type Catalog, type HealthStatus } from '../catalog/index.js';
+import { CHECKS, SERVICES, checkSchema, normalizeKeys, serviceSchema, type Catalog, type CheckRecord, type HealthStatus } from '../catalog/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readJson } from './validate.js';
@@ -18,6 +18,12 @@ export interface CatalogRouteDeps {
 }
 
 const updateBody = z.object({ Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }), Output: z.string().max(4096).optional() });
+
+/** A service's checks need service:write on it; node-level checks (no service) need operator:write. */
+function requireCheckWrite(c: Context<ApiEnv>, check: CheckRecord): void {
+  if (check.ServiceName) requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
+  else requirePermission(c, (a) => a.operatorWrite(), 'operator:write (node checks)');
+}
 
 export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
   const { store, catalog, dc } = deps;
@@ -55,7 +61,7 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
 
   app.get('/v1/agent/checks', async (c) => {
     const body = await blockingRead(c, store, [CHECKS], () =>
-      Object.fromEntries(catalog.agentChecks().filter((k) => c.get('authz').serviceRead(k.ServiceName)).map((k) => [k.CheckID, checkShape(k)])),
+      Object.fromEntries(catalog.agentChecks().filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName)).map((k) => [k.CheckID, checkShape(k)])),
     );
     return c.json(body);
   });
@@ -70,18 +76,18 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
 
   app.put('/v1/agent/check/deregister/:id', async (c) => {
     const id = c.req.param('id');
-    const check = catalog.agentChecks().find((k) => k.CheckID === id);
+    const check = catalog.agentCheck(id);
     if (!check) throw notFound(`Unknown check ID "${id}"`);
-    requirePermission(c, (a) => (check.ServiceName ? a.serviceWrite(check.ServiceName) : a.operatorWrite()), `service:write on ${check.ServiceName}`);
+    requireCheckWrite(c, check);
     await catalog.deregisterCheck(id);
     return c.body(null, 200);
   });
 
-  const ttl = (status: HealthStatus) => async (c: import('hono').Context<ApiEnv>) => {
+  const ttl = (status: HealthStatus) => async (c: Context<ApiEnv>) => {
     const id = c.req.param('id')!;
-    const check = catalog.agentChecks().find((k) => k.CheckID === id);
-    if (!check) throw notFound(`Unknown check ID "${id}". Ensure that the check ID is passed, not the check name.`);
-    requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
+    const check = catalog.agentCheck(id);
+    if (!check) throw notFound(`CheckID "${id}" does not have associated TTL: unknown check ID (pass the check ID, not the check name)`);
+    requireCheckWrite(c, check);
     await catalog.updateTtl(id, status, (c.req.query('note') ?? '').slice(0, 4096));
     return c.body(null, 200);
   };
@@ -92,9 +98,9 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
   app.put('/v1/agent/check/update/:id', async (c) => {
     const id = c.req.param('id');
     const body = parseWith(updateBody, normalizeKeys((await readJson(c)) ?? {}));
-    const check = catalog.agentChecks().find((k) => k.CheckID === id);
-    if (!check) throw notFound(`Unknown check ID "${id}"`);
-    requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
+    const check = catalog.agentCheck(id);
+    if (!check) throw notFound(`CheckID "${id}" does not have associated TTL: unknown check ID (pass the check ID, not the check name)`);
+    requireCheckWrite(c, check);
     await catalog.updateTtl(id, body.Status, body.Output ?? '');
     return c.body(null, 200);
   });

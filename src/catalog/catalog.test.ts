@@ -53,12 +53,34 @@ describe('Catalog', () => {
     expect(catalog.agentService('web-sidecar-proxy')).toBeUndefined();
   });
 
+  it('frees a sidecar port when its service goes, and skips ports other proxies hold', async () => {
+    const { catalog } = await setup();
+    await catalog.registerService(reg({ name: 'a', port: 1, connect: { sidecar_service: {} } }));
+    await catalog.registerService(reg({ name: 'gw', kind: 'connect-proxy', port: 21001, proxy: { destination_service_name: 'x' } }));
+    await catalog.registerService(reg({ name: 'b', port: 2, connect: { sidecar_service: {} } }));
+    expect(catalog.agentService('b-sidecar-proxy')!.Port).toBe(21002);
+    await catalog.deregisterService('a');
+    await catalog.registerService(reg({ name: 'c', port: 3, connect: { sidecar_service: {} } }));
+    expect(catalog.agentService('c-sidecar-proxy')!.Port).toBe(21000);
+    // Re-registering keeps the port the sidecar already has.
+    await catalog.registerService(reg({ name: 'b', port: 2, tags: ['new'], connect: { sidecar_service: {} } }));
+    expect(catalog.agentService('b-sidecar-proxy')!.Port).toBe(21002);
+    expect(catalog.connectInstances('x').map((e) => e.service.ID)).toEqual(['gw']);
+  });
+
   it('names every invalid field with its path', () => {
     const r = serviceSchema.safeParse(normalizeKeys({ name: 'a/b', port: 70000, check: { http: 'ftp://x', interval: 'soon' }, proxy: { upstreams: [{ destination_name: 'db' }] } }));
     expect(r.success).toBe(false);
     const fields = r.error!.issues.map((i) => i.path.join('.'));
     expect(fields).toEqual(expect.arrayContaining(['Name', 'Port', 'Check.HTTP', 'Check.Interval', 'Proxy.Upstreams.0.LocalBindPort']));
     expect(() => parseServiceDefinition({ service: { name: 'ok', port: 'x' } })).toThrow(/service\.Port/);
+    try {
+      parseServiceDefinition({ services: [{ name: 'ok' }, { name: 'bad', proxy: { upstreams: [{ destination_name: 'db', local_bind_port: -1 }] } }] });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as { violations: { Field: string }[] }).violations.map((v) => v.Field)).toEqual(['services[1].Proxy.Upstreams[0].LocalBindPort']);
+    }
+    expect(parseServiceDefinition({ Name: 'bare', Port: 1 })[0]).toMatchObject({ Name: 'bare', Port: 1 });
   });
 
   it('aggregates health: critical beats warning beats passing, and ?passing filters', async () => {

@@ -45,6 +45,12 @@ export class Catalog implements Component {
   private readonly byName = new Map<string, Set<string>>();
   private readonly checksByService = new Map<string, Set<string>>();
   private readonly nameOfKey = new Map<string, string>();
+  /** Sidecar proxies by the service they front: "connect-capable" reads without a scan. */
+  private readonly proxiesByDestination = new Map<string, Set<string>>();
+  private readonly destinationOfKey = new Map<string, string>();
+  /** Ports taken by connect proxies, per node: sidecar port allocation without a scan. */
+  private readonly proxyPorts = new Map<string, Map<number, number>>();
+  private readonly proxyPortOfKey = new Map<string, number>();
   private readonly ownerOfCheck = new Map<string, string>();
   private unsubscribe: (() => void) | undefined;
   /** Called when a TTL check is updated, so the runner can reset its deadline without a store write. */
@@ -84,6 +90,10 @@ export class Catalog implements Component {
     this.byName.clear();
     this.checksByService.clear();
     this.nameOfKey.clear();
+    this.proxiesByDestination.clear();
+    this.destinationOfKey.clear();
+    this.proxyPorts.clear();
+    this.proxyPortOfKey.clear();
     this.ownerOfCheck.clear();
     for (const e of this.opts.store.list<ServiceRecord>(SERVICES)) this.indexService(e.key, e.value);
     for (const e of this.opts.store.list<CheckRecord>(CHECKS)) this.indexCheck(e.key, e.value);
@@ -94,6 +104,18 @@ export class Catalog implements Component {
     if (!set) this.byName.set(s.Service, (set = new Set()));
     set.add(key);
     this.nameOfKey.set(key, s.Service);
+    if (s.Kind !== 'connect-proxy') return;
+    const dest = s.Proxy?.DestinationServiceName;
+    if (dest) {
+      let proxies = this.proxiesByDestination.get(dest);
+      if (!proxies) this.proxiesByDestination.set(dest, (proxies = new Set()));
+      proxies.add(key);
+      this.destinationOfKey.set(key, dest);
+    }
+    let ports = this.proxyPorts.get(s.Node);
+    if (!ports) this.proxyPorts.set(s.Node, (ports = new Map()));
+    ports.set(s.Port, (ports.get(s.Port) ?? 0) + 1);
+    this.proxyPortOfKey.set(key, s.Port);
   }
 
   private unindexService(key: string): void {
@@ -102,6 +124,21 @@ export class Catalog implements Component {
     this.nameOfKey.delete(key);
     const set = this.byName.get(name);
     if (set?.delete(key) && set.size === 0) this.byName.delete(name);
+    const dest = this.destinationOfKey.get(key);
+    if (dest !== undefined) {
+      this.destinationOfKey.delete(key);
+      const proxies = this.proxiesByDestination.get(dest);
+      if (proxies?.delete(key) && proxies.size === 0) this.proxiesByDestination.delete(dest);
+    }
+    const port = this.proxyPortOfKey.get(key);
+    if (port !== undefined) {
+      this.proxyPortOfKey.delete(key);
+      const node = key.slice(0, key.indexOf('/'));
+      const ports = this.proxyPorts.get(node);
+      const n = (ports?.get(port) ?? 1) - 1;
+      if (n > 0) ports!.set(port, n);
+      else ports?.delete(port);
+    }
   }
 
   private checkOwner(c: CheckRecord): string {
@@ -155,6 +192,10 @@ export class Catalog implements Component {
     return this.opts.store.get<ServiceRecord>(SERVICES, `${this.opts.nodeName}/${id}`)?.value;
   }
 
+  agentCheck(id: string): CheckRecord | undefined {
+    return this.opts.store.get<CheckRecord>(CHECKS, `${this.opts.nodeName}/${id}`)?.value;
+  }
+
   agentChecks(): CheckRecord[] {
     return this.opts.store.list<CheckRecord>(CHECKS, `${this.opts.nodeName}/`).map((e) => e.value);
   }
@@ -176,8 +217,12 @@ export class Catalog implements Component {
 
   /** Instances of a service, with their node, checks and indexes. */
   instances(name: string, opts: { tag?: string; passingOnly?: boolean } = {}): HealthEntry[] {
+    return this.entries(this.byName.get(name), opts);
+  }
+
+  private entries(keys: Iterable<string> | undefined, opts: { tag?: string; passingOnly?: boolean }): HealthEntry[] {
     const out: HealthEntry[] = [];
-    for (const key of this.byName.get(name) ?? []) {
+    for (const key of keys ?? []) {
       const e = this.opts.store.get<ServiceRecord>(SERVICES, key);
       if (!e) continue;
       const s = e.value;
@@ -192,13 +237,7 @@ export class Catalog implements Component {
 
   /** The sidecar proxies that front `name` (Consul's "connect-capable" instances). */
   connectInstances(name: string, opts: { passingOnly?: boolean } = {}): HealthEntry[] {
-    const out: HealthEntry[] = [];
-    for (const proxyName of this.byName.keys()) {
-      for (const entry of this.instances(proxyName, opts)) {
-        if (entry.service.Kind === 'connect-proxy' && entry.service.Proxy?.DestinationServiceName === name) out.push(entry);
-      }
-    }
-    return out;
+    return this.entries(this.proxiesByDestination.get(name), opts);
   }
 
   /** The checks of one instance, plus the node's own checks (ServiceID ""). */
@@ -343,8 +382,9 @@ export class Catalog implements Component {
   async updateTtl(id: string, status: HealthStatus, output: string): Promise<void> {
     const key = `${this.opts.nodeName}/${id}`;
     const e = this.opts.store.get<CheckRecord>(CHECKS, key);
-    if (!e) throw notFound(`Unknown check ID "${id}". Ensure that the check ID is passed, not the check name.`);
-    if (e.value.Type !== 'ttl') throw invalid([{ Field: 'checkID', Message: `check "${id}" is not a TTL check` }]);
+    // Consul's wording: clients match on it to decide to register again.
+    if (!e) throw notFound(`CheckID "${id}" does not have associated TTL: unknown check ID (pass the check ID, not the check name)`);
+    if (e.value.Type !== 'ttl') throw invalid([{ Field: 'checkID', Message: `CheckID "${id}" does not have associated TTL` }]);
     this.onTtlUpdate?.(key);
     if (e.value.Status === status && e.value.Output === output) return;
     await this.opts.store.commit([{ op: 'put', table: CHECKS, key, value: { ...e.value, Status: status, Output: output } }]);
@@ -436,7 +476,7 @@ export class Catalog implements Component {
   private allocateSidecarPort(selfKey: string): number {
     const existing = this.opts.store.get<ServiceRecord>(SERVICES, selfKey)?.value.Port;
     if (existing) return existing;
-    const used = new Set(this.agentServices().filter((s) => s.Kind === 'connect-proxy').map((s) => s.Port));
+    const used = this.proxyPorts.get(this.opts.nodeName) ?? new Map<number, number>();
     for (let p = SIDECAR_PORT_MIN; p <= SIDECAR_PORT_MAX; p++) if (!used.has(p)) return p;
     throw invalid([{ Field: 'Connect.SidecarService.Port', Message: `no free sidecar port in ${SIDECAR_PORT_MIN}-${SIDECAR_PORT_MAX}; give one explicitly` }] as Violation[]);
   }

@@ -18,7 +18,8 @@ interface Running {
   def: string;
   timer?: NodeJS.Timeout;
   ttlTimer?: NodeJS.Timeout;
-  criticalSince?: number;
+  /** Pending DeregisterCriticalServiceAfter deadline while the check is critical. */
+  criticalTimer?: NodeJS.Timeout;
 }
 
 const MAX_OUTPUT = 4096;
@@ -91,6 +92,7 @@ export class CheckRunner implements Component {
     if (!r) return;
     clearTimeout(r.timer);
     clearTimeout(r.ttlTimer);
+    clearTimeout(r.criticalTimer);
     this.running.delete(key);
   }
 
@@ -108,20 +110,21 @@ export class CheckRunner implements Component {
   /** Starts or clears the DeregisterCriticalServiceAfter clock of a check. */
   private trackCritical(key: string, c: CheckRecord, r: Running): void {
     const after = c.Definition.DeregisterCriticalServiceAfter;
-    if (!after || !c.ServiceID) return;
-    if (c.Status !== 'critical') {
-      r.criticalSince = undefined;
+    if (!after || !c.ServiceID || c.Status !== 'critical') {
+      // A check that recovers restarts the clock: a later failure gets the full delay again.
+      clearTimeout(r.criticalTimer);
+      r.criticalTimer = undefined;
       return;
     }
-    if (r.criticalSince !== undefined) return;
-    r.criticalSince = Date.now();
-    const timer = setTimeout(() => {
+    if (r.criticalTimer !== undefined) return;
+    r.criticalTimer = setTimeout(() => {
+      r.criticalTimer = undefined;
       const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
-      if (!latest || latest.Status !== 'critical' || this.running.get(key) !== r) return;
+      if (this.stopped || !latest || latest.Status !== 'critical' || this.running.get(key) !== r) return;
       this.log.info('deregistering a service critical for too long', { service: c.ServiceID, check: c.CheckID, afterMs: after });
-      this.opts.catalog.deregisterService(c.ServiceID).catch(() => {});
+      this.opts.catalog.deregisterService(c.ServiceID).catch((err) => this.log.warn('cannot deregister critical service', { service: c.ServiceID, error: err }));
     }, after);
-    timer.unref?.();
+    r.criticalTimer.unref?.();
   }
 
   private async http(c: CheckRecord): Promise<[HealthStatus, string]> {

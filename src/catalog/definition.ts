@@ -10,8 +10,15 @@ export function parseServiceDefinition(json: unknown): ServiceInput[] {
   return list.map((s, i) => {
     const r = serviceSchema.safeParse(s);
     if (!r.success) {
-      throw invalid(r.error.issues.map((x) => ({ Field: [list.length > 1 ? `services[${i}]` : 'service', ...x.path.map(String)].join('.'), Message: x.message })));
+      throw invalid(r.error.issues.map((x) => ({ Field: fieldPath(list.length > 1 ? `services[${i}]` : 'service', x.path), Message: x.message })));
     }
     return r.data;
   });
+}
+
+/** Consul-style field paths, as the HTTP API reports them: `service.Proxy.Upstreams[0].LocalBindPort`. */
+function fieldPath(root: string, path: readonly PropertyKey[]): string {
+  let out = root;
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : `.${String(p)}`;
+  return out;
 }
