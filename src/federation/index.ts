@@ -1,0 +1,2 @@
+export { loneView } from './view.js';
+export type { FederationView, RemoteGateway } from './view.js';
