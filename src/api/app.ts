@@ -12,6 +12,8 @@ import { registerIntentionRoutes } from './routes-intentions.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerCaRoutes } from './routes-ca.js';
 import { registerFlowRoutes } from './routes-flows.js';
+import { registerFederationRoutes } from './routes-federation.js';
+import type { Federation } from '../federation/index.js';
 import type { FlowStore } from '../dataflow/index.js';
 import type { Store } from '../store/index.js';
 import type { Catalog } from '../catalog/index.js';
@@ -38,6 +40,8 @@ export interface ApiDeps {
   aclDefaultPolicy: 'allow' | 'deny';
   trustDomain: () => string;
   datacenters: () => string[];
+  /** Federation with other DCs (absent: this server stands alone). */
+  federation?: Federation;
 }
 
 export function createApi(deps: ApiDeps): Hono<ApiEnv> {
@@ -75,6 +79,8 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
     if (log.tracing) log.debug('request', { method, path: c.req.path, status });
   });
 
+  // First: in a secondary it forwards writes of replicated kinds before any route makes them here.
+  if (deps.federation) registerFederationRoutes(app, { federation: deps.federation, store: deps.store, dc: deps.dc });
   registerStatusRoutes(app, deps);
   registerAclRoutes(app, { store: deps.store, acl: deps.acl });
   registerAgentRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });

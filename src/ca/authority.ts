@@ -17,7 +17,7 @@ import {
   type CaRoot,
   type TrustBundle,
 } from './model.js';
-import { createRoot, newKeyPem, signCa, signLeaf, type IssuedCert } from './x509.js';
+import { createRoot, inspect, newKeyPem, publicKeyPemOf, signCa, signLeaf, type IssuedCert } from './x509.js';
 
 export interface AuthorityOptions {
   store: Store;
@@ -33,7 +33,7 @@ export interface AuthorityOptions {
    * Signs this DC's intermediate key when the root is elsewhere (a secondary, through federation).
    * Without it a secondary waits for one.
    */
-  signRemote?: (dc: string, keyPem: string) => Promise<{ certPem: string; rootId: string }>;
+  signRemote?: (dc: string, publicKeyPem: string) => Promise<{ certPem: string; rootId: string }>;
 }
 
 export class CertificateAuthority implements Component {
@@ -179,7 +179,8 @@ export class CertificateAuthority implements Component {
         if (!this.opts.store.isLeader()) return;
         if (this.opts.primary && !this.activeRoot()) await this.firstRoot();
         await this.ensureIntermediate(false);
-        await this.retireRoots();
+        // Roots leave a secondary's bundle when the primary's retirement replicates, never by a local write.
+        if (this.opts.primary) await this.retireRoots();
       } catch (err) {
         this.log.warn('CA maintenance failed; will retry', { error: err });
       } finally {
@@ -262,13 +263,18 @@ export class CertificateAuthority implements Component {
       });
       certPem = signed.certPem;
     } else if (this.opts.signRemote) {
-      const signed = await this.opts.signRemote(this.opts.dc, keyPem);
+      // Only the public key leaves this DC; the primary signs it.
+      const signed = await this.opts.signRemote(this.opts.dc, await publicKeyPemOf(keyPem));
       certPem = signed.certPem;
       rootId = signed.rootId;
     } else {
       return;
     }
-    const { inspect } = await import('./x509.js');
+    await this.opts.store.commit(this.intermediateOps(certPem, keyPem, rootId, current?.modifyIndex ?? 0));
+    this.log.info('intermediate CA issued', { dc: this.opts.dc, root: rootId });
+  }
+
+  private intermediateOps(certPem: string, keyPem: string, rootId: string, ifIndex: number): StoreOp[] {
     const info = inspect(certPem);
     const keyRef = `intermediate/${this.opts.dc}/${info.serialNumber}`;
     const value: CaIntermediate = {
@@ -280,11 +286,60 @@ export class CertificateAuthority implements Component {
       NotAfter: info.notAfter.toISOString(),
       KeyRef: keyRef,
     };
-    await this.opts.store.commit([
+    return [
       { op: 'put', table: CA_SECRETS, key: keyRef, value: keyPem },
-      { op: 'put', table: CA_INTERMEDIATES, key: this.opts.dc, value, ifIndex: current?.modifyIndex ?? 0 },
-    ]);
-    this.log.info('intermediate CA issued', { dc: this.opts.dc, root: rootId, notAfter: value.NotAfter });
+      { op: 'put', table: CA_INTERMEDIATES, key: this.opts.dc, value, ifIndex },
+    ];
+  }
+
+  /**
+   * A secondary joining: the roots the primary sent and the intermediate it signed for this DC's
+   * key, installed in one commit (with whatever else the joiner commits beside them).
+   */
+  joinOps(roots: CaRoot[], intermediateCertPem: string, keyPem: string, rootId: string): StoreOp[] {
+    const current = this.opts.store.get<CaIntermediate>(CA_INTERMEDIATES, this.opts.dc);
+    return [
+      ...roots.map((r) => ({ op: 'put' as const, table: CA_ROOTS, key: r.ID, value: r })),
+      ...this.intermediateOps(intermediateCertPem, keyPem, rootId, current?.modifyIndex ?? 0),
+    ];
+  }
+
+  /** Signs another DC's intermediate (its public key) with the active root: the primary's part of a join or a renewal. */
+  async signIntermediateFor(dc: string, publicKeyPem: string): Promise<{ certPem: string; rootId: string }> {
+    if (!this.opts.primary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, 'intermediates are signed in the primary datacenter');
+    const active = this.activeRoot();
+    if (!active) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the primary has no root CA yet');
+    const rootKey = this.opts.store.get<string>(CA_SECRETS, `root/${active.ID}`)?.value;
+    if (!rootKey) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the root CA key is missing');
+    const signed = await signCa({
+      signer: { certPem: active.RootCert, keyPem: rootKey },
+      subjectPublicKeyPem: publicKeyPem,
+      commonName: `Isthmus CA ${dc} ${Date.now().toString(36)}`,
+      trustDomain: this.opts.trustDomain(),
+      ttlMs: this.config().IntermediateCertTTL,
+      pathLength: 0,
+    });
+    this.log.info('intermediate signed for another datacenter', { dc, root: active.ID });
+    return { certPem: signed.certPem, rootId: active.ID };
+  }
+
+  /** This DC's server identity (spiffe://<td>/agent/server/dc/<dc>), for federation mTLS. */
+  async issueServerCert(): Promise<{ certPem: string; keyPem: string; chain: string[]; notBefore: Date; notAfter: Date }> {
+    const inter = this.intermediate();
+    if (!inter) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `datacenter ${this.opts.dc} has no intermediate CA yet`);
+    const keyPem = this.opts.store.get<string>(CA_SECRETS, inter.KeyRef)?.value;
+    if (!keyPem) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the intermediate CA key is missing');
+    const td = this.opts.trustDomain();
+    const chain = [inter.CertPEM, ...(this.activeRoot()?.IntermediateCerts ?? [])];
+    const leaf = await signLeaf({
+      signer: { certPem: inter.CertPEM, keyPem },
+      spiffeId: `spiffe://${td}/agent/server/dc/${this.opts.dc}`,
+      dnsNames: [`server.${this.opts.dc}.${td}`],
+      commonName: `server.${this.opts.dc}`,
+      ttlMs: Math.min(this.config().LeafCertTTL, 72 * 3_600_000),
+      now: this.now(),
+    });
+    return { certPem: leaf.certPem, keyPem: leaf.keyPem, chain, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
   }
 
   private async retireRoots(): Promise<void> {

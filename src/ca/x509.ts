@@ -102,14 +102,17 @@ export async function createRoot(opts: { trustDomain: string; commonName: string
 /** A CA certificate for `subjectKeyPem`'s key (a DC intermediate, or a new root cross-signed by the old one). */
 export async function signCa(opts: {
   signer: Signer;
-  subjectKeyPem: string;
+  /** The subject's private key (PKCS#8), or give its public key alone as subjectPublicKeyPem. */
+  subjectKeyPem?: string;
+  subjectPublicKeyPem?: string;
   commonName: string;
   trustDomain: string;
   ttlMs: number;
   pathLength?: number;
 }): Promise<{ certPem: string; serialNumber: string; notBefore: Date; notAfter: Date }> {
-  const subjectPrivate = await importKeyPem(opts.subjectKeyPem);
-  const publicKey = await publicFromPrivate(subjectPrivate);
+  const publicKey = opts.subjectPublicKeyPem
+    ? await importPublicKeyPem(opts.subjectPublicKeyPem)
+    : await publicFromPrivate(await importKeyPem(opts.subjectKeyPem ?? ''));
   const issuer = new x509.X509Certificate(opts.signer.certPem);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
@@ -125,6 +128,18 @@ export async function signCa(opts: {
     ],
   });
   return { certPem: cert.toString('pem'), serialNumber: cert.serialNumber, notBefore: cert.notBefore, notAfter: cert.notAfter };
+}
+
+async function importPublicKeyPem(pem: string): Promise<CryptoKey> {
+  const der = x509.PemConverter.decode(pem)[0];
+  if (!der) throw new Error('not a PEM public key');
+  return webcrypto.subtle.importKey('spki', der, EC, true, ['verify']);
+}
+
+/** The public key (SPKI PEM) of a PKCS#8 private key: what leaves this process when another signs for it. */
+export async function publicKeyPemOf(privateKeyPem: string): Promise<string> {
+  const pub = await publicFromPrivate(await importKeyPem(privateKeyPem));
+  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('spki', pub), 'PUBLIC KEY');
 }
 
 /** A fresh key pair, as PEM (for an intermediate whose certificate is signed elsewhere). */

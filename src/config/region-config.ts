@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
 import { REDACTED } from '../telemetry/index.js';
+import { decodeJoinToken, type JoinToken } from '../federation/index.js';
 
 export type Mode = 'dev' | 'server';
 
@@ -16,8 +17,12 @@ export interface RegionConfig {
   nodeName: string;
   /** host:port the HTTP API listens on. */
   httpAddr: string;
-  /** host:port the gRPC (data plane, federation) listener uses. */
+  /** host:port the gRPC (data plane) listener uses, plaintext on loopback like Consul's 8502. */
   grpcAddr: string;
+  /** host:port of the federation listener (gRPC over mutual TLS; the gateways route server.<dc>.<td> to it). */
+  grpcTlsAddr: string;
+  /** A secondary's join token (decoded); used once, at the first start. */
+  joinToken: JoinToken | undefined;
   /** host:port other parts use to reach this server's HTTP API. */
   advertiseAddr: string;
   /** Where the memory store keeps its log and snapshots; absent = nothing persisted (dev only). */
@@ -35,6 +40,8 @@ const KEYS = {
   node_name: { flag: 'node', env: 'ISTHMUS_NODE_NAME' },
   http_addr: { flag: 'http-addr', env: 'ISTHMUS_LISTEN_HTTP_ADDR' },
   grpc_addr: { flag: 'grpc-addr', env: 'ISTHMUS_GRPC_ADDR' },
+  grpc_tls_addr: { flag: 'grpc-tls-addr', env: 'ISTHMUS_GRPC_TLS_ADDR' },
+  join_token: { flag: 'join-token', env: 'ISTHMUS_JOIN_TOKEN' },
   advertise_addr: { flag: 'advertise-addr', env: 'ISTHMUS_ADVERTISE_ADDR' },
   data_dir: { flag: 'data-dir', env: 'ISTHMUS_DATA_DIR' },
   store: { flag: 'store', env: 'ISTHMUS_STORE' },
@@ -61,6 +68,8 @@ const schema = z.object({
   node_name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be letters, digits, dots, dashes, underscores'),
   http_addr: hostPort,
   grpc_addr: hostPort,
+  grpc_tls_addr: hostPort,
+  join_token: z.string().optional(),
   advertise_addr: hostPort,
   data_dir: z.string().min(1).optional(),
   store: z.enum(['memory', 'redis'], { message: 'must be memory or redis' }),
@@ -110,14 +119,32 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
   }
 
   const dev = opts.mode === 'dev';
-  const dc = (sources.get('datacenter')?.value as string | undefined) ?? 'dc1';
+  let joinToken: JoinToken | undefined;
+  const rawToken = sources.get('join_token');
+  if (rawToken !== undefined) {
+    try {
+      joinToken = decodeJoinToken(String(rawToken.value), rawToken.where);
+    } catch (err) {
+      for (const v of (err as IsthmusError).violations ?? []) violations.push(v);
+    }
+  }
+  const dc = (sources.get('datacenter')?.value as string | undefined) ?? joinToken?.dc ?? 'dc1';
   const httpAddr = (sources.get('http_addr')?.value as string | undefined) ?? '127.0.0.1:8500';
+  // Federation listens next to the data-plane gRPC port (8502 -> 8503, as Consul's grpc_tls), or on any port when that is 0.
+  const tlsDefault = () => {
+    const g = HOST_PORT.exec(String(sources.get('grpc_addr')?.value ?? `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`));
+    if (!g) return '127.0.0.1:8503';
+    const port = Number(g[2]);
+    return `${g[1]}:${port === 0 ? 0 : port + 1}`;
+  };
   const defaults: Record<ConfigKey, unknown> = {
-    datacenter: 'dc1',
-    primary_datacenter: dc,
+    datacenter: dc,
+    primary_datacenter: joinToken?.primary ?? dc,
     node_name: `${hostname().split('.')[0].replace(/[^A-Za-z0-9_.-]/g, '-') || 'node'}-${dc}`,
     http_addr: '127.0.0.1:8500',
     grpc_addr: `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`,
+    grpc_tls_addr: tlsDefault(),
+    join_token: undefined,
     advertise_addr: httpAddr,
     data_dir: dev ? undefined : join('.isthmus', dc),
     store: 'memory',
@@ -152,6 +179,8 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
     nodeName: d.node_name,
     httpAddr: d.http_addr,
     grpcAddr: d.grpc_addr,
+    grpcTlsAddr: d.grpc_tls_addr,
+    joinToken,
     advertiseAddr: d.advertise_addr,
     dataDir: d.data_dir,
     store: d.store,
@@ -163,7 +192,11 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
 
 /** A copy safe to log or print: credentials in URLs masked. */
 export function redactConfig(config: RegionConfig): RegionConfig {
-  return { ...config, redisUrl: config.redisUrl?.replace(/(\/\/[^:/@]*:)[^@]+@/, `$1${REDACTED}@`) };
+  return {
+    ...config,
+    redisUrl: config.redisUrl?.replace(/(\/\/[^:/@]*:)[^@]+@/, `$1${REDACTED}@`),
+    joinToken: config.joinToken ? { ...config.joinToken, secret: REDACTED, root: `${REDACTED} (pinned root)` } : undefined,
+  };
 }
 
 export function splitHostPort(addr: string): { host: string; port: number } {

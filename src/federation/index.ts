@@ -1,2 +1,9 @@
 export { loneView } from './view.js';
 export type { FederationView, RemoteGateway } from './view.js';
+export { Federation } from './federation.js';
+export type { FederationOptions, FederationStatus, PeerStatus, Receipts, Receipt, ForwardHandler } from './federation.js';
+export { decodeJoinToken, encodeJoinToken } from './join-token.js';
+export type { JoinToken } from './join-token.js';
+export { REPLICATED_TABLES, FED_SERVICES, FED_PEERS, FED_MEMBERS, FED_STATE } from './tables.js';
+export type { ExportedService, Member, PeerExport } from './tables.js';
+export { serverSni, serverSpiffeId } from './tls.js';

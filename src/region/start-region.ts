@@ -15,6 +15,8 @@ import { createLogger, createRegistry, type Logger } from '../telemetry/index.js
 import { ensureTrustDomain } from './trust-domain.js';
 import { MemoryFlowStore, type FlowStore } from '../dataflow/index.js';
 import { DataPlaneServer } from '../dataplane/index.js';
+import { Federation, FED_STATE } from '../federation/index.js';
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
 
 export interface Region {
   readonly config: RegionConfig;
@@ -26,6 +28,7 @@ export interface Region {
   readonly leaves: LeafCache;
   readonly flows: FlowStore;
   readonly dataplane: DataPlaneServer;
+  readonly federation: Federation;
   /** host:port of the gRPC (data plane) listener. */
   readonly grpcAddress: string;
   readonly registry: Registry;
@@ -40,6 +43,8 @@ export interface StartRegionOptions {
   logger?: Logger;
   /** Collect process metrics (off when several regions share one process). */
   processMetrics?: boolean;
+  /** Federation heartbeat period (tests make it short). */
+  heartbeatMs?: number;
 }
 
 export async function startRegion(config: RegionConfig, opts: StartRegionOptions = {}): Promise<Region> {
@@ -69,7 +74,15 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
   );
   try {
     await group.start([store]);
-    const trustDomain = await ensureTrustDomain(store);
+    // A DC that joined keeps the primary it joined, whatever a later start says by default.
+    const joined = store.get<{ PrimaryDatacenter: string; TrustDomain: string }>(FED_STATE, 'join')?.value;
+    if (joined && joined.PrimaryDatacenter !== config.primaryDc) {
+      if (config.primaryDc !== config.dc) {
+        throw new IsthmusError(ErrorCodes.BAD_CONFIG, `datacenter ${config.dc} joined primary ${joined.PrimaryDatacenter}; --primary-dc ${config.primaryDc} disagrees`);
+      }
+      config = { ...config, primaryDc: joined.PrimaryDatacenter };
+    }
+    const trustDomain = await ensureTrustDomain(store, config.joinToken?.trustDomain);
     const nodeAddress = splitHostPort(config.advertiseAddr).host;
     const catalog = new Catalog({ store, dc: config.dc, nodeName: config.nodeName, nodeAddress });
     const intentions = new Intentions({
@@ -80,16 +93,35 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     });
     const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy });
     const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
+    let federation: Federation | undefined;
     const ca = new CertificateAuthority({
       store,
       dc: config.dc,
       primary: config.dc === config.primaryDc,
       trustDomain: () => trustDomain,
       logger,
+      signRemote: (dc, publicKeyPem) => federation!.signRemote(dc, publicKeyPem),
+    });
+    const fedHostPort = splitHostPort(config.grpcTlsAddr);
+    federation = new Federation({
+      store,
+      catalog,
+      ca,
+      dc: config.dc,
+      primaryDc: config.primaryDc,
+      trustDomain: () => trustDomain,
+      host: fedHostPort.host,
+      port: fedHostPort.port,
+      joinToken: config.joinToken,
+      version: VERSION,
+      logger,
+      registry,
+      heartbeatMs: opts.heartbeatMs,
     });
     const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
-    await group.start([ca]);
+    await federation.join();
+    await group.start([ca, federation]);
     const flows = new MemoryFlowStore();
     const grpcHostPort = splitHostPort(config.grpcAddr);
     const dataplane = new DataPlaneServer({
@@ -119,7 +151,16 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       version: VERSION,
       aclDefaultPolicy: config.aclDefaultPolicy,
       trustDomain: () => trustDomain,
-      datacenters: () => [config.dc],
+      datacenters: () => federation!.datacenters(),
+      federation,
+    });
+    federation.setForwardHandler(async (req) => {
+      const res = await app.request(
+        req.path,
+        { method: req.method, body: req.method === 'GET' ? undefined : req.body, headers: { 'content-type': 'application/json', ...(req.token ? { 'x-consul-token': req.token } : {}) } },
+        { originDc: req.originDc },
+      );
+      return { status: res.status, body: await res.text(), contentType: res.headers.get('content-type') ?? 'application/json', receiptsJson: res.headers.get('x-isthmus-receipts') ?? '' };
     });
     listener!.serve(app);
     logger.info('region started', { config: redactConfig(config), http: listener!.address, trustDomain, store: store.backend });
@@ -134,6 +175,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       leaves,
       flows,
       dataplane,
+      federation,
       grpcAddress: dataplane.address,
       registry,
       logger,

@@ -11,7 +11,7 @@ function agentCommand(mode: Mode): Command {
   return {
     name: mode,
     summary: mode === 'dev' ? 'Run a single-DC development server (in memory, ACL default allow)' : 'Run the control plane of one datacenter',
-    usage: `isthmus ${mode} [--config FILE] [--dc DC] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--data-dir DIR] [--store memory|redis] [--redis-url URL] [--acl-default-policy allow|deny] [--log-level LEVEL]`,
+    usage: `isthmus ${mode} [--config FILE] [--dc DC] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--grpc-tls-addr HOST:PORT] [--primary-dc DC] [--join-token TOKEN] [--data-dir DIR] [--store memory|redis] [--redis-url URL] [--acl-default-policy allow|deny] [--log-level LEVEL]`,
     options,
     run: (args, io) => runAgent(mode, args, io),
   };
@@ -28,6 +28,7 @@ async function runAgent(mode: Mode, args: Parsed, io: Io): Promise<number> {
   io.out(`==> Isthmus ${mode} running: datacenter ${config.dc}, node ${config.nodeName}`);
   io.out(`    HTTP API: http://${region.httpAddress}   gRPC: ${region.grpcAddress}   store: ${config.store}${config.dataDir ? ` (${config.dataDir})` : ' (not persisted)'}`);
   io.out(`    trust domain: ${region.trustDomain}   ACL default policy: ${config.aclDefaultPolicy}`);
+  io.out(`    federation: ${region.federation.address}   primary datacenter: ${region.config.primaryDc}${region.federation.isPrimary ? ' (this one)' : ''}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -1,0 +1,105 @@
+// A DC's exported catalog: its services (name, namespace, instance and healthy counts, tags, meta;
+// never the instances) and its mesh gateways' WAN addresses. Sent in full when a link comes up,
+// then as diffs against what that link was last sent.
+import type { Catalog, ServiceRecord } from '../catalog/index.js';
+import type { StoreOp, Store } from '../store/index.js';
+import { FED_PEERS, FED_SERVICES, type ExportedService, type PeerExport } from './tables.js';
+
+export interface ExportState {
+  gateways: string[];
+  services: Map<string, ExportedService>;
+}
+
+export interface ExportDiff {
+  gateways: string[];
+  upserts: ExportedService[];
+  deletes: string[];
+}
+
+const exportKey = (s: { Namespace: string; Name: string }) => `${s.Namespace}/${s.Name}`;
+
+/** `host:port` of a mesh gateway's WAN address, whatever shape its tagged address was registered in. */
+export function wanAddress(s: ServiceRecord): string | undefined {
+  const wan = (s.TaggedAddresses as Record<string, unknown> | undefined)?.wan;
+  if (typeof wan === 'string' && /:\d+$/.test(wan)) return wan;
+  if (wan && typeof wan === 'object') {
+    const w = wan as { Address?: string; Port?: number; address?: string; port?: number };
+    const host = w.Address ?? w.address;
+    const port = w.Port ?? w.port;
+    if (host && port) return `${host}:${port}`;
+  }
+  return s.Address && s.Port ? `${s.Address}:${s.Port}` : undefined;
+}
+
+/** Healthy mesh gateways of this DC: their LAN (`host:port`) and WAN addresses. */
+export function localGateways(catalog: Catalog): { lan: string[]; wan: string[] } {
+  const lan: string[] = [];
+  const wan: string[] = [];
+  for (const e of catalog.instances('mesh-gateway', { passingOnly: true })) {
+    if (e.service.Kind !== 'mesh-gateway') continue;
+    lan.push(`${e.service.Address || e.node.Address}:${e.service.Port}`);
+    const w = wanAddress(e.service);
+    if (w) wan.push(w);
+  }
+  return { lan: [...new Set(lan)].sort(), wan: [...new Set(wan)].sort() };
+}
+
+export function computeExport(catalog: Catalog): ExportState {
+  const services = new Map<string, ExportedService>();
+  for (const [name] of Object.entries(catalog.services())) {
+    const all = catalog.instances(name);
+    const real = all.filter((e) => e.service.Kind !== 'connect-proxy' && e.service.Kind !== 'mesh-gateway');
+    if (real.length === 0) continue;
+    const byNs = new Map<string, typeof real>();
+    for (const e of real) {
+      const list = byNs.get(e.service.Namespace) ?? [];
+      list.push(e);
+      byNs.set(e.service.Namespace, list);
+    }
+    const passing = new Set(catalog.instances(name, { passingOnly: true }).map((e) => e.service.ID));
+    const proxies = catalog.connectInstances(name, { passingOnly: true });
+    for (const [ns, list] of byNs) {
+      const tags = new Set<string>();
+      for (const e of list) for (const t of e.service.Tags) tags.add(t);
+      const s: ExportedService = {
+        Name: name,
+        Namespace: ns,
+        Instances: list.length,
+        Healthy: list.filter((e) => passing.has(e.service.ID)).length,
+        ConnectHealthy: proxies.filter((p) => p.service.Namespace === ns).length,
+        Tags: [...tags].sort(),
+        Meta: { ...(list[0]?.service.Meta ?? {}) },
+      };
+      services.set(exportKey(s), s);
+    }
+  }
+  return { gateways: localGateways(catalog).wan, services };
+}
+
+/** What changed from `prev` to `next` (everything, when prev is undefined). */
+export function diffExport(prev: ExportState | undefined, next: ExportState): ExportDiff {
+  const upserts: ExportedService[] = [];
+  const deletes: string[] = [];
+  for (const [k, s] of next.services) {
+    const p = prev?.services.get(k);
+    if (!p || JSON.stringify(p) !== JSON.stringify(s)) upserts.push(s);
+  }
+  if (prev) for (const k of prev.services.keys()) if (!next.services.has(k)) deletes.push(k);
+  return { gateways: next.gateways, upserts, deletes };
+}
+
+/** Store ops that apply an export received from `dc` (full: replacing all held of it). */
+export function exportOps(store: Store, dc: string, index: number, full: boolean, diff: ExportDiff, now: Date): StoreOp[] {
+  const ops: StoreOp[] = [];
+  const prefix = `${dc}/`;
+  const incoming = new Set(diff.upserts.map((s) => prefix + exportKey(s)));
+  if (full) {
+    for (const e of store.list(FED_SERVICES, prefix)) if (!incoming.has(e.key)) ops.push({ op: 'delete', table: FED_SERVICES, key: e.key });
+  } else {
+    for (const k of diff.deletes) if (store.get(FED_SERVICES, prefix + k)) ops.push({ op: 'delete', table: FED_SERVICES, key: prefix + k });
+  }
+  for (const s of diff.upserts) ops.push({ op: 'put', table: FED_SERVICES, key: prefix + exportKey(s), value: s });
+  const header: PeerExport = { Datacenter: dc, Gateways: diff.gateways, Index: index, ReceivedAt: now.toISOString() };
+  ops.push({ op: 'put', table: FED_PEERS, key: dc, value: header });
+  return ops;
+}

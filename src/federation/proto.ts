@@ -1,0 +1,42 @@
+// Loads proto/isthmus/v1/federation.proto (same relative path from src/ and dist/) into grpc-js.
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+export const FEDERATION_PROTO = fileURLToPath(new URL('../../proto/isthmus/v1/federation.proto', import.meta.url));
+
+let cached: grpc.ServiceClientConstructor | undefined;
+
+export function federationService(): grpc.ServiceClientConstructor {
+  if (cached) return cached;
+  const def = protoLoader.loadSync(FEDERATION_PROTO, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { isthmus: { v1: { Federation: grpc.ServiceClientConstructor } } };
+  cached = pkg.isthmus.v1.Federation;
+  return cached;
+}
+
+// The messages as grpc-js hands them over (camelCase, defaults filled).
+export interface JoinRequest { secret: string; datacenter: string; publicKeyPem: string }
+export interface JoinResponse { trustDomain: string; primaryDatacenter: string; intermediateCertPem: string; rootId: string; rootsJson: string; index: number }
+export interface SignRequest { datacenter: string; publicKeyPem: string }
+export interface SignResponse { certPem: string; rootId: string }
+export interface WireResource { table: string; key: string; op: string; valueJson: string; index: number }
+export interface WireExportedService { name: string; namespace: string; instances: number; healthy: number; connectHealthy: number; tags: string[]; meta: Record<string, string> }
+export interface PeerMessage {
+  hello?: { datacenter: string; resumeIndex: number; version: string };
+  changes?: { snapshot: boolean; index: number; resources: WireResource[]; committedAtMs: number };
+  ack?: { stream: string; index: number };
+  export?: { datacenter: string; index: number; full: boolean; gateways: string[]; upserts: WireExportedService[]; deletes: string[] };
+  heartbeat?: { sentAtMs: number; index: number };
+  kind?: string;
+}
+export interface ForwardRequest { method: string; path: string; body: string; token: string; originDatacenter: string }
+export interface ForwardResponse { status: number; body: string; contentType: string; index: number; receiptsJson: string }
+
+/** The generated client, typed for the calls we make. */
+export interface FederationClient extends grpc.Client {
+  join(req: JoinRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: JoinResponse) => void): grpc.ClientUnaryCall;
+  signIntermediate(req: SignRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: SignResponse) => void): grpc.ClientUnaryCall;
+  forward(req: ForwardRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: ForwardResponse) => void): grpc.ClientUnaryCall;
+  peerStream(opts?: grpc.CallOptions): grpc.ClientDuplexStream<PeerMessage, PeerMessage>;
+}

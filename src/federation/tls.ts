@@ -1,0 +1,96 @@
+// Certificates for federation's gRPC: a grpc-js CertificateProvider that the server's identity and
+// the trust bundle are pushed into (so renewals and rotations need no restart), client credentials
+// that check the peer server's SPIFFE ID, and reading the caller's identity off a call.
+import * as grpc from '@grpc/grpc-js';
+
+type CertificateProvider = grpc.experimental.CertificateProvider;
+type CaCertificateUpdateListener = grpc.experimental.CaCertificateUpdateListener;
+type IdentityCertificateUpdateListener = grpc.experimental.IdentityCertificateUpdateListener;
+const { credentials } = grpc;
+import type { PeerCertificate } from 'node:tls';
+
+export function serverSpiffeId(trustDomain: string, dc: string): string {
+  return `spiffe://${trustDomain}/agent/server/dc/${dc}`;
+}
+
+export function serverSni(trustDomain: string, dc: string): string {
+  return `server.${dc}.${trustDomain}`;
+}
+
+/** The URI SANs of a peer certificate as Node reports them. */
+export function uriSans(cert: PeerCertificate | undefined): string[] {
+  const san = cert?.subjectaltname ?? '';
+  return san
+    .split(/,\s*/)
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+}
+
+/** The DC of a verified server identity in `trustDomain`, or undefined. */
+export function serverDcOf(cert: PeerCertificate | undefined, trustDomain: string): string | undefined {
+  const prefix = `spiffe://${trustDomain}/agent/server/dc/`;
+  for (const u of uriSans(cert)) if (u.startsWith(prefix) && /^[a-z0-9-]+$/.test(u.slice(prefix.length))) return u.slice(prefix.length);
+  return undefined;
+}
+
+/** The verified client certificate of a call (grpc-js only hands it over once the chain verified). */
+export function callerCertificate(call: object): PeerCertificate | undefined {
+  const ctx = (call as unknown as { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } }).getAuthContext?.();
+  return ctx?.sslPeerCertificate;
+}
+
+/** Pushes the latest identity and roots to whoever listens (grpc-js server credentials). */
+export class PushedCertificates implements CertificateProvider {
+  private ca: Buffer | null = null;
+  private identity: { certificate: Buffer; privateKey: Buffer } | null = null;
+  private readonly caListeners = new Set<CaCertificateUpdateListener>();
+  private readonly idListeners = new Set<IdentityCertificateUpdateListener>();
+
+  set(roots: string[], certChainPem: string, keyPem: string): void {
+    this.ca = Buffer.from(roots.join('\n'));
+    this.identity = { certificate: Buffer.from(certChainPem), privateKey: Buffer.from(keyPem) };
+    for (const l of this.caListeners) l({ caCertificate: this.ca });
+    for (const l of this.idListeners) l(this.identity);
+  }
+
+  // The latest value goes to a new listener on the next tick: grpc-js registers its own watcher
+  // only after adding the listener, so a value handed over at once would reach nobody.
+  addCaCertificateListener(l: CaCertificateUpdateListener): void {
+    this.caListeners.add(l);
+    setImmediate(() => {
+      if (this.ca && this.caListeners.has(l)) l({ caCertificate: this.ca });
+    });
+  }
+  removeCaCertificateListener(l: CaCertificateUpdateListener): void {
+    this.caListeners.delete(l);
+  }
+  addIdentityCertificateListener(l: IdentityCertificateUpdateListener): void {
+    this.idListeners.add(l);
+    setImmediate(() => {
+      if (this.identity && this.idListeners.has(l)) l(this.identity);
+    });
+  }
+  removeIdentityCertificateListener(l: IdentityCertificateUpdateListener): void {
+    this.idListeners.delete(l);
+  }
+}
+
+/**
+ * Client credentials for a call to DC `peerDc`'s servers: trust only `roots`, present our server
+ * identity when we have one, and accept only the peer server's SPIFFE ID (whatever host we dialed:
+ * a gateway in between forwards the bytes untouched).
+ */
+export function clientCredentials(opts: { roots: string[]; certChainPem?: string; keyPem?: string; trustDomain: string; peerDc: string }): grpc.ChannelCredentials {
+  const expected = serverSpiffeId(opts.trustDomain, opts.peerDc);
+  return credentials.createSsl(
+    Buffer.from(opts.roots.join('\n')),
+    opts.keyPem ? Buffer.from(opts.keyPem) : null,
+    opts.certChainPem ? Buffer.from(opts.certChainPem) : null,
+    {
+      checkServerIdentity: (_host, cert) => {
+        const got = uriSans(cert);
+        return got.includes(expected) ? undefined : new Error(`the server presented ${got.join(', ') || 'no SPIFFE ID'}, expected ${expected}`);
+      },
+    },
+  );
+}
