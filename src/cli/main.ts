@@ -8,6 +8,7 @@ import { devCommand, serverCommand } from './commands/agent.js';
 import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenList } from './commands/acl.js';
 import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch } from './commands/intention.js';
 import { connectProxy } from './commands/connect.js';
+import { federationStatus, federationToken } from './commands/federation.js';
 import { caRotate, caRoots, flowsCommand } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
 
@@ -33,6 +34,8 @@ export const COMMANDS: Command[] = [
   caRoots,
   caRotate,
   flowsCommand,
+  federationToken,
+  federationStatus,
 ];
 
 export function helpText(): string {

@@ -2,18 +2,30 @@
 // replication of intentions and CA roots, forwarding of writes, receipts, exported catalogs,
 // primary down and back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadRegionConfig } from '../../src/config/index.js';
 import { startRegion, type Region } from '../../src/region/index.js';
+import { WanLink } from '../harness/wan-link.js';
 
 const HB = 300;
 
-async function region(dc: string, host: string, extra: Record<string, string> = {}): Promise<Region> {
+async function region(dc: string, host: string, extra: Record<string, string> = {}, dataDir?: string): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
     flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...extra },
     env: {},
   });
-  return startRegion({ ...config, dataDir: undefined }, { heartbeatMs: HB, processMetrics: false });
+  return startRegion({ ...config, dataDir }, { heartbeatMs: HB, processMetrics: false });
+}
+
+/** The same token, with the primary reached through `addr` (a WAN link) instead. */
+function via(token: string, addr: string): string {
+  const t = JSON.parse(Buffer.from(token.slice('isthmus-join.'.length), 'base64url').toString());
+  t.servers = [addr];
+  t.gateways = [];
+  return 'isthmus-join.' + Buffer.from(JSON.stringify(t)).toString('base64url');
 }
 
 async function api(r: Region, method: string, path: string, body?: unknown) {
@@ -47,16 +59,27 @@ describe('federation of three regions', () => {
   let dc1: Region;
   let dc2: Region;
   let dc3: Region;
+  let wan3: WanLink;
+  const dirs = { dc1: mkdtempSync(join(tmpdir(), 'isthmus-fed-dc1-')), dc3: mkdtempSync(join(tmpdir(), 'isthmus-fed-dc3-')) };
+  // The primary keeps its ports across a restart, as a real server would.
+  const dc1Flags = { 'http-addr': '127.0.1.1:18510', 'grpc-addr': '127.0.1.1:18512', 'grpc-tls-addr': '127.0.1.1:18513' };
+  let dc3Token = '';
 
   beforeAll(async () => {
-    dc1 = await region('dc1', '127.0.1.1');
+    dc1 = await region('dc1', '127.0.1.1', dc1Flags, dirs.dc1);
     dc2 = await region('dc2', '127.0.2.1', { 'join-token': await tokenFor(dc1, 'dc2') });
-    dc3 = await region('dc3', '127.0.3.1', { 'join-token': await tokenFor(dc1, 'dc3') });
+    // dc3 reaches the primary through a WAN link that the tests can cut.
+    wan3 = new WanLink({ listen: { host: '127.0.3.1' }, target: { host: '127.0.1.1', port: 18513 } });
+    await wan3.start();
+    dc3Token = via(await tokenFor(dc1, 'dc3'), wan3.address);
+    dc3 = await region('dc3', '127.0.3.1', { 'join-token': dc3Token }, dirs.dc3);
   }, 60_000);
 
   afterAll(async () => {
     await Promise.all([dc3?.stop(), dc2?.stop()]);
     await dc1?.stop();
+    await wan3?.stop();
+    for (const d of Object.values(dirs)) rmSync(d, { recursive: true, force: true });
   });
 
   it('joins with one trust domain, intermediates signed by the primary root, and lists every DC', async () => {
@@ -118,12 +141,52 @@ describe('federation of three regions', () => {
     expect(nowhere.status).toBe(404);
   });
 
-  it('keeps authorizing and signing with the primary down, refuses writes with 503, and catches up after', async () => {
-    const token = dc1.config;
+  it('replicates CA configuration and a root rotation; secondaries re-sign their intermediates under the new root', async () => {
+    const cfg = await api(dc3, 'PUT', '/v1/connect/ca/configuration', { Provider: 'consul', Config: { LeafCertTTL: '24h' } });
+    expect(cfg.status).toBe(200);
+    await until('ca config in dc2', () => dc2.ca.config().LeafCertTTL === 24 * 3_600_000);
+    const rot = await api(dc2, 'POST', '/v1/connect/ca/rotate');
+    expect(rot.status).toBe(200);
+    const active = dc1.ca.activeRoot()!.ID;
+    for (const r of [dc2, dc3]) {
+      await until(`new root and intermediate in ${r.config.dc}`, () => r.ca.activeRoot()?.ID === active && r.ca.intermediate()?.RootID === active);
+      expect(r.ca.roots().length).toBe(2); // the old root stays trusted until its leaves expire
+    }
+  });
+
+  it('a partitioned DC keeps its last state, shows the broken link, and catches up once healed', async () => {
+    wan3.blackhole();
+    await until('dc1 sees dc3 down', () => dc1.federation.status().Peers.find((p) => p.Datacenter === 'dc3')?.State !== 'up');
+    await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=cache', { Action: 'deny' });
+    await api(dc2, 'PUT', '/v1/connect/intentions/exact?source=web&destination=queue', { Action: 'deny' });
+    await new Promise((r) => setTimeout(r, 3 * HB));
+    expect(() => dc3.intentions.getExact('web', 'cache')).toThrow(/no intention/);
+    const lag = dc1.federation.status().Peers.find((p) => p.Datacenter === 'dc3')!;
+    expect(lag.ReplicationLagMs).toBeGreaterThan(0);
+    wan3.heal();
+    await until('dc3 catches up', () => dc3.intentions.getExact('web', 'queue')?.Action === 'deny', 15_000);
+    expect(dc3.intentions.getExact('web', 'cache').Action).toBe('deny');
+    await until('lag back to 0', () => dc1.federation.status().Peers.find((p) => p.Datacenter === 'dc3')!.ReplicationLagMs === 0);
+  });
+
+  it('a secondary down through intention changes and a rotation converges when it comes back', async () => {
+    await dc3.stop();
+    await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=search', { Action: 'allow' });
+    await api(dc1, 'DELETE', '/v1/connect/intentions/exact?source=web&destination=cache');
+    await api(dc1, 'POST', '/v1/connect/ca/rotate');
+    const active = dc1.ca.activeRoot()!.ID;
+    // Back with the data it had; the token in its flags is not used again.
+    dc3 = await region('dc3', '127.0.3.1', { 'join-token': dc3Token }, dirs.dc3);
+    await until('dc3 converged', () => dc3.intentions.list().some((i) => i.DestinationName === 'search') && !dc3.intentions.list().some((i) => i.DestinationName === 'cache'), 15_000);
+    await until('dc3 on the new root', () => dc3.ca.activeRoot()?.ID === active && dc3.ca.intermediate()?.RootID === active, 15_000);
+  });
+
+  it('keeps authorizing and signing with the primary down, refuses writes with 503, and converges when it is back', async () => {
     await dc1.stop();
     const write = await api(dc2, 'PUT', '/v1/connect/intentions/exact?source=a&destination=b', { Action: 'allow' });
     expect(write.status).toBe(503);
     expect(write.body.Error).toBe('ISTHMUS_ERR_PRIMARY_UNREACHABLE');
+    expect(write.body.Message).toMatch(/dc1 cannot be reached/);
     expect(() => dc2.intentions.getExact('a', 'b')).toThrow(/no intention/);
     const check = await api(dc3, 'GET', '/v1/connect/intentions/check?source=web&destination=db');
     expect(check.body.Allowed).toBe(false);
@@ -131,6 +194,12 @@ describe('federation of three regions', () => {
     expect(leaf.status).toBe(200);
     const st = await api(dc2, 'GET', '/v1/federation/status');
     expect(st.body.Peers.find((p: { Datacenter: string }) => p.Datacenter === 'dc1').State).not.toBe('up');
-    void token;
+
+    dc1 = await region('dc1', '127.0.1.1', dc1Flags, dirs.dc1);
+    expect(dc1.intentions.getExact('web', 'db').Action).toBe('deny'); // nothing lost
+    await until('links back', () => dc1.federation.status().Peers.filter((p) => p.State === 'up').length >= 2, 15_000);
+    const again = await api(dc2, 'PUT', '/v1/connect/intentions/exact?source=a&destination=b', { Action: 'allow' });
+    expect(again.status).toBe(200);
+    await until('dc3 has it', () => dc3.intentions.list().some((i) => i.SourceName === 'a' && i.DestinationName === 'b'));
   });
 });

@@ -34,9 +34,11 @@ function twoNames(p: Parsed, usage: string): [string, string] {
 export const intentionCreate: Command = {
   name: 'intention create',
   summary: 'Create an intention: allow (default) or deny SRC to call DST',
-  usage: 'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] SRC DST',
+  usage: 'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] [--wait all [--wait-timeout 10s]] SRC DST',
   options: {
     ...CLIENT_OPTIONS,
+    wait: { type: 'string' },
+    'wait-timeout': { type: 'string' },
     allow: { type: 'boolean' },
     deny: { type: 'boolean' },
     replace: { type: 'boolean' },
@@ -67,9 +69,20 @@ export const intentionCreate: Command = {
       const existing = await api.request('GET', `/v1/connect/intentions/exact?${pair(src, dst)}`).catch(() => undefined);
       if (existing) throw new CliError(`an intention ${src} => ${dst} exists already; use --replace to change it`);
     }
-    await api.put(`/v1/connect/intentions/exact?${pair(src, dst)}`, body);
+    const wait = str(p.values.wait);
+    if (wait !== undefined && wait !== 'all') throw new CliError(`--wait takes "all" (wait until every datacenter enforces it), not "${wait}"`);
+    const waitQuery = wait ? `&wait-for=all&timeout=${encodeURIComponent(str(p.values['wait-timeout']) ?? '10s')}` : '';
+    const started = Date.now();
+    const res = await api.request('PUT', `/v1/connect/intentions/exact?${pair(src, dst)}${waitQuery}`, body);
     io.out(`Created: ${src} => ${dst} (${body.Action ?? 'L7'})`);
-    return 0;
+    if (!wait) return 0;
+    const raw = res.headers.get('x-isthmus-receipts');
+    if (!raw) throw new CliError('the server sent no receipts (is it older than this command?)');
+    const r = JSON.parse(raw) as { Complete: boolean; Datacenters: { Datacenter: string; Applied: boolean; AppliedIndex: number; AppliedAt: string | null }[] };
+    for (const d of r.Datacenters) {
+      io.out(d.Applied ? `  enforced in ${d.Datacenter} at ${d.AppliedAt} (+${Math.max(0, Date.parse(d.AppliedAt ?? '') - started)} ms)` : `  NOT yet applied in ${d.Datacenter} (at index ${d.AppliedIndex})`);
+    }
+    return r.Complete ? 0 : 2;
   },
 };
 
