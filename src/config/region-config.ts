@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
+import { parseDuration } from '../core/duration.js';
 import { REDACTED } from '../telemetry/index.js';
 import { decodeJoinToken, type JoinToken } from '../federation/index.js';
 
@@ -21,6 +22,8 @@ export interface RegionConfig {
   grpcAddr: string;
   /** host:port of the federation listener (gRPC over mutual TLS; the gateways route server.<dc>.<td> to it). */
   grpcTlsAddr: string;
+  /** Heartbeat period of the peer streams; a peer silent for three is redialed. */
+  federationHeartbeatMs: number;
   /** A secondary's join token (decoded); used once, at the first start. */
   joinToken: JoinToken | undefined;
   /** host:port other parts use to reach this server's HTTP API. */
@@ -42,6 +45,7 @@ const KEYS = {
   grpc_addr: { flag: 'grpc-addr', env: 'ISTHMUS_GRPC_ADDR' },
   grpc_tls_addr: { flag: 'grpc-tls-addr', env: 'ISTHMUS_GRPC_TLS_ADDR' },
   join_token: { flag: 'join-token', env: 'ISTHMUS_JOIN_TOKEN' },
+  federation_heartbeat: { flag: 'federation-heartbeat', env: 'ISTHMUS_FEDERATION_HEARTBEAT' },
   advertise_addr: { flag: 'advertise-addr', env: 'ISTHMUS_ADVERTISE_ADDR' },
   data_dir: { flag: 'data-dir', env: 'ISTHMUS_DATA_DIR' },
   store: { flag: 'store', env: 'ISTHMUS_STORE' },
@@ -70,6 +74,16 @@ const schema = z.object({
   grpc_addr: hostPort,
   grpc_tls_addr: hostPort,
   join_token: z.string().optional(),
+  federation_heartbeat: z.string().transform((v, ctx) => {
+    try {
+      const ms = parseDuration(v, 'federation_heartbeat');
+      if (ms >= 100 && ms <= 60_000) return ms;
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: 'must be a duration between 100ms and 60s (e.g. 5s)' });
+    return z.NEVER;
+  }),
   advertise_addr: hostPort,
   data_dir: z.string().min(1).optional(),
   store: z.enum(['memory', 'redis'], { message: 'must be memory or redis' }),
@@ -145,6 +159,7 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
     grpc_addr: `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`,
     grpc_tls_addr: tlsDefault(),
     join_token: undefined,
+    federation_heartbeat: '5s',
     advertise_addr: httpAddr,
     data_dir: dev ? undefined : join('.isthmus', dc),
     store: 'memory',
@@ -181,6 +196,7 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
     grpcAddr: d.grpc_addr,
     grpcTlsAddr: d.grpc_tls_addr,
     joinToken,
+    federationHeartbeatMs: d.federation_heartbeat,
     advertiseAddr: d.advertise_addr,
     dataDir: d.data_dir,
     store: d.store,

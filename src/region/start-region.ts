@@ -116,7 +116,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       version: VERSION,
       logger,
       registry,
-      heartbeatMs: opts.heartbeatMs,
+      heartbeatMs: opts.heartbeatMs ?? config.federationHeartbeatMs,
     });
     const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
