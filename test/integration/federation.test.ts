@@ -96,6 +96,15 @@ describe('federation of three regions', () => {
     expect(leaf.body.ServiceURI).toBe(`spiffe://${dc1.trustDomain}/ns/default/dc/dc2/svc/web`);
   });
 
+  it('renews a secondary intermediate over its server identity, and only for its own DC', async () => {
+    const { newKeyPem, publicKeyPemOf, inspectCertificate } = await import('../../src/ca/index.js');
+    const pub = await publicKeyPemOf(await newKeyPem());
+    const signed = await dc2.federation.signRemote('dc2', pub);
+    expect(signed.rootId).toBe(dc1.ca.activeRoot()!.ID);
+    expect(inspectCertificate(signed.certPem).isCa).toBe(true);
+    await expect(dc2.federation.signRemote('dc3', pub)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PERMISSION_DENIED' });
+  });
+
   it('refuses a reused token and a forged one', async () => {
     const token = await tokenFor(dc1, 'dc4');
     const first = await region('dc4', '127.0.4.1', { 'join-token': token });
