@@ -87,7 +87,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
-  registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc });
+  registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
   registerCaRoutes(app, { store: deps.store, ca: deps.ca, leaves: deps.leaves, trustDomain: deps.trustDomain });
   return app;
 }

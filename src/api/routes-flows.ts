@@ -2,13 +2,19 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
-import type { FlowStore } from '../dataflow/index.js';
+import type { FlowRecord, FlowStore } from '../dataflow/index.js';
+import type { Federation } from '../federation/index.js';
 import { parseWith } from './validate.js';
+import { parseDuration } from '../core/duration.js';
+import { invalid } from '../core/errors.js';
 
 export interface FlowRouteDeps {
   flows: FlowStore;
   dc: string;
+  federation?: Federation;
 }
+
+const DEFAULT_FANOUT_TIMEOUT_MS = 2000;
 
 const time = z.string().transform((v, ctx) => {
   if (/^\d+$/.test(v)) return Number(v);
@@ -32,13 +38,57 @@ const query = z.object({
   since: time.optional(),
   until: time.optional(),
   limit: z.coerce.number().int().min(1).max(10_000, 'at most 10000').optional(),
-  dc: z.string().optional(),
+  dc: z.string().regex(/^(all|[a-z0-9-]+(,[a-z0-9-]+)*)$/, 'must be all, or datacenter names separated by commas').optional(),
+  timeout: z.string().optional(),
 });
 
 export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void {
-  app.get('/v1/flows', (c) => {
+  app.get('/v1/flows', async (c) => {
     const q = parseWith(query, c.req.query());
-    const records = deps.flows.query(q);
-    return c.json({ DC: deps.dc, Records: records, Missing: [] as string[] });
+    const { dc: wantDc, timeout, ...filter } = q;
+    const fed = deps.federation;
+    const known = fed?.datacenters() ?? [deps.dc];
+    const wanted = !wantDc ? [deps.dc] : wantDc === 'all' ? known : wantDc.split(',');
+    const unknown = wanted.filter((d) => !known.includes(d));
+    if (unknown.length) throw invalid([{ Field: 'dc', Message: `unknown datacenter ${unknown.join(', ')} (known: ${known.join(', ')})` }]);
+    const local = wanted.includes(deps.dc) ? deps.flows.query(filter) : [];
+    const remote = wanted.filter((d) => d !== deps.dc);
+    if (remote.length === 0 || !fed) return c.json({ DC: deps.dc, Records: local, Missing: [] as string[] });
+    // Fan out: each other DC answers for itself, within the timeout; who did not is named.
+    const timeoutMs = timeout ? Math.min(parseDuration(timeout, 'timeout'), 30_000) : DEFAULT_FANOUT_TIMEOUT_MS;
+    const params = new URLSearchParams(c.req.query());
+    params.delete('dc');
+    params.delete('timeout');
+    const path = `/v1/flows${params.size ? `?${params}` : ''}`;
+    const answers = await Promise.all(
+      remote.map(async (dc) => {
+        try {
+          const res = await fed.queryPeer(dc, path, c.get('token') ?? '', timeoutMs);
+          if (res.status !== 200) return { dc, error: `answered ${res.status}: ${res.body.slice(0, 200)}` };
+          return { dc, records: (JSON.parse(res.body) as { Records: FlowRecord[] }).Records };
+        } catch (err) {
+          return { dc, error: (err as Error).message };
+        }
+      }),
+    );
+    const seen = new Set<string>();
+    const merged: FlowRecord[] = [];
+    for (const r of [local, ...answers.map((a) => a.records ?? [])]) {
+      for (const rec of r) {
+        if (seen.has(rec.id)) continue;
+        seen.add(rec.id);
+        merged.push(rec);
+      }
+    }
+    merged.sort((a, b) => b.startTime - a.startTime);
+    const limited = filter.limit ? merged.slice(0, filter.limit) : merged;
+    const failed = answers.filter((a) => a.error);
+    return c.json({
+      DC: deps.dc,
+      Datacenters: wanted,
+      Records: limited,
+      Missing: failed.map((a) => a.dc),
+      Errors: Object.fromEntries(failed.map((a) => [a.dc, a.error])),
+    });
   });
 }

@@ -273,6 +273,36 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.forwardHandler = h;
   }
 
+  /**
+   * Asks another DC to answer a read of its own records (GET /v1/flows...) with the caller's token.
+   * Uses the live link's client when this side dialed, else a client of its own to that DC.
+   */
+  async queryPeer(dc: string, path: string, token: string, timeoutMs: number): Promise<ForwardResponse> {
+    if (dc === this.opts.dc) throw new IsthmusError(ErrorCodes.INTERNAL, 'a DC does not query itself');
+    const client = this.dialers.get(dc)?.client ?? this.queryClient(dc);
+    if (!client) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `no address known for datacenter ${dc}`);
+    try {
+      return await unary<ForwardRequest, ForwardResponse>(client.query.bind(client), { method: 'GET', path, body: '', token, originDatacenter: this.opts.dc }, timeoutMs);
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      if (e.code === grpc.status.DEADLINE_EXCEEDED) throw new IsthmusError(ErrorCodes.TIMEOUT, `datacenter ${dc} did not answer within ${timeoutMs} ms`);
+      const mine = fromStatus(e, `datacenter ${dc} cannot be reached`);
+      throw mine.code === ErrorCodes.PRIMARY_UNREACHABLE ? new IsthmusError(ErrorCodes.UNAVAILABLE, mine.message) : mine;
+    }
+  }
+
+  private readonly queryClients = new Map<string, { client: FederationClient; address: string }>();
+  private queryClient(dc: string): FederationClient | undefined {
+    const addrs = this.dialAddresses(dc);
+    if (addrs.length === 0) return undefined;
+    const cached = this.queryClients.get(dc);
+    if (cached && addrs.includes(cached.address)) return cached.client;
+    cached?.client.close();
+    const client = this.makeClient(addrs[0], dc);
+    this.queryClients.set(dc, { client, address: addrs[0] });
+    return client;
+  }
+
   // ---- lifecycle ----
 
   /**
@@ -335,6 +365,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
       join: (call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) => this.handle(cb, () => this.onJoin(call.request)),
       signIntermediate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, cb: grpc.sendUnaryData<SignResponse>) => this.handle(cb, () => this.onSign(call)),
       forward: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, () => this.onForward(call)),
+      query: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, () => this.onQuery(call)),
       peerStream: (call: grpc.ServerDuplexStream<PeerMessage, PeerMessage>) => this.onPeerStream(call),
     });
     const creds = grpc.experimental.createCertificateProviderServerCredentials(this.certs, this.certs, false);
@@ -358,6 +389,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.unsubscribe?.();
     this.unBundle?.();
     for (const d of this.dialers.values()) d.abort.abort();
+    for (const q of this.queryClients.values()) q.client.close();
     for (const l of [...this.links.values()]) l.close('server stopping');
     await Promise.all([...this.dialers.values()].map((d) => d.done));
     for (const w of this.ackWaiters) w();
@@ -935,6 +967,15 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     const dc = this.callerDc(call);
     if (call.request.datacenter !== dc) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `a server of ${dc} cannot have an intermediate signed for ${call.request.datacenter}`);
     return this.opts.ca.signIntermediateFor(dc, call.request.publicKeyPem);
+  }
+
+  private async onQuery(call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>): Promise<ForwardResponse> {
+    const dc = this.callerDc(call);
+    const r = call.request;
+    if (r.method !== 'GET' || !/^\/v1\/flows(\?|$)/.test(r.path)) throw invalid([{ Field: 'QueryRequest', Message: 'only GET /v1/flows is answered for another datacenter' }]);
+    if (!this.forwardHandler) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the server is starting');
+    const res = await this.forwardHandler({ method: 'GET', path: r.path, body: '', token: r.token, originDc: dc });
+    return { ...res, index: this.opts.store.index() };
   }
 
   private async onForward(call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>): Promise<ForwardResponse> {

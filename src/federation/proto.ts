@@ -38,5 +38,6 @@ export interface FederationClient extends grpc.Client {
   join(req: JoinRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: JoinResponse) => void): grpc.ClientUnaryCall;
   signIntermediate(req: SignRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: SignResponse) => void): grpc.ClientUnaryCall;
   forward(req: ForwardRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: ForwardResponse) => void): grpc.ClientUnaryCall;
+  query(req: ForwardRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: ForwardResponse) => void): grpc.ClientUnaryCall;
   peerStream(opts?: grpc.CallOptions): grpc.ClientDuplexStream<PeerMessage, PeerMessage>;
 }

@@ -150,6 +150,29 @@ describe('federation of three regions', () => {
     expect(nowhere.status).toBe(404);
   });
 
+  it('answers flow queries across DCs, merged, naming the DCs that did not answer', async () => {
+    const rec = (dc: string, id: string, hop: string) => ({
+      id, traceId: 'ab'.repeat(16), requestIndex: 0, hop, dc, reporter: `${hop}-${dc}`,
+      source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' },
+      destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc2' },
+      sni: 'api.default.dc2.internal.x', verdict: 'allowed', reason: 'ok', intentionId: '', intentionDc: '', intentionIndex: 0,
+      startTime: Date.now(), durationMs: 1, bytesIn: 1, bytesOut: 1,
+    });
+    dc1.flows.append([rec('dc1', 'r1', 'client-sidecar') as never]);
+    dc2.flows.append([rec('dc2', 'r2', 'server-sidecar') as never]);
+    const both = await api(dc2, 'GET', `/v1/flows?dc=dc1,dc2&trace=${'ab'.repeat(16)}`);
+    expect(both.status).toBe(200);
+    expect(both.body.Records.map((r: { id: string }) => r.id).sort()).toEqual(['r1', 'r2']);
+    expect(both.body.Missing).toEqual([]);
+    // dc2 knows no address of dc3 here (no gateways in this test): it says so instead of hanging.
+    const all = await api(dc2, 'GET', `/v1/flows?dc=all&trace=${'ab'.repeat(16)}&timeout=1s`);
+    expect(all.body.Records.length).toBe(2);
+    expect(all.body.Missing).toEqual(['dc3', 'dc4']); // dc4 joined earlier in this file and is gone
+    expect(all.body.Errors.dc3).toMatch(/dc3/);
+    const bad = await api(dc2, 'GET', '/v1/flows?dc=dc9');
+    expect(bad.status).toBe(400);
+  });
+
   it('replicates CA configuration and a root rotation; secondaries re-sign their intermediates under the new root', async () => {
     const cfg = await api(dc3, 'PUT', '/v1/connect/ca/configuration', { Provider: 'consul', Config: { LeafCertTTL: '24h' } });
     expect(cfg.status).toBe(200);
