@@ -35,7 +35,7 @@ export const caRoots: Command = {
 export const flowsCommand: Command = {
   name: 'flows',
   summary: 'Show flow records: who called whom, allowed or denied, by which intention',
-  usage: 'isthmus flows [--from SVC] [--to SVC] [--service SVC] [--verdict allowed|denied|no_route|error] [--trace ID] [--since 5m] [--limit N] [-o table|json]',
+  usage: 'isthmus flows [--dc all|DC[,DC]] [--from SVC] [--to SVC] [--service SVC] [--verdict allowed|denied|no_route|error] [--trace ID] [--since 5m] [--limit N] [-o table|json]',
   options: {
     ...CLIENT_OPTIONS,
     from: { type: 'string' },
@@ -45,26 +45,28 @@ export const flowsCommand: Command = {
     trace: { type: 'string' },
     since: { type: 'string' },
     limit: { type: 'string' },
+    dc: { type: 'string' },
     o: { type: 'string', short: 'o' },
     output: { type: 'string' },
   },
   async run(p, io) {
     const q = new URLSearchParams();
-    for (const k of ['from', 'to', 'service', 'verdict', 'trace', 'since'] as const) {
+    for (const k of ['from', 'to', 'service', 'verdict', 'trace', 'since', 'dc'] as const) {
       const v = str(p.values[k]);
       if (v) q.set(k, v);
     }
     const limit = intFlag(str(p.values.limit), 'limit', 1, 10_000);
     if (limit) q.set('limit', String(limit));
-    const r = await client(p.values, io.env).get<{ Records: FlowRecord[] }>(`/v1/flows?${q}`);
+    const r = await client(p.values, io.env).get<{ Records: FlowRecord[]; Missing?: string[]; Errors?: Record<string, string> }>(`/v1/flows?${q}`);
+    for (const dc of r.Missing ?? []) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors?.[dc] ?? 'no reason given'}); its flows are not shown`);
     const format = str(p.values.o) ?? str(p.values.output) ?? 'table';
     if (format === 'json') {
       io.out(JSON.stringify(r.Records, null, 2));
       return 0;
     }
     for (const l of table(
-      ['TIME', 'TRACE', 'HOP', 'SOURCE', 'DESTINATION', 'VERDICT', 'INTENTION', 'REASON'],
-      r.Records.map((f) => [new Date(f.startTime).toISOString().slice(11, 23), f.traceId.slice(0, 12), f.hop + (f.requestIndex ? `#${f.requestIndex}` : ''), f.source.service || '-', f.destination.service, f.verdict, f.intentionId || '-', f.reason]),
+      ['TIME', 'DC', 'TRACE', 'HOP', 'SOURCE', 'DESTINATION', 'VERDICT', 'INTENTION', 'REASON'],
+      r.Records.map((f) => [new Date(f.startTime).toISOString().slice(11, 23), f.dc, f.traceId.slice(0, 12), f.hop + (f.requestIndex ? `#${f.requestIndex}` : ''), f.source.service || '-', f.destination.service, f.verdict, f.intentionId || '-', f.reason]),
     ))
       io.out(l);
     return 0;

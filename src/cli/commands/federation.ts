@@ -28,7 +28,7 @@ export const federationStatus: Command = {
   name: 'federation status',
   summary: 'Show every peer datacenter: link state, heartbeat age, last acknowledged index, replication lag',
   usage: 'isthmus federation status [-o table|json]',
-  options: { ...CLIENT_OPTIONS, o: { type: 'string' }, output: { type: 'string' } },
+  options: { ...CLIENT_OPTIONS, o: { type: 'string', short: 'o' }, output: { type: 'string' } },
   async run(p, io) {
     const s = await clientFor(p.values, io.env).get<FederationStatus>('/v1/federation/status');
     const format = str(p.values.o) ?? str(p.values.output) ?? 'table';
