@@ -24,6 +24,7 @@ export interface Upstream {
   Datacenter?: string;
   LocalBindAddress?: string;
   LocalBindPort: number;
+  /** Opaque proxy settings; Isthmus reads `failover` (datacenter names, tried in order). */
   Config?: Record<string, unknown>;
 }
 
@@ -145,7 +146,12 @@ const upstreamSchema = z
     Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
     LocalBindAddress: z.string().optional(),
     LocalBindPort: port,
-    Config: z.record(z.string(), z.unknown()).optional(),
+    // Isthmus' failover order: {"failover": ["dc2", "dc3"]}, the DCs tried in turn when the
+    // upstream's own DC has no healthy instance.
+    Config: z
+      .object({ failover: z.array(z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name'), { message: 'must be a list of datacenter names' }).max(16, 'at most 16 datacenters').optional() })
+      .catchall(z.unknown())
+      .optional(),
   })
   .passthrough();
 

@@ -8,6 +8,7 @@ import { devCommand, serverCommand } from './commands/agent.js';
 import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenList } from './commands/acl.js';
 import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch } from './commands/intention.js';
 import { connectProxy } from './commands/connect.js';
+import { gatewayCommand } from './commands/gateway.js';
 import { federationStatus, federationToken } from './commands/federation.js';
 import { caRotate, caRoots, flowsCommand } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
@@ -31,6 +32,7 @@ export const COMMANDS: Command[] = [
   aclTokenCreate,
   aclTokenList,
   connectProxy,
+  gatewayCommand,
   caRoots,
   caRotate,
   flowsCommand,

@@ -1,37 +1,19 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../store/index.js';
-import { Catalog } from '../catalog/index.js';
-import { Intentions } from '../intentions/index.js';
-import { CertificateAuthority, LeafCache, inspectCertificate } from '../ca/index.js';
-import { Acl } from '../acl/index.js';
-import { MemoryFlowStore, type FlowRecord } from '../dataflow/index.js';
-import { DataPlaneServer } from './server.js';
+import { inspectCertificate } from '../ca/index.js';
+import type { FlowRecord } from '../dataflow/index.js';
 import { DataPlaneClient } from './client.js';
 import { dataPlaneService, type SidecarConfigMessage } from './proto.js';
 import { toWire } from './flow-wire.js';
+import { setupServer, TD } from './testing/server-setup.js';
 
-const TD = 'dp.isthmus';
 const actor = { accessorId: 'a', description: 't', dc: 'dc1' };
 const stops: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (stops.length) await stops.pop()!();
 });
 
-async function setup(defaultPolicy: 'allow' | 'deny' = 'allow') {
-  const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
-  await store.start();
-  const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'n1', nodeAddress: '127.0.0.1' });
-  const intentions = new Intentions({ store, dc: 'dc1', defaultAllow: () => defaultPolicy === 'allow', trustDomain: () => TD });
-  const ca = new CertificateAuthority({ store, dc: 'dc1', primary: true, trustDomain: () => TD, tickMs: 60_000 });
-  const acl = new Acl({ store, dc: 'dc1', defaultPolicy });
-  for (const c of [catalog, intentions, ca, acl]) await c.start();
-  const flows = new MemoryFlowStore(100);
-  const server = new DataPlaneServer({ store, catalog, intentions, ca, leaves: new LeafCache(ca), acl, flows, dc: 'dc1', trustDomain: () => TD, defaultAllow: () => defaultPolicy === 'allow', host: '127.0.0.1', port: 0 });
-  await server.start();
-  stops.push(() => store.stop(), () => ca.stop(), () => server.stop());
-  return { store, catalog, intentions, ca, flows, server };
-}
+const setup = (defaultPolicy: 'allow' | 'deny' = 'allow') => setupServer(stops, { defaultPolicy });
 
 const record = (over: Partial<FlowRecord> = {}): FlowRecord => ({
   id: 'r1', traceId: 'ab'.repeat(16), requestIndex: 0, hop: 'server-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy',

@@ -42,3 +42,23 @@ export interface SidecarConfigMessage {
   upstreams: WireUpstream[];
   intentions: { intentionsJson: string; defaultAllow: boolean; index: number; sourceDc: string } | null;
 }
+
+export interface GatewayHelloMessage { id: string; name: string; dc: string; lanAddress: string; wanAddress: string; token: string; version: string }
+export interface GatewayMessage {
+  hello?: GatewayHelloMessage;
+  flows?: { records: WireFlow[] };
+  ack?: { version: number };
+  kind?: string;
+}
+export interface WireGatewayEndpoint { host: string; port: number; tags: string[] }
+export interface WireGatewayService { name: string; namespace: string; endpoints: WireGatewayEndpoint[] }
+export interface GatewayConfigMessage {
+  version: number;
+  error: string;
+  errorCode: string;
+  dc: string;
+  trustDomain: string;
+  services: WireGatewayService[];
+  serverAddresses: string[];
+  remotes: { dc: string; gateways: string[] }[];
+}

@@ -1,18 +1,28 @@
-// The server's end of the data-plane channel: one stream per sidecar. It resolves who the sidecar
-// is (and that its token may act for that service), pushes its whole configuration on every change
-// that concerns it, and stores the flow records it reports.
+// The server's end of the data-plane channel: one stream per sidecar and one per mesh gateway. It
+// resolves who the proxy is (and that its token may act for it), pushes its whole configuration on
+// every change that concerns it, and stores the flow records it reports.
 import * as grpc from '@grpc/grpc-js';
 import type { Component } from '../core/lifecycle.js';
 import { IsthmusError } from '../core/errors.js';
-import type { Store, Change } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import type { Catalog, ServiceRecord } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
 import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import type { Acl } from '../acl/index.js';
 import type { FlowStore } from '../dataflow/index.js';
+import { loneView, type FederationView } from '../federation/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { fromWire } from './flow-wire.js';
-import { dataPlaneService, type SidecarConfigMessage, type SidecarMessage, type WireUpstream } from './proto.js';
+import { GatewaySessions, type GatewayTarget } from './gateway-session.js';
+import {
+  dataPlaneService,
+  type GatewayConfigMessage,
+  type GatewayHelloMessage,
+  type SidecarConfigMessage,
+  type SidecarMessage,
+  type WireUpstream,
+} from './proto.js';
+import { StreamSession, type SessionDeps, type SessionMessage, type SessionSpec } from './stream-session.js';
+import { chooseDatacenter, upstreamEndpoints, type UpstreamContext } from './upstreams.js';
 
 export interface DataPlaneServerOptions {
   store: Store;
@@ -28,9 +38,14 @@ export interface DataPlaneServerOptions {
   host: string;
   port: number;
   logger?: Logger;
+  /** The other DCs (their gateways, healthy counts) and this DC's server federation addresses; default: none. */
+  federation?: FederationView;
+  /** TTL of a gateway's catalog registration (default 30 s), renewed while its stream is open. */
+  gatewayTtlMs?: number;
 }
 
-const WATCHED = new Set(['services', 'checks', 'nodes', 'intentions', 'ca-roots', 'ca-intermediates', 'ca-config']);
+const SIDECAR_WATCHED = new Set(['services', 'checks', 'nodes', 'intentions', 'ca-roots', 'ca-intermediates', 'ca-config']);
+const GATEWAY_WATCHED = new Set(['services', 'checks', 'nodes']);
 
 interface Target {
   id: string;
@@ -42,14 +57,46 @@ interface Target {
 export class DataPlaneServer implements Component {
   readonly name = 'dataplane';
   private server: grpc.Server | undefined;
-  private readonly streams = new Set<grpc.ServerDuplexStream<SidecarMessage, SidecarConfigMessage>>();
+  private readonly sessions = new Set<{ shutdown(): Promise<void> }>();
   private readonly log: Logger;
+  private readonly federation: FederationView;
+  private readonly gateways: GatewaySessions;
+  private readonly deps: SessionDeps;
+  private readonly sidecarSpec: SessionSpec<NonNullable<SidecarMessage['hello']>, Target, SidecarConfigMessage>;
+  private readonly gatewaySpec: SessionSpec<GatewayHelloMessage, GatewayTarget, GatewayConfigMessage>;
   port = 0;
   /** Flow records refused as malformed (named in the log). */
   rejectedFlows = 0;
 
   constructor(private readonly opts: DataPlaneServerOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'dataplane' });
+    this.federation = opts.federation ?? loneView(opts.dc);
+    this.gateways = new GatewaySessions({
+      catalog: opts.catalog, acl: opts.acl, dc: opts.dc, trustDomain: opts.trustDomain, federation: this.federation, log: this.log, ttlMs: opts.gatewayTtlMs,
+    });
+    this.deps = {
+      store: opts.store,
+      flows: opts.flows,
+      log: this.log,
+      sources: [(listener) => this.federation.onChange(listener)],
+      rejected: () => void this.rejectedFlows++,
+    };
+    this.sidecarSpec = {
+      kind: 'sidecar',
+      watched: SIDECAR_WATCHED,
+      resolve: (hello) => this.resolve(hello),
+      build: (t) => this.build(t),
+      describe: (t) => ({ service: t.service, id: t.id }),
+      opened: (t, session) => this.watchLeaf(t, session),
+    };
+    this.gatewaySpec = {
+      kind: 'gateway',
+      watched: GATEWAY_WATCHED,
+      resolve: (hello) => this.gateways.resolve(hello),
+      build: async () => this.gateways.build(),
+      describe: (t) => this.gateways.describe(t),
+      opened: (t, session) => this.gateways.opened(t, session),
+    };
   }
 
   get address(): string {
@@ -58,7 +105,10 @@ export class DataPlaneServer implements Component {
 
   async start(): Promise<void> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 << 20 });
-    server.addService(dataPlaneService().service, { stream: (call: grpc.ServerDuplexStream<SidecarMessage, SidecarConfigMessage>) => this.handle(call) });
+    server.addService(dataPlaneService().service, {
+      stream: (call: grpc.ServerDuplexStream<SessionMessage<NonNullable<SidecarMessage['hello']>>, SidecarConfigMessage>) => this.open(call, this.sidecarSpec),
+      gateway: (call: grpc.ServerDuplexStream<SessionMessage<GatewayHelloMessage>, GatewayConfigMessage>) => this.open(call, this.gatewaySpec),
+    });
     this.port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${this.opts.host}:${this.opts.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
@@ -66,7 +116,8 @@ export class DataPlaneServer implements Component {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.streams) s.end();
+    // Ending the sessions first runs their cleanup (a gateway's registration is failed) while the store is up.
+    await Promise.all([...this.sessions].map((s) => s.shutdown()));
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
       this.server.tryShutdown(() => resolve());
@@ -77,100 +128,24 @@ export class DataPlaneServer implements Component {
     });
   }
 
-  private handle(call: grpc.ServerDuplexStream<SidecarMessage, SidecarConfigMessage>): void {
-    this.streams.add(call);
-    let target: Target | undefined;
-    let version = 0;
-    let lastSent = '';
-    let unsubscribe: (() => void) | undefined;
-    let pending: NodeJS.Timeout | undefined;
-    let closed = false;
-    let leafWait: AbortController | undefined;
-    const helloTimer = setTimeout(() => refuse('ISTHMUS_ERR_INVALID', 'the first message of a stream must be hello (within 10 s)'), 10_000);
+  private open<H, T, C extends SidecarConfigMessage | GatewayConfigMessage>(call: grpc.ServerDuplexStream<SessionMessage<H>, C>, spec: SessionSpec<H, T, C>): void {
+    this.sessions.add(new StreamSession(call, this.deps, spec, (s) => this.sessions.delete(s)));
+  }
 
-    const cleanup = () => {
-      closed = true;
-      clearTimeout(helloTimer);
-      clearTimeout(pending);
-      unsubscribe?.();
-      leafWait?.abort();
-      this.streams.delete(call);
-    };
-    const refuse = (code: string, message: string) => {
-      if (closed) return;
-      this.log.warn('sidecar stream refused', { code, error: message });
-      call.write({ version: 0, error: message, errorCode: code } as SidecarConfigMessage);
-      call.end();
-      cleanup();
-    };
-    const push = async () => {
-      if (closed || !target) return;
-      try {
-        const cfg = await this.build(target);
-        const body = JSON.stringify(cfg);
-        if (body === lastSent) return;
-        lastSent = body;
-        call.write({ ...cfg, version: ++version });
-      } catch (err) {
-        this.log.warn('cannot build sidecar configuration; will retry on the next change', { service: target.service, error: err });
-      }
-    };
-    const schedule = () => {
-      if (pending) return;
-      pending = setTimeout(() => {
-        pending = undefined;
-        void push();
-      }, 20);
-    };
-    const watchLeaf = async () => {
-      while (!closed && target) {
+  /** Pushes again when the sidecar's leaf is renewed (half-life, CA change). */
+  private watchLeaf(target: Target, session: { schedule(): void; readonly closed: boolean }): () => void {
+    let leafWait: AbortController | undefined;
+    const loop = async () => {
+      while (!session.closed) {
         leafWait = new AbortController();
         const current = await this.opts.leaves.get(target.service, target.namespace).catch(() => undefined);
         if (!current) return;
         await this.opts.leaves.wait(target.service, target.namespace, current.ModifyIndex, 10 * 60_000, leafWait.signal).catch(() => undefined);
-        if (!closed) schedule();
+        if (!session.closed) session.schedule();
       }
     };
-
-    call.on('data', (msg: SidecarMessage) => {
-      if (closed) return;
-      if (msg.hello) {
-        if (target) return refuse('ISTHMUS_ERR_INVALID', 'hello was sent twice');
-        clearTimeout(helloTimer);
-        try {
-          target = this.resolve(msg.hello);
-        } catch (err) {
-          const e = err as IsthmusError;
-          return refuse(e.code ?? 'ISTHMUS_ERR_INVALID', e.message);
-        }
-        this.log.info('sidecar connected', { service: target.service, id: target.id });
-        unsubscribe = this.opts.store.subscribe((changes: Change[]) => {
-          if (changes.some((c) => WATCHED.has(c.table))) schedule();
-        });
-        void push();
-        void watchLeaf();
-        return;
-      }
-      if (!target) return refuse('ISTHMUS_ERR_INVALID', 'the first message of a stream must be hello');
-      if (msg.flows) {
-        const good = [];
-        for (const [i, rec] of (msg.flows.records ?? []).entries()) {
-          try {
-            good.push(fromWire(rec, `records[${i}]`));
-          } catch (err) {
-            this.rejectedFlows++;
-            this.log.warn('flow record refused', { service: target.service, error: (err as Error).message });
-          }
-        }
-        if (good.length) this.opts.flows.append(good);
-      }
-    });
-    call.on('error', cleanup);
-    call.on('end', () => {
-      cleanup();
-      call.end();
-    });
-    call.on('cancelled', cleanup);
+    void loop();
+    return () => leafWait?.abort();
   }
 
   private resolve(hello: NonNullable<SidecarMessage['hello']>): Target {
@@ -196,19 +171,11 @@ export class DataPlaneServer implements Component {
     const proxy = t.proxy ? this.opts.catalog.agentService(t.proxy.ID) ?? t.proxy : undefined;
     const leaf = await this.opts.leaves.get(t.service, t.namespace);
     const bundle = this.opts.ca.bundle();
+    const ctx: UpstreamContext = { catalog: this.opts.catalog, federation: this.federation, dc, trustDomain: td, gatewayNames: this.gateways.names };
     const upstreams: WireUpstream[] = (proxy?.Proxy?.Upstreams ?? []).map((u) => {
       const ns = u.DestinationNamespace ?? 'default';
-      const udc = u.Datacenter ?? dc;
-      const endpoints =
-        udc === dc
-          ? this.opts.catalog.connectInstances(u.DestinationName, { passingOnly: true }).map((e) => ({
-              host: e.service.Address || e.node.Address,
-              port: e.service.Port,
-              sni: `${u.DestinationName}.${ns}.${udc}.internal.${td}`,
-              spiffeId: `spiffe://${td}/ns/${ns}/dc/${udc}/svc/${u.DestinationName}`,
-            }))
-          : [];
-      return { name: u.DestinationName, namespace: ns, datacenter: udc, localBindHost: u.LocalBindAddress ?? '127.0.0.1', localBindPort: u.LocalBindPort, endpoints };
+      const endpoints = upstreamEndpoints(ctx, u, chooseDatacenter(ctx, u));
+      return { name: u.DestinationName, namespace: ns, datacenter: u.Datacenter ?? dc, localBindHost: u.LocalBindAddress ?? '127.0.0.1', localBindPort: u.LocalBindPort, endpoints };
     });
     const relevant = this.opts.intentions
       .list()

@@ -132,6 +132,8 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       host: grpcHostPort.host,
       port: grpcHostPort.port,
       logger,
+      // Cross-DC upstreams and gateway routes read the other DCs from it; pushes follow its changes.
+      federation,
     });
     await group.start([dataplane]);
 

@@ -1,0 +1,153 @@
+// The server's side of a mesh gateway's stream: who the gateway is (and that its token may write its
+// service), its catalog registration (Kind mesh-gateway, LAN/WAN tagged addresses, a TTL check kept
+// passing while the stream is open and failed the moment it ends), and the routes it is pushed.
+import type { Acl } from '../acl/index.js';
+import type { Catalog } from '../catalog/index.js';
+import { SERVICE_NAME_RE, serviceSchema } from '../catalog/index.js';
+import { conflict, ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } from '../core/errors.js';
+import type { FederationView } from '../federation/index.js';
+import { parseTarget, type RouteTarget } from '../gateway/index.js';
+import type { Logger } from '../telemetry/index.js';
+import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from './proto.js';
+import type { Session } from './stream-session.js';
+import { MESH_GATEWAY } from './upstreams.js';
+
+export interface GatewayTarget {
+  id: string;
+  name: string;
+  lan: RouteTarget;
+  wan: RouteTarget;
+  version: string;
+}
+
+export interface GatewaySessionsOptions {
+  catalog: Catalog;
+  acl: Acl;
+  dc: string;
+  trustDomain: () => string;
+  federation: FederationView;
+  log: Logger;
+  /** The registration's TTL; the server renews it every third of it while the stream is open. */
+  ttlMs?: number;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+export class GatewaySessions {
+  /** Service names gateways registered under: where the server looks for this DC's gateways. */
+  readonly names = new Set<string>([MESH_GATEWAY]);
+  /** Open streams per gateway ID: a reconnect may arrive before the old stream is seen to end. */
+  private readonly live = new Map<string, number>();
+  private readonly ttlMs: number;
+
+  constructor(private readonly opts: GatewaySessionsOptions) {
+    this.ttlMs = opts.ttlMs ?? 30_000;
+  }
+
+  resolve(h: GatewayHelloMessage): GatewayTarget {
+    const v: Violation[] = [];
+    const name = h.name || MESH_GATEWAY;
+    if (!ID_RE.test(h.id ?? '')) v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
+    if (!SERVICE_NAME_RE.test(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
+    const lan = parseTarget(h.lanAddress ?? '');
+    if (!lan) v.push({ Field: 'hello.lan_address', Message: 'must be host:port with a port from 1 to 65535' });
+    const wan = h.wanAddress ? parseTarget(h.wanAddress) : lan;
+    if (!wan && h.wanAddress) v.push({ Field: 'hello.wan_address', Message: 'must be host:port with a port from 1 to 65535' });
+    if (h.dc && h.dc !== this.opts.dc) v.push({ Field: 'hello.dc', Message: `the gateway is for datacenter ${h.dc}, this server serves ${this.opts.dc}` });
+    if (v.length) throw invalid(v);
+    const { authz } = this.opts.acl.resolve(h.token || undefined);
+    if (!authz.serviceWrite(name)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `token lacks service:write on ${name}`);
+    const existing = this.opts.catalog.agentService(h.id);
+    if (existing && existing.Kind !== 'mesh-gateway') throw conflict(`service ID "${h.id}" is registered already, and not as a mesh gateway`);
+    return { id: h.id, name, lan: lan!, wan: wan!, version: h.version ?? '' };
+  }
+
+  describe(t: GatewayTarget): Record<string, unknown> {
+    return { gateway: t.id, lan: `${t.lan.host}:${t.lan.port}`, wan: `${t.wan.host}:${t.wan.port}` };
+  }
+
+  /** Registers the gateway and keeps its check passing while the stream is open. */
+  opened(t: GatewayTarget, session: Session): () => Promise<void> {
+    this.names.add(t.name);
+    this.live.set(t.id, (this.live.get(t.id) ?? 0) + 1);
+    const checkId = `service:${t.id}`;
+    let chain = this.register(t);
+    const beat = setInterval(() => {
+      chain = chain.then(() =>
+        this.opts.catalog.updateTtl(checkId, 'passing', 'gateway stream connected').catch((err) => {
+          if (isIsthmusError(err, ErrorCodes.NOT_FOUND) && !session.closed) return this.register(t);
+          this.opts.log.warn('cannot renew the gateway registration', { gateway: t.id, error: err });
+        }),
+      );
+    }, Math.max(100, Math.floor(this.ttlMs / 3)));
+    beat.unref();
+    return async () => {
+      clearInterval(beat);
+      await chain;
+      const left = (this.live.get(t.id) ?? 1) - 1;
+      if (left > 0) {
+        this.live.set(t.id, left);
+        return;
+      }
+      this.live.delete(t.id);
+      // Sidecars stop being sent to it as soon as this lands (they only get passing gateways).
+      await this.opts.catalog.updateTtl(checkId, 'critical', 'gateway stream closed').catch((err) => {
+        if (!isIsthmusError(err, ErrorCodes.NOT_FOUND)) this.opts.log.warn('cannot mark the gateway critical', { gateway: t.id, error: err });
+      });
+      this.opts.log.info('gateway disconnected', { gateway: t.id });
+    };
+  }
+
+  private async register(t: GatewayTarget): Promise<void> {
+    try {
+      await this.opts.catalog.registerService(
+        serviceSchema.parse({
+          ID: t.id,
+          Name: t.name,
+          Kind: 'mesh-gateway',
+          Address: t.lan.host,
+          Port: t.lan.port,
+          TaggedAddresses: { lan: { Address: t.lan.host, Port: t.lan.port }, wan: { Address: t.wan.host, Port: t.wan.port } },
+          Meta: t.version ? { version: t.version } : {},
+          Check: {
+            CheckID: `service:${t.id}`,
+            Name: 'Mesh gateway stream',
+            Notes: 'Passing while the gateway holds its data-plane stream to this server.',
+            TTL: `${this.ttlMs}ms`,
+            Status: 'passing',
+            DeregisterCriticalServiceAfter: '1h',
+          },
+        }),
+      );
+    } catch (err) {
+      this.opts.log.warn('cannot register the gateway; will retry', { gateway: t.id, error: err });
+    }
+  }
+
+  build(): GatewayConfigMessage {
+    const { catalog, federation, dc } = this.opts;
+    const services: WireGatewayService[] = [];
+    for (const name of catalog.serviceNames()) {
+      const proxies = catalog.connectInstances(name, { passingOnly: true });
+      if (proxies.length === 0) continue;
+      const tags = new Map(catalog.instances(name).map((e) => [`${e.service.Node}/${e.service.ID}`, e.service.Tags]));
+      const byNs = new Map<string, WireGatewayService>();
+      for (const p of proxies) {
+        const ns = p.service.Namespace || 'default';
+        let s = byNs.get(ns);
+        if (!s) byNs.set(ns, (s = { name, namespace: ns, endpoints: [] }));
+        s.endpoints.push({
+          host: p.service.Address || p.node.Address,
+          port: p.service.Port,
+          tags: tags.get(`${p.service.Node}/${p.service.Proxy?.DestinationServiceID ?? ''}`) ?? [],
+        });
+      }
+      services.push(...[...byNs.values()].sort((a, b) => (a.namespace < b.namespace ? -1 : 1)));
+    }
+    const remotes = federation
+      .datacenters()
+      .filter((d) => d !== dc)
+      .map((d) => ({ dc: d, gateways: federation.gateways(d) }));
+    return { version: 0, error: '', errorCode: '', dc, trustDomain: this.opts.trustDomain(), services, serverAddresses: federation.serverAddresses(), remotes };
+  }
+}

@@ -1,0 +1,73 @@
+// Where a sidecar's upstream goes: the DC chosen by the upstream's failover order (its own DC first,
+// then Config.failover, the first with a healthy instance), and that DC's endpoints: local sidecars,
+// or for another DC this DC's healthy mesh gateways (that DC's gateways when there is none here).
+import type { Catalog, ServiceRecord, Upstream } from '../catalog/index.js';
+import type { FederationView } from '../federation/index.js';
+import { parseTarget, serviceSni, type RouteTarget } from '../gateway/index.js';
+import type { WireEndpoint } from './proto.js';
+
+export const MESH_GATEWAY = 'mesh-gateway';
+
+export interface UpstreamContext {
+  catalog: Catalog;
+  federation: FederationView;
+  dc: string;
+  trustDomain: string;
+  /** Service names mesh gateways registered under (mesh-gateway unless a gateway said otherwise). */
+  gatewayNames: Iterable<string>;
+}
+
+/** The failover list of an upstream (Config.failover), without repeats. */
+export function failoverOf(u: Upstream): string[] {
+  const f = (u.Config as { failover?: unknown } | undefined)?.failover;
+  return Array.isArray(f) ? f.filter((d): d is string => typeof d === 'string') : [];
+}
+
+/** The DC an upstream's traffic goes to now: the first in its order with a healthy instance, else its own. */
+export function chooseDatacenter(ctx: UpstreamContext, u: Upstream): string {
+  const ns = u.DestinationNamespace ?? 'default';
+  const own = u.Datacenter ?? ctx.dc;
+  const order = [...new Set([own, ...failoverOf(u)])];
+  if (order.length === 1) return own;
+  const healthy = (d: string) =>
+    d === ctx.dc ? ctx.catalog.connectInstances(u.DestinationName, { passingOnly: true }).length > 0 : (ctx.federation.remoteHealthy(d, ns, u.DestinationName) ?? 0) > 0;
+  return order.find(healthy) ?? own;
+}
+
+export function upstreamEndpoints(ctx: UpstreamContext, u: Upstream, dc: string): WireEndpoint[] {
+  const ns = u.DestinationNamespace ?? 'default';
+  const td = ctx.trustDomain;
+  const sni = serviceSni(u.DestinationName, ns, dc, td);
+  const spiffeId = `spiffe://${td}/ns/${ns}/dc/${dc}/svc/${u.DestinationName}`;
+  if (dc === ctx.dc) {
+    return ctx.catalog.connectInstances(u.DestinationName, { passingOnly: true }).map((e) => ({
+      host: e.service.Address || e.node.Address,
+      port: e.service.Port,
+      sni,
+      spiffeId,
+    }));
+  }
+  const local = localGateways(ctx);
+  const via = local.length ? local : ctx.federation.gateways(dc).map(parseTarget).filter((t): t is RouteTarget => t !== undefined);
+  return via.map((t) => ({ host: t.host, port: t.port, sni, spiffeId }));
+}
+
+/** LAN addresses of this DC's passing mesh gateways. */
+export function localGateways(ctx: Pick<UpstreamContext, 'catalog' | 'gatewayNames'>): RouteTarget[] {
+  const out: RouteTarget[] = [];
+  for (const name of ctx.gatewayNames) {
+    for (const e of ctx.catalog.instances(name, { passingOnly: true })) {
+      if (e.service.Kind !== 'mesh-gateway') continue;
+      const lan = taggedAddress(e.service, 'lan');
+      out.push(lan ?? { host: e.service.Address || e.node.Address, port: e.service.Port });
+    }
+  }
+  return out;
+}
+
+/** TaggedAddresses[key] in Consul's service shape: {"Address": "...", "Port": n}. */
+export function taggedAddress(s: ServiceRecord, key: string): RouteTarget | undefined {
+  const t = s.TaggedAddresses?.[key] as { Address?: unknown; Port?: unknown } | undefined;
+  if (!t || typeof t.Address !== 'string' || !t.Address || typeof t.Port !== 'number' || t.Port <= 0) return undefined;
+  return { host: t.Address, port: t.Port };
+}

@@ -1,0 +1,554 @@
+// The mesh gateway: one TCP listener; per connection it reads only the TLS ClientHello (bounded in
+// time and bytes), routes it by SNI, connects upstream (the next target when one refuses or hangs up
+// unanswered), replays the hello and splices bytes both ways. It never holds a key, never decrypts.
+import { randomUUID } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import net from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Component } from '../core/lifecycle.js';
+import { isIsthmusError } from '../core/errors.js';
+import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
+import { silentLogger, type Logger } from '../telemetry/index.js';
+import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
+import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics } from './metrics.js';
+import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
+import type { SniName } from './sni.js';
+
+export const GATEWAY_CONNECTION_CHANNEL = 'isthmus:gateway:connection';
+
+export interface GatewayOptions {
+  /** Names this gateway in flow records (`reporter`) and logs. */
+  id: string;
+  /** This gateway's DC (its names route locally). */
+  dc: string;
+  host: string;
+  port: number;
+  /** The first routing table (default: routes nothing until update()). */
+  routes?: GatewayRoutes | RouteTable;
+  registry?: Registry;
+  logger?: Logger;
+  /** Every connection's flow record, when it ends (or is refused). */
+  onFlow?: (record: FlowRecord) => void;
+  /** Time a client gets to send its whole ClientHello (default 10 s): slow senders hold no slot longer. */
+  helloTimeoutMs?: number;
+  /** Largest handshake message read (default 16 KiB). */
+  maxHelloBytes?: number;
+  /** A connection with no bytes either way for this long is closed (default 1 h, as Envoy's tcp_proxy). */
+  idleTimeoutMs?: number;
+  /** Time to connect to one upstream target before trying the next (default 5 s). */
+  connectTimeoutMs?: number;
+  /** Upstream targets tried per connection (default 3). */
+  maxAttempts?: number;
+  /** Connections open at once; past it new ones are reset and recorded (default 8192). */
+  maxConnections?: number;
+}
+
+const ZERO_TRACE = '0'.repeat(32);
+const NOBODY: FlowIdentity = { spiffeId: '', service: '', namespace: '', dc: '' };
+/** Per upstream read; reused while writes to the client complete at once (the common case). */
+const READ_BUFFER = 64 * 1024;
+/** Bytes read before a hello must have completed: its largest size, plus a header per record. */
+const helloWindow = (max: number) => max + 4 + 256 * 5;
+
+export class Gateway implements Component {
+  readonly name = 'gateway';
+  private server: net.Server | undefined;
+  private routesTable: RouteTable;
+  private readonly conns = new Set<GatewayConnection>();
+  private readonly log: Logger;
+  readonly metrics: GatewayMetrics | undefined;
+  readonly channel = diagnosticsChannel.channel(GATEWAY_CONNECTION_CHANNEL);
+  readonly helloTimeoutMs: number;
+  readonly maxHelloBytes: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxAttempts: number;
+  readonly maxConnections: number;
+  /** Names the gateway in flow records; settable until the first connection (a default ID may need the bound port). */
+  id: string;
+  private limitLoggedAt = 0;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.id = opts.id;
+    this.log = (opts.logger ?? silentLogger).child({ component: 'gateway' });
+    this.routesTable = opts.routes instanceof RouteTable ? opts.routes : opts.routes ? new RouteTable(opts.routes) : RouteTable.empty(opts.dc);
+    this.metrics = opts.registry ? gatewayMetrics(opts.registry) : undefined;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
+    this.maxHelloBytes = opts.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 3_600_000;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
+    this.maxAttempts = opts.maxAttempts ?? 3;
+    this.maxConnections = opts.maxConnections ?? 8192;
+  }
+
+  get dc(): string {
+    return this.opts.dc;
+  }
+
+  get logger(): Logger {
+    return this.log;
+  }
+
+  /** The bound port (port 0 resolved). */
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  get address(): string {
+    const host = this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host;
+    return `${host}:${this.port}`;
+  }
+
+  /** Connections open now (reading a hello, connecting or spliced). */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  get routes(): RouteTable {
+    return this.routesTable;
+  }
+
+  /** Swaps the routing table; open connections keep their upstream, new ones use the new table. */
+  update(routes: GatewayRoutes | RouteTable): void {
+    this.routesTable = routes instanceof RouteTable ? routes : new RouteTable(routes, this.routesTable);
+  }
+
+  async start(): Promise<void> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.opts.host, port: this.opts.port, backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // Accept errors (EMFILE and the like) are logged; the listener stays up.
+    server.on('error', (err) => this.log.error('listener error', { error: err }));
+    this.server = server;
+    this.log.info('gateway listening', { address: this.address });
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    for (const c of [...this.conns]) c.abort();
+    await closed;
+  }
+
+  private accept(sock: net.Socket): void {
+    if (this.conns.size >= this.maxConnections) {
+      sock.on('error', () => {});
+      sock.resetAndDestroy();
+      this.error('', 'connection_limit');
+      // Under overload this fires per connection: one line a second says enough (flows have the rest).
+      const now = Date.now();
+      if (now - this.limitLoggedAt >= 1000) {
+        this.limitLoggedAt = now;
+        this.log.warn('connection refused: connection limit reached', { limit: this.maxConnections, peer: sock.remoteAddress });
+      }
+      this.record({
+        traceId: ZERO_TRACE, hop: 'gateway-ingress', destination: NOBODY, sni: '', verdict: 'error',
+        reason: `connection limit of ${this.maxConnections} reached`, startTime: Date.now(), durationMs: 0, bytesIn: 0, bytesOut: 0,
+      });
+      return;
+    }
+    const c = new GatewayConnection(this, sock);
+    this.conns.add(c);
+    this.metrics?.active.inc({ route: '' });
+  }
+
+  /** Called by a connection once both of its sockets are gone. */
+  released(c: GatewayConnection, route: string): void {
+    if (!this.conns.delete(c)) return;
+    this.metrics?.active.dec({ route });
+  }
+
+  error(route: string, reason: GatewayErrorReason): void {
+    this.metrics?.errors.inc({ route, reason });
+  }
+
+  record(r: Pick<FlowRecord, 'traceId' | 'hop' | 'destination' | 'sni' | 'verdict' | 'reason' | 'startTime' | 'durationMs' | 'bytesIn' | 'bytesOut'>): void {
+    const record: FlowRecord = {
+      id: randomUUID(), requestIndex: 0, dc: this.opts.dc, reporter: this.id, source: NOBODY,
+      intentionId: '', intentionDc: '', intentionIndex: 0, ...r,
+    };
+    if (this.channel.hasSubscribers) this.channel.publish(record);
+    if (this.log.tracing) this.log.debug('connection', { traceId: record.traceId, hop: record.hop, sni: record.sni, verdict: record.verdict, reason: record.reason, bytesIn: record.bytesIn, bytesOut: record.bytesOut, durationMs: record.durationMs });
+    if (!this.opts.onFlow) return;
+    try {
+      this.opts.onFlow(record);
+    } catch (err) {
+      this.log.warn('flow record listener failed', { error: err });
+    }
+  }
+}
+
+type State = 'hello' | 'connecting' | 'open' | 'done';
+
+/** One client connection through the gateway, from its first byte to both sockets closed. */
+class GatewayConnection {
+  private state: State = 'hello';
+  private readonly start = Date.now();
+  private helloTimer: NodeJS.Timeout | undefined;
+  private acc: Buffer | undefined;
+  private accLen = 0;
+  private helloBytes: Buffer | undefined;
+  private hello: ClientHello | undefined;
+  private route: RouteFound | undefined;
+  private sniName: SniName | undefined;
+  private upstream: net.Socket | undefined;
+  private target: RouteTarget | undefined;
+  private attempt = 0;
+  private readonly failures: string[] = [];
+  private connectTimer: NodeJS.Timeout | undefined;
+  private readBuf: Buffer | undefined;
+  private freshBuffer = true;
+  private upstreamPaused = false;
+  private failure: string | undefined;
+  private clientClosed = false;
+  private upstreamClosed = true;
+  private readonly routeLabel = () => this.route?.route ?? '';
+
+  constructor(private readonly gw: Gateway, private readonly client: net.Socket) {
+    client.on('data', this.onHelloData);
+    client.on('end', this.onHelloEnd);
+    client.on('error', this.onClientError);
+    client.on('close', this.onClientClose);
+    this.helloTimer = setTimeout(this.onHelloTimeout, gw.helloTimeoutMs);
+  }
+
+  /** Gateway stopping: close both sides now. */
+  abort(): void {
+    this.failure ??= 'gateway stopped';
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+
+  // ---- reading the hello ----
+
+  private readonly onHelloData = (chunk: Buffer): void => {
+    // The usual case: the whole hello in the first segment, parsed where it lies. Otherwise the
+    // segments are gathered in one growing buffer (copied once each), never past the hello window.
+    const view = this.acc || this.accLen ? this.append(chunk) : chunk;
+    let hello: ClientHello | undefined;
+    try {
+      hello = parseClientHello(view, { maxHandshakeBytes: this.gw.maxHelloBytes });
+    } catch (err) {
+      return this.refuseHello(err);
+    }
+    if (!hello) {
+      if (view === chunk) this.append(chunk);
+      // The parser refuses an oversized hello from its headers; this only bounds what it cannot see.
+      if (this.accLen > helloWindow(this.gw.maxHelloBytes)) return this.refuseHello(new Error(`no complete ClientHello in the first ${this.accLen} bytes`));
+      return;
+    }
+    this.helloBytes = view;
+    this.hello = hello;
+    this.acc = undefined;
+    clearTimeout(this.helloTimer);
+    this.client.pause();
+    this.client.off('data', this.onHelloData);
+    this.client.off('end', this.onHelloEnd);
+    this.routeHello(hello);
+  };
+
+  private append(chunk: Buffer): Buffer {
+    const need = this.accLen + chunk.length;
+    if (!this.acc || need > this.acc.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(2 * (this.acc?.length ?? 0), helloWindow(this.gw.maxHelloBytes)), 2048));
+      if (this.acc) this.acc.copy(grown, 0, 0, this.accLen);
+      this.acc = grown;
+    }
+    this.acc.set(chunk, this.accLen);
+    this.accLen = need;
+    return this.acc.subarray(0, this.accLen);
+  }
+
+  private readonly onHelloEnd = (): void => {
+    if (this.state !== 'hello') return;
+    const view = this.acc ? this.acc.subarray(0, this.accLen) : Buffer.alloc(0);
+    // A connect-and-close (a TCP health check, a port scan) is no flow: nothing was asked for.
+    if (view.length === 0) return this.finishQuietly();
+    try {
+      parseClientHello(view, { maxHandshakeBytes: this.gw.maxHelloBytes, final: true });
+      this.refuseHello(new Error('connection closed before the ClientHello was read'));
+    } catch (err) {
+      this.refuseHello(err);
+    }
+  };
+
+  private readonly onHelloTimeout = (): void => {
+    if (this.state !== 'hello') return;
+    this.state = 'done';
+    const got = this.accLen;
+    this.gw.error('', 'hello_timeout');
+    this.gw.logger.warn('ClientHello not complete in time; connection reset', { timeoutMs: this.gw.helloTimeoutMs, bytes: got, peer: this.client.remoteAddress });
+    this.failure = `ClientHello not complete within ${this.gw.helloTimeoutMs} ms (${got} bytes received)`;
+    this.resetClient('error');
+  };
+
+  private refuseHello(err: unknown): void {
+    if (this.state !== 'hello') return;
+    this.state = 'done';
+    clearTimeout(this.helloTimer);
+    const message = (err as Error).message;
+    this.gw.error('', 'bad_client_hello');
+    this.gw.logger.warn('bad ClientHello; connection reset', { error: message, code: isIsthmusError(err) ? err.code : undefined, peer: this.client.remoteAddress });
+    this.failure = `bad ClientHello: ${message}`;
+    this.resetClient('error');
+  }
+
+  private finishQuietly(): void {
+    this.state = 'done';
+    clearTimeout(this.helloTimer);
+    this.client.destroy();
+  }
+
+  // ---- routing and connecting ----
+
+  private routeHello(hello: ClientHello): void {
+    const decision = this.gw.routes.resolve(hello.sni);
+    this.sniName = decision.name;
+    if (!decision.ok) {
+      this.state = 'done';
+      this.gw.error('', 'no_route');
+      this.gw.logger.warn('no route for SNI; connection reset', { sni: hello.sni, reason: decision.reason, traceId: hello.traceId });
+      this.failure = decision.reason;
+      this.resetClient('no_route');
+      return;
+    }
+    this.route = decision;
+    this.gw.metrics?.active.dec({ route: '' });
+    this.gw.metrics?.active.inc({ route: decision.route });
+    this.gw.metrics?.connections.inc({ route: decision.route, hop: decision.hop });
+    this.state = 'connecting';
+    this.connectNext();
+  }
+
+  private connectNext(): void {
+    const route = this.route!;
+    const limit = Math.min(route.targets.length, this.gw.maxAttempts);
+    if (this.clientClosed) {
+      this.state = 'done';
+      this.emit('error');
+      this.maybeDone();
+      return;
+    }
+    if (this.attempt >= limit) {
+      this.state = 'done';
+      this.gw.error(route.route, 'upstream_unreachable');
+      this.failure = `no upstream reachable for ${route.route}: ${this.failures.join('; ') || 'client went away'}`;
+      this.gw.logger.warn('no upstream reachable; connection reset', { route: route.route, tried: this.failures });
+      this.resetClient('error');
+      return;
+    }
+    const target = route.targets[this.attempt++];
+    this.target = target;
+    this.upstreamClosed = false;
+    const up = net.connect({
+      host: target.host,
+      port: target.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
+    });
+    this.upstream = up;
+    this.connectTimer = setTimeout(() => {
+      if (this.upstream !== up || this.state !== 'connecting') return;
+      this.failures.push(`${target.host}:${target.port} timed out after ${this.gw.connectTimeoutMs} ms`);
+      up.destroy();
+    }, this.gw.connectTimeoutMs);
+    up.once('connect', () => this.onUpstreamConnect(up));
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.upstream !== up) return;
+      if (this.state === 'connecting') this.failures.push(`${target.host}:${target.port} ${err.code ?? err.message}`);
+      else this.onSpliceError(`upstream ${target.host}:${target.port}: ${err.code ?? err.message}`, err.code === 'ECONNRESET');
+    });
+    up.on('close', () => this.onUpstreamClose(up));
+  }
+
+  private onUpstreamConnect(up: net.Socket): void {
+    if (this.upstream !== up || this.state !== 'connecting') return;
+    clearTimeout(this.connectTimer);
+    // The client stays paused until the upstream answers: one that accepts and then closes without
+    // a word (a dead gateway behind a load balancer) is passed over, the hello replayed to the next.
+    up.write(this.helloBytes!);
+    const target = this.target!;
+    this.connectTimer = setTimeout(() => {
+      if (this.upstream !== up || this.state !== 'connecting') return;
+      this.failures.push(`${target.host}:${target.port} did not answer the ClientHello within ${this.gw.connectTimeoutMs} ms`);
+      up.destroy();
+    }, this.gw.connectTimeoutMs);
+    up.on('drain', this.onUpstreamDrain);
+    up.on('end', () => {
+      if (this.upstream !== up) return;
+      if (this.state === 'connecting') {
+        this.failures.push(`${target.host}:${target.port} closed without answering`);
+        up.destroy();
+      } else if (!this.client.destroyed) {
+        this.client.end();
+      }
+    });
+  }
+
+  /** The upstream's first bytes: from here on both directions flow. */
+  private answered(): void {
+    clearTimeout(this.connectTimer);
+    this.state = 'open';
+    this.helloBytes = undefined;
+    const client = this.client;
+    client.on('data', this.onClientData);
+    client.on('end', this.onClientEnd);
+    client.on('drain', this.onClientDrain);
+    client.setTimeout(this.gw.idleTimeoutMs, this.onIdle);
+    client.resume();
+  }
+
+  private onUpstreamClose(up: net.Socket): void {
+    if (this.upstream !== up) return;
+    clearTimeout(this.connectTimer);
+    if (this.state === 'connecting') {
+      this.upstream = undefined;
+      this.upstreamClosed = true;
+      this.connectNext();
+      return;
+    }
+    this.upstreamClosed = true;
+    if (!this.clientClosed && this.failure) this.client.destroy();
+    this.maybeDone();
+  }
+
+  // ---- splicing ----
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (!this.upstream!.write(chunk)) this.client.pause();
+  };
+
+  private readonly onUpstreamDrain = (): void => {
+    this.client.resume();
+  };
+
+  private readonly onClientEnd = (): void => {
+    this.upstream?.end();
+  };
+
+  private readonly nextReadBuffer = (): Buffer => {
+    if (this.freshBuffer || !this.readBuf) {
+      this.readBuf = Buffer.allocUnsafe(READ_BUFFER);
+      this.freshBuffer = false;
+    }
+    return this.readBuf;
+  };
+
+  private readonly onUpstreamRead = (n: number, buf: Uint8Array): boolean => {
+    if (this.state === 'connecting') this.answered();
+    const client = this.client;
+    if (client.destroyed || client.writableEnded) return false;
+    const ok = client.write((buf as Buffer).subarray(0, n));
+    // A write not finished at once still holds this buffer: read the next bytes into a new one.
+    if (client.writableLength > 0) this.freshBuffer = true;
+    if (!ok) {
+      this.upstreamPaused = true;
+      return false;
+    }
+    return true;
+  };
+
+  private readonly onClientDrain = (): void => {
+    if (this.upstreamPaused) {
+      this.upstreamPaused = false;
+      this.upstream?.resume();
+    }
+  };
+
+  private readonly onIdle = (): void => {
+    this.gw.error(this.routeLabel(), 'idle_timeout');
+    this.failure ??= `idle for ${this.gw.idleTimeoutMs} ms`;
+    this.client.destroy();
+    this.upstream?.destroy();
+  };
+
+  private onSpliceError(reason: string, reset: boolean): void {
+    if (this.failure) return;
+    this.failure = reason;
+    this.gw.error(this.routeLabel(), 'upstream_reset');
+    // An upstream reset is passed on as a reset, so the client does not take it for a clean end.
+    if (reset && !this.client.destroyed) this.client.resetAndDestroy();
+    else this.client.destroy();
+  }
+
+  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
+    if (this.state === 'open' && !this.failure) this.failure = `client: ${err.code ?? err.message}`;
+    if (this.state === 'open' && this.upstream && !this.upstream.destroyed) {
+      if (err.code === 'ECONNRESET') this.upstream.resetAndDestroy();
+      else this.upstream.destroy();
+    }
+  };
+
+  private readonly onClientClose = (): void => {
+    this.clientClosed = true;
+    clearTimeout(this.helloTimer);
+    if (this.state === 'hello') {
+      this.state = 'done';
+      if (this.accLen > 0) {
+        this.failure = `client closed the connection during the ClientHello (${this.accLen} bytes received)`;
+        this.emit('error');
+      }
+    }
+    if (this.state === 'connecting') {
+      // Gave up while we were connecting: stop trying.
+      this.failure ??= 'client closed while connecting upstream';
+      this.upstream?.destroy();
+    }
+    this.maybeDone();
+  };
+
+  private resetClient(verdict: FlowVerdict): void {
+    if (!this.client.destroyed) this.client.resetAndDestroy();
+    this.emit(verdict);
+  }
+
+  private maybeDone(): void {
+    if (!this.clientClosed || !this.upstreamClosed) return;
+    if (this.route && this.state !== 'done') {
+      this.state = 'done';
+      this.emit(this.failure ? 'error' : 'allowed');
+    }
+    this.gw.released(this, this.routeLabel());
+  }
+
+  private emitted = false;
+
+  private emit(verdict: FlowVerdict): void {
+    if (this.emitted) return;
+    this.emitted = true;
+    const hello = this.hello;
+    const route = this.route;
+    const name = this.sniName;
+    const client = this.client;
+    const bytesIn = client.bytesRead;
+    const bytesOut = client.bytesWritten;
+    if (route) {
+      this.gw.metrics?.bytesIn.inc({ route: route.route }, bytesIn);
+      this.gw.metrics?.bytesOut.inc({ route: route.route }, bytesOut);
+    }
+    const t = this.target;
+    this.gw.record({
+      traceId: hello?.traceId ?? ZERO_TRACE,
+      hop: route?.hop ?? (name && name.dc !== this.gw.dc ? 'gateway-egress' : 'gateway-ingress'),
+      destination: name
+        ? name.kind === 'server'
+          ? { spiffeId: '', service: 'server', namespace: '', dc: name.dc }
+          : { spiffeId: '', service: name.service, namespace: name.namespace, dc: name.dc }
+        : NOBODY,
+      sni: hello?.sni ?? '',
+      verdict,
+      reason: verdict === 'allowed' ? `routed to ${t!.host}:${t!.port}${this.failures.length ? ` after ${this.failures.join('; ')}` : ''}` : this.failure ?? 'error',
+      startTime: this.start,
+      durationMs: Date.now() - this.start,
+      bytesIn,
+      bytesOut,
+    });
+  }
+}

@@ -1,0 +1,10 @@
+export { Gateway, GATEWAY_CONNECTION_CHANNEL } from './gateway.js';
+export type { GatewayOptions } from './gateway.js';
+export { parseClientHello, isGrease, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js';
+export type { ClientHello, ParseHelloOptions } from './client-hello.js';
+export { parseSni, serviceSni, serverSni } from './sni.js';
+export type { SniName, ServiceSni, ServerSni, InvalidSni } from './sni.js';
+export { RouteTable, parseTarget, routeLabel } from './routes.js';
+export type { GatewayRoutes, GatewayLocalService, GatewayEndpoint, GatewayRemoteDc, RouteDecision, RouteFound, RouteMissing, RouteTarget } from './routes.js';
+export { gatewayMetrics } from './metrics.js';
+export type { GatewayMetrics, GatewayErrorReason } from './metrics.js';
