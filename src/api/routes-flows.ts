@@ -51,7 +51,7 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
     const wanted = !wantDc ? [deps.dc] : wantDc === 'all' ? known : wantDc.split(',');
     const unknown = wanted.filter((d) => !known.includes(d));
     if (unknown.length) throw invalid([{ Field: 'dc', Message: `unknown datacenter ${unknown.join(', ')} (known: ${known.join(', ')})` }]);
-    const local = wanted.includes(deps.dc) ? deps.flows.query(filter) : [];
+    const local = wanted.includes(deps.dc) ? await deps.flows.query(filter) : [];
     const remote = wanted.filter((d) => d !== deps.dc);
     if (remote.length === 0 || !fed) return c.json({ DC: deps.dc, Records: local, Missing: [] as string[] });
     // Fan out: each other DC answers for itself, within the timeout; who did not is named.

@@ -10,12 +10,14 @@ import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intenti
 import { connectProxy } from './commands/connect.js';
 import { gatewayCommand } from './commands/gateway.js';
 import { federationStatus, federationToken } from './commands/federation.js';
+import { demoCommand } from './commands/demo.js';
 import { caRotate, caRoots, flowsCommand } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
 
 export const COMMANDS: Command[] = [
   devCommand,
   serverCommand,
+  demoCommand,
   servicesRegister,
   servicesDeregister,
   catalogServices,
