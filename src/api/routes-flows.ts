@@ -1,5 +1,6 @@
 // Isthmus' own /v1/flows: the flow records of this DC, filtered (trace, service, from, to, verdict, time).
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
@@ -42,9 +43,15 @@ const query = z.object({
   timeout: z.string().optional(),
 });
 
+interface Gathered {
+  records: FlowRecord[];
+  wanted: string[];
+  failed: { dc: string; error: string }[];
+}
+
 export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void {
-  app.get('/v1/flows', async (c) => {
-    const q = parseWith(query, c.req.query());
+  /** This DC's records and, for other DCs asked, theirs through federation; merged newest first. */
+  async function gather(c: Context<ApiEnv>, q: z.infer<typeof query>, raw: Record<string, string>): Promise<Gathered> {
     const { dc: wantDc, timeout, ...filter } = q;
     const fed = deps.federation;
     const known = fed?.datacenters() ?? [deps.dc];
@@ -53,10 +60,10 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
     if (unknown.length) throw invalid([{ Field: 'dc', Message: `unknown datacenter ${unknown.join(', ')} (known: ${known.join(', ')})` }]);
     const local = wanted.includes(deps.dc) ? await deps.flows.query(filter) : [];
     const remote = wanted.filter((d) => d !== deps.dc);
-    if (remote.length === 0 || !fed) return c.json({ DC: deps.dc, Records: local, Missing: [] as string[] });
+    if (remote.length === 0 || !fed) return { records: local, wanted, failed: [] };
     // Fan out: each other DC answers for itself, within the timeout; who did not is named.
     const timeoutMs = timeout ? Math.min(parseDuration(timeout, 'timeout'), 30_000) : DEFAULT_FANOUT_TIMEOUT_MS;
-    const params = new URLSearchParams(c.req.query());
+    const params = new URLSearchParams(raw);
     params.delete('dc');
     params.delete('timeout');
     const path = `/v1/flows${params.size ? `?${params}` : ''}`;
@@ -81,14 +88,54 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
       }
     }
     merged.sort((a, b) => b.startTime - a.startTime);
-    const limited = filter.limit ? merged.slice(0, filter.limit) : merged;
-    const failed = answers.filter((a) => a.error);
+    return { records: filter.limit ? merged.slice(0, filter.limit) : merged, wanted, failed: answers.filter((a) => a.error).map((a) => ({ dc: a.dc, error: a.error! })) };
+  }
+
+  app.get('/v1/flows', async (c) => {
+    const raw = c.req.query();
+    const g = await gather(c, parseWith(query, raw), raw);
+    if (!raw.dc) return c.json({ DC: deps.dc, Records: g.records, Missing: [] as string[] });
     return c.json({
       DC: deps.dc,
-      Datacenters: wanted,
-      Records: limited,
-      Missing: failed.map((a) => a.dc),
-      Errors: Object.fromEntries(failed.map((a) => [a.dc, a.error])),
+      Datacenters: g.wanted,
+      Records: g.records,
+      Missing: g.failed.map((f) => f.dc),
+      Errors: Object.fromEntries(g.failed.map((f) => [f.dc, f.error])),
+    });
+  });
+
+  // Live follow across DCs as server-sent events: `flow` events with one record each, oldest first,
+  // and a `missing` event whenever the set of DCs that do not answer changes.
+  app.get('/v1/flows/stream', (c) => {
+    const raw = c.req.query();
+    const q = parseWith(query, raw);
+    const pollMs = Math.max(250, Math.min(Number(raw.interval ?? 1000) || 1000, 10_000));
+    return streamSSE(c, async (stream) => {
+      const sent = new Map<string, number>();
+      let since = q.since ?? Date.now() - 2000;
+      let missing = '';
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+      });
+      while (!closed) {
+        // Records can land a little late (batched from the data plane): look back a few seconds.
+        const window = { ...q, since: Math.max(0, since - 5000), limit: q.limit ?? 2000 };
+        const g = await gather(c, window, { ...raw, since: String(window.since), limit: String(window.limit) }).catch((err: Error) => ({ records: [] as FlowRecord[], wanted: [], failed: [{ dc: deps.dc, error: err.message }] }));
+        const fresh = g.records.filter((r) => !sent.has(r.id)).sort((a, b) => a.startTime - b.startTime);
+        for (const r of fresh) {
+          sent.set(r.id, r.startTime);
+          await stream.writeSSE({ event: 'flow', id: r.id, data: JSON.stringify(r) });
+          if (r.startTime > since) since = r.startTime;
+        }
+        const m = g.failed.map((f) => `${f.dc}: ${f.error}`).join('; ');
+        if (m !== missing) {
+          missing = m;
+          await stream.writeSSE({ event: 'missing', data: JSON.stringify({ Missing: g.failed.map((f) => f.dc), Errors: Object.fromEntries(g.failed.map((f) => [f.dc, f.error])) }) });
+        }
+        for (const [id, t] of sent) if (t < since - 60_000) sent.delete(id);
+        await stream.sleep(pollMs);
+      }
     });
   });
 }

@@ -29,9 +29,13 @@ export class ApiClient {
     this.token = opts.token ?? env.ISTHMUS_HTTP_TOKEN ?? undefined;
   }
 
+  /** The headers every call sends (the token). */
+  headers(): Record<string, string> {
+    return this.token ? { 'X-Consul-Token': this.token } : {};
+  }
+
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T; headers: Headers }> {
-    const headers: Record<string, string> = {};
-    if (this.token) headers['X-Consul-Token'] = this.token;
+    const headers: Record<string, string> = this.headers();
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res: Response;
     try {

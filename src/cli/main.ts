@@ -11,7 +11,7 @@ import { connectProxy } from './commands/connect.js';
 import { gatewayCommand } from './commands/gateway.js';
 import { federationStatus, federationToken } from './commands/federation.js';
 import { demoCommand } from './commands/demo.js';
-import { caRotate, caRoots, flowsCommand } from './commands/ca-flows.js';
+import { caRotate, caRoots, flowsCommand, flowsTrace } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
 
 export const COMMANDS: Command[] = [
@@ -38,6 +38,7 @@ export const COMMANDS: Command[] = [
   caRoots,
   caRotate,
   flowsCommand,
+  flowsTrace,
   federationToken,
   federationStatus,
 ];

@@ -112,6 +112,29 @@ describe('three federated regions, every part its own process', () => {
     expect(hops).toEqual(expect.arrayContaining(['client-sidecar', 'gateway-egress', 'gateway-ingress', 'server-sidecar']));
   });
 
+  it('draws one trace across DCs, and follows flows of every DC live', async () => {
+    const { dc1 } = fed.dcs;
+    const r = await api(dc1.server.url, 'GET', '/v1/flows?to=db&dc=all&hop=client-sidecar&verdict=allowed&limit=1');
+    const traceId = r.body.Records[0].traceId as string;
+    const t = await runCli(['flows', 'trace', traceId, '--http-addr', dc1.server.http]);
+    expect(t.code).toBe(0);
+    const lines = t.stdout.split('\n');
+    const order = ['client-sidecar', 'gateway-egress', 'gateway-ingress', 'server-sidecar'].map((h) => lines.findIndex((l) => l.includes(h)));
+    expect(order.every((i) => i > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(t.stdout).toMatch(/dc1 +client-sidecar/);
+    expect(t.stdout).toMatch(/dc3 +server-sidecar/);
+    // Live: a call made after the follow starts shows up, with hops from dc1 and dc3.
+    const follower = await startCli(['flows', '--follow', '--dc', 'all', '--to', 'db', '--http-addr', dc1.server.http], /Following flows of every datacenter/);
+    try {
+      await new Promise((res) => setTimeout(res, 500));
+      await call(dbPort);
+      await until('followed records from dc1 and dc3', () => / dc1 client-sidecar .*db@dc3/.test(follower.output()) && / dc3 server-sidecar /.test(follower.output()), 15_000);
+    } finally {
+      await follower.stop();
+    }
+  });
+
   it('records an unknown SNI at the gateway as no_route', async () => {
     const gw = fed.dcs.dc2.gateways[0];
     const [host, port] = [gw.lan.split(':')[0], Number(gw.lan.split(':')[1])];
