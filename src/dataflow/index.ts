@@ -1,3 +1,13 @@
 export type { FlowRecord, FlowHop, FlowVerdict, FlowIdentity } from './flow-record.js';
-export { MemoryFlowStore, matches as flowMatches } from './memory-flow-store.js';
-export type { FlowStore, FlowQuery } from './memory-flow-store.js';
+export type { FlowStore, FlowFilter, FlowQuery, FlowListener, SubscribeOptions, MaybePromise } from './flow-store.js';
+export { flowMatches, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, DEFAULT_FLOW_CAPACITY } from './flow-store.js';
+export { MemoryFlowStore } from './flow-store-memory.js';
+export type { MemoryFlowStoreOptions } from './flow-store-memory.js';
+export { RedisFlowStore } from './flow-store-redis.js';
+export type { RedisFlowStoreOptions } from './flow-store-redis.js';
+export { createFlowStore } from './create-flow-store.js';
+export type { CreateFlowStoreOptions } from './create-flow-store.js';
+export { stitchTrace, stitchTraces, HOP_ORDER, ZERO_TRACE_ID } from './stitch.js';
+export type { Trace, TraceHop, TraceRequest } from './stitch.js';
+export { FlowMetrics, observeFlows } from './metrics.js';
+export type { FlowMetricsOptions } from './metrics.js';

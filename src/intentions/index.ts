@@ -6,3 +6,5 @@ export { intentionBody, precedence, splitName } from './model.js';
 export type { Intention, IntentionBody, Permission, HeaderMatch } from './model.js';
 export { parseSpiffeId, formatServiceSpiffeId } from './spiffe.js';
 export type { ServiceSpiffeId } from './spiffe.js';
+export { proposedSet, replay, suggest } from './replay.js';
+export type { ObservedCall, ReplayChange, ReplayResult, Suggestion } from './replay.js';

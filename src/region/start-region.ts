@@ -13,7 +13,7 @@ import { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { createApi, listenHttp, type HttpListener } from '../api/index.js';
 import { createLogger, createRegistry, type Logger } from '../telemetry/index.js';
 import { ensureTrustDomain } from './trust-domain.js';
-import { MemoryFlowStore, type FlowStore } from '../dataflow/index.js';
+import { createFlowStore, observeFlows, type FlowStore } from '../dataflow/index.js';
 import { DataPlaneServer } from '../dataplane/index.js';
 import { Federation, FED_STATE } from '../federation/index.js';
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
@@ -122,7 +122,13 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
     await federation.join();
     await group.start([ca, federation]);
-    const flows = new MemoryFlowStore();
+    const flows = createFlowStore(
+      config.store === 'redis'
+        ? { backend: 'redis', dc: config.dc, redisUrl: config.redisUrl!, logger: logger.child({ component: 'flows' }) }
+        : { backend: 'memory', logger: logger.child({ component: 'flows' }) },
+    );
+    await group.start([flows]);
+    observeFlows(flows, registry);
     const grpcHostPort = splitHostPort(config.grpcAddr);
     const dataplane = new DataPlaneServer({
       store, catalog, intentions, ca, leaves, acl, flows,
