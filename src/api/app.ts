@@ -13,6 +13,8 @@ import { registerStatusRoutes } from './routes-status.js';
 import { registerCaRoutes } from './routes-ca.js';
 import { registerFlowRoutes } from './routes-flows.js';
 import { registerFederationRoutes } from './routes-federation.js';
+import { registerPolicyRoutes } from './routes-policy.js';
+import { registerUiRoutes } from './routes-ui.js';
 import type { Federation } from '../federation/index.js';
 import type { FlowStore } from '../dataflow/index.js';
 import type { Store } from '../store/index.js';
@@ -88,6 +90,8 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
   registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
+  registerPolicyRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation, intentions: deps.intentions, defaultAllow: () => deps.aclDefaultPolicy === 'allow' });
   registerCaRoutes(app, { store: deps.store, ca: deps.ca, leaves: deps.leaves, trustDomain: deps.trustDomain });
+  registerUiRoutes(app);
   return app;
 }

@@ -6,7 +6,7 @@ import { CliError } from './cli-error.js';
 import type { Command, Io } from './command.js';
 import { devCommand, serverCommand } from './commands/agent.js';
 import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenList } from './commands/acl.js';
-import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch } from './commands/intention.js';
+import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch, intentionSuggest } from './commands/intention.js';
 import { connectProxy } from './commands/connect.js';
 import { gatewayCommand } from './commands/gateway.js';
 import { federationStatus, federationToken } from './commands/federation.js';
@@ -28,6 +28,7 @@ export const COMMANDS: Command[] = [
   intentionList,
   intentionCheck,
   intentionMatch,
+  intentionSuggest,
   aclBootstrap,
   aclPolicyCreate,
   aclPolicyList,

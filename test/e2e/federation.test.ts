@@ -135,6 +135,19 @@ describe('three federated regions, every part its own process', () => {
     }
   });
 
+  it('replays a proposed deny against the calls seen in every DC, and suggests least-privilege intentions', async () => {
+    const { dc2 } = fed.dcs;
+    // Asked in dc2: the calls web -> api were recorded in dc2, web -> db in dc3.
+    const dry = await runCli(['intention', 'create', '--deny', '--dry-run', '--window', '1h', 'web', 'db', '--http-addr', dc2.server.http]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/default\/web -> default\/db connections: allowed -> DENIED \(\d+ seen, in dc3/);
+    expect(dry.stdout).not.toMatch(/-> default\/api/);
+    expect((await api(dc2.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=db')).status).toBe(404); // nothing written
+    const sug = await runCli(['intention', 'suggest', '--service', 'api', '--http-addr', fed.dcs.dc1.server.http]);
+    expect(sug.code).toBe(0);
+    expect(sug.stdout).toMatch(/web => api: allow \(L4\)\s+\(\d+ calls in dc2\)/);
+  });
+
   it('records an unknown SNI at the gateway as no_route', async () => {
     const gw = fed.dcs.dc2.gateways[0];
     const [host, port] = [gw.lan.split(':')[0], Number(gw.lan.split(':')[1])];

@@ -34,9 +34,11 @@ function twoNames(p: Parsed, usage: string): [string, string] {
 export const intentionCreate: Command = {
   name: 'intention create',
   summary: 'Create an intention: allow (default) or deny SRC to call DST',
-  usage: 'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] [--wait all [--wait-timeout 10s]] SRC DST',
+  usage: 'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] [--wait all [--wait-timeout 10s]] [--dry-run [--window 1h]] SRC DST',
   options: {
     ...CLIENT_OPTIONS,
+    'dry-run': { type: 'boolean' },
+    window: { type: 'string' },
     wait: { type: 'string' },
     'wait-timeout': { type: 'string' },
     allow: { type: 'boolean' },
@@ -65,6 +67,7 @@ export const intentionCreate: Command = {
     }
     if (str(p.values.description)) body.Description = p.values.description;
     const api = client(p.values, io.env);
+    if (p.values['dry-run']) return dryRun(api, { ...body, SourceName: src, DestinationName: dst }, str(p.values.window) ?? '1h', io);
     if (!p.values.replace) {
       const existing = await api.request('GET', `/v1/connect/intentions/exact?${pair(src, dst)}`).catch(() => undefined);
       if (existing) throw new CliError(`an intention ${src} => ${dst} exists already; use --replace to change it`);
@@ -187,6 +190,58 @@ export const intentionMatch: Command = {
     const by = p.values.source ? 'source' : 'destination';
     const r = await client(p.values, io.env).get<Record<string, Intention[]>>(`/v1/connect/intentions/match?by=${by}&name=${encodeURIComponent(name)}`);
     for (const i of r[name] ?? []) io.out(`${i.SourceName} => ${i.DestinationName} (${action(i)})`);
+    return 0;
+  },
+};
+
+interface ReplayAnswer {
+  Window: string;
+  Datacenters: string[];
+  Missing: string[];
+  Errors: Record<string, string>;
+  Truncated: boolean;
+  Examined: number;
+  Distinct: number;
+  HeaderRulesIgnored: boolean;
+  Changes: { Source: string; Destination: string; Method?: string; Path?: string; Before: string; After: string; BeforeDecidedBy: string; Count: number; Datacenters: string[] }[];
+}
+
+async function dryRun(api: ReturnType<typeof clientFor>, body: Record<string, unknown>, window: string, io: { out(l: string): void; err(l: string): void }): Promise<number> {
+  const r = await api.post<ReplayAnswer>(`/v1/policy/dry-run?window=${encodeURIComponent(window)}`, body);
+  for (const dc of r.Missing) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors[dc]}); its calls were not replayed`);
+  io.out(`Dry run of ${body.SourceName} => ${body.DestinationName} (${body.Action ?? 'L7'}) against ${r.Examined} calls of the last ${r.Window} in ${r.Datacenters.join(', ')} (nothing was changed):`);
+  if (r.Changes.length === 0) io.out('  no observed call would be decided differently');
+  for (const ch of r.Changes) {
+    const what = ch.Method ? `${ch.Method} ${ch.Path}` : 'connections';
+    io.out(`  ${ch.Source} -> ${ch.Destination} ${what}: ${ch.Before} -> ${ch.After.toUpperCase()} (${ch.Count} seen, in ${ch.Datacenters.join(', ')}; before: ${ch.BeforeDecidedBy})`);
+  }
+  if (r.HeaderRulesIgnored) io.err('Note: records keep no headers, so header rules were replayed as not matching.');
+  if (r.Truncated) io.err('Note: the window held more calls than were replayed; narrow it with --window.');
+  return 0;
+}
+
+export const intentionSuggest: Command = {
+  name: 'intention suggest',
+  summary: 'Propose the least-privilege intentions that the observed allowed calls to a service need',
+  usage: 'isthmus intention suggest --service NAME [--window 24h] [-o table|json]',
+  options: { ...CLIENT_OPTIONS, service: { type: 'string' }, window: { type: 'string' }, o: { type: 'string', short: 'o' }, output: { type: 'string' } },
+  async run(p, io) {
+    const service = str(p.values.service) ?? p.positionals[0];
+    if (!service) throw new CliError(`--service is required\nUsage: ${this.usage}`);
+    const r = await client(p.values, io.env).get<{ Service: string; Window: string; Datacenters: string[]; Missing: string[]; Errors: Record<string, string>; Examined: number; Suggestions: { SourceName: string; DestinationName: string; Action?: string; Permissions?: { HTTP?: { PathExact?: string; PathPrefix?: string; Methods?: string[] } }[]; Calls: number; Datacenters: string[]; Existing?: string }[] }>(
+      `/v1/policy/suggest?service=${encodeURIComponent(service)}&window=${encodeURIComponent(str(p.values.window) ?? '24h')}`,
+    );
+    for (const dc of r.Missing) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors[dc]}); its calls are not counted`);
+    if ((str(p.values.o) ?? str(p.values.output)) === 'json') {
+      io.out(JSON.stringify(r.Suggestions, null, 2));
+      return 0;
+    }
+    io.out(`From ${r.Examined} allowed calls to ${r.Service} in the last ${r.Window} (${r.Datacenters.join(', ')}):`);
+    if (r.Suggestions.length === 0) io.out('  no allowed calls seen; nothing to suggest');
+    for (const s of r.Suggestions) {
+      const rule = s.Permissions?.length ? s.Permissions.map((x) => `${(x.HTTP?.Methods ?? []).join('|')} ${x.HTTP?.PathExact ?? `${x.HTTP?.PathPrefix}*`}`).join(', ') : 'allow (L4)';
+      io.out(`  ${s.SourceName} => ${s.DestinationName}: ${rule}   (${s.Calls} calls in ${s.Datacenters.join(', ')})${s.Existing ? `   replaces intention ${s.Existing}` : ''}`);
+    }
     return 0;
   },
 };

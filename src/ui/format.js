@@ -1,0 +1,33 @@
+// How times, durations and identifiers are shown across the page.
+
+export function duration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
+  if (ms === 0) return '0 ms';
+  if (ms < 1) return `${ms.toFixed(2)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  return `${Math.floor(ms / 60_000)} m ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** Local wall-clock time with milliseconds: hops of one connection are milliseconds apart. */
+export function clock(epochMs) {
+  const d = new Date(epochMs);
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+export function dateTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso ?? '';
+  return `${d.toLocaleDateString()} ${clock(d.getTime())}`;
+}
+
+/** The head of a long ID, enough to tell IDs apart on screen (the full one is in the title). */
+export function shortId(id, n = 8) {
+  if (!id) return '';
+  return id.length > n + 1 ? `${id.slice(0, n)}…` : id;
+}
+
+export function service(identity) {
+  return identity?.service || '(unknown)';
+}

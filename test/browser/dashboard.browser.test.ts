@@ -1,0 +1,301 @@
+// The dashboard at /ui in headless Chromium, against two federated regions started in this process
+// (dc1 the primary, dc2 joined to it; the page is dc2's). Traffic is put in their flow stores as the
+// data plane would report it: a web → api connection across dc1 → dc2 (four hops, one trace), a
+// web → db connection denied by an intention made through the API, and a no_route at a gateway.
+// The page must show them in the graph, the flow table and the trace; intentions are created and
+// deleted from the page. Screenshots are kept in test-results/screenshots/.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { loadRegionConfig } from '../../src/config/index.js';
+import { startRegion, type Region } from '../../src/region/index.js';
+import type { FlowIdentity, FlowRecord } from '../../src/dataflow/index.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = fileURLToPath(new URL('../../test-results/screenshots/', import.meta.url));
+const HOPS = ['client-sidecar', 'gateway-egress', 'gateway-ingress', 'server-sidecar'];
+
+async function region(dc: string, host: string, extra: Record<string, string> = {}): Promise<Region> {
+  const config = loadRegionConfig({
+    mode: 'server',
+    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...extra },
+    env: {},
+  });
+  // In memory only: nothing of one run is left for the next.
+  return startRegion({ ...config, dataDir: undefined }, { heartbeatMs: 300, processMetrics: false });
+}
+
+async function api(r: Region, method: string, path: string, body?: unknown, token?: string) {
+  const res = await fetch(`http://${r.httpAddress}${path}`, {
+    method,
+    headers: token ? { 'X-Consul-Token': token } : {},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+/** A computed style property of the element a locator points at. */
+function styleOf(locator: Locator, property: string): Promise<string> {
+  type Win = { getComputedStyle(el: unknown): Record<string, string> };
+  return locator.evaluate((el, p) => (globalThis as unknown as Win).getComputedStyle(el)[p], property);
+}
+
+async function until<T>(what: string, f: () => T | Promise<T>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('dashboard at /ui', () => {
+  let dc1: Region;
+  let dc2: Region;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+  const allowedTrace = randomBytes(16).toString('hex');
+  const deniedTrace = randomBytes(16).toString('hex');
+  const noRouteTrace = randomBytes(16).toString('hex');
+  let allowId = '';
+  let denyId = '';
+  let managementToken = '';
+
+  const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (npm test does it: apt-get install chromium)`);
+    mkdirSync(SHOTS, { recursive: true });
+
+    dc1 = await region('dc1', '127.0.1.1');
+    const token = await api(dc1, 'POST', '/v1/federation/token', { Datacenter: 'dc2' });
+    dc2 = await region('dc2', '127.0.2.1', { 'join-token': token.body.Token });
+    await until('the dc1-dc2 link', () => dc1.federation.status().Peers.some((p) => p.Datacenter === 'dc2' && p.State === 'up'));
+
+    for (const [r, name, port] of [[dc1, 'web', 8080], [dc1, 'db', 5432], [dc2, 'api', 9090]] as const) {
+      expect((await api(r, 'PUT', '/v1/agent/service/register', { Name: name, Port: port })).status).toBe(200);
+    }
+    expect((await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'allow', Description: 'web reads the api' })).status).toBe(200);
+    expect((await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'web goes through the api' })).status).toBe(200);
+    const allow = (await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body;
+    const deny = (await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=db')).body;
+    allowId = allow.ID;
+    denyId = deny.ID;
+    // Bootstrapped through dc2: the write goes to the primary, and the token comes back replicated.
+    managementToken = (await api(dc2, 'PUT', '/v1/acl/bootstrap')).body.SecretID;
+
+    // What the sidecars and gateways would report, hop by hop, in the DC of each hop.
+    const td = dc1.trustDomain;
+    const who = (service: string, dc: string): FlowIdentity => ({ spiffeId: `spiffe://${td}/ns/default/dc/${dc}/svc/${service}`, service, namespace: 'default', dc });
+    const nobody: FlowIdentity = { spiffeId: '', service: '', namespace: '', dc: '' };
+    const t0 = Date.now() - 5000;
+    const rec = (r: Partial<FlowRecord> & Pick<FlowRecord, 'traceId' | 'hop' | 'dc' | 'reporter' | 'source' | 'destination' | 'verdict' | 'reason' | 'startTime' | 'durationMs'>): FlowRecord => ({
+      id: randomUUID(),
+      requestIndex: 0,
+      sni: `${r.destination.service}.default.${r.destination.dc}.internal.${td}`,
+      intentionId: '',
+      intentionDc: '',
+      intentionIndex: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      ...r,
+    });
+    const web = who('web', 'dc1');
+    const apiDc2 = who('api', 'dc2');
+    const db = who('db', 'dc1');
+    await dc1.flows.append([
+      rec({ traceId: allowedTrace, hop: 'client-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy', source: web, destination: apiDc2, verdict: 'allowed', reason: 'connected', startTime: t0, durationMs: 48, bytesIn: 5120, bytesOut: 310 }),
+      rec({ traceId: allowedTrace, hop: 'gateway-egress', dc: 'dc1', reporter: 'mesh-gateway-dc1', source: nobody, destination: { ...apiDc2, spiffeId: '' }, verdict: 'allowed', reason: 'routed to 127.0.2.1:8443', startTime: t0 + 3, durationMs: 43 }),
+      rec({ traceId: deniedTrace, hop: 'client-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy', source: web, destination: db, verdict: 'allowed', reason: 'connected', startTime: t0 + 900, durationMs: 4 }),
+      rec({ traceId: deniedTrace, hop: 'server-sidecar', dc: 'dc1', reporter: 'db-sidecar-proxy', source: web, destination: db, verdict: 'denied', reason: 'denied by intention web => db', intentionId: denyId, intentionDc: 'dc1', intentionIndex: deny.ModifyIndex, startTime: t0 + 902, durationMs: 1 }),
+      rec({ traceId: noRouteTrace, hop: 'gateway-ingress', dc: 'dc1', reporter: 'mesh-gateway-dc1', source: nobody, destination: { spiffeId: '', service: 'ghost', namespace: 'default', dc: 'dc1' }, verdict: 'no_route', reason: 'no healthy instance of ghost in dc1', startTime: t0 + 1500, durationMs: 0 }),
+    ]);
+    await dc2.flows.append([
+      rec({ traceId: allowedTrace, hop: 'gateway-ingress', dc: 'dc2', reporter: 'mesh-gateway-dc2', source: nobody, destination: { ...apiDc2, spiffeId: '' }, verdict: 'allowed', reason: 'routed to 127.0.2.1:21000', startTime: t0 + 9, durationMs: 35 }),
+      rec({ traceId: allowedTrace, hop: 'server-sidecar', dc: 'dc2', reporter: 'api-sidecar-proxy', source: web, destination: apiDc2, verdict: 'allowed', reason: 'allowed by intention web => api', intentionId: allowId, intentionDc: 'dc1', intentionIndex: allow.ModifyIndex, startTime: t0 + 12, durationMs: 30, bytesIn: 310, bytesOut: 5120 }),
+    ]);
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    // dc2's page: a secondary reaches the primary's server directly, so its queries of dc=all
+    // need no gateway in between in this test.
+    await page.goto(`http://${dc2.httpAddress}/ui`);
+  }, 90_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await dc2?.stop();
+    await dc1?.stop();
+  });
+
+  it('serves the page, and the graph shows the services by DC with a red edge for the denied pair', async () => {
+    await page.locator('.node[data-service="web"][data-dc="dc1"]').waitFor();
+    await page.locator('.node[data-service="db"][data-dc="dc1"]').waitFor();
+    await page.locator('.node[data-service="api"][data-dc="dc2"]').waitFor();
+    expect(await page.locator('#graph .dc-column').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { dc: string } }).dataset.dc))).toEqual(['dc1', 'dc2']);
+
+    const denied = page.locator('path.edge[data-source="web"][data-destination="db"]');
+    expect(await denied.count()).toBe(1);
+    expect(await denied.getAttribute('data-verdict')).toBe('denied');
+    expect(await styleOf(denied, 'stroke')).toBe('rgb(207, 34, 46)');
+    expect(await page.locator('.edge-label[data-source="web"][data-destination="db"] text').textContent()).toMatch(/^1 · p99 4 ms$/);
+
+    // The allowed connection crosses DCs; its client and server hops count once.
+    const allowed = page.locator('path.edge[data-source="web"][data-destination="api"]');
+    expect(await allowed.count()).toBe(1);
+    expect(await allowed.getAttribute('data-verdict')).toBe('allowed');
+    expect(await allowed.getAttribute('data-destination-dc')).toBe('dc2');
+    expect(await styleOf(allowed, 'stroke')).toBe('rgb(26, 127, 55)');
+    expect(await page.locator('.edge-label[data-source="web"][data-destination="api"] text').textContent()).toBe('1 · p99 48 ms');
+    await shot('graph');
+  });
+
+  it('lists the records in the flow table, and verdict=denied leaves only the denied one', async () => {
+    await page.locator('#tabs a[data-view="flows"]').click();
+    const rows = page.locator('#flow-table tbody tr[data-verdict]');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(7);
+    expect((await rows.evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { verdict: string } }).dataset.verdict))).sort()).toEqual(['allowed', 'allowed', 'allowed', 'allowed', 'allowed', 'denied', 'no_route']);
+    expect(await page.locator('#flow-count').textContent()).toContain('from dc1, dc2');
+    await shot('flows');
+
+    await page.locator('#flow-filters select[name="verdict"]').selectOption('denied');
+    await page.locator('#flow-filters button[type="submit"]').click();
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
+    expect(page.url()).toContain('verdict=denied');
+    const row = rows.first();
+    expect(await row.getAttribute('data-trace')).toBe(deniedTrace);
+    const text = await row.textContent();
+    expect(text).toContain('server-sidecar');
+    expect(text).toContain('denied by intention web => db');
+    expect(text).toContain(denyId.slice(0, 8));
+    await shot('flows-denied');
+  });
+
+  it('shows the allowed trace with its four hops in order on one time axis, and the deciding intention', async () => {
+    await page.locator('#flow-filters button[type="button"]').click(); // Clear
+    await page.locator(`#flow-table a[href="#/trace/${allowedTrace}"]`).first().click();
+    const hops = page.locator('#timeline .tl-row');
+    await expect.poll(() => hops.count(), { timeout: 10_000 }).toBe(4);
+    const data = await hops.evaluateAll((els) => els.map((e) => ({ ...(e as unknown as { dataset: Record<string, string> }).dataset })));
+    expect(data.map((d) => d.hop)).toEqual(HOPS);
+    expect(data.map((d) => d.dc)).toEqual(['dc1', 'dc1', 'dc2', 'dc2']);
+    expect(data.map((d) => d.verdict)).toEqual(['allowed', 'allowed', 'allowed', 'allowed']);
+    // Bars on one axis: each later hop starts further right.
+    const lefts = await page.locator('#timeline .tl-bar').evaluateAll((els) => els.map((e) => (e as unknown as { getBoundingClientRect(): { left: number } }).getBoundingClientRect().left));
+    expect([...lefts].sort((a, b) => a - b)).toEqual(lefts);
+    expect(lefts[3]).toBeGreaterThan(lefts[0]);
+    const server = await hops.nth(3).textContent();
+    expect(server).toContain('allowed by intention web => api');
+    expect(server).toContain(`decided by intention ${allowId.slice(0, 8)}`);
+    expect(server).toContain('written in dc1');
+    expect(await page.locator('#timeline .tl-crossing').textContent()).toBe('dc1 → dc2');
+    await shot('trace');
+  });
+
+  it('lists intentions with their audit history, and creates and deletes one from the page with a token', async () => {
+    await page.locator('#token').fill(managementToken);
+    await page.locator('#token-form button[type="submit"]').click();
+    await expect.poll(() => page.locator('#token-who').textContent()).toContain('Global Management');
+
+    await page.locator('#tabs a[data-view="intentions"]').click();
+    await page.locator(`#intention-table tr[data-id="${denyId}"][data-action="deny"]`).waitFor();
+    await page.locator(`#intention-table tr[data-id="${allowId}"][data-action="allow"]`).waitFor();
+    await page.locator('#audit-table tr[data-subject="web => db"][data-action="create"]').waitFor();
+
+    const form = page.locator('#intention-form');
+    await form.locator('input[name="source"]').fill('web');
+    await form.locator('input[name="destination"]').fill('cache');
+    await form.locator('select[name="action"]').selectOption('deny');
+    await form.locator('input[name="description"]').fill('cache is written by the api only');
+    await form.locator('button[type="submit"]').click();
+    const created = page.locator('#intention-table tr[data-source="web"][data-destination="cache"]');
+    await created.waitFor();
+    expect(await page.locator('#intention-message').textContent()).toBe('Created: web → cache (deny)');
+    const exact = await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=cache');
+    expect(exact.status).toBe(200);
+    expect(exact.body).toMatchObject({ Action: 'deny', Description: 'cache is written by the api only' });
+    await page.locator('#audit-table tr[data-subject="web => cache"][data-action="create"]').waitFor();
+    await shot('intentions');
+
+    await created.locator('button', { hasText: 'Delete' }).click();
+    await created.locator('button', { hasText: 'Confirm delete' }).click();
+    await created.waitFor({ state: 'detached' });
+    expect(await page.locator('#intention-message').textContent()).toBe('Deleted: web → cache');
+    expect((await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=cache')).status).toBe(404);
+    await page.locator('#audit-table tr[data-subject="web => cache"][data-action="delete"]').waitFor();
+
+    // Both changes were made at the primary with the token the page was given, through dc2.
+    const audit = (await api(dc1, 'GET', '/v1/audit?kind=intention')).body as { Subject: string; Action: string; Actor: { Description: string }; DC: string }[];
+    const changes = audit.filter((e) => e.Subject === 'web => cache').map((e) => [e.Action, e.Actor.Description, e.DC]);
+    expect(changes).toEqual([
+      ['create', 'Bootstrap Token (Global Management)', 'dc2'],
+      ['delete', 'Bootstrap Token (Global Management)', 'dc2'],
+    ]);
+    await shot('intentions-deleted');
+  });
+
+  it('renders federation status with the peer link', async () => {
+    await page.locator('#tabs a[data-view="federation"]').click();
+    await page.locator('#peer-table tr[data-dc="dc1"][data-state="up"]').waitFor();
+    const cards = await page.locator('#federation-summary .card').allTextContents();
+    expect(cards[0]).toMatch(/^This datacenterdc2a secondary/);
+    expect(cards[1]).toMatch(/^Primarydc1/);
+    expect(cards[2]).toMatch(/^Datacentersdc1, dc21 of 1 peer links up/);
+    expect(await page.locator('#peer-table tr[data-dc="dc1"]').textContent()).toContain('we dialled them');
+    expect(await page.locator('#home-dc').textContent()).toBe('dc2');
+    await shot('federation');
+  });
+
+  it('shows new records as they come: from the stream, and by polling where there is no stream', async () => {
+    const failed = (dc: string, id: string): FlowRecord => ({
+      id,
+      traceId: randomBytes(16).toString('hex'),
+      requestIndex: 0,
+      hop: 'server-sidecar',
+      dc,
+      reporter: 'api-sidecar-proxy',
+      source: { spiffeId: '', service: 'batch', namespace: 'default', dc },
+      destination: { spiffeId: '', service: 'api', namespace: 'default', dc },
+      sni: '',
+      verdict: 'error',
+      reason: 'local application unreachable',
+      intentionId: allowId,
+      intentionDc: 'dc1',
+      intentionIndex: 1,
+      startTime: Date.now(),
+      durationMs: 2,
+      bytesIn: 0,
+      bytesOut: 0,
+    });
+    const rows = (p: Page) => p.locator('#flow-table tbody tr[data-verdict="error"]');
+
+    expect(await page.locator('#live').textContent()).toBe('live');
+    await page.goto(`http://${dc2.httpAddress}/ui#/flows?from=batch`);
+    await expect.poll(() => page.locator('#flow-count').textContent()).toContain('where from=batch');
+    expect(await rows(page).count()).toBe(0);
+    await dc1.flows.append([failed('dc1', 'live-1')]);
+    await rows(page).first().waitFor({ timeout: 5000 });
+
+    // A server without /v1/flows/stream: the page says it polls, and still catches up.
+    const polling = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    polling.on('pageerror', (err) => pageErrors.push(err.message));
+    await polling.route('**/v1/flows/stream*', (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"Error":"ISTHMUS_ERR_NOT_FOUND"}' }));
+    await polling.goto(`http://${dc2.httpAddress}/ui#/flows?from=batch`);
+    await expect.poll(() => rows(polling).count(), { timeout: 5000 }).toBe(1);
+    expect(await polling.locator('#live').textContent()).toBe('polling every 2 s');
+    await dc2.flows.append([failed('dc2', 'live-2')]);
+    await expect.poll(() => rows(polling).count(), { timeout: 6000 }).toBe(2);
+    await expect.poll(() => rows(page).count(), { timeout: 6000 }).toBe(2);
+    await polling.close();
+    expect(pageErrors).toEqual([]);
+  });
+});
