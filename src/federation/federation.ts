@@ -425,13 +425,16 @@ export class Federation implements Component, FederationView, PeerLinkHost {
       { op: 'put', table: FED_JOIN_TOKENS, key: secretHash(secret), value: stored, ifIndex: 0 },
       auditOp(actor, { Kind: 'federation', Action: 'create', Subject: `join token for ${dc}`, After: { Datacenter: dc, Expires: new Date(expires).toISOString() } }),
     ]);
+    const gateways = localGateways(this.opts.catalog).wan;
     const token: JoinToken = {
       v: 1,
       primary: this.opts.dc,
       dc,
       trustDomain: this.opts.trustDomain(),
-      gateways: localGateways(this.opts.catalog).wan,
-      servers: this.serverAddresses(),
+      gateways,
+      // Servers are reached through the gateways; their own address is offered only when there is
+      // no gateway yet (one network, or a first test), as a server's port is not meant for the WAN.
+      servers: gateways.length ? [] : this.serverAddresses(),
       root: root.RootCert,
       secret,
       expires,
