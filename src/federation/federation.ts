@@ -849,7 +849,9 @@ export class Federation implements Component, FederationView, PeerLinkHost {
 
   /** Where to dial `peer`: this DC's gateways first, then the peer's, then (for the primary) the join addresses. */
   private dialAddresses(peer: string): string[] {
-    const out = [...localGateways(this.opts.catalog).lan, ...this.gateways(peer)];
+    // Until a gateway of the peer is known, a local gateway could only answer no_route.
+    const remote = this.gateways(peer);
+    const out = remote.length ? [...localGateways(this.opts.catalog).lan, ...remote] : [];
     if (peer === this.opts.primaryDc) {
       const j = this.joinState();
       if (j) out.push(...j.Gateways, ...j.Servers);
