@@ -91,6 +91,10 @@ describe('federation of three regions', () => {
     await until('links up', () => dc1.federation.status().Peers.filter((p) => p.State === 'up').length === 2);
     const dcs = await api(dc2, 'GET', '/v1/catalog/datacenters');
     expect(dcs.body).toEqual(['dc1', 'dc2', 'dc3']);
+    // Link state and lag are Prometheus gauges too.
+    const metrics = await (await fetch(`http://${dc1.httpAddress}/metrics`)).text();
+    expect(metrics).toMatch(/isthmus_federation_link_up\{[^}]*peer="dc2"[^}]*\} 1/);
+    expect(metrics).toMatch(/isthmus_federation_replication_lag_seconds\{[^}]*peer="dc3"[^}]*\} 0/);
     // A leaf signed in dc2 verifies against the primary's root.
     const leaf = await api(dc2, 'GET', '/v1/agent/connect/ca/leaf/web');
     expect(leaf.body.ServiceURI).toBe(`spiffe://${dc1.trustDomain}/ns/default/dc/dc2/svc/web`);
@@ -134,6 +138,17 @@ describe('federation of three regions', () => {
     // The audit event names the DC the write came in through.
     const audit = await api(dc1, 'GET', '/v1/audit');
     expect(JSON.stringify(audit.body)).toMatch(/"DC":"dc2"/);
+  });
+
+  it('teaches secondaries a changed primary gateway address through replication', async () => {
+    // A gateway of dc1 appears (its WAN address standing in for a new one) and then goes away.
+    const wan = dc1.federation.address;
+    const [host, port] = wan.split(':');
+    const reg = await api(dc1, 'PUT', '/v1/agent/service/register', { ID: 'gw-new', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: host, Port: Number(port), TaggedAddresses: { wan: { Address: host, Port: Number(port) } } });
+    expect(reg.status).toBe(200);
+    for (const r of [dc2, dc3]) await until(`${r.config.dc} learns it`, () => r.federation.gateways('dc1').includes(wan));
+    await api(dc1, 'PUT', '/v1/agent/service/deregister/gw-new');
+    for (const r of [dc2, dc3]) await until(`${r.config.dc} forgets it`, () => !r.federation.gateways('dc1').includes(wan));
   });
 
   it('exports catalogs: ?dc=dc3 from dc2 answers from the replica, with its staleness', async () => {
