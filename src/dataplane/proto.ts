@@ -1,18 +1,11 @@
 // Loads proto/isthmus/v1/dataplane.proto (same relative path from src/ and dist/) into grpc-js.
-import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import { loadService, protoPath } from '../core/proto.js';
 
-export const DATAPLANE_PROTO = fileURLToPath(new URL('../../proto/isthmus/v1/dataplane.proto', import.meta.url));
-
-let cached: grpc.ServiceClientConstructor | undefined;
+export const DATAPLANE_PROTO = protoPath('dataplane.proto');
 
 export function dataPlaneService(): grpc.ServiceClientConstructor {
-  if (cached) return cached;
-  const def = protoLoader.loadSync(DATAPLANE_PROTO, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { isthmus: { v1: { DataPlane: grpc.ServiceClientConstructor } } };
-  cached = pkg.isthmus.v1.DataPlane;
-  return cached;
+  return loadService('dataplane.proto', 'DataPlane');
 }
 
 // The messages as grpc-js hands them over (camelCase, defaults filled).
