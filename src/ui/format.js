@@ -31,3 +31,17 @@ export function shortId(id, n = 8) {
 export function service(identity) {
   return identity?.service || '(unknown)';
 }
+
+/** How long ago a time was (epoch ms or RFC 3339), in the words a person would use. */
+export function ago(time, now = Date.now()) {
+  const t = typeof time === 'number' ? time : Date.parse(time);
+  if (Number.isNaN(t)) return '';
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  if (s < 10) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const hours = Math.floor(m / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return `${Math.floor(hours / 24)} d ago`;
+}

@@ -1,6 +1,8 @@
 // The flow table: /v1/flows with the filters of `isthmus flows` (dc, from, to, service, verdict,
-// trace, since, limit, and hop), kept in the address so a filtered view can be shared.
+// trace, since, limit, and hop), kept in the address so a filtered view can be shared. Under the
+// intention that decided a flow: its last change from the audit trail (who, when, which DC).
 import { get, query } from './api.js';
+import { auditIndex, auditKey, auditLine, loadIntentionAudit, subjectOf } from './audit.js';
 import { changed, fill, h } from './dom.js';
 import { clock, duration, shortId } from './format.js';
 import { HOPS, VERDICTS } from './flow-model.js';
@@ -66,12 +68,16 @@ export function createFlowsView(ctx) {
 
   async function refresh() {
     const filters = { ...DEFAULTS, ...applied };
-    const [datacenters, flows] = await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query(filters)}`)]);
+    const [datacenters, flows, events] = await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query(filters)}`), loadIntentionAudit()]);
+    const audit = auditIndex(events);
     syncDcOptions(datacenters);
     const names = new Set();
     for (const r of flows.Records) for (const id of [r.source, r.destination]) if (id?.service) names.add(id.service);
     fill(services, [...names].sort().map((n) => h('option', { value: n })));
-    if (changed(body, JSON.stringify(flows.Records))) fill(body, flows.Records.length ? flows.Records.map(row) : h('tr', {}, h('td', { colspan: 10, class: 'empty' }, 'No flow records match.')));
+    const changes = flows.Records.map((r) => lastChange(audit, r));
+    if (changed(body, JSON.stringify([flows.Records, changes.map(auditKey)]))) {
+      fill(body, flows.Records.length ? flows.Records.map((r, i) => row(r, changes[i])) : h('tr', {}, h('td', { colspan: 10, class: 'empty' }, 'No flow records match.')));
+    }
     const shown = Object.entries(applied)
       .filter(([k]) => k !== 'limit')
       .map(([k, v]) => `${k}=${v}`);
@@ -90,7 +96,13 @@ export function createFlowsView(ctx) {
   return { el, show, refresh };
 }
 
-function row(r) {
+/** The last change of the intention that decided a record, if the record names one. */
+function lastChange(audit, r) {
+  if (!r.intentionId || r.intentionId === 'default') return undefined;
+  return audit.lastChange(r.intentionId, subjectOf(r.reason));
+}
+
+function row(r, change) {
   const request = r.http ? h('div', { class: 'sub' }, `${r.http.method} ${r.http.path} → ${r.http.status}`) : '';
   return h(
     'tr',
@@ -102,7 +114,7 @@ function row(r) {
     h('td', {}, identity(r.destination), request),
     h('td', {}, h('span', { class: `badge ${r.verdict}` }, r.verdict)),
     h('td', { class: 'reason' }, r.reason),
-    h('td', {}, intention(r)),
+    h('td', { class: 'intention' }, intention(r), auditLine(change, r.startTime)),
     h('td', { class: 'num' }, duration(r.durationMs)),
     h('td', { class: 'mono' }, r.traceId && !/^0+$/.test(r.traceId) ? h('a', { href: `#/trace/${r.traceId}`, title: r.traceId }, shortId(r.traceId, 12)) : '–'),
   );

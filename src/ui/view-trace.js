@@ -1,6 +1,8 @@
 // A trace: the records of one traceId from every DC, each hop a bar on one time axis, with its DC,
-// verdict, reason and the intention that decided (and the DC it was written in).
+// verdict, reason and the intention that decided (and the DC it was written in), with that
+// intention's last change from the audit trail.
 import { get, query } from './api.js';
+import { auditIndex, auditKey, auditLine, loadIntentionAudit, subjectOf } from './audit.js';
 import { changed, fill, h } from './dom.js';
 import { clock, duration, service, shortId } from './format.js';
 import { orderTrace, traces } from './flow-model.js';
@@ -31,13 +33,20 @@ export function createTraceView(ctx) {
       if (changed(content, `bad ${traceId}`)) fill(content, h('p', { class: 'warn' }, `"${traceId}" is not a trace ID: it is 32 hex characters, the head of the connection's TLS ClientHello random.`));
       return;
     }
-    const [flows, intentions] = await Promise.all([get(`/v1/flows${query({ dc: 'all', trace: traceId, limit: 1000 })}`), get('/v1/connect/intentions').catch(() => [])]);
+    const [flows, intentions, events] = await Promise.all([get(`/v1/flows${query({ dc: 'all', trace: traceId, limit: 1000 })}`), get('/v1/connect/intentions').catch(() => []), loadIntentionAudit()]);
     const byId = new Map(intentions.map((i) => [i.ID, i]));
+    const audit = auditIndex(events);
+    const changes = new Map();
+    for (const r of flows.Records) {
+      if (!r.intentionId || r.intentionId === 'default' || changes.has(r.intentionId)) continue;
+      const i = byId.get(r.intentionId);
+      changes.set(r.intentionId, audit.lastChange(r.intentionId, i ? `${i.SourceName} => ${i.DestinationName}` : subjectOf(r.reason)));
+    }
     if (flows.Records.length === 0) {
       if (changed(content, JSON.stringify(flows))) fill(content, h('p', { class: 'empty' }, `No records of trace ${traceId} in ${(flows.Datacenters ?? [flows.DC]).join(', ')}.`), missingNote(flows));
       return;
     }
-    if (changed(content, JSON.stringify([flows, intentions]))) fill(content, timeline(orderTrace(flows.Records), byId), missingNote(flows));
+    if (changed(content, JSON.stringify([flows, intentions, [...changes.values()].map(auditKey)]))) fill(content, timeline(orderTrace(flows.Records), byId, changes), missingNote(flows));
   }
 
   async function recent() {
@@ -78,7 +87,7 @@ export function createTraceView(ctx) {
   return { el, show, refresh };
 }
 
-function timeline(rows, intentions) {
+function timeline(rows, intentions, changes) {
   const t0 = Math.min(...rows.map((r) => r.startTime));
   const t1 = Math.max(...rows.map((r) => r.startTime + r.durationMs));
   const span = Math.max(1, t1 - t0);
@@ -107,7 +116,7 @@ function timeline(rows, intentions) {
         { class: `tl-row dc-edge-${dcColour(r.dc)}`, dataset: { hop: r.hop, dc: r.dc, verdict: r.verdict, requestIndex: r.requestIndex } },
         h('div', { class: 'tl-label' }, h('strong', {}, r.hop), r.requestIndex ? ` #${r.requestIndex}` : '', ' ', dcChip(r.dc), h('div', { class: 'sub' }, r.reporter)),
         h('div', { class: 'tl-track' }, bar),
-        h('div', { class: 'tl-detail' }, h('span', { class: `badge ${r.verdict}` }, r.verdict), h('span', { class: 'reason' }, r.reason), decidedBy(r, intentions), r.http ? h('span', { class: 'sub' }, `${r.http.method} ${r.http.path} → ${r.http.status}`) : ''),
+        h('div', { class: 'tl-detail' }, h('span', { class: `badge ${r.verdict}` }, r.verdict), h('span', { class: 'reason' }, r.reason), decidedBy(r, intentions), auditLine(changes.get(r.intentionId), r.startTime), r.http ? h('span', { class: 'sub' }, `${r.http.method} ${r.http.path} → ${r.http.status}`) : ''),
       ),
     );
   }

@@ -3,7 +3,9 @@
 // data plane would report it: a web → api connection across dc1 → dc2 (four hops, one trace), a
 // web → db connection denied by an intention made through the API, and a no_route at a gateway.
 // The page must show them in the graph, the flow table and the trace; intentions are created and
-// deleted from the page. Screenshots are kept in test-results/screenshots/.
+// deleted from the page, previewed against the observed calls (a dry run that writes nothing) and
+// suggested from them; the flows show who last changed the intention that decided them.
+// Screenshots are kept in test-results/screenshots/.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -296,6 +298,151 @@ describe('dashboard at /ui', () => {
     await expect.poll(() => rows(polling).count(), { timeout: 6000 }).toBe(2);
     await expect.poll(() => rows(page).count(), { timeout: 6000 }).toBe(2);
     await polling.close();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('previews a deny against the observed calls without writing it, and suggests intentions from the allowed calls', async () => {
+    // More web → api calls at api's sidecar in dc2 (what a dry run replays): two connections, and
+    // one HTTP request inside the second.
+    const seen = (requestIndex: number, traceId: string, http?: FlowRecord['http']): FlowRecord => ({
+      id: randomUUID(),
+      traceId,
+      requestIndex,
+      hop: 'server-sidecar',
+      dc: 'dc2',
+      reporter: 'api-sidecar-proxy',
+      source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' },
+      destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc2' },
+      sni: '',
+      verdict: 'allowed',
+      reason: 'allowed by intention web => api',
+      intentionId: allowId,
+      intentionDc: 'dc1',
+      intentionIndex: 1,
+      startTime: Date.now() - 2000,
+      durationMs: 3,
+      bytesIn: 0,
+      bytesOut: 0,
+      ...(http ? { http } : {}),
+    });
+    const second = randomBytes(16).toString('hex');
+    await dc2.flows.append([seen(0, randomBytes(16).toString('hex')), seen(0, second), seen(1, second, { method: 'GET', path: '/v1/orders?page=2', status: 200 })]);
+
+    const intentionBefore = await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=api');
+    expect(intentionBefore.body).toMatchObject({ ID: allowId, Action: 'allow' });
+    const auditBefore = (await api(dc1, 'GET', '/v1/audit?kind=intention')).body as unknown[];
+    const writesNothing = async () => {
+      const now = await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=api');
+      expect(now.body).toMatchObject({ ID: allowId, Action: 'allow', ModifyIndex: intentionBefore.body.ModifyIndex });
+      expect(((await api(dc2, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body as { Action: string }).Action).toBe('allow');
+      expect(((await api(dc1, 'GET', '/v1/audit?kind=intention')).body as unknown[]).length).toBe(auditBefore.length);
+    };
+
+    await page.locator('#tabs a[data-view="intentions"]').click();
+    await page.locator(`#intention-table tr[data-id="${allowId}"][data-action="allow"]`).waitFor();
+    const form = page.locator('#intention-form');
+    await form.locator('input[name="source"]').fill('web');
+    await form.locator('input[name="destination"]').fill('api');
+    await form.locator('select[name="action"]').selectOption('deny');
+    await form.locator('select[name="window"]').selectOption('1h');
+    await form.locator('button[name="preview"]').click();
+
+    // The three web → api connections, and the request inside one, would be denied.
+    const connections = page.locator('#preview-table tr[data-source="web"][data-destination="api"][data-request="connection"]');
+    await connections.waitFor();
+    expect(await connections.getAttribute('data-before')).toBe('allowed');
+    expect(await connections.getAttribute('data-after')).toBe('denied');
+    expect(await connections.getAttribute('data-count')).toBe('3');
+    expect(await connections.locator('td.count').textContent()).toBe('3');
+    const verdict = connections.locator('.verdict-change strong');
+    expect(await verdict.textContent()).toBe('DENIED');
+    expect(await styleOf(verdict, 'color')).toBe('rgb(207, 34, 46)');
+    expect(await connections.textContent()).toContain('web → api (allow) → the proposal');
+    const request = page.locator('#preview-table tr[data-source="web"][data-destination="api"][data-request="GET /v1/orders"]');
+    expect(await request.getAttribute('data-count')).toBe('1');
+    expect(await request.getAttribute('data-after')).toBe('denied');
+    // batch → api (its two failed calls) is decided as before: not listed.
+    expect(await page.locator('#preview-table tbody tr').count()).toBe(2);
+    expect(await page.locator('#preview-summary').textContent()).toBe('Replayed against 6 calls of the last 1h in dc1, dc2 (3 distinct calls). 4 calls would be denied that were not.');
+    expect(await page.locator('#preview h3').textContent()).toContain('replacing the allow intention');
+    await shot('preview');
+
+    // Nothing was written: the intention, its index and the audit trail are as they were.
+    await writesNothing();
+    expect(await page.locator('#intention-message').textContent()).toBe('');
+    expect(await page.locator(`#intention-table tr[data-id="${allowId}"]`).getAttribute('data-action')).toBe('allow');
+
+    // Suggest for api: web is the only source with allowed calls (batch's failed), with the one
+    // path it used, replacing the allow there is.
+    await form.locator('button[name="suggest"]').click();
+    const suggestion = page.locator('#suggest-table tr[data-source="web"][data-destination="api"]');
+    await suggestion.waitFor();
+    expect(await page.locator('#suggest-table tbody tr').count()).toBe(1);
+    expect(await suggestion.getAttribute('data-calls')).toBe('4');
+    expect(await suggestion.getAttribute('data-existing')).toBe(allowId);
+    expect(await suggestion.textContent()).toContain('allow GET /v1/orders');
+    expect(await page.locator('#suggest-summary').textContent()).toBe('From 4 allowed calls of the last 24h in dc1, dc2: 1 suggestion.');
+    await shot('suggest');
+
+    // Into the editor; previewed, the least-privilege intention changes no verdict of what was seen.
+    await suggestion.locator('button.use').click();
+    expect(await form.locator('input[name="source"]').inputValue()).toBe('web');
+    expect(await form.locator('input[name="destination"]').inputValue()).toBe('api');
+    expect(await form.locator('select[name="action"]').inputValue()).toBe('l7');
+    expect(JSON.parse(await form.locator('textarea[name="permissions"]').inputValue())).toEqual([{ Action: 'allow', HTTP: { PathExact: '/v1/orders', Methods: ['GET'] } }]);
+    expect(await form.locator('input[name="replace"]').isChecked()).toBe(true);
+    await form.locator('button[name="preview"]').click();
+    await page.locator('#preview-none').waitFor();
+    expect(await page.locator('#preview-none').textContent()).toBe('No observed call would be decided differently.');
+    await writesNothing();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('shows beside the flows an intention decided who last changed it, when and through which DC', async () => {
+    // The deny is changed through dc2 with the management token (the write goes to the primary).
+    const put = await api(dc2, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'web reaches the db through the api only' }, managementToken);
+    expect(put.status).toBe(200);
+    type Event = { Subject: string; Action: string; DC: string; Actor: { Description: string }; After?: { ID: string } };
+    await until('the change in dc2', async () => ((await api(dc2, 'GET', '/v1/audit?kind=intention')).body as Event[]).some((e) => e.Subject === 'web => db' && e.Action === 'update'));
+    const events = (await api(dc1, 'GET', '/v1/audit?kind=intention')).body as Event[];
+    expect(events.filter((e) => e.After?.ID === denyId).map((e) => [e.Action, e.Actor.Description, e.DC])).toEqual([
+      ['create', 'Anonymous Token', 'dc1'],
+      ['update', 'Bootstrap Token (Global Management)', 'dc2'],
+    ]);
+
+    await page.locator('#tabs a[data-view="flows"]').click();
+    const denied = page.locator(`#flow-table tbody tr[data-trace="${deniedTrace}"][data-hop="server-sidecar"]`);
+    const deniedLine = denied.locator('td.intention .audit-line');
+    await expect.poll(() => deniedLine.getAttribute('data-action'), { timeout: 10_000 }).toBe('update');
+    expect(await deniedLine.getAttribute('data-dc')).toBe('dc2');
+    expect(await deniedLine.textContent()).toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2 · after this call$/);
+    expect(await denied.locator('td.intention').textContent()).toContain(denyId.slice(0, 8));
+    // The allow was made in dc1 without a token, and not changed since.
+    const allowed = page.locator(`#flow-table tbody tr[data-trace="${allowedTrace}"][data-hop="server-sidecar"] td.intention .audit-line`);
+    expect(await allowed.textContent()).toMatch(/^created (just now|\d+ s ago) by Anonymous Token in dc1$/);
+    // Hops that decide nothing have no line.
+    expect(await page.locator(`#flow-table tbody tr[data-trace="${deniedTrace}"][data-hop="client-sidecar"] .audit-line`).count()).toBe(0);
+    await shot('audit');
+
+    // The same under the deciding hop of the trace.
+    await denied.locator(`a[href="#/trace/${deniedTrace}"]`).click();
+    const hop = page.locator('#timeline .tl-row[data-hop="server-sidecar"] .audit-line');
+    await expect.poll(() => hop.textContent(), { timeout: 10_000 }).toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2 · after this call$/);
+    expect(await page.locator('#timeline .tl-row[data-hop="client-sidecar"] .audit-line').count()).toBe(0);
+    await shot('audit-trace');
+
+    // In the intentions tab: each intention's last change, and the flows it decided in the last hour.
+    await page.locator('#tabs a[data-view="intentions"]').click();
+    const denyRow = page.locator(`#intention-table tr[data-id="${denyId}"]`);
+    await expect.poll(() => denyRow.locator('td.updated .audit-line').getAttribute('data-action'), { timeout: 10_000 }).toBe('update');
+    expect(await denyRow.locator('td.updated .audit-line').textContent()).toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2$/);
+    const denyDecided = denyRow.locator('td.decided');
+    expect([await denyDecided.getAttribute('data-allowed'), await denyDecided.getAttribute('data-denied')]).toEqual(['0', '1']);
+    expect(await denyDecided.textContent()).toBe('0 allowed · 1 denied');
+    const allowDecided = page.locator(`#intention-table tr[data-id="${allowId}"] td.decided`);
+    // web → api: one connection from the start and three more since; batch's two failed calls are other.
+    expect(await allowDecided.textContent()).toBe('4 allowed · 0 denied · 2 other');
+    await shot('intentions-decided');
     expect(pageErrors).toEqual([]);
   });
 });
