@@ -198,7 +198,7 @@ export class DataPlaneServer implements Component {
           }
         : null,
       upstreams,
-      intentions: { intentionsJson: JSON.stringify(relevant), defaultAllow: this.opts.defaultAllow(), index: this.opts.intentions.index(), sourceDc: dc },
+      intentions: { intentionsJson: JSON.stringify(relevant), defaultAllow: this.opts.defaultAllow(), index: this.opts.intentions.index(), sourceDc: this.federation.primaryDc },
     };
   }
 }

@@ -10,6 +10,8 @@ export interface RemoteGateway {
 export interface FederationView {
   /** This DC's name. */
   readonly dc: string;
+  /** The DC where intentions and ACL are written (this one when it stands alone). */
+  readonly primaryDc: string;
   /** Every federated DC this server knows of (this one included), sorted. */
   datacenters(): string[];
   /** WAN addresses of another DC's mesh gateways, in the order to try them; [] when unknown. */
@@ -29,6 +31,7 @@ export interface FederationView {
 export function loneView(dc: string, serverAddresses: () => string[] = () => []): FederationView {
   return {
     dc,
+    primaryDc: dc,
     datacenters: () => [dc],
     gateways: () => [],
     remoteHealthy: () => undefined,

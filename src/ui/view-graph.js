@@ -196,6 +196,13 @@ function curve(a, b, offset) {
     const bulge = 50 + 14 * Math.abs(a.row - b.row) + offset;
     return [{ x, y: ay }, { x: x + bulge, y: ay }, { x: x + bulge, y: by }, { x, y: by }];
   }
+  if (Math.abs(b.col - a.col) > 1) {
+    // Past a DC in between: an arc over the nodes, so it never runs through another service.
+    const x0 = a.x + NODE_W / 2 + offset;
+    const x3 = b.x + NODE_W / 2 + offset;
+    const top = Math.min(a.y, b.y) - 56 - Math.abs(offset);
+    return [{ x: x0, y: a.y }, { x: x0, y: top }, { x: x3, y: top }, { x: x3, y: b.y }];
+  }
   const forward = b.col > a.col;
   const x0 = forward ? a.x + NODE_W : a.x;
   const x3 = forward ? b.x : b.x + NODE_W;

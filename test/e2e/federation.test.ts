@@ -179,6 +179,7 @@ describe('three federated regions, every part its own process', () => {
       return (r.body.Records as { intentionId: string; intentionDc: string }[])[0];
     });
     expect(denied.intentionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(denied.intentionDc).toBe('dc1'); // written at the primary, wherever the request came in
   });
 
   it('with the primary down, dc2 and dc3 keep authorizing, reading and signing; writes answer 503; all converge when it is back', async () => {
