@@ -37,6 +37,9 @@ export class StaticFederationView implements FederationView {
   servers: string[] = [];
   private readonly listeners = new Set<() => void>();
   constructor(readonly dc: string, readonly others: string[] = []) {}
+  get primaryDc(): string {
+    return this.dc;
+  }
   datacenters(): string[] {
     return [this.dc, ...this.others].sort();
   }
