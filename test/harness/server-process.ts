@@ -24,7 +24,9 @@ export function tempDir(prefix = 'isthmus-test-'): string {
 }
 
 export async function startServer(mode: 'dev' | 'server', args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [BIN, mode, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', ...args], {
+  // Any free port for federation unless the test names one: its default (the gRPC port + 1) may be taken here.
+  const tls = args.includes('--grpc-tls-addr') ? [] : ['--grpc-tls-addr', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [BIN, mode, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', ...tls, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
