@@ -9,6 +9,7 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
+import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from './accepted-socket.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
@@ -33,7 +34,10 @@ export interface GatewayOptions {
   helloTimeoutMs?: number;
   /** Largest handshake message read (default 16 KiB). */
   maxHelloBytes?: number;
-  /** A connection with no bytes either way for this long is closed (default 1 h, as Envoy's tcp_proxy). */
+  /**
+   * A connection with no bytes either way for this long is closed (default 1 h, as Envoy's tcp_proxy),
+   * found by a sweep every quarter of it: so after between 1 and 1.25 times this.
+   */
   idleTimeoutMs?: number;
   /** Time to connect to one upstream target before trying the next (default 5 s). */
   connectTimeoutMs?: number;
@@ -44,9 +48,27 @@ export interface GatewayOptions {
 }
 
 const ZERO_TRACE = '0'.repeat(32);
+/** Clears a timer and lets go of it (a connection lives for hours; a cleared Timeout need not). */
+const clear = (t: NodeJS.Timeout | undefined): undefined => {
+  clearTimeout(t);
+  return undefined;
+};
 const NOBODY: FlowIdentity = { spiffeId: '', service: '', namespace: '', dc: '' };
-/** Per upstream read; reused while writes to the client complete at once (the common case). */
+/**
+ * Reads land in one buffer shared by every connection of the gateway, and what is read is copied out
+ * before it is written on (it may wait in a write queue while the next read reuses the buffer). A
+ * connection that keeps moving bytes (many reads, or a big one) gets buffers of its own, written on
+ * without a copy: so a connection that stays idle after its handshake holds no read buffer at all.
+ */
 const READ_BUFFER = 64 * 1024;
+/** A read at least this big moves that direction of a connection to a buffer of its own... */
+const BULK_READ = 16 * 1024;
+/** ...and so do this many reads through the shared buffer. */
+const SHARED_READS = 32;
+/** Read buffers kept for reuse, gateway-wide (2 MiB). */
+const MAX_SPARE_BUFFERS = 32;
+/** Idle sweeps per idle timeout: a connection is closed after this many sweeps saw no byte. */
+const IDLE_SWEEPS = 4;
 /** Bytes read before a hello must have completed: its largest size, plus a header per record. */
 const helloWindow = (max: number) => max + 4 + 256 * 5;
 
@@ -55,6 +77,10 @@ export class Gateway implements Component {
   private server: net.Server | undefined;
   private routesTable: RouteTable;
   private readonly conns = new Set<GatewayConnection>();
+  /** The read buffer shared by connections (see READ_BUFFER). */
+  readonly sharedReadBuffer = Buffer.allocUnsafe(READ_BUFFER);
+  /** Connections' own read buffers, back from the writes that held them (see takeReadBuffer). */
+  private readonly spareBuffers: Buffer[] = [];
   private readonly log: Logger;
   readonly metrics: GatewayMetrics | undefined;
   readonly channel = diagnosticsChannel.channel(GATEWAY_CONNECTION_CHANNEL);
@@ -67,6 +93,7 @@ export class Gateway implements Component {
   /** Names the gateway in flow records; settable until the first connection (a default ID may need the bound port). */
   id: string;
   private limitLoggedAt = 0;
+  private idleSweep: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: GatewayOptions) {
     this.id = opts.id;
@@ -114,7 +141,9 @@ export class Gateway implements Component {
   }
 
   async start(): Promise<void> {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock));
+    // Accepted connections are read into the gateway's own buffers (see accepted-socket.ts); paused
+    // on accept for the fallback, where the handle moves out of the socket Node made.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => this.accept(sock));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: this.opts.host, port: this.opts.port, backlog: 1024 }, () => {
@@ -124,20 +153,27 @@ export class Gateway implements Component {
     });
     // Accept errors (EMFILE and the like) are logged; the listener stays up.
     server.on('error', (err) => this.log.error('listener error', { error: err }));
+    takeAccepts(server, (handle) => this.accept(handle), (err) => server.emit('error', err));
     this.server = server;
+    // One timer for all connections rather than one per socket, re-armed on every read.
+    this.idleSweep = setInterval(() => {
+      for (const c of this.conns) c.sweepIdle();
+    }, Math.max(1, Math.floor(this.idleTimeoutMs / IDLE_SWEEPS))).unref();
     this.log.info('gateway listening', { address: this.address });
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    clearInterval(this.idleSweep);
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const c of [...this.conns]) c.abort();
     await closed;
   }
 
-  private accept(sock: net.Socket): void {
+  private accept(source: net.Socket | AcceptedHandle): void {
     if (this.conns.size >= this.maxConnections) {
+      const sock = source instanceof net.Socket ? source : acceptedSocket(source);
       sock.on('error', () => {});
       sock.resetAndDestroy();
       this.error('', 'connection_limit');
@@ -153,9 +189,23 @@ export class Gateway implements Component {
       });
       return;
     }
-    const c = new GatewayConnection(this, sock);
+    const c = new GatewayConnection(this, source);
+    if (c.state === 'done') return;
     this.conns.add(c);
     this.metrics?.active.inc({ route: '' });
+  }
+
+  /**
+   * A read buffer of a connection's own: a spare one when there is, so a bulk transfer does not take
+   * fresh memory (and its page faults) for every 64 KiB that waits in a write queue.
+   */
+  takeReadBuffer(): Buffer {
+    return this.spareBuffers.pop() ?? Buffer.allocUnsafe(READ_BUFFER);
+  }
+
+  /** A read buffer no read or write uses any more. */
+  giveReadBuffer(b: Buffer): void {
+    if (this.spareBuffers.length < MAX_SPARE_BUFFERS) this.spareBuffers.push(b);
   }
 
   /** Called by a connection once both of its sockets are gone. */
@@ -166,6 +216,11 @@ export class Gateway implements Component {
 
   error(route: string, reason: GatewayErrorReason): void {
     this.metrics?.errors.inc({ route, reason });
+  }
+
+  /** Whether anyone takes flow records (a listener, the channel, trace logging): otherwise none is built. */
+  get recording(): boolean {
+    return this.opts.onFlow !== undefined || this.channel.hasSubscribers || this.log.tracing;
   }
 
   record(r: Pick<FlowRecord, 'traceId' | 'hop' | 'destination' | 'sni' | 'verdict' | 'reason' | 'startTime' | 'durationMs' | 'bytesIn' | 'bytesOut'>): void {
@@ -188,30 +243,50 @@ type State = 'hello' | 'connecting' | 'open' | 'done';
 
 /** One client connection through the gateway, from its first byte to both sockets closed. */
 class GatewayConnection {
-  private state: State = 'hello';
+  state: State = 'hello';
   private readonly start = Date.now();
   private helloTimer: NodeJS.Timeout | undefined;
   private acc: Buffer | undefined;
   private accLen = 0;
   private helloBytes: Buffer | undefined;
-  private hello: ClientHello | undefined;
+  /** Of the hello, what the flow record needs (the rest is let go once routed). */
+  private sni: string | undefined;
+  private traceId: string | undefined;
   private route: RouteFound | undefined;
   private sniName: SniName | undefined;
   private upstream: net.Socket | undefined;
   private target: RouteTarget | undefined;
   private attempt = 0;
-  private readonly failures: string[] = [];
+  /** Targets that failed, and why (made on the first failure). */
+  private failures: string[] | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
-  private readBuf: Buffer | undefined;
-  private freshBuffer = true;
+  /** Buffers of this connection's own, upstream and client side (undefined: the shared one). */
+  private upstreamBuf: Buffer | undefined;
+  private clientBuf: Buffer | undefined;
   private upstreamPaused = false;
+  /** Bytes moved since the last idle sweep; sweeps in a row that saw none. */
+  private active = false;
+  private idleSweeps = 0;
+  /** Reads through the shared buffer, both directions. */
+  private sharedReads = 0;
   private failure: string | undefined;
   private clientClosed = false;
   private upstreamClosed = true;
-  private readonly routeLabel = () => this.route?.route ?? '';
+  private routeLabel(): string {
+    return this.route?.route ?? '';
+  }
 
-  constructor(private readonly gw: Gateway, private readonly client: net.Socket) {
-    client.on('data', this.onHelloData);
+  readonly client: net.Socket;
+
+  constructor(private readonly gw: Gateway, source: net.Socket | AcceptedHandle) {
+    const onread = { buffer: this.nextClientBuffer, callback: this.onClientRead };
+    const client = source instanceof net.Socket ? readingInto(source, onread) : acceptedSocket(source, onread);
+    if (!client) {
+      this.client = source as net.Socket;
+      this.state = 'done';
+      return;
+    }
+    this.client = client;
     client.on('end', this.onHelloEnd);
     client.on('error', this.onClientError);
     client.on('close', this.onClientClose);
@@ -227,7 +302,51 @@ class GatewayConnection {
 
   // ---- reading the hello ----
 
-  private readonly onHelloData = (chunk: Buffer): void => {
+  /** Bytes from the client: the hello first, then the stream. False stops reading (until resume()). */
+  private readonly onClientRead = (n: number, buf: Uint8Array): boolean => {
+    const chunk = (buf as Buffer).subarray(0, n);
+    this.active = true;
+    if (this.state === 'open') {
+      const up = this.upstream!;
+      this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
+      return !up.writableNeedDrain;
+    }
+    if (this.state === 'hello') return this.onHelloData(chunk);
+    return false;
+  };
+
+  private readonly nextClientBuffer = (): Buffer => this.clientBuf ?? this.gw.sharedReadBuffer;
+
+  /**
+   * Writes `chunk` (read into `buf`) to `dest`; returns the buffer for this direction's next read
+   * (undefined: the shared one).
+   */
+  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined): Buffer | undefined {
+    if (buf !== own) {
+      dest.write(Buffer.from(chunk));
+      return chunk.length >= BULK_READ || ++this.sharedReads > 2 * SHARED_READS ? this.gw.takeReadBuffer() : undefined;
+    }
+    if (chunk.length < BULK_READ) {
+      dest.write(chunk);
+      // A write not finished at once still holds this buffer: read the next bytes into another.
+      return dest.writableLength > 0 ? this.gw.takeReadBuffer() : own;
+    }
+    // A big write may wait in the queue: the buffer it holds is given back once it is done.
+    let held = false;
+    dest.write(chunk, () => {
+      if (held) this.gw.giveReadBuffer(own);
+    });
+    if (dest.writableLength === 0) return own;
+    held = true;
+    return this.gw.takeReadBuffer();
+  }
+
+  /**
+   * A segment of the hello (a view into the read buffer, overwritten by the next read). Reading stops
+   * once the hello is complete and resumes when the upstream answers, so a client that goes away
+   * meanwhile is noticed then.
+   */
+  private onHelloData(chunk: Buffer): boolean {
     // The usual case: the whole hello in the first segment, parsed where it lies. Otherwise the
     // segments are gathered in one growing buffer (copied once each), never past the hello window.
     const view = this.acc || this.accLen ? this.append(chunk) : chunk;
@@ -235,23 +354,29 @@ class GatewayConnection {
     try {
       hello = parseClientHello(view, { maxHandshakeBytes: this.gw.maxHelloBytes });
     } catch (err) {
-      return this.refuseHello(err);
+      this.refuseHello(err);
+      return false;
     }
     if (!hello) {
       if (view === chunk) this.append(chunk);
       // The parser refuses an oversized hello from its headers; this only bounds what it cannot see.
-      if (this.accLen > helloWindow(this.gw.maxHelloBytes)) return this.refuseHello(new Error(`no complete ClientHello in the first ${this.accLen} bytes`));
-      return;
+      if (this.accLen > helloWindow(this.gw.maxHelloBytes)) {
+        this.refuseHello(new Error(`no complete ClientHello in the first ${this.accLen} bytes`));
+        return false;
+      }
+      return true;
     }
-    this.helloBytes = view;
-    this.hello = hello;
+    // Kept until an upstream answers (replayed to the next target otherwise): a copy when it lies in
+    // the read buffer.
+    this.helloBytes = view === chunk ? Buffer.from(chunk) : view;
+    this.sni = hello.sni;
+    this.traceId = hello.traceId;
     this.acc = undefined;
-    clearTimeout(this.helloTimer);
-    this.client.pause();
-    this.client.off('data', this.onHelloData);
+    this.helloTimer = clear(this.helloTimer);
     this.client.off('end', this.onHelloEnd);
     this.routeHello(hello);
-  };
+    return false;
+  }
 
   private append(chunk: Buffer): Buffer {
     const need = this.accLen + chunk.length;
@@ -291,7 +416,7 @@ class GatewayConnection {
   private refuseHello(err: unknown): void {
     if (this.state !== 'hello') return;
     this.state = 'done';
-    clearTimeout(this.helloTimer);
+    this.helloTimer = clear(this.helloTimer);
     const message = (err as Error).message;
     this.gw.error('', 'bad_client_hello');
     this.gw.logger.warn('bad ClientHello; connection reset', { error: message, code: isIsthmusError(err) ? err.code : undefined, peer: this.client.remoteAddress });
@@ -301,7 +426,7 @@ class GatewayConnection {
 
   private finishQuietly(): void {
     this.state = 'done';
-    clearTimeout(this.helloTimer);
+    this.helloTimer = clear(this.helloTimer);
     this.client.destroy();
   }
 
@@ -338,7 +463,7 @@ class GatewayConnection {
     if (this.attempt >= limit) {
       this.state = 'done';
       this.gw.error(route.route, 'upstream_unreachable');
-      this.failure = `no upstream reachable for ${route.route}: ${this.failures.join('; ') || 'client went away'}`;
+      this.failure = `no upstream reachable for ${route.route}: ${this.failures?.join('; ') || 'client went away'}`;
       this.gw.logger.warn('no upstream reachable; connection reset', { route: route.route, tried: this.failures });
       this.resetClient('error');
       return;
@@ -351,18 +476,18 @@ class GatewayConnection {
       port: target.port,
       allowHalfOpen: true,
       noDelay: true,
-      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
+      onread: { buffer: this.nextUpstreamBuffer, callback: this.onUpstreamRead },
     });
     this.upstream = up;
     this.connectTimer = setTimeout(() => {
       if (this.upstream !== up || this.state !== 'connecting') return;
-      this.failures.push(`${target.host}:${target.port} timed out after ${this.gw.connectTimeoutMs} ms`);
+      (this.failures ??= []).push(`${target.host}:${target.port} timed out after ${this.gw.connectTimeoutMs} ms`);
       up.destroy();
     }, this.gw.connectTimeoutMs);
     up.once('connect', () => this.onUpstreamConnect(up));
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (this.upstream !== up) return;
-      if (this.state === 'connecting') this.failures.push(`${target.host}:${target.port} ${err.code ?? err.message}`);
+      if (this.state === 'connecting') (this.failures ??= []).push(`${target.host}:${target.port} ${err.code ?? err.message}`);
       else this.onSpliceError(`upstream ${target.host}:${target.port}: ${err.code ?? err.message}`, err.code === 'ECONNRESET');
     });
     up.on('close', () => this.onUpstreamClose(up));
@@ -370,21 +495,21 @@ class GatewayConnection {
 
   private onUpstreamConnect(up: net.Socket): void {
     if (this.upstream !== up || this.state !== 'connecting') return;
-    clearTimeout(this.connectTimer);
+    this.connectTimer = clear(this.connectTimer);
     // The client stays paused until the upstream answers: one that accepts and then closes without
     // a word (a dead gateway behind a load balancer) is passed over, the hello replayed to the next.
     up.write(this.helloBytes!);
     const target = this.target!;
     this.connectTimer = setTimeout(() => {
       if (this.upstream !== up || this.state !== 'connecting') return;
-      this.failures.push(`${target.host}:${target.port} did not answer the ClientHello within ${this.gw.connectTimeoutMs} ms`);
+      (this.failures ??= []).push(`${target.host}:${target.port} did not answer the ClientHello within ${this.gw.connectTimeoutMs} ms`);
       up.destroy();
     }, this.gw.connectTimeoutMs);
     up.on('drain', this.onUpstreamDrain);
     up.on('end', () => {
       if (this.upstream !== up) return;
       if (this.state === 'connecting') {
-        this.failures.push(`${target.host}:${target.port} closed without answering`);
+        (this.failures ??= []).push(`${target.host}:${target.port} closed without answering`);
         up.destroy();
       } else if (!this.client.destroyed) {
         this.client.end();
@@ -394,20 +519,18 @@ class GatewayConnection {
 
   /** The upstream's first bytes: from here on both directions flow. */
   private answered(): void {
-    clearTimeout(this.connectTimer);
+    this.connectTimer = clear(this.connectTimer);
     this.state = 'open';
     this.helloBytes = undefined;
     const client = this.client;
-    client.on('data', this.onClientData);
     client.on('end', this.onClientEnd);
     client.on('drain', this.onClientDrain);
-    client.setTimeout(this.gw.idleTimeoutMs, this.onIdle);
     client.resume();
   }
 
   private onUpstreamClose(up: net.Socket): void {
     if (this.upstream !== up) return;
-    clearTimeout(this.connectTimer);
+    this.connectTimer = clear(this.connectTimer);
     if (this.state === 'connecting') {
       this.upstream = undefined;
       this.upstreamClosed = true;
@@ -421,10 +544,6 @@ class GatewayConnection {
 
   // ---- splicing ----
 
-  private readonly onClientData = (chunk: Buffer): void => {
-    if (!this.upstream!.write(chunk)) this.client.pause();
-  };
-
   private readonly onUpstreamDrain = (): void => {
     this.client.resume();
   };
@@ -433,22 +552,15 @@ class GatewayConnection {
     this.upstream?.end();
   };
 
-  private readonly nextReadBuffer = (): Buffer => {
-    if (this.freshBuffer || !this.readBuf) {
-      this.readBuf = Buffer.allocUnsafe(READ_BUFFER);
-      this.freshBuffer = false;
-    }
-    return this.readBuf;
-  };
+  private readonly nextUpstreamBuffer = (): Buffer => this.upstreamBuf ?? this.gw.sharedReadBuffer;
 
   private readonly onUpstreamRead = (n: number, buf: Uint8Array): boolean => {
     if (this.state === 'connecting') this.answered();
+    this.active = true;
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
-    const ok = client.write((buf as Buffer).subarray(0, n));
-    // A write not finished at once still holds this buffer: read the next bytes into a new one.
-    if (client.writableLength > 0) this.freshBuffer = true;
-    if (!ok) {
+    this.upstreamBuf = this.forward(client, (buf as Buffer).subarray(0, n), buf, this.upstreamBuf);
+    if (client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;
     }
@@ -462,12 +574,23 @@ class GatewayConnection {
     }
   };
 
-  private readonly onIdle = (): void => {
+  /** Called by the gateway's idle sweep. */
+  sweepIdle(): void {
+    if (this.state !== 'open') return;
+    if (this.active) {
+      this.active = false;
+      this.idleSweeps = 0;
+    } else if (++this.idleSweeps >= IDLE_SWEEPS) {
+      this.onIdle();
+    }
+  }
+
+  private onIdle(): void {
     this.gw.error(this.routeLabel(), 'idle_timeout');
     this.failure ??= `idle for ${this.gw.idleTimeoutMs} ms`;
     this.client.destroy();
     this.upstream?.destroy();
-  };
+  }
 
   private onSpliceError(reason: string, reset: boolean): void {
     if (this.failure) return;
@@ -488,7 +611,7 @@ class GatewayConnection {
 
   private readonly onClientClose = (): void => {
     this.clientClosed = true;
-    clearTimeout(this.helloTimer);
+    this.helloTimer = clear(this.helloTimer);
     if (this.state === 'hello') {
       this.state = 'done';
       if (this.accLen > 0) {
@@ -523,7 +646,6 @@ class GatewayConnection {
   private emit(verdict: FlowVerdict): void {
     if (this.emitted) return;
     this.emitted = true;
-    const hello = this.hello;
     const route = this.route;
     const name = this.sniName;
     const client = this.client;
@@ -533,18 +655,19 @@ class GatewayConnection {
       this.gw.metrics?.bytesIn.inc({ route: route.route }, bytesIn);
       this.gw.metrics?.bytesOut.inc({ route: route.route }, bytesOut);
     }
+    if (!this.gw.recording) return;
     const t = this.target;
     this.gw.record({
-      traceId: hello?.traceId ?? ZERO_TRACE,
+      traceId: this.traceId ?? ZERO_TRACE,
       hop: route?.hop ?? (name && name.dc !== this.gw.dc ? 'gateway-egress' : 'gateway-ingress'),
       destination: name
         ? name.kind === 'server'
           ? { spiffeId: '', service: 'server', namespace: '', dc: name.dc }
           : { spiffeId: '', service: name.service, namespace: name.namespace, dc: name.dc }
         : NOBODY,
-      sni: hello?.sni ?? '',
+      sni: this.sni ?? '',
       verdict,
-      reason: verdict === 'allowed' ? `routed to ${t!.host}:${t!.port}${this.failures.length ? ` after ${this.failures.join('; ')}` : ''}` : this.failure ?? 'error',
+      reason: verdict === 'allowed' ? `routed to ${t!.host}:${t!.port}${this.failures ? ` after ${this.failures.join('; ')}` : ''}` : this.failure ?? 'error',
       startTime: this.start,
       durationMs: Date.now() - this.start,
       bytesIn,

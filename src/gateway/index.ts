@@ -1,5 +1,7 @@
 export { Gateway, GATEWAY_CONNECTION_CHANNEL } from './gateway.js';
 export type { GatewayOptions } from './gateway.js';
+export { GatewayCluster } from './gateway-cluster.js';
+export type { GatewayClusterOptions } from './gateway-cluster.js';
 export { parseClientHello, isGrease, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js';
 export type { ClientHello, ParseHelloOptions } from './client-hello.js';
 export { parseSni, serviceSni, serverSni } from './sni.js';

@@ -6,7 +6,8 @@ import { networkInterfaces } from 'node:os';
 import { parseDuration } from '../../core/duration.js';
 import { VERSION } from '../../core/version.js';
 import { GatewayClient } from '../../dataplane/index.js';
-import { Gateway, parseTarget, type RouteTarget } from '../../gateway/index.js';
+import { Gateway, GatewayCluster, parseTarget, type RouteTarget } from '../../gateway/index.js';
+import type { FlowRecord } from '../../dataflow/index.js';
 import { createLogger, createRegistry, type LogLevel } from '../../telemetry/index.js';
 import { intFlag, str } from '../args.js';
 import { CliError } from '../cli-error.js';
@@ -48,7 +49,7 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'Run a mesh gateway: routes TLS by SNI to local sidecars and to other datacenters, never decrypting',
   usage:
-    'isthmus gateway [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--log-level LEVEL]',
+    'isthmus gateway [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--workers N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--log-level LEVEL]',
   options: {
     dc: { type: 'string' },
     addr: { type: 'string' },
@@ -60,6 +61,7 @@ export const gatewayCommand: Command = {
     name: { type: 'string' },
     'metrics-addr': { type: 'string' },
     'max-connections': { type: 'string' },
+    workers: { type: 'string' },
     'hello-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'log-level': { type: 'string' },
@@ -81,6 +83,7 @@ export const gatewayCommand: Command = {
     const metricsFlag = str(p.values['metrics-addr']);
     const metricsAddr = metricsFlag === undefined ? undefined : hostPortFlag(metricsFlag, 'metrics-addr', true);
     const maxConnections = intFlag(str(p.values['max-connections']), 'max-connections', 1, 1_000_000);
+    const workers = intFlag(str(p.values.workers), 'workers', 1, 64) ?? 1;
     const helloTimeoutMs = durationFlag(str(p.values['hello-timeout']), 'hello-timeout');
     const idleTimeoutMs = durationFlag(str(p.values['idle-timeout']), 'idle-timeout');
     const level = str(p.values['log-level']) ?? 'info';
@@ -89,7 +92,9 @@ export const gatewayCommand: Command = {
     const logger = createLogger({ level: level as LogLevel });
     const registry = createRegistry({ dc, node: idFlag ?? name });
     let client: GatewayClient | undefined;
-    const gw = new Gateway({ id: idFlag ?? name, dc, host: bind.host, port: bind.port, registry, logger, maxConnections, helloTimeoutMs, idleTimeoutMs, onFlow: (r) => client?.report(r) });
+    const gwOpts = { id: idFlag ?? name, dc, host: bind.host, port: bind.port, logger, maxConnections, helloTimeoutMs, idleTimeoutMs, onFlow: (r: FlowRecord) => client?.report(r) };
+    // Several workers: processes sharing the listener (one per core), their metrics summed here.
+    const gw = workers > 1 ? new GatewayCluster({ ...gwOpts, workers, logLevel: level as LogLevel }) : new Gateway({ ...gwOpts, registry });
     try {
       await gw.start();
     } catch (err) {
@@ -147,8 +152,9 @@ export const gatewayCommand: Command = {
           res.writeHead(404).end();
           return;
         }
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        const text = gw instanceof GatewayCluster ? gw.metrics() : registry.metrics();
+        text.then(
+          (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
           () => res.writeHead(500).end(),
         );
       });

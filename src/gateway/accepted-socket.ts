@@ -1,0 +1,53 @@
+// Node reads an accepted connection into a fresh 64 KiB buffer per read; `onread` (a caller's buffer,
+// no stream machinery per chunk) exists only for sockets the caller creates. So the gateway takes
+// each accepted handle from its listener itself and wraps it in a net.Socket that has an `onread`:
+// Node's own accept path would build a socket only to be thrown away. Both rest on Node internals
+// (`_handle`, its `onconnection`), checked at run time, with a fallback that needs only `_handle`.
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+
+/** A connection's handle as the listener accepted it. */
+export interface AcceptedHandle {
+  readonly accepted: unique symbol;
+}
+
+interface WithHandle {
+  _handle: unknown;
+}
+
+/**
+ * Makes `server` (listening) hand each accepted connection's handle to `take`, its accept errors to
+ * `onError`. False when this Node has no such hook: the server's 'connection' event fires as usual.
+ */
+export function takeAccepts(server: net.Server, take: (handle: AcceptedHandle) => void, onError: (err: Error) => void): boolean {
+  const listener = (server as unknown as WithHandle)._handle as { onconnection?: unknown } | null;
+  if (!listener || typeof listener.onconnection !== 'function') return false;
+  listener.onconnection = (status: number, handle: AcceptedHandle | undefined) => {
+    if (status < 0 || !handle) {
+      onError(Object.assign(new Error(`accept: ${getSystemErrorName(status)}`), { code: getSystemErrorName(status), errno: status, syscall: 'accept' }));
+      return;
+    }
+    take(handle);
+  };
+  return true;
+}
+
+/** A socket (TCP_NODELAY set) around an accepted handle, reading through `onread` when given. */
+export function acceptedSocket(handle: AcceptedHandle, onread?: net.OnReadOpts): net.Socket {
+  const sock = new net.Socket({ handle, onread, allowHalfOpen: true } as net.SocketConstructorOpts);
+  sock.setNoDelay(true);
+  return sock;
+}
+
+/**
+ * The fallback: moves the handle of a connection accepted with `pauseOnConnect` into a new socket
+ * reading through `onread`; undefined when it has none any more (closed before it got here).
+ * `accepted` is left destroyed and handle-less, so its server counts the connection as gone.
+ */
+export function readingInto(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | undefined {
+  const handle = (accepted as unknown as WithHandle)._handle as AcceptedHandle | null;
+  if (!handle) return undefined;
+  (accepted as unknown as WithHandle)._handle = null;
+  accepted.destroy();
+  return acceptedSocket(handle, onread);
+}

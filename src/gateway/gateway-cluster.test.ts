@@ -1,0 +1,75 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FlowRecord } from '../dataflow/index.js';
+import { GatewayCluster } from './gateway-cluster.js';
+import type { GatewayRoutes } from './routes.js';
+
+const GOLDEN = readFileSync(new URL('./testdata/node-tls13.bin', import.meta.url));
+const stops: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+/** Reads everything until the client's FIN, then answers its sha256 and closes. */
+async function hashBackend(): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.write('ready:');
+    const h = createHash('sha256');
+    s.on('data', (d) => h.update(d));
+    s.on('end', () => s.end(h.digest('hex')));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  stops.push(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as net.AddressInfo).port;
+}
+
+const routesTo = (port: number): GatewayRoutes => ({
+  dc: 'dc1', trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }], serverAddresses: [], remotes: [],
+});
+
+function roundTrip(port: number, body: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let answer = '';
+    sock.on('data', (d) => (answer += d));
+    sock.on('end', () => resolve(answer));
+    sock.on('error', reject);
+    sock.end(Buffer.concat([GOLDEN, body]));
+  });
+}
+
+describe('gateway cluster', () => {
+  it('splices through its workers on one port, takes route updates, reports flows, and stops with the port free', async () => {
+    const first = await hashBackend();
+    const flows: FlowRecord[] = [];
+    const gw = new GatewayCluster({ id: 'gw-cluster', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: { ...routesTo(first), services: [] }, onFlow: (r) => flows.push(r) });
+    await gw.start();
+    stops.push(() => gw.stop());
+    expect(gw.port).toBeGreaterThan(0);
+
+    gw.update(routesTo(first));
+    gw.id = 'gw-renamed';
+    // Messages to workers are ordered: a connection after update() and the ID change sees both.
+    await new Promise((r) => setTimeout(r, 200));
+    const bodies = Array.from({ length: 8 }, () => randomBytes(100_000));
+    const answers = await Promise.all(bodies.map((b) => roundTrip(gw.port, b)));
+    answers.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+    const end = Date.now() + 3000;
+    while (flows.length < 8 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(flows).toHaveLength(8);
+    expect(flows.every((f) => f.verdict === 'allowed' && f.reporter === 'gw-renamed' && f.bytesIn === GOLDEN.length + 100_000)).toBe(true);
+    expect(await gw.metrics()).toMatch(/isthmus_gateway_connections_total\{[^}]*route="api.default.dc1"[^}]*\} 8/);
+
+    const port = gw.port;
+    await gw.stop();
+    const again = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      again.once('error', reject);
+      again.listen(port, '127.0.0.1', () => resolve());
+    });
+    await new Promise<void>((r) => again.close(() => r()));
+  }, 20_000);
+});

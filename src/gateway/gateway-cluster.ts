@@ -1,0 +1,210 @@
+// The mesh gateway on several cores: N worker processes (node:cluster), each a Gateway on the same
+// listener, accepting from it directly. This process keeps what is shared: it pushes routes to the
+// workers, passes their flow records to onFlow, gathers their metrics, and restarts a worker that dies.
+import cluster, { type Worker } from 'node:cluster';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { AggregatorRegistry } from 'prom-client';
+import type { Component } from '../core/lifecycle.js';
+import type { FlowRecord } from '../dataflow/index.js';
+import { silentLogger, type Logger, type LogLevel } from '../telemetry/index.js';
+import type { GatewayOptions } from './gateway.js';
+import type { GatewayRoutes } from './routes.js';
+
+export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | 'registry' | 'logger'> {
+  /** Worker processes (at least 2; one core needs no cluster). */
+  workers: number;
+  routes?: GatewayRoutes;
+  logger?: Logger;
+  /** The workers' log level (their lines go to this process's stderr). */
+  logLevel?: LogLevel;
+}
+
+/** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON). */
+export interface GatewayWorkerConfig {
+  id: string;
+  dc: string;
+  host: string;
+  port: number;
+  routes?: GatewayRoutes;
+  helloTimeoutMs?: number;
+  maxHelloBytes?: number;
+  idleTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  maxAttempts?: number;
+  maxConnections?: number;
+  logLevel?: LogLevel;
+  /** Send flow records to the primary (only when someone there wants them). */
+  flows: boolean;
+}
+
+export type GatewayWorkerMessage =
+  | { type: 'isthmus:gateway:listening'; port: number }
+  | { type: 'isthmus:gateway:failed'; code?: string; message: string }
+  | { type: 'isthmus:gateway:flow'; record: FlowRecord }
+  | { type: 'isthmus:gateway:connections'; count: number };
+
+export type GatewayPrimaryMessage =
+  | { type: 'isthmus:gateway:routes'; routes: GatewayRoutes }
+  | { type: 'isthmus:gateway:id'; id: string }
+  | { type: 'isthmus:gateway:stop' };
+
+/**
+ * V8's young generation for a worker, per semi-space, unless set on the command line or in
+ * NODE_OPTIONS. A gateway's garbage is small and short-lived; at the default (16 MiB) the burst of
+ * setting up thousands of connections grows the young generation to ~48 MiB that it keeps while they
+ * idle: 8.6 MB per 1,000 idle connections over two workers, 7.0 MB with 4 MiB, at the same speed.
+ */
+const WORKER_SEMI_SPACE = '--max-semi-space-size=4';
+
+/**
+ * The worker's entry file, beside this one: the build's .js, or when running from source (tests,
+ * benchmarks) the .ts, loaded through tsx as this process is.
+ */
+function workerEntry(): { exec: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')].some((a) => a.startsWith('--max-semi-space-size'));
+  const execArgv = given ? process.execArgv : [...process.execArgv, WORKER_SEMI_SPACE];
+  const ts = here.replace(/gateway-cluster\.ts$/, 'gateway-worker.ts');
+  if (here.endsWith('.ts') && existsSync(ts)) {
+    const loaded = process.execArgv.some((a) => a.includes('tsx'));
+    return { exec: ts, execArgv: loaded ? execArgv : [...execArgv, '--import', 'tsx'] };
+  }
+  return { exec: here.replace(/gateway-cluster\.js$/, 'gateway-worker.js'), execArgv };
+}
+
+export class GatewayCluster implements Component {
+  readonly name = 'gateway';
+  private readonly workers = new Set<Worker>();
+  private readonly counts = new Map<Worker, number>();
+  private routesNow: GatewayRoutes | undefined;
+  private boundPort = 0;
+  private stopping = false;
+  private readonly log: Logger;
+  private readonly aggregator = new AggregatorRegistry();
+  private idNow: string;
+
+  constructor(private readonly opts: GatewayClusterOptions) {
+    if (!cluster.isPrimary) throw new Error('GatewayCluster runs in the primary process');
+    if (!Number.isInteger(opts.workers) || opts.workers < 2) throw new Error(`workers must be an integer of at least 2, got ${opts.workers}`);
+    this.idNow = opts.id;
+    this.routesNow = opts.routes;
+    this.log = (opts.logger ?? silentLogger).child({ component: 'gateway' });
+  }
+
+  /** Names the gateway in flow records (the workers' too); settable until the first connection. */
+  get id(): string {
+    return this.idNow;
+  }
+
+  set id(id: string) {
+    this.idNow = id;
+    this.broadcast({ type: 'isthmus:gateway:id', id });
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get address(): string {
+    const host = this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host;
+    return `${host}:${this.port}`;
+  }
+
+  /** Connections open now, as last reported by the workers. */
+  get connections(): number {
+    let n = 0;
+    for (const c of this.counts.values()) n += c;
+    return n;
+  }
+
+  update(routes: GatewayRoutes): void {
+    this.routesNow = routes;
+    this.broadcast({ type: 'isthmus:gateway:routes', routes });
+  }
+
+  /** Every worker's metrics, summed (Prometheus text). */
+  metrics(): Promise<string> {
+    return this.aggregator.clusterMetrics();
+  }
+
+  async start(): Promise<void> {
+    // Workers accept from the shared socket themselves: handing each connection over from this
+    // process (SCHED_RR) costs a message with a descriptor per connection.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    cluster.setupPrimary({ ...workerEntry(), silent: false });
+    // All listen on the configured address, port 0 included: the cluster binds it once for all.
+    try {
+      const ports = await Promise.all(Array.from({ length: this.opts.workers }, () => this.fork()));
+      this.boundPort = ports[0];
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.log.info('gateway listening', { address: this.address, workers: this.opts.workers });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.workers].map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) return resolve();
+      w.once('exit', () => resolve());
+      w.send({ type: 'isthmus:gateway:stop' } satisfies GatewayPrimaryMessage);
+      // A worker that does not finish in time is killed.
+      setTimeout(() => w.process.kill('SIGKILL'), 5000).unref();
+    })));
+  }
+
+  private fork(): Promise<number> {
+    const config: GatewayWorkerConfig = {
+      id: this.idNow, dc: this.opts.dc, host: this.opts.host, port: this.opts.port, routes: this.routesNow,
+      helloTimeoutMs: this.opts.helloTimeoutMs, maxHelloBytes: this.opts.maxHelloBytes, idleTimeoutMs: this.opts.idleTimeoutMs,
+      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts,
+      // The limit is the gateway's: each worker takes its share.
+      maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
+      logLevel: this.opts.logLevel, flows: this.opts.onFlow !== undefined,
+    };
+    const w = cluster.fork({ ISTHMUS_GATEWAY_WORKER: JSON.stringify(config) });
+    this.workers.add(w);
+    return new Promise<number>((resolve, reject) => {
+      let listening = false;
+      let failed: Error | undefined;
+      w.on('message', (m: GatewayWorkerMessage) => {
+        if (m.type === 'isthmus:gateway:listening') {
+          listening = true;
+          resolve(m.port);
+        } else if (m.type === 'isthmus:gateway:failed') {
+          failed = Object.assign(new Error(m.message), { code: m.code });
+        } else if (m.type === 'isthmus:gateway:flow') {
+          this.flow(m.record);
+        } else if (m.type === 'isthmus:gateway:connections') {
+          this.counts.set(w, m.count);
+        }
+      });
+      w.once('exit', (code, signal) => {
+        this.workers.delete(w);
+        this.counts.delete(w);
+        if (!listening) return reject(failed ?? new Error(`gateway worker exited before listening (${signal ?? code})`));
+        if (this.stopping) return;
+        // A second apart: a worker that dies at once does not spin.
+        this.log.error('gateway worker died; starting another', { pid: w.process.pid, code, signal });
+        setTimeout(() => {
+          if (!this.stopping) this.fork().catch((err) => this.log.error('gateway worker did not start', { error: err }));
+        }, 1000).unref();
+      });
+    });
+  }
+
+  private flow(record: FlowRecord): void {
+    if (!this.opts.onFlow) return;
+    try {
+      this.opts.onFlow(record);
+    } catch (err) {
+      this.log.warn('flow record listener failed', { error: err });
+    }
+  }
+
+  private broadcast(m: GatewayPrimaryMessage): void {
+    for (const w of this.workers) if (!w.isDead()) w.send(m);
+  }
+}
