@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import type { Registry } from 'prom-client';
 import type { ApiEnv } from './env.js';
 import { respondError } from './errors.js';
+import { StaticPathRouter } from './router.js';
 import { resolveAcl } from './middleware-acl.js';
 import { registerAclRoutes } from './routes-acl.js';
 import { registerAgentRoutes } from './routes-agent.js';
@@ -47,7 +48,7 @@ export interface ApiDeps {
 }
 
 export function createApi(deps: ApiDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+  const app = new Hono<ApiEnv>({ router: new StaticPathRouter() });
   const metrics = httpMetrics(deps.registry);
   const log = deps.logger.child({ component: 'api' });
 
@@ -58,26 +59,16 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   });
   app.notFound((c) => c.json({ Error: ErrorCodes.NOT_FOUND, Message: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
 
-  // One middleware for the whole request: resolve the token, run, then count. Label-bound metric
-  // children are cached per route (prom-client hashes label sets on every call otherwise).
-  const counters = new Map<string, { inc(): void }>();
-  const timers = new Map<string, { observe(v: number): void }>();
+  // One middleware for the whole request: resolve the token, run, then count (a route's error has
+  // become its answer by then, so it is counted with its status).
   const resolve = resolveAcl(deps.acl);
   app.use('*', async (c, next) => {
     const start = performance.now();
     resolve(c);
     await next();
     const method = c.req.method;
-    const route = c.req.routePath || 'unmatched';
     const status = c.res.status;
-    const ck = `${method} ${route} ${status}`;
-    let counter = counters.get(ck);
-    if (!counter) counters.set(ck, (counter = metrics.requests.labels(method, route, String(status))));
-    counter.inc();
-    const tk = `${method} ${route}`;
-    let timer = timers.get(tk);
-    if (!timer) timers.set(tk, (timer = metrics.duration.labels(method, route)));
-    timer.observe((performance.now() - start) / 1000);
+    metrics.series(method, c.req.routePath || 'unmatched').observe(status, (performance.now() - start) / 1000);
     if (log.tracing) log.debug('request', { method, path: c.req.path, status });
   });
 

@@ -1,5 +1,5 @@
 // Binds the hono app to a Node HTTP listener; close() ends open (blocking) requests so no port stays bound.
-import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
+import { ServerResponse, validateHeaderName, validateHeaderValue, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -57,19 +57,62 @@ export async function listenHttp(host: string, port: number, staticHeaders: Reco
 }
 
 /**
- * A ServerResponse that adds the same headers to every answer inside writeHead. Setting them with
- * setHeader() beforehand would push Node's writeHead onto its slow merging path (about -35 % req/s).
+ * Node's ServerResponse with the same header lines on every answer. Node builds the head of an
+ * answer once, in `_storeHeader(firstLine, headers)`; the precomputed lines are appended to the
+ * status line there, one string concatenation per answer. Setting them with setHeader() beforehand
+ * pushes writeHead onto its slow merging path, and merging them into writeHead's header object
+ * costs a copy and a validation of every header on each answer.
  */
 function withStaticHeaders(headers: Record<string, string>): typeof ServerResponse {
   const entries = Object.entries(headers);
   if (entries.length === 0) return ServerResponse;
-  return class extends ServerResponse<IncomingMessage> {
-    override writeHead(status: number, a?: unknown, b?: unknown): this {
+  for (const [name, value] of entries) {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+  }
+  const lines = entries.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const Derived = deriveServerResponse();
+  const proto = Derived.prototype as unknown as HeadBuilder;
+  const storeHeader = (ServerResponse.prototype as unknown as Partial<HeadBuilder>)._storeHeader;
+  if (typeof storeHeader === 'function') {
+    proto._storeHeader = function (firstLine, given) {
+      return storeHeader.call(this, firstLine + lines, given);
+    };
+  } else {
+    // A Node without `_storeHeader`: merge into writeHead's headers instead.
+    const writeHead = ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
+    proto.writeHead = function (status, a, b) {
       const [message, given] = typeof a === 'string' ? [a, b] : [undefined, a];
-      let merged: OutgoingHttpHeaders | unknown[];
-      if (Array.isArray(given)) merged = [...given, ...entries.flat()];
-      else merged = { ...(given as OutgoingHttpHeaders | undefined), ...headers };
-      return message === undefined ? super.writeHead(status, merged as OutgoingHttpHeaders) : super.writeHead(status, message, merged as OutgoingHttpHeaders);
-    }
-  } as unknown as typeof ServerResponse;
+      const merged = Array.isArray(given) ? [...given, ...entries.flat()] : { ...(given as OutgoingHttpHeaders | undefined), ...headers };
+      return message === undefined ? writeHead.call(this, status, merged) : writeHead.call(this, status, message, merged);
+    };
+  }
+  return Derived;
+}
+
+/** The parts of Node's ServerResponse this file replaces (`_storeHeader` is node:_http_outgoing's). */
+interface HeadBuilder {
+  _storeHeader(this: ServerResponse, firstLine: string, headers: unknown): void;
+  writeHead(this: ServerResponse, status: number, a?: unknown, b?: unknown): ServerResponse;
+}
+
+/**
+ * A constructor inheriting from ServerResponse the way Node's ServerResponse inherits from
+ * OutgoingMessage: a function calling the parent, prototypes linked. With `class extends
+ * ServerResponse`, V8 (Node 20) aborts the optimisation of the derived constructor on a dependency
+ * change over and over, and with it that of Node's parserOnIncoming, which constructs every
+ * response: HTTP parsing stayed unoptimised while the compiler threads kept retrying on the
+ * server's core.
+ */
+function deriveServerResponse(): typeof ServerResponse {
+  if (Function.prototype.toString.call(ServerResponse).startsWith('class')) {
+    return class extends ServerResponse<IncomingMessage> {} as unknown as typeof ServerResponse;
+  }
+  const parent = ServerResponse as unknown as (this: ServerResponse, req: IncomingMessage, options?: unknown) => void;
+  function StaticHeadersResponse(this: ServerResponse, req: IncomingMessage, options?: unknown): void {
+    parent.call(this, req, options);
+  }
+  Object.setPrototypeOf(StaticHeadersResponse.prototype, ServerResponse.prototype);
+  Object.setPrototypeOf(StaticHeadersResponse, ServerResponse);
+  return StaticHeadersResponse as unknown as typeof ServerResponse;
 }
