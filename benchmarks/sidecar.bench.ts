@@ -40,6 +40,12 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** CPU time (user + system) a process has used so far, in microseconds (clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
 function rssKB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
@@ -89,12 +95,16 @@ const load = (o: LoadOptions): Promise<LoadResult> => (useWrk ? Promise.resolve(
 const paths: Record<string, number> = { direct: app.info.port, isthmus: pair.info.port, ...(haveHaproxy ? { haproxy: haproxyPort } : {}) };
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const ms = Number(process.env.BENCH_MS ?? 3000);
-const res: Record<string, { rps: number[]; p50: number[]; p99: number[]; conns: number[]; errors: number }> = {};
-for (const k of Object.keys(paths)) res[k] = { rps: [], p50: [], p99: [], conns: [], errors: 0 };
+// The proxy's own CPU per keep-alive request: independent of what else shares the cores.
+const pids: Record<string, number> = { isthmus: pair.info.pid, ...(haveHaproxy ? { haproxy: haproxyPid } : {}) };
+const res: Record<string, { rps: number[]; p50: number[]; p99: number[]; conns: number[]; cpuUs: number[]; errors: number }> = {};
+for (const k of Object.keys(paths)) res[k] = { rps: [], p50: [], p99: [], conns: [], cpuUs: [], errors: 0 };
 for (const [, port] of Object.entries(paths)) await load({ url: `http://127.0.0.1:${port}/`, durationMs: 1000 });
 for (let r = 0; r < rounds; r++) {
   for (const [name, port] of Object.entries(paths)) {
+    const cpuBefore = pids[name] ? cpuMicros(pids[name]) : 0;
     const ka = await load({ url: `http://127.0.0.1:${port}/`, durationMs: ms, connections: 32 });
+    if (pids[name] && ka.requests > 0) res[name].cpuUs.push((cpuMicros(pids[name]) - cpuBefore) / ka.requests);
     res[name].rps.push(ka.rps);
     res[name].p50.push(ka.p50Ms);
     res[name].p99.push(ka.p99Ms);
@@ -124,16 +134,16 @@ if (haveHaproxy) idle.haproxy = +(await idleCost(haproxyPort, haproxyPid)).toFix
 
 const summary: Record<string, unknown> = {};
 for (const [k, v] of Object.entries(res)) {
-  summary[k] = { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), newConnsPerSec: Math.round(median(v.conns)), errors: v.errors, ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}) };
+  summary[k] = { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), newConnsPerSec: Math.round(median(v.conns)), ...(v.cpuUs.length ? { cpuUsPerRequest: +median(v.cpuUs).toFixed(1) } : {}), errors: v.errors, ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}) };
 }
-const s = summary as Record<string, { rps: number; p50Ms: number; newConnsPerSec: number }>;
+const s = summary as Record<string, { rps: number; p50Ms: number; newConnsPerSec: number; cpuUsPerRequest: number }>;
 console.log(JSON.stringify({
   name: 'sidecar',
   loadGenerator: useWrk ? 'wrk' : 'node',
   rounds,
   ...summary,
   ratios: haveHaproxy
-    ? { rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3), newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3), addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3) }
+    ? { rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3), newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3), cpuPerRequestVsHaproxy: +(s.isthmus.cpuUsPerRequest / s.haproxy.cpuUsPerRequest).toFixed(3), addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3) }
     : { addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3) },
 }));
 process.exit(0);

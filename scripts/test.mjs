@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: brings what npm does not (Chromium for the browser tests, from Debian's packages),
-// type-checks, builds the CLI the tests run, runs vitest, and ends with one plain line "N passed, N failed".
+// `npm test`: brings what npm does not (Chromium for the browser tests, libfaketime for the fault
+// tests, from Debian's packages), type-checks, builds the CLI the tests run, runs vitest, and ends
+// with one plain line "N passed, N failed".
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,7 +36,21 @@ function ensureChromium() {
   }
 }
 
+// The fault suite skews one DC's clock with libfaketime (Debian's faketime package).
+function ensureFaketime() {
+  if (existsSync('/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1')) return;
+  console.log('== Installing faketime from Debian packages (the clock-skew fault tests need it)');
+  const sudo = process.getuid && process.getuid() !== 0 ? ['sudo'] : [];
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (a) => (sudo.length ? run('sudo', ['apt-get', ...a], { env }) : run('apt-get', a, { env }));
+  if (apt(['update', '-qq']) !== 0 || apt(['install', '-y', '-qq', 'faketime']) !== 0) {
+    console.error('Error: could not install faketime (apt-get install faketime); the clock-skew fault tests cannot run.');
+    process.exit(1);
+  }
+}
+
 if (findFiles(join(root, 'test'), /\.browser\.test\.ts$/).length > 0) ensureChromium();
+if (existsSync(join(root, 'test', 'faults'))) ensureFaketime();
 
 console.log('== Type check');
 if (run('npx', ['--no-install', 'tsc', '--noEmit', '-p', 'tsconfig.json']) !== 0) {

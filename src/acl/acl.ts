@@ -46,6 +46,12 @@ export interface AclOptions {
   store: Store;
   dc: string;
   defaultPolicy: 'allow' | 'deny';
+  /**
+   * False in a secondary: tokens and policies replicate from the primary and are written there (the
+   * API forwards such writes), so a local write is refused rather than made and later overwritten.
+   * Default true (a DC on its own).
+   */
+  primary?: boolean;
 }
 
 export interface Resolved {
@@ -116,6 +122,7 @@ export class Acl implements Component {
   }
 
   async bootstrap(actor: Actor): Promise<Token> {
+    this.assertWritable();
     if (this.opts.store.get(ACL_META, 'bootstrap')) throw new IsthmusError(ErrorCodes.ACL_BOOTSTRAPPED, 'ACL bootstrap no longer allowed');
     const token = this.newToken({ Description: 'Bootstrap Token (Global Management)', Policies: [{ ID: MANAGEMENT_POLICY_ID, Name: MANAGEMENT.Name }] });
     try {
@@ -151,6 +158,7 @@ export class Acl implements Component {
   }
 
   async upsertPolicy(body: { ID?: string; Name: string; Description?: string; Rules?: string; Datacenters?: string[] }, actor: Actor, id?: string): Promise<Policy> {
+    this.assertWritable();
     const v: Violation[] = [];
     if (!POLICY_NAME.test(body.Name ?? '')) v.push({ Field: 'Name', Message: 'must be 1-128 letters, digits, dashes or underscores' });
     if (id === MANAGEMENT_POLICY_ID) v.push({ Field: 'ID', Message: 'the built-in global-management policy cannot be changed' });
@@ -169,6 +177,7 @@ export class Acl implements Component {
   }
 
   async deletePolicy(id: string, actor: Actor): Promise<void> {
+    this.assertWritable();
     if (id === MANAGEMENT_POLICY_ID) throw invalid([{ Field: 'ID', Message: 'the built-in global-management policy cannot be deleted' }]);
     const e = this.opts.store.get<Policy>(ACL_POLICIES, id);
     if (!e) throw notFound(`ACL policy ${id} not found`);
@@ -195,6 +204,7 @@ export class Acl implements Component {
     actor: Actor,
     accessor?: string,
   ): Promise<Token> {
+    this.assertWritable();
     const v: Violation[] = [];
     const links: PolicyLink[] = [];
     (body.Policies ?? []).forEach((p, i) => {
@@ -222,6 +232,7 @@ export class Acl implements Component {
   }
 
   async deleteToken(accessor: string, actor: Actor): Promise<void> {
+    this.assertWritable();
     const e = this.opts.store.get<Token>(ACL_TOKENS, accessor);
     if (!e) throw notFound(`ACL token ${accessor} not found`);
     const ops: StoreOp[] = [
@@ -229,6 +240,12 @@ export class Acl implements Component {
       auditOp(actor, { Kind: 'acl-token', Action: 'delete', Subject: `token ${accessor}`, Before: redactToken(e.value) }),
     ];
     await this.opts.store.commit(ops);
+  }
+
+  private assertWritable(): void {
+    if (this.opts.primary === false) {
+      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `ACL tokens and policies are written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`);
+    }
   }
 
   private newToken(body: { AccessorID?: string; SecretID?: string; Description?: string; Policies: PolicyLink[]; Local?: boolean; ExpirationTTL?: number }): Token {

@@ -12,6 +12,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.PERMISSION_DENIED]: 403,
   [ErrorCodes.ACL_BOOTSTRAPPED]: 403,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
+  [ErrorCodes.REQUEST_TIMEOUT]: 408,
   [ErrorCodes.RATE_LIMITED]: 429,
   [ErrorCodes.STORE_UNAVAILABLE]: 503,
   [ErrorCodes.PRIMARY_UNREACHABLE]: 503,

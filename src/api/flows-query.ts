@@ -6,7 +6,7 @@ import type { ApiEnv } from './env.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
 import type { Federation } from '../federation/index.js';
 import { parseDuration } from '../core/duration.js';
-import { invalid } from '../core/errors.js';
+import { invalid, permissionDenied } from '../core/errors.js';
 
 export interface FlowRouteDeps {
   flows: FlowStore;
@@ -50,15 +50,30 @@ export interface Gathered {
   failed: { dc: string; error: string }[];
 }
 
+/**
+ * Records name services, identities and intentions: operator:read sees them all; otherwise a
+ * service asked for by name needs service:read (403 if not), and only records whose source or
+ * destination the token may read are shown. Returns that record filter.
+ */
+export function checkFlowAccess(c: Context<ApiEnv>, q: FlowQuery): (r: FlowRecord) => boolean {
+  const authz = c.get('authz');
+  if (authz.operatorRead()) return () => true;
+  for (const name of [q.service, q.from, q.to]) {
+    if (name !== undefined && !authz.serviceRead(name)) throw permissionDenied(`Permission denied: token lacks service:read on ${name} (or operator:read)`);
+  }
+  return (r) => (!!r.source.service && authz.serviceRead(r.source.service)) || (!!r.destination.service && authz.serviceRead(r.destination.service));
+}
+
 /** This DC's records and, for other DCs asked, theirs through federation; merged newest first. */
 export async function gatherFlows(deps: FlowRouteDeps, c: Context<ApiEnv>, q: FlowQuery, raw: Record<string, string>): Promise<Gathered> {
   const { dc: wantDc, timeout, ...filter } = q;
+  const readable = checkFlowAccess(c, q);
   const fed = deps.federation;
   const known = fed?.datacenters() ?? [deps.dc];
   const wanted = !wantDc ? [deps.dc] : wantDc === 'all' ? known : wantDc.split(',');
   const unknown = wanted.filter((d) => !known.includes(d));
   if (unknown.length) throw invalid([{ Field: 'dc', Message: `unknown datacenter ${unknown.join(', ')} (known: ${known.join(', ')})` }]);
-  const local = wanted.includes(deps.dc) ? await deps.flows.query(filter) : [];
+  const local = wanted.includes(deps.dc) ? (await deps.flows.query(filter)).filter(readable) : [];
   const remote = wanted.filter((d) => d !== deps.dc);
   if (remote.length === 0 || !fed) return { records: local, wanted, failed: [] };
   // Fan out: each other DC answers for itself, within the timeout; who did not is named.
@@ -82,7 +97,7 @@ export async function gatherFlows(deps: FlowRouteDeps, c: Context<ApiEnv>, q: Fl
   const merged: FlowRecord[] = [];
   for (const r of [local, ...answers.map((a) => a.records ?? [])]) {
     for (const rec of r) {
-      if (seen.has(rec.id)) continue;
+      if (seen.has(rec.id) || !readable(rec)) continue;
       seen.add(rec.id);
       merged.push(rec);
     }

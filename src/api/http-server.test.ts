@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
 import type { ApiEnv } from './env.js';
@@ -48,4 +49,46 @@ describe('listenHttp', () => {
   it('refuses a header value that would split the answer', async () => {
     await expect(listenHttp('127.0.0.1', 0, { 'X-Bad': 'a\r\nInjected: 1' })).rejects.toThrow();
   });
+
+  it('answers what the HTTP parser refuses with a JSON error, then closes', async () => {
+    listener = await listenHttp('127.0.0.1', 0);
+    const app = new Hono<ApiEnv>();
+    app.get('/ok', (c) => c.json({ ok: true }));
+    listener.serve(app);
+    const big = await rawExchange(listener.port, `GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 << 10)}\r\n\r\n`);
+    expect(big).toMatch(/^HTTP\/1\.1 431 /);
+    expect(JSON.parse(big.split('\r\n\r\n')[1])).toMatchObject({ Error: 'ISTHMUS_ERR_PAYLOAD_TOO_LARGE' });
+    const garbage = await rawExchange(listener.port, 'HELLO THERE\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(garbage.split('\r\n\r\n')[1])).toMatchObject({ Error: 'ISTHMUS_ERR_INVALID' });
+  });
+
+  it('cuts a client whose request head does not arrive within 10 s, with 408', async () => {
+    listener = await listenHttp('127.0.0.1', 0);
+    listener.serve(new Hono<ApiEnv>());
+    const started = Date.now();
+    const sock = net.connect(listener.port, '127.0.0.1');
+    let answer = '';
+    sock.on('data', (d) => (answer += d));
+    const dribble = setInterval(() => sock.writable && sock.write('X'), 200);
+    sock.write('GET /ok HTTP/1.1\r\nX-Slow: ');
+    await new Promise((r) => sock.once('close', r));
+    clearInterval(dribble);
+    const took = Date.now() - started;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer).toContain('ISTHMUS_ERR_REQUEST_TIMEOUT');
+    expect(took).toBeGreaterThan(9_000);
+    expect(took).toBeLessThan(13_000);
+  }, 20_000);
 });
+
+/** Sends `raw` and returns everything the server sent until it closed. */
+function rawExchange(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(raw));
+    let answer = '';
+    sock.on('data', (d) => (answer += d));
+    sock.on('error', (err) => (answer ? resolve(answer) : reject(err)));
+    sock.on('close', () => resolve(answer));
+  });
+}

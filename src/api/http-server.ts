@@ -1,6 +1,7 @@
 // Binds the hono app to a Node HTTP listener; close() ends open (blocking) requests so no port stays bound.
 import { ServerResponse, validateHeaderName, validateHeaderValue, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
@@ -15,6 +16,28 @@ export interface HttpListener {
   close(): Promise<void>;
 }
 
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * A request Node's parser refused (too large a head, malformed, too slow): a JSON error like every
+ * other refusal of the API, then the connection is closed. Node's own answer has no body.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', ErrorCodes.PAYLOAD_TOO_LARGE, 'the request head is larger than the server takes (16 KiB)']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', ErrorCodes.REQUEST_TIMEOUT, `the request was not received in time (head within ${HEADERS_TIMEOUT_MS / 1000} s, whole request within ${REQUEST_TIMEOUT_MS / 1000} s)`]
+        : [400, 'Bad Request', ErrorCodes.INVALID, `not an HTTP/1.1 request the server can read (${err.code ?? 'parse error'})`];
+  const body = JSON.stringify({ Error: code, Message: message });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
 /** Binds first (so the advertised address is known before the parts that publish it are built). */
 export async function listenHttp(host: string, port: number, staticHeaders: Record<string, string> = {}): Promise<HttpListener> {
   let fetchFn: (req: Request, env: unknown) => Response | Promise<Response> = () =>
@@ -23,12 +46,17 @@ export async function listenHttp(host: string, port: number, staticHeaders: Reco
   // of materialising a Fetch Headers object for every request.
   const server = createAdaptorServer({
     fetch: (req: Request, env: unknown) => fetchFn(req, env),
-    serverOptions: { ServerResponse: withStaticHeaders(staticHeaders) },
+    // Timeouts are checked every second (Node's default: every 30 s, so a slow sender's deadline
+    // could pass by half a minute).
+    serverOptions: { ServerResponse: withStaticHeaders(staticHeaders), connectionsCheckingInterval: 1000 },
   }) as Server;
-  // Bounded header size and slow-client timeouts; Node's defaults are generous.
+  // Bounded header size and slow-client timeouts; Node's defaults are generous. The request timeout
+  // covers receiving a request, not answering it: a blocking query is received once its head is.
+  // (A body has its own pace bound, in validate.ts.)
   server.maxHeadersCount = 200;
-  server.headersTimeout = 20_000;
-  server.requestTimeout = 11 * 60_000; // longer than the longest blocking query (10 m + jitter)
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(new IsthmusError(ErrorCodes.BAD_CONFIG, `cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }));

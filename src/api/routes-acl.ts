@@ -23,15 +23,23 @@ const tokenBody = z
     Description: z.string().max(512).optional(),
     Policies: z.array(link).optional(),
     Local: z.boolean().optional(),
+    // Consul's bounds (acl.token_min/max_expiration_ttl defaults); 0 means no expiration.
     ExpirationTTL: z
       .string()
       .transform((v, ctx) => {
+        let ms: number;
         try {
-          return parseDuration(v);
+          ms = parseDuration(v);
         } catch {
-          ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration` });
+          ctx.addIssue({ code: 'custom', message: `"${v.length > 64 ? `${v.slice(0, 64)}...` : v}" is not a duration` });
           return z.NEVER;
         }
+        const none = /^0+(\.0*)?(ns|us|µs|ms|s|m|h)?$/.test(v.trim());
+        if (!none && (ms < 60_000 || ms > 24 * 3_600_000)) {
+          ctx.addIssue({ code: 'custom', message: 'must be 0 (no expiration) or between 1m and 24h' });
+          return z.NEVER;
+        }
+        return none ? 0 : ms;
       })
       .optional(),
   })
@@ -42,7 +50,7 @@ const policyBody = z
     Name: z.string({ message: 'is required' }),
     Description: z.string().max(512).optional(),
     Rules: z.string().max(65536).optional(),
-    Datacenters: z.array(z.string()).optional(),
+    Datacenters: z.array(z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name')).max(64, 'at most 64 datacenters').optional(),
   })
   .passthrough();
 

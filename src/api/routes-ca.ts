@@ -20,23 +20,31 @@ export interface CaRouteDeps {
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
 
-const durationField = z.string().transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 72h, 30m)` });
-    return z.NEVER;
-  }
-});
+/** A duration up to `maxHours`: a certificate's end must stay a date (and far from year 10000). */
+const durationField = (maxHours: number) =>
+  z.string().transform((v, ctx) => {
+    let ms: number;
+    try {
+      ms = parseDuration(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `"${v.length > 64 ? `${v.slice(0, 64)}...` : v}" is not a duration (e.g. 72h, 30m)` });
+      return z.NEVER;
+    }
+    if (ms > maxHours * 3_600_000) {
+      ctx.addIssue({ code: 'custom', message: `must be at most ${maxHours}h` });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 const configBody = z.object({
   Provider: z.literal('consul', { message: 'only the built-in provider "consul" is supported' }).optional(),
   Config: z
     .object({
-      LeafCertTTL: durationField.optional(),
-      IntermediateCertTTL: durationField.optional(),
-      RootCertTTL: durationField.optional(),
-      CSRMaxPerSecond: z.number().min(0, 'must be 0 (unbounded) or more').optional(),
+      LeafCertTTL: durationField(8760).optional(),
+      IntermediateCertTTL: durationField(87_600).optional(),
+      RootCertTTL: durationField(876_000).optional(),
+      CSRMaxPerSecond: z.number().min(0, 'must be 0 (unbounded) or more').max(1_000_000, 'must be at most 1000000').optional(),
       PrivateKeyType: z.literal('ec', { message: 'only ec keys are supported' }).optional(),
       PrivateKeyBits: z.literal(256, { message: 'only 256-bit (P-256) keys are supported' }).optional(),
     })
@@ -122,6 +130,8 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
     if (!NAME.test(service)) throw invalid([{ Field: 'service', Message: 'must be a service name (letters, digits, dashes, underscores)' }]);
     requirePermission(c, (a) => a.serviceWrite(service), `service:write on ${service}`);
     const ns = c.req.query('ns') ?? 'default';
+    // The namespace goes into the leaf's SPIFFE ID and DNS name: it must be a name, nothing that reshapes the URI.
+    if (!NAME.test(ns)) throw invalid([{ Field: 'ns', Message: 'must be a namespace name (letters, digits, dashes, underscores)' }]);
     const params = parseBlocking(c);
     const leaf = params && params.index > 0
       ? await deps.leaves.wait(service, ns, params.index, params.waitMs, c.req.raw.signal)

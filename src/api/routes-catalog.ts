@@ -7,7 +7,7 @@ import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readJson } from './validate.js';
 import { catalogService, checkDc, nodeShape, agentService } from './catalog-shapes.js';
-import { notFound } from '../core/errors.js';
+import { invalid, notFound } from '../core/errors.js';
 
 export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
   const { store, catalog, dc } = deps;
@@ -61,6 +61,7 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
 
   app.put('/v1/catalog/register', async (c) => {
     const body = parseWith(catalogRegisterSchema, normalizeKeys((await readJson(c)) ?? {}));
+    otherDc(body.Datacenter, dc);
     const name = body.Service ? (body.Service.Service ?? body.Service.Name)! : undefined;
     requirePermission(c, (a) => (name ? a.serviceWrite(name) : a.operatorWrite()), name ? `service:write on ${name}` : 'operator:write');
     await catalog.catalogRegister(body as Parameters<typeof catalog.catalogRegister>[0]);
@@ -69,9 +70,15 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
 
   app.put('/v1/catalog/deregister', async (c) => {
     const body = parseWith(catalogDeregisterSchema, normalizeKeys((await readJson(c)) ?? {}));
+    otherDc(body.Datacenter, dc);
     const svc = body.ServiceID ? store.get<import('../catalog/index.js').ServiceRecord>(SERVICES, `${body.Node}/${body.ServiceID}`)?.value : undefined;
     requirePermission(c, (a) => (svc ? a.serviceWrite(svc.Service) : a.operatorWrite()), svc ? `service:write on ${svc.Service}` : 'operator:write');
     await catalog.catalogDeregister(body);
     return c.json(true);
   });
+}
+
+/** A catalog write names this DC or none: instances stay at home, another DC's catalog is written there. */
+function otherDc(asked: string | undefined, dc: string): void {
+  if (asked && asked !== dc) throw invalid([{ Field: 'Datacenter', Message: `this server writes the catalog of ${dc}; register in ${asked} at its own servers` }]);
 }

@@ -7,7 +7,7 @@ import type { ApiEnv } from './env.js';
 import type { Federation, ExportedService } from '../federation/index.js';
 import { FED_SERVICES } from '../federation/index.js';
 import { requirePermission } from './authz.js';
-import { readBody } from './validate.js';
+import { readBody, readText } from './validate.js';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, IsthmusError, invalid, notFound } from '../core/errors.js';
 import type { Store } from '../store/index.js';
@@ -57,7 +57,7 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
 
   async function forward(c: Context<ApiEnv>, wait: number | undefined): Promise<Response> {
     const url = new URL(c.req.url);
-    const body = c.req.method === 'GET' ? '' : await c.req.text();
+    const body = c.req.method === 'GET' ? '' : await readText(c);
     const res = await fed.forward({ method: c.req.method, path: url.pathname + url.search, body, token: c.get('token') ?? '' }, wait ?? 0);
     // Read-your-writes here: answer once the change has come back through replication.
     if (res.status < 300) await fed.waitApplied(res.index, Math.max(5000, wait ?? 0));

@@ -4,7 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import type { ApiEnv } from './env.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { parseWith } from './validate.js';
-import { flowQuery, gatherFlows, type FlowQuery, type FlowRouteDeps } from './flows-query.js';
+import { checkFlowAccess, flowQuery, gatherFlows, type FlowQuery, type FlowRouteDeps } from './flows-query.js';
 
 export type { FlowRouteDeps } from './flows-query.js';
 
@@ -29,6 +29,8 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
   app.get('/v1/flows/stream', (c) => {
     const raw = c.req.query();
     const q = parseWith(flowQuery, raw);
+    // Refused before the stream opens, not as an event inside it.
+    checkFlowAccess(c, q);
     const pollMs = Math.max(250, Math.min(Number(raw.interval ?? 1000) || 1000, 10_000));
     return streamSSE(c, async (stream) => {
       const sent = new Map<string, number>();

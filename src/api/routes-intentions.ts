@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
 import { INTENTIONS_TABLE, intentionBody, splitName, type Intentions } from '../intentions/index.js';
+import { SERVICE_NAME_RE as NAME_RE } from '../catalog/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readBody, readJson } from './validate.js';
@@ -14,21 +15,34 @@ export interface IntentionRouteDeps {
   intentions: Intentions;
 }
 
+/** "name" or "ns/name", each part a name or "*": what a query may name as a source or destination. */
+function nameProblem(value: string): string | undefined {
+  const { ns, name } = splitName(value);
+  const ok = (part: string) => part === '*' || NAME_RE.test(part);
+  if (!ok(ns) || !ok(name)) return 'must be "*", a service name, or <namespace>/<service> (letters, digits, dashes, underscores; at most 63 each)';
+  return undefined;
+}
+
 function pairFrom(c: Context<ApiEnv>): { source: string; destination: string } {
   const source = c.req.query('source');
   const destination = c.req.query('destination');
   const v = [];
-  if (!source) v.push({ Field: 'source', Message: 'query parameter is required' });
-  if (!destination) v.push({ Field: 'destination', Message: 'query parameter is required' });
+  for (const [field, value] of [['source', source], ['destination', destination]] as const) {
+    if (!value) v.push({ Field: field, Message: 'query parameter is required' });
+    else {
+      const problem = nameProblem(value);
+      if (problem) v.push({ Field: field, Message: problem });
+    }
+  }
   if (v.length) throw invalid(v);
   return { source: source!, destination: destination! };
 }
 
 const authorizeBody = z.object({
-  Target: z.string().min(1, 'is required'),
-  ClientCertURI: z.string().min(1, 'is required'),
-  ClientCertSerial: z.string().optional(),
-  Namespace: z.string().optional(),
+  Target: z.string().regex(NAME_RE, 'must be a service name (letters, digits, dashes, underscores; at most 63)'),
+  ClientCertURI: z.string().min(1, 'is required').max(2048, 'at most 2048 characters'),
+  ClientCertSerial: z.string().max(256, 'at most 256 characters').optional(),
+  Namespace: z.string().regex(NAME_RE, 'must be a namespace name (letters, digits, dashes, underscores; at most 63)').optional(),
 });
 
 export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteDeps): void {
@@ -76,6 +90,10 @@ export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteD
     const v = [];
     if (by !== 'source' && by !== 'destination') v.push({ Field: 'by', Message: 'must be source or destination' });
     if (names.length === 0) v.push({ Field: 'name', Message: 'at least one name is required' });
+    names.forEach((n, i) => {
+      const problem = nameProblem(n);
+      if (problem) v.push({ Field: `name[${i}]`, Message: problem });
+    });
     if (v.length) throw invalid(v);
     const result = await blockingRead(c, store, [INTENTIONS_TABLE], () => intentions.match(by as 'source' | 'destination', names));
     for (const k of Object.keys(result)) result[k] = result[k].filter((i) => c.get('authz').intentionRead(i.DestinationName));

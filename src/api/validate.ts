@@ -1,10 +1,16 @@
 // Request bodies and queries checked at the edge, one schema per shape; zod issue paths become
 // Consul-style field paths (`Permissions[0].HTTP.PathRegex`).
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { invalid, IsthmusError, ErrorCodes, type Violation } from '../core/errors.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
+/** Deepest nesting a body may have; the deepest shape the API takes (an intention's header match) is 6. */
+export const MAX_BODY_DEPTH = 32;
+/** A body has this long to start arriving, and must then keep up at least this rate (slow senders hold sockets). */
+const BODY_GRACE_MS = 5000;
+const BODY_MIN_BYTES_PER_SECOND = 1024;
 
 export function fieldPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -15,8 +21,9 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** Every issue with its field path; an issue with the whole value (not an object, say) is named "body". */
 export function violationsOf(error: z.ZodError): Violation[] {
-  return error.issues.map((i) => ({ Field: fieldPath(i.path), Message: i.message }));
+  return error.issues.map((i) => ({ Field: fieldPath(i.path) || 'body', Message: i.message }));
 }
 
 /** Parses a value against a schema or throws ISTHMUS_ERR_INVALID listing every violation. */
@@ -26,25 +33,122 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.out
   return r.data;
 }
 
-/** Reads a JSON body (bounded), failing with a clear 400/413 on anything else. Empty body -> undefined. */
+/** Reads a JSON body (bounded in size, depth and time), failing with a clear 400/408/413 on anything else. Empty body -> undefined. */
 export async function readJson(c: Context): Promise<unknown> {
-  const incoming = (c.env as { incoming?: { headers: Record<string, string | string[] | undefined> } } | undefined)?.incoming;
-  const len = Number((incoming ? incoming.headers['content-length'] : c.req.header('content-length')) ?? '0');
-  if (len > MAX_BODY_BYTES) {
-    throw new IsthmusError(ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${MAX_BODY_BYTES} bytes`);
-  }
-  // text() keeps @hono/node-server's fast path (arrayBuffer() copies through a Blob).
-  const raw = await c.req.text();
-  if (raw.length > MAX_BODY_BYTES) {
-    throw new IsthmusError(ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${MAX_BODY_BYTES} bytes`);
-  }
-  const text = raw.trim();
+  const text = (await readText(c)).trim();
   if (text === '') return undefined;
+  if (deeperThan(text, MAX_BODY_DEPTH)) throw invalid([{ Field: 'body', Message: `nested deeper than ${MAX_BODY_DEPTH} levels` }]);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw invalid([{ Field: 'body', Message: `not valid JSON: ${(err as Error).message}` }]);
   }
+  // A "__proto__" key would become the prototype of the objects schemas build from the body, and
+  // its fields would then be read as if the body had them, unchecked. A number past the range of a
+  // double parses as Infinity and is stored as null. Both are looked for only when the text could hold one.
+  if (text.includes('__proto__') || text.includes('\\u') || HUGE_NUMBER.test(text)) {
+    const bad = oddValue(value);
+    if (bad) throw invalid([bad]);
+  }
+  return value;
+}
+
+const HUGE_NUMBER = /[eE]\+?\d{3}|\d{300}/;
+
+/** Reads a request body as text, failing with 413 past MAX_BODY_BYTES and 408 when it comes in too slowly. */
+export async function readText(c: Context): Promise<string> {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const len = Number((incoming ? incoming.headers['content-length'] : c.req.header('content-length')) ?? '0');
+  if (len > MAX_BODY_BYTES) throw tooLarge();
+  // Served by Node: read the request stream itself, so a body is cut off at the bound (not
+  // buffered whole first) and a sender that dribbles is timed out. In app.request() there is no stream.
+  const stream = incoming && typeof incoming.on === 'function' && !incoming.readableDidRead;
+  const raw = stream ? await readBounded(incoming) : await c.req.text();
+  if (raw.length > MAX_BODY_BYTES) throw tooLarge();
+  return raw;
+}
+
+function tooLarge(): IsthmusError {
+  return new IsthmusError(ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${MAX_BODY_BYTES} bytes`);
+}
+
+/** The body of a Node request, refused past MAX_BODY_BYTES or when it comes in slower than the minimum rate. */
+function readBounded(incoming: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      const deadline = started + BODY_GRACE_MS + (size * 1000) / BODY_MIN_BYTES_PER_SECOND;
+      timer = setTimeout(onTimeout, Math.max(0, deadline - Date.now()));
+    };
+    const done = (err: IsthmusError | undefined, text?: string) => {
+      clearTimeout(timer);
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onClose);
+      incoming.off('close', onClose);
+      // What is left of a refused body is drained (or the socket closed) once the answer is sent.
+      if (err) {
+        incoming.pause();
+        reject(err);
+      } else resolve(text!);
+    };
+    const onData = (chunk: Buffer | string) => {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      size += b.length;
+      if (size > MAX_BODY_BYTES) return done(tooLarge());
+      chunks.push(b);
+      arm();
+    };
+    const onEnd = () => done(undefined, Buffer.concat(chunks, size).toString('utf8'));
+    const onClose = () => done(invalid([{ Field: 'body', Message: 'the connection closed before the body was complete' }]));
+    const onTimeout = () =>
+      done(new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`));
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onClose);
+    incoming.on('close', onClose);
+    arm();
+    if (incoming.readableEnded) onEnd();
+  });
+}
+
+/** True when brackets outside strings nest deeper than `limit` (checked before parsing, so nothing recurses on it). */
+function deeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++;
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x7b || ch === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (ch === 0x7d || ch === 0x5d) depth--;
+  }
+  return false;
+}
+
+/** The first "__proto__" key or non-finite number in a parsed body, named by its field path. */
+function oddValue(value: unknown): Violation | undefined {
+  const stack: [unknown, PropertyKey[]][] = [[value, []]];
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'number' && !Number.isFinite(v)) return { Field: fieldPath(path) || 'body', Message: 'number out of range' };
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push([x, [...path, i]]));
+    else if (v && typeof v === 'object') {
+      for (const k of Object.keys(v)) {
+        if (k === '__proto__') return { Field: fieldPath([...path, k]), Message: 'is not an allowed key' };
+        stack.push([(v as Record<string, unknown>)[k], [...path, k]]);
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Reads and validates a JSON body in one step. */

@@ -12,6 +12,7 @@ import {
   CA_ROOTS,
   CA_SECRETS,
   DEFAULT_CA_CONFIG,
+  intermediateCommonName,
   type CaConfig,
   type CaIntermediate,
   type CaRoot,
@@ -72,6 +73,11 @@ export class CertificateAuthority implements Component {
   }
 
   async setConfig(patch: Partial<CaConfig>, actor: Actor): Promise<CaConfig> {
+    // The configuration replicates from the primary; a local write here would be overwritten there
+    // and differ until then. The API forwards such writes; anything else that gets here is refused.
+    if (!this.opts.primary) {
+      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `CA configuration is written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`);
+    }
     const violations = [];
     const min = (f: keyof CaConfig, v: number | undefined, least: number, what: string) => {
       if (v !== undefined && (!Number.isFinite(v) || v < least)) violations.push({ Field: f, Message: `must be at least ${what}` });
@@ -256,7 +262,7 @@ export class CertificateAuthority implements Component {
       const signed = await signCa({
         signer: { certPem: active.RootCert, keyPem: rootKey },
         subjectKeyPem: keyPem,
-        commonName: `Isthmus CA ${this.opts.dc} ${Date.now().toString(36)}`,
+        commonName: intermediateCommonName(this.opts.dc),
         trustDomain: this.opts.trustDomain(),
         ttlMs: this.config().IntermediateCertTTL,
         pathLength: 0,
@@ -314,7 +320,7 @@ export class CertificateAuthority implements Component {
     const signed = await signCa({
       signer: { certPem: active.RootCert, keyPem: rootKey },
       subjectPublicKeyPem: publicKeyPem,
-      commonName: `Isthmus CA ${dc} ${Date.now().toString(36)}`,
+      commonName: intermediateCommonName(dc),
       trustDomain: this.opts.trustDomain(),
       ttlMs: this.config().IntermediateCertTTL,
       pathLength: 0,

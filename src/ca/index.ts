@@ -3,6 +3,6 @@ export type { AuthorityOptions } from './authority.js';
 export { LeafCache } from './leaf-cache.js';
 export { inspect as inspectCertificate } from './x509.js';
 export type { CertInfo } from './x509.js';
-export { CA_ROOTS, CA_INTERMEDIATES, CA_CONFIG, DEFAULT_CA_CONFIG } from './model.js';
+export { CA_ROOTS, CA_INTERMEDIATES, CA_CONFIG, DEFAULT_CA_CONFIG, intermediateCommonName, intermediateDcOf } from './model.js';
 export type { CaRoot, CaIntermediate, CaConfig, LeafCert, TrustBundle } from './model.js';
 export { createRoot, newKeyPem, publicKeyPemOf, signCa, signLeaf } from './x509.js';

@@ -24,6 +24,20 @@ export interface CaRoot {
   RetireAfter?: string;
 }
 
+/**
+ * The subject CN of the intermediate the root signs for datacenter `dc`. Only the primary's root
+ * signs intermediates, and it names each after the DC it verified (its own, a join token's, or the
+ * caller's server identity), so a verified chain's issuer CN says which DC's CA signed a leaf.
+ */
+export function intermediateCommonName(dc: string, now = Date.now()): string {
+  return `Isthmus CA ${dc} ${now.toString(36)}`;
+}
+
+/** The DC an intermediate was signed for, from its subject CN; undefined for a root or anything else. */
+export function intermediateDcOf(commonName: string | undefined): string | undefined {
+  return /^Isthmus CA ([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?) [0-9a-z]+$/.exec(commonName ?? '')?.[1];
+}
+
 export interface CaIntermediate {
   DC: string;
   RootID: string;

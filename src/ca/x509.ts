@@ -11,8 +11,13 @@ x509.cryptoProvider.set(webcrypto as never);
 
 const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
-/** Backdate notBefore a little, so a peer whose clock is slightly behind still accepts a fresh cert. */
-const BACKDATE_MS = 60_000;
+/**
+ * notBefore is backdated so that a peer whose clock runs behind the signer's still accepts a fresh
+ * certificate: leaves and server certs are signed in every DC and checked in every other, and DCs in
+ * different regions keep time apart. Ten minutes covers two DCs each a few minutes off true time (see
+ * docs/decisions.md); notAfter is never stretched, so an expired certificate stays refused.
+ */
+const BACKDATE_MS = 10 * 60_000;
 
 export interface KeyPairPem {
   publicKeyPem: string;

@@ -84,25 +84,53 @@ export interface CheckRecord {
 export const NAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/;
 const NAME_MSG = 'must be letters, digits, dashes and underscores, starting with a letter or digit, at most 63 characters';
 export const serviceName = z.string().regex(NAME_RE, NAME_MSG);
-const idString = z.string().min(1, 'must not be empty').max(128, 'at most 128 characters').refine((v) => !/[/\\\s\u0000-\u001f]|\.\./.test(v), 'must not contain slashes, "..", spaces or control characters');
+/**
+ * IDs of services, checks and nodes: they name keys, paths (`/v1/agent/service/deregister/:id`)
+ * and log lines, so only letters, digits and `_ . : @ = + ~ -`, and never "..".
+ */
+const idString = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'at most 128 characters')
+  .refine((v) => /^[A-Za-z0-9_.:@=+~-]*$/.test(v) && !v.includes('..'), 'must be letters, digits and _ . : @ = + ~ - only (no slashes, "..", spaces or control characters)');
 const port = z.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0..65535').max(65535, 'must be 0..65535');
-const stringMap = z.record(z.string(), z.string({ message: 'values must be strings' }));
+/** Consul's bounds on meta: at most 64 pairs, keys of up to 128 word characters, values of up to 512. */
+const stringMap = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'),
+    z.string({ message: 'values must be strings' }).max(512, 'values must be at most 512 characters'),
+  )
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries');
+/** Free text that ends up in answers and logs: no control characters (no CR/LF to smuggle lines). */
+const plainText = (max: number) => z.string().max(max, `at most ${max} characters`).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+/** A host name or IP address (not checked further: Consul takes any); no spaces, slashes or control characters. */
+const address = z.string().max(255, 'at most 255 characters').refine((v) => !/[\s/\\\u0000-\u001f\u007f]/.test(v), 'must be a host name or IP address');
+
+/** The longest check duration: what one Node timer can wait (2^31-1 ms); longer ones would fire at once. */
+export const MAX_CHECK_DURATION_MS = 576 * 3_600_000;
 
 /** Durations as Consul takes them: "10s" strings, or integers in nanoseconds (Go's encoding). */
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  let ms: number;
   if (typeof v === 'number') {
     if (!Number.isFinite(v) || v < 0) {
       ctx.addIssue({ code: 'custom', message: 'must be a non-negative duration' });
       return z.NEVER;
     }
-    return Math.round(v / 1e6);
+    ms = Math.round(v / 1e6);
+  } else {
+    try {
+      ms = parseDuration(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `"${v.length > 64 ? `${v.slice(0, 64)}...` : v}" is not a duration (e.g. 10s, 1m30s)` });
+      return z.NEVER;
+    }
   }
-  try {
-    return parseDuration(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 10s, 1m30s)` });
+  if (ms > MAX_CHECK_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: 'must be at most 576h (24 days)' });
     return z.NEVER;
   }
+  return ms;
 });
 
 const checkFields = z
@@ -171,8 +199,8 @@ const baseService = {
   ID: idString.optional(),
   Name: serviceName,
   Namespace: z.string().regex(NAME_RE, NAME_MSG).optional(),
-  Tags: z.array(z.string().max(256)).max(64).optional(),
-  Address: z.string().max(255).optional(),
+  Tags: z.array(plainText(256)).max(64, 'at most 64 tags').optional(),
+  Address: address.optional(),
   Port: port.optional(),
   Meta: stringMap.optional(),
   Kind: z.enum(['', 'connect-proxy', 'mesh-gateway'], { message: 'must be "", connect-proxy or mesh-gateway' }).optional(),
@@ -204,10 +232,10 @@ export type ServiceInput = z.infer<typeof serviceSchema>;
 
 export const catalogRegisterSchema = z
   .object({
-    ID: z.string().optional(),
+    ID: idString.optional(),
     Node: idString,
-    Address: z.string().min(1, 'is required').max(255),
-    Datacenter: z.string().optional(),
+    Address: address.pipe(z.string().min(1, 'is required')),
+    Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
     NodeMeta: stringMap.optional(),
     TaggedAddresses: z.record(z.string(), z.string()).optional(),
     Service: z
@@ -225,7 +253,7 @@ export const catalogRegisterSchema = z
 
 export const catalogDeregisterSchema = z.object({
   Node: idString,
-  Datacenter: z.string().optional(),
+  Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
   ServiceID: idString.optional(),
   CheckID: idString.optional(),
 }).passthrough();

@@ -23,3 +23,31 @@ export function loadService(file: string, service: string): grpc.ServiceClientCo
   cache.set(key, ctor);
   return ctor;
 }
+
+/**
+ * A message that did not decode (garbage bytes, a field of the wrong wire type, a truncated
+ * frame). grpc-js answers a failed decode with INTERNAL and no word on what was wrong; a service
+ * registered with tolerantService() gets this in its place and refuses it as invalid input.
+ */
+export class MalformedMessage {
+  constructor(readonly reason: string) {}
+}
+
+/** The service definition with every request decoder handing over a MalformedMessage instead of throwing. */
+export function tolerantService(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(def)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return new MalformedMessage((err as Error).message || 'cannot be decoded');
+        }
+      },
+    };
+  }
+  return out;
+}

@@ -7,6 +7,7 @@ import type { FlowRecord } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { toWire } from './flow-wire.js';
 import { dataPlaneService } from './proto.js';
+import { MAX_FLOW_BATCH } from './stream-session.js';
 
 export interface ChannelOptions<C> {
   /** host:port of the server's gRPC listener. */
@@ -71,7 +72,8 @@ export class ChannelClient<C extends Pushed> {
     if (!this.call || !this.connected || this.buffer.length === 0) return;
     const batch = this.buffer;
     this.buffer = [];
-    this.call.write({ flows: { records: batch.map(toWire) } });
+    // The server takes at most MAX_FLOW_BATCH records per message; a backlog goes in several.
+    for (let i = 0; i < batch.length; i += MAX_FLOW_BATCH) this.call.write({ flows: { records: batch.slice(i, i + MAX_FLOW_BATCH).map(toWire) } });
   }
 
   stop(): void {

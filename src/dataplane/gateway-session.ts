@@ -33,6 +33,13 @@ export interface GatewaySessionsOptions {
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
+/** host:port whose host is a name or an address (it is dialed, and registered in the catalog). */
+function hostPort(addr: unknown): RouteTarget | undefined {
+  if (typeof addr !== 'string' || addr.length > 300) return undefined;
+  const t = parseTarget(addr);
+  return t && /^[A-Za-z0-9.:_-]{1,255}$/.test(t.host) ? t : undefined;
+}
+
 export class GatewaySessions {
   /** Service names gateways registered under: where the server looks for this DC's gateways. */
   readonly names = new Set<string>([MESH_GATEWAY]);
@@ -47,13 +54,17 @@ export class GatewaySessions {
   resolve(h: GatewayHelloMessage): GatewayTarget {
     const v: Violation[] = [];
     const name = h.name || MESH_GATEWAY;
-    if (!ID_RE.test(h.id ?? '')) v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
-    if (!SERVICE_NAME_RE.test(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
-    const lan = parseTarget(h.lanAddress ?? '');
+    if (typeof h.id !== 'string' || !ID_RE.test(h.id)) v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
+    if (typeof name !== 'string' || !SERVICE_NAME_RE.test(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
+    const lan = hostPort(h.lanAddress);
     if (!lan) v.push({ Field: 'hello.lan_address', Message: 'must be host:port with a port from 1 to 65535' });
-    const wan = h.wanAddress ? parseTarget(h.wanAddress) : lan;
+    const wan = h.wanAddress ? hostPort(h.wanAddress) : lan;
     if (!wan && h.wanAddress) v.push({ Field: 'hello.wan_address', Message: 'must be host:port with a port from 1 to 65535' });
-    if (h.dc && h.dc !== this.opts.dc) v.push({ Field: 'hello.dc', Message: `the gateway is for datacenter ${h.dc}, this server serves ${this.opts.dc}` });
+    if (typeof h.dc !== 'string' || (h.dc && !/^[a-z0-9-]{1,63}$/.test(h.dc))) v.push({ Field: 'hello.dc', Message: 'must be a datacenter name' });
+    else if (h.dc && h.dc !== this.opts.dc) v.push({ Field: 'hello.dc', Message: `the gateway is for datacenter ${h.dc}, this server serves ${this.opts.dc}` });
+    if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
+    // The version lands in the gateway's catalog meta (values of at most 512 characters).
+    if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version)) v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
     if (v.length) throw invalid(v);
     const { authz } = this.opts.acl.resolve(h.token || undefined);
     if (!authz.serviceWrite(name)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `token lacks service:write on ${name}`);

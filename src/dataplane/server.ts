@@ -3,9 +3,10 @@
 // every change that concerns it, and stores the flow records it reports.
 import * as grpc from '@grpc/grpc-js';
 import type { Component } from '../core/lifecycle.js';
-import { IsthmusError } from '../core/errors.js';
+import { ErrorCodes, IsthmusError, invalid, type Violation } from '../core/errors.js';
+import { tolerantService } from '../core/proto.js';
 import type { Store } from '../store/index.js';
-import type { Catalog, ServiceRecord } from '../catalog/index.js';
+import { SERVICE_NAME_RE, type Catalog, type ServiceRecord } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
 import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import type { Acl } from '../acl/index.js';
@@ -105,7 +106,7 @@ export class DataPlaneServer implements Component {
 
   async start(): Promise<void> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 << 20 });
-    server.addService(dataPlaneService().service, {
+    server.addService(tolerantService(dataPlaneService().service), {
       stream: (call: grpc.ServerDuplexStream<SessionMessage<NonNullable<SidecarMessage['hello']>>, SidecarConfigMessage>) => this.open(call, this.sidecarSpec),
       gateway: (call: grpc.ServerDuplexStream<SessionMessage<GatewayHelloMessage>, GatewayConfigMessage>) => this.open(call, this.gatewaySpec),
     });
@@ -149,18 +150,19 @@ export class DataPlaneServer implements Component {
   }
 
   private resolve(hello: NonNullable<SidecarMessage['hello']>): Target {
+    checkSidecarHello(hello);
     const { authz } = this.opts.acl.resolve(hello.token || undefined);
     const ns = hello.namespace || 'default';
     if (hello.serviceId) {
       const proxy = this.opts.catalog.agentService(hello.serviceId);
-      if (!proxy) throw new IsthmusError('ISTHMUS_ERR_NOT_FOUND', `no service with ID "${hello.serviceId}" is registered on this server's node`);
+      if (!proxy) throw new IsthmusError(ErrorCodes.NOT_FOUND, `no service with ID "${hello.serviceId}" is registered on this server's node`);
       const dest = proxy.Kind === 'connect-proxy' ? proxy.Proxy?.DestinationServiceName : proxy.Service;
-      if (!dest) throw new IsthmusError('ISTHMUS_ERR_INVALID', `service "${hello.serviceId}" is not a sidecar proxy`);
-      if (!authz.serviceWrite(dest)) throw new IsthmusError('ISTHMUS_ERR_PERMISSION_DENIED', `token lacks service:write on ${dest}`);
+      if (!dest) throw new IsthmusError(ErrorCodes.INVALID, `service "${hello.serviceId}" is not a sidecar proxy`);
+      if (!authz.serviceWrite(dest)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `token lacks service:write on ${dest}`);
       return { id: proxy.ID, service: dest, namespace: proxy.Namespace, proxy };
     }
-    if (!hello.service) throw new IsthmusError('ISTHMUS_ERR_INVALID', 'hello needs service_id or service');
-    if (!authz.serviceWrite(hello.service)) throw new IsthmusError('ISTHMUS_ERR_PERMISSION_DENIED', `token lacks service:write on ${hello.service}`);
+    if (!hello.service) throw invalid([{ Field: 'hello.service', Message: 'hello needs service_id or service' }]);
+    if (!authz.serviceWrite(hello.service)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `token lacks service:write on ${hello.service}`);
     return { id: `${hello.service}-sidecar-proxy`, service: hello.service, namespace: ns };
   }
 
@@ -201,4 +203,20 @@ export class DataPlaneServer implements Component {
       intentions: { intentionsJson: JSON.stringify(relevant), defaultAllow: this.opts.defaultAllow(), index: this.opts.intentions.index(), sourceDc: this.federation.primaryDc },
     };
   }
+}
+
+const SERVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+/**
+ * The hello's names go into the leaf's SPIFFE ID and DNS name and into log lines: each must be a
+ * name, nothing that reshapes a URI or a line. Values are not echoed back (they may be anything).
+ */
+function checkSidecarHello(h: NonNullable<SidecarMessage['hello']>): void {
+  const v: Violation[] = [];
+  if (typeof h.serviceId !== 'string' || (h.serviceId !== '' && !SERVICE_ID_RE.test(h.serviceId))) v.push({ Field: 'hello.service_id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
+  if (typeof h.service !== 'string' || (h.service !== '' && !SERVICE_NAME_RE.test(h.service))) v.push({ Field: 'hello.service', Message: 'must be a service name (letters, digits, dashes, underscores; at most 63)' });
+  if (typeof h.namespace !== 'string' || (h.namespace !== '' && !SERVICE_NAME_RE.test(h.namespace))) v.push({ Field: 'hello.namespace', Message: 'must be a namespace name (letters, digits, dashes, underscores; at most 63)' });
+  if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
+  if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version)) v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
+  if (v.length) throw invalid(v);
 }

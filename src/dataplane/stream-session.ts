@@ -2,13 +2,28 @@
 // (within 10 s, once), refusals as a final error message, the proxy's whole configuration pushed
 // again (debounced, deduplicated, versioned) whenever something it depends on changes, and the
 // flow records it reports checked and stored.
-import type * as grpc from '@grpc/grpc-js';
-import { IsthmusError } from '../core/errors.js';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCodes, isIsthmusError, type ErrorCode } from '../core/errors.js';
+import { MalformedMessage } from '../core/proto.js';
 import type { Store, Change } from '../store/index.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { fromWire } from './flow-wire.js';
 import type { WireFlow } from './proto.js';
+
+/** Records one flow batch may hold: a client sends at most this many in one message. */
+export const MAX_FLOW_BATCH = 1000;
+
+/** The gRPC status a refusal ends the stream with; the code itself leads the details. */
+const GRPC_STATUS: Partial<Record<ErrorCode, grpc.status>> = {
+  [ErrorCodes.INVALID]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCodes.PERMISSION_DENIED]: grpc.status.PERMISSION_DENIED,
+  [ErrorCodes.ACL_NOT_FOUND]: grpc.status.PERMISSION_DENIED,
+  [ErrorCodes.NOT_FOUND]: grpc.status.NOT_FOUND,
+  [ErrorCodes.CONFLICT]: grpc.status.ALREADY_EXISTS,
+  [ErrorCodes.PAYLOAD_TOO_LARGE]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
+};
 
 export interface SessionMessage<H> {
   hello?: H;
@@ -62,6 +77,8 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
   private readonly helloTimer: NodeJS.Timeout;
   private readonly undo: (() => Promise<void> | void)[] = [];
   private ended: Promise<void> | undefined;
+  /** Messages received so far (refusals name the one at fault). */
+  private received = 0;
   closed = false;
 
   constructor(
@@ -70,8 +87,8 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     private readonly spec: SessionSpec<H, T, C>,
     private readonly onEnd: (s: StreamSession<H, T, C>) => void,
   ) {
-    this.helloTimer = setTimeout(() => this.refuse('ISTHMUS_ERR_INVALID', 'the first message of a stream must be hello (within 10 s)'), deps.helloTimeoutMs ?? 10_000);
-    call.on('data', (msg: SessionMessage<H>) => this.onMessage(msg));
+    this.helloTimer = setTimeout(() => this.refuse(ErrorCodes.INVALID, `the first message of a stream must be hello (within ${(deps.helloTimeoutMs ?? 10_000) / 1000} s)`), deps.helloTimeoutMs ?? 10_000);
+    call.on('data', (msg: SessionMessage<H> | MalformedMessage) => this.onMessage(msg));
     call.on('error', () => void this.close());
     call.on('end', () => {
       void this.close();
@@ -119,11 +136,19 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     }, 20);
   }
 
-  private refuse(code: string, message: string): void {
+  /**
+   * Ends the stream for good: a last message with the error (what proxies act on) and then a gRPC
+   * status that says the same (what any other client sees), never a plain OK.
+   */
+  private refuse(code: ErrorCode, message: string): void {
     if (this.closed) return;
     this.deps.log.warn(`${this.spec.kind} stream refused`, { code, error: message });
-    this.call.write({ version: 0, error: message, errorCode: code } as C);
-    this.call.end();
+    try {
+      this.call.write({ version: 0, error: message, errorCode: code } as C);
+      this.call.emit('error', { code: GRPC_STATUS[code] ?? grpc.status.INTERNAL, details: `${code}: ${message}` });
+    } catch {
+      // The stream is gone already.
+    }
     void this.close();
   }
 
@@ -141,17 +166,22 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     }
   }
 
-  private onMessage(msg: SessionMessage<H>): void {
+  private onMessage(msg: SessionMessage<H> | MalformedMessage): void {
     if (this.closed) return;
+    this.received++;
+    if (msg instanceof MalformedMessage) {
+      return this.refuse(ErrorCodes.INVALID, `message ${this.received} is not a valid ${this.spec.kind === 'gateway' ? 'GatewayMessage' : 'SidecarMessage'}: ${msg.reason}`);
+    }
     if (msg.hello) {
-      if (this.target !== undefined) return this.refuse('ISTHMUS_ERR_INVALID', 'hello was sent twice');
+      if (this.target !== undefined) return this.refuse(ErrorCodes.INVALID, 'hello was sent twice');
       clearTimeout(this.helloTimer);
       let target: T;
       try {
         target = this.spec.resolve(msg.hello);
       } catch (err) {
-        const e = err as IsthmusError;
-        return this.refuse(e.code ?? 'ISTHMUS_ERR_INVALID', e.message);
+        if (isIsthmusError(err)) return this.refuse(err.code, err.message);
+        this.deps.log.error(`cannot resolve a ${this.spec.kind} hello`, { error: err });
+        return this.refuse(ErrorCodes.INTERNAL, 'internal error');
       }
       this.target = target;
       this.deps.log.info(`${this.spec.kind} connected`, this.spec.describe(target));
@@ -167,20 +197,28 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
       void this.push();
       return;
     }
-    if (this.target === undefined) return this.refuse('ISTHMUS_ERR_INVALID', 'the first message of a stream must be hello');
-    if (msg.flows) this.storeFlows(msg.flows.records ?? []);
+    if (this.target === undefined) return this.refuse(ErrorCodes.INVALID, 'the first message of a stream must be hello');
+    if (msg.flows) {
+      const records = msg.flows.records ?? [];
+      if (records.length > MAX_FLOW_BATCH) return this.refuse(ErrorCodes.PAYLOAD_TOO_LARGE, `a flow batch holds at most ${MAX_FLOW_BATCH} records, message ${this.received} has ${records.length}`);
+      this.storeFlows(records);
+    }
   }
 
+  /** Stores the good records of a batch; a malformed one is refused alone (counted, and named in one log line per batch). */
   private storeFlows(records: WireFlow[]): void {
     const good: FlowRecord[] = [];
+    let refused = 0;
+    let first = '';
     for (const [i, rec] of records.entries()) {
       try {
         good.push(fromWire(rec, `records[${i}]`));
       } catch (err) {
         this.deps.rejected();
-        this.deps.log.warn('flow record refused', { ...this.spec.describe(this.target!), error: (err as Error).message });
+        if (refused++ === 0) first = (err as Error).message;
       }
     }
+    if (refused) this.deps.log.warn('flow records refused', { ...this.spec.describe(this.target!), refused, of: records.length, error: first });
     if (good.length) this.deps.flows.append(good);
   }
 }

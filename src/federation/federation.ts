@@ -15,6 +15,7 @@ import type { CaRoot, CertificateAuthority } from '../ca/index.js';
 import { newKeyPem, publicKeyPemOf } from '../ca/index.js';
 import type { Change, Store, StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
+import { MalformedMessage, tolerantService } from '../core/proto.js';
 import { computeExport, diffExport, exportOps, localGateways, type ExportState } from './catalog-export.js';
 import { checkJoin, encodeJoinToken, newSecret, secretHash, type JoinToken, type StoredJoinToken } from './join-token.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
@@ -361,11 +362,11 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.unBundle = this.opts.ca.onBundle(() => void this.refreshServerCert().catch((err) => this.log.warn('cannot renew the server certificate', { error: err })));
 
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 });
-    server.addService(federationService().service, {
-      join: (call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) => this.handle(cb, () => this.onJoin(call.request)),
-      signIntermediate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, cb: grpc.sendUnaryData<SignResponse>) => this.handle(cb, () => this.onSign(call)),
-      forward: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, () => this.onForward(call)),
-      query: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, () => this.onQuery(call)),
+    server.addService(tolerantService(federationService().service), {
+      join: (call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) => this.handle(cb, call, 'JoinRequest', () => this.onJoin(call.request)),
+      signIntermediate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, cb: grpc.sendUnaryData<SignResponse>) => this.handle(cb, call, 'SignRequest', () => this.onSign(call)),
+      forward: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, call, 'ForwardRequest', () => this.onForward(call)),
+      query: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => this.handle(cb, call, 'ForwardRequest', () => this.onQuery(call)),
       peerStream: (call: grpc.ServerDuplexStream<PeerMessage, PeerMessage>) => this.onPeerStream(call),
     });
     const creds = grpc.experimental.createCertificateProviderServerCredentials(this.certs, this.certs, false);
@@ -915,8 +916,9 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.emitChange();
   }
 
-  private handle<T>(cb: grpc.sendUnaryData<T>, work: () => Promise<T>): void {
-    work().then(
+  private handle<T>(cb: grpc.sendUnaryData<T>, call: { request: unknown }, type: string, work: () => Promise<T>): void {
+    const malformed = call.request instanceof MalformedMessage ? call.request.reason : undefined;
+    (malformed === undefined ? work() : Promise.reject(invalid([{ Field: type, Message: `not a valid ${type}: ${malformed}` }]))).then(
       (res) => cb(null, res),
       (err) => {
         if (!isIsthmusError(err)) this.log.error('federation call failed', { error: err });
@@ -964,7 +966,8 @@ export class Federation implements Component, FederationView, PeerLinkHost {
 
   private callerDc(call: object): string {
     const dc = serverDcOf(callerCertificate(call), this.opts.trustDomain());
-    if (!dc || !this.opts.store.get(FED_MEMBERS, dc)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'this call needs the server certificate of a member datacenter');
+    // A server never calls its own listener: its own identity coming in is someone else's doing.
+    if (!dc || dc === this.opts.dc || !this.opts.store.get(FED_MEMBERS, dc)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'this call needs the server certificate of another member datacenter');
     return dc;
   }
 
@@ -978,6 +981,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     const dc = this.callerDc(call);
     const r = call.request;
     if (r.method !== 'GET' || !/^\/v1\/flows(\?|$)/.test(r.path)) throw invalid([{ Field: 'QueryRequest', Message: 'only GET /v1/flows is answered for another datacenter' }]);
+    checkForwarded(r);
     if (!this.forwardHandler) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the server is starting');
     const res = await this.forwardHandler({ method: 'GET', path: r.path, body: '', token: r.token, originDc: dc });
     return { ...res, index: this.opts.store.index() };
@@ -988,9 +992,27 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     if (!this.isPrimary || !this.forwardHandler) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `${this.opts.dc} is not the primary`);
     const r = call.request;
     if (!/^(PUT|POST|DELETE|GET)$/.test(r.method) || !r.path.startsWith('/v1/')) throw invalid([{ Field: 'ForwardRequest', Message: 'only /v1/ writes are forwarded' }]);
+    checkForwarded(r);
     const res = await this.forwardHandler({ method: r.method, path: r.path, body: r.body, token: r.token, originDc: dc });
     return { ...res, index: this.lastReplicatedIndex };
   }
+}
+
+/** Largest forwarded body: what the HTTP API takes. */
+const MAX_FORWARDED_BODY = 1 << 20;
+
+/**
+ * A forwarded request is replayed against this server's API as an HTTP request: its path and token
+ * become a URL and a header, so each must be one (no control characters, no spaces, bounded).
+ */
+function checkForwarded(r: ForwardRequest): void {
+  const v = [];
+  if (typeof r.path !== 'string' || r.path.length > 8192 || !/^\/v1\/[\x21-\x7e]*$/.test(r.path) || /(^|\/)\.\.?(\/|\?|$)/.test(r.path.split('?')[0])) {
+    v.push({ Field: 'ForwardRequest.path', Message: 'must be an API path under /v1/ (printable ASCII, no spaces, no dot segments, at most 8192 characters)' });
+  }
+  if (typeof r.token !== 'string' || r.token.length > 512 || !/^[\x21-\x7e]*$/.test(r.token)) v.push({ Field: 'ForwardRequest.token', Message: 'must be at most 512 printable characters' });
+  if (typeof r.body !== 'string' || Buffer.byteLength(r.body) > MAX_FORWARDED_BODY) v.push({ Field: 'ForwardRequest.body', Message: `must be at most ${MAX_FORWARDED_BODY} bytes` });
+  if (v.length) throw invalid(v);
 }
 
 function toResource(c: Change) {

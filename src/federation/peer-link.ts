@@ -1,7 +1,9 @@
 // One peer stream between this DC and another, whichever side dialed. Both sides say hello, send
 // their exported catalog and heartbeats; the primary also sends the replicated tables from the
 // index the other side last applied, and the other side acknowledges what it applied.
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCodes, type ErrorCode } from '../core/errors.js';
+import { MalformedMessage } from '../core/proto.js';
 import type { Logger } from '../telemetry/index.js';
 import type { PeerMessage } from './proto.js';
 
@@ -28,6 +30,17 @@ export interface PeerLinkHost {
   log: Logger;
 }
 
+/** Bounds on one export message (a DC exports services, never instances). */
+const MAX_EXPORT_SERVICES = 50_000;
+const MAX_EXPORT_GATEWAYS = 64;
+
+/** A refusal of what the peer sent: the status the accepting side ends the stream with. */
+interface Refusal {
+  status: grpc.status;
+  code: ErrorCode;
+}
+const INVALID: Refusal = { status: grpc.status.INVALID_ARGUMENT, code: ErrorCodes.INVALID };
+
 export class PeerLink {
   /** Set once the peer's hello arrived and checked out. */
   established = false;
@@ -49,7 +62,7 @@ export class PeerLink {
     readonly peerDc: string,
     readonly direction: 'in' | 'out',
   ) {
-    call.on('data', (m: PeerMessage) => this.onMessage(m));
+    call.on('data', (m: PeerMessage | MalformedMessage) => this.onMessage(m));
     call.on('error', (err: Error) => this.close(`stream error: ${err.message}`));
     call.on('end', () => this.close('the peer ended the stream'));
     this.send({ hello: { datacenter: host.dc, resumeIndex: peerDc === host.primaryDc ? host.appliedIndex() : 0, version: host.version } });
@@ -73,7 +86,8 @@ export class PeerLink {
     }
   }
 
-  close(reason: string): void {
+  /** Ends the link; with `refusal`, the accepting side ends the stream with that status (the peer sent something wrong). */
+  close(reason: string, refusal?: Refusal): void {
     if (this.done) return;
     this.done = true;
     clearInterval(this.heartbeat);
@@ -82,6 +96,7 @@ export class PeerLink {
     this.stops = [];
     try {
       if ('cancel' in this.call && typeof this.call.cancel === 'function' && this.direction === 'out') this.call.cancel();
+      else if (refusal) this.call.emit('error', { code: refusal.status, details: `${refusal.code}: ${reason}` });
       else this.call.end();
     } catch {
       // already gone
@@ -89,12 +104,16 @@ export class PeerLink {
     this.host.closed(this, reason);
   }
 
-  private onMessage(m: PeerMessage): void {
+  private onMessage(m: PeerMessage | MalformedMessage): void {
     if (this.done) return;
     this.lastMessageAt = Date.now();
+    if (m instanceof MalformedMessage) return this.close(`a message is not a valid PeerMessage: ${m.reason}`, INVALID);
     if (m.hello) {
-      if (this.established) return this.close('hello was sent twice');
-      if (m.hello.datacenter !== this.peerDc) return this.close(`the peer says it is ${m.hello.datacenter}, its certificate says ${this.peerDc}`);
+      if (this.established) return this.close('hello was sent twice', INVALID);
+      if (m.hello.datacenter !== this.peerDc) {
+        const said = /^[a-z0-9-]{1,63}$/.test(m.hello.datacenter) ? m.hello.datacenter : 'something that is not a datacenter name';
+        return this.close(`the peer says it is ${said}, its certificate says ${this.peerDc}`, { status: grpc.status.PERMISSION_DENIED, code: ErrorCodes.PERMISSION_DENIED });
+      }
       this.established = true;
       if (this.host.dc === this.host.primaryDc) this.stops.push(this.host.replicate(this, m.hello.resumeIndex));
       this.stops.push(this.host.exportTo(this));
@@ -103,7 +122,7 @@ export class PeerLink {
       this.send({ heartbeat: { sentAtMs: Date.now(), index: this.host.storeIndex() } });
       return;
     }
-    if (!this.established) return this.close('the first message must be hello');
+    if (!this.established) return this.close('the first message must be hello', INVALID);
     if (m.heartbeat) {
       this.lastHeartbeatAt = Date.now();
       this.peerIndex = m.heartbeat.index;
@@ -125,6 +144,9 @@ export class PeerLink {
     }
     if (m.export) {
       const e = m.export;
+      if (e.upserts.length > MAX_EXPORT_SERVICES || e.gateways.length > MAX_EXPORT_GATEWAYS) {
+        return this.close(`an export holds at most ${MAX_EXPORT_SERVICES} services and ${MAX_EXPORT_GATEWAYS} gateways (got ${e.upserts.length} and ${e.gateways.length})`, { status: grpc.status.RESOURCE_EXHAUSTED, code: ErrorCodes.PAYLOAD_TOO_LARGE });
+      }
       this.enqueue(async () => {
         await this.host.applyExport(this, e);
         this.send({ ack: { stream: 'export', index: e.index } });

@@ -8,6 +8,7 @@ type CaCertificateUpdateListener = grpc.experimental.CaCertificateUpdateListener
 type IdentityCertificateUpdateListener = grpc.experimental.IdentityCertificateUpdateListener;
 const { credentials } = grpc;
 import type { PeerCertificate } from 'node:tls';
+import { intermediateDcOf } from '../ca/index.js';
 
 export function serverSpiffeId(trustDomain: string, dc: string): string {
   return `spiffe://${trustDomain}/agent/server/dc/${dc}`;
@@ -26,10 +27,27 @@ export function uriSans(cert: PeerCertificate | undefined): string[] {
     .map((s) => s.slice(4));
 }
 
-/** The DC of a verified server identity in `trustDomain`, or undefined. */
+/**
+ * The DC whose intermediate signed `cert`, from its issuer's CN (see ca's intermediateDcOf). Only
+ * meaningful for a certificate whose chain verified: the root names each intermediate it signs.
+ */
+export function issuingDcOf(cert: PeerCertificate | undefined): string | undefined {
+  const cn = cert?.issuer?.CN;
+  return typeof cn === 'string' ? intermediateDcOf(cn) : undefined;
+}
+
+/**
+ * The DC of a verified server identity in `trustDomain`, or undefined. The identity counts only when
+ * that DC's own intermediate signed it: every DC's CA can sign any URI in the trust domain, and a
+ * secondary must not be able to speak for the primary or for another secondary.
+ */
 export function serverDcOf(cert: PeerCertificate | undefined, trustDomain: string): string | undefined {
   const prefix = `spiffe://${trustDomain}/agent/server/dc/`;
-  for (const u of uriSans(cert)) if (u.startsWith(prefix) && /^[a-z0-9-]+$/.test(u.slice(prefix.length))) return u.slice(prefix.length);
+  const issuer = issuingDcOf(cert);
+  for (const u of uriSans(cert)) {
+    const dc = u.slice(prefix.length);
+    if (u.startsWith(prefix) && /^[a-z0-9-]+$/.test(dc) && dc === issuer) return dc;
+  }
   return undefined;
 }
 
@@ -89,7 +107,10 @@ export function clientCredentials(opts: { roots: string[]; certChainPem?: string
     {
       checkServerIdentity: (_host, cert) => {
         const got = uriSans(cert);
-        return got.includes(expected) ? undefined : new Error(`the server presented ${got.join(', ') || 'no SPIFFE ID'}, expected ${expected}`);
+        if (!got.includes(expected)) return new Error(`the server presented ${got.join(', ') || 'no SPIFFE ID'}, expected ${expected}`);
+        const issuer = issuingDcOf(cert);
+        if (issuer !== opts.peerDc) return new Error(`the server presented ${expected} signed by the CA of ${issuer ?? 'no datacenter'}, not of ${opts.peerDc}`);
+        return undefined;
       },
     },
   );

@@ -2,7 +2,7 @@
 // same commit, reads from the store's view, decisions from a compiled set rebuilt on change.
 import { randomUUID } from 'node:crypto';
 import { auditOp, type Actor } from '../core/audit.js';
-import { conflict, invalid, notFound, type Violation } from '../core/errors.js';
+import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { Store, StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
@@ -16,6 +16,11 @@ export interface IntentionsOptions {
   dc: string;
   defaultAllow: () => boolean;
   trustDomain: () => string | undefined;
+  /**
+   * False in a secondary: intentions replicate from the primary and are written there (the API
+   * forwards such writes), so a local write is refused. Default true (a DC on its own).
+   */
+  primary?: boolean;
 }
 
 export interface AuthorizeResult {
@@ -197,11 +202,16 @@ export class Intentions implements Component {
     return this.compiled;
   }
 
+  private assertWritable(): void {
+    if (this.opts.primary === false) throw notPrimary(this.opts.dc);
+  }
+
   private findById(id: string): StoreEntry<Intention> | undefined {
     return this.opts.store.list<Intention>(INTENTIONS_TABLE).find((e) => e.value.ID === id);
   }
 
   private async write(body: IntentionBody & { SourceName?: string; DestinationName?: string }, existing: StoreEntry<Intention> | undefined, actor: Actor): Promise<Intention> {
+    this.assertWritable();
     const v: Violation[] = [];
     const hasPerms = (body.Permissions?.length ?? 0) > 0;
     if (body.Action && hasPerms) v.push({ Field: 'Action', Message: 'an intention has either Action or Permissions, not both' });
@@ -238,11 +248,16 @@ export class Intentions implements Component {
   }
 
   private async remove(e: StoreEntry<Intention>, actor: Actor): Promise<void> {
+    this.assertWritable();
     await this.opts.store.commit([
       { op: 'delete', table: INTENTIONS_TABLE, key: e.key, ifIndex: e.modifyIndex },
       auditOp(actor, { Kind: 'intention', Action: 'delete', Subject: `${e.value.SourceName} => ${e.value.DestinationName}`, Before: e.value }),
     ]);
   }
+}
+
+function notPrimary(dc: string): IsthmusError {
+  return new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `intentions are written in the primary datacenter, not in ${dc}; nothing was changed`);
 }
 
 function checkName(field: 'source' | 'destination', name: string): void {

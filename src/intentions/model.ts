@@ -40,6 +40,8 @@ export interface Intention {
 const nameOrWildcard = (what: string) =>
   z.string().refine((v) => v === '*' || NAME_RE.test(v), `${what} must be "*" or a service name (letters, digits, dashes, underscores; at most 63)`);
 
+const nsOrWildcard = (what: string) => z.string().refine((v) => v === '' || v === '*' || NAME_RE.test(v), `${what} must be "*" or a namespace name (letters, digits, dashes, underscores; at most 63)`);
+
 const regex = z.string().refine((v) => {
   try {
     new RegExp(v);
@@ -88,15 +90,18 @@ const permissionSchema = z
 /** The writable body of an intention (PUT /exact, POST, PUT /:id). */
 export const intentionBody = z
   .object({
-    SourceNS: z.string().optional(),
+    SourceNS: nsOrWildcard('SourceNS').optional(),
     SourceName: nameOrWildcard('SourceName').optional(),
-    DestinationNS: z.string().optional(),
+    DestinationNS: nsOrWildcard('DestinationNS').optional(),
     DestinationName: nameOrWildcard('DestinationName').optional(),
     SourceType: z.literal('consul', { message: 'must be consul' }).optional(),
     Action: z.enum(['allow', 'deny'], { message: 'must be allow or deny' }).optional(),
     Permissions: z.array(permissionSchema).optional(),
     Description: z.string().max(512, 'at most 512 characters').optional(),
-    Meta: z.record(z.string(), z.string()).optional(),
+    Meta: z
+      .record(z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'), z.string().max(512, 'values must be at most 512 characters'))
+      .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries')
+      .optional(),
     // Read-only fields a client may echo back; ignored.
     ID: z.string().optional(),
     Precedence: z.number().optional(),

@@ -90,8 +90,10 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       dc: config.dc,
       defaultAllow: () => config.aclDefaultPolicy === 'allow',
       trustDomain: () => trustDomain,
+      // A secondary's intentions and ACL come from the primary by replication, never a local write.
+      primary: config.dc === config.primaryDc,
     });
-    const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy });
+    const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy, primary: config.dc === config.primaryDc });
     const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
     let federation: Federation | undefined;
     const ca = new CertificateAuthority({

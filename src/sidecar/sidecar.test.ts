@@ -161,6 +161,32 @@ describe('Sidecar', () => {
     expect(new Set(reqs.map((f) => f.traceId)).size).toBe(1);
   });
 
+  it('keeps each side\'s Connection and Keep-Alive fields to itself (L7)', async () => {
+    // The app keeps idle connections 120 s; the caller must hear this sidecar's own idle timeout.
+    let seen: http.IncomingHttpHeaders = {};
+    const srv = http.createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
+      seen = req.headers;
+      res.writeHead(200, { connection: 'keep-alive, x-app-hop', 'x-app-hop': 'app side only', 'x-app': 'passed on' });
+      res.end('ok');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }));
+    const { port } = await pair({ protocol: 'http', appPort: (srv.address() as net.AddressInfo).port, intentions: [intention('web', 'api', { Action: 'allow' })] });
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/', agent: false, headers: { connection: 'close, x-caller-hop', 'x-caller-hop': 'caller side only', 'x-caller': 'passed on' } }, (r) => {
+        r.resume();
+        r.on('end', () => resolve(r));
+      }).on('error', reject);
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-app']).toBe('passed on');
+    expect(res.headers['x-app-hop']).toBeUndefined();
+    expect(res.headers['keep-alive']).not.toBe('timeout=120');
+    expect(seen['x-caller']).toBe('passed on');
+    expect(seen['x-caller-hop']).toBeUndefined();
+    expect(seen.connection).not.toMatch(/close/);
+  });
+
   it('refuses a caller whose certificate comes from another CA', async () => {
     const app = await echoApp();
     const other = await pki();

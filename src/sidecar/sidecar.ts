@@ -56,6 +56,8 @@ export interface SidecarOptions {
   config: SidecarConfig;
   onFlow: (r: FlowRecord) => void;
   logger?: Logger;
+  /** An inbound TLS handshake (ClientHello included) must complete within this (default 10 s, as the gateway's hello bound). */
+  handshakeTimeoutMs?: number;
 }
 
 interface Decision {
@@ -198,7 +200,7 @@ export class Sidecar implements Component {
 
   private async startInbound(cfg: SidecarInbound): Promise<void> {
     const traces = new WeakMap<tls.TLSSocket, string>();
-    const server = tls.createServer({ ...this.contextOptions(), requestCert: true, rejectUnauthorized: true });
+    const server = tls.createServer({ ...this.contextOptions(), requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000 });
     server.on('keylog', (line, sock) => {
       if (!traces.has(sock)) {
         const t = traceIdFromKeylog(line);
@@ -207,6 +209,12 @@ export class Sidecar implements Component {
     });
     server.on('tlsClientError', (err, sock) => {
       const start = Date.now();
+      // A certificate that fails verification is refused by Node after the handshake, and the error
+      // handed over is then only the hang-up; the verification's own code says why.
+      // (Typed as an Error, set to the OpenSSL code string.)
+      const verify = (sock as tls.TLSSocket).authorizationError as unknown as string | (Error & { code?: string }) | undefined;
+      const verifyCode = typeof verify === 'string' ? verify : verify?.code ?? verify?.message;
+      const why = verifyCode ? describeTlsError(Object.assign(new Error(verifyCode), { code: verifyCode })) : describeTlsError(err);
       this.record({
         traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
         requestIndex: 0,
@@ -215,14 +223,16 @@ export class Sidecar implements Component {
         destination: this.self(),
         sni: '',
         verdict: 'denied',
-        reason: `TLS handshake refused: ${describeTlsError(err)}`,
+        reason: `TLS handshake refused: ${why}`,
         intentionId: '',
         startTime: start,
         durationMs: 0,
         bytesIn: sock.bytesRead ?? 0,
         bytesOut: sock.bytesWritten ?? 0,
       });
-      this.log.warn('inbound handshake refused', { error: describeTlsError(err) });
+      this.log.warn('inbound handshake refused', { error: why });
+      // With a listener here Node leaves the socket open (a handshake timeout included): close it.
+      sock.destroy();
     });
     const l7 = cfg.protocol === 'http' ? this.httpHandler(cfg, traces) : undefined;
     server.on('secureConnection', (sock: tls.TLSSocket) => {
@@ -284,8 +294,11 @@ export class Sidecar implements Component {
         this.record({ ...base, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: body.length, http: { method: req.method ?? '', path, status: 403, traceparent } });
         return;
       }
-      const up = http.request({ host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...req.headers, traceparent }, agent: this.appAgent }, (ures) => {
-        res.writeHead(ures.statusCode ?? 502, ures.headers);
+      // Each side's connection is its own: its Connection and Keep-Alive fields stay on it (the app's
+      // idle timeout announced to the caller would outlive this server's, and a caller trusting it
+      // would send into a connection this sidecar has just closed).
+      const up = http.request({ host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...endToEnd(req.headers), traceparent }, agent: this.appAgent }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, endToEnd(ures.headers));
         ures.pipe(res);
         ures.once('end', () =>
           this.record({ ...base, verdict: 'allowed', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: Number(req.headers['content-length'] ?? 0), bytesOut: Number(ures.headers['content-length'] ?? 0), http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent } }),
@@ -322,67 +335,98 @@ export class Sidecar implements Component {
       this.record({ traceId: ZERO_TRACE, requestIndex: 0, hop: 'client-sidecar', source: this.self(), destination: dest(''), sni: '', verdict: 'error', reason: `no healthy endpoint for upstream ${name}`, intentionId: '', startTime: start, durationMs: 0, bytesIn: 0, bytesOut: 0 });
       return;
     }
-    const ep = up.endpoints[entry.rr++ % up.endpoints.length];
-    const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
-    let traceId = ZERO_TRACE;
-    let identityError: string | undefined;
-    const server = tls.connect({
-      host: ep.host,
-      port: ep.port,
-      servername: ep.sni,
-      secureContext: this.secureContext,
-      session: this.sessions.get(sessionKey),
-      minVersion: 'TLSv1.3',
-      checkServerIdentity: (_host, cert) => {
-        const got = spiffeOf(cert);
-        if (got !== ep.spiffeId) {
-          identityError = `upstream presented ${got ?? 'no SPIFFE ID'}, expected ${ep.spiffeId}`;
-          return new Error(identityError);
-        }
-        return undefined;
-      },
-    });
-    this.sockets.add(server);
-    const contextAtDial = this.secureContext;
-    server.on('session', (session: Buffer) => {
-      if (this.secureContext === contextAtDial) this.sessions.set(sessionKey, session);
-    });
-    server.on('keylog', (line) => {
-      if (traceId === ZERO_TRACE) traceId = traceIdFromKeylog(line) ?? ZERO_TRACE;
-    });
-    let ok = false;
-    let failure: string | undefined;
-    server.once('secureConnect', () => {
-      ok = true;
-      splice(client, server);
-    });
-    server.once('error', (err) => {
-      failure = identityError ?? describeTlsError(err);
-      client.destroy();
-    });
-    server.once('close', () => {
-      this.sockets.delete(server);
-      if (!ok) client.destroy();
-      this.record({
-        traceId,
-        requestIndex: 0,
-        hop: 'client-sidecar',
-        source: this.self(),
-        destination: dest(ep.spiffeId),
-        sni: ep.sni,
-        verdict: ok && !failure ? 'allowed' : ok ? 'error' : identityError ? 'denied' : 'error',
-        reason: failure ?? (ok ? 'connected' : 'connection closed during handshake (refused by the destination)'),
-        intentionId: '',
-        startTime: start,
-        durationMs: Date.now() - start,
-        bytesIn: server.bytesRead,
-        bytesOut: server.bytesWritten,
+    // The endpoints as they are now: a push while this call fails over does not reshuffle it.
+    const endpoints = up.endpoints;
+    const first = entry.rr++;
+    const refused: string[] = [];
+    const attempt = (k: number): void => {
+      const ep = endpoints[(first + k) % endpoints.length];
+      const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
+      let traceId = ZERO_TRACE;
+      let identityError: string | undefined;
+      const server = tls.connect({
+        host: ep.host,
+        port: ep.port,
+        servername: ep.sni,
+        secureContext: this.secureContext,
+        session: this.sessions.get(sessionKey),
+        minVersion: 'TLSv1.3',
+        checkServerIdentity: (_host, cert) => {
+          const got = spiffeOf(cert);
+          if (got !== ep.spiffeId) {
+            identityError = `upstream presented ${got ?? 'no SPIFFE ID'}, expected ${ep.spiffeId}`;
+            return new Error(identityError);
+          }
+          return undefined;
+        },
       });
-    });
+      this.sockets.add(server);
+      const contextAtDial = this.secureContext;
+      server.on('session', (session: Buffer) => {
+        if (this.secureContext === contextAtDial) this.sessions.set(sessionKey, session);
+      });
+      server.on('keylog', (line) => {
+        if (traceId === ZERO_TRACE) traceId = traceIdFromKeylog(line) ?? ZERO_TRACE;
+      });
+      let tcpConnected = false;
+      let retried = false;
+      server.once('connect', () => (tcpConnected = true));
+      let ok = false;
+      let failure: string | undefined;
+      server.once('secureConnect', () => {
+        ok = true;
+        splice(client, server);
+      });
+      server.once('error', (err: Error & { code?: string }) => {
+        // Nothing reached that endpoint (its process is gone, its port closed): the caller's bytes are
+        // still unread, so the next endpoint can take the call before a push says this one is dead.
+        if (!tcpConnected && k + 1 < endpoints.length && !client.destroyed) {
+          retried = true;
+          refused.push(`${ep.host}:${ep.port} (${err.code ?? err.message})`);
+          this.log.warn('upstream endpoint refused the connection; trying the next', { upstream: name, endpoint: `${ep.host}:${ep.port}`, error: err.code ?? err.message });
+          attempt(k + 1);
+          return;
+        }
+        failure = identityError ?? describeTlsError(err);
+        client.destroy();
+      });
+      server.once('close', () => {
+        this.sockets.delete(server);
+        if (retried) return;
+        if (!ok) client.destroy();
+        const reason = failure ?? (ok ? 'connected' : 'connection closed during handshake (refused by the destination)');
+        this.record({
+          traceId,
+          requestIndex: 0,
+          hop: 'client-sidecar',
+          source: this.self(),
+          destination: dest(ep.spiffeId),
+          sni: ep.sni,
+          verdict: ok && !failure ? 'allowed' : ok ? 'error' : identityError ? 'denied' : 'error',
+          reason: refused.length ? `${reason}, after ${refused.join(', ')} refused` : reason,
+          intentionId: '',
+          startTime: start,
+          durationMs: Date.now() - start,
+          bytesIn: server.bytesRead,
+          bytesOut: server.bytesWritten,
+        });
+      });
+    };
+    attempt(0);
   }
 }
 
 /** Pipes both ways with backpressure; an end or error on one side ends the other. */
+/** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
+
+function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((f) => f.trim()));
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
+  return out;
+}
+
 function splice(a: net.Socket, b: net.Socket): void {
   a.pipe(b);
   b.pipe(a);
@@ -406,6 +450,7 @@ function describeTlsError(err: Error & { code?: string }): string {
   const code = err.code ?? '';
   if (/CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code + err.message)) return 'no client certificate';
   if (/CERT_HAS_EXPIRED/.test(code + err.message)) return 'certificate has expired';
-  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNKNOWN_CA|unknown ca|CERT_UNTRUSTED|UNABLE_TO_GET_ISSUER/.test(code + err.message)) return 'certificate not signed by a trusted root';
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNKNOWN_CA|unknown ca|CERT_UNTRUSTED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE/.test(code + err.message)) return 'certificate not signed by a trusted root';
+  if (/CERT_NOT_YET_VALID/.test(code + err.message)) return 'certificate is not valid yet';
   return err.message;
 }

@@ -2,7 +2,7 @@
 // script (guards, index, tables, change stream); every replica follows the stream into its own
 // in-memory view, and reloads a full snapshot when the stream no longer holds what it needs.
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { conflict, ErrorCodes, IsthmusError } from '../../core/errors.js';
 import type { Change, CommitResult, RedisStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
 import { Tables, TablesView, checkOps } from '../memory/index.js';
@@ -117,7 +117,9 @@ export class RedisStore extends TablesView implements Store {
 
   async start(): Promise<void> {
     const common = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: (n: number) => Math.min(100 * n, 2000) };
-    this.cmd = new Redis(this.opts.redisUrl, { ...common, commandTimeout: 2000 }) as Cmds;
+    // A commit is not idempotent (it takes a new index): one that went unanswered is never sent again
+    // behind the caller's back after a reconnect; the caller hears that its outcome is unknown.
+    this.cmd = new Redis(this.opts.redisUrl, { ...common, commandTimeout: 2000, autoResendUnfulfilledCommands: false }) as Cmds;
     this.reader = new Redis(this.opts.redisUrl, { ...common });
     for (const c of [this.cmd, this.reader]) c.on('error', () => {});
     this.cmd.defineCommand('isthmusCommit', { numberOfKeys: 0, lua: COMMIT });
@@ -135,6 +137,10 @@ export class RedisStore extends TablesView implements Store {
     }
     this.running = true;
     this.readLoop = this.follow();
+    // Back from a Redis outage: take the lease again now rather than at the next renewal tick.
+    this.cmd.on('ready', () => {
+      if (this.running) void this.renewLease();
+    });
     await this.renewLease();
     this.leaseTimer = setInterval(() => void this.renewLease(), RENEW_MS);
     this.leaseTimer.unref();
@@ -168,11 +174,25 @@ export class RedisStore extends TablesView implements Store {
     checkOps(ops);
     const args: (string | number)[] = [this.prefix, this.opts.streamMaxLen ?? 100_000, ops.length];
     for (const op of ops) args.push(op.table, op.key, op.op, op.ifIndex === undefined ? '' : String(op.ifIndex), op.op === 'put' ? JSON.stringify(op.value) : '');
+    // Not connected: the commit is refused before anything is sent.
+    if (this.cmd.status !== 'ready') {
+      throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `Redis at ${redactUrl(this.opts.redisUrl)} is unreachable (connection ${this.cmd.status}); nothing was written`);
+    }
     let res: [string, string | number];
     try {
       res = await this.cmd.isthmusCommit(...args);
     } catch (err) {
-      throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `Redis is unavailable; nothing was written: ${(err as Error).message}`, { cause: err });
+      // Refusals Redis answers before running any script (out of memory, a replica, still loading...).
+      if (err instanceof ReplyError && /^(OOM|READONLY|LOADING|MASTERDOWN|BUSY|NOAUTH|NOPERM|WRONGPASS|MISCONF|CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/.test((err as Error).message)) {
+        throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `Redis refused the write; nothing was written: ${(err as Error).message}`, { cause: err });
+      }
+      // Otherwise it was sent and no clear answer came back (Redis died or hung mid-command): the
+      // outcome is unknown, and only a read can tell.
+      throw new IsthmusError(
+        ErrorCodes.STORE_UNAVAILABLE,
+        `Redis did not answer the write (${(err as Error).message}); it was applied whole or not at all: read it back before retrying`,
+        { cause: err },
+      );
     }
     if (res[0] === 'conflict') throw conflict(String(res[1]));
     const index = Number(res[1]);
