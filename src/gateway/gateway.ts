@@ -9,7 +9,7 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from './accepted-socket.js';
+import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';

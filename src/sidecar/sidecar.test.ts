@@ -219,4 +219,42 @@ describe('Sidecar', () => {
     await waitFlows(flows, 1);
     expect(flows.find((f) => f.hop === 'client-sidecar')).toMatchObject({ verdict: 'denied', reason: expect.stringContaining('expected spiffe://') });
   });
+
+  it('keeps one service as an upstream in two DCs apart: each listener reaches its own DC, and each goes with its upstream', async () => {
+    const p = await pki();
+    const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+    const policy = { intentions: [intention('web', 'api', { Action: 'allow' })], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+    const servers: Record<string, Sidecar> = {};
+    for (const dc of ['dc2', 'dc3']) {
+      // Each DC's app says which DC it is on the first byte it gets.
+      const app = net.createServer((s) => s.once('data', () => s.end(dc)));
+      await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+      stops.push(() => new Promise<void>((r) => app.close(() => r())));
+      servers[dc] = new Sidecar({
+        config: {
+          service: svc('api'), leaf: await p.leaf('api'), bundle: { roots: [p.root.certPem], chain: p.chain },
+          inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'tcp' },
+          upstreams: [], policy,
+        },
+        onFlow: () => {},
+      });
+      await servers[dc].start();
+      stops.push(() => servers[dc].stop());
+    }
+    const upstream = (dc: string) => ({ name: 'api', namespace: 'default', datacenter: dc, localBindHost: '127.0.0.1', localBindPort: 0, endpoints: [{ host: '127.0.0.1', port: servers[dc].inboundPort, sni: `api.default.${dc}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` }] });
+    const web = new Sidecar({ config: { service: svc('web'), leaf: await p.leaf('web'), bundle: { roots: [p.root.certPem], chain: p.chain }, upstreams: [upstream('dc2'), upstream('dc3')], policy }, onFlow: () => {} });
+    await web.start();
+    stops.push(() => web.stop());
+    const [p2, p3] = [web.upstreamPort('api', 'dc2'), web.upstreamPort('api', 'dc3')];
+    expect(p2).toBeGreaterThan(0);
+    expect(p3).toBeGreaterThan(0);
+    expect(p2).not.toBe(p3);
+    expect((await tcpExchange(p2, 'x')).got).toBe('dc2');
+    expect((await tcpExchange(p3, 'x')).got).toBe('dc3');
+    await web.update({ upstreams: [upstream('dc3')] });
+    expect(web.upstreamPort('api', 'dc2')).toBe(0);
+    expect((await tcpExchange(p3, 'x')).got).toBe('dc3');
+    const refused = await new Promise<string>((r) => net.connect(p2, '127.0.0.1').once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).once('connect', () => r('connected')));
+    expect(refused).toBe('ECONNREFUSED');
+  });
 });

@@ -6,11 +6,13 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import { readingInto } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
 import { compileIntentions, parseSpiffeId, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { spiffeOf, traceIdFromKeylog } from './identity.js';
+import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
 
 export interface SidecarEndpoint {
   host: string;
@@ -74,7 +76,10 @@ export class Sidecar implements Component {
   private config: SidecarConfig;
   private matcher: CompiledIntentions;
   private inbound: tls.Server | undefined;
-  private readonly outbound = new Map<string, { server: net.Server; rr: number }>();
+  /** Local listeners by upstreamKey(): one service may be an upstream in several DCs. */
+  private readonly outbound = new Map<string, { server: net.Server; rr: number; name: string }>();
+  /** One read buffer for every relayed connection of this sidecar. */
+  private readonly readBuffer = new ReadBuffer();
   private readonly sockets = new Set<net.Socket>();
   private readonly log: Logger;
   private appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
@@ -98,8 +103,12 @@ export class Sidecar implements Component {
     return this.config.upstreams;
   }
 
-  upstreamPort(name: string): number {
-    return (this.outbound.get(name)?.server.address() as net.AddressInfo | null)?.port ?? 0;
+  /** Port of the local listener of upstream `name` (of `datacenter`, when one service is an upstream in several). */
+  upstreamPort(name: string, datacenter?: string): number {
+    for (const [key, o] of this.outbound) {
+      if (o.name === name && (datacenter === undefined || key.endsWith(`@${datacenter}`))) return (o.server.address() as net.AddressInfo | null)?.port ?? 0;
+    }
+    return 0;
   }
 
   /** True once every listener is bound. */
@@ -137,11 +146,11 @@ export class Sidecar implements Component {
       this.inbound?.setSecureContext(this.contextOptions());
     }
     if (next.upstreams) {
-      for (const u of next.upstreams) if (!this.outbound.has(u.name)) await this.startUpstream(u);
-      for (const [name, o] of this.outbound) {
-        if (!next.upstreams.some((u) => u.name === name)) {
+      for (const u of next.upstreams) if (!this.outbound.has(upstreamKey(u))) await this.startUpstream(u);
+      for (const [key, o] of this.outbound) {
+        if (!next.upstreams.some((u) => upstreamKey(u) === key)) {
           o.server.close();
-          this.outbound.delete(name);
+          this.outbound.delete(key);
         }
       }
     }
@@ -200,7 +209,8 @@ export class Sidecar implements Component {
 
   private async startInbound(cfg: SidecarInbound): Promise<void> {
     const traces = new WeakMap<tls.TLSSocket, string>();
-    const server = tls.createServer({ ...this.contextOptions(), requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000 });
+    // No Nagle delay on any hop: a proxy's small writes (a request, an answer) go out at once.
+    const server = tls.createServer({ ...this.contextOptions(), noDelay: true, requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000 });
     server.on('keylog', (line, sock) => {
       if (!traces.has(sock)) {
         const t = traceIdFromKeylog(line);
@@ -256,7 +266,8 @@ export class Sidecar implements Component {
         l7.emit('connection', sock);
         return;
       }
-      const app = net.connect({ host: cfg.localAppHost, port: cfg.localAppPort });
+      const appTarget = new RelayTarget();
+      const app: net.Socket = net.connect({ host: cfg.localAppHost, port: cfg.localAppPort, noDelay: true, onread: relayRead(this.readBuffer, appTarget, () => app) });
       this.sockets.add(app);
       let failed = false;
       app.once('error', (err) => {
@@ -264,7 +275,7 @@ export class Sidecar implements Component {
         this.log.warn('local app unreachable', { error: err.message });
         sock.destroy();
       });
-      splice(sock, app);
+      relay(sock, undefined, app, appTarget);
       sock.once('close', () => {
         this.sockets.delete(app);
         this.record({ ...base, requestIndex: 0, verdict: failed ? 'error' : 'allowed', reason: failed ? 'local application unreachable' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten });
@@ -317,14 +328,23 @@ export class Sidecar implements Component {
   // ---- outbound ----
 
   private async startUpstream(u: SidecarUpstream): Promise<void> {
-    const entry = { server: net.createServer((client) => this.dial(u.name, client)), rr: 0 };
+    const key = upstreamKey(u);
+    // Accepted paused: the caller's bytes wait until the upstream is connected, then are read
+    // through the shared buffer (readingInto moves the handle into a socket with an onread).
+    const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+      const target = new RelayTarget();
+      const client: net.Socket | undefined = readingInto(accepted, relayRead(this.readBuffer, target, () => client));
+      if (client) this.dial(key, client, target);
+    });
+    const entry = { server, rr: 0, name: u.name };
     await listen(entry.server, u.localBindHost, u.localBindPort);
-    this.outbound.set(u.name, entry);
+    this.outbound.set(key, entry);
   }
 
-  private dial(name: string, client: net.Socket): void {
-    const up = this.config.upstreams.find((x) => x.name === name);
-    const entry = this.outbound.get(name);
+  private dial(key: string, client: net.Socket, clientTarget: RelayTarget): void {
+    const up = this.config.upstreams.find((x) => upstreamKey(x) === key);
+    const entry = this.outbound.get(key);
+    const name = entry?.name ?? key;
     const start = Date.now();
     this.sockets.add(client);
     client.once('close', () => this.sockets.delete(client));
@@ -344,13 +364,16 @@ export class Sidecar implements Component {
       const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
       let traceId = ZERO_TRACE;
       let identityError: string | undefined;
-      const server = tls.connect({
+      const serverTarget = new RelayTarget();
+      // (Node's tls.connect takes `onread` since v15.1; its type here lacks it.)
+      const options: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
         host: ep.host,
         port: ep.port,
         servername: ep.sni,
         secureContext: this.secureContext,
         session: this.sessions.get(sessionKey),
         minVersion: 'TLSv1.3',
+        onread: relayRead(this.readBuffer, serverTarget, () => server),
         checkServerIdentity: (_host, cert) => {
           const got = spiffeOf(cert);
           if (got !== ep.spiffeId) {
@@ -359,7 +382,9 @@ export class Sidecar implements Component {
           }
           return undefined;
         },
-      });
+      };
+      const server: tls.TLSSocket = tls.connect(options);
+      server.setNoDelay(true);
       this.sockets.add(server);
       const contextAtDial = this.secureContext;
       server.on('session', (session: Buffer) => {
@@ -375,7 +400,7 @@ export class Sidecar implements Component {
       let failure: string | undefined;
       server.once('secureConnect', () => {
         ok = true;
-        splice(client, server);
+        relay(client, clientTarget, server, serverTarget);
       });
       server.once('error', (err: Error & { code?: string }) => {
         // Nothing reached that endpoint (its process is gone, its port closed): the caller's bytes are
@@ -416,7 +441,6 @@ export class Sidecar implements Component {
   }
 }
 
-/** Pipes both ways with backpressure; an end or error on one side ends the other. */
 /** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
 
@@ -427,13 +451,9 @@ function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
   return out;
 }
 
-function splice(a: net.Socket, b: net.Socket): void {
-  a.pipe(b);
-  b.pipe(a);
-  a.once('error', () => b.destroy());
-  b.once('error', () => a.destroy());
-  a.once('close', () => b.destroy());
-  b.once('close', () => a.destroy());
+/** An upstream's identity among a sidecar's: the same service may be an upstream in several DCs. */
+function upstreamKey(u: SidecarUpstream): string {
+  return `${u.namespace}/${u.name}@${u.datacenter}`;
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<void> {

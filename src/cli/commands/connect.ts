@@ -64,7 +64,7 @@ export const connectProxy: Command = {
             sidecar = s;
             io.out(`==> Sidecar for ${cfg.service.name} (${cfg.service.id}) running as ${cfg.leaf.spiffeId}`);
             if (cfg.inbound) io.out(`    inbound: ${cfg.inbound.bindHost}:${sidecar.inboundPort} -> ${cfg.inbound.localAppHost}:${cfg.inbound.localAppPort} (${cfg.inbound.protocol})`);
-            for (const u of cfg.upstreams) io.out(`    upstream ${u.name}: ${u.localBindHost}:${sidecar.upstreamPort(u.name)} (${u.endpoints.length} endpoint(s))`);
+            for (const u of cfg.upstreams) io.out(`    upstream ${u.name}: ${u.localBindHost}:${sidecar.upstreamPort(u.name, u.datacenter)} (${u.endpoints.length} endpoint(s))`);
             ready();
           } else {
             await sidecar.update(cfg);
@@ -117,5 +117,5 @@ export const connectProxy: Command = {
 };
 
 function sidecarUpstreams(s: Sidecar): { name: string; host: string; port: number }[] {
-  return s.upstreams().map((u) => ({ name: u.name, host: u.localBindHost, port: s.upstreamPort(u.name) }));
+  return s.upstreams().map((u) => ({ name: u.name, host: u.localBindHost, port: s.upstreamPort(u.name, u.datacenter) }));
 }

@@ -1,6 +1,6 @@
 // Node reads an accepted connection into a fresh 64 KiB buffer per read; `onread` (a caller's buffer,
-// no stream machinery per chunk) exists only for sockets the caller creates. So the gateway takes
-// each accepted handle from its listener itself and wraps it in a net.Socket that has an `onread`:
+// no stream machinery per chunk) exists only for sockets the caller creates. So the gateway and the
+// sidecar take each accepted handle from the listener and wrap it in a net.Socket that has an `onread`:
 // Node's own accept path would build a socket only to be thrown away. Both rest on Node internals
 // (`_handle`, its `onconnection`), checked at run time, with a fallback that needs only `_handle`.
 import net from 'node:net';
