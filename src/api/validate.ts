@@ -37,7 +37,7 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.out
 export async function readJson(c: Context): Promise<unknown> {
   const text = (await readText(c)).trim();
   if (text === '') return undefined;
-  if (deeperThan(text, MAX_BODY_DEPTH)) throw invalid([{ Field: 'body', Message: `nested deeper than ${MAX_BODY_DEPTH} levels` }]);
+  if (mayNestDeeperThan(text, MAX_BODY_DEPTH) && deeperThan(text, MAX_BODY_DEPTH)) throw invalid([{ Field: 'body', Message: `nested deeper than ${MAX_BODY_DEPTH} levels` }]);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -61,10 +61,25 @@ export async function readText(c: Context): Promise<string> {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   const len = Number((incoming ? incoming.headers['content-length'] : c.req.header('content-length')) ?? '0');
   if (len > MAX_BODY_BYTES) throw tooLarge();
-  // Served by Node: read the request stream itself, so a body is cut off at the bound (not
-  // buffered whole first) and a sender that dribbles is timed out. In app.request() there is no stream.
+  // Served by Node and still arriving: read the request stream itself, so a body is cut off at the
+  // bound (not buffered whole first) and a sender that dribbles is timed out. In app.request()
+  // there is no stream.
   const stream = incoming && typeof incoming.on === 'function' && !incoming.readableDidRead;
-  const raw = stream ? await readBounded(incoming) : await c.req.text();
+  let raw: string;
+  if (!stream || incoming.complete) raw = await c.req.text();
+  // With a length: hono's reader, bounded in time by the slowest pace that length allows.
+  else if (incoming.headers['content-length'] !== undefined) {
+    const started = Date.now();
+    const pace = { deadline: started + BODY_GRACE_MS + (len * 1000) / BODY_MIN_BYTES_PER_SECOND, timeout: () => refuseSlowBody(incoming, pace, len, started) };
+    watchPace(pace);
+    try {
+      raw = await c.req.text();
+    } finally {
+      reading.delete(pace);
+    }
+  }
+  // Chunked: read here, cut off at the bound and paced chunk by chunk.
+  else raw = await readBounded(incoming);
   if (raw.length > MAX_BODY_BYTES) throw tooLarge();
   return raw;
 }
@@ -73,20 +88,51 @@ function tooLarge(): IsthmusError {
   return new IsthmusError(ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${MAX_BODY_BYTES} bytes`);
 }
 
+/**
+ * Bodies being read, each with the moment it is too slow; one sweep a second times them out (a
+ * timer per request would cost more than reading a small body does).
+ */
+const reading = new Set<{ deadline: number; timeout(): void }>();
+let sweep: NodeJS.Timeout | undefined;
+
+function watchPace(read: { deadline: number; timeout(): void }): void {
+  reading.add(read);
+  sweep ??= setInterval(() => {
+    const now = Date.now();
+    for (const r of reading) if (now > r.deadline) r.timeout();
+    if (reading.size === 0) {
+      clearInterval(sweep);
+      sweep = undefined;
+    }
+  }, 1000).unref();
+}
+
+/**
+ * A body of known length that has not arrived by its deadline: the 408 goes out on the socket at
+ * once and the request is ended with the same error, which the pending read then answers with
+ * (into a closed connection). Nothing else is set up per request for the pace.
+ */
+function refuseSlowBody(incoming: IncomingMessage, pace: { deadline: number }, len: number, started: number): void {
+  reading.delete(pace as { deadline: number; timeout(): void });
+  const err = new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body of ${len} bytes not received in ${Date.now() - started} ms (after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`);
+  const body = JSON.stringify({ Error: err.code, Message: err.message });
+  incoming.socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  incoming.destroy(err);
+}
+
 /** The body of a Node request, refused past MAX_BODY_BYTES or when it comes in slower than the minimum rate. */
 function readBounded(incoming: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      const deadline = started + BODY_GRACE_MS + (size * 1000) / BODY_MIN_BYTES_PER_SECOND;
-      timer = setTimeout(onTimeout, Math.max(0, deadline - Date.now()));
+    const pace = {
+      deadline: started + BODY_GRACE_MS,
+      timeout: () =>
+        done(new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`)),
     };
     const done = (err: IsthmusError | undefined, text?: string) => {
-      clearTimeout(timer);
+      reading.delete(pace);
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onClose);
@@ -102,19 +148,26 @@ function readBounded(incoming: IncomingMessage): Promise<string> {
       size += b.length;
       if (size > MAX_BODY_BYTES) return done(tooLarge());
       chunks.push(b);
-      arm();
+      pace.deadline = started + BODY_GRACE_MS + (size * 1000) / BODY_MIN_BYTES_PER_SECOND;
     };
-    const onEnd = () => done(undefined, Buffer.concat(chunks, size).toString('utf8'));
+    const onEnd = () => done(undefined, (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)).toString('utf8'));
     const onClose = () => done(invalid([{ Field: 'body', Message: 'the connection closed before the body was complete' }]));
-    const onTimeout = () =>
-      done(new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`));
     incoming.on('data', onData);
     incoming.on('end', onEnd);
     incoming.on('error', onClose);
     incoming.on('close', onClose);
-    arm();
     if (incoming.readableEnded) onEnd();
+    else watchPace(pace);
   });
+}
+
+/** False when the text has too few brackets to nest deeper than `limit` (found natively, most bodies have a handful). */
+function mayNestDeeperThan(text: string, limit: number): boolean {
+  let n = 0;
+  for (const open of ['{', '[']) {
+    for (let i = text.indexOf(open); i !== -1; i = text.indexOf(open, i + 1)) if (++n > limit) return true;
+  }
+  return false;
 }
 
 /** True when brackets outside strings nest deeper than `limit` (checked before parsing, so nothing recurses on it). */
