@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { api, runCli, startCli, tempDir } from '../../test/harness/server-process.js';
 import { freePortOn } from '../../test/harness/regions.js';
+import { until as waitUntil } from '../../test/harness/until.js';
 
 export type ProcKind = 'server' | 'gateway' | 'sidecar' | 'app';
 
@@ -127,20 +128,7 @@ export async function stopEverything(): Promise<void> {
   for (const d of dataDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> => waitUntil(what, f, ms, 200);
 
 async function cli(name: string, dc: string, kind: ProcKind, args: string[], ready: RegExp): Promise<SoakProc> {
   const p = await startCli(args, ready);

@@ -3,6 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { ErrorCodes, type ErrorCode } from './errors.js';
 
 const cache = new Map<string, grpc.ServiceClientConstructor>();
 
@@ -50,4 +51,22 @@ export function tolerantService(def: grpc.ServiceDefinition): grpc.ServiceDefini
     };
   }
   return out;
+}
+
+/** The gRPC status an error code answers with on every listener (details lead with the code itself). */
+const GRPC_STATUS_OF: Partial<Record<ErrorCode, grpc.status>> = {
+  [ErrorCodes.INVALID]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCodes.PERMISSION_DENIED]: grpc.status.PERMISSION_DENIED,
+  [ErrorCodes.ACL_NOT_FOUND]: grpc.status.PERMISSION_DENIED,
+  [ErrorCodes.NOT_FOUND]: grpc.status.NOT_FOUND,
+  [ErrorCodes.CONFLICT]: grpc.status.ABORTED,
+  [ErrorCodes.PAYLOAD_TOO_LARGE]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
+  [ErrorCodes.PRIMARY_UNREACHABLE]: grpc.status.UNAVAILABLE,
+  [ErrorCodes.STORE_UNAVAILABLE]: grpc.status.UNAVAILABLE,
+};
+
+/** `{ code, details }` for an error code and its message: `details` is "<code>: <message>". */
+export function grpcStatusOf(code: ErrorCode, message: string): { code: grpc.status; details: string } {
+  return { code: GRPC_STATUS_OF[code] ?? grpc.status.INTERNAL, details: `${code}: ${message}` };
 }

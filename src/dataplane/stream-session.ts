@@ -4,7 +4,7 @@
 // flow records it reports checked and stored.
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCodes, isIsthmusError, type ErrorCode } from '../core/errors.js';
-import { MalformedMessage } from '../core/proto.js';
+import { grpcStatusOf, MalformedMessage } from '../core/proto.js';
 import type { Store, Change } from '../store/index.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -14,16 +14,6 @@ import type { WireFlow } from './proto.js';
 /** Records one flow batch may hold: a client sends at most this many in one message. */
 export const MAX_FLOW_BATCH = 1000;
 
-/** The gRPC status a refusal ends the stream with; the code itself leads the details. */
-const GRPC_STATUS: Partial<Record<ErrorCode, grpc.status>> = {
-  [ErrorCodes.INVALID]: grpc.status.INVALID_ARGUMENT,
-  [ErrorCodes.PERMISSION_DENIED]: grpc.status.PERMISSION_DENIED,
-  [ErrorCodes.ACL_NOT_FOUND]: grpc.status.PERMISSION_DENIED,
-  [ErrorCodes.NOT_FOUND]: grpc.status.NOT_FOUND,
-  [ErrorCodes.CONFLICT]: grpc.status.ALREADY_EXISTS,
-  [ErrorCodes.PAYLOAD_TOO_LARGE]: grpc.status.RESOURCE_EXHAUSTED,
-  [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
-};
 
 export interface SessionMessage<H> {
   hello?: H;
@@ -145,7 +135,7 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     this.deps.log.warn(`${this.spec.kind} stream refused`, { code, error: message });
     try {
       this.call.write({ version: 0, error: message, errorCode: code } as C);
-      this.call.emit('error', { code: GRPC_STATUS[code] ?? grpc.status.INTERNAL, details: `${code}: ${message}` });
+      this.call.emit('error', grpcStatusOf(code, message));
     } catch {
       // The stream is gone already.
     }

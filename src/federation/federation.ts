@@ -15,7 +15,7 @@ import type { CaRoot, CertificateAuthority } from '../ca/index.js';
 import { newKeyPem, publicKeyPemOf } from '../ca/index.js';
 import type { Change, Store, StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { MalformedMessage, tolerantService } from '../core/proto.js';
+import { grpcStatusOf, MalformedMessage, tolerantService } from '../core/proto.js';
 import { computeExport, diffExport, exportOps, localGateways, type ExportState } from './catalog-export.js';
 import { checkJoin, encodeJoinToken, newSecret, secretHash, type JoinToken, type StoredJoinToken } from './join-token.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
@@ -101,20 +101,11 @@ export type ForwardHandler = (req: { method: string; path: string; body: string;
 
 const CATALOG_TABLES = new Set([SERVICES, CHECKS, NODES]);
 const VIEW_TABLES = new Set([FED_MEMBERS, FED_PEERS, FED_SERVICES, FED_STATE, SERVICES, CHECKS]);
-const ERROR_TO_GRPC: Partial<Record<ErrorCode, grpc.status>> = {
-  [ErrorCodes.INVALID]: grpc.status.INVALID_ARGUMENT,
-  [ErrorCodes.PERMISSION_DENIED]: grpc.status.PERMISSION_DENIED,
-  [ErrorCodes.NOT_FOUND]: grpc.status.NOT_FOUND,
-  [ErrorCodes.CONFLICT]: grpc.status.ABORTED,
-  [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
-  [ErrorCodes.PRIMARY_UNREACHABLE]: grpc.status.UNAVAILABLE,
-  [ErrorCodes.STORE_UNAVAILABLE]: grpc.status.UNAVAILABLE,
-};
 
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   const code = isIsthmusError(err) ? err.code : ErrorCodes.INTERNAL;
   const message = isIsthmusError(err) ? err.message : 'internal error';
-  return { code: ERROR_TO_GRPC[code] ?? grpc.status.INTERNAL, details: `${code}: ${message}` };
+  return grpcStatusOf(code, message);
 }
 
 /** Our error back from a gRPC status: the code we sent in details, or one that fits the status. */

@@ -9,23 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, runCli, startCli } from '../harness/server-process.js';
 import { freePortOn, startFederation, startGateway, type Federation3 } from '../harness/regions.js';
+import { until } from '../harness/until.js';
 
 type Proc = Awaited<ReturnType<typeof startCli>>;
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** One HTTP GET through a local upstream port; resolves with the body, or the error's code. */
 function call(port: number, host = '127.0.1.1'): Promise<{ ok: boolean; body: string }> {

@@ -1,5 +1,5 @@
-// Clocks minutes apart: dc1 (primary, 127.0.7.1) on true time, every process of dc2 (127.0.8.1)
-// three minutes ahead and every process of dc3 (127.0.9.1) three minutes behind, by libfaketime.
+// Clocks minutes apart: dc1 (primary, 127.0.14.1) on true time, every process of dc2 (127.0.15.1)
+// three minutes ahead and every process of dc3 (127.0.16.1) three minutes behind, by libfaketime.
 // The promises: certificate validity is still judged right. Each DC's leaves, and the intermediates
 // the primary signed for it, are accepted by every other DC's sidecars and federation listener
 // (links up, calls succeed in all nine directions through the skewed gateways), while a certificate
@@ -15,7 +15,7 @@ import { freePortOn, startFederation, type Federation3, type RegionProcs } from 
 import { api } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
 
-const HOSTS = ['127.0.7.1', '127.0.8.1', '127.0.9.1'];
+const HOSTS = ['127.0.14.1', '127.0.15.1', '127.0.16.1'];
 const DCS = ['dc1', 'dc2', 'dc3'] as const;
 const SKEW = { dc1: 0, dc2: 180_000, dc3: -180_000 };
 const ENV = { dc2: skewedClock('+3m'), dc3: skewedClock('-3m') };

@@ -1,4 +1,4 @@
-// A server on `--store redis` (its own redis-server on 127.0.7.1, AOF on, never the shared one)
+// A server on `--store redis` (its own redis-server on 127.0.17.1, AOF on, never the shared one)
 // while Redis fails under a load of writes: killed with SIGKILL and started again, then hung
 // (SIGSTOP) and resumed. The promises: while Redis is gone every write answers 503 with a JSON error
 // naming the cause (at once when it is unreachable, within the command timeout when it hangs) and
@@ -12,7 +12,7 @@ import { startRedis, type RedisProc } from '../harness/redis-process.js';
 import { api, startServer, tempDir, type ServerProcess } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
 
-const HOST = '127.0.7.1';
+const HOST = '127.0.17.1';
 const DC = 'faults-redis';
 
 interface Write {

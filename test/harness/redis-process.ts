@@ -44,9 +44,10 @@ export async function startRedis(host: string, port: number): Promise<RedisProc>
   let child: ChildProcess | undefined;
   let out = '';
   const launch = async () => {
-    // everysec is enough against a process kill: Redis write()s the AOF before it replies, so the bytes
-    // of every acknowledged command are in the kernel already.
-    const c = spawn(REDIS_SERVER, ['--bind', host, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--protected-mode', 'no', '--loglevel', 'warning'], {
+    // always: with everysec, Redis postpones its AOF write() by up to 2 s while an fsync is slow (a busy
+    // disk, as under a full test run) and still answers meanwhile, so a kill -9 then loses writes it
+    // acknowledged. Isthmus promises only what the store it is given keeps.
+    const c = spawn(REDIS_SERVER, ['--bind', host, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'no', '--loglevel', 'warning'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     c.stdout!.on('data', (d) => (out += d));

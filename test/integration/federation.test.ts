@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { loadRegionConfig } from '../../src/config/index.js';
 import { startRegion, type Region } from '../../src/region/index.js';
 import { WanLink } from '../harness/wan-link.js';
+import { until } from '../harness/until.js';
 
 const HB = 300;
 
@@ -34,20 +35,6 @@ async function api(r: Region, method: string, path: string, body?: unknown) {
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
 
-async function until<T>(what: string, f: () => T | Promise<T>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function tokenFor(primary: Region, dc: string): Promise<string> {
   const r = await api(primary, 'POST', '/v1/federation/token', { Datacenter: dc });

@@ -11,6 +11,7 @@ import { startRegion, type Region } from '../../src/region/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { createRoot, signLeaf } from '../../src/ca/index.js';
 import { federationService, type FederationClient, type PeerMessage } from '../../src/federation/proto.js';
+import { until } from '../harness/until.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -31,20 +32,7 @@ export async function region(dc: string, host: string, flags: Record<string, str
   return startRegion({ ...config, dataDir: undefined }, { heartbeatMs: 300, processMetrics: false, logger: silentLogger });
 }
 
-export async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until };
 
 export async function http(base: string, method: string, path: string, body?: unknown, token?: string) {
   const headers: Record<string, string> = {};
