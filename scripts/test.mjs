@@ -24,30 +24,22 @@ function findFiles(dir, pattern, out = []) {
   return out;
 }
 
-function ensureChromium() {
-  if (existsSync('/usr/bin/chromium')) return;
-  console.log('== Installing Chromium from Debian packages (browser tests need it)');
+/** Installs a Debian package when `path` (a file it brings) is missing, for `tests`; exits if it cannot. */
+function ensureDebianPackage(pkg, path, tests) {
+  if (existsSync(path)) return;
+  console.log(`== Installing ${pkg} from Debian packages (${tests} need it)`);
   const sudo = process.getuid && process.getuid() !== 0 ? ['sudo'] : [];
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const apt = (a) => (sudo.length ? run('sudo', ['apt-get', ...a], { env }) : run('apt-get', a, { env }));
-  if (apt(['update', '-qq']) !== 0 || apt(['install', '-y', '-qq', 'chromium']) !== 0) {
-    console.error('Error: could not install chromium (apt-get install chromium); the browser tests cannot run.');
+  if (apt(['update', '-qq']) !== 0 || apt(['install', '-y', '-qq', pkg]) !== 0) {
+    console.error(`Error: could not install ${pkg} (apt-get install ${pkg}); ${tests} cannot run.`);
     process.exit(1);
   }
 }
 
+const ensureChromium = () => ensureDebianPackage('chromium', '/usr/bin/chromium', 'the browser tests');
 // The fault suite skews one DC's clock with libfaketime (Debian's faketime package).
-function ensureFaketime() {
-  if (existsSync('/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1')) return;
-  console.log('== Installing faketime from Debian packages (the clock-skew fault tests need it)');
-  const sudo = process.getuid && process.getuid() !== 0 ? ['sudo'] : [];
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const apt = (a) => (sudo.length ? run('sudo', ['apt-get', ...a], { env }) : run('apt-get', a, { env }));
-  if (apt(['update', '-qq']) !== 0 || apt(['install', '-y', '-qq', 'faketime']) !== 0) {
-    console.error('Error: could not install faketime (apt-get install faketime); the clock-skew fault tests cannot run.');
-    process.exit(1);
-  }
-}
+const ensureFaketime = () => ensureDebianPackage('faketime', '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', 'the clock-skew fault tests');
 
 if (findFiles(join(root, 'test'), /\.browser\.test\.ts$/).length > 0) ensureChromium();
 if (existsSync(join(root, 'test', 'faults'))) ensureFaketime();
