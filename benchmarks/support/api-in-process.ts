@@ -3,9 +3,7 @@
 // does not drown the difference). Prints ns per request (best of 5 alternating runs).
 // Run: node --import tsx benchmarks/support/api-in-process.ts
 import { Registry } from 'prom-client';
-import { createApi } from '../../src/api/index.js';
-import { silentLogger } from '../../src/telemetry/index.js';
-import { bareAuthorizeApp, startAuthorizeRegion } from './authorize-region.js';
+import { bareAuthorizeApp, createApi, silentLogger, startAuthorizeRegion } from './authorize-region.js';
 
 const { region, config } = await startAuthorizeRegion({ processMetrics: false });
 // The same parts as the region's own app, on a registry of its own (metric names are per registry).

@@ -1,9 +1,23 @@
 // What the authorize benchmarks compare: a dev region holding 1,001 intentions for `api` (so the
-// decision is not trivially the default) and a bare hono handler for the same route.
+// decision is not trivially the default) and a bare hono handler for the same route. The region is
+// the build in dist/ (what `isthmus server` runs), not the sources through tsx: tsx's esbuild names
+// every function it creates (`__name`, a defineProperty per closure made), a cost the build does
+// not have and the bare handler, made once, does not pay.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
-import { loadRegionConfig } from '../../src/config/index.js';
-import { startRegion, type Region } from '../../src/region/index.js';
-import { silentLogger } from '../../src/telemetry/index.js';
+import type * as ApiModule from '../../src/api/index.js';
+import type * as ConfigModule from '../../src/config/index.js';
+import type * as RegionModule from '../../src/region/index.js';
+import type { Region } from '../../src/region/index.js';
+import type * as TelemetryModule from '../../src/telemetry/index.js';
+
+const dist = (path: string) => new URL(`../../dist/${path}`, import.meta.url);
+if (!existsSync(fileURLToPath(dist('region/index.js')))) throw new Error('dist/ is missing: run `npm run build` first');
+const { loadRegionConfig } = (await import(dist('config/index.js').href)) as typeof ConfigModule;
+const { startRegion } = (await import(dist('region/index.js').href)) as typeof RegionModule;
+export const { silentLogger } = (await import(dist('telemetry/index.js').href)) as typeof TelemetryModule;
+export const { createApi } = (await import(dist('api/index.js').href)) as typeof ApiModule;
 
 export async function startAuthorizeRegion(opts: { processMetrics?: boolean } = {}): Promise<{ region: Region; config: ReturnType<typeof loadRegionConfig> }> {
   const config = loadRegionConfig({ mode: 'dev', env: {}, flags: { 'http-addr': '127.0.0.1:0', 'grpc-addr': '127.0.0.1:0' } });
