@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { median } from './support/http-load.js';
 import { haveHaproxy, haveNginx, startBackend, startHaproxy, startNginxRouter, writeBackendCerts } from './support/tls-proxies.js';
 import { runWrkTls, type TlsLoadOptions } from './support/wrk-tls.js';
+import { jsonChild } from './support/json-child.js';
 
 const TD = 'bench.isthmus';
 const SNI = `api.default.dc1.internal.${TD}`;
@@ -69,19 +70,6 @@ async function listening(port: number, what: string): Promise<void> {
   }
 }
 
-function jsonChild(args: string[]): Promise<{ proc: ChildProcess; info: Record<string, number> }> {
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(proc);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ proc, info: JSON.parse(line) });
-    });
-    proc.once('exit', (c) => reject(new Error(`${args.join(' ')} exited ${c}`)));
-  });
-}
 
 /** The pid and all its descendants (nginx workers, gateway workers). */
 function tree(pid: number): number[] {
@@ -157,7 +145,7 @@ async function startRouter(name: string, tag: string): Promise<Path> {
     const workers = gatewayWorkers.find((w) => gatewayName(w) === name) ?? 1;
     const spec = { trustDomain: TD, services: { api: backendPorts.resumable, full: backendPorts.full }, workers };
     const nodeArgs = process.env.BENCH_GATEWAY_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const gw = await jsonChild([...nodeArgs, here('./support/gateway-process.mjs'), String(port), JSON.stringify(spec)]);
+    const gw = await jsonChild(children, process.execPath, [...nodeArgs, here('./support/gateway-process.mjs'), String(port), JSON.stringify(spec)]);
     return { name, port, fullPort: port, pid: gw.info.pid };
   }
   const proc = name === 'haproxy' ? startHaproxy(dir, port, routes, `haproxy-${tag}`) : startNginxRouter(dir, port, routes, `nginx-${tag}`);
@@ -249,7 +237,7 @@ if (idleCount > 0) {
     const p = await startRouter(n, 'idle');
     await new Promise((r) => setTimeout(r, 1000));
     const before = rssKB(p.pid!);
-    const client = await jsonChild(['--import', 'tsx', here('./support/idle-tls.ts'), '127.0.0.1', String(p.port), String(idleCount), SNI]);
+    const client = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/idle-tls.ts'), '127.0.0.1', String(p.port), String(idleCount), SNI]);
     await new Promise((r) => setTimeout(r, 3000));
     const after = rssKB(p.pid!);
     const mb = (after - before) / 1024;

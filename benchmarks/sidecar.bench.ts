@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
+import { jsonChild } from './support/json-child.js';
 import { hasWrk, runWrk } from './support/wrk.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -17,19 +18,6 @@ const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-bench-'));
 const children: ChildProcess[] = [];
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
-function child(cmd: string, args: string[]): Promise<{ proc: ChildProcess; info: Record<string, number> }> {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(proc);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ proc, info: JSON.parse(line) });
-    });
-    proc.once('exit', (c) => reject(new Error(`${cmd} exited ${c}`)));
-  });
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -51,8 +39,8 @@ function rssKB(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-const app = await child(process.execPath, ['--import', 'tsx', here('./support/http-app.ts')]);
-const pair = await child(process.execPath, ['--import', 'tsx', here('./support/sidecar-pair.ts'), String(app.info.port), dir]);
+const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/http-app.ts')]);
+const pair = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/sidecar-pair.ts'), String(app.info.port), dir]);
 
 const haveHaproxy = spawnSync('haproxy', ['-v']).status === 0;
 let haproxyPort = 0;

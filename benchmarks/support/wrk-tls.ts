@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseWrk } from './wrk.js';
 
 export interface TlsLoadOptions {
   /** Server name sent in the ClientHello (and the Host header). */
@@ -20,15 +21,8 @@ export interface TlsLoadOptions {
   headers?: Record<string, string>;
 }
 
-export interface TlsLoadResult {
-  requests: number;
-  errors: number;
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Response bytes (headers and bodies) per second, in MB (10^6). */
-  mbPerSec: number;
-}
+/** What wrk reported, with the response bytes per second in MB (10^6). */
+export type TlsLoadResult = ReturnType<typeof parseWrk>;
 
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-wrk-tls-'));
 let scripts = 0;
@@ -50,22 +44,5 @@ export function runWrkTls(o: TlsLoadOptions): TlsLoadResult {
   const r = spawnSync('wrk', args, { encoding: 'utf8' });
   const out = r.stdout ?? '';
   if (!/Requests\/sec/.test(out)) throw new Error(`wrk ${args.join(' ')} failed: ${out}${r.stderr ?? ''}`);
-  const ms = (re: RegExp) => {
-    const m = re.exec(out);
-    if (!m) return 0;
-    const v = Number(m[1]);
-    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
-  };
-  const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
-  const unit = transfer ? { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'] : 0;
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
-    errors: non2xx + (errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-    p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
-    p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
-    mbPerSec: transfer ? (Number(transfer[1]) * unit) / 1e6 : 0,
-  };
+  return parseWrk(out);
 }

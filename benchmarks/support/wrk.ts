@@ -21,13 +21,19 @@ export function runWrk(opts: LoadOptions): LoadResult {
   const pinned = spawnSync('taskset', ['-c', '1', 'true']).status === 0 && process.env.BENCH_NO_PIN !== '1';
   const args = ['-t1', `-c${opts.connections ?? 32}`, `-d${Math.round((opts.durationMs ?? 3000) / 1000)}s`, '--latency', '-s', script, opts.url];
   const r = pinned ? spawnSync('taskset', ['-c', '1', 'wrk', ...args], { encoding: 'utf8' }) : spawnSync('wrk', args, { encoding: 'utf8' });
-  const out = r.stdout;
+  return parseWrk(r.stdout);
+}
+
+/** What wrk's `--latency` output says: requests, errors (non-2xx and socket errors), req/s, p50/p99, throughput. */
+export function parseWrk(out: string): LoadResult & { mbPerSec: number } {
   const ms = (re: RegExp) => {
     const m = re.exec(out);
     if (!m) return 0;
     const v = Number(m[1]);
     return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
   };
+  const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
+  const unit = transfer ? { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'] : 0;
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   return {
@@ -36,5 +42,6 @@ export function runWrk(opts: LoadOptions): LoadResult {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
     p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
     p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
+    mbPerSec: transfer ? (Number(transfer[1]) * unit) / 1e6 : 0,
   };
 }

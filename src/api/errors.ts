@@ -1,4 +1,6 @@
 // The one place errors become HTTP answers. Unknown errors are a 500 that says nothing internal.
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Context } from 'hono';
 import { ErrorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 
@@ -44,4 +46,13 @@ export function errorBody(err: unknown): { status: number; body: ErrorBody } {
 export function respondError(c: Context, err: unknown): Response {
   const { status, body } = errorBody(err);
   return c.json(body, status as 400);
+}
+
+/**
+ * Answers on the raw connection, before or instead of the app (a request Node's parser refused, a
+ * body that stopped coming): the same JSON error every other refusal has, then the connection closes.
+ */
+export function endWithError(socket: Duplex, status: number, code: ErrorCode, message: string): void {
+  const body = JSON.stringify({ Error: code, Message: message });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

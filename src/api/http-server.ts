@@ -6,6 +6,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import type { ApiEnv } from './env.js';
+import { endWithError } from './errors.js';
 
 export interface HttpListener {
   /** host:port actually bound (port 0 resolved). */
@@ -28,14 +29,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const [status, reason, code, message] =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'Request Header Fields Too Large', ErrorCodes.PAYLOAD_TOO_LARGE, 'the request head is larger than the server takes (16 KiB)']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', ErrorCodes.REQUEST_TIMEOUT, `the request was not received in time (head within ${HEADERS_TIMEOUT_MS / 1000} s, whole request within ${REQUEST_TIMEOUT_MS / 1000} s)`]
-        : [400, 'Bad Request', ErrorCodes.INVALID, `not an HTTP/1.1 request the server can read (${err.code ?? 'parse error'})`];
-  const body = JSON.stringify({ Error: code, Message: message });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  if (err.code === 'HPE_HEADER_OVERFLOW') endWithError(socket, 431, ErrorCodes.PAYLOAD_TOO_LARGE, 'the request head is larger than the server takes (16 KiB)');
+  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') endWithError(socket, 408, ErrorCodes.REQUEST_TIMEOUT, `the request was not received in time (head within ${HEADERS_TIMEOUT_MS / 1000} s, whole request within ${REQUEST_TIMEOUT_MS / 1000} s)`);
+  else endWithError(socket, 400, ErrorCodes.INVALID, `not an HTTP/1.1 request the server can read (${err.code ?? 'parse error'})`);
 }
 
 /** Binds first (so the advertised address is known before the parts that publish it are built). */

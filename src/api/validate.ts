@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { invalid, IsthmusError, ErrorCodes, type Violation } from '../core/errors.js';
+import { endWithError } from './errors.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 /** Deepest nesting a body may have; the deepest shape the API takes (an intention's header match) is 6. */
@@ -70,7 +71,7 @@ export async function readText(c: Context): Promise<string> {
   // With a length: hono's reader, bounded in time by the slowest pace that length allows.
   else if (incoming.headers['content-length'] !== undefined) {
     const started = Date.now();
-    const pace = { deadline: started + BODY_GRACE_MS + (len * 1000) / BODY_MIN_BYTES_PER_SECOND, timeout: () => refuseSlowBody(incoming, pace, len, started) };
+    const pace: PacedRead = { deadline: started + BODY_GRACE_MS + (len * 1000) / BODY_MIN_BYTES_PER_SECOND, timeout: () => refuseSlowBody(incoming, pace, len, started) };
     watchPace(pace);
     try {
       raw = await c.req.text();
@@ -92,10 +93,15 @@ function tooLarge(): IsthmusError {
  * Bodies being read, each with the moment it is too slow; one sweep a second times them out (a
  * timer per request would cost more than reading a small body does).
  */
-const reading = new Set<{ deadline: number; timeout(): void }>();
+interface PacedRead {
+  /** When the body is too slow (ms since the epoch); moved on as bytes arrive. */
+  deadline: number;
+  timeout(): void;
+}
+const reading = new Set<PacedRead>();
 let sweep: NodeJS.Timeout | undefined;
 
-function watchPace(read: { deadline: number; timeout(): void }): void {
+function watchPace(read: PacedRead): void {
   reading.add(read);
   sweep ??= setInterval(() => {
     const now = Date.now();
@@ -112,11 +118,10 @@ function watchPace(read: { deadline: number; timeout(): void }): void {
  * once and the request is ended with the same error, which the pending read then answers with
  * (into a closed connection). Nothing else is set up per request for the pace.
  */
-function refuseSlowBody(incoming: IncomingMessage, pace: { deadline: number }, len: number, started: number): void {
-  reading.delete(pace as { deadline: number; timeout(): void });
+function refuseSlowBody(incoming: IncomingMessage, pace: PacedRead, len: number, started: number): void {
+  reading.delete(pace);
   const err = new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body of ${len} bytes not received in ${Date.now() - started} ms (after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`);
-  const body = JSON.stringify({ Error: err.code, Message: err.message });
-  incoming.socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  endWithError(incoming.socket, 408, err.code, err.message);
   incoming.destroy(err);
 }
 
@@ -126,7 +131,7 @@ function readBounded(incoming: IncomingMessage): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     const started = Date.now();
-    const pace = {
+    const pace: PacedRead = {
       deadline: started + BODY_GRACE_MS,
       timeout: () =>
         done(new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`)),

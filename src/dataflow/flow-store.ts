@@ -76,20 +76,7 @@ export const DEFAULT_FLOW_CAPACITY = 100_000;
 export const LATE_MS = 60_000;
 
 /** A filter with the alias names folded in and the limit settled. */
-export interface NormalFilter {
-  traceId?: string;
-  service?: string;
-  source?: string;
-  destination?: string;
-  dc?: string;
-  verdict?: FlowVerdict;
-  hop?: FlowHop;
-  since?: number;
-  until?: number;
-  limit: number;
-  after?: string;
-  before?: string;
-}
+export type NormalFilter = Omit<FlowFilter, 'limit' | 'trace' | 'from' | 'to'> & { limit: number };
 
 export function normalizeFilter(f: FlowFilter): NormalFilter {
   const bad = (['since', 'until'] as const).filter((k) => f[k] !== undefined && (typeof f[k] !== 'number' || Number.isNaN(f[k])));

@@ -20,23 +20,13 @@ export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | '
   logLevel?: LogLevel;
 }
 
-/** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON). */
-export interface GatewayWorkerConfig {
-  id: string;
-  dc: string;
-  host: string;
-  port: number;
+/** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON): the gateway's own settings. */
+export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections'> & {
   routes?: GatewayRoutes;
-  helloTimeoutMs?: number;
-  maxHelloBytes?: number;
-  idleTimeoutMs?: number;
-  connectTimeoutMs?: number;
-  maxAttempts?: number;
-  maxConnections?: number;
   logLevel?: LogLevel;
   /** Send flow records to the primary (only when someone there wants them). */
   flows: boolean;
-}
+};
 
 export type GatewayWorkerMessage =
   | { type: 'isthmus:gateway:listening'; port: number }
