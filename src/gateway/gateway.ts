@@ -10,6 +10,7 @@ import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
+import { writeDirect, Written } from '../core/direct-write.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
@@ -264,6 +265,8 @@ class GatewayConnection {
   private upstreamBuf: Buffer | undefined;
   private clientBuf: Buffer | undefined;
   private upstreamPaused = false;
+  /** Set by forward(): its write waits for the destination to drain. */
+  private waiting = false;
   /** Bytes moved since the last idle sweep; sweeps in a row that saw none. */
   private active = false;
   private idleSweeps = 0;
@@ -308,8 +311,8 @@ class GatewayConnection {
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
-      this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
-      return !up.writableNeedDrain;
+      this.clientBuf = this.forward(up, chunk, buf, this.clientBuf, this.afterUpstreamWrite);
+      return !this.waiting && !up.writableNeedDrain;
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
     return false;
@@ -319,26 +322,44 @@ class GatewayConnection {
 
   /**
    * Writes `chunk` (read into `buf`) to `dest`; returns the buffer for this direction's next read
-   * (undefined: the shared one).
+   * (undefined: the shared one). Sets `waiting` when the write has to wait for `dest` to drain: the
+   * caller stops reading this direction until `after` runs.
    */
-  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined): Buffer | undefined {
+  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined, after: (err: Error | null) => void): Buffer | undefined {
+    this.waiting = false;
     if (buf !== own) {
-      dest.write(Buffer.from(chunk));
+      // The shared buffer is the next read target of every connection: what is written is a copy.
+      this.send(dest, Buffer.from(chunk), undefined, after);
       return chunk.length >= BULK_READ || ++this.sharedReads > 2 * SHARED_READS ? this.gw.takeReadBuffer() : undefined;
     }
-    if (chunk.length < BULK_READ) {
-      dest.write(chunk);
-      // A write not finished at once still holds this buffer: read the next bytes into another.
-      return dest.writableLength > 0 ? this.gw.takeReadBuffer() : own;
+    // The connection's own buffer, written from without a copy: the next read goes into another one
+    // while a write still holds it, and it is given back once that write is done.
+    return this.send(dest, chunk, own, after) ? own : this.gw.takeReadBuffer();
+  }
+
+  /**
+   * Straight to the handle when the socket can take it (see direct-write.ts), else through its
+   * stream. True when `data` is free again at once; `own` (a read buffer) is given back when a write
+   * that held it is done.
+   */
+  private send(dest: net.Socket, data: Buffer, own: Buffer | undefined, after: (err: Error | null) => void): boolean {
+    const written = writeDirect(dest, data, own ? (err) => (this.gw.giveReadBuffer(own), after(err)) : after);
+    if (written === Written.Done) return true;
+    if (written === Written.Pending) {
+      this.waiting = true;
+      return false;
     }
-    // A big write may wait in the queue: the buffer it holds is given back once it is done.
+    if (!own || data.length < BULK_READ) {
+      dest.write(data);
+      return dest.writableLength === 0;
+    }
     let held = false;
-    dest.write(chunk, () => {
+    dest.write(data, () => {
       if (held) this.gw.giveReadBuffer(own);
     });
-    if (dest.writableLength === 0) return own;
+    if (dest.writableLength === 0) return true;
     held = true;
-    return this.gw.takeReadBuffer();
+    return false;
   }
 
   /**
@@ -548,6 +569,16 @@ class GatewayConnection {
     this.client.resume();
   };
 
+  /** A write to the upstream that had to wait is done (on failure the upstream is destroyed by then). */
+  private readonly afterUpstreamWrite = (err: Error | null): void => {
+    if (!err && !this.client.destroyed) this.client.resume();
+  };
+
+  /** A write to the client that had to wait is done. */
+  private readonly afterClientWrite = (err: Error | null): void => {
+    if (!err) this.onClientDrain();
+  };
+
   private readonly onClientEnd = (): void => {
     this.upstream?.end();
   };
@@ -559,8 +590,8 @@ class GatewayConnection {
     this.active = true;
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
-    this.upstreamBuf = this.forward(client, (buf as Buffer).subarray(0, n), buf, this.upstreamBuf);
-    if (client.writableNeedDrain) {
+    this.upstreamBuf = this.forward(client, (buf as Buffer).subarray(0, n), buf, this.upstreamBuf, this.afterClientWrite);
+    if (this.waiting || client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;
     }

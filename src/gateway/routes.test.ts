@@ -46,12 +46,18 @@ describe('gateway routes', () => {
     expect(new RouteTable(input({ serverAddresses: [] })).resolve(`server.dc1.${TD}`)).toMatchObject({ ok: false, reason: expect.stringContaining('no server federation address') });
   });
 
-  it('sends another DC\'s names (service or server) to that DC\'s gateways in their order', () => {
+  it('sends another DC\'s names (service or server) to that DC\'s gateways, each first in turn, the other after it', () => {
     const t = new RouteTable(input());
-    for (const sni of [`api.default.dc2.internal.${TD}`, `v1.x.y.dc2.internal.${TD}`, `server.dc2.${TD}`]) {
-      expect(targets(t, sni)).toEqual(['127.0.2.1:8443', '127.0.2.2:8443']);
-      expect(t.resolve(sni)).toMatchObject({ ok: true, hop: 'gateway-egress' });
+    const seen: string[][] = [];
+    for (const sni of [`api.default.dc2.internal.${TD}`, `v1.x.y.dc2.internal.${TD}`, `server.dc2.${TD}`, `api.default.dc2.internal.${TD}`]) {
+      const d = t.resolve(sni);
+      expect(d).toMatchObject({ ok: true, hop: 'gateway-egress' });
+      seen.push(d.ok ? d.targets.map((x) => `${x.host}:${x.port}`) : []);
     }
+    // One rotation per remote DC, whatever the name: connections alternate between its two gateways,
+    // and each keeps the other to fail over to.
+    expect(seen.map((s) => s[0])).toEqual(['127.0.2.1:8443', '127.0.2.2:8443', '127.0.2.1:8443', '127.0.2.2:8443']);
+    for (const s of seen) expect([...s].sort()).toEqual(['127.0.2.1:8443', '127.0.2.2:8443']);
     expect(t.resolve(`api.default.dc2.internal.${TD}`)).toMatchObject({ route: 'api.default.dc2' });
   });
 

@@ -1,6 +1,6 @@
 // A gateway's routing table, rebuilt whole on every configuration push and swapped in at once:
-// a name for this DC goes to a healthy local sidecar (round robin) or server, a name for another DC
-// to that DC's gateways (in the order to try them), and anything else nowhere.
+// a name for this DC goes to a healthy local sidecar or server, a name for another DC to that DC's
+// gateways (each round robin, the rest after it to fail over to), and anything else nowhere.
 import type { FlowHop } from '../dataflow/index.js';
 import { parseSni, type SniName } from './sni.js';
 
@@ -20,7 +20,7 @@ export interface GatewayLocalService {
 
 export interface GatewayRemoteDc {
   dc: string;
-  /** host:port of that DC's gateways' WAN listeners, in the order to try them. */
+  /** host:port of that DC's gateways' WAN listeners (connections are spread over them). */
   gateways: string[];
 }
 
@@ -104,7 +104,7 @@ export class RouteTable {
     if (name.dc !== this.dc) {
       const gateways = this.remotes.get(name.dc);
       if (!gateways) return { ok: false, reason: `no gateway known for datacenter ${name.dc}`, name };
-      return { ok: true, hop: 'gateway-egress', route: routeLabel(name), name, targets: gateways };
+      return { ok: true, hop: 'gateway-egress', route: routeLabel(name), name, targets: this.rotate(`dc:${name.dc}`, gateways) };
     }
     if (name.kind === 'server') {
       if (this.servers.length === 0) return { ok: false, reason: `no server federation address known in ${this.dc}`, name };
