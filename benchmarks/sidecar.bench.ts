@@ -1,7 +1,9 @@
 // The sidecar pair (client sidecar -> mTLS -> server sidecar -> app) beside app-direct and the same
 // path through HAProxy (Debian's haproxy: mTLS origination and termination with the same
 // certificates, tcp mode, one thread), in one run with alternating rounds. Reports keep-alive
-// requests/s with p50/p99, new mTLS connections/s, and RSS per 1,000 idle connections.
+// requests/s with p50/p99 (32 connections: the proxies saturated, so latency there is mostly queueing),
+// latency of one connection's requests one after another (what a hop adds to a call when it is not
+// queued), new mTLS connections/s, and RSS per 1,000 idle connections.
 // Targets: pair >= 1.0x HAProxy's requests/s; added p50 < 0.3 ms per hop; < 8 MB per 1,000 idle.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -85,8 +87,8 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const ms = Number(process.env.BENCH_MS ?? 3000);
 // The proxy's own CPU per keep-alive request: independent of what else shares the cores.
 const pids: Record<string, number> = { isthmus: pair.info.pid, ...(haveHaproxy ? { haproxy: haproxyPid } : {}) };
-const res: Record<string, { rps: number[]; p50: number[]; p99: number[]; conns: number[]; cpuUs: number[]; errors: number }> = {};
-for (const k of Object.keys(paths)) res[k] = { rps: [], p50: [], p99: [], conns: [], cpuUs: [], errors: 0 };
+const res: Record<string, { rps: number[]; p50: number[]; p99: number[]; p50One: number[]; p99One: number[]; conns: number[]; cpuUs: number[]; errors: number }> = {};
+for (const k of Object.keys(paths)) res[k] = { rps: [], p50: [], p99: [], p50One: [], p99One: [], conns: [], cpuUs: [], errors: 0 };
 for (const [, port] of Object.entries(paths)) await load({ url: `http://127.0.0.1:${port}/`, durationMs: 1000 });
 for (let r = 0; r < rounds; r++) {
   for (const [name, port] of Object.entries(paths)) {
@@ -97,6 +99,10 @@ for (let r = 0; r < rounds; r++) {
     res[name].p50.push(ka.p50Ms);
     res[name].p99.push(ka.p99Ms);
     res[name].errors += ka.errors;
+    const one = await load({ url: `http://127.0.0.1:${port}/`, durationMs: ms, connections: 1 });
+    res[name].p50One.push(one.p50Ms);
+    res[name].p99One.push(one.p99Ms);
+    res[name].errors += one.errors;
     const nc = await load({ url: `http://127.0.0.1:${port}/`, durationMs: ms, connections: 16, headers: { Connection: 'close' } });
     res[name].conns.push(nc.rps);
   }
@@ -122,16 +128,17 @@ if (haveHaproxy) idle.haproxy = +(await idleCost(haproxyPort, haproxyPid)).toFix
 
 const summary: Record<string, unknown> = {};
 for (const [k, v] of Object.entries(res)) {
-  summary[k] = { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), newConnsPerSec: Math.round(median(v.conns)), ...(v.cpuUs.length ? { cpuUsPerRequest: +median(v.cpuUs).toFixed(1) } : {}), errors: v.errors, ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}) };
+  summary[k] = { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), oneConnection: { p50Ms: +median(v.p50One).toFixed(3), p99Ms: +median(v.p99One).toFixed(3) }, newConnsPerSec: Math.round(median(v.conns)), ...(v.cpuUs.length ? { cpuUsPerRequest: +median(v.cpuUs).toFixed(1) } : {}), errors: v.errors, ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}) };
 }
-const s = summary as Record<string, { rps: number; p50Ms: number; newConnsPerSec: number; cpuUsPerRequest: number }>;
+const s = summary as Record<string, { rps: number; p50Ms: number; oneConnection: { p50Ms: number }; newConnsPerSec: number; cpuUsPerRequest: number }>;
+const addedOne = (k: string) => +((s[k].oneConnection.p50Ms - s.direct.oneConnection.p50Ms) / 2).toFixed(3);
 console.log(JSON.stringify({
   name: 'sidecar',
   loadGenerator: useWrk ? 'wrk' : 'node',
   rounds,
   ...summary,
   ratios: haveHaproxy
-    ? { rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3), newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3), cpuPerRequestVsHaproxy: +(s.isthmus.cpuUsPerRequest / s.haproxy.cpuUsPerRequest).toFixed(3), addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3) }
-    : { addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3) },
+    ? { rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3), newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3), cpuPerRequestVsHaproxy: +(s.isthmus.cpuUsPerRequest / s.haproxy.cpuUsPerRequest).toFixed(3), addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3), addedP50PerHopMsOneConnection: addedOne('isthmus'), haproxyAddedP50PerHopMsOneConnection: addedOne('haproxy') }
+    : { addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3), addedP50PerHopMsOneConnection: addedOne('isthmus') },
 }));
 process.exit(0);

@@ -1,9 +1,17 @@
 // Benchmark child: a client sidecar and a server sidecar (real mTLS, real certificates) in front of
 // an HTTP app given as argv[2]; prints the client sidecar's upstream port as JSON and the PEMs used.
-import { writeFileSync } from 'node:fs';
+// The sidecars are the build in dist/ (what `isthmus connect proxy` runs; `npm run build` first),
+// not the sources through tsx, whose output names every closure it makes, per connection here.
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../../src/ca/index.js';
-import { Sidecar } from '../../src/sidecar/index.js';
+import { fileURLToPath } from 'node:url';
+import type * as CaModule from '../../src/ca/index.js';
+import type * as SidecarModule from '../../src/sidecar/index.js';
+
+const dist = (path: string) => new URL(`../../dist/${path}`, import.meta.url);
+if (!existsSync(fileURLToPath(dist('sidecar/index.js')))) throw new Error('dist/ is missing: run `npm run build` first');
+const { createRoot, newKeyPem, signCa, signLeaf } = (await import(dist('ca/index.js').href)) as typeof CaModule;
+const { Sidecar } = (await import(dist('sidecar/index.js').href)) as typeof SidecarModule;
 
 const appPort = Number(process.argv[2]);
 const outDir = process.argv[3];
