@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
-import { Sidecar, type SidecarConfig } from './sidecar.js';
+import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig } from './sidecar.js';
 
 const TD = 'test.isthmus';
 const stops: (() => Promise<void> | void)[] = [];
@@ -185,6 +185,16 @@ describe('Sidecar', () => {
     expect(seen['x-caller']).toBe('passed on');
     expect(seen['x-caller-hop']).toBeUndefined();
     expect(seen.connection).not.toMatch(/close/);
+    // A caller keeping its connection hears the sidecar's own idle timeout, not Node's 5 s.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const kept = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/', agent }, (r) => {
+        r.resume();
+        r.on('end', () => resolve(r));
+      }).on('error', reject);
+    });
+    agent.destroy();
+    expect(kept.headers['keep-alive']).toBe(`timeout=${HTTP_IDLE_TIMEOUT_MS / 1000}`);
   });
 
   it('refuses a caller whose certificate comes from another CA', async () => {
