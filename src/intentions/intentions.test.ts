@@ -2,7 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
 import { AUDIT_TABLE } from '../core/audit.js';
 import { Intentions } from './intentions.js';
-import { precedence } from './model.js';
+import { intentionBody, precedence, type Intention } from './model.js';
+import { INTENTIONS_TABLE } from './intentions.js';
+import { until } from '../../test/harness/until.js';
 
 const actor = { accessorId: 'acc-1', description: 'tester', dc: 'dc1' };
 const TD = 'td.isthmus';
@@ -88,6 +90,69 @@ describe('Intentions', () => {
     expect(h({ 'x-env': 'prod' })).toBe(true);
     expect(h({ 'x-env': 'prod', 'x-debug': '1' })).toBe(false);
     expect(h({ 'x-env': 'dev' })).toBe(false);
+  });
+
+  it('matches PathRegex and header Regex in RE2 syntax against the whole value, as Consul (Envoy) does', async () => {
+    const { intentions } = await setup(false);
+    await intentions.upsertExact('web', 'api', {
+      Permissions: [
+        { Action: 'allow', HTTP: { PathRegex: '(?i)/api/v[0-9]+/users/[^/]+' } },
+        { Action: 'allow', HTTP: { PathPrefix: '/h', Header: [{ Name: 'x-version', Regex: 'v[0-9]+' }] } },
+      ],
+    }, actor);
+    const req = (path: string, headers: Record<string, string> = {}) => intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path, headers }).allowed;
+    expect(req('/api/v2/users/bob')).toBe(true);
+    expect(req('/API/V2/users/bob')).toBe(true); // RE2's (?i), which JavaScript's RegExp refuses
+    expect(req('/api/v2/users/bob/orders')).toBe(false); // the whole path, not a part of it
+    expect(req('/x/api/v2/users/bob')).toBe(false);
+    expect(req('/h', { 'x-version': 'v12' })).toBe(true);
+    expect(req('/h', { 'x-version': 'xv12y' })).toBe(false);
+  });
+
+  it('decides in linear time on patterns a backtracking engine never finishes', async () => {
+    const { intentions } = await setup(true);
+    await intentions.upsertExact('web', 'api', {
+      Permissions: [
+        { Action: 'deny', HTTP: { PathRegex: '/(a+)+b' } },
+        { Action: 'deny', HTTP: { PathRegex: '.*.*.*x' } },
+        { Action: 'allow', HTTP: { PathPrefix: '/' } },
+      ],
+    }, actor);
+    // JavaScript's RegExp takes 2^40 steps on the first path and about an hour on the second.
+    const slow1 = '/' + 'a'.repeat(40) + '!';
+    const slow2 = '/' + 'a'.repeat(16_000);
+    const req = (path: string) => intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path, headers: {} }).allowed;
+    expect(req(slow1)).toBe(true);
+    expect(req(slow2)).toBe(true);
+    expect(req('/aaab')).toBe(false);
+    expect(req(slow2 + 'x')).toBe(false);
+  });
+
+  it('refuses a pattern that is not RE2 (lookarounds, backreferences) in a body, naming its field', () => {
+    const issues = (body: unknown) => {
+      const r = intentionBody.safeParse(body);
+      return r.success ? [] : r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    };
+    expect(issues({ Permissions: [{ Action: 'allow', HTTP: { PathRegex: '/(?=admin)' } }] })).toEqual([
+      { path: 'Permissions.0.HTTP.PathRegex', message: expect.stringMatching(/not a valid RE2 regular expression.*\(\?=/) },
+    ]);
+    expect(issues({ Permissions: [{ Action: 'allow', HTTP: { Header: [{ Name: 'x', Regex: '(a)\\1' }] } }] })).toEqual([
+      { path: 'Permissions.0.HTTP.Header.0.Regex', message: expect.stringContaining('\\1') },
+    ]);
+    expect(issues({ Permissions: [{ Action: 'allow', HTTP: { PathRegex: '(?i)/api/v[0-9]+' } }] })).toEqual([]);
+  });
+
+  it('denies every request a permission with a pattern that is not RE2 reaches (one stored before the check)', async () => {
+    const { intentions, store } = await setup(true);
+    await intentions.upsertExact('web', 'api', { Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }, actor);
+    // As if written by a version that took JavaScript patterns: straight into the store.
+    const [{ key, value: stored }] = store.list<Intention>(INTENTIONS_TABLE);
+    await store.commit([{ op: 'put', table: INTENTIONS_TABLE, key, value: { ...stored, Permissions: [{ Action: 'allow', HTTP: { PathRegex: '/(?!admin).*' } }, { Action: 'allow', HTTP: { PathPrefix: '/' } }] } }]);
+    await until('the stored pattern to be compiled', () => intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path: '/x', headers: {} }).allowed === false);
+    expect(intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path: '/admin', headers: {} }).allowed).toBe(false);
+    // Other intentions still compile and decide.
+    await intentions.upsertExact('batch', 'api', { Action: 'allow' }, actor);
+    await until('batch => api to be allowed', () => intentions.authorize(uri('batch'), { name: 'api' }).allowed);
   });
 
   it('refuses invalid intentions naming every field, and writes nothing', async () => {

@@ -2,6 +2,7 @@
 // first on ties), regexes compiled once, and a decision cache per source/destination pair.
 // Sidecars compile the set they are pushed with the same code.
 import type { HeaderMatch, Intention, Permission } from './model.js';
+import { fullMatch } from './regex.js';
 
 export interface HttpRequestInfo {
   method: string;
@@ -42,7 +43,8 @@ function headerValue(h: HttpRequestInfo['headers'], name: string): string | unde
 }
 
 function compileHeader(m: HeaderMatch): (r: HttpRequestInfo) => boolean {
-  const re = m.Regex !== undefined ? new RegExp(m.Regex) : undefined;
+  // The whole value must match, as with Envoy's header `safe_regex_match`.
+  const re = m.Regex !== undefined ? fullMatch(m.Regex) : undefined;
   const base = (r: HttpRequestInfo) => {
     const v = headerValue(r.headers, m.Name);
     if (m.Present !== undefined) return (v !== undefined) === m.Present;
@@ -50,20 +52,33 @@ function compileHeader(m: HeaderMatch): (r: HttpRequestInfo) => boolean {
     if (m.Exact !== undefined) return v === m.Exact;
     if (m.Prefix !== undefined) return v.startsWith(m.Prefix);
     if (m.Suffix !== undefined) return v.endsWith(m.Suffix);
-    if (re) return re.test(v);
+    if (re) return re(v);
     return false;
   };
   return m.Invert ? (r) => !base(r) : base;
 }
 
+/**
+ * A permission whose pattern is not RE2 (stored before patterns were checked as RE2, or replicated
+ * from a server that did not check) cannot say what it matches: it denies every request that reaches
+ * it, rather than let through what it may have been written to stop.
+ */
 function compilePermission(p: Permission): CompiledPermission {
+  try {
+    return compileChecks(p);
+  } catch {
+    return { action: 'deny', test: () => true };
+  }
+}
+
+function compileChecks(p: Permission): CompiledPermission {
   const tests: ((r: HttpRequestInfo) => boolean)[] = [];
   const h = p.HTTP;
   if (h?.PathExact !== undefined) tests.push((r) => r.path === h.PathExact);
   if (h?.PathPrefix !== undefined) tests.push((r) => r.path.startsWith(h.PathPrefix!));
   if (h?.PathRegex !== undefined) {
-    const re = new RegExp(`^(?:${h.PathRegex})$`);
-    tests.push((r) => re.test(r.path));
+    const re = fullMatch(h.PathRegex);
+    tests.push((r) => re(r.path));
   }
   if (h?.Methods?.length) {
     const set = new Set(h.Methods);

@@ -1,5 +1,6 @@
 // The intention model in Consul's shape, its validation (every violation with its field path), and precedence.
 import { z } from 'zod';
+import { regexError } from './regex.js';
 
 export const NAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
@@ -42,14 +43,11 @@ const nameOrWildcard = (what: string) =>
 
 const nsOrWildcard = (what: string) => z.string().refine((v) => v === '' || v === '*' || NAME_RE.test(v), `${what} must be "*" or a namespace name (letters, digits, dashes, underscores; at most 63)`);
 
-const regex = z.string().refine((v) => {
-  try {
-    new RegExp(v);
-    return true;
-  } catch {
-    return false;
-  }
-}, 'not a valid regular expression');
+/** RE2 syntax, as Consul's: no lookarounds, no backreferences (see regex.ts). */
+const regex = z.string().superRefine((v, ctx) => {
+  const why = regexError(v);
+  if (why !== undefined) ctx.addIssue({ code: 'custom', message: `not a valid RE2 regular expression (lookarounds and backreferences are not supported): ${why}` });
+});
 
 const headerSchema = z
   .object({

@@ -106,6 +106,12 @@ describe('isthmus dev over HTTP', () => {
     });
     expect(badRegex.status).toBe(400);
     expect(badRegex.body.Violations[0].Field).toBe('Permissions[0].HTTP.PathRegex');
+    // Valid for JavaScript, not RE2 (Consul's syntax): a lookahead is refused, naming the field.
+    const lookahead = await call('PUT', '/v1/connect/intentions/exact?source=web&destination=api', {
+      Permissions: [{ Action: 'allow', HTTP: { Header: [{ Name: 'x-env', Regex: 'prod(?!-test)' }] } }],
+    });
+    expect(lookahead.status).toBe(400);
+    expect(lookahead.body.Violations[0]).toMatchObject({ Field: 'Permissions[0].HTTP.Header[0].Regex', Message: expect.stringContaining('RE2') });
     const after = await call('GET', '/v1/catalog/services');
     expect(after.headers.get('x-consul-index')).toBe(before.headers.get('x-consul-index'));
   });
