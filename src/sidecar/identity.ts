@@ -1,9 +1,20 @@
 // Reading identities off TLS peers: the SPIFFE URI SAN of a certificate, and the traceId from the
 // keylog line Node hands over during a handshake (the client random; the secret is dropped at once).
-import type { PeerCertificate } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 
 export function spiffeOf(cert: PeerCertificate | undefined): string | undefined {
-  const san = cert?.subjectaltname;
+  return spiffeOfSan(cert?.subjectaltname);
+}
+
+/**
+ * The SPIFFE ID of a TLS socket's peer. Read through the X509Certificate view, which parses only
+ * what is asked of it (getPeerCertificate() also computes three digests and every field of it).
+ */
+export function peerSpiffeId(sock: TLSSocket): string | undefined {
+  return spiffeOfSan(sock.getPeerX509Certificate()?.subjectAltName);
+}
+
+function spiffeOfSan(san: string | undefined): string | undefined {
   if (!san) return undefined;
   for (const part of san.split(/,\s*/)) if (part.startsWith('URI:spiffe://')) return part.slice(4);
   return undefined;

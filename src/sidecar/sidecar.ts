@@ -11,7 +11,7 @@ import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
 import { compileIntentions, parseSpiffeId, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { spiffeOf, traceIdFromKeylog } from './identity.js';
+import { peerSpiffeId, spiffeOf, traceIdFromKeylog } from './identity.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
 
 export interface SidecarEndpoint {
@@ -255,7 +255,7 @@ export class Sidecar implements Component {
       this.sockets.add(sock);
       sock.once('close', () => this.sockets.delete(sock));
       const start = Date.now();
-      const source = spiffeOf(sock.getPeerCertificate()) ?? '';
+      const source = peerSpiffeId(sock) ?? '';
       const traceId = traces.get(sock) ?? ZERO_TRACE;
       const sni = (sock as tls.TLSSocket & { servername?: string | false }).servername || '';
       const d = this.decide(source);
@@ -292,13 +292,15 @@ export class Sidecar implements Component {
   }
 
   private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>): http.Server {
-    const counters = new WeakMap<net.Socket, number>();
+    // Per connection: requests so far, and the caller's identity (read once: it cannot change).
+    const conns = new WeakMap<net.Socket, { requests: number; source: string }>();
     const server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
       const sock = req.socket as tls.TLSSocket;
-      const n = (counters.get(sock) ?? 0) + 1;
-      counters.set(sock, n);
+      let conn = conns.get(sock);
+      if (!conn) conns.set(sock, (conn = { requests: 0, source: peerSpiffeId(sock) ?? '' }));
+      const n = ++conn.requests;
       const start = Date.now();
-      const source = spiffeOf(sock.getPeerCertificate()) ?? '';
+      const source = conn.source;
       const traceId = traces.get(sock) ?? ZERO_TRACE;
       const path = req.url ?? '/';
       const d = this.decide(source, { method: req.method ?? 'GET', path, headers: req.headers });
