@@ -6,6 +6,7 @@ import type { Component } from '../core/lifecycle.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
 import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
+import { Interner } from './intern.js';
 import { SeqQueue } from './seq-queue.js';
 
 type Segment = [list: SeqQueue | null | undefined, from: number, to: number];
@@ -48,6 +49,8 @@ export class MemoryFlowStore implements FlowStore, Component {
   private readonly late = new SeqQueue();
   private readonly listeners = new Set<FlowListener>();
   private readonly logger: Logger | undefined;
+  /** Repeated fields of the kept records share one copy (see intern.ts). */
+  private readonly interner = new Interner();
 
   constructor(opts: MemoryFlowStoreOptions | number = {}) {
     const o = typeof opts === 'number' ? { capacity: opts } : opts;
@@ -71,8 +74,9 @@ export class MemoryFlowStore implements FlowStore, Component {
 
   append(records: readonly FlowRecord[]): void {
     const stored: FlowRecord[] = [];
-    for (const r of records) {
-      if (this.ids.has(r.id)) continue;
+    for (const given of records) {
+      if (this.ids.has(given.id)) continue;
+      const r = this.interner.record(given);
       if (this.size() === this.capacity) this.evictOldest();
       const seq = this.next++;
       const slot = seq % this.capacity;
