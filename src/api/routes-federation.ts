@@ -1,4 +1,4 @@
-// Federation on the HTTP API: /v1/federation/{status,token,receipts}; writes of replicated kinds
+// Federation on the HTTP API: /v1/federation/{status,token,receipts,members/:dc}; writes of replicated kinds
 // made in a secondary forwarded to the primary; `?wait-for=all` receipts on writes at the primary;
 // and catalog and health reads for another DC (`?dc=dc2`) answered from its exported catalog.
 import type { Context, Hono, Next } from 'hono';
@@ -19,7 +19,7 @@ export interface FederationRouteDeps {
 }
 
 /** Writes of the kinds the primary owns; in a secondary they are made at the primary. */
-const REPLICATED_WRITES = ['/v1/connect/intentions', '/v1/connect/intentions/*', '/v1/acl/*', '/v1/connect/ca/configuration', '/v1/connect/ca/rotate'];
+const REPLICATED_WRITES = ['/v1/connect/intentions', '/v1/connect/intentions/*', '/v1/acl/*', '/v1/connect/ca/configuration', '/v1/connect/ca/rotate', '/v1/federation/members/*'];
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
 const MAX_RECEIPT_WAIT_MS = 5 * 60_000;
 
@@ -78,6 +78,12 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
     const ttl = body.TTL ? parseDuration(body.TTL, 'TTL') : 24 * 3_600_000;
     const t = await fed.createJoinToken(body.Datacenter, ttl, c.get('actor'));
     return c.json({ Datacenter: body.Datacenter, Token: t.token, Expires: t.expires, PrimaryDatacenter: fed.primaryDc });
+  });
+
+  // A departed DC taken out of the federation (at the primary; a secondary forwards it there).
+  app.delete('/v1/federation/members/:dc', async (c) => {
+    requirePermission(c, (a) => a.operatorWrite(), 'operator:write');
+    return c.json(await fed.removeMember(c.req.param('dc'), c.get('actor')));
   });
 
   app.get('/v1/federation/receipts', async (c) => {

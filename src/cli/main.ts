@@ -9,7 +9,7 @@ import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenL
 import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch, intentionSuggest } from './commands/intention.js';
 import { connectProxy } from './commands/connect.js';
 import { gatewayCommand } from './commands/gateway.js';
-import { federationStatus, federationToken } from './commands/federation.js';
+import { federationRemove, federationStatus, federationToken } from './commands/federation.js';
 import { demoCommand } from './commands/demo.js';
 import { caRotate, caRoots, flowsCommand, flowsTrace } from './commands/ca-flows.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
@@ -42,6 +42,7 @@ export const COMMANDS: Command[] = [
   flowsTrace,
   federationToken,
   federationStatus,
+  federationRemove,
 ];
 
 export function helpText(): string {

@@ -218,9 +218,50 @@ export class Federation implements Component, FederationView, PeerLinkHost {
 
   datacenters(): string[] {
     const s = new Set([this.opts.dc, this.opts.primaryDc]);
-    for (const e of this.opts.store.list(FED_MEMBERS)) s.add(e.key);
-    for (const e of this.opts.store.list(FED_PEERS)) s.add(e.key);
+    const members = this.opts.store.list(FED_MEMBERS);
+    for (const e of members) s.add(e.key);
+    // Before the member list has come from the primary, the DCs heard from; after, members only
+    // (an export still on its way from a DC just removed does not bring it back).
+    if (members.length === 0) for (const e of this.opts.store.list(FED_PEERS)) s.add(e.key);
     return [...s].sort();
+  }
+
+  /**
+   * Primary: takes `dc` out of the federation. Its member entry goes (and with it, in every DC, its
+   * exported catalog and gateways), links to it close, receipts stop waiting for it, and its server
+   * identity is refused from then on: it must join again with a new token to come back.
+   */
+  async removeMember(dc: string, actor: Actor): Promise<{ Datacenter: string; Removed: string[] }> {
+    if (!this.isPrimary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `datacenters are removed at the primary (${this.opts.primaryDc})`);
+    if (dc === this.opts.dc) throw invalid([{ Field: 'dc', Message: `${dc} is the primary itself and cannot be removed` }]);
+    const member = this.opts.store.get<Member>(FED_MEMBERS, dc);
+    if (!member) throw new IsthmusError(ErrorCodes.NOT_FOUND, `${dc} is not a member of this federation (members: ${this.datacenters().join(', ')})`);
+    const local = this.departedOps(dc);
+    await this.opts.store.commit([
+      { op: 'delete', table: FED_MEMBERS, key: dc, ifIndex: member.modifyIndex },
+      ...local,
+      auditOp(actor, { Kind: 'federation', Action: 'delete', Subject: `datacenter ${dc}`, Before: member.value }),
+    ]);
+    this.log.warn('datacenter removed from the federation', { dc, exportedServices: local.length - 1 });
+    return { Datacenter: dc, Removed: [`member ${dc}`, ...local.map((o) => `${o.table}/${o.key}`)] };
+  }
+
+  /** Deletes of what this DC holds of a departed one: its export header and its exported services. */
+  private departedOps(dc: string): StoreOp[] {
+    const ops: StoreOp[] = [];
+    if (this.opts.store.get(FED_PEERS, dc)) ops.push({ op: 'delete', table: FED_PEERS, key: dc });
+    for (const e of this.opts.store.list(FED_SERVICES, `${dc}/`)) ops.push({ op: 'delete', table: FED_SERVICES, key: e.key });
+    return ops;
+  }
+
+  /** A member removal replicated here: forget the DC's catalog, and say so when it is this one. */
+  private onMemberRemoved(dc: string): void {
+    if (dc === this.opts.dc) {
+      this.log.error('this datacenter was removed from the federation by the primary; join again with a new token to come back', { primary: this.opts.primaryDc });
+      return;
+    }
+    const ops = this.departedOps(dc);
+    if (ops.length) this.opts.store.commit(ops).catch((err) => this.log.warn('cannot forget a removed datacenter\'s catalog', { dc, error: err }));
   }
 
   gateways(dc: string): string[] {
@@ -762,6 +803,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
       }
       if (changes.some((c) => CATALOG_TABLES.has(c.table))) this.scheduleOwnGateways();
     }
+    for (const c of changes) if (c.table === FED_MEMBERS && c.op === 'delete') this.onMemberRemoved(c.key);
     if (changes.some((c) => VIEW_TABLES.has(c.table))) this.emitChange();
     if (changes.some((c) => c.table === FED_MEMBERS || c.table === FED_PEERS)) this.reconcile();
   }
@@ -853,7 +895,14 @@ export class Federation implements Component, FederationView, PeerLinkHost {
 
   private reconcile(): void {
     if (this.stopped) return;
-    for (const dc of this.datacenters()) {
+    const current = new Set(this.datacenters());
+    for (const [dc, d] of this.dialers) {
+      if (current.has(dc)) continue;
+      d.abort.abort();
+      this.dialers.delete(dc);
+    }
+    for (const [dc, link] of this.links) if (!current.has(dc)) link.close(`${dc} is no longer a member of the federation`);
+    for (const dc of current) {
       if (!this.shouldDial(dc) || this.dialers.has(dc)) continue;
       const abort = new AbortController();
       const d: Dialer = { peer: dc, abort, lastError: '', done: Promise.resolve() };
@@ -898,6 +947,10 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     const peer = serverDcOf(callerCertificate(call), this.opts.trustDomain());
     if (!peer || peer === this.opts.dc) {
       call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `${ErrorCodes.PERMISSION_DENIED}: a peer stream needs the server certificate of another datacenter of this federation` });
+      return;
+    }
+    if (!this.datacenters().includes(peer)) {
+      call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: `${ErrorCodes.PERMISSION_DENIED}: ${peer} is not a member of this federation (removed, or not yet known here)` });
       return;
     }
     const link = new PeerLink(this, call, peer, 'in');

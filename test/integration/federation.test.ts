@@ -236,4 +236,46 @@ describe('federation of three regions', () => {
     expect(again.status).toBe(200);
     await until('dc3 has it', () => dc3.intentions.list().some((i) => i.SourceName === 'a' && i.DestinationName === 'b'));
   });
+
+  it('takes a departed DC out: receipts complete again, its catalog is forgotten everywhere, its server is refused', async () => {
+    // dc4 joined in a test above and is gone for good. Removed through a secondary: forwarded.
+    const gone = await api(dc2, 'DELETE', '/v1/federation/members/dc4');
+    expect(gone.status).toBe(200);
+    expect(gone.headers.get('x-isthmus-forwarded-to')).toBe('dc1');
+    expect(gone.body.Datacenter).toBe('dc4');
+    for (const r of [dc1, dc2, dc3]) await until(`${r.federation.dc} forgets dc4`, () => !r.federation.datacenters().includes('dc4'));
+    expect((await api(dc3, 'GET', '/v1/catalog/datacenters')).body).toEqual(['dc1', 'dc2', 'dc3']);
+    const w = await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=c&destination=d&wait-for=all&timeout=5s', { Action: 'allow' });
+    const receipts = JSON.parse(w.headers.get('x-isthmus-receipts')!);
+    expect(receipts.Datacenters.map((r: { Datacenter: string }) => r.Datacenter)).toEqual(['dc1', 'dc2', 'dc3']);
+    expect(receipts.Complete).toBe(true);
+    const audit = await api(dc1, 'GET', '/v1/audit');
+    expect(JSON.stringify(audit.body)).toMatch(/datacenter dc4/);
+
+    // Refused, changing nothing: the primary itself, a DC that is not a member.
+    const self = await api(dc1, 'DELETE', '/v1/federation/members/dc1');
+    expect(self.status).toBe(400);
+    expect(self.body.Violations[0].Field).toBe('dc');
+    const unknown = await api(dc1, 'DELETE', '/v1/federation/members/dc9');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.Message).toMatch(/dc9 is not a member/);
+
+    // dc3, still running, removed: its exported catalog goes in dc1 and dc2, its links close, and
+    // its server identity is refused when it dials again.
+    expect(dc1.federation.exportedServices('dc3').length).toBeGreaterThan(0);
+    const removed = await api(dc1, 'DELETE', '/v1/federation/members/dc3');
+    expect(removed.status).toBe(200);
+    for (const r of [dc1, dc2]) {
+      await until(`${r.federation.dc} drops dc3`, () => !r.federation.datacenters().includes('dc3') && r.federation.exportedServices('dc3').length === 0 && !r.federation.status().Peers.some((p) => p.Datacenter === 'dc3'));
+    }
+    expect((await api(dc1, 'GET', '/v1/catalog/services?dc=dc3')).status).toBe(404);
+    await until('dc3 refused by the primary', () => {
+      const toPrimary = dc3.federation.status().Peers.find((p) => p.Datacenter === 'dc1');
+      return toPrimary && toPrimary.State !== 'up' && /not a member/.test(toPrimary.LastError) ? toPrimary : undefined;
+    });
+    // It stays out: a while later, still no link and nothing of it back.
+    await new Promise((r) => setTimeout(r, 3 * HB));
+    expect(dc1.federation.datacenters()).toEqual(['dc1', 'dc2']);
+    expect(dc1.federation.status().Peers.map((p) => p.Datacenter)).toEqual(['dc2']);
+  });
 });

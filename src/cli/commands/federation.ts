@@ -1,4 +1,5 @@
-// `isthmus federation token|status`: join tokens made at the primary, and the state of every peer link.
+// `isthmus federation token|status|remove`: join tokens made at the primary, the state of every peer
+// link, and taking a departed datacenter out of the federation.
 import { str } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
@@ -49,5 +50,19 @@ export const federationStatus: Command = {
     ))
       io.out(l);
     return s.Peers.every((x) => x.State === 'up') ? 0 : 2;
+  },
+};
+
+export const federationRemove: Command = {
+  name: 'federation remove',
+  summary: 'Take a datacenter out of the federation (a departed one): its links close, its catalog is forgotten, its servers are refused until it joins again',
+  usage: 'isthmus federation remove DC',
+  options: { ...CLIENT_OPTIONS },
+  async run(p, io) {
+    if (p.positionals.length !== 1) throw new CliError(`expected the datacenter to remove, got ${p.positionals.length} argument(s)\nUsage: ${this.usage}`);
+    const dc = p.positionals[0];
+    const r = await clientFor(p.values, io.env).delete<{ Datacenter: string; Removed: string[] }>(`/v1/federation/members/${encodeURIComponent(dc)}`);
+    io.out(`Removed ${r.Datacenter} from the federation (${r.Removed.length - 1} exported service(s) forgotten). To bring it back: isthmus federation token --dc ${r.Datacenter}, then restart its server with the new --join-token.`);
+    return 0;
   },
 };
