@@ -70,6 +70,15 @@ const SHARED_READS = 32;
 const MAX_SPARE_BUFFERS = 32;
 /** Idle sweeps per idle timeout: a connection is closed after this many sweeps saw no byte. */
 const IDLE_SWEEPS = 4;
+/**
+ * `buf`'s first `n` bytes as a Buffer: `last` again when it is that very view (a connection's
+ * requests and answers tend to repeat their sizes), so a steady stream allocates no view per read.
+ */
+function viewOf(last: Buffer | undefined, buf: Uint8Array, n: number): Buffer {
+  if (last !== undefined && last.length === n && last.buffer === buf.buffer && last.byteOffset === buf.byteOffset) return last;
+  return (buf as Buffer).subarray(0, n);
+}
+
 /** Bytes read before a hello must have completed: its largest size, plus a header per record. */
 const helloWindow = (max: number) => max + 4 + 256 * 5;
 
@@ -267,6 +276,12 @@ class GatewayConnection {
   private upstreamPaused = false;
   /** Set by forward(): its write waits for the destination to drain. */
   private waiting = false;
+  /** A read buffer of this connection's that a waiting write holds, per direction. */
+  private heldByClientWrite: Buffer | undefined;
+  private heldByUpstreamWrite: Buffer | undefined;
+  /** The last view of a read, per direction: the next read of the same size into the same buffer reuses it. */
+  private clientView: Buffer | undefined;
+  private upstreamView: Buffer | undefined;
   /** Bytes moved since the last idle sweep; sweeps in a row that saw none. */
   private active = false;
   private idleSweeps = 0;
@@ -307,7 +322,7 @@ class GatewayConnection {
 
   /** Bytes from the client: the hello first, then the stream. False stops reading (until resume()). */
   private readonly onClientRead = (n: number, buf: Uint8Array): boolean => {
-    const chunk = (buf as Buffer).subarray(0, n);
+    const chunk = (this.clientView = viewOf(this.clientView, buf, n));
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
@@ -343,9 +358,13 @@ class GatewayConnection {
    * that held it is done.
    */
   private send(dest: net.Socket, data: Buffer, own: Buffer | undefined, after: (err: Error | null) => void): boolean {
-    const written = writeDirect(dest, data, own ? (err) => (this.gw.giveReadBuffer(own), after(err)) : after);
+    const written = writeDirect(dest, data, after);
     if (written === Written.Done) return true;
     if (written === Written.Pending) {
+      // One write at most waits per direction (reading stops meanwhile): its buffer is kept here
+      // and given back by `after`.
+      if (dest === this.client) this.heldByClientWrite = own;
+      else this.heldByUpstreamWrite = own;
       this.waiting = true;
       return false;
     }
@@ -571,11 +590,15 @@ class GatewayConnection {
 
   /** A write to the upstream that had to wait is done (on failure the upstream is destroyed by then). */
   private readonly afterUpstreamWrite = (err: Error | null): void => {
+    if (this.heldByUpstreamWrite) this.gw.giveReadBuffer(this.heldByUpstreamWrite);
+    this.heldByUpstreamWrite = undefined;
     if (!err && !this.client.destroyed) this.client.resume();
   };
 
   /** A write to the client that had to wait is done. */
   private readonly afterClientWrite = (err: Error | null): void => {
+    if (this.heldByClientWrite) this.gw.giveReadBuffer(this.heldByClientWrite);
+    this.heldByClientWrite = undefined;
     if (!err) this.onClientDrain();
   };
 
@@ -590,7 +613,7 @@ class GatewayConnection {
     this.active = true;
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
-    this.upstreamBuf = this.forward(client, (buf as Buffer).subarray(0, n), buf, this.upstreamBuf, this.afterClientWrite);
+    this.upstreamBuf = this.forward(client, (this.upstreamView = viewOf(this.upstreamView, buf, n)), buf, this.upstreamBuf, this.afterClientWrite);
     if (this.waiting || client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;
