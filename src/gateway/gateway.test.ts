@@ -154,6 +154,11 @@ describe('mesh gateway', () => {
     const c = await mtlsClient(gw.port, `api.default.dc1.internal.${TD}`, backend.spiffeId);
     // The client verified the backend's own certificate, and the backend saw the client's: end to end.
     expect(c.seen()).toBe(`spiffe://${TD}/ns/default/dc/dc1/svc/api`);
+    // While it is open, the route counts it as active (and nothing waits under "" any more).
+    await until(() => gw.connections === 1);
+    const during = await registry.metrics();
+    expect(during).toMatch(/isthmus_gateway_connections_active\{route="api\.default\.dc1"[^}]*\} 1\n/);
+    expect(during).toMatch(/isthmus_gateway_connections_active\{route=""[^}]*\} 0\n/);
     const payload = randomBytes(4 << 20);
     const back = await echo(c.sock, payload);
     expect(backend.peers).toEqual([`spiffe://${TD}/ns/default/dc/dc1/svc/web`]);
@@ -173,6 +178,8 @@ describe('mesh gateway', () => {
     const text = await registry.metrics();
     expect(text).toMatch(/isthmus_gateway_connections_total\{route="api\.default\.dc1",hop="gateway-ingress",dc="dc1",node="gw"\} 1/);
     expect(text).toMatch(/isthmus_gateway_bytes_in_total\{route="api\.default\.dc1"[^}]*\} \d{7}/);
+    expect(text).toMatch(/isthmus_gateway_bytes_out_total\{route="api\.default\.dc1"[^}]*\} \d{7}/);
+    expect(text).toMatch(/isthmus_gateway_connections_active\{route="api\.default\.dc1"[^}]*\} 0\n/);
     expect(gw.connections).toBe(0);
   });
 

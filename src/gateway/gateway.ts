@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/index.js';
 import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
 import { writeDirect, Written } from '../core/direct-write.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
-import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics } from './metrics.js';
+import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
 import type { SniName } from './sni.js';
 
@@ -93,6 +93,8 @@ export class Gateway implements Component {
   private readonly spareBuffers: Buffer[] = [];
   private readonly log: Logger;
   readonly metrics: GatewayMetrics | undefined;
+  /** What is counted of connections with no route (yet): the hello still being read, or refused. */
+  readonly unrouted: RouteCounts | undefined;
   readonly channel = diagnosticsChannel.channel(GATEWAY_CONNECTION_CHANNEL);
   readonly helloTimeoutMs: number;
   readonly maxHelloBytes: number;
@@ -110,6 +112,7 @@ export class Gateway implements Component {
     this.log = (opts.logger ?? silentLogger).child({ component: 'gateway' });
     this.routesTable = opts.routes instanceof RouteTable ? opts.routes : opts.routes ? new RouteTable(opts.routes) : RouteTable.empty(opts.dc);
     this.metrics = opts.registry ? gatewayMetrics(opts.registry) : undefined;
+    this.unrouted = this.metrics?.route('', '');
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
     this.maxHelloBytes = opts.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 3_600_000;
@@ -202,7 +205,7 @@ export class Gateway implements Component {
     const c = new GatewayConnection(this, source);
     if (c.state === 'done') return;
     this.conns.add(c);
-    this.metrics?.active.inc({ route: '' });
+    if (this.unrouted) this.unrouted.active++;
   }
 
   /**
@@ -219,9 +222,10 @@ export class Gateway implements Component {
   }
 
   /** Called by a connection once both of its sockets are gone. */
-  released(c: GatewayConnection, route: string): void {
+  released(c: GatewayConnection, counts: RouteCounts | undefined): void {
     if (!this.conns.delete(c)) return;
-    this.metrics?.active.dec({ route });
+    const r = counts ?? this.unrouted;
+    if (r) r.active--;
   }
 
   error(route: string, reason: GatewayErrorReason): void {
@@ -263,6 +267,8 @@ class GatewayConnection {
   private sni: string | undefined;
   private traceId: string | undefined;
   private route: RouteFound | undefined;
+  /** The route's counts for the metrics, once routed. */
+  private counts: RouteCounts | undefined;
   private sniName: SniName | undefined;
   private upstream: net.Socket | undefined;
   private target: RouteTarget | undefined;
@@ -484,9 +490,13 @@ class GatewayConnection {
       return;
     }
     this.route = decision;
-    this.gw.metrics?.active.dec({ route: '' });
-    this.gw.metrics?.active.inc({ route: decision.route });
-    this.gw.metrics?.connections.inc({ route: decision.route, hop: decision.hop });
+    const metrics = this.gw.metrics;
+    if (metrics) {
+      this.gw.unrouted!.active--;
+      const counts = (this.counts = metrics.route(decision.route, decision.hop));
+      counts.active++;
+      counts.connections++;
+    }
     this.state = 'connecting';
     this.connectNext();
   }
@@ -692,7 +702,7 @@ class GatewayConnection {
       this.state = 'done';
       this.emit(this.failure ? 'error' : 'allowed');
     }
-    this.gw.released(this, this.routeLabel());
+    this.gw.released(this, this.counts);
   }
 
   private emitted = false;
@@ -705,9 +715,9 @@ class GatewayConnection {
     const client = this.client;
     const bytesIn = client.bytesRead;
     const bytesOut = client.bytesWritten;
-    if (route) {
-      this.gw.metrics?.bytesIn.inc({ route: route.route }, bytesIn);
-      this.gw.metrics?.bytesOut.inc({ route: route.route }, bytesOut);
+    if (this.counts) {
+      this.counts.bytesIn += bytesIn;
+      this.counts.bytesOut += bytesOut;
     }
     if (!this.gw.recording) return;
     const t = this.target;
