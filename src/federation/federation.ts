@@ -231,7 +231,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
    * exported catalog and gateways), links to it close, receipts stop waiting for it, and its server
    * identity is refused from then on: it must join again with a new token to come back.
    */
-  async removeMember(dc: string, actor: Actor): Promise<{ Datacenter: string; Removed: string[] }> {
+  async removeMember(dc: string, actor: Actor): Promise<{ Datacenter: string; ExportedServices: number }> {
     if (!this.isPrimary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `datacenters are removed at the primary (${this.opts.primaryDc})`);
     if (dc === this.opts.dc) throw invalid([{ Field: 'dc', Message: `${dc} is the primary itself and cannot be removed` }]);
     const member = this.opts.store.get<Member>(FED_MEMBERS, dc);
@@ -242,8 +242,9 @@ export class Federation implements Component, FederationView, PeerLinkHost {
       ...local,
       auditOp(actor, { Kind: 'federation', Action: 'delete', Subject: `datacenter ${dc}`, Before: member.value }),
     ]);
-    this.log.warn('datacenter removed from the federation', { dc, exportedServices: local.length - 1 });
-    return { Datacenter: dc, Removed: [`member ${dc}`, ...local.map((o) => `${o.table}/${o.key}`)] };
+    const services = local.filter((o) => o.table === FED_SERVICES).length;
+    this.log.warn('datacenter removed from the federation', { dc, exportedServices: services });
+    return { Datacenter: dc, ExportedServices: services };
   }
 
   /** Deletes of what this DC holds of a departed one: its export header and its exported services. */
@@ -545,7 +546,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     const link = this.links.get(primary);
     if (!d?.client || !link?.established) {
       const why = this.lastErrors.get(primary) || d?.lastError || 'no live link';
-      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `the primary datacenter ${primary} cannot be reached (${why}); intentions and ACL are written there, so nothing was changed`);
+      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `the primary datacenter ${primary} cannot be reached (${why}); intentions, ACL, CA settings and federation membership are written there, so nothing was changed`);
     }
     const client = d.client;
     try {

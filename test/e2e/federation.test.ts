@@ -217,6 +217,24 @@ describe('three federated regions, every part its own process', () => {
     await until('calls succeed through the second gateway', async () => (await call(apiPort)).ok);
     expect(ok).toBeGreaterThanOrEqual(5);
   });
+
+  it('federation remove, asked at a secondary, is answered by the primary and refuses what it must', async () => {
+    const at = fed.dcs.dc2.server.http;
+    // (The test before killed the gateway dc2's link to the primary may have gone through.)
+    await until('dc2 linked to the primary again', async () => {
+      const st = await api(fed.dcs.dc2.server.url, 'GET', '/v1/federation/status');
+      return st.body?.Peers?.some((p: { Datacenter: string; State: string }) => p.Datacenter === 'dc1' && p.State === 'up');
+    });
+    const unknown = await runCli(['federation', 'remove', 'dc9', '--http-addr', at]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+    expect(unknown.stderr).toMatch(/dc9 is not a member of this federation \(members: dc1, dc2, dc3\)/);
+    const primary = await runCli(['federation', 'remove', 'dc1', '--http-addr', at]);
+    expect(primary.code).toBe(1);
+    expect(primary.stderr).toMatch(/primary itself/);
+    const status = await api(fed.dcs.dc1.server.url, 'GET', '/v1/federation/status');
+    expect(status.body.Peers.map((p: { Datacenter: string }) => p.Datacenter).sort()).toEqual(['dc2', 'dc3']);
+  });
 });
 
 void net;

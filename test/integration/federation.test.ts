@@ -265,6 +265,7 @@ describe('federation of three regions', () => {
     expect(dc1.federation.exportedServices('dc3').length).toBeGreaterThan(0);
     const removed = await api(dc1, 'DELETE', '/v1/federation/members/dc3');
     expect(removed.status).toBe(200);
+    expect(removed.body.ExportedServices).toBe(1); // db, registered in dc3 by a test above
     for (const r of [dc1, dc2]) {
       await until(`${r.federation.dc} drops dc3`, () => !r.federation.datacenters().includes('dc3') && r.federation.exportedServices('dc3').length === 0 && !r.federation.status().Peers.some((p) => p.Datacenter === 'dc3'));
     }

@@ -61,8 +61,8 @@ export const federationRemove: Command = {
   async run(p, io) {
     if (p.positionals.length !== 1) throw new CliError(`expected the datacenter to remove, got ${p.positionals.length} argument(s)\nUsage: ${this.usage}`);
     const dc = p.positionals[0];
-    const r = await clientFor(p.values, io.env).delete<{ Datacenter: string; Removed: string[] }>(`/v1/federation/members/${encodeURIComponent(dc)}`);
-    io.out(`Removed ${r.Datacenter} from the federation (${r.Removed.length - 1} exported service(s) forgotten). To bring it back: isthmus federation token --dc ${r.Datacenter}, then restart its server with the new --join-token.`);
+    const r = await clientFor(p.values, io.env).delete<{ Datacenter: string; ExportedServices: number }>(`/v1/federation/members/${encodeURIComponent(dc)}`);
+    io.out(`Removed ${r.Datacenter} from the federation (${r.ExportedServices} exported service(s) forgotten). To bring it back: isthmus federation token --dc ${r.Datacenter}, then restart its server with the new --join-token.`);
     return 0;
   },
 };
