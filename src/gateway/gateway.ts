@@ -285,7 +285,11 @@ class GatewayConnection {
   /** A read buffer of this connection's that a waiting write holds, per direction. */
   private heldByClientWrite: Buffer | undefined;
   private heldByUpstreamWrite: Buffer | undefined;
-  /** The last view of a read, per direction: the next read of the same size into the same buffer reuses it. */
+  /**
+   * The last view of a read into this connection's own buffer, per direction: the next read of the
+   * same size into the same buffer reuses it. (Reads into the shared buffer, as an idle connection's
+   * few are, keep no view.)
+   */
   private clientView: Buffer | undefined;
   private upstreamView: Buffer | undefined;
   /** Bytes moved since the last idle sweep; sweeps in a row that saw none. */
@@ -328,7 +332,7 @@ class GatewayConnection {
 
   /** Bytes from the client: the hello first, then the stream. False stops reading (until resume()). */
   private readonly onClientRead = (n: number, buf: Uint8Array): boolean => {
-    const chunk = (this.clientView = viewOf(this.clientView, buf, n));
+    const chunk = buf === this.clientBuf ? (this.clientView = viewOf(this.clientView, buf, n)) : (buf as Buffer).subarray(0, n);
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
@@ -623,7 +627,8 @@ class GatewayConnection {
     this.active = true;
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
-    this.upstreamBuf = this.forward(client, (this.upstreamView = viewOf(this.upstreamView, buf, n)), buf, this.upstreamBuf, this.afterClientWrite);
+    const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : (buf as Buffer).subarray(0, n);
+    this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf, this.afterClientWrite);
     if (this.waiting || client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;
