@@ -61,9 +61,13 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
           stored = false;
           // Records can land a little late (batched from the data plane): look back a few seconds.
           const window = { ...q, since: Math.max(0, since - 5000), limit: q.limit ?? 2000 };
-          const g = all
-            ? await gather(c, window, { ...raw, since: String(window.since), limit: String(window.limit) }).catch((err: Error) => ({ records: [] as FlowRecord[], wanted: [], failed: [{ dc: deps.dc, error: err.message }] }))
-            : await gather(c, { ...window, dc: undefined }, { ...localRaw, since: String(window.since), limit: String(window.limit) }).catch(() => ({ records: [] as FlowRecord[], wanted: [], failed: [] }));
+          // Every wanted DC, or (woken by a record stored here) this one alone.
+          const [query, params] = all ? [window, raw] : [{ ...window, dc: undefined }, localRaw];
+          const g = await gather(c, query, { ...params, since: String(window.since), limit: String(window.limit) }).catch((err: Error) => ({
+            records: [] as FlowRecord[],
+            wanted: [],
+            failed: all ? [{ dc: deps.dc, error: err.message }] : [],
+          }));
           const fresh = g.records.filter((r) => !sent.has(r.id)).sort((a, b) => a.startTime - b.startTime);
           for (const r of fresh) {
             sent.set(r.id, r.startTime);

@@ -227,41 +227,36 @@ export class Federation implements Component, FederationView, PeerLinkHost {
   }
 
   /**
-   * Primary: takes `dc` out of the federation. Its member entry goes (and with it, in every DC, its
-   * exported catalog and gateways), links to it close, receipts stop waiting for it, and its server
-   * identity is refused from then on: it must join again with a new token to come back.
+   * Primary: takes `dc` out of the federation. Its member entry goes (and with it, in every DC this
+   * one included, its exported catalog and gateways: see onMemberRemoved), links to it close, receipts
+   * stop waiting for it, and its server identity is refused from then on: it must join again with a
+   * new token to come back.
    */
   async removeMember(dc: string, actor: Actor): Promise<{ Datacenter: string; ExportedServices: number }> {
     if (!this.isPrimary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `datacenters are removed at the primary (${this.opts.primaryDc})`);
     if (dc === this.opts.dc) throw invalid([{ Field: 'dc', Message: `${dc} is the primary itself and cannot be removed` }]);
     const member = this.opts.store.get<Member>(FED_MEMBERS, dc);
     if (!member) throw new IsthmusError(ErrorCodes.NOT_FOUND, `${dc} is not a member of this federation (members: ${this.datacenters().join(', ')})`);
-    const local = this.departedOps(dc);
+    const services = this.opts.store.list(FED_SERVICES, `${dc}/`).length;
     await this.opts.store.commit([
       { op: 'delete', table: FED_MEMBERS, key: dc, ifIndex: member.modifyIndex },
-      ...local,
       auditOp(actor, { Kind: 'federation', Action: 'delete', Subject: `datacenter ${dc}`, Before: member.value }),
     ]);
-    const services = local.filter((o) => o.table === FED_SERVICES).length;
     this.log.warn('datacenter removed from the federation', { dc, exportedServices: services });
     return { Datacenter: dc, ExportedServices: services };
   }
 
-  /** Deletes of what this DC holds of a departed one: its export header and its exported services. */
-  private departedOps(dc: string): StoreOp[] {
-    const ops: StoreOp[] = [];
-    if (this.opts.store.get(FED_PEERS, dc)) ops.push({ op: 'delete', table: FED_PEERS, key: dc });
-    for (const e of this.opts.store.list(FED_SERVICES, `${dc}/`)) ops.push({ op: 'delete', table: FED_SERVICES, key: e.key });
-    return ops;
-  }
-
-  /** A member removal replicated here: forget the DC's catalog, and say so when it is this one. */
+  /**
+   * A member removal, made here (primary) or replicated here: forget what this DC holds of it (its
+   * export header and exported services), and say so when it is this DC that was removed.
+   */
   private onMemberRemoved(dc: string): void {
     if (dc === this.opts.dc) {
       this.log.error('this datacenter was removed from the federation by the primary; join again with a new token to come back', { primary: this.opts.primaryDc });
       return;
     }
-    const ops = this.departedOps(dc);
+    const ops: StoreOp[] = this.opts.store.list(FED_SERVICES, `${dc}/`).map((e) => ({ op: 'delete', table: FED_SERVICES, key: e.key }));
+    if (this.opts.store.get(FED_PEERS, dc)) ops.push({ op: 'delete', table: FED_PEERS, key: dc });
     if (ops.length) this.opts.store.commit(ops).catch((err) => this.log.warn('cannot forget a removed datacenter\'s catalog', { dc, error: err }));
   }
 

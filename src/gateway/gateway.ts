@@ -336,7 +336,7 @@ class GatewayConnection {
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
-      this.clientBuf = this.forward(up, chunk, buf, this.clientBuf, this.afterUpstreamWrite);
+      this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
       return !this.waiting && !up.writableNeedDrain;
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
@@ -348,18 +348,18 @@ class GatewayConnection {
   /**
    * Writes `chunk` (read into `buf`) to `dest`; returns the buffer for this direction's next read
    * (undefined: the shared one). Sets `waiting` when the write has to wait for `dest` to drain: the
-   * caller stops reading this direction until `after` runs.
+   * caller stops reading this direction until the write is done (afterClientWrite/afterUpstreamWrite).
    */
-  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined, after: (err: Error | null) => void): Buffer | undefined {
+  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined): Buffer | undefined {
     this.waiting = false;
     if (buf !== own) {
       // The shared buffer is the next read target of every connection: what is written is a copy.
-      this.send(dest, Buffer.from(chunk), undefined, after);
+      this.send(dest, Buffer.from(chunk), undefined);
       return chunk.length >= BULK_READ || ++this.sharedReads > 2 * SHARED_READS ? this.gw.takeReadBuffer() : undefined;
     }
     // The connection's own buffer, written from without a copy: the next read goes into another one
     // while a write still holds it, and it is given back once that write is done.
-    return this.send(dest, chunk, own, after) ? own : this.gw.takeReadBuffer();
+    return this.send(dest, chunk, own) ? own : this.gw.takeReadBuffer();
   }
 
   /**
@@ -367,13 +367,14 @@ class GatewayConnection {
    * stream. True when `data` is free again at once; `own` (a read buffer) is given back when a write
    * that held it is done.
    */
-  private send(dest: net.Socket, data: Buffer, own: Buffer | undefined, after: (err: Error | null) => void): boolean {
-    const written = writeDirect(dest, data, after);
+  private send(dest: net.Socket, data: Buffer, own: Buffer | undefined): boolean {
+    const toClient = dest === this.client;
+    const written = writeDirect(dest, data, toClient ? this.afterClientWrite : this.afterUpstreamWrite);
     if (written === Written.Done) return true;
     if (written === Written.Pending) {
       // One write at most waits per direction (reading stops meanwhile): its buffer is kept here
-      // and given back by `after`.
-      if (dest === this.client) this.heldByClientWrite = own;
+      // and given back when it is done.
+      if (toClient) this.heldByClientWrite = own;
       else this.heldByUpstreamWrite = own;
       this.waiting = true;
       return false;
@@ -628,7 +629,7 @@ class GatewayConnection {
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
     const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : (buf as Buffer).subarray(0, n);
-    this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf, this.afterClientWrite);
+    this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf);
     if (this.waiting || client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;

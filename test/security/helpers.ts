@@ -34,20 +34,8 @@ export async function region(dc: string, host: string, flags: Record<string, str
 
 export { until };
 
-export async function http(base: string, method: string, path: string, body?: unknown, token?: string) {
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers['x-consul-token'] = token;
-  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, headers: res.headers, body: json };
-}
+/** One HTTP call to a server's API (the harness's). */
+export { api as http } from '../harness/server-process.js';
 
 /** A certificate that signs itself, with `uri` as its SPIFFE ID: right name, no trusted issuer. */
 export async function selfSigned(uri: string): Promise<Identity> {
