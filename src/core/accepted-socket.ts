@@ -39,6 +39,11 @@ export function acceptedSocket(handle: AcceptedHandle, onread?: net.OnReadOpts):
   return sock;
 }
 
+/** Closes a handle no socket was made for (one passed to another process, or refused). */
+export function closeHandle(handle: AcceptedHandle): void {
+  (handle as unknown as { close(): void }).close();
+}
+
 /**
  * The fallback: moves the handle of a connection accepted with `pauseOnConnect` into a new socket
  * reading through `onread`; undefined when it has none any more (closed before it got here).

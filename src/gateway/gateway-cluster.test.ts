@@ -72,4 +72,51 @@ describe('gateway cluster', () => {
     });
     await new Promise<void>((r) => again.close(() => r()));
   }, 20_000);
+
+  it('shares connections that all land on one worker with the other, and every one of them still splices', async () => {
+    const backend = await hashBackend();
+    const gw = new GatewayCluster({ id: 'gw-balance', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(backend) });
+    await gw.start();
+    stops.push(() => gw.stop());
+    const loads = async (ok: (l: number[]) => boolean): Promise<number[]> => {
+      const end = Date.now() + 5000;
+      let l = gw.workerConnections.map((w) => w.connections);
+      while (!ok(l) && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+        l = gw.workerConnections.map((w) => w.connections);
+      }
+      return l;
+    };
+    expect(await loads((l) => l.length === 2)).toEqual([0, 0]);
+    // One worker cannot accept: the kernel gives every connection to the other, as it gives a burst
+    // to whichever worker waits.
+    const stopped = gw.workerConnections[0].pid;
+    process.kill(stopped, 'SIGSTOP');
+    const socks: net.Socket[] = [];
+    const answers: Promise<string>[] = [];
+    try {
+      for (let i = 0; i < 32; i++) {
+        const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+        socks.push(sock);
+        answers.push(new Promise((resolve, reject) => {
+          let answer = '';
+          sock.on('data', (d) => (answer += d));
+          sock.on('end', () => resolve(answer));
+          sock.on('error', reject);
+        }));
+        sock.write(GOLDEN);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      process.kill(stopped, 'SIGCONT');
+    }
+    const split = await loads((l) => l[0] + l[1] === 32 && Math.min(...l) > 0);
+    expect(split[0] + split[1]).toBe(32);
+    expect(Math.min(...split)).toBeGreaterThanOrEqual(12);
+    // Passed on before a byte was read: the hello and what follows reach the backend whole.
+    const bodies = socks.map(() => randomBytes(10_000));
+    socks.forEach((s, i) => s.end(bodies[i]));
+    const got = await Promise.all(answers);
+    got.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+  }, 20_000);
 });

@@ -1,10 +1,13 @@
 // The mesh gateway on several cores: N worker processes (node:cluster), each a Gateway on the same
 // listener, accepting from it directly. This process keeps what is shared: it pushes routes to the
-// workers, passes their flow records to onFlow, gathers their metrics, and restarts a worker that dies.
+// workers, passes their flow records to onFlow, gathers their metrics, restarts a worker that dies,
+// tells the workers each other's loads and carries a connection one of them passes to another
+// (balance.ts).
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
+import { closeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { silentLogger, type Logger, type LogLevel } from '../telemetry/index.js';
@@ -32,12 +35,18 @@ export type GatewayWorkerMessage =
   | { type: 'isthmus:gateway:listening'; port: number }
   | { type: 'isthmus:gateway:failed'; code?: string; message: string }
   | { type: 'isthmus:gateway:flow'; record: FlowRecord }
-  | { type: 'isthmus:gateway:connections'; count: number };
+  | { type: 'isthmus:gateway:connections'; count: number }
+  /** With the connection's handle: for worker `to` (a process ID), from one holding `open`. */
+  | { type: 'isthmus:gateway:pass'; to: number; open: number };
 
 export type GatewayPrimaryMessage =
   | { type: 'isthmus:gateway:routes'; routes: GatewayRoutes }
   | { type: 'isthmus:gateway:id'; id: string }
-  | { type: 'isthmus:gateway:stop' };
+  | { type: 'isthmus:gateway:stop' }
+  /** Every worker's open connections: [process ID, count]. */
+  | { type: 'isthmus:gateway:loads'; loads: [number, number][] }
+  /** With a connection's handle, passed on by worker `from` holding `open`: this one takes it. */
+  | { type: 'isthmus:gateway:adopt'; from: number; open: number };
 
 /**
  * V8's young generation for a worker, per semi-space, unless set on the command line or in
@@ -113,6 +122,11 @@ export class GatewayCluster implements Component {
     this.broadcast({ type: 'isthmus:gateway:routes', routes });
   }
 
+  /** Each worker's open connections, as last reported (every 100 ms while they change). */
+  get workerConnections(): { pid: number; connections: number }[] {
+    return [...this.counts].map(([w, connections]) => ({ pid: w.process.pid!, connections }));
+  }
+
   /** Every worker's metrics, summed (Prometheus text). */
   metrics(): Promise<string> {
     return this.aggregator.clusterMetrics();
@@ -159,9 +173,12 @@ export class GatewayCluster implements Component {
     return new Promise<number>((resolve, reject) => {
       let listening = false;
       let failed: Error | undefined;
-      w.on('message', (m: GatewayWorkerMessage) => {
+      w.on('message', (m: GatewayWorkerMessage, handle?: AcceptedHandle) => {
         if (m.type === 'isthmus:gateway:listening') {
           listening = true;
+          // The others learn of it at once: it balances and is balanced on from its first accept.
+          this.counts.set(w, 0);
+          this.broadcastLoads();
           resolve(m.port);
         } else if (m.type === 'isthmus:gateway:failed') {
           failed = Object.assign(new Error(m.message), { code: m.code });
@@ -169,6 +186,9 @@ export class GatewayCluster implements Component {
           this.flow(m.record);
         } else if (m.type === 'isthmus:gateway:connections') {
           this.counts.set(w, m.count);
+          this.broadcastLoads();
+        } else if (m.type === 'isthmus:gateway:pass' && handle) {
+          this.pass(w, m, handle);
         }
       });
       w.once('exit', (code, signal) => {
@@ -185,6 +205,18 @@ export class GatewayCluster implements Component {
     });
   }
 
+  /**
+   * A connection `from` passed on, to worker `m.to`: to another live one if that one is gone, back to
+   * `from` if none is. This process's copy of the descriptor is closed once it is on its way.
+   */
+  private pass(from: Worker, m: { to: number; open: number }, handle: AcceptedHandle): void {
+    const live = [...this.workers].filter((w) => !w.isDead() && w.isConnected());
+    const target = live.find((w) => w.process.pid === m.to) ?? live.find((w) => w !== from);
+    if (!target) return closeHandle(handle);
+    const adopt: GatewayPrimaryMessage = { type: 'isthmus:gateway:adopt', from: from.process.pid!, open: m.open };
+    target.send(adopt, handle as never, undefined, () => closeHandle(handle));
+  }
+
   private flow(record: FlowRecord): void {
     if (!this.opts.onFlow) return;
     try {
@@ -192,6 +224,10 @@ export class GatewayCluster implements Component {
     } catch (err) {
       this.log.warn('flow record listener failed', { error: err });
     }
+  }
+
+  private broadcastLoads(): void {
+    this.broadcast({ type: 'isthmus:gateway:loads', loads: this.workerConnections.map((l) => [l.pid, l.connections]) });
   }
 
   private broadcast(m: GatewayPrimaryMessage): void {

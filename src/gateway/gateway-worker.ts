@@ -1,13 +1,27 @@
 // Entry of a GatewayCluster worker process: one Gateway on the shared listener, configured from
 // ISTHMUS_GATEWAY_WORKER; routes and its ID come from the primary, flow records and connection
-// counts go back to it, and its metrics registry answers the primary's aggregation requests.
+// counts go back to it, and its metrics registry answers the primary's aggregation requests. A
+// connection accepted while this worker holds clearly more than another goes to that one (balance.ts).
 import { AggregatorRegistry } from 'prom-client';
+import { closeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
 import { createLogger, createRegistry } from '../telemetry/index.js';
+import { AcceptBalance } from './balance.js';
 import { Gateway } from './gateway.js';
 import type { GatewayPrimaryMessage, GatewayWorkerConfig, GatewayWorkerMessage } from './gateway-cluster.js';
 
 const config = JSON.parse(process.env.ISTHMUS_GATEWAY_WORKER ?? '{}') as GatewayWorkerConfig;
 const send = (m: GatewayWorkerMessage) => process.send?.(m);
+const balance = new AcceptBalance(process.pid);
+
+/** Passes a just-accepted connection on through the primary; kept here if it cannot go. */
+function passOn(handle: AcceptedHandle, open: number): boolean {
+  const to = balance.passTo(open, gw.closed, performance.now());
+  if (to === undefined || !process.send || !process.connected) return false;
+  const message: GatewayWorkerMessage = { type: 'isthmus:gateway:pass', to, open };
+  // Closed here once the descriptor is on its way (the primary then holds a copy).
+  process.send(message, handle as never, undefined, (err) => (err ? gw.adopt(handle) : closeHandle(handle)));
+  return true;
+}
 const registry = createRegistry({ dc: config.dc, node: config.id });
 AggregatorRegistry.setRegistries([registry]);
 // Constructing one installs prom-client's answer to the primary's requests.
@@ -27,11 +41,18 @@ const gw = new Gateway({
   connectTimeoutMs: config.connectTimeoutMs,
   maxAttempts: config.maxAttempts,
   maxConnections: config.maxConnections,
+  passOn,
   onFlow: config.flows ? (record) => send({ type: 'isthmus:gateway:flow', record }) : undefined,
 });
 
-process.on('message', (m: GatewayPrimaryMessage) => {
-  if (m.type === 'isthmus:gateway:routes') {
+process.on('message', (m: GatewayPrimaryMessage, handle?: AcceptedHandle) => {
+  if (m.type === 'isthmus:gateway:adopt') {
+    // Passed on by a worker that holds more than it knew of this one: not to be passed back.
+    balance.heard(m.from, m.open);
+    if (handle) gw.adopt(handle);
+  } else if (m.type === 'isthmus:gateway:loads') {
+    balance.reported(m.loads);
+  } else if (m.type === 'isthmus:gateway:routes') {
     gw.update(m.routes);
   } else if (m.type === 'isthmus:gateway:id') {
     gw.id = m.id;
@@ -46,7 +67,13 @@ process.on('disconnect', () => void gw.stop().then(() => process.exit(0)));
 gw.start().then(
   () => {
     send({ type: 'isthmus:gateway:listening', port: gw.port });
-    setInterval(() => send({ type: 'isthmus:gateway:connections', count: gw.connections }), 1000).unref();
+    // Reported when it changed, every 100 ms at most: the other workers balance on it.
+    let reported = -1;
+    setInterval(() => {
+      if (gw.connections === reported) return;
+      reported = gw.connections;
+      send({ type: 'isthmus:gateway:connections', count: reported });
+    }, 100).unref();
   },
   (err: NodeJS.ErrnoException) => {
     // Out before exiting: the primary reports why.

@@ -9,7 +9,7 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { acceptedSocket, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
+import { acceptedSocket, closeHandle, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
 import { writeDirect, Written } from '../core/direct-write.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
@@ -46,6 +46,12 @@ export interface GatewayOptions {
   maxAttempts?: number;
   /** Connections open at once; past it new ones are reset and recorded (default 8192). */
   maxConnections?: number;
+  /**
+   * Offered each connection as it is accepted, before a byte is read, with the number open here:
+   * true when it took the connection elsewhere (a GatewayCluster worker passing it to a less loaded
+   * one, see balance.ts), and this gateway forgets it.
+   */
+  passOn?: (handle: AcceptedHandle, open: number) => boolean;
 }
 
 const ZERO_TRACE = '0'.repeat(32);
@@ -105,6 +111,7 @@ export class Gateway implements Component {
   /** Names the gateway in flow records; settable until the first connection (a default ID may need the bound port). */
   id: string;
   private limitLoggedAt = 0;
+  private closedCount = 0;
   private idleSweep: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: GatewayOptions) {
@@ -144,6 +151,11 @@ export class Gateway implements Component {
     return this.conns.size;
   }
 
+  /** Connections closed since the start. */
+  get closed(): number {
+    return this.closedCount;
+  }
+
   get routes(): RouteTable {
     return this.routesTable;
   }
@@ -166,7 +178,10 @@ export class Gateway implements Component {
     });
     // Accept errors (EMFILE and the like) are logged; the listener stays up.
     server.on('error', (err) => this.log.error('listener error', { error: err }));
-    takeAccepts(server, (handle) => this.accept(handle), (err) => server.emit('error', err));
+    const passOn = this.opts.passOn;
+    takeAccepts(server, (handle) => {
+      if (!passOn?.(handle, this.conns.size)) this.accept(handle);
+    }, (err) => server.emit('error', err));
     this.server = server;
     // One timer for all connections rather than one per socket, re-armed on every read.
     this.idleSweep = setInterval(() => {
@@ -182,6 +197,12 @@ export class Gateway implements Component {
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const c of [...this.conns]) c.abort();
     await closed;
+  }
+
+  /** A connection accepted by another process and passed to this gateway (see passOn). */
+  adopt(handle: AcceptedHandle): void {
+    if (!this.server) return closeHandle(handle);
+    this.accept(handle);
   }
 
   private accept(source: net.Socket | AcceptedHandle): void {
@@ -224,6 +245,7 @@ export class Gateway implements Component {
   /** Called by a connection once both of its sockets are gone. */
   released(c: GatewayConnection, counts: RouteCounts | undefined): void {
     if (!this.conns.delete(c)) return;
+    this.closedCount++;
     const r = counts ?? this.unrouted;
     if (r) r.active--;
   }
