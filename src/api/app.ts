@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import type { Registry } from 'prom-client';
 import type { ApiEnv } from './env.js';
-import { respondError } from './errors.js';
+import { failureLogLevel, respondError } from './errors.js';
 import { StaticPathRouter } from './router.js';
 import { resolveAcl } from './middleware-acl.js';
 import { registerAclRoutes } from './routes-acl.js';
@@ -54,7 +54,8 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
 
   app.onError((err, c) => {
     const res = respondError(c, err);
-    if (res.status >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, error: err });
+    const level = failureLogLevel(err, res.status);
+    if (level) log[level]('request failed', { method: c.req.method, path: c.req.path, error: err });
     return res;
   });
   app.notFound((c) => c.json({ Error: ErrorCodes.NOT_FOUND, Message: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));

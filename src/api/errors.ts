@@ -2,7 +2,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Context } from 'hono';
-import { ErrorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
+import { ErrorCodes, IsthmusError, isIsthmusError, type ErrorCode } from '../core/errors.js';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.INVALID]: 400,
@@ -46,6 +46,16 @@ export function errorBody(err: unknown): { status: number; body: ErrorBody } {
 export function respondError(c: Context, err: unknown): Response {
   const { status, body } = errorBody(err);
   return c.json(body, status as 400);
+}
+
+/**
+ * How a request's failure is logged: server-side failures as errors, except a write a secondary
+ * could not forward to its unreachable primary (503 by design for as long as a partition lasts),
+ * which is a warning; refusals of the request itself (4xx) not at all.
+ */
+export function failureLogLevel(err: unknown, status: number): 'warn' | 'error' | undefined {
+  if (status < 500) return undefined;
+  return isIsthmusError(err) && err.code === ErrorCodes.PRIMARY_UNREACHABLE ? 'warn' : 'error';
 }
 
 /**
