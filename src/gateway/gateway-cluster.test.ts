@@ -116,6 +116,12 @@ describe('gateway cluster', () => {
     // Passed on before a byte was read: the hello and what follows reach the backend whole.
     const bodies = socks.map(() => randomBytes(10_000));
     socks.forEach((s, i) => s.end(bodies[i]));
+    // The metrics keep each worker's count and what it passed.
+    const text = await gw.metrics();
+    const open = [...text.matchAll(/^isthmus_gateway_worker_connections\{[^}]*worker="(\d+)"[^}]*\} (\d+)$/gm)].map((m) => Number(m[2]));
+    expect(open).toHaveLength(2);
+    expect(open[0] + open[1]).toBe(32);
+    expect(Number(/^isthmus_gateway_worker_passed_total\{[^}]*\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(12);
     const got = await Promise.all(answers);
     got.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
   }, 20_000);

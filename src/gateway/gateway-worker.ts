@@ -2,7 +2,7 @@
 // ISTHMUS_GATEWAY_WORKER; routes and its ID come from the primary, flow records and connection
 // counts go back to it, and its metrics registry answers the primary's aggregation requests. A
 // connection accepted while this worker holds clearly more than another goes to that one (balance.ts).
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge } from 'prom-client';
 import { closeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
 import { createLogger, createRegistry } from '../telemetry/index.js';
 import { AcceptBalance } from './balance.js';
@@ -17,6 +17,7 @@ const balance = new AcceptBalance(process.pid);
 function passOn(handle: AcceptedHandle, open: number): boolean {
   const to = balance.passTo(open, gw.closed, performance.now());
   if (to === undefined || !process.send || !process.connected) return false;
+  passed.inc(workerLabel);
   const message: GatewayWorkerMessage = { type: 'isthmus:gateway:pass', to, open };
   // Closed here once the descriptor is on its way (the primary then holds a copy).
   process.send(message, handle as never, undefined, (err) => (err ? gw.adopt(handle) : closeHandle(handle)));
@@ -26,6 +27,23 @@ const registry = createRegistry({ dc: config.dc, node: config.id });
 AggregatorRegistry.setRegistries([registry]);
 // Constructing one installs prom-client's answer to the primary's requests.
 new AggregatorRegistry();
+// Per worker, so the sum the primary serves still shows how the connections are shared.
+const workerLabel = { worker: String(process.pid) };
+new Gauge({
+  name: 'isthmus_gateway_worker_connections',
+  help: 'Connections open in one worker of the gateway',
+  labelNames: ['worker'],
+  registers: [registry],
+  collect() {
+    this.set(workerLabel, gw.connections);
+  },
+});
+const passed = new Counter({
+  name: 'isthmus_gateway_worker_passed_total',
+  help: 'Connections a worker accepted and passed to a less loaded worker',
+  labelNames: ['worker'],
+  registers: [registry],
+});
 
 const gw = new Gateway({
   id: config.id,
