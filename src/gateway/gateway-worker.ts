@@ -12,15 +12,27 @@ import type { GatewayPrimaryMessage, GatewayWorkerConfig, GatewayWorkerMessage }
 const config = JSON.parse(process.env.ISTHMUS_GATEWAY_WORKER ?? '{}') as GatewayWorkerConfig;
 const send = (m: GatewayWorkerMessage) => process.send?.(m);
 const balance = new AcceptBalance(process.pid);
+/**
+ * Passes not yet on their way, at most: Node sends one descriptor at a time and waits for its
+ * receipt, so a burst would otherwise queue hundreds, each connection waiting for all before it.
+ */
+const MAX_PASSING = 8;
+let passing = 0;
 
 /** Passes a just-accepted connection on through the primary; kept here if it cannot go. */
 function passOn(handle: AcceptedHandle, open: number): boolean {
+  if (passing >= MAX_PASSING || !process.send || !process.connected) return false;
   const to = balance.passTo(open, gw.closed, performance.now());
-  if (to === undefined || !process.send || !process.connected) return false;
+  if (to === undefined) return false;
   passed.inc(workerLabel);
+  passing++;
   const message: GatewayWorkerMessage = { type: 'isthmus:gateway:pass', to, open };
   // Closed here once the descriptor is on its way (the primary then holds a copy).
-  process.send(message, handle as never, undefined, (err) => (err ? gw.adopt(handle) : closeHandle(handle)));
+  process.send(message, handle as never, undefined, (err) => {
+    passing--;
+    if (err) gw.adopt(handle);
+    else closeHandle(handle);
+  });
   return true;
 }
 const registry = createRegistry({ dc: config.dc, node: config.id });
