@@ -1,6 +1,6 @@
 // Benchmark child: the mesh gateway alone in its process (its CPU and RSS are its own, workers
 // included), routing the services given as JSON in argv[3] ({ trustDomain, services: { name: port },
-// workers }) on port argv[2]. One worker is a plain Gateway; more are a GatewayCluster. Plain
+// workers, bufferSweepMs }) on port argv[2]. One worker is a plain Gateway; more are a GatewayCluster. Plain
 // JavaScript on the build in dist/ (`npm run build`), as `isthmus gateway` runs: a TypeScript loader
 // in the process would add its own memory and, per closure made, a call naming it.
 // Prints { port, pid } as one JSON line.
@@ -16,7 +16,7 @@ const routes = {
   serverAddresses: [],
   remotes: [],
 };
-const opts = { id: 'bench-gateway', dc: 'dc1', host: '127.0.0.1', port, maxConnections: 20_000, routes };
+const opts = { id: 'bench-gateway', dc: 'dc1', host: '127.0.0.1', port, maxConnections: 20_000, routes, bufferSweepMs: spec.bufferSweepMs };
 // With its metrics, as `isthmus gateway` runs (a cluster's workers make their own registries).
 const gw = (spec.workers ?? 1) > 1 ? new GatewayCluster({ ...opts, workers: spec.workers }) : new Gateway({ ...opts, registry: createRegistry({ dc: 'dc1', node: 'bench-gateway' }) });
 await gw.start();

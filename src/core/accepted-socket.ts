@@ -56,3 +56,22 @@ export function readingInto(accepted: net.Socket, onread: net.OnReadOpts): net.S
   accepted.destroy();
   return acceptedSocket(handle, onread);
 }
+
+/** The socket's own key for its `onread` buffer (a Node internal), looked up on first use; null: none. */
+let userBufferKey: symbol | null | undefined;
+
+/**
+ * Points a socket that reads through `onread` at another buffer for its next reads (Node keeps the
+ * one last returned until the next read): so a buffer it no longer needs can go elsewhere. Only
+ * between reads (reads land synchronously in the poll phase). False when this Node offers no way:
+ * the socket keeps its buffer.
+ */
+export function switchReadBuffer(socket: net.Socket, buf: Buffer): boolean {
+  if (userBufferKey === undefined) userBufferKey = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'kBuffer') ?? null;
+  const handle = (socket as unknown as WithHandle)._handle as { useUserBuffer?: (b: Uint8Array) => void } | null;
+  const holder = socket as unknown as Record<symbol, unknown>;
+  if (!userBufferKey || !handle || typeof handle.useUserBuffer !== 'function' || !(holder[userBufferKey] instanceof Uint8Array)) return false;
+  handle.useUserBuffer(buf);
+  holder[userBufferKey] = buf;
+  return true;
+}

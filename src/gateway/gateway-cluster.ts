@@ -14,7 +14,7 @@ import { silentLogger, type Logger, type LogLevel } from '../telemetry/index.js'
 import type { GatewayOptions } from './gateway.js';
 import type { GatewayRoutes } from './routes.js';
 
-export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | 'registry' | 'logger'> {
+export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | 'registry' | 'logger' | 'passOn'> {
   /** Worker processes (at least 2; one core needs no cluster). */
   workers: number;
   routes?: GatewayRoutes;
@@ -24,7 +24,7 @@ export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | '
 }
 
 /** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON): the gateway's own settings. */
-export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections'> & {
+export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections' | 'bufferSweepMs'> & {
   routes?: GatewayRoutes;
   logLevel?: LogLevel;
   /** Send flow records to the primary (only when someone there wants them). */
@@ -163,7 +163,7 @@ export class GatewayCluster implements Component {
     const config: GatewayWorkerConfig = {
       id: this.idNow, dc: this.opts.dc, host: this.opts.host, port: this.opts.port, routes: this.routesNow,
       helloTimeoutMs: this.opts.helloTimeoutMs, maxHelloBytes: this.opts.maxHelloBytes, idleTimeoutMs: this.opts.idleTimeoutMs,
-      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts,
+      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts, bufferSweepMs: this.opts.bufferSweepMs,
       // The limit is the gateway's: each worker takes its share.
       maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
       logLevel: this.opts.logLevel, flows: this.opts.onFlow !== undefined,

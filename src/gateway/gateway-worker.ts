@@ -71,6 +71,7 @@ const gw = new Gateway({
   connectTimeoutMs: config.connectTimeoutMs,
   maxAttempts: config.maxAttempts,
   maxConnections: config.maxConnections,
+  bufferSweepMs: config.bufferSweepMs,
   passOn,
   onFlow: config.flows ? (record) => send({ type: 'isthmus:gateway:flow', record }) : undefined,
 });

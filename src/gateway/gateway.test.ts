@@ -238,6 +238,35 @@ describe('mesh gateway', () => {
     expect(h.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
+  it('gives back the read buffers of a connection that moved bulk once it idles, and keeps every byte after', async () => {
+    const server = net.createServer((sock) => {
+      sock.pipe(sock);
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => server.close(() => r())));
+    const port = (server.address() as net.AddressInfo).port;
+    const { gw } = await gateway({ trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] }, { bufferSweepMs: 200 });
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+    stops.push(() => void sock.destroy());
+    expect((await echo(sock, GOLDEN)).equals(GOLDEN)).toBe(true);
+    expect(gw.connectionsWithOwnBuffers).toBe(0);
+    const bulk = randomBytes(4 << 20);
+    expect((await echo(sock, bulk)).equals(bulk)).toBe(true);
+    // Bulk moved through buffers of the connection's own...
+    expect(gw.connectionsWithOwnBuffers).toBe(1);
+    // ...given back once it idles.
+    await until(() => gw.connectionsWithOwnBuffers === 0);
+    // Through the shared buffer again, then its own again, in order both times.
+    const small = randomBytes(100);
+    expect((await echo(sock, small)).equals(small)).toBe(true);
+    const again = randomBytes(4 << 20);
+    expect((await echo(sock, again)).equals(again)).toBe(true);
+    expect(gw.connectionsWithOwnBuffers).toBe(1);
+    await until(() => gw.connectionsWithOwnBuffers === 0);
+    expect((await echo(sock, small)).equals(small)).toBe(true);
+  });
+
   it('sends another DC\'s name to that DC\'s gateway, which delivers it locally: one traceId on both hops', async () => {
     const backend = await tlsBackend('api', 'dc2');
     const dc2 = await gateway({ dc: 'dc2', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }] });

@@ -9,7 +9,7 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { acceptedSocket, closeHandle, readingInto, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
+import { acceptedSocket, closeHandle, readingInto, switchReadBuffer, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
 import { writeDirect, Written } from '../core/direct-write.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
@@ -46,6 +46,12 @@ export interface GatewayOptions {
   maxAttempts?: number;
   /** Connections open at once; past it new ones are reset and recorded (default 8192). */
   maxConnections?: number;
+  /**
+   * A connection that has read buffers of its own (after moving bulk) and reads nothing for between
+   * one and two of these gives them back and reads through the shared one again (default 2 s): an
+   * idle connection holds no read buffer, whatever it moved before.
+   */
+  bufferSweepMs?: number;
   /**
    * Offered each connection as it is accepted, before a byte is read, with the number open here:
    * true when it took the connection elsewhere (a GatewayCluster worker passing it to a less loaded
@@ -113,6 +119,11 @@ export class Gateway implements Component {
   private limitLoggedAt = 0;
   private closedCount = 0;
   private idleSweep: NodeJS.Timeout | undefined;
+  /** Connections holding read buffers of their own, and the sweep that takes back idle ones' (see bufferSweepMs). */
+  private readonly buffered = new Set<GatewayConnection>();
+  private bufferSweep: NodeJS.Timeout | undefined;
+  /** False once this Node turned out not to let a socket's read buffer be swapped. */
+  private canSwapBuffers = true;
 
   constructor(private readonly opts: GatewayOptions) {
     this.id = opts.id;
@@ -187,6 +198,17 @@ export class Gateway implements Component {
     this.idleSweep = setInterval(() => {
       for (const c of this.conns) c.sweepIdle();
     }, Math.max(1, Math.floor(this.idleTimeoutMs / IDLE_SWEEPS))).unref();
+    this.bufferSweep = setInterval(() => {
+      for (const c of this.buffered) {
+        const released = c.releaseIdleBuffers();
+        if (released === undefined) {
+          this.canSwapBuffers = false;
+          this.buffered.clear();
+          return;
+        }
+        if (released) this.buffered.delete(c);
+      }
+    }, this.opts.bufferSweepMs ?? 2000).unref();
     this.log.info('gateway listening', { address: this.address });
   }
 
@@ -194,6 +216,7 @@ export class Gateway implements Component {
     const server = this.server;
     this.server = undefined;
     clearInterval(this.idleSweep);
+    clearInterval(this.bufferSweep);
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const c of [...this.conns]) c.abort();
     await closed;
@@ -237,6 +260,18 @@ export class Gateway implements Component {
     return this.spareBuffers.pop() ?? Buffer.allocUnsafe(READ_BUFFER);
   }
 
+  /** Connections holding read buffers of their own now. */
+  get connectionsWithOwnBuffers(): number {
+    return this.buffered.size;
+  }
+
+  /** A connection that took read buffers of its own: its idle ones will be taken back. */
+  holdsBuffers(c: GatewayConnection): boolean {
+    if (!this.canSwapBuffers) return false;
+    this.buffered.add(c);
+    return true;
+  }
+
   /** A read buffer no read or write uses any more. */
   giveReadBuffer(b: Buffer): void {
     if (this.spareBuffers.length < MAX_SPARE_BUFFERS) this.spareBuffers.push(b);
@@ -246,6 +281,7 @@ export class Gateway implements Component {
   released(c: GatewayConnection, counts: RouteCounts | undefined): void {
     if (!this.conns.delete(c)) return;
     this.closedCount++;
+    this.buffered.delete(c);
     const r = counts ?? this.unrouted;
     if (r) r.active--;
   }
@@ -319,6 +355,9 @@ class GatewayConnection {
   private idleSweeps = 0;
   /** Reads through the shared buffer, both directions. */
   private sharedReads = 0;
+  /** Read anything since the last buffer sweep; in the gateway's set of connections with own buffers. */
+  private readSinceSweep = false;
+  private inBuffered = false;
   private failure: string | undefined;
   private clientClosed = false;
   private upstreamClosed = true;
@@ -358,7 +397,9 @@ class GatewayConnection {
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
+      this.readSinceSweep = true;
       this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
+      if (this.clientBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
       return !this.waiting && !up.writableNeedDrain;
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
@@ -651,7 +692,9 @@ class GatewayConnection {
     const client = this.client;
     if (client.destroyed || client.writableEnded) return false;
     const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : (buf as Buffer).subarray(0, n);
+    this.readSinceSweep = true;
     this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf);
+    if (this.upstreamBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
     if (this.waiting || client.writableNeedDrain) {
       this.upstreamPaused = true;
       return false;
@@ -665,6 +708,35 @@ class GatewayConnection {
       this.upstream?.resume();
     }
   };
+
+  /**
+   * Called by the gateway's buffer sweep: a connection that read nothing since the last one goes back
+   * to the shared read buffer and gives its own back. True when it holds none any more; undefined when
+   * this Node cannot swap a socket's read buffer (it keeps them).
+   */
+  releaseIdleBuffers(): boolean | undefined {
+    if (this.readSinceSweep) {
+      this.readSinceSweep = false;
+      return false;
+    }
+    const shared = this.gw.sharedReadBuffer;
+    const client = this.client;
+    if (this.clientBuf && !client.destroyed) {
+      if (!switchReadBuffer(client, shared)) return undefined;
+      this.gw.giveReadBuffer(this.clientBuf);
+      this.clientBuf = this.clientView = undefined;
+    }
+    const up = this.upstream;
+    if (this.upstreamBuf && up && !up.destroyed) {
+      if (!switchReadBuffer(up, shared)) return undefined;
+      this.gw.giveReadBuffer(this.upstreamBuf);
+      this.upstreamBuf = this.upstreamView = undefined;
+    }
+    // Back to the start: it takes buffers of its own again only after moving bulk again.
+    this.sharedReads = 0;
+    this.inBuffered = false;
+    return true;
+  }
 
   /** Called by the gateway's idle sweep. */
   sweepIdle(): void {
