@@ -32,6 +32,8 @@ const only = process.env.BENCH_PATHS?.split(',');
 const tests = new Set(process.env.BENCH_TESTS?.split(',') ?? ['keepalive', 'resumed', 'full', 'bulk']);
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+/** The gateway's Node options in deploy/ (systemd/isthmus-gateway.service, kubernetes/50-gateway.yaml). */
+const DEPLOYED_NODE_ARGS = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(here('../deploy/systemd/isthmus-gateway.service'), 'utf8'))?.[1] ?? '';
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-gateway-bench-'));
 // nginx workers (user root or nobody) read the certificates and the 1 MiB file from here.
 chmodSync(dir, 0o755);
@@ -144,7 +146,8 @@ async function startRouter(name: string, tag: string): Promise<Path> {
   if (name.startsWith('isthmus')) {
     const workers = gatewayWorkers.find((w) => gatewayName(w) === name) ?? 1;
     const spec = { trustDomain: TD, services: { api: backendPorts.resumable, full: backendPorts.full }, workers };
-    const nodeArgs = process.env.BENCH_GATEWAY_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    // As deploy/ runs it (the systemd unit's and the Deployment's NODE_OPTIONS), unless told otherwise.
+    const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? DEPLOYED_NODE_ARGS).split(' ').filter(Boolean);
     const gw = await jsonChild(children, process.execPath, [...nodeArgs, here('./support/gateway-process.mjs'), String(port), JSON.stringify(spec)]);
     return { name, port, fullPort: port, pid: gw.info.pid };
   }
