@@ -63,14 +63,17 @@ let userBufferKey: symbol | null | undefined;
 /**
  * Points a socket that reads through `onread` at another buffer for its next reads (Node keeps the
  * one last returned until the next read): so a buffer it no longer needs can go elsewhere. Only
- * between reads (reads land synchronously in the poll phase). False when this Node offers no way:
- * the socket keeps its buffer.
+ * between reads (reads land synchronously in the poll phase). True when the socket reads into `buf`
+ * from now on, or reads nothing more (its handle is gone); false when this Node offers no way: the
+ * socket keeps its buffer.
  */
 export function switchReadBuffer(socket: net.Socket, buf: Buffer): boolean {
   if (userBufferKey === undefined) userBufferKey = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'kBuffer') ?? null;
   const handle = (socket as unknown as WithHandle)._handle as { useUserBuffer?: (b: Uint8Array) => void } | null;
   const holder = socket as unknown as Record<symbol, unknown>;
-  if (!userBufferKey || !handle || typeof handle.useUserBuffer !== 'function' || !(holder[userBufferKey] instanceof Uint8Array)) return false;
+  if (!userBufferKey) return false;
+  if (!handle) return true;
+  if (typeof handle.useUserBuffer !== 'function' || !(holder[userBufferKey] instanceof Uint8Array)) return false;
   handle.useUserBuffer(buf);
   holder[userBufferKey] = buf;
   return true;

@@ -101,8 +101,11 @@ describe('three federated regions, every part its own process', () => {
 
   it('draws one trace across DCs, and follows flows of every DC live', async () => {
     const { dc1 } = fed.dcs;
-    const r = await api(dc1.server.url, 'GET', '/v1/flows?to=db&dc=all&hop=client-sidecar&verdict=allowed&limit=1');
-    const traceId = r.body.Records[0].traceId as string;
+    // The calls to db of the test before: a sidecar reports a connection's record once it has closed.
+    const traceId = await until('an allowed call to db recorded', async () => {
+      const r = await api(dc1.server.url, 'GET', '/v1/flows?to=db&dc=all&hop=client-sidecar&verdict=allowed&limit=1');
+      return (r.body.Records as { traceId: string }[])[0]?.traceId;
+    });
     const t = await runCli(['flows', 'trace', traceId, '--http-addr', dc1.server.http]);
     expect(t.code).toBe(0);
     const lines = t.stdout.split('\n');
