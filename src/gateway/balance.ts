@@ -8,7 +8,8 @@
 // them by hash, and accepting everything in the primary, cluster's SCHED_RR, costs a descriptor
 // message per connection: 0.61x HAProxy's new connections a second against 0.82x.) So a worker that
 // holds clearly more connections than another passes a fresh one, before reading a byte of it, to
-// the least loaded worker through the primary. Only while its connections live long: where they come
+// the least loaded worker through the primary (never to one that has stopped reporting: a stuck
+// worker looks least loaded). Only while its connections live long: where they come
 // and go by the thousand a second, the race to accept spreads them well enough, and a pass would only
 // add its delay to a short connection (passing one in ten cost about 9 % of the new connections a
 // second).

@@ -125,4 +125,24 @@ describe('gateway cluster', () => {
     const got = await Promise.all(answers);
     got.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
   }, 20_000);
+
+  it('passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
+    const backend = await hashBackend();
+    const gw = new GatewayCluster({ id: 'gw-stuck', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(backend) });
+    await gw.start();
+    stops.push(() => gw.stop());
+    const end = Date.now() + 5000;
+    while (gw.workerConnections.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const stuck = gw.workerConnections[0].pid;
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      // Silent past the bound (3 s), and the primary's check (every second) has told the other.
+      await new Promise((r) => setTimeout(r, 4500));
+      const bodies = Array.from({ length: 32 }, () => randomBytes(10_000));
+      const answers = await Promise.all(bodies.map((b) => roundTrip(gw.port, b)));
+      answers.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+    } finally {
+      process.kill(stuck, 'SIGCONT');
+    }
+  }, 20_000);
 });

@@ -55,6 +55,8 @@ export type GatewayPrimaryMessage =
  * idle: 8.6 MB per 1,000 idle connections over two workers, 7.0 MB with 4 MiB, at the same speed.
  */
 const WORKER_SEMI_SPACE = '--max-semi-space-size=4';
+/** A worker that has not reported for this long is taken for stuck (it reports at least every second). */
+const STUCK_AFTER_MS = 3000;
 
 /**
  * The worker's entry file, beside this one: the build's .js, or when running from source (tests,
@@ -76,6 +78,11 @@ export class GatewayCluster implements Component {
   readonly name = 'gateway';
   private readonly workers = new Set<Worker>();
   private readonly counts = new Map<Worker, number>();
+  /** When each worker last reported (it does at least every second): one silent for longer is stuck. */
+  private readonly reportedAt = new Map<Worker, number>();
+  /** The workers named in the last loads broadcast, and the check that drops stuck ones from it. */
+  private broadcastKey = '';
+  private staleCheck: NodeJS.Timeout | undefined;
   private routesNow: GatewayRoutes | undefined;
   private boundPort = 0;
   private stopping = false;
@@ -145,11 +152,15 @@ export class GatewayCluster implements Component {
       await this.stop();
       throw err;
     }
+    this.staleCheck = setInterval(() => {
+      if (this.freshWorkers().map((w) => w.process.pid).join() !== this.broadcastKey) this.broadcastLoads();
+    }, 1000).unref();
     this.log.info('gateway listening', { address: this.address, workers: this.opts.workers });
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.staleCheck);
     await Promise.all([...this.workers].map((w) => new Promise<void>((resolve) => {
       if (w.isDead()) return resolve();
       w.once('exit', () => resolve());
@@ -178,6 +189,7 @@ export class GatewayCluster implements Component {
           listening = true;
           // The others learn of it at once: it balances and is balanced on from its first accept.
           this.counts.set(w, 0);
+          this.reportedAt.set(w, Date.now());
           this.broadcastLoads();
           resolve(m.port);
         } else if (m.type === 'isthmus:gateway:failed') {
@@ -186,6 +198,7 @@ export class GatewayCluster implements Component {
           this.flow(m.record);
         } else if (m.type === 'isthmus:gateway:connections') {
           this.counts.set(w, m.count);
+          this.reportedAt.set(w, Date.now());
           this.broadcastLoads();
         } else if (m.type === 'isthmus:gateway:pass' && handle) {
           this.pass(w, m, handle);
@@ -194,6 +207,7 @@ export class GatewayCluster implements Component {
       w.once('exit', (code, signal) => {
         this.workers.delete(w);
         this.counts.delete(w);
+        this.reportedAt.delete(w);
         if (!listening) return reject(failed ?? new Error(`gateway worker exited before listening (${signal ?? code})`));
         if (this.stopping) return;
         // A second apart: a worker that dies at once does not spin.
@@ -205,13 +219,20 @@ export class GatewayCluster implements Component {
     });
   }
 
+  /** Workers alive and reporting: the ones connections may be passed to. */
+  private freshWorkers(): Worker[] {
+    const now = Date.now();
+    return [...this.workers].filter((w) => !w.isDead() && w.isConnected() && now - (this.reportedAt.get(w) ?? 0) < STUCK_AFTER_MS);
+  }
+
   /**
-   * A connection `from` passed on, to worker `m.to`: to another live one if that one is gone, back to
-   * `from` if none is. This process's copy of the descriptor is closed once it is on its way.
+   * A connection `from` passed on, to worker `m.to`: to another reporting one if that one is gone or
+   * stuck, back to `from` if none is. This process's copy of the descriptor is closed once it is on
+   * its way.
    */
   private pass(from: Worker, m: { to: number; open: number }, handle: AcceptedHandle): void {
-    const live = [...this.workers].filter((w) => !w.isDead() && w.isConnected());
-    const target = live.find((w) => w.process.pid === m.to) ?? live.find((w) => w !== from);
+    const fresh = this.freshWorkers();
+    const target = fresh.find((w) => w.process.pid === m.to) ?? fresh.find((w) => w !== from) ?? (from.isConnected() ? from : undefined);
     if (!target) return closeHandle(handle);
     const adopt: GatewayPrimaryMessage = { type: 'isthmus:gateway:adopt', from: from.process.pid!, open: m.open };
     target.send(adopt, handle as never, undefined, () => closeHandle(handle));
@@ -226,8 +247,11 @@ export class GatewayCluster implements Component {
     }
   }
 
+  /** Every reporting worker's load, to all: a stuck one is left out, so no connection is passed to it. */
   private broadcastLoads(): void {
-    this.broadcast({ type: 'isthmus:gateway:loads', loads: this.workerConnections.map((l) => [l.pid, l.connections]) });
+    const fresh = this.freshWorkers();
+    this.broadcastKey = fresh.map((w) => w.process.pid).join();
+    this.broadcast({ type: 'isthmus:gateway:loads', loads: fresh.map((w) => [w.process.pid!, this.counts.get(w) ?? 0]) });
   }
 
   private broadcast(m: GatewayPrimaryMessage): void {

@@ -98,11 +98,15 @@ process.on('disconnect', () => void gw.stop().then(() => process.exit(0)));
 gw.start().then(
   () => {
     send({ type: 'isthmus:gateway:listening', port: gw.port });
-    // Reported when it changed, every 100 ms at most: the other workers balance on it.
+    // Reported when it changed, every 100 ms at most, and every second anyway: the other workers
+    // balance on it, and a worker that falls silent is passed nothing (it may be stuck).
     let reported = -1;
+    let reportedAt = 0;
     setInterval(() => {
-      if (gw.connections === reported) return;
+      const now = Date.now();
+      if (gw.connections === reported && now - reportedAt < 1000) return;
       reported = gw.connections;
+      reportedAt = now;
       send({ type: 'isthmus:gateway:connections', count: reported });
     }, 100).unref();
   },
