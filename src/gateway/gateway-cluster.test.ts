@@ -41,6 +41,14 @@ function roundTrip(port: number, body: Buffer): Promise<string> {
   });
 }
 
+/** A two-worker gateway cluster routing to a hash backend, stopped after the test. */
+async function twoWorkers(id: string): Promise<GatewayCluster> {
+  const gw = new GatewayCluster({ id, dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(await hashBackend()) });
+  await gw.start();
+  stops.push(() => gw.stop());
+  return gw;
+}
+
 describe('gateway cluster', () => {
   it('splices through its workers on one port, takes route updates, reports flows, and stops with the port free', async () => {
     const first = await hashBackend();
@@ -74,10 +82,7 @@ describe('gateway cluster', () => {
   }, 20_000);
 
   it('shares connections that all land on one worker with the other, and every one of them still splices', async () => {
-    const backend = await hashBackend();
-    const gw = new GatewayCluster({ id: 'gw-balance', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(backend) });
-    await gw.start();
-    stops.push(() => gw.stop());
+    const gw = await twoWorkers('gw-balance');
     const loads = async (ok: (l: number[]) => boolean): Promise<number[]> => {
       const end = Date.now() + 5000;
       let l = gw.workerConnections.map((w) => w.connections);
@@ -127,10 +132,7 @@ describe('gateway cluster', () => {
   }, 20_000);
 
   it('passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
-    const backend = await hashBackend();
-    const gw = new GatewayCluster({ id: 'gw-stuck', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(backend) });
-    await gw.start();
-    stops.push(() => gw.stop());
+    const gw = await twoWorkers('gw-stuck');
     const end = Date.now() + 5000;
     while (gw.workerConnections.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     const stuck = gw.workerConnections[0].pid;
