@@ -11,6 +11,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { jsonChild } from './support/json-child.js';
+import { rssKB } from './support/soak-sample.js';
 
 const N = Number(process.env.BENCH_CONNS ?? 1000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -28,7 +29,7 @@ const backend = net.createServer((s) => {
 await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
 const backendPort = (backend.address() as net.AddressInfo).port;
 
-const rssMB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const rssMB = (pid: number) => rssKB(pid) / 1024;
 
 const sides = {
   shipped: { bufferSweepMs: undefined as number | undefined },

@@ -18,6 +18,7 @@ import { median } from './support/http-load.js';
 import { haveHaproxy, haveNginx, startBackend, startHaproxy, startNginxRouter, writeBackendCerts } from './support/tls-proxies.js';
 import { runWrkTls, type TlsLoadOptions } from './support/wrk-tls.js';
 import { jsonChild } from './support/json-child.js';
+import { rssKB } from './support/soak-sample.js';
 
 const TD = 'bench.isthmus';
 const SNI = `api.default.dc1.internal.${TD}`;
@@ -90,11 +91,11 @@ function tree(pid: number): number[] {
   return out;
 }
 
-function rssKB(pid: number): number {
+function treeRssKB(pid: number): number {
   let sum = 0;
   for (const p of tree(pid)) {
     try {
-      sum += Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+      sum += rssKB(p);
     } catch {
       // Gone meanwhile.
     }
@@ -239,10 +240,10 @@ if (idleCount > 0) {
   for (const n of routers) {
     const p = await startRouter(n, 'idle');
     await new Promise((r) => setTimeout(r, 1000));
-    const before = rssKB(p.pid!);
+    const before = treeRssKB(p.pid!);
     const client = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/idle-tls.ts'), '127.0.0.1', String(p.port), String(idleCount), SNI]);
     await new Promise((r) => setTimeout(r, 3000));
-    const after = rssKB(p.pid!);
+    const after = treeRssKB(p.pid!);
     const mb = (after - before) / 1024;
     idle[p.name] = { conns: client.info.open, mb: +mb.toFixed(1), mbPer1000: +((mb * 1000) / Math.max(1, client.info.open)).toFixed(2) };
     console.error(`idle ${p.name}: ${client.info.open} open (${client.info.failed} failed), RSS ${(before / 1024).toFixed(1)} -> ${(after / 1024).toFixed(1)} MB`);

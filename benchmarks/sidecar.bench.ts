@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
 import { jsonChild } from './support/json-child.js';
+import { rssKB } from './support/soak-sample.js';
 import { hasWrk, runWrk } from './support/wrk.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -34,11 +35,6 @@ async function freePort(): Promise<number> {
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
-
-function rssKB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : 0;
 }
 
 const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/http-app.ts')]);

@@ -11,14 +11,18 @@ export interface ProcSample {
   cpuTicks: number;
 }
 
+/** Resident memory of one process in KB (VmRSS); throws when it is gone. */
+export function rssKB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
 export function sampleProc(pid: number, t: number): ProcSample | undefined {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rssKB = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+    const rss = rssKB(pid);
     const fds = readdirSync(`/proc/${pid}/fd`).length;
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { t: +t.toFixed(1), rssKB, fds, cpuTicks: Number(f[11]) + Number(f[12]) };
+    return { t: +t.toFixed(1), rssKB: rss, fds, cpuTicks: Number(f[11]) + Number(f[12]) };
   } catch {
     return undefined; // Gone.
   }

@@ -49,6 +49,17 @@ async function twoWorkers(id: string): Promise<GatewayCluster> {
   return gw;
 }
 
+/** Each worker's open connections once `ok` holds of them (or as they are after 5 s). */
+async function workerLoads(gw: GatewayCluster, ok: (l: number[]) => boolean): Promise<number[]> {
+  const end = Date.now() + 5000;
+  let l = gw.workerConnections.map((w) => w.connections);
+  while (!ok(l) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 20));
+    l = gw.workerConnections.map((w) => w.connections);
+  }
+  return l;
+}
+
 describe('gateway cluster', () => {
   it('splices through its workers on one port, takes route updates, reports flows, and stops with the port free', async () => {
     const first = await hashBackend();
@@ -83,16 +94,7 @@ describe('gateway cluster', () => {
 
   it('shares connections that all land on one worker with the other, and every one of them still splices', async () => {
     const gw = await twoWorkers('gw-balance');
-    const loads = async (ok: (l: number[]) => boolean): Promise<number[]> => {
-      const end = Date.now() + 5000;
-      let l = gw.workerConnections.map((w) => w.connections);
-      while (!ok(l) && Date.now() < end) {
-        await new Promise((r) => setTimeout(r, 20));
-        l = gw.workerConnections.map((w) => w.connections);
-      }
-      return l;
-    };
-    expect(await loads((l) => l.length === 2)).toEqual([0, 0]);
+    expect(await workerLoads(gw, (l) => l.length === 2)).toEqual([0, 0]);
     // One worker cannot accept: the kernel gives every connection to the other, as it gives a burst
     // to whichever worker waits.
     const stopped = gw.workerConnections[0].pid;
@@ -115,7 +117,7 @@ describe('gateway cluster', () => {
     } finally {
       process.kill(stopped, 'SIGCONT');
     }
-    const split = await loads((l) => l[0] + l[1] === 32 && Math.min(...l) > 0);
+    const split = await workerLoads(gw, (l) => l[0] + l[1] === 32 && Math.min(...l) > 0);
     expect(split[0] + split[1]).toBe(32);
     expect(Math.min(...split)).toBeGreaterThanOrEqual(12);
     // Passed on before a byte was read: the hello and what follows reach the backend whole.
@@ -133,8 +135,7 @@ describe('gateway cluster', () => {
 
   it('passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
     const gw = await twoWorkers('gw-stuck');
-    const end = Date.now() + 5000;
-    while (gw.workerConnections.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await workerLoads(gw, (l) => l.length === 2);
     const stuck = gw.workerConnections[0].pid;
     process.kill(stuck, 'SIGSTOP');
     try {

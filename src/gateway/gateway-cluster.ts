@@ -77,9 +77,11 @@ function workerEntry(): { exec: string; execArgv: string[] } {
 export class GatewayCluster implements Component {
   readonly name = 'gateway';
   private readonly workers = new Set<Worker>();
-  private readonly counts = new Map<Worker, number>();
-  /** When each worker last reported (it does at least every second): one silent for longer is stuck. */
-  private readonly reportedAt = new Map<Worker, number>();
+  /**
+   * Each worker's last report: its open connections, and when (it reports at least every second;
+   * one silent for longer than STUCK_AFTER_MS is stuck).
+   */
+  private readonly reports = new Map<Worker, { open: number; at: number }>();
   /** The workers named in the last loads broadcast, and the check that drops stuck ones from it. */
   private broadcastKey = '';
   private staleCheck: NodeJS.Timeout | undefined;
@@ -120,7 +122,7 @@ export class GatewayCluster implements Component {
   /** Connections open now, as last reported by the workers. */
   get connections(): number {
     let n = 0;
-    for (const c of this.counts.values()) n += c;
+    for (const r of this.reports.values()) n += r.open;
     return n;
   }
 
@@ -131,7 +133,7 @@ export class GatewayCluster implements Component {
 
   /** Each worker's open connections, as last reported (every 100 ms while they change). */
   get workerConnections(): { pid: number; connections: number }[] {
-    return [...this.counts].map(([w, connections]) => ({ pid: w.process.pid!, connections }));
+    return [...this.reports].map(([w, r]) => ({ pid: w.process.pid!, connections: r.open }));
   }
 
   /** Every worker's metrics, summed (Prometheus text). */
@@ -188,8 +190,7 @@ export class GatewayCluster implements Component {
         if (m.type === 'isthmus:gateway:listening') {
           listening = true;
           // The others learn of it at once: it balances and is balanced on from its first accept.
-          this.counts.set(w, 0);
-          this.reportedAt.set(w, Date.now());
+          this.reports.set(w, { open: 0, at: Date.now() });
           this.broadcastLoads();
           resolve(m.port);
         } else if (m.type === 'isthmus:gateway:failed') {
@@ -197,8 +198,7 @@ export class GatewayCluster implements Component {
         } else if (m.type === 'isthmus:gateway:flow') {
           this.flow(m.record);
         } else if (m.type === 'isthmus:gateway:connections') {
-          this.counts.set(w, m.count);
-          this.reportedAt.set(w, Date.now());
+          this.reports.set(w, { open: m.count, at: Date.now() });
           this.broadcastLoads();
         } else if (m.type === 'isthmus:gateway:pass' && handle) {
           this.pass(w, m, handle);
@@ -206,8 +206,7 @@ export class GatewayCluster implements Component {
       });
       w.once('exit', (code, signal) => {
         this.workers.delete(w);
-        this.counts.delete(w);
-        this.reportedAt.delete(w);
+        this.reports.delete(w);
         if (!listening) return reject(failed ?? new Error(`gateway worker exited before listening (${signal ?? code})`));
         if (this.stopping) return;
         // A second apart: a worker that dies at once does not spin.
@@ -222,7 +221,7 @@ export class GatewayCluster implements Component {
   /** Workers alive and reporting: the ones connections may be passed to. */
   private freshWorkers(): Worker[] {
     const now = Date.now();
-    return [...this.workers].filter((w) => !w.isDead() && w.isConnected() && now - (this.reportedAt.get(w) ?? 0) < STUCK_AFTER_MS);
+    return [...this.workers].filter((w) => !w.isDead() && w.isConnected() && now - (this.reports.get(w)?.at ?? 0) < STUCK_AFTER_MS);
   }
 
   /**
@@ -251,7 +250,7 @@ export class GatewayCluster implements Component {
   private broadcastLoads(): void {
     const fresh = this.freshWorkers();
     this.broadcastKey = fresh.map((w) => w.process.pid).join();
-    this.broadcast({ type: 'isthmus:gateway:loads', loads: fresh.map((w) => [w.process.pid!, this.counts.get(w) ?? 0]) });
+    this.broadcast({ type: 'isthmus:gateway:loads', loads: fresh.map((w) => [w.process.pid!, this.reports.get(w)?.open ?? 0]) });
   }
 
   private broadcast(m: GatewayPrimaryMessage): void {
