@@ -50,11 +50,20 @@ export function closeHandle(handle: AcceptedHandle): void {
  * `accepted` is left destroyed and handle-less, so its server counts the connection as gone.
  */
 export function readingInto(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | undefined {
+  const handle = takeHandle(accepted);
+  return handle && acceptedSocket(handle, onread);
+}
+
+/**
+ * Takes the handle out of a connection accepted with `pauseOnConnect`; undefined when it has none
+ * any more. `accepted` is left destroyed and handle-less, so its server counts the connection as gone.
+ */
+export function takeHandle(accepted: net.Socket): AcceptedHandle | undefined {
   const handle = (accepted as unknown as WithHandle)._handle as AcceptedHandle | null;
   if (!handle) return undefined;
   (accepted as unknown as WithHandle)._handle = null;
   accepted.destroy();
-  return acceptedSocket(handle, onread);
+  return handle;
 }
 
 /** The socket's own key for its `onread` buffer (a Node internal), looked up on first use; null: none. */

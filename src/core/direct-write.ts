@@ -13,10 +13,11 @@ interface WriteReq {
   bytes: number;
   buffer: unknown;
   after: ((err: Error | null) => void) | undefined;
-  socket: net.Socket | undefined;
+  fail: ((err: Error) => void) | undefined;
 }
 
-interface StreamHandle {
+/** A stream handle (a TCP handle, say) as the binding writes to it. */
+export interface StreamHandle {
   writeBuffer(req: WriteReq, data: Uint8Array): number;
 }
 
@@ -57,15 +58,17 @@ export const enum Written {
   Refused,
 }
 
+const writeError = (status: number): Error => Object.assign(new Error(`write failed (${status})`), { errno: status, syscall: 'write' });
+
 function onComplete(this: WriteReq, status: number): void {
   const after = this.after;
-  const socket = this.socket;
+  const fail = this.fail;
   this.after = undefined;
-  this.socket = undefined;
+  this.fail = undefined;
   this.buffer = undefined;
   if (status < 0) {
-    const err = Object.assign(new Error(`write failed (${status})`), { errno: status, syscall: 'write' });
-    if (socket && !socket.destroyed) socket.destroy(err);
+    const err = writeError(status);
+    fail?.(err);
     after?.(err);
     return;
   }
@@ -84,16 +87,28 @@ export function writeDirect(socket: net.Socket, buf: Uint8Array, after: (err: Er
   const handle = (socket as unknown as { _handle: StreamHandle | null })._handle;
   // A TLS socket's handle encrypts what it is given and completes later: its own write path it is.
   if (!handle || socket.connecting || socket.destroyed || socket.writableEnded || socket.writableLength > 0 || (socket as { encrypted?: boolean }).encrypted) return Written.Refused;
+  return writeHandle(handle, buf, after, (err) => {
+    if (!socket.destroyed) socket.destroy(err);
+  });
+}
+
+/**
+ * Writes `buf` to a stream handle of no socket's (see bare-tcp.ts): as writeDirect, with `fail`
+ * called (before `after`, for a Pending write) when the kernel refuses the write. Refused only when
+ * this Node has no such writes.
+ */
+export function writeHandle(handle: StreamHandle, buf: Uint8Array, after: (err: Error | null) => void, fail: (err: Error) => void): Written {
+  if (!binding) return Written.Refused;
   const req = spare ?? new binding.WriteWrap();
   spare = undefined;
   req.handle = handle;
   req.oncomplete = onComplete;
   req.async = false;
   req.after = undefined;
-  req.socket = undefined;
+  req.fail = undefined;
   const err = handle.writeBuffer(req, buf);
   if (err !== 0) {
-    socket.destroy(Object.assign(new Error(`write failed (${err})`), { errno: err, syscall: 'write' }));
+    fail(writeError(err));
     return Written.Done;
   }
   if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) {
@@ -104,6 +119,6 @@ export function writeDirect(socket: net.Socket, buf: Uint8Array, after: (err: Er
   req.async = true;
   req.buffer = buf;
   req.after = after;
-  req.socket = socket;
+  req.fail = fail;
   return Written.Pending;
 }

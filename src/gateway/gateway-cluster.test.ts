@@ -117,7 +117,8 @@ describe('gateway cluster', () => {
     } finally {
       process.kill(stopped, 'SIGCONT');
     }
-    const split = await workerLoads(gw, (l) => l[0] + l[1] === 32 && Math.min(...l) > 0);
+    // Passes still in flight settle within a report or two: wait for the split, not for the first pass.
+    const split = await workerLoads(gw, (l) => l[0] + l[1] === 32 && Math.min(...l) >= 12);
     expect(split[0] + split[1]).toBe(32);
     expect(Math.min(...split)).toBeGreaterThanOrEqual(12);
     // Passed on before a byte was read: the hello and what follows reach the backend whole.

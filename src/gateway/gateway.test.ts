@@ -3,8 +3,9 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import { bareTcpAvailable, preferBareTcp } from '../core/bare-tcp.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { spiffeOf, traceIdFromKeylog } from '../sidecar/index.js';
 import { createRegistry } from '../telemetry/index.js';
@@ -142,7 +143,17 @@ const until = async (fn: () => boolean, ms = 3000) => {
 const GOLDEN = readFileSync(new URL('./testdata/node-tls13.bin', import.meta.url));
 const goldenSni = 'api.default.dc1.internal.golden.isthmus';
 
-describe('mesh gateway', () => {
+// Every behaviour twice: with connections driven on their handles (the default) and on net.Sockets
+// (the fallback for a Node without the internals bare-tcp.ts uses).
+const kinds = [
+  ...(bareTcpAvailable ? [{ name: 'connections on bare handles', bare: true }] : []),
+  { name: 'connections on net.Sockets', bare: false },
+];
+
+describe.each(kinds)('mesh gateway, $name', ({ bare }) => {
+  beforeAll(() => preferBareTcp(bare));
+  afterAll(() => preferBareTcp(true));
+
   it('routes an mTLS connection by SNI to a local sidecar without terminating it, and records the flow', async () => {
     const backend = await tlsBackend('api');
     const { gw, flows, registry } = await gateway({ services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }] });

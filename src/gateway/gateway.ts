@@ -9,8 +9,8 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { acceptedSocket, closeHandle, readingInto, switchReadBuffer, takeAccepts, type AcceptedHandle } from '../core/accepted-socket.js';
-import { writeDirect, Written } from '../core/direct-write.js';
+import { closeHandle, takeAccepts, takeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
+import { acceptedTcp, connectTcp, peerOf, resetHandle, Written, type TcpConn } from '../core/bare-tcp.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
@@ -61,6 +61,7 @@ export interface GatewayOptions {
 }
 
 const ZERO_TRACE = '0'.repeat(32);
+const noop = (): void => {};
 /** Clears a timer and lets go of it (a connection lives for hours; a cleared Timeout need not). */
 const clear = (t: NodeJS.Timeout | undefined): undefined => {
   clearTimeout(t);
@@ -229,16 +230,18 @@ export class Gateway implements Component {
   }
 
   private accept(source: net.Socket | AcceptedHandle): void {
+    // The fallback (no hook on the listener): the handle moves out of the socket Node made.
+    const handle = source instanceof net.Socket ? takeHandle(source) : source;
+    if (!handle) return;
     if (this.conns.size >= this.maxConnections) {
-      const sock = source instanceof net.Socket ? source : acceptedSocket(source);
-      sock.on('error', () => {});
-      sock.resetAndDestroy();
+      const peer = peerOf(handle);
+      resetHandle(handle);
       this.error('', 'connection_limit');
       // Under overload this fires per connection: one line a second says enough (flows have the rest).
       const now = Date.now();
       if (now - this.limitLoggedAt >= 1000) {
         this.limitLoggedAt = now;
-        this.log.warn('connection refused: connection limit reached', { limit: this.maxConnections, peer: sock.remoteAddress });
+        this.log.warn('connection refused: connection limit reached', { limit: this.maxConnections, peer });
       }
       this.record({
         traceId: ZERO_TRACE, hop: 'gateway-ingress', destination: NOBODY, sni: '', verdict: 'error',
@@ -246,8 +249,7 @@ export class Gateway implements Component {
       });
       return;
     }
-    const c = new GatewayConnection(this, source);
-    if (c.state === 'done') return;
+    const c = new GatewayConnection(this, handle);
     this.conns.add(c);
     if (this.unrouted) this.unrouted.active++;
   }
@@ -328,7 +330,7 @@ class GatewayConnection {
   /** The route's counts for the metrics, once routed. */
   private counts: RouteCounts | undefined;
   private sniName: SniName | undefined;
-  private upstream: net.Socket | undefined;
+  private upstream: TcpConn | undefined;
   private target: RouteTarget | undefined;
   private attempt = 0;
   /** Targets that failed, and why (made on the first failure). */
@@ -365,20 +367,16 @@ class GatewayConnection {
     return this.route?.route ?? '';
   }
 
-  readonly client: net.Socket;
+  readonly client: TcpConn;
 
-  constructor(private readonly gw: Gateway, source: net.Socket | AcceptedHandle) {
-    const onread = { buffer: this.nextClientBuffer, callback: this.onClientRead };
-    const client = source instanceof net.Socket ? readingInto(source, onread) : acceptedSocket(source, onread);
-    if (!client) {
-      this.client = source as net.Socket;
-      this.state = 'done';
-      return;
-    }
-    this.client = client;
-    client.on('end', this.onHelloEnd);
-    client.on('error', this.onClientError);
-    client.on('close', this.onClientClose);
+  constructor(private readonly gw: Gateway, handle: AcceptedHandle) {
+    this.client = acceptedTcp(handle, {
+      buffer: this.nextClientBuffer,
+      read: this.onClientRead,
+      end: this.onClientEnd,
+      error: this.onClientError,
+      close: this.onClientClose,
+    });
     this.helloTimer = setTimeout(this.onHelloTimeout, gw.helloTimeoutMs);
   }
 
@@ -392,7 +390,7 @@ class GatewayConnection {
   // ---- reading the hello ----
 
   /** Bytes from the client: the hello first, then the stream. False stops reading (until resume()). */
-  private readonly onClientRead = (n: number, buf: Uint8Array): boolean => {
+  private readonly onClientRead = (n: number, buf: Buffer): boolean => {
     const chunk = buf === this.clientBuf ? (this.clientView = viewOf(this.clientView, buf, n)) : (buf as Buffer).subarray(0, n);
     this.active = true;
     if (this.state === 'open') {
@@ -400,7 +398,7 @@ class GatewayConnection {
       this.readSinceSweep = true;
       this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
       if (this.clientBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
-      return !this.waiting && !up.writableNeedDrain;
+      return !this.waiting;
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
     return false;
@@ -413,7 +411,7 @@ class GatewayConnection {
    * (undefined: the shared one). Sets `waiting` when the write has to wait for `dest` to drain: the
    * caller stops reading this direction until the write is done (afterClientWrite/afterUpstreamWrite).
    */
-  private forward(dest: net.Socket, chunk: Buffer, buf: Uint8Array, own: Buffer | undefined): Buffer | undefined {
+  private forward(dest: TcpConn, chunk: Buffer, buf: Buffer, own: Buffer | undefined): Buffer | undefined {
     this.waiting = false;
     if (buf !== own) {
       // The shared buffer is the next read target of every connection: what is written is a copy.
@@ -426,32 +424,17 @@ class GatewayConnection {
   }
 
   /**
-   * Straight to the handle when the socket can take it (see direct-write.ts), else through its
-   * stream. True when `data` is free again at once; `own` (a read buffer) is given back when a write
-   * that held it is done.
+   * True when `data` is free again at once; `own` (a read buffer) is given back when a write that
+   * held it is done.
    */
-  private send(dest: net.Socket, data: Buffer, own: Buffer | undefined): boolean {
+  private send(dest: TcpConn, data: Buffer, own: Buffer | undefined): boolean {
     const toClient = dest === this.client;
-    const written = writeDirect(dest, data, toClient ? this.afterClientWrite : this.afterUpstreamWrite);
-    if (written === Written.Done) return true;
-    if (written === Written.Pending) {
-      // One write at most waits per direction (reading stops meanwhile): its buffer is kept here
-      // and given back when it is done.
-      if (toClient) this.heldByClientWrite = own;
-      else this.heldByUpstreamWrite = own;
-      this.waiting = true;
-      return false;
-    }
-    if (!own || data.length < BULK_READ) {
-      dest.write(data);
-      return dest.writableLength === 0;
-    }
-    let held = false;
-    dest.write(data, () => {
-      if (held) this.gw.giveReadBuffer(own);
-    });
-    if (dest.writableLength === 0) return true;
-    held = true;
+    if (dest.write(data, toClient ? this.afterClientWrite : this.afterUpstreamWrite) === Written.Done) return true;
+    // One write at most waits per direction (reading stops meanwhile): its buffer is kept here and
+    // given back when it is done.
+    if (toClient) this.heldByClientWrite = own;
+    else this.heldByUpstreamWrite = own;
+    this.waiting = true;
     return false;
   }
 
@@ -487,7 +470,6 @@ class GatewayConnection {
     this.traceId = hello.traceId;
     this.acc = undefined;
     this.helloTimer = clear(this.helloTimer);
-    this.client.off('end', this.onHelloEnd);
     this.routeHello(hello);
     return false;
   }
@@ -504,7 +486,12 @@ class GatewayConnection {
     return this.acc.subarray(0, this.accLen);
   }
 
-  private readonly onHelloEnd = (): void => {
+  /** The client ended its side: while the hello is read a refusal, once spliced passed on. */
+  private readonly onClientEnd = (): void => {
+    if (this.state === 'open') {
+      this.upstream?.end();
+      return;
+    }
     if (this.state !== 'hello') return;
     const view = this.acc ? this.acc.subarray(0, this.accLen) : Buffer.alloc(0);
     // A connect-and-close (a TCP health check, a port scan) is no flow: nothing was asked for.
@@ -522,7 +509,7 @@ class GatewayConnection {
     this.state = 'done';
     const got = this.accLen;
     this.gw.error('', 'hello_timeout');
-    this.gw.logger.warn('ClientHello not complete in time; connection reset', { timeoutMs: this.gw.helloTimeoutMs, bytes: got, peer: this.client.remoteAddress });
+    this.gw.logger.warn('ClientHello not complete in time; connection reset', { timeoutMs: this.gw.helloTimeoutMs, bytes: got, peer: this.client.remoteAddress() });
     this.failure = `ClientHello not complete within ${this.gw.helloTimeoutMs} ms (${got} bytes received)`;
     this.resetClient('error');
   };
@@ -533,7 +520,7 @@ class GatewayConnection {
     this.helloTimer = clear(this.helloTimer);
     const message = (err as Error).message;
     this.gw.error('', 'bad_client_hello');
-    this.gw.logger.warn('bad ClientHello; connection reset', { error: message, code: isIsthmusError(err) ? err.code : undefined, peer: this.client.remoteAddress });
+    this.gw.logger.warn('bad ClientHello; connection reset', { error: message, code: isIsthmusError(err) ? err.code : undefined, peer: this.client.remoteAddress() });
     this.failure = `bad ClientHello: ${message}`;
     this.resetClient('error');
   }
@@ -589,12 +576,17 @@ class GatewayConnection {
     const target = route.targets[this.attempt++];
     this.target = target;
     this.upstreamClosed = false;
-    const up = net.connect({
-      host: target.host,
-      port: target.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      onread: { buffer: this.nextUpstreamBuffer, callback: this.onUpstreamRead },
+    const up: TcpConn = connectTcp(target.host, target.port, {
+      buffer: this.nextUpstreamBuffer,
+      read: this.onUpstreamRead,
+      connect: () => this.onUpstreamConnect(up),
+      end: () => this.onUpstreamEnd(up),
+      error: (code) => {
+        if (this.upstream !== up) return;
+        if (this.state === 'connecting') (this.failures ??= []).push(`${target.host}:${target.port} ${code}`);
+        else this.onSpliceError(`upstream ${target.host}:${target.port}: ${code}`, code === 'ECONNRESET');
+      },
+      close: () => this.onUpstreamClose(up),
     });
     this.upstream = up;
     this.connectTimer = setTimeout(() => {
@@ -602,37 +594,30 @@ class GatewayConnection {
       (this.failures ??= []).push(`${target.host}:${target.port} timed out after ${this.gw.connectTimeoutMs} ms`);
       up.destroy();
     }, this.gw.connectTimeoutMs);
-    up.once('connect', () => this.onUpstreamConnect(up));
-    up.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.upstream !== up) return;
-      if (this.state === 'connecting') (this.failures ??= []).push(`${target.host}:${target.port} ${err.code ?? err.message}`);
-      else this.onSpliceError(`upstream ${target.host}:${target.port}: ${err.code ?? err.message}`, err.code === 'ECONNRESET');
-    });
-    up.on('close', () => this.onUpstreamClose(up));
   }
 
-  private onUpstreamConnect(up: net.Socket): void {
+  private onUpstreamConnect(up: TcpConn): void {
     if (this.upstream !== up || this.state !== 'connecting') return;
     this.connectTimer = clear(this.connectTimer);
     // The client stays paused until the upstream answers: one that accepts and then closes without
     // a word (a dead gateway behind a load balancer) is passed over, the hello replayed to the next.
-    up.write(this.helloBytes!);
+    up.write(this.helloBytes!, noop);
     const target = this.target!;
     this.connectTimer = setTimeout(() => {
       if (this.upstream !== up || this.state !== 'connecting') return;
       (this.failures ??= []).push(`${target.host}:${target.port} did not answer the ClientHello within ${this.gw.connectTimeoutMs} ms`);
       up.destroy();
     }, this.gw.connectTimeoutMs);
-    up.on('drain', this.onUpstreamDrain);
-    up.on('end', () => {
-      if (this.upstream !== up) return;
-      if (this.state === 'connecting') {
-        (this.failures ??= []).push(`${target.host}:${target.port} closed without answering`);
-        up.destroy();
-      } else if (!this.client.destroyed) {
-        this.client.end();
-      }
-    });
+  }
+
+  private onUpstreamEnd(up: TcpConn): void {
+    if (this.upstream !== up) return;
+    if (this.state === 'connecting') {
+      (this.failures ??= []).push(`${this.target!.host}:${this.target!.port} closed without answering`);
+      up.destroy();
+    } else {
+      this.client.end();
+    }
   }
 
   /** The upstream's first bytes: from here on both directions flow. */
@@ -640,13 +625,10 @@ class GatewayConnection {
     this.connectTimer = clear(this.connectTimer);
     this.state = 'open';
     this.helloBytes = undefined;
-    const client = this.client;
-    client.on('end', this.onClientEnd);
-    client.on('drain', this.onClientDrain);
-    client.resume();
+    this.client.resume();
   }
 
-  private onUpstreamClose(up: net.Socket): void {
+  private onUpstreamClose(up: TcpConn): void {
     if (this.upstream !== up) return;
     this.connectTimer = clear(this.connectTimer);
     if (this.state === 'connecting') {
@@ -662,10 +644,6 @@ class GatewayConnection {
 
   // ---- splicing ----
 
-  private readonly onUpstreamDrain = (): void => {
-    this.client.resume();
-  };
-
   /** A write to the upstream that had to wait is done (on failure the upstream is destroyed by then). */
   private readonly afterUpstreamWrite = (err: Error | null): void => {
     if (this.heldByUpstreamWrite) this.gw.giveReadBuffer(this.heldByUpstreamWrite);
@@ -680,22 +658,18 @@ class GatewayConnection {
     if (!err) this.onClientDrain();
   };
 
-  private readonly onClientEnd = (): void => {
-    this.upstream?.end();
-  };
-
   private readonly nextUpstreamBuffer = (): Buffer => this.upstreamBuf ?? this.gw.sharedReadBuffer;
 
-  private readonly onUpstreamRead = (n: number, buf: Uint8Array): boolean => {
+  private readonly onUpstreamRead = (n: number, buf: Buffer): boolean => {
     if (this.state === 'connecting') this.answered();
     this.active = true;
     const client = this.client;
-    if (client.destroyed || client.writableEnded) return false;
+    if (client.destroyed || client.ended) return false;
     const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : (buf as Buffer).subarray(0, n);
     this.readSinceSweep = true;
     this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf);
     if (this.upstreamBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
-    if (this.waiting || client.writableNeedDrain) {
+    if (this.waiting) {
       this.upstreamPaused = true;
       return false;
     }
@@ -722,13 +696,13 @@ class GatewayConnection {
     const shared = this.gw.sharedReadBuffer;
     const client = this.client;
     if (this.clientBuf && !client.destroyed) {
-      if (!switchReadBuffer(client, shared)) return undefined;
+      if (!client.readInto(shared)) return undefined;
       this.gw.giveReadBuffer(this.clientBuf);
       this.clientBuf = this.clientView = undefined;
     }
     const up = this.upstream;
     if (this.upstreamBuf && up && !up.destroyed) {
-      if (!switchReadBuffer(up, shared)) return undefined;
+      if (!up.readInto(shared)) return undefined;
       this.gw.giveReadBuffer(this.upstreamBuf);
       this.upstreamBuf = this.upstreamView = undefined;
     }
@@ -761,14 +735,14 @@ class GatewayConnection {
     this.failure = reason;
     this.gw.error(this.routeLabel(), 'upstream_reset');
     // An upstream reset is passed on as a reset, so the client does not take it for a clean end.
-    if (reset && !this.client.destroyed) this.client.resetAndDestroy();
+    if (reset) this.client.reset();
     else this.client.destroy();
   }
 
-  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
-    if (this.state === 'open' && !this.failure) this.failure = `client: ${err.code ?? err.message}`;
-    if (this.state === 'open' && this.upstream && !this.upstream.destroyed) {
-      if (err.code === 'ECONNRESET') this.upstream.resetAndDestroy();
+  private readonly onClientError = (code: string): void => {
+    if (this.state === 'open' && !this.failure) this.failure = `client: ${code}`;
+    if (this.state === 'open' && this.upstream) {
+      if (code === 'ECONNRESET') this.upstream.reset();
       else this.upstream.destroy();
     }
   };
@@ -792,7 +766,7 @@ class GatewayConnection {
   };
 
   private resetClient(verdict: FlowVerdict): void {
-    if (!this.client.destroyed) this.client.resetAndDestroy();
+    this.client.reset();
     this.emit(verdict);
   }
 

@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { takeAccepts, type AcceptedHandle } from './accepted-socket.js';
+import { acceptedTcp, bareTcpAvailable, connectTcp, preferBareTcp, Written, type TcpConn, type TcpEvents } from './bare-tcp.js';
+
+/** What a connection told its owner, in order, and the bytes it read. */
+interface Log {
+  events: string[];
+  data: Buffer[];
+  closed: Promise<void>;
+  connected: Promise<void>;
+  /** Whether read() answers false (stop reading). */
+  stop: boolean;
+  buffer: Buffer;
+}
+
+function recorder(): { log: Log; ev: TcpEvents } {
+  let closed!: () => void;
+  let connected!: () => void;
+  const log: Log = {
+    events: [], data: [], stop: false, buffer: Buffer.alloc(64 * 1024),
+    closed: new Promise<void>((r) => (closed = r)),
+    connected: new Promise<void>((r) => (connected = r)),
+  };
+  const ev: TcpEvents = {
+    buffer: () => log.buffer,
+    read: (n, buf) => {
+      log.data.push(Buffer.from(buf.subarray(0, n)));
+      return !log.stop;
+    },
+    connect: () => {
+      log.events.push('connect');
+      connected();
+    },
+    end: () => log.events.push('end'),
+    error: (code) => log.events.push(`error ${code}`),
+    close: () => {
+      log.events.push('close');
+      closed();
+    },
+  };
+  return { log, ev };
+}
+
+const text = (log: Log) => Buffer.concat(log.data).toString();
+const until = async (cond: () => boolean, ms = 3000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+  preferBareTcp(true);
+});
+
+/** A listener whose accepted handles come out as TcpConns (as the gateway takes them). */
+async function acceptor(): Promise<{ port: number; next: () => Promise<{ conn: TcpConn; log: Log }> }> {
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const waiting: Array<(h: AcceptedHandle) => void> = [];
+  const queued: AcceptedHandle[] = [];
+  expect(takeAccepts(server, (h) => {
+    const w = waiting.shift();
+    if (w) w(h);
+    else queued.push(h);
+  }, () => {})).toBe(true);
+  cleanups.push(() => server.close());
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    next: async () => {
+      const handle = queued.shift() ?? (await new Promise<AcceptedHandle>((r) => waiting.push(r)));
+      const { log, ev } = recorder();
+      const conn = acceptedTcp(handle, ev);
+      cleanups.push(() => conn.destroy());
+      return { conn, log };
+    },
+  };
+}
+
+/** A plain peer socket, collecting what it reads. */
+function peer(port: number): { sock: net.Socket; got: Buffer[]; ended: Promise<void>; closed: Promise<boolean> } {
+  const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const got: Buffer[] = [];
+  sock.on('data', (d: Buffer) => got.push(d));
+  sock.on('error', () => {});
+  cleanups.push(() => sock.destroy());
+  return {
+    sock, got,
+    ended: new Promise((r) => sock.once('end', r)),
+    closed: new Promise((r) => sock.once('close', (hadError) => r(hadError))),
+  };
+}
+
+const kinds = [
+  { name: 'on the bare handle', bare: true },
+  { name: 'on a net.Socket (the fallback)', bare: false },
+];
+
+describe.each(kinds)('TcpConn $name', ({ bare }) => {
+  it.runIf(bare ? bareTcpAvailable : true)('reads into the owner\'s buffer, writes, and closes once both sides have ended (half-close kept)', async () => {
+    preferBareTcp(bare);
+    const acc = await acceptor();
+    const p = peer(acc.port);
+    const { conn, log } = await acc.next();
+    p.sock.write('ping');
+    await until(() => text(log) === 'ping');
+    expect(conn.bytesRead).toBe(4);
+    expect(conn.remoteAddress()).toBe('127.0.0.1');
+    // The peer ends its side; ours stays writable.
+    p.sock.end();
+    await until(() => log.events.includes('end'));
+    expect(conn.destroyed).toBe(false);
+    expect(conn.write(Buffer.from('pong'), () => {})).toBe(Written.Done);
+    expect(conn.bytesWritten).toBe(4);
+    conn.end();
+    await p.ended;
+    await log.closed;
+    expect(Buffer.concat(p.got).toString()).toBe('pong');
+    expect(log.events).toEqual(['end', 'close']);
+    expect(await p.closed).toBe(false);
+  });
+
+  it.runIf(bare ? bareTcpAvailable : true)('keeps a write the peer cannot take yet, in order, and calls back when it is out; pause stops reading', async () => {
+    preferBareTcp(bare);
+    const acc = await acceptor();
+    const p = peer(acc.port);
+    p.sock.pause();
+    const { conn, log } = await acc.next();
+    const big = Buffer.alloc(16 << 20, 7);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
+    const after: Array<Error | null> = [];
+    expect(conn.write(big, (err) => after.push(err))).toBe(Written.Pending);
+    // Queued after the waiting one, never before it.
+    expect(conn.write(Buffer.from('tail'), (err) => after.push(err))).toBe(Written.Pending);
+    expect(after).toEqual([]);
+    p.sock.resume();
+    await until(() => after.length === 2, 10_000);
+    expect(after).toEqual([null, null]);
+    conn.end();
+    await p.ended;
+    const got = Buffer.concat(p.got);
+    expect(got.length).toBe(big.length + 4);
+    expect(createHash('sha256').update(got.subarray(0, big.length)).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+    expect(got.subarray(big.length).toString()).toBe('tail');
+    // Reading stops on false, and starts again on resume().
+    log.stop = true;
+    p.sock.write('a');
+    await until(() => log.data.length === 1);
+    log.stop = false;
+    p.sock.write('b');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(text(log)).toBe('a');
+    conn.resume();
+    await until(() => text(log) === 'ab');
+  });
+
+  it.runIf(bare ? bareTcpAvailable : true)('resets: the peer sees ECONNRESET, not a clean end; a peer\'s reset comes as an error, then close', async () => {
+    preferBareTcp(bare);
+    const acc = await acceptor();
+    const p = peer(acc.port);
+    const { conn, log } = await acc.next();
+    const peerError = new Promise<string | undefined>((r) => p.sock.once('error', (e: NodeJS.ErrnoException) => r(e.code)));
+    conn.reset();
+    expect(conn.destroyed).toBe(true);
+    expect(await peerError).toBe('ECONNRESET');
+    await log.closed;
+    expect(log.events).toEqual(['close']);
+
+    const p2 = peer(acc.port);
+    const second = await acc.next();
+    p2.sock.write('x');
+    await until(() => second.log.data.length === 1);
+    p2.sock.resetAndDestroy();
+    await second.log.closed;
+    expect(second.log.events).toEqual(['error ECONNRESET', 'close']);
+  });
+
+  it.runIf(bare ? bareTcpAvailable : true)('connects (to an address or a name), reads after connect, and reports a refused connect by its code', async () => {
+    preferBareTcp(bare);
+    const server = net.createServer((s) => s.end('hello from the server'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+    for (const host of ['127.0.0.1', 'localhost']) {
+      const { log, ev } = recorder();
+      const conn = connectTcp(host, port, ev);
+      cleanups.push(() => conn.destroy());
+      await log.connected;
+      await until(() => log.events.includes('end'));
+      expect(text(log)).toBe('hello from the server');
+      conn.end();
+      await log.closed;
+      expect(log.events).toEqual(['connect', 'end', 'close']);
+    }
+    // A port nobody listens on.
+    const free = await new Promise<number>((r) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => r(p));
+      });
+    });
+    const { log, ev } = recorder();
+    connectTcp('127.0.0.1', free, ev);
+    await log.closed;
+    expect(log.events).toEqual(['error ECONNREFUSED', 'close']);
+  });
+});

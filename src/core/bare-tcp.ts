@@ -1,0 +1,450 @@
+// A TCP connection driven through its libuv handle, without a net.Socket around it. A relay that
+// reads into its own buffers and writes straight to the handle (see direct-write.ts) uses none of
+// what a net.Socket adds, yet pays for it on every connection: the Duplex and its state machines,
+// the 'end' / 'finish' / 'close' events each deferred to a tick of its own, the lookup and connect
+// machinery. Per new connection through the gateway that was a third of its CPU time.
+//
+// `TcpConn` is what the gateway needs of a connection. `bareTcp` makes one on the handle itself,
+// through Node internals (the `tcp_wrap` and `stream_wrap` bindings, a handle's `onread`,
+// `useUserBuffer`, `writeBuffer`, `shutdown`, `reset`), checked once at load; without them
+// `socketTcp` makes one on a net.Socket with the same behaviour.
+import dns from 'node:dns';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { switchReadBuffer, type AcceptedHandle } from './accepted-socket.js';
+import { directWrites, writeDirect, writeHandle, Written, type StreamHandle } from './direct-write.js';
+
+export { Written };
+
+/** What a connection tells its owner. Called synchronously from the event loop, never re-entrantly. */
+export interface TcpEvents {
+  /** The read buffer for the next read. */
+  buffer(): Buffer;
+  /** `n` bytes read into `buf` (n > 0); false stops reading until resume(). */
+  read(n: number, buf: Buffer): boolean;
+  /** Connected (for connect() only); reading starts after this returns. */
+  connect?(): void;
+  /** The peer ended its side (FIN). */
+  end(): void;
+  /** A connect, read or write failed (`code`: ECONNRESET, ECONNREFUSED, ...); close() follows. */
+  error(code: string): void;
+  /** Closed: no event follows. */
+  close(): void;
+}
+
+/** One TCP connection as the gateway drives it (both sides: accepted and connected). */
+export interface TcpConn {
+  /** Bytes read and bytes given to write() so far. */
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  /** Destroyed, reset or closed after both ends ended: nothing more is read or written. */
+  readonly destroyed: boolean;
+  /** end() was called: nothing more is written. */
+  readonly ended: boolean;
+  /** The peer's address, looked up when asked. */
+  remoteAddress(): string | undefined;
+  pause(): void;
+  resume(): void;
+  /**
+   * Points the next reads at `buf` (between reads only). False when this Node offers no way to (the
+   * connection keeps its buffer).
+   */
+  readInto(buf: Buffer): boolean;
+  /**
+   * Writes `data` now. Done: the kernel took it all, `data` is free again. Pending: the rest is queued
+   * (in order after earlier writes) and `after` is called once it is written or has failed (the
+   * connection is destroyed by then). A write to a connection that is destroyed or ended is dropped
+   * (Done).
+   */
+  write(data: Buffer, after: (err: Error | null) => void): Written;
+  /** Ends our side once queued writes are out (FIN); closes when both sides have ended. */
+  end(): void;
+  /** Closes now; queued writes are dropped. */
+  destroy(): void;
+  /** Closes now with a reset (RST), so the peer does not take it for a clean end. */
+  reset(): void;
+}
+
+// ---- the bare handle ----
+
+interface Req {
+  handle: unknown;
+  oncomplete: (this: Req, status: number) => void;
+  conn?: BareConn;
+  [k: string]: unknown;
+}
+
+interface TcpHandle extends StreamHandle {
+  onread: (this: TcpHandle) => Buffer | undefined;
+  owner: BareConn | undefined;
+  useUserBuffer(buf: Uint8Array): void;
+  readStart(): number;
+  readStop(): number;
+  shutdown(req: Req): number;
+  close(cb?: () => void): void;
+  reset?(cb?: () => void): number;
+  setNoDelay(on: boolean): number;
+  getpeername(out: { address?: string }): number;
+  connect(req: Req, address: string, port: number): number;
+  connect6(req: Req, address: string, port: number): number;
+}
+
+interface Bindings {
+  TCP: new (type: number) => TcpHandle;
+  TCPConnectWrap: new () => Req;
+  ShutdownWrap: new () => Req;
+  SOCKET: number;
+  state: Int32Array;
+  kReadBytesOrError: number;
+}
+
+function loadBindings(): Bindings | undefined {
+  try {
+    const get = (process as unknown as { binding?: (name: string) => Record<string, unknown> }).binding;
+    if (!get) return undefined;
+    const tcp = get.call(process, 'tcp_wrap');
+    const stream = get.call(process, 'stream_wrap');
+    const TCP = tcp.TCP as Bindings['TCP'] | undefined;
+    const constants = tcp.constants as { SOCKET?: number } | undefined;
+    if (typeof TCP !== 'function' || typeof tcp.TCPConnectWrap !== 'function' || typeof stream.ShutdownWrap !== 'function') return undefined;
+    if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number') return undefined;
+    const proto = TCP.prototype as unknown as Record<string, unknown>;
+    for (const m of ['useUserBuffer', 'readStart', 'readStop', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'connect', 'connect6', 'writeBuffer']) {
+      if (typeof proto[m] !== 'function' && typeof Object.getPrototypeOf(proto)?.[m] !== 'function' && !(m in proto)) return undefined;
+    }
+    return {
+      TCP, TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'], ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
+      SOCKET: constants.SOCKET, state: stream.streamBaseState, kReadBytesOrError: stream.kReadBytesOrError,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+const B = directWrites ? loadBindings() : undefined;
+
+/** Whether connections can be driven on their handles here (else they are net.Sockets underneath). */
+export const bareTcpAvailable = B !== undefined;
+
+const UV_EOF = -4095;
+const codeOf = (status: number): string => {
+  try {
+    return getSystemErrorName(status);
+  } catch {
+    return `E${-status}`;
+  }
+};
+
+/** The handle's onread (`this` is the handle): hands the read to its connection. */
+function onHandleRead(this: TcpHandle): Buffer | undefined {
+  return this.owner?.onRead(B!.state[B!.kReadBytesOrError]);
+}
+
+function onShutdown(this: Req, status: number): void {
+  const conn = this.conn;
+  this.conn = undefined;
+  conn?.onShutdown(status);
+}
+
+function onConnect(this: Req, status: number): void {
+  const conn = this.conn;
+  this.conn = undefined;
+  conn?.onConnect(status);
+}
+
+class BareConn implements TcpConn {
+  bytesRead = 0;
+  bytesWritten = 0;
+  destroyed = false;
+  ended = false;
+  private readEnded = false;
+  private shutDown = false;
+  private reading = false;
+  private connecting = false;
+  private buf: Buffer;
+
+  constructor(private handle: TcpHandle, private readonly ev: TcpEvents) {
+    handle.owner = this;
+    handle.onread = onHandleRead;
+    this.buf = ev.buffer();
+    handle.useUserBuffer(this.buf);
+    handle.setNoDelay(true);
+  }
+
+  remoteAddress(): string | undefined {
+    if (this.destroyed) return undefined;
+    const out: { address?: string } = {};
+    return this.handle.getpeername(out) === 0 ? out.address : undefined;
+  }
+
+  pause(): void {
+    if (!this.reading || this.destroyed) return;
+    this.reading = false;
+    this.handle.readStop();
+  }
+
+  resume(): void {
+    if (this.reading || this.destroyed || this.connecting || this.readEnded) return;
+    this.reading = true;
+    const err = this.handle.readStart();
+    if (err < 0) this.fail(codeOf(err));
+  }
+
+  readInto(buf: Buffer): boolean {
+    if (this.destroyed) return true;
+    this.buf = buf;
+    this.handle.useUserBuffer(buf);
+    return true;
+  }
+
+  /** From the handle: a read of `n` bytes into this.buf, or EOF / an error when n < 0. */
+  onRead(n: number): Buffer | undefined {
+    if (this.destroyed) return undefined;
+    if (n > 0) {
+      this.bytesRead += n;
+      const buf = this.buf;
+      if (!this.ev.read(n, buf)) this.pause();
+      if (this.destroyed) return undefined;
+      const next = this.ev.buffer();
+      if (next === buf) return undefined;
+      this.buf = next;
+      return next;
+    }
+    if (n === 0) return undefined;
+    this.reading = false;
+    if (n !== UV_EOF) {
+      this.fail(codeOf(n));
+      return undefined;
+    }
+    this.readEnded = true;
+    this.ev.end();
+    if (this.shutDown && !this.destroyed) this.close();
+    return undefined;
+  }
+
+  write(data: Buffer, after: (err: Error | null) => void): Written {
+    if (this.destroyed || this.ended) return Written.Done;
+    this.bytesWritten += data.length;
+    return writeHandle(this.handle, data, after, this.onWriteFailed);
+  }
+
+  private readonly onWriteFailed = (err: Error): void => {
+    this.fail(codeOf((err as NodeJS.ErrnoException).errno ?? -32));
+  };
+
+  end(): void {
+    if (this.destroyed || this.ended) return;
+    this.ended = true;
+    const req = new B!.ShutdownWrap();
+    req.handle = this.handle;
+    req.oncomplete = onShutdown;
+    req.conn = this;
+    const err = this.handle.shutdown(req);
+    if (err < 0) {
+      req.conn = undefined;
+      // Nothing can be sent any more (ENOTCONN: the peer is gone): a close is all that is left.
+      this.close();
+    }
+  }
+
+  onShutdown(status: number): void {
+    if (this.destroyed) return;
+    this.shutDown = true;
+    if (status < 0 && status !== -107 /* ENOTCONN */) return this.fail(codeOf(status));
+    if (this.readEnded) this.close();
+  }
+
+  /** For connect(): the handle's connect is done. */
+  onConnect(status: number): void {
+    if (this.destroyed) return;
+    this.connecting = false;
+    if (status < 0) return this.fail(codeOf(status));
+    this.ev.connect?.();
+    if (!this.destroyed) this.resume();
+  }
+
+  /** Connects to `host` (an address, or a name looked up first). */
+  connect(host: string, port: number): void {
+    this.connecting = true;
+    const family = net.isIP(host);
+    if (family !== 0) return this.connectTo(host, port, family);
+    dns.lookup(host, (err, address, fam) => {
+      if (this.destroyed) return;
+      if (err) return this.fail((err as NodeJS.ErrnoException).code ?? 'ENOTFOUND');
+      this.connectTo(address, port, fam);
+    });
+  }
+
+  private connectTo(host: string, port: number, family: number): void {
+    const req = new B!.TCPConnectWrap();
+    req.oncomplete = onConnect;
+    req.conn = this;
+    req.address = host;
+    req.port = port;
+    const err = family === 6 ? this.handle.connect6(req, host, port) : this.handle.connect(req, host, port);
+    if (err < 0) {
+      req.conn = undefined;
+      // Reported from the next tick, as a refused connect would be: the caller has its handlers set.
+      process.nextTick(() => this.fail(codeOf(err)));
+    }
+  }
+
+  destroy(): void {
+    this.close();
+  }
+
+  reset(): void {
+    if (this.destroyed) return;
+    // After end() a reset is refused (a shutdown may be under way) and the handle is closed instead.
+    if (this.ended) return this.close();
+    this.markClosed();
+    const handle = this.handle;
+    const err = typeof handle.reset === 'function' ? handle.reset(this.onClosed) : -22;
+    if (err !== 0) handle.close(this.onClosed);
+  }
+
+  private fail(code: string): void {
+    if (this.destroyed) return;
+    this.ev.error(code);
+    this.close();
+  }
+
+  private close(): void {
+    if (this.destroyed) return;
+    this.markClosed();
+    this.handle.close(this.onClosed);
+  }
+
+  private markClosed(): void {
+    this.destroyed = true;
+    this.reading = false;
+    this.connecting = false;
+    this.handle.owner = undefined;
+  }
+
+  private readonly onClosed = (): void => {
+    this.ev.close();
+  };
+}
+
+// ---- the net.Socket fallback ----
+
+class SocketConn implements TcpConn {
+  private closed = false;
+
+  constructor(private readonly socket: net.Socket, private readonly ev: TcpEvents, connecting: boolean) {
+    socket.setNoDelay(true);
+    socket.on('end', () => ev.end());
+    socket.on('error', (err: NodeJS.ErrnoException) => ev.error(err.code ?? err.message));
+    socket.on('close', () => ev.close());
+    if (connecting) socket.once('connect', () => ev.connect?.());
+  }
+
+  get bytesRead(): number {
+    return this.socket.bytesRead;
+  }
+
+  get bytesWritten(): number {
+    return this.socket.bytesWritten;
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed || this.closed;
+  }
+
+  get ended(): boolean {
+    return this.socket.writableEnded;
+  }
+
+  remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.destroyed) this.socket.resume();
+  }
+
+  readInto(buf: Buffer): boolean {
+    return switchReadBuffer(this.socket, buf);
+  }
+
+  write(data: Buffer, after: (err: Error | null) => void): Written {
+    const socket = this.socket;
+    if (this.destroyed || socket.writableEnded) return Written.Done;
+    const written = writeDirect(socket, data, after);
+    if (written !== Written.Refused) return written;
+    let pending = false;
+    socket.write(data, (err) => {
+      if (pending) after(err ?? null);
+    });
+    if (socket.writableLength === 0) return Written.Done;
+    pending = true;
+    return Written.Pending;
+  }
+
+  end(): void {
+    if (!this.destroyed) this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  reset(): void {
+    if (this.destroyed) return;
+    this.closed = true;
+    this.socket.resetAndDestroy();
+  }
+}
+
+// ---- making connections ----
+
+/** Whether connections are made on bare handles: the default where this Node allows it; false for the fallback. */
+let useBare = bareTcpAvailable;
+
+/** Makes every connection from now on a net.Socket underneath (`false`), or bare again when possible. */
+export function preferBareTcp(on: boolean): void {
+  useBare = on && bareTcpAvailable;
+}
+
+/** A connection on an accepted handle, reading (TCP_NODELAY set). */
+export function acceptedTcp(handle: AcceptedHandle, ev: TcpEvents): TcpConn {
+  if (useBare) {
+    const c = new BareConn(handle as unknown as TcpHandle, ev);
+    c.resume();
+    return c;
+  }
+  const socket = new net.Socket({ handle, allowHalfOpen: true, onread: { buffer: () => ev.buffer(), callback: (n: number, buf: Uint8Array) => ev.read(n, buf as Buffer) } } as net.SocketConstructorOpts);
+  return new SocketConn(socket, ev, false);
+}
+
+/** A connection to `host`:`port` (TCP_NODELAY set); events.connect, then reads, once connected. */
+export function connectTcp(host: string, port: number, ev: TcpEvents): TcpConn {
+  if (!useBare) {
+    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: { buffer: () => ev.buffer(), callback: (n: number, buf: Uint8Array) => ev.read(n, buf as Buffer) } });
+    return new SocketConn(socket, ev, true);
+  }
+  const c = new BareConn(new B!.TCP(B!.SOCKET), ev);
+  c.connect(host, port);
+  return c;
+}
+
+/** Resets and closes an accepted handle no connection was made for (one refused at the limit). */
+export function resetHandle(handle: AcceptedHandle): void {
+  const h = handle as unknown as TcpHandle;
+  if (typeof h.reset !== 'function' || h.reset() !== 0) h.close();
+}
+
+/** The peer address of an accepted handle, for a log line. */
+export function peerOf(handle: AcceptedHandle): string | undefined {
+  const out: { address?: string } = {};
+  try {
+    return (handle as unknown as TcpHandle).getpeername(out) === 0 ? out.address : undefined;
+  } catch {
+    return undefined;
+  }
+}
