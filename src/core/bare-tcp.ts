@@ -10,6 +10,7 @@
 // `socketTcp` makes one on a net.Socket with the same behaviour.
 import dns from 'node:dns';
 import net from 'node:net';
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { switchReadBuffer, type AcceptedHandle } from './accepted-socket.js';
 import { directWrites, writeDirect, writeHandle, Written, type StreamHandle } from './direct-write.js';
@@ -110,7 +111,7 @@ function loadBindings(): Bindings | undefined {
     if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number') return undefined;
     const proto = TCP.prototype as unknown as Record<string, unknown>;
     for (const m of ['useUserBuffer', 'readStart', 'readStop', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'connect', 'connect6', 'writeBuffer']) {
-      if (typeof proto[m] !== 'function' && typeof Object.getPrototypeOf(proto)?.[m] !== 'function' && !(m in proto)) return undefined;
+      if (typeof proto[m] !== 'function') return undefined;
     }
     return {
       TCP, TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'], ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
@@ -127,6 +128,7 @@ const B = directWrites ? loadBindings() : undefined;
 export const bareTcpAvailable = B !== undefined;
 
 const UV_EOF = -4095;
+const { ENOTCONN, EPIPE } = constants.errno;
 const codeOf = (status: number): string => {
   try {
     return getSystemErrorName(status);
@@ -229,7 +231,7 @@ class BareConn implements TcpConn {
   }
 
   private readonly onWriteFailed = (err: Error): void => {
-    this.fail(codeOf((err as NodeJS.ErrnoException).errno ?? -32));
+    this.fail(codeOf((err as NodeJS.ErrnoException).errno ?? -EPIPE));
   };
 
   end(): void {
@@ -250,7 +252,7 @@ class BareConn implements TcpConn {
   onShutdown(status: number): void {
     if (this.destroyed) return;
     this.shutDown = true;
-    if (status < 0 && status !== -107 /* ENOTCONN */) return this.fail(codeOf(status));
+    if (status < 0 && status !== -ENOTCONN) return this.fail(codeOf(status));
     if (this.readEnded) this.close();
   }
 
@@ -299,8 +301,7 @@ class BareConn implements TcpConn {
     if (this.ended) return this.close();
     this.markClosed();
     const handle = this.handle;
-    const err = typeof handle.reset === 'function' ? handle.reset(this.onClosed) : -22;
-    if (err !== 0) handle.close(this.onClosed);
+    if (typeof handle.reset !== 'function' || handle.reset(this.onClosed) !== 0) handle.close(this.onClosed);
   }
 
   private fail(code: string): void {
