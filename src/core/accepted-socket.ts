@@ -39,15 +39,36 @@ export function acceptedSocket(handle: AcceptedHandle, onread?: net.OnReadOpts):
   return sock;
 }
 
+interface RawHandle {
+  close(): void;
+  reset?(): number;
+  getpeername(out: { address?: string }): number;
+}
+
 /** Closes a handle no socket was made for (one passed to another process, or refused). */
 export function closeHandle(handle: AcceptedHandle): void {
-  (handle as unknown as { close(): void }).close();
+  (handle as unknown as RawHandle).close();
+}
+
+/** Resets (RST) and closes a handle no socket was made for (one refused at the limit). */
+export function resetHandle(handle: AcceptedHandle): void {
+  const h = handle as unknown as RawHandle;
+  if (typeof h.reset !== 'function' || h.reset() !== 0) h.close();
+}
+
+/** The peer address of a handle no socket was made for, for a log line. */
+export function peerOf(handle: AcceptedHandle): string | undefined {
+  const out: { address?: string } = {};
+  try {
+    return (handle as unknown as RawHandle).getpeername(out) === 0 ? out.address : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
- * The fallback: moves the handle of a connection accepted with `pauseOnConnect` into a new socket
- * reading through `onread`; undefined when it has none any more (closed before it got here).
- * `accepted` is left destroyed and handle-less, so its server counts the connection as gone.
+ * The fallback: moves the handle of a connection accepted with `pauseOnConnect` (see takeHandle)
+ * into a new socket reading through `onread`; undefined when it has none any more.
  */
 export function readingInto(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | undefined {
   const handle = takeHandle(accepted);

@@ -12,7 +12,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { switchReadBuffer, type AcceptedHandle } from './accepted-socket.js';
+import { acceptedSocket, switchReadBuffer, type AcceptedHandle } from './accepted-socket.js';
 import { directWrites, writeDirect, writeHandle, Written, type StreamHandle } from './direct-write.js';
 
 export { Written };
@@ -333,8 +333,8 @@ class BareConn implements TcpConn {
 class SocketConn implements TcpConn {
   private closed = false;
 
+  /** `socket`: made with TCP_NODELAY (acceptedSocket, or net.connect's noDelay). */
   constructor(private readonly socket: net.Socket, private readonly ev: TcpEvents, connecting: boolean) {
-    socket.setNoDelay(true);
     socket.on('end', () => ev.end());
     socket.on('error', (err: NodeJS.ErrnoException) => ev.error(err.code ?? err.message));
     socket.on('close', () => ev.close());
@@ -419,33 +419,19 @@ export function acceptedTcp(handle: AcceptedHandle, ev: TcpEvents): TcpConn {
     c.resume();
     return c;
   }
-  const socket = new net.Socket({ handle, allowHalfOpen: true, onread: { buffer: () => ev.buffer(), callback: (n: number, buf: Uint8Array) => ev.read(n, buf as Buffer) } } as net.SocketConstructorOpts);
-  return new SocketConn(socket, ev, false);
+  return new SocketConn(acceptedSocket(handle, onreadOf(ev)), ev, false);
 }
+
+/** A net.Socket's `onread` that reads as `ev` asks. */
+const onreadOf = (ev: TcpEvents): net.OnReadOpts => ({ buffer: () => ev.buffer(), callback: (n, buf) => ev.read(n, buf as Buffer) });
 
 /** A connection to `host`:`port` (TCP_NODELAY set); events.connect, then reads, once connected. */
 export function connectTcp(host: string, port: number, ev: TcpEvents): TcpConn {
   if (!useBare) {
-    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: { buffer: () => ev.buffer(), callback: (n: number, buf: Uint8Array) => ev.read(n, buf as Buffer) } });
+    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: onreadOf(ev) });
     return new SocketConn(socket, ev, true);
   }
   const c = new BareConn(new B!.TCP(B!.SOCKET), ev);
   c.connect(host, port);
   return c;
-}
-
-/** Resets and closes an accepted handle no connection was made for (one refused at the limit). */
-export function resetHandle(handle: AcceptedHandle): void {
-  const h = handle as unknown as TcpHandle;
-  if (typeof h.reset !== 'function' || h.reset() !== 0) h.close();
-}
-
-/** The peer address of an accepted handle, for a log line. */
-export function peerOf(handle: AcceptedHandle): string | undefined {
-  const out: { address?: string } = {};
-  try {
-    return (handle as unknown as TcpHandle).getpeername(out) === 0 ? out.address : undefined;
-  } catch {
-    return undefined;
-  }
 }

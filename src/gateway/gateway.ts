@@ -9,8 +9,8 @@ import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { closeHandle, takeAccepts, takeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
-import { acceptedTcp, connectTcp, peerOf, resetHandle, Written, type TcpConn } from '../core/bare-tcp.js';
+import { closeHandle, peerOf, resetHandle, takeAccepts, takeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
+import { acceptedTcp, connectTcp, Written, type TcpConn } from '../core/bare-tcp.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
@@ -87,9 +87,9 @@ const IDLE_SWEEPS = 4;
  * `buf`'s first `n` bytes as a Buffer: `last` again when it is that very view (a connection's
  * requests and answers tend to repeat their sizes), so a steady stream allocates no view per read.
  */
-function viewOf(last: Buffer | undefined, buf: Uint8Array, n: number): Buffer {
+function viewOf(last: Buffer | undefined, buf: Buffer, n: number): Buffer {
   if (last !== undefined && last.length === n && last.buffer === buf.buffer && last.byteOffset === buf.byteOffset) return last;
-  return (buf as Buffer).subarray(0, n);
+  return buf.subarray(0, n);
 }
 
 /** Bytes read before a hello must have completed: its largest size, plus a header per record. */
@@ -391,7 +391,7 @@ class GatewayConnection {
 
   /** Bytes from the client: the hello first, then the stream. False stops reading (until resume()). */
   private readonly onClientRead = (n: number, buf: Buffer): boolean => {
-    const chunk = buf === this.clientBuf ? (this.clientView = viewOf(this.clientView, buf, n)) : (buf as Buffer).subarray(0, n);
+    const chunk = buf === this.clientBuf ? (this.clientView = viewOf(this.clientView, buf, n)) : buf.subarray(0, n);
     this.active = true;
     if (this.state === 'open') {
       const up = this.upstream!;
@@ -665,7 +665,7 @@ class GatewayConnection {
     this.active = true;
     const client = this.client;
     if (client.destroyed || client.ended) return false;
-    const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : (buf as Buffer).subarray(0, n);
+    const chunk = buf === this.upstreamBuf ? (this.upstreamView = viewOf(this.upstreamView, buf, n)) : buf.subarray(0, n);
     this.readSinceSweep = true;
     this.upstreamBuf = this.forward(client, chunk, buf, this.upstreamBuf);
     if (this.upstreamBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
