@@ -5,7 +5,6 @@ import type { Context, Hono, Next } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Federation, ExportedService } from '../federation/index.js';
-import { FED_SERVICES } from '../federation/index.js';
 import { requirePermission } from './authz.js';
 import { readBody, readText } from './validate.js';
 import { parseDuration } from '../core/duration.js';
@@ -103,7 +102,7 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
     if (!dc || dc === deps.dc) return undefined;
     if (!fed.datacenters().includes(dc)) return undefined; // the route itself answers "no path"
     const stale = fed.stalenessMs(dc);
-    c.header('X-Consul-Index', String(Math.max(1, store.tableIndex(FED_SERVICES))));
+    c.header('X-Consul-Index', String(Math.max(1, fed.exportIndex())));
     c.header('X-Consul-KnownLeader', fed.status().Peers.some((p) => p.Datacenter === dc && p.State === 'up') ? 'true' : 'false');
     c.header('X-Consul-LastContact', String(stale ?? 0));
     c.header('X-Isthmus-Stale-Ms', stale === undefined ? 'unknown' : String(stale));

@@ -10,6 +10,11 @@ export const FED_STATE = 'fed-state';
 export const FED_SERVICES = 'fed-services';
 /** Other DCs' export headers, `<dc>` -> PeerExport (gateways, index, when). */
 export const FED_PEERS = 'fed-peers';
+/**
+ * Primary: the replicated index each DC last acknowledged, `<dc>` -> AckState. Written by whichever
+ * replica holds that DC's link, so that receipts read the same on every replica. Never replicated.
+ */
+export const FED_ACKS = 'fed-acks';
 
 /**
  * Written at the primary, copied to every other DC by the peer stream, never written locally in a
@@ -32,6 +37,13 @@ export interface JoinState {
   Gateways: string[];
   Servers: string[];
   JoinedAt: string;
+}
+
+export interface AckState {
+  /** The highest replicated index this DC acknowledged. */
+  Index: number;
+  /** When that acknowledgement arrived (ms since the epoch). */
+  At: number;
 }
 
 export interface AppliedState {

@@ -15,7 +15,7 @@ import { createLogger, createRegistry, type Logger } from '../telemetry/index.js
 import { ensureTrustDomain } from './trust-domain.js';
 import { createFlowStore, observeFlows, type FlowStore } from '../dataflow/index.js';
 import { DataPlaneServer } from '../dataplane/index.js';
-import { Federation, FED_STATE } from '../federation/index.js';
+import { Federation, joinedAs } from '../federation/index.js';
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
 
 export interface Region {
@@ -74,8 +74,10 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
   );
   try {
     await group.start([store]);
+    // Several servers of one DC on one Redis: leader-only work runs in the one that leads.
+    group.leadBy(store, logger.child({ component: 'leadership' }));
     // A DC that joined keeps the primary it joined, whatever a later start says by default.
-    const joined = store.get<{ PrimaryDatacenter: string; TrustDomain: string }>(FED_STATE, 'join')?.value;
+    const joined = joinedAs(store);
     if (joined && joined.PrimaryDatacenter !== config.primaryDc) {
       if (config.primaryDc !== config.dc) {
         throw new IsthmusError(ErrorCodes.BAD_CONFIG, `datacenter ${config.dc} joined primary ${joined.PrimaryDatacenter}; --primary-dc ${config.primaryDc} disagrees`);
@@ -123,7 +125,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, acl, checks].filter(isComponent));
     await federation.join();
-    await group.start([ca, federation]);
+    await group.start([ca, federation, ...federation.leaderDuties]);
     const flows = createFlowStore(
       config.store === 'redis'
         ? { backend: 'redis', dc: config.dc, redisUrl: config.redisUrl!, logger: logger.child({ component: 'flows' }) }

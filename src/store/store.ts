@@ -80,6 +80,8 @@ export interface Store extends Component {
   isLeader(): boolean;
   /** The advertised address of the current leader, if known. */
   leader(): string | undefined;
+  /** Called when this replica gains (true) or loses (false) the leadership; returns the unsubscribe function. */
+  onLeaderChange(listener: (leader: boolean) => void): () => void;
 }
 
 export interface StoreOptions {
@@ -104,4 +106,6 @@ export interface RedisStoreOptions extends StoreOptions {
   /** Cap of the change stream (XADD MAXLEN ~); a replica behind it reloads a snapshot. */
   streamMaxLen?: number;
   retainChanges?: number;
+  /** How long a leader's lease lasts without renewal (renewed every fifth of it); default 5 s. */
+  leaseMs?: number;
 }

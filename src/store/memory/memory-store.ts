@@ -89,6 +89,11 @@ export class MemoryStore extends TablesView implements Store {
     return this.opts.advertiseAddr;
   }
 
+  /** One process owns a memory store: it leads from start to stop, so nothing ever changes. */
+  onLeaderChange(): () => void {
+    return () => {};
+  }
+
   private append(index: number, changes: Change[]): void {
     if (this.logFd === undefined) return;
     const line: LogLine = {

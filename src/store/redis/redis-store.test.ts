@@ -57,10 +57,16 @@ describe('RedisStore', () => {
       expect(leader.isLeader()).toBe(true);
       expect(other.isLeader()).toBe(false);
       expect(other.leader()).toBe(leader.leader());
+      const told: boolean[] = [];
+      other.onLeaderChange((l) => told.push(l));
+      const stoppedAt = Date.now();
       await leader.stop();
       const until = Date.now() + 8000;
       while (!other.isLeader() && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
       expect(other.isLeader()).toBe(true);
+      // A released lease passes at the other's next renewal (a fifth of the 5 s lease).
+      expect(Date.now() - stoppedAt).toBeLessThan(2500);
+      expect(told).toEqual([true]);
     } finally {
       await cleanup().catch(() => {});
     }

@@ -85,8 +85,9 @@ function parseEntry(key: string, raw: string): StoreEntry {
   return { key, createIndex: Number(raw.slice(0, a)), modifyIndex: Number(raw.slice(a + 1, b)), value: JSON.parse(raw.slice(b + 1)) };
 }
 
-const LEASE_MS = 10_000;
-const RENEW_MS = 3_000;
+// A leader killed without releasing its lease is replaced within LEASE_MS plus one renewal; a
+// replica that cannot renew steps down on its own before its lease could have passed to another.
+const LEASE_MS = 5_000;
 
 export class RedisStore extends TablesView implements Store {
   readonly name = 'store-redis';
@@ -101,6 +102,10 @@ export class RedisStore extends TablesView implements Store {
   private readonly waiters = new Map<number, (() => void)[]>();
   private readonly me: string;
   private leaderValue: string | undefined;
+  /** Until when this replica's own lease is known to hold (the send time of the last renewal plus the lease). */
+  private leaseUntil = 0;
+  private wasLeader = false;
+  private readonly leaderListeners = new Set<(leader: boolean) => void>();
   private leaseTimer: NodeJS.Timeout | undefined;
   private paused = false;
   /** Snapshot reloads (a replica that fell behind the stream cap, or a Redis that lost its data). */
@@ -142,7 +147,11 @@ export class RedisStore extends TablesView implements Store {
       if (this.running) void this.renewLease();
     });
     await this.renewLease();
-    this.leaseTimer = setInterval(() => void this.renewLease(), RENEW_MS);
+    this.leaseTimer = setInterval(() => {
+      // A renewal still unanswered must not stretch the lease: its end alone makes this replica step down.
+      this.noticeLeadership();
+      void this.renewLease();
+    }, this.leaseMs / 5);
     this.leaseTimer.unref();
   }
 
@@ -154,6 +163,9 @@ export class RedisStore extends TablesView implements Store {
     } catch {
       // The lease expires by itself.
     }
+    this.leaderValue = undefined;
+    this.leaseUntil = 0;
+    this.leaderListeners.clear();
     this.reader.disconnect();
     await this.readLoop?.catch(() => {});
     this.tables.wakeAll();
@@ -163,7 +175,16 @@ export class RedisStore extends TablesView implements Store {
   }
 
   isLeader(): boolean {
-    return this.leaderValue === this.me;
+    return this.leaderValue === this.me && Date.now() < this.leaseUntil;
+  }
+
+  onLeaderChange(listener: (leader: boolean) => void): () => void {
+    this.leaderListeners.add(listener);
+    return () => this.leaderListeners.delete(listener);
+  }
+
+  private get leaseMs(): number {
+    return this.opts.leaseMs ?? LEASE_MS;
   }
   leader(): string | undefined {
     return this.leaderValue?.split('|')[0];
@@ -292,12 +313,23 @@ export class RedisStore extends TablesView implements Store {
   }
 
   private async renewLease(): Promise<void> {
+    const sentAt = Date.now();
     try {
-      this.leaderValue = await this.cmd.isthmusRenew(`${this.prefix}:leader`, this.me, LEASE_MS);
+      this.leaderValue = await this.cmd.isthmusRenew(`${this.prefix}:leader`, this.me, this.leaseMs);
+      if (this.leaderValue === this.me) this.leaseUntil = sentAt + this.leaseMs;
     } catch {
       // Without Redis no one can be sure of leadership: step down.
       if (this.leaderValue === this.me) this.leaderValue = undefined;
     }
+    this.noticeLeadership();
+  }
+
+  private noticeLeadership(): void {
+    if (!this.running) return;
+    const leader = this.isLeader();
+    if (leader === this.wasLeader) return;
+    this.wasLeader = leader;
+    for (const l of [...this.leaderListeners]) l(leader);
   }
 }
 
