@@ -9,6 +9,7 @@ import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
+import { IdRange, idMs, MAX_ID_MS, pad, unpad } from './flow-ids.js';
 import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
 
 export interface RedisFlowStoreOptions {
@@ -104,7 +105,6 @@ type StreamEntry = [id: string, fields: string[]];
 
 const CHUNK = 500;
 // Stream IDs hold 64-bit ms; startTimes beyond this are clamped (order is kept: the clamp is monotone).
-const MAX_ID_MS = 1e15;
 const DROP_LOG_MS = 10_000;
 
 export class RedisFlowStore implements FlowStore, Component {
@@ -392,68 +392,6 @@ export class RedisFlowStore implements FlowStore, Component {
   private connectionOptions(): RedisOptions {
     return { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: (n: number) => Math.min(100 * n, 2000) };
   }
-}
-
-/** A range of stream IDs in padded form (byte order = stream order), each end open or closed. */
-class IdRange {
-  private lo: { id: string; open: boolean } | undefined;
-  private hi: { id: string; open: boolean } | undefined;
-
-  above(id: string, open: boolean): void {
-    if (!this.lo || id > this.lo.id || (id === this.lo.id && open)) this.lo = { id, open };
-  }
-
-  below(id: string, open: boolean): void {
-    if (!this.hi || id < this.hi.id || (id === this.hi.id && open)) this.hi = { id, open };
-  }
-
-  private nothing = false;
-
-  clone(): IdRange {
-    const c = new IdRange();
-    c.lo = this.lo;
-    c.hi = this.hi;
-    c.nothing = this.nothing;
-    return c;
-  }
-
-  /** Makes the range hold nothing. */
-  none(): void {
-    this.nothing = true;
-  }
-
-  empty(): boolean {
-    if (this.nothing) return true;
-    if (!this.lo || !this.hi) return false;
-    return this.lo.id > this.hi.id || (this.lo.id === this.hi.id && (this.lo.open || this.hi.open));
-  }
-
-  xLo(): string {
-    return this.lo ? (this.lo.open ? '(' : '') + unpad(this.lo.id) : '-';
-  }
-  xHi(): string {
-    return this.hi ? (this.hi.open ? '(' : '') + unpad(this.hi.id) : '+';
-  }
-  zLo(): string {
-    return this.lo ? (this.lo.open ? '(' : '[') + this.lo.id : '-';
-  }
-  zHi(): string {
-    return this.hi ? (this.hi.open ? '(' : '[') + this.hi.id : '+';
-  }
-}
-
-function idMs(t: number): number {
-  return Math.min(MAX_ID_MS, Math.max(0, Math.floor(t)));
-}
-
-function pad(id: string): string {
-  const dash = id.indexOf('-');
-  return `${id.slice(0, dash).padStart(16, '0')}-${id.slice(dash + 1).padStart(10, '0')}`;
-}
-
-function unpad(padded: string): string {
-  const dash = padded.indexOf('-');
-  return `${BigInt(padded.slice(0, dash))}-${BigInt(padded.slice(dash + 1))}`;
 }
 
 function field(fields: string[], name: string): string | undefined {
