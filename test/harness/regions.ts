@@ -4,8 +4,7 @@
 // others join it with tokens made by the CLI, as an operator would. Every process of a DC can get
 // extra environment (a skewed clock, say), and a DC can run several gateways.
 import { readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { api, runCli, startCli, tempDir } from './server-process.js';
+import { api, freePort, runCli, startCli, tempDir } from './server-process.js';
 import { until } from './until.js';
 import { WanLink } from './wan-link.js';
 
@@ -62,15 +61,8 @@ export interface Federation3 {
 }
 
 /** A port free right now on `host`. */
-export async function freePortOn(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
+export function freePortOn(host: string): Promise<number> {
+  return freePort(host);
 }
 
 function killable(p: { child: import('node:child_process').ChildProcess; stop(): Promise<void> }) {

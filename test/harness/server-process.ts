@@ -101,18 +101,29 @@ export async function api(base: string, method: string, path: string, body?: unk
   return { status: res.status, headers: res.headers, body: json as any };
 }
 
-/** A port free right now on 127.0.0.1 (bound and released). */
-export async function freePort(): Promise<number> {
+/**
+ * A port free right now on `host` (bound and released). It is drawn from below Linux's ephemeral
+ * range (32768 and up), where the source ports of outgoing connections would otherwise take it
+ * between this check and the bind of whatever the test starts on it; no port is handed out twice.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as import('node:net').AddressInfo).port;
-      s.close(() => resolve(port));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 24_000 + Math.floor(Math.random() * 8_000);
+    if (handedOut.has(port)) continue;
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, host, () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found on ${host}`);
 }
+const handedOut = new Set<number>();
 
 /** Starts a long-running CLI command and resolves once its output matches `ready`. */
 export async function startCli(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; output(): string; stop(): Promise<void> }> {
