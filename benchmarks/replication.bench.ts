@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { loadRegionConfig } from '../src/config/index.js';
 import { startRegion, type Region } from '../src/region/index.js';
 import { serviceSchema } from '../src/catalog/index.js';
-import { FED_SERVICES } from '../src/federation/index.js';
 import { WanLink } from '../test/harness/wan-link.js';
 
 const WRITES = Number(process.env.BENCH_WRITES ?? 300);
@@ -58,7 +57,7 @@ const exportStart = performance.now();
 const dc3 = await region('dc3', '127.0.3.1', {}, dirs[2]);
 let exportMs = 0;
 for (;;) {
-  if (dc1.store.list(FED_SERVICES, 'dc3/').length >= EXPORT) {
+  if (dc1.federation.exportedServices('dc3').length >= EXPORT) {
     exportMs = performance.now() - exportStart;
     break;
   }
@@ -74,7 +73,7 @@ const waitFor = (r: Region, src: string) =>
   new Promise<void>((resolve) => {
     const has = () => r.intentions.list().some((i) => i.SourceName === src);
     if (has()) return resolve();
-    const off = r.store.subscribe(() => {
+    const off = r.intentions.onChange(() => {
       if (has()) {
         off();
         resolve();
