@@ -73,7 +73,7 @@ const waitFor = (r: Region, src: string) =>
   new Promise<void>((resolve) => {
     const has = () => r.intentions.list().some((i) => i.SourceName === src);
     if (has()) return resolve();
-    const off = r.store.subscribe(() => {
+    const off = r.intentions.onChange(() => {
       if (has()) {
         off();
         resolve();

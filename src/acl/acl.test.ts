@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
-import { AUDIT_TABLE } from '../core/audit.js';
+import { AuditLog } from '../core/audit.js';
 import { Acl } from './acl.js';
 import { compileAuthorizer } from './compile.js';
 import { parseRules } from './rules.js';
@@ -74,8 +74,10 @@ describe('Acl', () => {
     await acl.deleteToken(tok.AccessorID, actor);
     expect(() => acl.resolve(tok.SecretID)).toThrow();
     // No secret ever reaches the audit trail.
-    expect(JSON.stringify(store.list(AUDIT_TABLE))).not.toContain(tok.SecretID);
-    expect(JSON.stringify(store.list(AUDIT_TABLE))).not.toContain(mgmt.SecretID);
+    const trail = JSON.stringify(new AuditLog(store).events());
+    expect(trail).toContain(tok.AccessorID);
+    expect(trail).not.toContain(tok.SecretID);
+    expect(trail).not.toContain(mgmt.SecretID);
   });
 
   it('refuses a token naming a missing policy, changing nothing', async () => {
@@ -83,5 +85,19 @@ describe('Acl', () => {
     const before = store.index();
     await expect(acl.upsertToken({ Policies: [{ Name: 'nope' }] }, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_INVALID', violations: [{ Field: 'Policies[0]' }] });
     expect(store.index()).toBe(before);
+  });
+
+  it('offers its index and changes, and a tokens watch apart from the policies', async () => {
+    const { acl } = await setup();
+    const tokens = acl.watch('tokens');
+    const policies = acl.watch('policies');
+    let changes = 0;
+    acl.onChange(() => void changes++);
+    await acl.upsertPolicy({ Name: 'p', Rules: '' }, actor);
+    expect([tokens.index(), policies.index() > 0, acl.index()]).toEqual([0, true, policies.index()]);
+    const waiting = acl.waitForChange(acl.index(), 5000);
+    const t = await acl.upsertToken({ Description: 't', Policies: [{ Name: 'p' }] }, actor);
+    expect(await waiting).toBe(t.ModifyIndex);
+    expect([tokens.index(), acl.index(), changes]).toEqual([t.ModifyIndex, t.ModifyIndex, 2]);
   });
 });

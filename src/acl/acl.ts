@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { auditOp, type Actor } from '../core/audit.js';
 import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import type { Store, StoreOp } from '../store/index.js';
+import { TableWatch, type Store, type StoreOp } from '../store/index.js';
 import { allowAll, type Authorizer } from './authorizer.js';
 import { compileAuthorizer } from './compile.js';
 import { parseRules, type Rules } from './rules.js';
@@ -60,6 +60,10 @@ export interface Resolved {
   token?: Token;
 }
 
+/** The parts of the ACL state a blocking read can follow. */
+export type AclPart = 'tokens' | 'policies';
+const PART_TABLE: Record<AclPart, string> = { tokens: ACL_TOKENS, policies: ACL_POLICIES };
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLICY_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const MANAGEMENT: Policy = { ID: MANAGEMENT_POLICY_ID, Name: 'global-management', Description: 'Builtin Policy that grants unlimited access', Rules: '', Datacenters: [] };
@@ -70,8 +74,10 @@ export class Acl implements Component {
   private readonly resolved = new Map<string, Resolved>();
   private unsubscribe: (() => void) | undefined;
   private readonly anonymous: Resolved;
+  private readonly whole: TableWatch;
 
   constructor(private readonly opts: AclOptions) {
+    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
     this.anonymous = {
       authz: compileAuthorizer([], opts.defaultPolicy),
       actor: { accessorId: ANONYMOUS_ACCESSOR, description: 'Anonymous Token', dc: opts.dc },
@@ -91,6 +97,26 @@ export class Acl implements Component {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
+  }
+
+  /** Index of the tokens and policies together. */
+  index(): number {
+    return this.whole.index();
+  }
+
+  /** Blocks until a token or policy changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to tokens or policies; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.whole.onChange(listener);
+  }
+
+  /** One part only: a blocking read of the tokens does not wake on a policy's change. */
+  watch(...parts: AclPart[]): TableWatch {
+    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
   }
 
   private reindex(): void {

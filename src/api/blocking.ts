@@ -1,7 +1,7 @@
-// Consul blocking queries: `?index=N&wait=5m`. The answer waits until one of the tables changes
+// Consul blocking queries: `?index=N&wait=5m`. The answer waits until what the read covers changes
 // past N (or the wait passes) and carries X-Consul-Index, X-Consul-KnownLeader, X-Consul-LastContact.
 import type { Context } from 'hono';
-import type { Store } from '../store/index.js';
+import type { Store, Watchable } from '../store/index.js';
 import { invalid } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 
@@ -35,15 +35,16 @@ export function setIndexHeaders(c: Context, store: Store, index: number): void {
 }
 
 /**
- * Runs a read as a blocking query over `tables`: waits if `?index=` asks to, then sets the
- * index headers from the tables' current index and returns what `read` produces.
+ * Runs a read as a blocking query over what `watched` covers (a domain's state, or part of it):
+ * waits if `?index=` asks to, then sets the index headers from its current index and returns what
+ * `read` produces.
  */
-export async function blockingRead<T>(c: Context, store: Store, tables: string[], read: () => T): Promise<T> {
+export async function blockingRead<T>(c: Context, store: Store, watched: Watchable, read: () => T): Promise<T> {
   const params = parseBlocking(c);
-  let index = Math.max(0, ...tables.map((t) => store.tableIndex(t)));
+  let index = watched.index();
   if (params && params.index > 0 && index <= params.index) {
     const signal = c.req.raw.signal;
-    index = await store.waitForChange(tables, params.index, params.waitMs, signal);
+    index = await watched.waitForChange(params.index, params.waitMs, signal);
   }
   const result = read();
   setIndexHeaders(c, store, index);

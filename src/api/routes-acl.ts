@@ -3,7 +3,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
-import { ACL_POLICIES, ACL_TOKENS, redactToken, type Acl, type Token } from '../acl/index.js';
+import { redactToken, type Acl, type Token } from '../acl/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { readBody } from './validate.js';
@@ -56,6 +56,8 @@ const policyBody = z
 
 export function registerAclRoutes(app: Hono<ApiEnv>, deps: AclRouteDeps): void {
   const { acl, store } = deps;
+  const tokens = acl.watch('tokens');
+  const policies = acl.watch('policies');
   const show = (c: Context<ApiEnv>, t: Token) => (c.get('authz').aclWrite() ? t : redactToken(t));
 
   app.put('/v1/acl/bootstrap', async (c) => c.json(await acl.bootstrap(c.get('actor'))));
@@ -74,7 +76,7 @@ export function registerAclRoutes(app: Hono<ApiEnv>, deps: AclRouteDeps): void {
 
   app.get('/v1/acl/tokens', async (c) => {
     requirePermission(c, (a) => a.aclRead(), 'acl:read');
-    const list = await blockingRead(c, store, [ACL_TOKENS], () => acl.tokens());
+    const list = await blockingRead(c, store, tokens, () => acl.tokens());
     return c.json(list.map((t) => show(c, t)));
   });
 
@@ -101,7 +103,7 @@ export function registerAclRoutes(app: Hono<ApiEnv>, deps: AclRouteDeps): void {
 
   app.get('/v1/acl/policies', async (c) => {
     requirePermission(c, (a) => a.aclRead(), 'acl:read');
-    return c.json(await blockingRead(c, store, [ACL_POLICIES], () => acl.policies()));
+    return c.json(await blockingRead(c, store, policies, () => acl.policies()));
   });
 
   app.get('/v1/acl/policy/name/:name', (c) => {

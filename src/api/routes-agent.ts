@@ -3,7 +3,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
-import { CHECKS, SERVICES, checkSchema, normalizeKeys, serviceSchema, type Catalog, type CheckRecord, type HealthStatus } from '../catalog/index.js';
+import { checkSchema, normalizeKeys, serviceSchema, type Catalog, type CheckRecord, type HealthStatus } from '../catalog/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readJson } from './validate.js';
@@ -27,6 +27,8 @@ function requireCheckWrite(c: Context<ApiEnv>, check: CheckRecord): void {
 
 export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
   const { store, catalog, dc } = deps;
+  const services = catalog.watch('services');
+  const checks = catalog.watch('checks');
 
   app.put('/v1/agent/service/register', async (c) => {
     const def = parseWith(serviceSchema, normalizeKeys((await readJson(c)) ?? {}));
@@ -45,7 +47,7 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
   });
 
   app.get('/v1/agent/services', async (c) => {
-    const body = await blockingRead(c, store, [SERVICES], () =>
+    const body = await blockingRead(c, store, services, () =>
       Object.fromEntries(catalog.agentServices().filter((s) => c.get('authz').serviceRead(s.Service)).map((s) => [s.ID, agentService(s, dc)])),
     );
     return c.json(body);
@@ -53,14 +55,14 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
 
   app.get('/v1/agent/service/:id', async (c) => {
     const id = c.req.param('id');
-    const svc = await blockingRead(c, store, [SERVICES], () => catalog.agentService(id));
+    const svc = await blockingRead(c, store, services, () => catalog.agentService(id));
     if (!svc) throw notFound(`unknown service ID: ${id}`);
     requirePermission(c, (a) => a.serviceRead(svc.Service), `service:read on ${svc.Service}`);
     return c.json(agentService(svc, dc));
   });
 
   app.get('/v1/agent/checks', async (c) => {
-    const body = await blockingRead(c, store, [CHECKS], () =>
+    const body = await blockingRead(c, store, checks, () =>
       Object.fromEntries(catalog.agentChecks().filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName)).map((k) => [k.CheckID, checkShape(k)])),
     );
     return c.json(body);

@@ -4,7 +4,7 @@ import type { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
-import { CA_CONFIG, CA_ROOTS, type CaRoot, type CertificateAuthority, type LeafCache } from '../ca/index.js';
+import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { blockingRead, parseBlocking, setIndexHeaders } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { readBody } from './validate.js';
@@ -53,29 +53,31 @@ const configBody = z.object({
 
 export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
   const { store, ca } = deps;
+  const roots = ca.watch('roots');
+  const config = ca.watch('config');
 
   app.get('/v1/connect/ca/roots', async (c) => {
-    const body = await blockingRead(c, store, [CA_ROOTS, 'meta'], () => {
-      const entries = store.list<CaRoot>(CA_ROOTS);
-      const active = entries.find((e) => e.value.Active);
+    const body = await blockingRead(c, store, roots, () => {
+      const entries = ca.indexedRoots();
+      const active = entries.find((r) => r.Active);
       return {
-        ActiveRootID: active?.value.ID ?? '',
+        ActiveRootID: active?.ID ?? '',
         TrustDomain: deps.trustDomain(),
-        Roots: entries.map((e) => ({
-          ID: e.value.ID,
-          Name: e.value.Name,
-          SerialNumber: parseInt(e.value.SerialNumber.slice(-12), 16),
-          SigningKeyID: e.value.SigningKeyID,
-          ExternalTrustDomain: e.value.TrustDomain,
-          NotBefore: e.value.NotBefore,
-          NotAfter: e.value.NotAfter,
-          RootCert: e.value.RootCert,
-          IntermediateCerts: e.value.IntermediateCerts,
-          Active: e.value.Active,
-          PrivateKeyType: e.value.PrivateKeyType,
-          PrivateKeyBits: e.value.PrivateKeyBits,
-          CreateIndex: e.createIndex,
-          ModifyIndex: e.modifyIndex,
+        Roots: entries.map((r) => ({
+          ID: r.ID,
+          Name: r.Name,
+          SerialNumber: parseInt(r.SerialNumber.slice(-12), 16),
+          SigningKeyID: r.SigningKeyID,
+          ExternalTrustDomain: r.TrustDomain,
+          NotBefore: r.NotBefore,
+          NotAfter: r.NotAfter,
+          RootCert: r.RootCert,
+          IntermediateCerts: r.IntermediateCerts,
+          Active: r.Active,
+          PrivateKeyType: r.PrivateKeyType,
+          PrivateKeyBits: r.PrivateKeyBits,
+          CreateIndex: r.CreateIndex,
+          ModifyIndex: r.ModifyIndex,
         })),
       };
     });
@@ -86,8 +88,8 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
 
   app.get('/v1/connect/ca/configuration', async (c) => {
     requirePermission(c, (a) => a.operatorRead(), 'operator:read');
-    const entry = store.get(CA_CONFIG, 'config');
-    const cfg = await blockingRead(c, store, [CA_CONFIG], () => ca.config());
+    const indexes = ca.configIndexes();
+    const cfg = await blockingRead(c, store, config, () => ca.config());
     return c.json({
       Provider: 'consul',
       Config: {
@@ -98,8 +100,7 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
         PrivateKeyType: 'ec',
         PrivateKeyBits: 256,
       },
-      CreateIndex: entry?.createIndex ?? 0,
-      ModifyIndex: entry?.modifyIndex ?? 0,
+      ...indexes,
     });
   });
 

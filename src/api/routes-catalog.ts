@@ -1,7 +1,7 @@
 // Consul's /v1/catalog endpoints.
 import type { Hono } from 'hono';
 import type { ApiEnv } from './env.js';
-import { NODES, SERVICES, catalogDeregisterSchema, catalogRegisterSchema, normalizeKeys } from '../catalog/index.js';
+import { catalogDeregisterSchema, catalogRegisterSchema, normalizeKeys } from '../catalog/index.js';
 import type { CatalogRouteDeps } from './routes-agent.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
@@ -11,12 +11,15 @@ import { invalid, notFound } from '../core/errors.js';
 
 export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
   const { store, catalog, dc } = deps;
+  const services = catalog.watch('services');
+  const servicesAndNodes = catalog.watch('services', 'nodes');
+  const nodes = catalog.watch('nodes');
 
   app.get('/v1/catalog/datacenters', (c) => c.json(deps.datacenters()));
 
   app.get('/v1/catalog/services', async (c) => {
     checkDc(c, dc, deps.datacenters);
-    const body = await blockingRead(c, store, [SERVICES], () => {
+    const body = await blockingRead(c, store, services, () => {
       const all = catalog.services();
       return Object.fromEntries(Object.entries(all).filter(([name]) => c.get('authz').serviceRead(name)));
     });
@@ -27,7 +30,7 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
     checkDc(c, dc, deps.datacenters);
     const name = c.req.param('name');
     const tag = c.req.query('tag');
-    const body = await blockingRead(c, store, [SERVICES, NODES], () =>
+    const body = await blockingRead(c, store, servicesAndNodes, () =>
       c.get('authz').serviceRead(name) ? catalog.instances(name, { tag }).map(catalogService) : [],
     );
     return c.json(body);
@@ -36,24 +39,24 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
   app.get('/v1/catalog/connect/:name', async (c) => {
     checkDc(c, dc, deps.datacenters);
     const name = c.req.param('name');
-    const body = await blockingRead(c, store, [SERVICES, NODES], () =>
+    const body = await blockingRead(c, store, servicesAndNodes, () =>
       c.get('authz').serviceRead(name) ? catalog.connectInstances(name).map(catalogService) : [],
     );
     return c.json(body);
   });
 
   app.get('/v1/catalog/nodes', async (c) => {
-    const body = await blockingRead(c, store, [NODES], () => catalog.nodes().map(nodeShape));
+    const body = await blockingRead(c, store, nodes, () => catalog.nodes().map(nodeShape));
     return c.json(body);
   });
 
   app.get('/v1/catalog/node/:node', async (c) => {
     const name = c.req.param('node');
-    const body = await blockingRead(c, store, [NODES, SERVICES], () => {
+    const body = await blockingRead(c, store, servicesAndNodes, () => {
       const n = catalog.node(name);
       if (!n) return null;
-      const services = store.list<import('../catalog/index.js').ServiceRecord>(SERVICES, `${name}/`).map((e) => e.value).filter((s) => c.get('authz').serviceRead(s.Service));
-      return { Node: nodeShape(n), Services: Object.fromEntries(services.map((s) => [s.ID, agentService(s, dc)])) };
+      const readable = catalog.nodeServices(name).filter((s) => c.get('authz').serviceRead(s.Service));
+      return { Node: nodeShape(n), Services: Object.fromEntries(readable.map((s) => [s.ID, agentService(s, dc)])) };
     });
     if (!body) throw notFound(`node ${name} not found`);
     return c.json(body);
@@ -71,7 +74,7 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
   app.put('/v1/catalog/deregister', async (c) => {
     const body = parseWith(catalogDeregisterSchema, normalizeKeys((await readJson(c)) ?? {}));
     otherDc(body.Datacenter, dc);
-    const svc = body.ServiceID ? store.get<import('../catalog/index.js').ServiceRecord>(SERVICES, `${body.Node}/${body.ServiceID}`)?.value : undefined;
+    const svc = body.ServiceID ? catalog.nodeService(body.Node, body.ServiceID) : undefined;
     requirePermission(c, (a) => (svc ? a.serviceWrite(svc.Service) : a.operatorWrite()), svc ? `service:write on ${svc.Service}` : 'operator:write');
     await catalog.catalogDeregister(body);
     return c.json(true);

@@ -3,7 +3,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
-import { INTENTIONS_TABLE, intentionBody, splitName, type Intentions } from '../intentions/index.js';
+import { intentionBody, splitName, type Intentions } from '../intentions/index.js';
 import { SERVICE_NAME_RE as NAME_RE } from '../catalog/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
@@ -50,7 +50,7 @@ export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteD
   const dstOf = (name: string) => splitName(name).name;
 
   app.get('/v1/connect/intentions', async (c) => {
-    const list = await blockingRead(c, store, [INTENTIONS_TABLE], () => intentions.list().filter((i) => c.get('authz').intentionRead(i.DestinationName)));
+    const list = await blockingRead(c, store, intentions, () => intentions.list().filter((i) => c.get('authz').intentionRead(i.DestinationName)));
     return c.json(list);
   });
 
@@ -64,7 +64,7 @@ export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteD
   app.get('/v1/connect/intentions/exact', async (c) => {
     const { source, destination } = pairFrom(c);
     requirePermission(c, (a) => a.intentionRead(dstOf(destination)), `intentions:read on ${destination}`);
-    const i = await blockingRead(c, store, [INTENTIONS_TABLE], () => intentions.getExact(source, destination));
+    const i = await blockingRead(c, store, intentions, () => intentions.getExact(source, destination));
     return c.json(i);
   });
 
@@ -95,7 +95,7 @@ export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteD
       if (problem) v.push({ Field: `name[${i}]`, Message: problem });
     });
     if (v.length) throw invalid(v);
-    const result = await blockingRead(c, store, [INTENTIONS_TABLE], () => intentions.match(by as 'source' | 'destination', names));
+    const result = await blockingRead(c, store, intentions, () => intentions.match(by as 'source' | 'destination', names));
     for (const k of Object.keys(result)) result[k] = result[k].filter((i) => c.get('authz').intentionRead(i.DestinationName));
     return c.json(result);
   });

@@ -5,7 +5,7 @@ import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
-import { AUDIT_TABLE, type AuditEvent } from '../core/audit.js';
+import { AuditLog } from '../core/audit.js';
 import { invalid } from '../core/errors.js';
 
 export interface StatusRouteDeps {
@@ -21,6 +21,7 @@ export interface StatusRouteDeps {
 
 export function registerStatusRoutes(app: Hono<ApiEnv>, deps: StatusRouteDeps): void {
   const { store } = deps;
+  const audit = new AuditLog(store);
 
   app.get('/v1/status/leader', (c) => c.json(store.leader() ?? ''));
   app.get('/v1/status/peers', (c) => {
@@ -43,14 +44,7 @@ export function registerStatusRoutes(app: Hono<ApiEnv>, deps: StatusRouteDeps): 
     const kind = c.req.query('kind');
     const since = c.req.query('since');
     if (since !== undefined && Number.isNaN(Date.parse(since))) throw invalid([{ Field: 'since', Message: 'must be an RFC 3339 time' }]);
-    const events = await blockingRead(c, store, [AUDIT_TABLE], () =>
-      store
-        .list<AuditEvent>(AUDIT_TABLE)
-        .sort((a, b) => a.modifyIndex - b.modifyIndex)
-        .filter((e) => (kind ? e.value.Kind === kind : true))
-        .filter((e) => (since ? e.value.Time >= new Date(since).toISOString() : true))
-        .map((e) => ({ ...e.value, Index: e.modifyIndex })),
-    );
+    const events = await blockingRead(c, store, audit, () => audit.events({ kind, since }));
     return c.json(events);
   });
 

@@ -143,4 +143,21 @@ describe('LeafCache', () => {
     expect(b.ModifyIndex).toBeGreaterThan(a.ModifyIndex);
     expect(b.SerialNumber).not.toBe(a.SerialNumber);
   });
+
+  it('lists roots and the configuration with their indexes; a roots watch does not move on a configuration change', async () => {
+    const { ca } = await setup();
+    expect(ca.configIndexes()).toEqual({ CreateIndex: 0, ModifyIndex: 0 });
+    const roots = ca.watch('roots');
+    const [root] = ca.indexedRoots();
+    expect(root.ID).toBe(ca.activeRoot()!.ID);
+    expect(root.ModifyIndex).toBe(roots.index());
+    let changes = 0;
+    ca.onChange(() => void changes++);
+    const before = roots.index();
+    const waiting = ca.waitForChange(ca.index(), 5000);
+    await ca.setConfig({ LeafCertTTL: 3_600_000 }, actor);
+    const cfg = ca.configIndexes();
+    expect(cfg.ModifyIndex).toBeGreaterThan(before);
+    expect([await waiting, ca.index(), ca.watch('config').index(), roots.index(), changes]).toEqual([cfg.ModifyIndex, cfg.ModifyIndex, cfg.ModifyIndex, before, 1]);
+  });
 });

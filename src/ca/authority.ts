@@ -4,7 +4,7 @@
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import { auditOp, type Actor } from '../core/audit.js';
 import type { Component } from '../core/lifecycle.js';
-import type { Store, StoreOp } from '../store/index.js';
+import { TableWatch, type Store, type StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import {
   CA_CONFIG,
@@ -37,6 +37,10 @@ export interface AuthorityOptions {
   signRemote?: (dc: string, publicKeyPem: string) => Promise<{ certPem: string; rootId: string }>;
 }
 
+/** The parts of the CA's state a blocking read or a push can follow. */
+export type CaPart = 'roots' | 'intermediates' | 'config';
+const PART_TABLE: Record<CaPart, string> = { roots: CA_ROOTS, intermediates: CA_INTERMEDIATES, config: CA_CONFIG };
+
 export class CertificateAuthority implements Component {
   readonly name = 'ca';
   private timer: NodeJS.Timeout | undefined;
@@ -47,8 +51,10 @@ export class CertificateAuthority implements Component {
   private tokens = 0;
   private lastRefill = 0;
   private ticking: Promise<void> | undefined;
+  private readonly whole: TableWatch;
 
   constructor(private readonly opts: AuthorityOptions) {
+    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
     this.log = (opts.logger ?? silentLogger).child({ component: 'ca' });
     this.now = opts.now ?? Date.now;
   }
@@ -97,8 +103,19 @@ export class CertificateAuthority implements Component {
     return next;
   }
 
+  /** The indexes of the configuration's last write (0 while it is the default). */
+  configIndexes(): { CreateIndex: number; ModifyIndex: number } {
+    const e = this.opts.store.get<CaConfig>(CA_CONFIG, 'config');
+    return { CreateIndex: e?.createIndex ?? 0, ModifyIndex: e?.modifyIndex ?? 0 };
+  }
+
   roots(): CaRoot[] {
     return this.opts.store.list<CaRoot>(CA_ROOTS).map((e) => e.value);
+  }
+
+  /** The roots with the indexes of their last write, as Consul lists them. */
+  indexedRoots(): (CaRoot & { CreateIndex: number; ModifyIndex: number })[] {
+    return this.opts.store.list<CaRoot>(CA_ROOTS).map((e) => ({ ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex }));
   }
 
   activeRoot(): CaRoot | undefined {
@@ -109,9 +126,24 @@ export class CertificateAuthority implements Component {
     return this.opts.store.get<CaIntermediate>(CA_INTERMEDIATES, this.opts.dc)?.value;
   }
 
-  /** Index that moves whenever the trust bundle or this DC's chain changes. */
+  /** Index that moves whenever the trust bundle, this DC's chain or the configuration changes. */
   index(): number {
-    return Math.max(this.opts.store.tableIndex(CA_ROOTS), this.opts.store.tableIndex(CA_INTERMEDIATES), this.opts.store.tableIndex(CA_CONFIG));
+    return this.whole.index();
+  }
+
+  /** Blocks until roots, intermediates or configuration change past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to roots, intermediates or configuration; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.whole.onChange(listener);
+  }
+
+  /** Some parts only: a blocking read of the roots does not wake on a configuration change. */
+  watch(...parts: CaPart[]): TableWatch {
+    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
   }
 
   bundle(): TrustBundle {

@@ -131,4 +131,30 @@ describe('Catalog', () => {
     await until(() => /TCP connect 127\.0\.0\.1:1: ECONNREFUSED/.test(catalog.checksOf('node-1', 'gone')[0]?.Output ?? ''));
     await until(() => catalog.agentService('gone') === undefined);
   });
+
+  it('offers its index, waits and changes by part: a services watch does not move on a check update', async () => {
+    const { catalog } = await setup();
+    await catalog.registerService(reg({ name: 'web', port: 80, check: { ttl: '30s' } }));
+    const services = catalog.watch('services');
+    const checks = catalog.watch('checks');
+    const [s0, k0, all0] = [services.index(), checks.index(), catalog.index()];
+    expect(all0).toBe(Math.max(s0, k0, catalog.watch('nodes').index()));
+    let changes = 0;
+    const off = catalog.onChange(() => void changes++);
+    let woke = false;
+    const waiting = services.waitForChange(s0, 5000).then((i) => ((woke = true), i));
+    await catalog.updateTtl('service:web', 'passing', 'ok');
+    expect([services.index(), checks.index() > k0, catalog.index() > all0, changes]).toEqual([s0, true, true, 1]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(woke).toBe(false);
+    await catalog.registerService(reg({ name: 'web', port: 81, check: { ttl: '30s' } }));
+    expect(await waiting).toBe(services.index());
+    expect(services.index()).toBeGreaterThan(s0);
+    off();
+    await catalog.updateTtl('service:web', 'critical', 'down');
+    expect(changes).toBe(2);
+    expect(catalog.nodeService('node-1', 'web')?.Port).toBe(81);
+    expect(catalog.nodeServices('node-1').map((s) => s.ID)).toEqual(['web']);
+    expect(catalog.nodeServices('node-2')).toEqual([]);
+  });
 });

@@ -2,7 +2,7 @@
 // indexes by service name (rebuilt from store changes) so reads never scan every instance.
 import { invalid, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import type { Store, StoreOp } from '../store/index.js';
+import { TableWatch, type Store, type StoreOp } from '../store/index.js';
 import {
   CHECKS,
   NODES,
@@ -30,6 +30,10 @@ export interface HealthEntry {
   serviceIndex: { create: number; modify: number };
 }
 
+/** The parts of the catalog a blocking read or a push can follow. */
+export type CatalogPart = 'services' | 'checks' | 'nodes';
+const PART_TABLE: Record<CatalogPart, string> = { services: SERVICES, checks: CHECKS, nodes: NODES };
+
 const SIDECAR_PORT_MIN = 21000;
 const SIDECAR_PORT_MAX = 21255;
 const RANK: Record<HealthStatus, number> = { passing: 0, warning: 1, critical: 2 };
@@ -56,7 +60,11 @@ export class Catalog implements Component {
   /** Called when a TTL check is updated, so the runner can reset its deadline without a store write. */
   onTtlUpdate: ((checkKey: string) => void) | undefined;
 
-  constructor(private readonly opts: CatalogOptions) {}
+  private readonly whole: TableWatch;
+
+  constructor(private readonly opts: CatalogOptions) {
+    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
+  }
 
   get nodeName(): string {
     return this.opts.nodeName;
@@ -173,6 +181,28 @@ export class Catalog implements Component {
     return [{ op: 'put', table: NODES, key: node, value: rec }];
   }
 
+  // ---- changes: what others follow instead of reading the tables ----
+
+  /** Index of the whole catalog (services, checks, nodes): X-Consul-Index of a read of all of it. */
+  index(): number {
+    return this.whole.index();
+  }
+
+  /** Blocks until anything in the catalog changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to services, checks or nodes; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.whole.onChange(listener);
+  }
+
+  /** Some parts only: a blocking read of the services does not wake on a check's change (as in Consul). */
+  watch(...parts: CatalogPart[]): TableWatch {
+    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
+  }
+
   // ---- reads ----
 
   node(name: string): NodeRecord | undefined {
@@ -181,6 +211,16 @@ export class Catalog implements Component {
 
   nodes(): NodeRecord[] {
     return this.opts.store.list<NodeRecord>(NODES).map((e) => e.value);
+  }
+
+  /** An instance on any node, by node and service ID. */
+  nodeService(node: string, id: string): ServiceRecord | undefined {
+    return this.opts.store.get<ServiceRecord>(SERVICES, `${node}/${id}`)?.value;
+  }
+
+  /** The instances registered on a node. */
+  nodeServices(node: string): ServiceRecord[] {
+    return this.opts.store.list<ServiceRecord>(SERVICES, `${node}/`).map((e) => e.value);
   }
 
   /** Instances registered on this server's node (the agent view). */

@@ -1,4 +1,5 @@
-// Audit events: every change to intentions and ACL state writes one in the same commit as the change.
+// Audit events: every change to intentions and ACL state writes one in the same commit as the change;
+// AuditLog is how the trail is read.
 import { randomUUID } from 'node:crypto';
 
 /** Who made a request: the token's accessor, and the DC where the request entered. */
@@ -25,7 +26,7 @@ export interface AuditEvent {
   Index?: number;
 }
 
-export const AUDIT_TABLE = 'audit';
+const AUDIT_TABLE = 'audit';
 
 /** Builds the store put that records `event` (put it in the same commit as the change). */
 export function auditOp(actor: Actor, fields: Pick<AuditEvent, 'Kind' | 'Action' | 'Subject' | 'Before' | 'After'>) {
@@ -40,6 +41,37 @@ export function auditOp(actor: Actor, fields: Pick<AuditEvent, 'Kind' | 'Action'
   // Keys sort roughly by time; readers order by the commit index (exact within a DC).
   const key = `${now.toISOString()}/${event.ID}`;
   return { op: 'put' as const, table: AUDIT_TABLE, key, value: event };
+}
+
+/** What reading the audit trail needs of the Store (declared here: core/ sits below store/). */
+export interface AuditSource {
+  list<T>(table: string): { value: T; modifyIndex: number }[];
+  tableIndex(table: string): number;
+  waitForChange(tables: string[], afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number>;
+}
+
+/** The audit trail as readers see it (its one reader, so no one else names its table): its index, a wait, the events. */
+export class AuditLog {
+  constructor(private readonly store: AuditSource) {}
+
+  index(): number {
+    return this.store.tableIndex(AUDIT_TABLE);
+  }
+
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.store.waitForChange([AUDIT_TABLE], afterIndex, timeoutMs, signal);
+  }
+
+  /** Events in commit order, each with its Index; only those of `kind`, and at or after `since` (RFC 3339), if given. */
+  events(filter: { kind?: string; since?: string } = {}): AuditEvent[] {
+    const { kind, since } = filter;
+    return this.store
+      .list<AuditEvent>(AUDIT_TABLE)
+      .sort((a, b) => a.modifyIndex - b.modifyIndex)
+      .filter((e) => (kind ? e.value.Kind === kind : true))
+      .filter((e) => (since ? e.value.Time >= new Date(since).toISOString() : true))
+      .map((e) => ({ ...e.value, Index: e.modifyIndex }));
+  }
 }
 
 /** The local actor used by the server itself (check runners, reaping). */

@@ -5,7 +5,6 @@ import * as grpc from '@grpc/grpc-js';
 import type { Component } from '../core/lifecycle.js';
 import { ErrorCodes, IsthmusError, invalid, type Violation } from '../core/errors.js';
 import { tolerantService } from '../core/proto.js';
-import type { Store } from '../store/index.js';
 import { SERVICE_NAME_RE, type Catalog, type ServiceRecord } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
 import type { CertificateAuthority, LeafCache } from '../ca/index.js';
@@ -26,7 +25,6 @@ import { StreamSession, type SessionDeps, type SessionMessage, type SessionSpec 
 import { chooseDatacenter, upstreamEndpoints, type UpstreamContext } from './upstreams.js';
 
 export interface DataPlaneServerOptions {
-  store: Store;
   catalog: Catalog;
   intentions: Intentions;
   ca: CertificateAuthority;
@@ -44,9 +42,6 @@ export interface DataPlaneServerOptions {
   /** TTL of a gateway's catalog registration (default 30 s), renewed while its stream is open. */
   gatewayTtlMs?: number;
 }
-
-const SIDECAR_WATCHED = new Set(['services', 'checks', 'nodes', 'intentions', 'ca-roots', 'ca-intermediates', 'ca-config']);
-const GATEWAY_WATCHED = new Set(['services', 'checks', 'nodes']);
 
 interface Target {
   id: string;
@@ -76,7 +71,6 @@ export class DataPlaneServer implements Component {
       catalog: opts.catalog, acl: opts.acl, dc: opts.dc, trustDomain: opts.trustDomain, federation: this.federation, log: this.log, ttlMs: opts.gatewayTtlMs,
     });
     this.deps = {
-      store: opts.store,
       flows: opts.flows,
       log: this.log,
       sources: [(listener) => this.federation.onChange(listener)],
@@ -84,7 +78,8 @@ export class DataPlaneServer implements Component {
     };
     this.sidecarSpec = {
       kind: 'sidecar',
-      watched: SIDECAR_WATCHED,
+      // Instances and health (upstream endpoints), intentions, and the CA's roots, chain and configuration.
+      sources: [(l) => opts.catalog.onChange(l), (l) => opts.intentions.onChange(l), (l) => opts.ca.onChange(l)],
       resolve: (hello) => this.resolve(hello),
       build: (t) => this.build(t),
       describe: (t) => ({ service: t.service, id: t.id }),
@@ -92,7 +87,7 @@ export class DataPlaneServer implements Component {
     };
     this.gatewaySpec = {
       kind: 'gateway',
-      watched: GATEWAY_WATCHED,
+      sources: [(l) => opts.catalog.onChange(l)],
       resolve: (hello) => this.gateways.resolve(hello),
       build: async () => this.gateways.build(),
       describe: (t) => this.gateways.describe(t),

@@ -5,7 +5,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCodes, isIsthmusError, type ErrorCode } from '../core/errors.js';
 import { grpcStatusOf, MalformedMessage } from '../core/proto.js';
-import type { Store, Change } from '../store/index.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { fromWire } from './flow-wire.js';
@@ -26,12 +25,14 @@ export interface SessionConfig {
   errorCode: string;
 }
 
+/** Calls its listener on every change of something; returns the unsubscribe. */
+export type ChangeSource = (listener: () => void) => () => void;
+
 export interface SessionDeps {
-  store: Store;
   flows: FlowStore;
   log: Logger;
-  /** Other change sources than the store (the federation view): each returns its unsubscribe. */
-  sources: ((listener: () => void) => () => void)[];
+  /** Change sources every session follows besides its spec's (the federation view): each returns its unsubscribe. */
+  sources: ChangeSource[];
   /** Counts a reported record refused as malformed. */
   rejected: () => void;
   helloTimeoutMs?: number;
@@ -41,8 +42,8 @@ export interface SessionDeps {
 export interface SessionSpec<H, T, C extends SessionConfig> {
   /** "sidecar" or "gateway", in log lines. */
   kind: string;
-  /** Store tables whose changes may change the configuration. */
-  watched: ReadonlySet<string>;
+  /** The domains' change callbacks (catalog, intentions, CA) whose changes may change the configuration. */
+  sources: ChangeSource[];
   /** Who the hello says the proxy is, or an IsthmusError saying why not. */
   resolve(hello: H): T;
   /** The whole configuration, from the current state (version filled in by the session). */
@@ -175,13 +176,7 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
       }
       this.target = target;
       this.deps.log.info(`${this.spec.kind} connected`, this.spec.describe(target));
-      const watched = this.spec.watched;
-      this.undo.push(
-        this.deps.store.subscribe((changes: Change[]) => {
-          if (changes.some((c) => watched.has(c.table))) this.schedule();
-        }),
-      );
-      for (const source of this.deps.sources) this.undo.push(source(() => this.schedule()));
+      for (const source of [...this.spec.sources, ...this.deps.sources]) this.undo.push(source(() => this.schedule()));
       const undo = this.spec.opened?.(target, this);
       if (undo) this.undo.push(undo);
       void this.push();

@@ -1,4 +1,4 @@
-export { Intentions, INTENTIONS_TABLE } from './intentions.js';
+export { Intentions } from './intentions.js';
 export type { IntentionsOptions, AuthorizeResult } from './intentions.js';
 export { compileIntentions } from './matcher.js';
 export type { CompiledIntentions, Decision, HttpRequestInfo } from './matcher.js';

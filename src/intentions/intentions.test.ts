@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
-import { AUDIT_TABLE } from '../core/audit.js';
+import { AuditLog } from '../core/audit.js';
 import { Intentions } from './intentions.js';
 import { intentionBody, precedence, type Intention } from './model.js';
 import { INTENTIONS_TABLE } from './intentions.js';
@@ -172,11 +172,28 @@ describe('Intentions', () => {
     await intentions.upsertExact('web', 'db', { Action: 'allow' }, actor);
     await intentions.upsertExact('web', 'db', { Action: 'deny' }, actor);
     await intentions.deleteExact('web', 'db', actor);
-    const events = store.list<{ Action: string; Subject: string; Actor: { AccessorID: string } }>(AUDIT_TABLE).sort((a, b) => a.modifyIndex - b.modifyIndex);
-    expect(events.map((e) => e.value.Action)).toEqual(['create', 'update', 'delete']);
-    expect(events.every((e) => e.value.Subject === 'web => db' && e.value.Actor.AccessorID === 'acc-1')).toBe(true);
+    const events = new AuditLog(store).events();
+    expect(events.map((e) => e.Action)).toEqual(['create', 'update', 'delete']);
+    expect(events.every((e) => e.Subject === 'web => db' && e.Actor.AccessorID === 'acc-1')).toBe(true);
     // Each event shares its index with the change it records.
-    expect(new Set(events.map((e) => e.modifyIndex)).size).toBe(3);
-    expect(events.at(-1)!.modifyIndex).toBe(store.tableIndex('intentions'));
+    expect(new Set(events.map((e) => e.Index)).size).toBe(3);
+    expect(events.at(-1)!.Index).toBe(intentions.index());
+  });
+
+  it('wakes a wait and calls onChange on a change of the intentions only', async () => {
+    const { intentions, store } = await setup();
+    let changes = 0;
+    const off = intentions.onChange(() => void changes++);
+    let woke = false;
+    const waiting = intentions.waitForChange(intentions.index(), 5000).then((i) => ((woke = true), i));
+    await store.commit([{ op: 'put', table: 'elsewhere', key: 'k', value: 1 }]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect([woke, changes]).toEqual([false, 0]);
+    const i = await intentions.upsertExact('web', 'db', { Action: 'allow' }, actor);
+    expect(await waiting).toBe(i.ModifyIndex);
+    expect(changes).toBe(1);
+    off();
+    await intentions.deleteExact('web', 'db', actor);
+    expect(changes).toBe(1);
   });
 });

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { auditOp, type Actor } from '../core/audit.js';
 import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import type { Store, StoreEntry } from '../store/index.js';
+import { TableWatch, type Store, type StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
 import { intentionKey, NAME_RE, precedence, splitName, type Intention, type IntentionBody } from './model.js';
 import { parseSpiffeId } from './spiffe.js';
@@ -46,8 +46,11 @@ export class Intentions implements Component {
   private unsubscribe: (() => void) | undefined;
   private readonly l4Results = new Map<string, Map<string, Map<string, AuthorizeResult>>>();
   private l4Cached = 0;
+  private readonly whole: TableWatch;
 
-  constructor(private readonly opts: IntentionsOptions) {}
+  constructor(private readonly opts: IntentionsOptions) {
+    this.whole = new TableWatch(opts.store, [INTENTIONS_TABLE]);
+  }
 
   async start(): Promise<void> {
     this.unsubscribe = this.opts.store.subscribe((changes) => {
@@ -61,6 +64,16 @@ export class Intentions implements Component {
 
   index(): number {
     return this.opts.store.tableIndex(INTENTIONS_TABLE);
+  }
+
+  /** Blocks until an intention changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to the intentions; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.whole.onChange(listener);
   }
 
   list(): Intention[] {

@@ -135,7 +135,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     observeFlows(flows, registry);
     const grpcHostPort = splitHostPort(config.grpcAddr);
     const dataplane = new DataPlaneServer({
-      store, catalog, intentions, ca, leaves, acl, flows,
+      catalog, intentions, ca, leaves, acl, flows,
       dc: config.dc,
       trustDomain: () => trustDomain,
       defaultAllow: () => config.aclDefaultPolicy === 'allow',

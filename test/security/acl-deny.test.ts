@@ -181,7 +181,7 @@ describe('ACL with default deny', () => {
 
   it('a prefix rule covers its own prefix only, and an exact rule beats it', async () => {
     const t = tokens.pay;
-    const before = r.store.list('services').length;
+    const before = r.catalog.agentServices().length;
     for (const name of ['pay-api', 'pay-ui']) expect((await http(base, 'PUT', '/v1/agent/service/register', { Name: name, Port: 9 }, t)).status).toBe(200);
     expect((await http(base, 'GET', '/v1/agent/connect/ca/leaf/pay-api', undefined, t)).status).toBe(200);
     const refused = [];
@@ -190,7 +190,7 @@ describe('ACL with default deny', () => {
       refused.push((await http(base, 'GET', `/v1/agent/connect/ca/leaf/${name}`, undefined, t)).status);
     }
     expect(refused.every((s) => s === 403)).toBe(true);
-    expect(r.store.list('services').length).toBe(before + 2);
+    expect(r.catalog.agentServices().length).toBe(before + 2);
     expect(Object.keys((await http(base, 'GET', '/v1/catalog/services', undefined, t)).body).sort()).toEqual(['pay-api', 'pay-ui']);
   });
 

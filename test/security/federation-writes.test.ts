@@ -5,7 +5,7 @@
 // in this process: dc1 on 127.0.13.1 and dc2 on 127.0.13.2, dc2 reaching dc1 through a WAN link.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Region } from '../../src/region/index.js';
-import type { Actor } from '../../src/core/audit.js';
+import { AuditLog, type Actor } from '../../src/core/audit.js';
 import { serverSni } from '../../src/federation/index.js';
 import type { ForwardRequest, ForwardResponse, PeerMessage } from '../../src/federation/proto.js';
 import { WanLink } from '../harness/wan-link.js';
@@ -58,7 +58,7 @@ describe('writes of replicated kinds in a secondary', () => {
     expect(dc1.intentions.getExact('web', 'db').Action).toBe('deny');
     // Back through replication before the answer: read-your-writes in dc2.
     expect(dc2.intentions.getExact('web', 'db').Action).toBe('deny');
-    const audit = dc1.store.list<{ Subject: string; DC: string }>('audit').map((e) => e.value).find((e) => e.Subject === 'web => db');
+    const audit = new AuditLog(dc1.store).events().find((e) => e.Subject === 'web => db');
     expect(audit?.DC).toBe('dc2');
 
     // Without a token (default deny) the primary refuses it, and nothing changes anywhere.

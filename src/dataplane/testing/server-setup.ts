@@ -22,7 +22,7 @@ export async function setupServer(stops: (() => Promise<void> | void)[], opts: {
   for (const c of [catalog, intentions, ca, acl]) await c.start();
   const flows = new MemoryFlowStore(100);
   const server = new DataPlaneServer({
-    store, catalog, intentions, ca, leaves: new LeafCache(ca), acl, flows, dc, trustDomain: () => TD, defaultAllow: () => allow,
+    catalog, intentions, ca, leaves: new LeafCache(ca), acl, flows, dc, trustDomain: () => TD, defaultAllow: () => allow,
     host: '127.0.0.1', port: 0, federation: opts.federation,
   });
   await server.start();

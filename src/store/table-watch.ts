@@ -1,0 +1,45 @@
+// What a domain offers others instead of its table names: the index of some of its state, a wait
+// for that state to change (blocking queries), and a callback on each change (pushes).
+import type { Store } from './store.js';
+
+/** The index of some state and a wait for it to move: what a blocking read needs. */
+export interface Watchable {
+  /** Highest index that changed this state (0 if it never changed). */
+  index(): number;
+  /**
+   * Blocks until this state changes at an index > afterIndex, the timeout passes or the signal
+   * aborts; resolves with index() at that moment.
+   */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number>;
+}
+
+/** A Watchable over a fixed set of one owner's tables, with a listener on their changes. */
+export class TableWatch implements Watchable {
+  private readonly tables: string[];
+  private readonly set: ReadonlySet<string>;
+
+  constructor(
+    private readonly store: Store,
+    tables: readonly string[],
+  ) {
+    this.tables = [...tables];
+    this.set = new Set(tables);
+  }
+
+  index(): number {
+    let max = 0;
+    for (const t of this.tables) max = Math.max(max, this.store.tableIndex(t));
+    return max;
+  }
+
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.store.waitForChange(this.tables, afterIndex, timeoutMs, signal);
+  }
+
+  /** Calls `listener` after every batch of changes that touches these tables; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.store.subscribe((changes) => {
+      if (changes.some((c) => this.set.has(c.table))) listener();
+    });
+  }
+}
