@@ -38,7 +38,7 @@ export class CatalogExchange {
       last = next;
     };
     send();
-    const unsub = this.ctx.onCatalogChange(() => {
+    const unsub = this.ctx.catalog.onChange(() => {
       if (!timer) timer = setTimeout(send, 50);
     });
     return () => {

@@ -1,9 +1,9 @@
 // What every part of federation shares: this DC's place in the federation, the store and domains it
 // works through, its log, and whether the server is stopping.
 import type { Registry } from 'prom-client';
-import { CHECKS, NODES, SERVICES, type Catalog } from '../catalog/index.js';
+import type { Catalog } from '../catalog/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
-import type { Change, Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import type { JoinToken } from './join-token.js';
 
@@ -56,17 +56,4 @@ export class FederationContext {
   trustDomain(): string {
     return this.opts.trustDomain();
   }
-
-  /** Calls `listener` after any change to this DC's catalog (services, checks, nodes). */
-  onCatalogChange(listener: () => void): () => void {
-    return this.store.subscribe((changes) => {
-      if (this.catalogChanged(changes)) listener();
-    });
-  }
-
-  catalogChanged(changes: Change[]): boolean {
-    return changes.some((c) => CATALOG_TABLES.has(c.table));
-  }
 }
-
-const CATALOG_TABLES = new Set([SERVICES, CHECKS, NODES]);

@@ -49,6 +49,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
   private readonly changeListeners = new Set<() => void>();
   private changeTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  private unCatalog: (() => void) | undefined;
   private server: grpc.Server | undefined;
   private port = 0;
 
@@ -197,6 +198,8 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     );
     this.server = server;
     this.unsubscribe = this.ctx.store.subscribe((changes) => this.onStoreChanges(changes));
+    // Local healthy counts and gateways are part of the view the data plane reads.
+    this.unCatalog = this.ctx.catalog.onChange(() => this.emitChange());
     log.info('federation listening', { address: this.address, primary: this.ctx.primaryDc, leader: this.ctx.store.isLeader() });
   }
 
@@ -204,6 +207,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.ctx.stopped = true;
     clearTimeout(this.changeTimer);
     this.unsubscribe?.();
+    this.unCatalog?.();
     this.identity.stop();
     // The leader gate stops the dialer before this runs; links accepted here close now.
     await this.dialer.stop();
@@ -272,7 +276,7 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     this.replication.track(changes);
     this.members.onChanges(changes);
     if (changes.some((c) => c.table === FED_ACKS)) this.receiptBook.wake();
-    if (Membership.touchesView(changes) || this.ctx.catalogChanged(changes)) this.emitChange();
+    if (Membership.touchesView(changes)) this.emitChange();
     if (Membership.touchesMembers(changes)) this.dialer.reconcile();
   }
 

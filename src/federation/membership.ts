@@ -149,7 +149,7 @@ export class OwnGateways implements Component {
   async start(): Promise<void> {
     if (!this.ctx.isPrimary) return;
     this.running = true;
-    this.unsubscribe = this.ctx.onCatalogChange(() => this.schedule());
+    this.unsubscribe = this.ctx.catalog.onChange(() => this.schedule());
     this.schedule();
   }
 
