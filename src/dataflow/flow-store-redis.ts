@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
+import { redactUrl } from '../core/names.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
 import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
@@ -469,8 +470,4 @@ function parseEntry(fields: string[]): FlowRecord | undefined {
   } catch {
     return undefined;
   }
-}
-
-function redactUrl(u: string): string {
-  return u.replace(/(\/\/[^:/@]*:)[^@]+@/, '$1*****@');
 }

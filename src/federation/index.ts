@@ -6,4 +6,3 @@ export { decodeJoinToken, encodeJoinToken } from './join-token.js';
 export type { JoinToken } from './join-token.js';
 export { REPLICATED_TABLES, FED_SERVICES, FED_PEERS, FED_MEMBERS, FED_STATE } from './tables.js';
 export type { ExportedService, Member, PeerExport } from './tables.js';
-export { serverSni, serverSpiffeId } from './tls.js';

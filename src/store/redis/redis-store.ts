@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, ReplyError } from 'ioredis';
 import { conflict, ErrorCodes, IsthmusError } from '../../core/errors.js';
+import { redactUrl } from '../../core/names.js';
 import type { Change, CommitResult, RedisStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
 import { Tables, TablesView, checkOps } from '../memory/index.js';
 
@@ -299,8 +300,4 @@ export class RedisStore extends TablesView implements Store {
       if (this.leaderValue === this.me) this.leaderValue = undefined;
     }
   }
-}
-
-function redactUrl(u: string): string {
-  return u.replace(/(\/\/[^:/@]*:)[^@]+@/, '$1*****@');
 }
