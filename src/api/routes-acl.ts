@@ -9,6 +9,7 @@ import { requirePermission } from './authz.js';
 import { readBody } from './validate.js';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
+import { DATACENTER_REF_MESSAGE, DATACENTER_REF_RE } from '../core/names.js';
 
 export interface AclRouteDeps {
   store: Store;
@@ -50,7 +51,7 @@ const policyBody = z
     Name: z.string({ message: 'is required' }),
     Description: z.string().max(512).optional(),
     Rules: z.string().max(65536).optional(),
-    Datacenters: z.array(z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name')).max(64, 'at most 64 datacenters').optional(),
+    Datacenters: z.array(z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE)).max(64, 'at most 64 datacenters').optional(),
   })
   .passthrough();
 

@@ -10,6 +10,7 @@ import { requirePermission } from './authz.js';
 import { readBody } from './validate.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { invalid } from '../core/errors.js';
+import { isServiceName, SERVICE_NAME_RULE } from '../core/names.js';
 
 export interface CaRouteDeps {
   store: Store;
@@ -17,8 +18,6 @@ export interface CaRouteDeps {
   leaves: LeafCache;
   trustDomain: () => string;
 }
-
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
 
 /** A duration up to `maxHours`: a certificate's end must stay a date (and far from year 10000). */
 const durationField = (maxHours: number) =>
@@ -128,11 +127,11 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
 
   app.get('/v1/agent/connect/ca/leaf/:service', async (c) => {
     const service = c.req.param('service');
-    if (!NAME.test(service)) throw invalid([{ Field: 'service', Message: 'must be a service name (letters, digits, dashes, underscores)' }]);
+    if (!isServiceName(service)) throw invalid([{ Field: 'service', Message: `must be a service name (${SERVICE_NAME_RULE})` }]);
     requirePermission(c, (a) => a.serviceWrite(service), `service:write on ${service}`);
     const ns = c.req.query('ns') ?? 'default';
     // The namespace goes into the leaf's SPIFFE ID and DNS name: it must be a name, nothing that reshapes the URI.
-    if (!NAME.test(ns)) throw invalid([{ Field: 'ns', Message: 'must be a namespace name (letters, digits, dashes, underscores)' }]);
+    if (!isServiceName(ns)) throw invalid([{ Field: 'ns', Message: `must be a namespace name (${SERVICE_NAME_RULE})` }]);
     const params = parseBlocking(c);
     const leaf = params && params.index > 0
       ? await deps.leaves.wait(service, ns, params.index, params.waitMs, c.req.raw.signal)

@@ -4,11 +4,11 @@ import { z } from 'zod';
 import type { ApiEnv } from './env.js';
 import type { Store } from '../store/index.js';
 import { intentionBody, splitName, type Intentions } from '../intentions/index.js';
-import { SERVICE_NAME_RE as NAME_RE } from '../catalog/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readBody, readJson } from './validate.js';
 import { invalid } from '../core/errors.js';
+import { isServiceName, SERVICE_NAME_RE, SERVICE_NAME_RULE } from '../core/names.js';
 
 export interface IntentionRouteDeps {
   store: Store;
@@ -18,8 +18,8 @@ export interface IntentionRouteDeps {
 /** "name" or "ns/name", each part a name or "*": what a query may name as a source or destination. */
 function nameProblem(value: string): string | undefined {
   const { ns, name } = splitName(value);
-  const ok = (part: string) => part === '*' || NAME_RE.test(part);
-  if (!ok(ns) || !ok(name)) return 'must be "*", a service name, or <namespace>/<service> (letters, digits, dashes, underscores; at most 63 each)';
+  const ok = (part: string) => part === '*' || isServiceName(part);
+  if (!ok(ns) || !ok(name)) return `must be "*", a service name, or <namespace>/<service> (each ${SERVICE_NAME_RULE})`;
   return undefined;
 }
 
@@ -39,10 +39,10 @@ function pairFrom(c: Context<ApiEnv>): { source: string; destination: string } {
 }
 
 const authorizeBody = z.object({
-  Target: z.string().regex(NAME_RE, 'must be a service name (letters, digits, dashes, underscores; at most 63)'),
+  Target: z.string().regex(SERVICE_NAME_RE, `must be a service name (${SERVICE_NAME_RULE})`),
   ClientCertURI: z.string().min(1, 'is required').max(2048, 'at most 2048 characters'),
   ClientCertSerial: z.string().max(256, 'at most 256 characters').optional(),
-  Namespace: z.string().regex(NAME_RE, 'must be a namespace name (letters, digits, dashes, underscores; at most 63)').optional(),
+  Namespace: z.string().regex(SERVICE_NAME_RE, `must be a namespace name (${SERVICE_NAME_RULE})`).optional(),
 });
 
 export function registerIntentionRoutes(app: Hono<ApiEnv>, deps: IntentionRouteDeps): void {

@@ -4,6 +4,7 @@
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import { auditOp, type Actor } from '../core/audit.js';
 import type { Component } from '../core/lifecycle.js';
+import { serverSni, serverSpiffeId, serviceDnsName, serviceSpiffeId } from '../core/names.js';
 import { TableWatch, type Store, type StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import {
@@ -175,11 +176,12 @@ export class CertificateAuthority implements Component {
     const keyPem = this.opts.store.get<string>(CA_SECRETS, inter.KeyRef)?.value;
     if (!keyPem) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the intermediate CA key is missing');
     const td = this.opts.trustDomain();
-    const spiffeId = `spiffe://${td}/ns/${namespace}/dc/${dc}/svc/${service}`;
+    const id = { trustDomain: td, namespace, dc, service };
+    const spiffeId = serviceSpiffeId(id);
     const leaf = await signLeaf({
       signer: { certPem: inter.CertPEM, keyPem },
       spiffeId,
-      dnsNames: [`${service}.svc.${namespace}.${dc}.${td}`],
+      dnsNames: [serviceDnsName(id)],
       commonName: service,
       ttlMs: this.config().LeafCertTTL,
       now: this.now(),
@@ -371,8 +373,8 @@ export class CertificateAuthority implements Component {
     const chain = [inter.CertPEM, ...(this.activeRoot()?.IntermediateCerts ?? [])];
     const leaf = await signLeaf({
       signer: { certPem: inter.CertPEM, keyPem },
-      spiffeId: `spiffe://${td}/agent/server/dc/${this.opts.dc}`,
-      dnsNames: [`server.${this.opts.dc}.${td}`],
+      spiffeId: serverSpiffeId({ trustDomain: td, dc: this.opts.dc }),
+      dnsNames: [serverSni({ dc: this.opts.dc, trustDomain: td })],
       commonName: `server.${this.opts.dc}`,
       ttlMs: Math.min(this.config().LeafCertTTL, 72 * 3_600_000),
       now: this.now(),

@@ -1,5 +1,6 @@
 // CA state as kept in the Store, and the Consul shapes the API answers with. Private keys live in
 // their own table and never leave this folder except as a leaf's own key to its requester.
+import { isDatacenterName } from '../core/names.js';
 
 export const CA_ROOTS = 'ca-roots';
 export const CA_INTERMEDIATES = 'ca-intermediates';
@@ -35,7 +36,8 @@ export function intermediateCommonName(dc: string, now = Date.now()): string {
 
 /** The DC an intermediate was signed for, from its subject CN; undefined for a root or anything else. */
 export function intermediateDcOf(commonName: string | undefined): string | undefined {
-  return /^Isthmus CA ([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?) [0-9a-z]+$/.exec(commonName ?? '')?.[1];
+  const dc = /^Isthmus CA (\S+) [0-9a-z]+$/.exec(commonName ?? '')?.[1];
+  return isDatacenterName(dc) ? dc : undefined;
 }
 
 export interface CaIntermediate {

@@ -3,6 +3,7 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { trustDomainSpiffeId } from '../core/names.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -99,7 +100,7 @@ export async function createRoot(opts: { trustDomain: string; commonName: string
     ...window(opts.ttlMs),
     signingAlgorithm: SIGN,
     keys,
-    extensions: await caExtensions(keys.publicKey, `spiffe://${opts.trustDomain}`),
+    extensions: await caExtensions(keys.publicKey, trustDomainSpiffeId(opts.trustDomain)),
   });
   return finish(cert, keys);
 }
@@ -128,7 +129,7 @@ export async function signCa(opts: {
     publicKey,
     signingKey: await importKeyPem(opts.signer.keyPem),
     extensions: [
-      ...(await caExtensions(publicKey, `spiffe://${opts.trustDomain}`, opts.pathLength)),
+      ...(await caExtensions(publicKey, trustDomainSpiffeId(opts.trustDomain), opts.pathLength)),
       await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
     ],
   });

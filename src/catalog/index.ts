@@ -6,3 +6,5 @@ export { serviceSchema, checkSchema, catalogRegisterSchema, catalogDeregisterSch
 export type { ServiceRecord, CheckRecord, NodeRecord, HealthStatus, ServiceInput, CheckInput, Upstream, ProxyConfig } from './model.js';
 export { normalizeKeys } from './normalize.js';
 export { parseServiceDefinition } from './definition.js';
+export { MESH_GATEWAY, gatewayAddresses, meshGateways, taggedAddress } from './gateways.js';
+export type { MeshGateway } from './gateways.js';

@@ -1,6 +1,7 @@
 // The catalog's records (as kept in the Store) and the schemas of what clients send.
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
+import { DATACENTER_REF_MESSAGE, DATACENTER_REF_RE, SERVICE_NAME_RE, SERVICE_NAME_RULE } from '../core/names.js';
 
 export const NODES = 'nodes';
 export const SERVICES = 'services';
@@ -81,8 +82,8 @@ export interface CheckRecord {
   Definition: CheckDefinition;
 }
 
-export const NAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/;
-const NAME_MSG = 'must be letters, digits, dashes and underscores, starting with a letter or digit, at most 63 characters';
+export const NAME_RE = SERVICE_NAME_RE;
+const NAME_MSG = `must be ${SERVICE_NAME_RULE}`;
 export const serviceName = z.string().regex(NAME_RE, NAME_MSG);
 /**
  * IDs of services, checks and nodes: they name keys, paths (`/v1/agent/service/deregister/:id`)
@@ -171,13 +172,13 @@ const upstreamSchema = z
     DestinationName: serviceName,
     DestinationNamespace: z.string().optional(),
     DestinationType: z.enum(['service', 'prepared_query']).optional(),
-    Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
+    Datacenter: z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE).optional(),
     LocalBindAddress: z.string().optional(),
     LocalBindPort: port,
     // Isthmus' failover order: {"failover": ["dc2", "dc3"]}, the DCs tried in turn when the
     // upstream's own DC has no healthy instance.
     Config: z
-      .object({ failover: z.array(z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name'), { message: 'must be a list of datacenter names' }).max(16, 'at most 16 datacenters').optional() })
+      .object({ failover: z.array(z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE), { message: 'must be a list of datacenter names' }).max(16, 'at most 16 datacenters').optional() })
       .catchall(z.unknown())
       .optional(),
   })
@@ -235,7 +236,7 @@ export const catalogRegisterSchema = z
     ID: idString.optional(),
     Node: idString,
     Address: address.pipe(z.string().min(1, 'is required')),
-    Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
+    Datacenter: z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE).optional(),
     NodeMeta: stringMap.optional(),
     TaggedAddresses: z.record(z.string(), z.string()).optional(),
     Service: z
@@ -253,7 +254,7 @@ export const catalogRegisterSchema = z
 
 export const catalogDeregisterSchema = z.object({
   Node: idString,
-  Datacenter: z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be a datacenter name').optional(),
+  Datacenter: z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE).optional(),
   ServiceID: idString.optional(),
   CheckID: idString.optional(),
 }).passthrough();

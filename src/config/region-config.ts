@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
-import { REDACTED } from '../telemetry/index.js';
+import { DATACENTER_NAME_RE, DATACENTER_NAME_RULE, formatHostPort, parseHostPort, readHostPort, REDACTED, redactUrl, type HostPort, type HostPortRules } from '../core/names.js';
 import { decodeJoinToken, type JoinToken } from '../federation/index.js';
 
 export type Mode = 'dev' | 'server';
@@ -58,17 +58,17 @@ export type ConfigKey = keyof typeof KEYS;
 export const CONFIG_FLAGS = Object.values(KEYS).map((k) => k.flag);
 export type ConfigFlags = Partial<Record<(typeof KEYS)[ConfigKey]['flag'], string>>;
 
-const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+/** Listen and advertise addresses: a host name or IP literal, and a port (0: any free one). */
+const ADDRESS: HostPortRules = { host: 'address', portZero: true };
 
-const hostPort = z.string().regex(HOST_PORT, { message: 'must be host:port, e.g. 127.0.0.1:8500', abort: true }).refine((v) => {
-  const port = Number(HOST_PORT.exec(v)?.[2]);
-  return port >= 0 && port <= 65535;
-}, 'port must be 0..65535');
+const hostPort = z.string().superRefine((v, ctx) => {
+  const r = readHostPort(v, ADDRESS);
+  if ('problem' in r) ctx.addIssue({ code: 'custom', message: r.problem === 'port out of range' ? 'port must be 0..65535' : 'must be host:port, e.g. 127.0.0.1:8500' });
+});
 
 const schema = z.object({
-  datacenter: z.string().regex(NAME, 'must be lowercase letters, digits and dashes, at most 63 characters (e.g. dc1)'),
-  primary_datacenter: z.string().regex(NAME, 'must be lowercase letters, digits and dashes (e.g. dc1)'),
+  datacenter: z.string().regex(DATACENTER_NAME_RE, `must be ${DATACENTER_NAME_RULE} (e.g. dc1)`),
+  primary_datacenter: z.string().regex(DATACENTER_NAME_RE, `must be ${DATACENTER_NAME_RULE} (e.g. dc1)`),
   node_name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be letters, digits, dots, dashes, underscores'),
   http_addr: hostPort,
   grpc_addr: hostPort,
@@ -145,18 +145,19 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
   const dc = (sources.get('datacenter')?.value as string | undefined) ?? joinToken?.dc ?? 'dc1';
   const httpAddr = (sources.get('http_addr')?.value as string | undefined) ?? '127.0.0.1:8500';
   // Federation listens next to the data-plane gRPC port (8502 -> 8503, as Consul's grpc_tls), or on any port when that is 0.
+  const httpHost = parseHostPort(httpAddr, ADDRESS)?.host ?? '127.0.0.1';
+  const grpcDefault = formatHostPort({ host: httpHost, port: 8502 });
   const tlsDefault = () => {
-    const g = HOST_PORT.exec(String(sources.get('grpc_addr')?.value ?? `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`));
+    const g = parseHostPort(String(sources.get('grpc_addr')?.value ?? grpcDefault), ADDRESS);
     if (!g) return '127.0.0.1:8503';
-    const port = Number(g[2]);
-    return `${g[1]}:${port === 0 ? 0 : port + 1}`;
+    return formatHostPort({ host: g.host, port: g.port === 0 ? 0 : g.port + 1 });
   };
   const defaults: Record<ConfigKey, unknown> = {
     datacenter: dc,
     primary_datacenter: joinToken?.primary ?? dc,
     node_name: `${hostname().split('.')[0].replace(/[^A-Za-z0-9_.-]/g, '-') || 'node'}-${dc}`,
     http_addr: '127.0.0.1:8500',
-    grpc_addr: `${HOST_PORT.exec(httpAddr)?.[1] ?? '127.0.0.1'}:8502`,
+    grpc_addr: grpcDefault,
     grpc_tls_addr: tlsDefault(),
     join_token: undefined,
     federation_heartbeat: '5s',
@@ -210,13 +211,14 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
 export function redactConfig(config: RegionConfig): RegionConfig {
   return {
     ...config,
-    redisUrl: config.redisUrl?.replace(/(\/\/[^:/@]*:)[^@]+@/, `$1${REDACTED}@`),
+    redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
     joinToken: config.joinToken ? { ...config.joinToken, secret: REDACTED, root: `${REDACTED} (pinned root)` } : undefined,
   };
 }
 
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const m = HOST_PORT.exec(addr);
-  if (!m) throw new IsthmusError(ErrorCodes.BAD_CONFIG, `${addr} is not host:port`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+/** A validated config address -> host (without brackets) and port. */
+export function splitHostPort(addr: string): HostPort {
+  const r = readHostPort(addr, ADDRESS);
+  if ('problem' in r) throw new IsthmusError(ErrorCodes.BAD_CONFIG, `${addr} is not host:port`);
+  return r;
 }

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
+import { redactUrl } from '../core/names.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
 import { IdRange, idMs, MAX_ID_MS, pad, unpad } from './flow-ids.js';
@@ -407,8 +408,4 @@ function parseEntry(fields: string[]): FlowRecord | undefined {
   } catch {
     return undefined;
   }
-}
-
-function redactUrl(u: string): string {
-  return u.replace(/(\/\/[^:/@]*:)[^@]+@/, '$1*****@');
 }

@@ -3,20 +3,19 @@
 // passing while the stream is open and failed the moment it ends), and the routes it is pushed.
 import type { Acl } from '../acl/index.js';
 import type { Catalog } from '../catalog/index.js';
-import { SERVICE_NAME_RE, serviceSchema } from '../catalog/index.js';
+import { MESH_GATEWAY, serviceSchema } from '../catalog/index.js';
 import { conflict, ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } from '../core/errors.js';
+import { DATACENTER_REF_MESSAGE, isDatacenterRef, isServiceName, parseHostPort, type HostPort } from '../core/names.js';
 import type { FederationView } from '../federation/index.js';
-import { parseTarget, type RouteTarget } from '../gateway/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from './proto.js';
 import type { Session } from './stream-session.js';
-import { MESH_GATEWAY } from './upstreams.js';
 
 export interface GatewayTarget {
   id: string;
   name: string;
-  lan: RouteTarget;
-  wan: RouteTarget;
+  lan: HostPort;
+  wan: HostPort;
   version: string;
 }
 
@@ -34,9 +33,9 @@ export interface GatewaySessionsOptions {
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
 /** host:port whose host is a name or an address (it is dialed, and registered in the catalog). */
-function hostPort(addr: unknown): RouteTarget | undefined {
+function hostPort(addr: unknown): HostPort | undefined {
   if (typeof addr !== 'string' || addr.length > 300) return undefined;
-  const t = parseTarget(addr);
+  const t = parseHostPort(addr);
   return t && /^[A-Za-z0-9.:_-]{1,255}$/.test(t.host) ? t : undefined;
 }
 
@@ -55,12 +54,12 @@ export class GatewaySessions {
     const v: Violation[] = [];
     const name = h.name || MESH_GATEWAY;
     if (typeof h.id !== 'string' || !ID_RE.test(h.id)) v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
-    if (typeof name !== 'string' || !SERVICE_NAME_RE.test(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
+    if (typeof name !== 'string' || !isServiceName(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
     const lan = hostPort(h.lanAddress);
     if (!lan) v.push({ Field: 'hello.lan_address', Message: 'must be host:port with a port from 1 to 65535' });
     const wan = h.wanAddress ? hostPort(h.wanAddress) : lan;
     if (!wan && h.wanAddress) v.push({ Field: 'hello.wan_address', Message: 'must be host:port with a port from 1 to 65535' });
-    if (typeof h.dc !== 'string' || (h.dc && !/^[a-z0-9-]{1,63}$/.test(h.dc))) v.push({ Field: 'hello.dc', Message: 'must be a datacenter name' });
+    if (typeof h.dc !== 'string' || (h.dc && !isDatacenterRef(h.dc))) v.push({ Field: 'hello.dc', Message: DATACENTER_REF_MESSAGE });
     else if (h.dc && h.dc !== this.opts.dc) v.push({ Field: 'hello.dc', Message: `the gateway is for datacenter ${h.dc}, this server serves ${this.opts.dc}` });
     if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
     // The version lands in the gateway's catalog meta (values of at most 512 characters).

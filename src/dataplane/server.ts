@@ -4,8 +4,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Component } from '../core/lifecycle.js';
 import { ErrorCodes, IsthmusError, invalid, type Violation } from '../core/errors.js';
+import { isServiceName, SERVICE_NAME_RULE } from '../core/names.js';
 import { tolerantService } from '../core/proto.js';
-import { SERVICE_NAME_RE, type Catalog, type ServiceRecord } from '../catalog/index.js';
+import type { Catalog, ServiceRecord } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
 import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import type { Acl } from '../acl/index.js';
@@ -209,8 +210,8 @@ const SERVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 function checkSidecarHello(h: NonNullable<SidecarMessage['hello']>): void {
   const v: Violation[] = [];
   if (typeof h.serviceId !== 'string' || (h.serviceId !== '' && !SERVICE_ID_RE.test(h.serviceId))) v.push({ Field: 'hello.service_id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
-  if (typeof h.service !== 'string' || (h.service !== '' && !SERVICE_NAME_RE.test(h.service))) v.push({ Field: 'hello.service', Message: 'must be a service name (letters, digits, dashes, underscores; at most 63)' });
-  if (typeof h.namespace !== 'string' || (h.namespace !== '' && !SERVICE_NAME_RE.test(h.namespace))) v.push({ Field: 'hello.namespace', Message: 'must be a namespace name (letters, digits, dashes, underscores; at most 63)' });
+  if (typeof h.service !== 'string' || (h.service !== '' && !isServiceName(h.service))) v.push({ Field: 'hello.service', Message: `must be a service name (${SERVICE_NAME_RULE})` });
+  if (typeof h.namespace !== 'string' || (h.namespace !== '' && !isServiceName(h.namespace))) v.push({ Field: 'hello.namespace', Message: `must be a namespace name (${SERVICE_NAME_RULE})` });
   if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
   if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version)) v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
   if (v.length) throw invalid(v);

@@ -1,12 +1,12 @@
 // Where a sidecar's upstream goes: the DC chosen by the upstream's failover order (its own DC first,
 // then Config.failover, the first with a healthy instance), and that DC's endpoints: local sidecars,
 // or for another DC this DC's healthy mesh gateways (that DC's gateways when there is none here).
-import type { Catalog, ServiceRecord, Upstream } from '../catalog/index.js';
+import { meshGateways, type Catalog, type Upstream } from '../catalog/index.js';
+import { parseHostPort, serviceSni, serviceSpiffeId, type HostPort } from '../core/names.js';
 import type { FederationView } from '../federation/index.js';
-import { parseTarget, serviceSni, type RouteTarget } from '../gateway/index.js';
 import type { WireEndpoint } from './proto.js';
 
-export const MESH_GATEWAY = 'mesh-gateway';
+export { MESH_GATEWAY } from '../catalog/index.js';
 
 export interface UpstreamContext {
   catalog: Catalog;
@@ -37,8 +37,9 @@ export function chooseDatacenter(ctx: UpstreamContext, u: Upstream): string {
 export function upstreamEndpoints(ctx: UpstreamContext, u: Upstream, dc: string): WireEndpoint[] {
   const ns = u.DestinationNamespace ?? 'default';
   const td = ctx.trustDomain;
-  const sni = serviceSni(u.DestinationName, ns, dc, td);
-  const spiffeId = `spiffe://${td}/ns/${ns}/dc/${dc}/svc/${u.DestinationName}`;
+  const name = { service: u.DestinationName, namespace: ns, dc, trustDomain: td };
+  const sni = serviceSni(name);
+  const spiffeId = serviceSpiffeId(name);
   if (dc === ctx.dc) {
     return ctx.catalog.connectInstances(u.DestinationName, { passingOnly: true }).map((e) => ({
       host: e.service.Address || e.node.Address,
@@ -48,26 +49,11 @@ export function upstreamEndpoints(ctx: UpstreamContext, u: Upstream, dc: string)
     }));
   }
   const local = localGateways(ctx);
-  const via = local.length ? local : ctx.federation.gateways(dc).map(parseTarget).filter((t): t is RouteTarget => t !== undefined);
+  const via = local.length ? local : ctx.federation.gateways(dc).map((a) => parseHostPort(a)).filter((t): t is HostPort => t !== undefined);
   return via.map((t) => ({ host: t.host, port: t.port, sni, spiffeId }));
 }
 
-/** LAN addresses of this DC's passing mesh gateways. */
-export function localGateways(ctx: Pick<UpstreamContext, 'catalog' | 'gatewayNames'>): RouteTarget[] {
-  const out: RouteTarget[] = [];
-  for (const name of ctx.gatewayNames) {
-    for (const e of ctx.catalog.instances(name, { passingOnly: true })) {
-      if (e.service.Kind !== 'mesh-gateway') continue;
-      const lan = taggedAddress(e.service, 'lan');
-      out.push(lan ?? { host: e.service.Address || e.node.Address, port: e.service.Port });
-    }
-  }
-  return out;
-}
-
-/** TaggedAddresses[key] in Consul's service shape: {"Address": "...", "Port": n}. */
-export function taggedAddress(s: ServiceRecord, key: string): RouteTarget | undefined {
-  const t = s.TaggedAddresses?.[key] as { Address?: unknown; Port?: unknown } | undefined;
-  if (!t || typeof t.Address !== 'string' || !t.Address || typeof t.Port !== 'number' || t.Port <= 0) return undefined;
-  return { host: t.Address, port: t.Port };
+/** LAN addresses of this DC's passing mesh gateways (registered under any of the gateway names). */
+export function localGateways(ctx: Pick<UpstreamContext, 'catalog' | 'gatewayNames'>): HostPort[] {
+  return meshGateways(ctx.catalog, ctx.gatewayNames).map((g) => g.lan);
 }

@@ -1,6 +1,7 @@
 // The exported catalogs on a peer link: this DC sends its export (in full when the link comes up,
 // then diffs after each catalog change) and applies the peer's. At the primary a peer's gateways also
 // go into its member entry, from which every DC learns every other DC's gateways.
+import { isHostPort } from '../core/names.js';
 import { computeExport, diffExport, exportOps, type ExportState } from './catalog-export.js';
 import type { FederationContext } from './context.js';
 import type { PeerLink } from './peer-link.js';
@@ -9,7 +10,6 @@ import { FED_MEMBERS, type ExportedService, type Member } from './tables.js';
 
 const SERVICE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const NAMESPACE_RE = /^[A-Za-z0-9*][A-Za-z0-9_.-]{0,62}$/;
-const GATEWAY_ADDRESS_RE = /^[^\s:/]+:\d{1,5}$/;
 
 export class CatalogExchange {
   constructor(private readonly ctx: FederationContext) {}
@@ -62,7 +62,7 @@ export class CatalogExchange {
       }
       upserts.push({ Name: s.name, Namespace: s.namespace || 'default', Instances: s.instances, Healthy: s.healthy, ConnectHealthy: s.connectHealthy, Tags: s.tags, Meta: s.meta ?? {} });
     }
-    const gateways = msg.gateways.filter((g) => GATEWAY_ADDRESS_RE.test(g));
+    const gateways = msg.gateways.filter((g) => isHostPort(g));
     const ops = exportOps(store, link.peerDc, msg.index, msg.full, { gateways, upserts, deletes: msg.deletes }, new Date());
     if (this.ctx.isPrimary) {
       const m = store.get<Member>(FED_MEMBERS, link.peerDc);

@@ -1,7 +1,8 @@
 // A DC's exported catalog: its services (name, namespace, instance and healthy counts, tags, meta;
 // never the instances) and its mesh gateways' WAN addresses. Sent in full when a link comes up,
 // then as diffs against what that link was last sent.
-import type { Catalog, ServiceRecord } from '../catalog/index.js';
+import { meshGateways, type Catalog } from '../catalog/index.js';
+import { formatHostPort } from '../core/names.js';
 import type { StoreOp, Store } from '../store/index.js';
 import { FED_PEERS, FED_SERVICES, type ExportedService, type PeerExport } from './tables.js';
 
@@ -18,30 +19,15 @@ export interface ExportDiff {
 
 const exportKey = (s: { Namespace: string; Name: string }) => `${s.Namespace}/${s.Name}`;
 
-/** `host:port` of a mesh gateway's WAN address, whatever shape its tagged address was registered in. */
-export function wanAddress(s: ServiceRecord): string | undefined {
-  const wan = (s.TaggedAddresses as Record<string, unknown> | undefined)?.wan;
-  if (typeof wan === 'string' && /:\d+$/.test(wan)) return wan;
-  if (wan && typeof wan === 'object') {
-    const w = wan as { Address?: string; Port?: number; address?: string; port?: number };
-    const host = w.Address ?? w.address;
-    const port = w.Port ?? w.port;
-    if (host && port) return `${host}:${port}`;
-  }
-  return s.Address && s.Port ? `${s.Address}:${s.Port}` : undefined;
-}
-
-/** Healthy mesh gateways of this DC: their LAN (`host:port`) and WAN addresses. */
+/** Healthy mesh gateways of this DC: their LAN and WAN addresses as `host:port`, sorted, without repeats. */
 export function localGateways(catalog: Catalog): { lan: string[]; wan: string[] } {
-  const lan: string[] = [];
-  const wan: string[] = [];
-  for (const e of catalog.instances('mesh-gateway', { passingOnly: true })) {
-    if (e.service.Kind !== 'mesh-gateway') continue;
-    lan.push(`${e.service.Address || e.node.Address}:${e.service.Port}`);
-    const w = wanAddress(e.service);
-    if (w) wan.push(w);
+  const lan = new Set<string>();
+  const wan = new Set<string>();
+  for (const g of meshGateways(catalog)) {
+    lan.add(formatHostPort(g.lan));
+    if (g.wan) wan.add(formatHostPort(g.wan));
   }
-  return { lan: [...new Set(lan)].sort(), wan: [...new Set(wan)].sort() };
+  return { lan: [...lan].sort(), wan: [...wan].sort() };
 }
 
 export function computeExport(catalog: Catalog): ExportState {

@@ -4,7 +4,8 @@
 import type { FederationClient } from './proto.js';
 import { federationService } from './proto.js';
 import type { FederationContext } from './context.js';
-import { clientCredentials, PushedCertificates, serverSni } from './tls.js';
+import { serverSni } from '../core/names.js';
+import { clientCredentials, PushedCertificates } from './tls.js';
 
 interface ServerCert {
   certPem: string;
@@ -38,7 +39,7 @@ export class ServerIdentity {
    */
   client(address: string, peerDc: string, tls?: { roots: string[]; trustDomain: string }): FederationClient {
     const td = tls?.trustDomain ?? this.ctx.trustDomain();
-    const sni = serverSni(td, peerDc);
+    const sni = serverSni({ dc: peerDc, trustDomain: td });
     const creds = clientCredentials({
       roots: tls?.roots ?? this.ctx.ca.bundle().roots,
       certChainPem: tls ? undefined : this.cert ? chainPem(this.cert) : undefined,

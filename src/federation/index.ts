@@ -6,4 +6,3 @@ export { joinedAs } from './join.js';
 export { decodeJoinToken, encodeJoinToken } from './join-token.js';
 export type { JoinToken } from './join-token.js';
 export type { ExportedService, Member, PeerExport } from './tables.js';
-export { serverSni, serverSpiffeId } from './tls.js';

@@ -3,9 +3,9 @@
 // primary keeps (the secret itself is never stored).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
+import { isDatacenterName, isHostPort, TRUST_DOMAIN_RE } from '../core/names.js';
 
 const PREFIX = 'isthmus-join.';
-const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface JoinToken {
   v: 1;
@@ -57,10 +57,10 @@ export function decodeJoinToken(text: string, field = 'join-token'): JoinToken {
   }
   const v: { Field: string; Message: string }[] = [];
   if (t.v !== 1) v.push({ Field: `${field}.v`, Message: 'unsupported token version' });
-  if (typeof t.primary !== 'string' || !NAME.test(t.primary)) v.push({ Field: `${field}.primary`, Message: 'must name the primary DC' });
-  if (typeof t.dc !== 'string' || !NAME.test(t.dc)) v.push({ Field: `${field}.dc`, Message: 'must name the joining DC' });
-  if (typeof t.trustDomain !== 'string' || !/^[a-z0-9.-]+$/.test(t.trustDomain)) v.push({ Field: `${field}.trustDomain`, Message: 'must be a trust domain' });
-  const addrs = (x: unknown) => Array.isArray(x) && x.every((a) => typeof a === 'string' && /^[^\s:]+:\d{1,5}$/.test(a));
+  if (!isDatacenterName(t.primary)) v.push({ Field: `${field}.primary`, Message: 'must name the primary DC' });
+  if (!isDatacenterName(t.dc)) v.push({ Field: `${field}.dc`, Message: 'must name the joining DC' });
+  if (typeof t.trustDomain !== 'string' || !TRUST_DOMAIN_RE.test(t.trustDomain)) v.push({ Field: `${field}.trustDomain`, Message: 'must be a trust domain' });
+  const addrs = (x: unknown) => Array.isArray(x) && x.every((a) => isHostPort(a));
   if (!addrs(t.gateways)) v.push({ Field: `${field}.gateways`, Message: 'must be a list of host:port' });
   if (!addrs(t.servers)) v.push({ Field: `${field}.servers`, Message: 'must be a list of host:port' });
   if (Array.isArray(t.gateways) && Array.isArray(t.servers) && t.gateways.length + t.servers.length === 0) v.push({ Field: `${field}.gateways`, Message: 'the token names no address of the primary' });

@@ -5,6 +5,7 @@
 import { auditOp, type Actor } from '../core/audit.js';
 import { Backoff, sleep } from '../core/backoff.js';
 import { ErrorCodes, IsthmusError, invalid, isIsthmusError } from '../core/errors.js';
+import { DATACENTER_NAME_RULE, isDatacenterName } from '../core/names.js';
 import type * as grpc from '@grpc/grpc-js';
 import { newKeyPem, publicKeyPemOf, type CaRoot } from '../ca/index.js';
 import type { Store } from '../store/index.js';
@@ -21,8 +22,6 @@ import { FED_JOIN_TOKENS, FED_MEMBERS, FED_STATE, type JoinState, type Member } 
 export function joinedAs(store: Store): Pick<JoinState, 'PrimaryDatacenter' | 'TrustDomain'> | undefined {
   return store.get<JoinState>(FED_STATE, 'join')?.value;
 }
-
-const DC_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export class Join {
   constructor(
@@ -100,7 +99,7 @@ export class Join {
     const { ctx } = this;
     if (!ctx.isPrimary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `join tokens are made in the primary datacenter (${ctx.primaryDc})`);
     const v = [];
-    if (!DC_NAME_RE.test(dc)) v.push({ Field: 'Datacenter', Message: 'must be lowercase letters, digits and dashes (e.g. dc2)' });
+    if (!isDatacenterName(dc)) v.push({ Field: 'Datacenter', Message: `must be ${DATACENTER_NAME_RULE} (e.g. dc2)` });
     else if (dc === ctx.dc) v.push({ Field: 'Datacenter', Message: `${dc} is the primary itself` });
     if (!Number.isFinite(ttlMs) || ttlMs < 60_000 || ttlMs > 7 * 86_400_000) v.push({ Field: 'TTL', Message: 'must be between 1m and 168h' });
     if (v.length) throw invalid(v);

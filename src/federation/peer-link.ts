@@ -3,6 +3,7 @@
 // index the other side last applied, and the other side acknowledges what it applied.
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCodes, type ErrorCode } from '../core/errors.js';
+import { isDatacenterRef } from '../core/names.js';
 import { MalformedMessage } from '../core/proto.js';
 import type { Logger } from '../telemetry/index.js';
 import type { PeerMessage } from './proto.js';
@@ -111,7 +112,7 @@ export class PeerLink {
     if (m.hello) {
       if (this.established) return this.close('hello was sent twice', INVALID);
       if (m.hello.datacenter !== this.peerDc) {
-        const said = /^[a-z0-9-]{1,63}$/.test(m.hello.datacenter) ? m.hello.datacenter : 'something that is not a datacenter name';
+        const said = isDatacenterRef(m.hello.datacenter) ? m.hello.datacenter : 'something that is not a datacenter name';
         return this.close(`the peer says it is ${said}, its certificate says ${this.peerDc}`, { status: grpc.status.PERMISSION_DENIED, code: ErrorCodes.PERMISSION_DENIED });
       }
       this.established = true;

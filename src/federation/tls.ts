@@ -9,22 +9,11 @@ type IdentityCertificateUpdateListener = grpc.experimental.IdentityCertificateUp
 const { credentials } = grpc;
 import type { PeerCertificate } from 'node:tls';
 import { intermediateDcOf } from '../ca/index.js';
-
-export function serverSpiffeId(trustDomain: string, dc: string): string {
-  return `spiffe://${trustDomain}/agent/server/dc/${dc}`;
-}
-
-export function serverSni(trustDomain: string, dc: string): string {
-  return `server.${dc}.${trustDomain}`;
-}
+import { parseServerSpiffeId, serverSpiffeId, uriSans as uriSansOf } from '../core/names.js';
 
 /** The URI SANs of a peer certificate as Node reports them. */
 export function uriSans(cert: PeerCertificate | undefined): string[] {
-  const san = cert?.subjectaltname ?? '';
-  return san
-    .split(/,\s*/)
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice(4));
+  return uriSansOf(cert?.subjectaltname);
 }
 
 /**
@@ -42,11 +31,10 @@ export function issuingDcOf(cert: PeerCertificate | undefined): string | undefin
  * secondary must not be able to speak for the primary or for another secondary.
  */
 export function serverDcOf(cert: PeerCertificate | undefined, trustDomain: string): string | undefined {
-  const prefix = `spiffe://${trustDomain}/agent/server/dc/`;
   const issuer = issuingDcOf(cert);
   for (const u of uriSans(cert)) {
-    const dc = u.slice(prefix.length);
-    if (u.startsWith(prefix) && /^[a-z0-9-]+$/.test(dc) && dc === issuer) return dc;
+    const id = parseServerSpiffeId(u);
+    if (id && id.trustDomain === trustDomain && id.dc === issuer) return id.dc;
   }
   return undefined;
 }
@@ -99,7 +87,7 @@ export class PushedCertificates implements CertificateProvider {
  * a gateway in between forwards the bytes untouched).
  */
 export function clientCredentials(opts: { roots: string[]; certChainPem?: string; keyPem?: string; trustDomain: string; peerDc: string }): grpc.ChannelCredentials {
-  const expected = serverSpiffeId(opts.trustDomain, opts.peerDc);
+  const expected = serverSpiffeId({ trustDomain: opts.trustDomain, dc: opts.peerDc });
   return credentials.createSsl(
     Buffer.from(opts.roots.join('\n')),
     opts.keyPem ? Buffer.from(opts.keyPem) : null,

@@ -14,7 +14,7 @@ import { acceptedTcp, connectTcp, Written, type TcpConn } from '../core/bare-tcp
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
-import type { SniName } from './sni.js';
+import type { SniName } from '../core/names.js';
 
 export const GATEWAY_CONNECTION_CHANNEL = 'isthmus:gateway:connection';
 

@@ -2,7 +2,7 @@
 // a name for this DC goes to a healthy local sidecar or server, a name for another DC to that DC's
 // gateways (each round robin, the rest after it to fail over to), and anything else nowhere.
 import type { FlowHop } from '../dataflow/index.js';
-import { parseSni, type SniName } from './sni.js';
+import { parseHostPort, parseSni, type HostPort, type SniName } from '../core/names.js';
 
 export interface GatewayEndpoint {
   host: string;
@@ -34,10 +34,7 @@ export interface GatewayRoutes {
   remotes: GatewayRemoteDc[];
 }
 
-export interface RouteTarget {
-  host: string;
-  port: number;
-}
+export type RouteTarget = HostPort;
 
 export interface RouteFound {
   ok: true;
@@ -57,15 +54,6 @@ export interface RouteMissing {
 
 export type RouteDecision = RouteFound | RouteMissing;
 
-/** "host:port" or "[v6]:port" -> target; undefined when it is neither. */
-export function parseTarget(addr: string): RouteTarget | undefined {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(addr);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: m[1] ?? m[2], port };
-}
-
 export class RouteTable {
   readonly dc: string;
   readonly trustDomain: string;
@@ -84,10 +72,10 @@ export class RouteTable {
       const key = `${s.namespace}/${s.name}`;
       this.services.set(key, [...(this.services.get(key) ?? []), ...s.endpoints]);
     }
-    this.servers = input.serverAddresses.map(parseTarget).filter((t): t is RouteTarget => t !== undefined);
+    this.servers = input.serverAddresses.map((a) => parseHostPort(a)).filter((t): t is RouteTarget => t !== undefined);
     for (const r of input.remotes) {
       if (r.dc === input.dc) continue;
-      const targets = r.gateways.map(parseTarget).filter((t): t is RouteTarget => t !== undefined);
+      const targets = r.gateways.map((a) => parseHostPort(a)).filter((t): t is RouteTarget => t !== undefined);
       if (targets.length) this.remotes.set(r.dc, targets);
     }
   }

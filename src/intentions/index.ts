@@ -4,7 +4,5 @@ export { compileIntentions } from './matcher.js';
 export type { CompiledIntentions, Decision, HttpRequestInfo } from './matcher.js';
 export { intentionBody, precedence, splitName } from './model.js';
 export type { Intention, IntentionBody, Permission, HeaderMatch } from './model.js';
-export { parseSpiffeId, formatServiceSpiffeId } from './spiffe.js';
-export type { ServiceSpiffeId } from './spiffe.js';
 export { proposedSet, replay, suggest } from './replay.js';
 export type { ObservedCall, ReplayChange, ReplayResult, Suggestion } from './replay.js';

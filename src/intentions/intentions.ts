@@ -6,8 +6,8 @@ import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation }
 import type { Component } from '../core/lifecycle.js';
 import { TableWatch, type Store, type StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
-import { intentionKey, NAME_RE, precedence, splitName, type Intention, type IntentionBody } from './model.js';
-import { parseSpiffeId } from './spiffe.js';
+import { isServiceName, parseServiceSpiffeId, SERVICE_NAME_RULE } from '../core/names.js';
+import { intentionKey, precedence, splitName, type Intention, type IntentionBody } from './model.js';
 
 export const INTENTIONS_TABLE = 'intentions';
 
@@ -191,7 +191,7 @@ export class Intentions implements Component {
 
   private authorizeUncached(matcher: CompiledIntentions, sourceUri: string, destination: { name: string; namespace?: string }, request?: HttpRequestInfo): AuthorizeResult {
     const index = this.compiledIndex;
-    const id = parseSpiffeId(sourceUri);
+    const id = parseServiceSpiffeId(sourceUri);
     if (!id) return { allowed: false, reason: `"${sourceUri}" is not a service SPIFFE ID`, decidedBy: 'default', index };
     const td = this.opts.trustDomain();
     if (td && id.trustDomain !== td) {
@@ -234,7 +234,7 @@ export class Intentions implements Component {
     const srcNS = body.SourceNS || 'default';
     const dstNS = body.DestinationNS || 'default';
     for (const [f, ns] of [['SourceNS', srcNS], ['DestinationNS', dstNS]] as const) {
-      if (ns !== '*' && !NAME_RE.test(ns)) v.push({ Field: f, Message: 'must be "*" or a namespace name' });
+      if (ns !== '*' && !isServiceName(ns)) v.push({ Field: f, Message: 'must be "*" or a namespace name' });
     }
     if (srcNS === '*' && body.SourceName !== '*') v.push({ Field: 'SourceName', Message: 'must be "*" when SourceNS is "*"' });
     if (dstNS === '*' && dstName !== '*') v.push({ Field: 'DestinationName', Message: 'must be "*" when DestinationNS is "*"' });
@@ -274,7 +274,7 @@ function notPrimary(dc: string): IsthmusError {
 }
 
 function checkName(field: 'source' | 'destination', name: string): void {
-  if (name !== '*' && !NAME_RE.test(name)) {
-    throw invalid([{ Field: field, Message: `"${name}" must be "*" or a service name (letters, digits, dashes, underscores; at most 63)` }]);
+  if (name !== '*' && !isServiceName(name)) {
+    throw invalid([{ Field: field, Message: `"${name}" must be "*" or a service name (${SERVICE_NAME_RULE})` }]);
   }
 }

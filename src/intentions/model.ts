@@ -1,8 +1,8 @@
 // The intention model in Consul's shape, its validation (every violation with its field path), and precedence.
 import { z } from 'zod';
+import { isServiceName, SERVICE_NAME_RULE } from '../core/names.js';
 import { regexError } from './regex.js';
 
-export const NAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
 export interface HeaderMatch {
@@ -39,9 +39,9 @@ export interface Intention {
 }
 
 const nameOrWildcard = (what: string) =>
-  z.string().refine((v) => v === '*' || NAME_RE.test(v), `${what} must be "*" or a service name (letters, digits, dashes, underscores; at most 63)`);
+  z.string().refine((v) => v === '*' || isServiceName(v), `${what} must be "*" or a service name (${SERVICE_NAME_RULE})`);
 
-const nsOrWildcard = (what: string) => z.string().refine((v) => v === '' || v === '*' || NAME_RE.test(v), `${what} must be "*" or a namespace name (letters, digits, dashes, underscores; at most 63)`);
+const nsOrWildcard = (what: string) => z.string().refine((v) => v === '' || v === '*' || isServiceName(v), `${what} must be "*" or a namespace name (${SERVICE_NAME_RULE})`);
 
 /** RE2 syntax, as Consul's: no lookarounds, no backreferences (see regex.ts). */
 const regex = z.string().superRefine((v, ctx) => {

@@ -1,9 +1,10 @@
 // Reading identities off TLS peers: the SPIFFE URI SAN of a certificate, and the traceId from the
 // keylog line Node hands over during a handshake (the client random; the secret is dropped at once).
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { spiffeIdOfSan } from '../core/names.js';
 
 export function spiffeOf(cert: PeerCertificate | undefined): string | undefined {
-  return spiffeOfSan(cert?.subjectaltname);
+  return spiffeIdOfSan(cert?.subjectaltname);
 }
 
 /**
@@ -11,13 +12,7 @@ export function spiffeOf(cert: PeerCertificate | undefined): string | undefined 
  * what is asked of it (getPeerCertificate() also computes three digests and every field of it).
  */
 export function peerSpiffeId(sock: TLSSocket): string | undefined {
-  return spiffeOfSan(sock.getPeerX509Certificate()?.subjectAltName);
-}
-
-function spiffeOfSan(san: string | undefined): string | undefined {
-  if (!san) return undefined;
-  for (const part of san.split(/,\s*/)) if (part.startsWith('URI:spiffe://')) return part.slice(4);
-  return undefined;
+  return spiffeIdOfSan(sock.getPeerX509Certificate()?.subjectAltName);
 }
 
 /** "CLIENT_HANDSHAKE_TRAFFIC_SECRET <random> <secret>" or "CLIENT_RANDOM <random> <secret>" -> first 16 bytes of the random, hex. */

@@ -8,8 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { readingInto } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
+import { parseServiceSpiffeId } from '../core/names.js';
 import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
-import { compileIntentions, parseSpiffeId, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
+import { compileIntentions, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { peerSpiffeId, spiffeOf, traceIdFromKeylog } from './identity.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
@@ -177,7 +178,7 @@ export class Sidecar implements Component {
   }
 
   private identity(spiffeId: string, fallbackService = ''): FlowIdentity {
-    const p = parseSpiffeId(spiffeId);
+    const p = parseServiceSpiffeId(spiffeId);
     return { spiffeId, service: p?.service ?? fallbackService, namespace: p?.namespace ?? '', dc: p?.dc ?? '' };
   }
 
@@ -202,7 +203,7 @@ export class Sidecar implements Component {
   }
 
   private decide(source: string, request?: HttpRequestInfo): Decision {
-    const id = parseSpiffeId(source);
+    const id = parseServiceSpiffeId(source);
     if (!id) return { allowed: false, reason: `peer certificate has no service SPIFFE ID (${source || 'none'})`, intentionId: '' };
     if (id.trustDomain !== this.config.service.trustDomain) {
       return { allowed: false, reason: `peer trust domain ${id.trustDomain} is not ${this.config.service.trustDomain}`, intentionId: '' };

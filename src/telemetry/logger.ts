@@ -1,10 +1,11 @@
 // JSON-lines logger with redaction: a secret never reaches a log line, whatever the caller passes.
+import { REDACTED, redactUrlsIn } from '../core/names.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 const SECRET_KEY = /secret|token|password|passwd|private|privatekey|authorization|join.?token/i;
-export const REDACTED = '*****';
+export { REDACTED };
 
 /** Returns a copy of `value` with every secret-looking field replaced and credentials in URLs masked. */
 export function redact(value: unknown, depth = 0): unknown {
@@ -24,9 +25,7 @@ export function redact(value: unknown, depth = 0): unknown {
 
 function redactUrlCredentials(s: string): string {
   // redis://user:pass@host -> redis://user:*****@host ; a PEM private key block is dropped whole.
-  return s
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi, `$1${REDACTED}@`)
-    .replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED);
+  return redactUrlsIn(s).replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED);
 }
 
 export interface Logger {

@@ -9,7 +9,8 @@ import { newKeyPem, publicKeyPemOf, signLeaf } from '../../src/ca/index.js';
 import type { FlowRecord } from '../../src/dataflow/index.js';
 import { DataPlaneClient, toWire, type SidecarConfigMessage } from '../../src/dataplane/index.js';
 import { dataPlaneService } from '../../src/dataplane/proto.js';
-import { decodeJoinToken, serverSni } from '../../src/federation/index.js';
+import { serverSni } from '../../src/core/names.js';
+import { decodeJoinToken } from '../../src/federation/index.js';
 import { federationService } from '../../src/federation/proto.js';
 import { BUDGET_MS, call, fuzz, leaks, rng, SEED, startFuzzRegion, type FuzzRegion, type Rng } from './support.js';
 
@@ -146,7 +147,7 @@ beforeAll(async () => {
   expect(made.status, made.text).toBe(200);
   const token = decodeJoinToken(made.json.Token);
   const fedAddr = fr.region.federation.address;
-  const sni = serverSni(td, 'dc1');
+  const sni = serverSni({ dc: 'dc1', trustDomain: td });
   const opts = { 'grpc.ssl_target_name_override': sni, 'grpc.default_authority': sni, 'grpc.max_send_message_length': 64 << 20 };
   const trust = { checkServerIdentity: () => undefined };
   fedAnon = new grpc.Client(fedAddr, grpc.credentials.createSsl(Buffer.from(token.root), null, null, trust), opts);

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Region } from '../../src/region/index.js';
 import { newKeyPem, publicKeyPemOf, type CaRoot } from '../../src/ca/index.js';
-import { serverSni, serverSpiffeId } from '../../src/federation/index.js';
+import { serverSni, serverSpiffeId } from '../../src/core/names.js';
 import { federationService, type ForwardRequest, type ForwardResponse, type SignRequest, type SignResponse, type JoinRequest, type JoinResponse } from '../../src/federation/proto.js';
 import { clientCredentials } from '../../src/federation/tls.js';
 import { call, fedClient, http, mintedBy, peerStream, region, rogueCa, selfSigned, until, type Identity } from './helpers.js';
@@ -29,7 +29,7 @@ function primaryState() {
 
 /** Every RPC but Join, as `id` (or with no certificate), against the primary's listener. */
 async function callAll(id: Identity | undefined) {
-  const c = fedClient(dc1.federation.address, serverSni(td, 'dc1'), dc1.ca.bundle().roots, id);
+  const c = fedClient(dc1.federation.address, serverSni({ dc: 'dc1', trustDomain: td }), dc1.ca.bundle().roots, id);
   try {
     return {
       query: await call<ForwardRequest, ForwardResponse>(c, 'query', QUERY),
@@ -44,7 +44,7 @@ async function callAll(id: Identity | undefined) {
 
 /** Only the harmless read, as `id`. */
 async function queryAs(id: Identity) {
-  const c = fedClient(dc1.federation.address, serverSni(td, 'dc1'), dc1.ca.bundle().roots, id);
+  const c = fedClient(dc1.federation.address, serverSni({ dc: 'dc1', trustDomain: td }), dc1.ca.bundle().roots, id);
   try {
     return await call<ForwardRequest, ForwardResponse>(c, 'query', QUERY);
   } finally {
@@ -96,7 +96,7 @@ describe('the federation listener', () => {
 
   it('refuses every call without a client certificate, and a join with a secret it never issued', async () => {
     await expectAllRefused(undefined);
-    const c = fedClient(dc1.federation.address, serverSni(td, 'dc1'), dc1.ca.bundle().roots);
+    const c = fedClient(dc1.federation.address, serverSni({ dc: 'dc1', trustDomain: td }), dc1.ca.bundle().roots);
     try {
       const members = dc1.store.tableIndex('fed-members');
       const join = await call<JoinRequest, JoinResponse>(c, 'join', { secret: 'x'.repeat(43), datacenter: 'dc9', publicKeyPem });
@@ -109,11 +109,11 @@ describe('the federation listener', () => {
   });
 
   it('refuses a self-signed certificate that carries a member server\'s SPIFFE ID', async () => {
-    await expectAllRefused(await selfSigned(serverSpiffeId(td, 'dc2')));
+    await expectAllRefused(await selfSigned(serverSpiffeId({ trustDomain: td, dc: 'dc2' })));
   });
 
   it('refuses a chain from a CA of the same trust domain that is not in the bundle', async () => {
-    await expectAllRefused(await rogueCa(td, serverSpiffeId(td, 'dc2')));
+    await expectAllRefused(await rogueCa(td, serverSpiffeId({ trustDomain: td, dc: 'dc2' })));
   });
 
   it('refuses a valid service leaf of the trust domain: only server identities speak federation', async () => {
@@ -122,7 +122,7 @@ describe('the federation listener', () => {
   });
 
   it('refuses a server identity that one DC\'s CA minted for another DC (the primary\'s own, here)', async () => {
-    await expectAllRefused(await mintedBy(dc2, serverSpiffeId(td, 'dc1')));
+    await expectAllRefused(await mintedBy(dc2, serverSpiffeId({ trustDomain: td, dc: 'dc1' })));
     // And the primary's own identity, rightly signed, is not a peer of the primary either.
     await expectAllRefused(await dc1.ca.issueServerCert());
   });
@@ -150,7 +150,7 @@ describe('the federation listener', () => {
     const ask = async (address: string) => {
       const own = await dc2.ca.issueServerCert();
       const creds = clientCredentials({ roots: dc2.ca.bundle().roots, certChainPem: [own.certPem, ...own.chain].join('\n'), keyPem: own.keyPem, trustDomain: td, peerDc: 'dc1' });
-      const sni = serverSni(td, 'dc1');
+      const sni = serverSni({ dc: 'dc1', trustDomain: td });
       const Ctor = federationService();
       const c = new Ctor(address, creds, { 'grpc.ssl_target_name_override': sni, 'grpc.default_authority': sni, 'grpc.use_local_subchannel_pool': 1 }) as never;
       try {
@@ -161,7 +161,7 @@ describe('the federation listener', () => {
     };
     const real = await dc1.ca.issueServerCert();
     const genuine = await listen({ certPem: real.certPem, keyPem: real.keyPem, chain: real.chain });
-    const forged = await listen(await mintedBy(dc2, serverSpiffeId(td, 'dc1')));
+    const forged = await listen(await mintedBy(dc2, serverSpiffeId({ trustDomain: td, dc: 'dc1' })));
     try {
       expect((await ask(genuine.address)).ok?.status).toBe(200);
       const refused = await ask(forged.address);

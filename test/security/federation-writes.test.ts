@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Region } from '../../src/region/index.js';
 import { AuditLog, type Actor } from '../../src/core/audit.js';
-import { serverSni } from '../../src/federation/index.js';
+import { serverSni } from '../../src/core/names.js';
 import type { ForwardRequest, ForwardResponse, PeerMessage } from '../../src/federation/proto.js';
 import { WanLink } from '../harness/wan-link.js';
 import { call, fedClient, http, peerStream, region, until } from './helpers.js';
@@ -106,7 +106,7 @@ describe('writes of replicated kinds in a secondary', () => {
       // A snapshot with nothing in it would empty every replicated table of a DC that applied it.
       { changes: { snapshot: true, index: 1_000_001, committedAtMs: Date.now(), resources: [] } },
     ];
-    const c = fedClient(dc1.federation.address, serverSni(dc1.trustDomain, 'dc1'), dc1.ca.bundle().roots, id);
+    const c = fedClient(dc1.federation.address, serverSni({ dc: 'dc1', trustDomain: dc1.trustDomain }), dc1.ca.bundle().roots, id);
     try {
       const acks = (got: PeerMessage[]) => got.filter((m) => m.ack?.stream === 'changes' && Number(m.ack.index) >= 1_000_000).length;
       const out = await peerStream(c, [{ hello: { datacenter: 'dc2', resumeIndex: 0, version: 'test' } }, ...changes], 8000, (got) => acks(got) >= 2);

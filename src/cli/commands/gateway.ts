@@ -4,23 +4,22 @@
 import http from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { parseDuration } from '../../core/duration.js';
+import { DATACENTER_NAME_RULE, formatHostPort, isDatacenterName, isServiceName, parseHostPort, type HostPort } from '../../core/names.js';
 import { VERSION } from '../../core/version.js';
 import { GatewayClient } from '../../dataplane/index.js';
-import { Gateway, GatewayCluster, parseTarget, type RouteTarget } from '../../gateway/index.js';
+import { Gateway, GatewayCluster } from '../../gateway/index.js';
 import type { FlowRecord } from '../../dataflow/index.js';
 import { createLogger, createRegistry, type LogLevel } from '../../telemetry/index.js';
 import { intFlag, str } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
 
-const DC_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
-function hostPortFlag(value: string, flag: string, allowPortZero: boolean): RouteTarget {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[3]) : -1;
-  if (!m || port > 65535 || (port === 0 && !allowPortZero)) throw new CliError(`--${flag} must be host:port (e.g. 127.0.1.1:8443), got "${value}"`);
-  return { host: m[1] ?? m[2], port };
+function hostPortFlag(value: string, flag: string, allowPortZero: boolean): HostPort {
+  const t = parseHostPort(value, { portZero: allowPortZero });
+  if (!t) throw new CliError(`--${flag} must be host:port (e.g. 127.0.1.1:8443), got "${value}"`);
+  return t;
 }
 
 function durationFlag(value: string | undefined, flag: string): number | undefined {
@@ -34,7 +33,6 @@ function durationFlag(value: string | undefined, flag: string): number | undefin
   throw new CliError(`--${flag} must be a positive duration (e.g. 10s, 1m), got "${value}"`);
 }
 
-const formatAddr = (t: RouteTarget) => (t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`);
 const unspecified = (host: string) => host === '0.0.0.0' || host === '::' || host === '';
 
 /** An address other machines can reach for a wildcard bind: the first non-internal IPv4, else loopback. */
@@ -69,17 +67,17 @@ export const gatewayCommand: Command = {
   async run(p, io) {
     if (p.positionals.length) throw new CliError(`unexpected argument "${p.positionals[0]}"\nUsage: ${this.usage}`);
     const dc = str(p.values.dc) ?? io.env.ISTHMUS_DATACENTER ?? 'dc1';
-    if (!DC_RE.test(dc)) throw new CliError(`--dc must be lowercase letters, digits and dashes (e.g. dc1), got "${dc}"`);
+    if (!isDatacenterName(dc)) throw new CliError(`--dc must be ${DATACENTER_NAME_RULE} (e.g. dc1), got "${dc}"`);
     const bind = hostPortFlag(str(p.values.addr) ?? '0.0.0.0:8443', 'addr', true);
     const wanFlag = str(p.values['wan-addr']);
     const wanGiven = wanFlag === undefined ? undefined : hostPortFlag(wanFlag, 'wan-addr', false);
     const serverFlag = str(p.values.server) !== undefined ? 'server' : 'grpc-addr';
     const serverAddr = str(p.values.server) ?? str(p.values['grpc-addr']) ?? io.env.ISTHMUS_GRPC_ADDR ?? '127.0.0.1:8502';
-    if (!parseTarget(serverAddr)) throw new CliError(`--${serverFlag} must be host:port of the server's gRPC listener (e.g. 127.0.1.1:8502), got "${serverAddr}"`);
+    if (!parseHostPort(serverAddr)) throw new CliError(`--${serverFlag} must be host:port of the server's gRPC listener (e.g. 127.0.1.1:8502), got "${serverAddr}"`);
     const idFlag = str(p.values.id);
     if (idFlag !== undefined && !ID_RE.test(idFlag)) throw new CliError(`--id must be 1-128 letters, digits, dots, colons, dashes or underscores, got "${idFlag}"`);
     const name = str(p.values.name) ?? 'mesh-gateway';
-    if (!/^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,62})$/.test(name)) throw new CliError(`--name must be a service name, got "${name}"`);
+    if (!isServiceName(name)) throw new CliError(`--name must be a service name, got "${name}"`);
     const metricsFlag = str(p.values['metrics-addr']);
     const metricsAddr = metricsFlag === undefined ? undefined : hostPortFlag(metricsFlag, 'metrics-addr', true);
     const maxConnections = intFlag(str(p.values['max-connections']), 'max-connections', 1, 1_000_000);
@@ -98,7 +96,7 @@ export const gatewayCommand: Command = {
     try {
       await gw.start();
     } catch (err) {
-      throw new CliError(`cannot listen on --addr ${formatAddr(bind)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new CliError(`cannot listen on --addr ${formatHostPort(bind)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const lan = { host: unspecified(bind.host) ? reachableHost() : bind.host, port: gw.port };
     const wan = wanGiven ?? lan;
@@ -128,8 +126,8 @@ export const gatewayCommand: Command = {
       id,
       name,
       dc,
-      lanAddress: formatAddr(lan),
-      wanAddress: formatAddr(wan),
+      lanAddress: formatHostPort(lan),
+      wanAddress: formatHostPort(wan),
       token: str(p.values.token) ?? io.env.ISTHMUS_HTTP_TOKEN,
       version: VERSION,
       logger,
@@ -166,13 +164,13 @@ export const gatewayCommand: Command = {
       } catch (err) {
         metrics = undefined;
         await gw.stop();
-        throw new CliError(`cannot listen on --metrics-addr ${formatAddr(metricsAddr)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw new CliError(`cannot listen on --metrics-addr ${formatHostPort(metricsAddr)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
 
     client.start();
     io.out(`==> Mesh gateway ${id} (datacenter ${dc}) listening on ${gw.address}`);
-    io.out(`    LAN: ${formatAddr(lan)}   WAN: ${formatAddr(wan)}   server: ${serverAddr}${metrics ? `   metrics: http://${formatAddr({ host: metricsAddr!.host, port: (metrics.address() as { port: number }).port })}/metrics` : ''}`);
+    io.out(`    LAN: ${formatHostPort(lan)}   WAN: ${formatHostPort(wan)}   server: ${serverAddr}${metrics ? `   metrics: http://${formatHostPort({ host: metricsAddr!.host, port: (metrics.address() as { port: number }).port })}/metrics` : ''}`);
 
     const onSignal = () => wake();
     process.once('SIGINT', onSignal);

@@ -1,4 +1,5 @@
 // Flow records for tests: what the four hops of a connection write, with sensible defaults.
+import { serviceSpiffeId } from '../../core/names.js';
 import type { FlowHop, FlowIdentity, FlowRecord } from '../flow-record.js';
 
 let counter = 0;
@@ -6,7 +7,7 @@ let counter = 0;
 export const TD = 'c0ffee00-0000-4000-8000-000000000001.isthmus';
 
 export function identity(service: string, dc = 'dc1', verified = true): FlowIdentity {
-  return { spiffeId: verified && service ? `spiffe://${TD}/ns/default/dc/${dc}/svc/${service}` : '', service, namespace: service ? 'default' : '', dc };
+  return { spiffeId: verified && service ? serviceSpiffeId({ trustDomain: TD, namespace: 'default', dc, service }) : '', service, namespace: service ? 'default' : '', dc };
 }
 
 /** A 32-hex trace id made from a number (distinct numbers, distinct ids). */

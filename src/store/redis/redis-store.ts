@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, ReplyError } from 'ioredis';
 import { conflict, ErrorCodes, IsthmusError } from '../../core/errors.js';
+import { redactUrl } from '../../core/names.js';
 import type { Change, CommitResult, RedisStoreOptions, Store, StoreEntry, StoreOp } from '../store.js';
 import { Tables, TablesView, checkOps } from '../memory/index.js';
 
@@ -331,8 +332,4 @@ export class RedisStore extends TablesView implements Store {
     this.wasLeader = leader;
     for (const l of [...this.leaderListeners]) l(leader);
   }
-}
-
-function redactUrl(u: string): string {
-  return u.replace(/(\/\/[^:/@]*:)[^@]+@/, '$1*****@');
 }
