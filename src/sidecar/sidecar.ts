@@ -6,10 +6,10 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { readingInto } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
 import { compileIntentions, parseSpiffeId, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
+import { chooseDataPath, logDataPath, type DataPath } from '../netio/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { peerSpiffeId, spiffeOf, traceIdFromKeylog } from './identity.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
@@ -60,6 +60,11 @@ export interface SidecarOptions {
   logger?: Logger;
   /** An inbound TLS handshake (ClientHello included) must complete within this (default 10 s, as the gateway's hello bound). */
   handshakeTimeoutMs?: number;
+  /**
+   * Accept on the upstream listeners through the fast data path where it passes its self-test
+   * (true), or plainly (false); unset: as ISTHMUS_FAST_PATH says (see netio/).
+   */
+  fastPath?: boolean;
 }
 
 interface Decision {
@@ -92,6 +97,8 @@ export class Sidecar implements Component {
   private secureContext: tls.SecureContext;
   /** TLS 1.3 session tickets per upstream endpoint: new connections resume instead of a full handshake. */
   private readonly sessions = new Map<string, Buffer>();
+  /** How the upstream listeners accept (chosen at start, see netio/). */
+  private dataPath: DataPath | undefined;
 
   constructor(private readonly opts: SidecarOptions) {
     this.config = opts.config;
@@ -121,6 +128,9 @@ export class Sidecar implements Component {
   started = false;
 
   async start(): Promise<void> {
+    const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
+    this.dataPath = choice.path;
+    logDataPath(this.log, choice);
     try {
       if (this.config.inbound) await this.startInbound(this.config.inbound);
       for (const u of this.config.upstreams) await this.startUpstream(u);
@@ -337,12 +347,12 @@ export class Sidecar implements Component {
 
   private async startUpstream(u: SidecarUpstream): Promise<void> {
     const key = upstreamKey(u);
-    // Accepted paused: the caller's bytes wait until the upstream is connected, then are read
-    // through the shared buffer (readingInto moves the handle into a socket with an onread).
-    const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+    // The caller's bytes are read through the shared buffer, and kept until the upstream is connected.
+    const path = this.dataPath!;
+    const server = path.createServer((accepted) => {
       const target = new RelayTarget();
-      const client: net.Socket | undefined = readingInto(accepted, relayRead(this.readBuffer, target, () => client));
-      if (client) this.dial(key, client, target);
+      const client: net.Socket = path.socketOf(accepted, relayRead(this.readBuffer, target, () => client));
+      this.dial(key, client, target);
     });
     const entry = { server, rr: 0, name: u.name };
     await listen(entry.server, u.localBindHost, u.localBindPort);
