@@ -13,6 +13,7 @@ import { chooseDataPath, logDataPath, type DataPath } from '../netio/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { peerSpiffeId, spiffeOf, traceIdFromKeylog } from './identity.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
+import { describeTlsError } from './tls-refusal.js';
 
 export interface SidecarEndpoint {
   host: string;
@@ -239,8 +240,8 @@ export class Sidecar implements Component {
       // handed over is then only the hang-up; the verification's own code says why.
       // (Typed as an Error, set to the OpenSSL code string.)
       const verify = (sock as tls.TLSSocket).authorizationError as unknown as string | (Error & { code?: string }) | undefined;
-      const verifyCode = typeof verify === 'string' ? verify : verify?.code ?? verify?.message;
-      const why = verifyCode ? describeTlsError(Object.assign(new Error(verifyCode), { code: verifyCode })) : describeTlsError(err);
+      const verifyCode = typeof verify === 'string' ? verify : verify?.code;
+      const why = describeTlsError(verifyCode ? { code: verifyCode, message: verifyCode } : err);
       this.record({
         traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
         requestIndex: 0,
@@ -482,13 +483,4 @@ function listen(server: net.Server, host: string, port: number): Promise<void> {
       resolve();
     });
   });
-}
-
-function describeTlsError(err: Error & { code?: string }): string {
-  const code = err.code ?? '';
-  if (/CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code + err.message)) return 'no client certificate';
-  if (/CERT_HAS_EXPIRED/.test(code + err.message)) return 'certificate has expired';
-  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNKNOWN_CA|unknown ca|CERT_UNTRUSTED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE/.test(code + err.message)) return 'certificate not signed by a trusted root';
-  if (/CERT_NOT_YET_VALID/.test(code + err.message)) return 'certificate is not valid yet';
-  return err.message;
 }
