@@ -7,9 +7,9 @@ import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
-import { closeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord } from '../dataflow/index.js';
+import { closeAccepted, type Accepted } from '../netio/index.js';
 import { silentLogger, type Logger, type LogLevel } from '../telemetry/index.js';
 import type { GatewayOptions } from './gateway.js';
 import type { GatewayRoutes } from './routes.js';
@@ -24,7 +24,7 @@ export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | '
 }
 
 /** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON): the gateway's own settings. */
-export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections' | 'bufferSweepMs'> & {
+export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections' | 'bufferSweepMs' | 'fastPath'> & {
   routes?: GatewayRoutes;
   logLevel?: LogLevel;
   /** Send flow records to the primary (only when someone there wants them). */
@@ -176,7 +176,7 @@ export class GatewayCluster implements Component {
     const config: GatewayWorkerConfig = {
       id: this.idNow, dc: this.opts.dc, host: this.opts.host, port: this.opts.port, routes: this.routesNow,
       helloTimeoutMs: this.opts.helloTimeoutMs, maxHelloBytes: this.opts.maxHelloBytes, idleTimeoutMs: this.opts.idleTimeoutMs,
-      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts, bufferSweepMs: this.opts.bufferSweepMs,
+      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts, bufferSweepMs: this.opts.bufferSweepMs, fastPath: this.opts.fastPath,
       // The limit is the gateway's: each worker takes its share.
       maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
       logLevel: this.opts.logLevel, flows: this.opts.onFlow !== undefined,
@@ -186,7 +186,7 @@ export class GatewayCluster implements Component {
     return new Promise<number>((resolve, reject) => {
       let listening = false;
       let failed: Error | undefined;
-      w.on('message', (m: GatewayWorkerMessage, handle?: AcceptedHandle) => {
+      w.on('message', (m: GatewayWorkerMessage, handle?: Accepted) => {
         if (m.type === 'isthmus:gateway:listening') {
           listening = true;
           // The others learn of it at once: it balances and is balanced on from its first accept.
@@ -229,12 +229,12 @@ export class GatewayCluster implements Component {
    * stuck, back to `from` if none is. This process's copy of the descriptor is closed once it is on
    * its way.
    */
-  private pass(from: Worker, m: { to: number; open: number }, handle: AcceptedHandle): void {
+  private pass(from: Worker, m: { to: number; open: number }, handle: Accepted): void {
     const fresh = this.freshWorkers();
     const target = fresh.find((w) => w.process.pid === m.to) ?? fresh.find((w) => w !== from) ?? (from.isConnected() ? from : undefined);
-    if (!target) return closeHandle(handle);
+    if (!target) return closeAccepted(handle);
     const adopt: GatewayPrimaryMessage = { type: 'isthmus:gateway:adopt', from: from.process.pid!, open: m.open };
-    target.send(adopt, handle as never, undefined, () => closeHandle(handle));
+    target.send(adopt, handle as never, undefined, () => closeAccepted(handle));
   }
 
   private flow(record: FlowRecord): void {

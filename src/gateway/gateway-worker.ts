@@ -3,7 +3,7 @@
 // counts go back to it, and its metrics registry answers the primary's aggregation requests. A
 // connection accepted while this worker holds clearly more than another goes to that one (balance.ts).
 import { AggregatorRegistry, Counter, Gauge } from 'prom-client';
-import { closeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
+import { closeAccepted, type Accepted } from '../netio/index.js';
 import { createLogger, createRegistry } from '../telemetry/index.js';
 import { AcceptBalance } from './balance.js';
 import { Gateway } from './gateway.js';
@@ -20,7 +20,7 @@ const MAX_PASSING = 8;
 let passing = 0;
 
 /** Passes a just-accepted connection on through the primary; kept here if it cannot go. */
-function passOn(handle: AcceptedHandle, open: number): boolean {
+function passOn(handle: Accepted, open: number): boolean {
   if (passing >= MAX_PASSING || !process.send || !process.connected) return false;
   const to = balance.passTo(open, gw.closed, performance.now());
   if (to === undefined) return false;
@@ -31,7 +31,7 @@ function passOn(handle: AcceptedHandle, open: number): boolean {
   process.send(message, handle as never, undefined, (err) => {
     passing--;
     if (err) gw.adopt(handle);
-    else closeHandle(handle);
+    else closeAccepted(handle);
   });
   return true;
 }
@@ -72,11 +72,12 @@ const gw = new Gateway({
   maxAttempts: config.maxAttempts,
   maxConnections: config.maxConnections,
   bufferSweepMs: config.bufferSweepMs,
+  fastPath: config.fastPath,
   passOn,
   onFlow: config.flows ? (record) => send({ type: 'isthmus:gateway:flow', record }) : undefined,
 });
 
-process.on('message', (m: GatewayPrimaryMessage, handle?: AcceptedHandle) => {
+process.on('message', (m: GatewayPrimaryMessage, handle?: Accepted) => {
   if (m.type === 'isthmus:gateway:adopt') {
     // Passed on by a worker that holds more than it knew of this one: not to be passed back.
     balance.heard(m.from, m.open);

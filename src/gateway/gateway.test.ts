@@ -3,12 +3,12 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
-import { bareTcpAvailable, preferBareTcp } from '../core/bare-tcp.js';
 import type { FlowRecord } from '../dataflow/index.js';
+import { chooseDataPath, type DataPathName } from '../netio/index.js';
 import { spiffeOf, traceIdFromKeylog } from '../sidecar/index.js';
-import { createRegistry } from '../telemetry/index.js';
+import { createLogger, createRegistry } from '../telemetry/index.js';
 import { Gateway, GATEWAY_CONNECTION_CHANNEL, type GatewayOptions } from './gateway.js';
 import type { GatewayRoutes } from './routes.js';
 import { helloMessage, records } from './testing/hello-builder.js';
@@ -67,6 +67,9 @@ async function hashBackend() {
   return (server.address() as net.AddressInfo).port;
 }
 
+/** The data path the gateways of the suite running now use (see kinds). */
+let kind: DataPathName = 'fast';
+
 async function gateway(routes: Partial<GatewayRoutes>, over: Partial<GatewayOptions> = {}) {
   const flows: FlowRecord[] = [];
   const registry = createRegistry({ dc: routes.dc ?? 'dc1', node: 'gw' }, { processMetrics: false });
@@ -78,10 +81,12 @@ async function gateway(routes: Partial<GatewayRoutes>, over: Partial<GatewayOpti
     registry,
     routes: { dc: 'dc1', trustDomain: TD, services: [], serverAddresses: [], remotes: [], ...routes },
     onFlow: (r) => flows.push(r),
+    fastPath: kind === 'fast',
     ...over,
   });
   await gw.start();
   stops.push(() => gw.stop());
+  expect(gw.dataPath.name).toBe(over.fastPath === undefined ? kind : over.fastPath ? 'fast' : 'plain');
   return { gw, flows, registry };
 }
 
@@ -143,16 +148,29 @@ const until = async (fn: () => boolean, ms = 3000) => {
 const GOLDEN = readFileSync(new URL('./testdata/node-tls13.bin', import.meta.url));
 const goldenSni = 'api.default.dc1.internal.golden.isthmus';
 
-// Every behaviour twice: with connections driven on their handles (the default) and on net.Sockets
-// (the fallback for a Node without the internals bare-tcp.ts uses).
-const kinds = [
-  ...(bareTcpAvailable ? [{ name: 'connections on bare handles', bare: true }] : []),
-  { name: 'connections on net.Sockets', bare: false },
+// Every behaviour twice: on the fast data path (the default, where it passes its self-test) and on
+// the plain one (net.Sockets only: the fast path switched off or failing). netio/fast-path.test.ts
+// fails when the fast path does not pass here.
+const fastWorks = (await chooseDataPath({ fastPath: true })).path.name === 'fast';
+const kinds: { name: string; path: DataPathName }[] = [
+  ...(fastWorks ? [{ name: 'on the fast data path', path: 'fast' as const }] : []),
+  { name: 'on the plain data path', path: 'plain' },
 ];
 
-describe.each(kinds)('mesh gateway, $name', ({ bare }) => {
-  beforeAll(() => preferBareTcp(bare));
-  afterAll(() => preferBareTcp(true));
+describe.each(kinds)('mesh gateway, $name', ({ path }) => {
+  beforeAll(() => {
+    kind = path;
+  });
+
+  it('says at start which data path it uses, and why', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    await gateway({}, { logger });
+    const said = lines.filter((l) => l.msg === 'data path');
+    expect(said).toHaveLength(1);
+    if (path === 'fast') expect(said[0]).toMatchObject({ path: 'fast', selfTest: 'passed' });
+    else expect(said[0]).toMatchObject({ path: 'plain', selfTest: 'skipped', reason: 'fast path switched off (--fast-path off)' });
+  });
 
   it('routes an mTLS connection by SNI to a local sidecar without terminating it, and records the flow', async () => {
     const backend = await tlsBackend('api');

@@ -3,14 +3,13 @@
 // unanswered), replays the hello and splices bytes both ways. It never holds a key, never decrypts.
 import { randomUUID } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
-import net from 'node:net';
+import type net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Component } from '../core/lifecycle.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
+import { chooseDataPath, closeAccepted, logDataPath, Written, type Accepted, type DataPath, type TcpConn } from '../netio/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
-import { closeHandle, peerOf, resetHandle, takeAccepts, takeHandle, type AcceptedHandle } from '../core/accepted-socket.js';
-import { acceptedTcp, connectTcp, Written, type TcpConn } from '../core/bare-tcp.js';
 import { DEFAULT_MAX_HELLO_BYTES, parseClientHello, type ClientHello } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { RouteTable, type GatewayRoutes, type RouteFound, type RouteTarget } from './routes.js';
@@ -55,9 +54,15 @@ export interface GatewayOptions {
   /**
    * Offered each connection as it is accepted, before a byte is read, with the number open here:
    * true when it took the connection elsewhere (a GatewayCluster worker passing it to a less loaded
-   * one, see balance.ts), and this gateway forgets it.
+   * one, see balance.ts), and this gateway forgets it. Only where the data path can pass connections
+   * to another process (the fast path).
    */
-  passOn?: (handle: AcceptedHandle, open: number) => boolean;
+  passOn?: (handle: Accepted, open: number) => boolean;
+  /**
+   * Drive connections on the fast data path where it passes its self-test (true), or on plain
+   * net.Sockets (false); unset: as ISTHMUS_FAST_PATH says (see netio/).
+   */
+  fastPath?: boolean;
 }
 
 const ZERO_TRACE = '0'.repeat(32);
@@ -125,6 +130,8 @@ export class Gateway implements Component {
   private bufferSweep: NodeJS.Timeout | undefined;
   /** False once this Node turned out not to let a socket's read buffer be swapped. */
   private canSwapBuffers = true;
+  /** How connections are accepted and driven: chosen at start (see netio/). */
+  dataPath!: DataPath;
 
   constructor(private readonly opts: GatewayOptions) {
     this.id = opts.id;
@@ -178,9 +185,14 @@ export class Gateway implements Component {
   }
 
   async start(): Promise<void> {
-    // Accepted connections are read into the gateway's own buffers (see accepted-socket.ts); paused
-    // on accept for the fallback, where the handle moves out of the socket Node made.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => this.accept(sock));
+    const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
+    this.dataPath = choice.path;
+    logDataPath(this.log, choice);
+    // Accepted connections are read into the gateway's own buffers.
+    const passOn = choice.path.passesAccepted ? this.opts.passOn : undefined;
+    const server = choice.path.createServer((handle) => {
+      if (!passOn?.(handle, this.conns.size)) this.accept(handle);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: this.opts.host, port: this.opts.port, backlog: 1024 }, () => {
@@ -190,10 +202,6 @@ export class Gateway implements Component {
     });
     // Accept errors (EMFILE and the like) are logged; the listener stays up.
     server.on('error', (err) => this.log.error('listener error', { error: err }));
-    const passOn = this.opts.passOn;
-    takeAccepts(server, (handle) => {
-      if (!passOn?.(handle, this.conns.size)) this.accept(handle);
-    }, (err) => server.emit('error', err));
     this.server = server;
     // One timer for all connections rather than one per socket, re-armed on every read.
     this.idleSweep = setInterval(() => {
@@ -224,18 +232,15 @@ export class Gateway implements Component {
   }
 
   /** A connection accepted by another process and passed to this gateway (see passOn). */
-  adopt(handle: AcceptedHandle): void {
-    if (!this.server) return closeHandle(handle);
+  adopt(handle: Accepted): void {
+    if (!this.server || !this.dataPath.passesAccepted) return closeAccepted(handle);
     this.accept(handle);
   }
 
-  private accept(source: net.Socket | AcceptedHandle): void {
-    // The fallback (no hook on the listener): the handle moves out of the socket Node made.
-    const handle = source instanceof net.Socket ? takeHandle(source) : source;
-    if (!handle) return;
+  private accept(handle: Accepted): void {
     if (this.conns.size >= this.maxConnections) {
-      const peer = peerOf(handle);
-      resetHandle(handle);
+      const peer = this.dataPath.peerOf(handle);
+      this.dataPath.reset(handle);
       this.error('', 'connection_limit');
       // Under overload this fires per connection: one line a second says enough (flows have the rest).
       const now = Date.now();
@@ -369,8 +374,8 @@ class GatewayConnection {
 
   readonly client: TcpConn;
 
-  constructor(private readonly gw: Gateway, handle: AcceptedHandle) {
-    this.client = acceptedTcp(handle, {
+  constructor(private readonly gw: Gateway, handle: Accepted) {
+    this.client = gw.dataPath.accept(handle, {
       buffer: this.nextClientBuffer,
       read: this.onClientRead,
       end: this.onClientEnd,
@@ -576,7 +581,7 @@ class GatewayConnection {
     const target = route.targets[this.attempt++];
     this.target = target;
     this.upstreamClosed = false;
-    const up: TcpConn = connectTcp(target.host, target.port, {
+    const up: TcpConn = this.gw.dataPath.connect(target.host, target.port, {
       buffer: this.nextUpstreamBuffer,
       read: this.onUpstreamRead,
       connect: () => this.onUpstreamConnect(up),

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { chooseDataPath, type Accepted } from '../netio/index.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
 
 const cleanup: (() => void)[] = [];
@@ -8,6 +9,14 @@ afterEach(() => cleanup.splice(0).forEach((f) => f()));
 
 function listen(onConn: (s: net.Socket) => void): Promise<number> {
   const server = net.createServer(onConn);
+  cleanup.push(() => server.close());
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
+}
+
+/** A listener of this process's data path, as the sidecar's upstream listeners are. */
+async function listenAccepted(onAccept: (c: Accepted, socketOf: (c: Accepted, onread: net.OnReadOpts) => net.Socket) => void): Promise<number> {
+  const { path } = await chooseDataPath();
+  const server = path.createServer((c) => onAccept(c, (a, onread) => path.socketOf(a, onread)));
   cleanup.push(() => server.close());
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
 }
@@ -36,13 +45,10 @@ async function throughRelay(payload: Buffer, sinkDelayMs: number, echoFirst?: Bu
         resolve();
       });
     }).then((sinkPort) => {
-      void listen((accepted) => {
-        // The accepted side reads through onread like the sidecar's: its handle moved into a new socket.
-        const handle = (accepted as unknown as { _handle: unknown })._handle;
-        (accepted as unknown as { _handle: unknown })._handle = null;
-        accepted.destroy();
+      void listenAccepted((accepted, socketOf) => {
+        // The accepted side reads through onread like the sidecar's.
         const inTarget = new RelayTarget();
-        const inbound: net.Socket = new net.Socket({ handle, allowHalfOpen: true, onread: relayRead(buffers, inTarget, () => inbound) } as net.SocketConstructorOpts);
+        const inbound: net.Socket = socketOf(accepted, relayRead(buffers, inTarget, () => inbound));
         const outTarget = new RelayTarget();
         const outbound: net.Socket = net.connect({ port: sinkPort, host: '127.0.0.1', onread: relayRead(buffers, outTarget, () => outbound) });
         outbound.once('connect', () => relay(inbound, inTarget, outbound, outTarget));

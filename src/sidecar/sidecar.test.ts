@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
+import { createLogger } from '../telemetry/index.js';
 import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig } from './sidecar.js';
 
 const TD = 'test.isthmus';
@@ -51,7 +52,7 @@ async function httpApp(): Promise<number> {
   return (srv.address() as net.AddressInfo).port;
 }
 
-async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; appPort: number; clientLeaf?: SidecarConfig['leaf']; clientRoots?: string[]; serverAs?: string; expect?: string }) {
+async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; appPort: number; clientLeaf?: SidecarConfig['leaf']; clientRoots?: string[]; serverAs?: string; expect?: string; fastPath?: boolean; log?: (line: string) => void }) {
   const p = await pki();
   const flows: FlowRecord[] = [];
   const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
@@ -72,6 +73,8 @@ async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; 
       policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
     },
     onFlow: (r) => flows.push(r),
+    fastPath: opts.fastPath,
+    logger: opts.log && createLogger({ level: 'info', write: opts.log }),
   });
   await web.start();
   stops.push(() => web.stop());
@@ -99,6 +102,18 @@ const waitFlows = async (flows: FlowRecord[], n: number) => {
 };
 
 describe('Sidecar', () => {
+  it('says at start which data path its upstream listeners use, and carries a call on either', async () => {
+    const app = await echoApp();
+    for (const fastPath of [true, false]) {
+      const lines: string[] = [];
+      const { port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, fastPath, log: (l) => lines.push(l) });
+      const said = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'data path');
+      expect(said).toEqual([expect.objectContaining(fastPath ? { path: 'fast', selfTest: 'passed' } : { path: 'plain', selfTest: 'skipped' })]);
+      const payload = 'x'.repeat(200_000);
+      expect((await tcpExchange(port, payload)).got).toBe(payload);
+    }
+  });
+
   it('carries an allowed TCP call end to end and records both hops under one traceId', async () => {
     const app = await echoApp();
     const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port });

@@ -6,14 +6,15 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { readingInto } from '../core/accepted-socket.js';
 import type { Component } from '../core/lifecycle.js';
 import { parseServiceSpiffeId } from '../core/names.js';
 import type { FlowRecord, FlowIdentity } from '../dataflow/index.js';
 import { compileIntentions, type CompiledIntentions, type HttpRequestInfo, type Intention } from '../intentions/index.js';
+import { chooseDataPath, logDataPath, type DataPath } from '../netio/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { peerSpiffeId, spiffeOf, traceIdFromKeylog } from './identity.js';
 import { ReadBuffer, RelayTarget, relay, relayRead } from './relay.js';
+import { describeTlsError } from './tls-refusal.js';
 
 export interface SidecarEndpoint {
   host: string;
@@ -61,6 +62,11 @@ export interface SidecarOptions {
   logger?: Logger;
   /** An inbound TLS handshake (ClientHello included) must complete within this (default 10 s, as the gateway's hello bound). */
   handshakeTimeoutMs?: number;
+  /**
+   * Accept on the upstream listeners through the fast data path where it passes its self-test
+   * (true), or plainly (false); unset: as ISTHMUS_FAST_PATH says (see netio/).
+   */
+  fastPath?: boolean;
 }
 
 interface Decision {
@@ -93,6 +99,8 @@ export class Sidecar implements Component {
   private secureContext: tls.SecureContext;
   /** TLS 1.3 session tickets per upstream endpoint: new connections resume instead of a full handshake. */
   private readonly sessions = new Map<string, Buffer>();
+  /** How the upstream listeners accept (chosen at start, see netio/). */
+  private dataPath: DataPath | undefined;
 
   constructor(private readonly opts: SidecarOptions) {
     this.config = opts.config;
@@ -122,6 +130,9 @@ export class Sidecar implements Component {
   started = false;
 
   async start(): Promise<void> {
+    const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
+    this.dataPath = choice.path;
+    logDataPath(this.log, choice);
     try {
       if (this.config.inbound) await this.startInbound(this.config.inbound);
       for (const u of this.config.upstreams) await this.startUpstream(u);
@@ -230,8 +241,8 @@ export class Sidecar implements Component {
       // handed over is then only the hang-up; the verification's own code says why.
       // (Typed as an Error, set to the OpenSSL code string.)
       const verify = (sock as tls.TLSSocket).authorizationError as unknown as string | (Error & { code?: string }) | undefined;
-      const verifyCode = typeof verify === 'string' ? verify : verify?.code ?? verify?.message;
-      const why = verifyCode ? describeTlsError(Object.assign(new Error(verifyCode), { code: verifyCode })) : describeTlsError(err);
+      const verifyCode = typeof verify === 'string' ? verify : verify?.code;
+      const why = describeTlsError(verifyCode ? { code: verifyCode, message: verifyCode } : err);
       this.record({
         traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
         requestIndex: 0,
@@ -338,12 +349,12 @@ export class Sidecar implements Component {
 
   private async startUpstream(u: SidecarUpstream): Promise<void> {
     const key = upstreamKey(u);
-    // Accepted paused: the caller's bytes wait until the upstream is connected, then are read
-    // through the shared buffer (readingInto moves the handle into a socket with an onread).
-    const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+    // The caller's bytes are read through the shared buffer, and kept until the upstream is connected.
+    const path = this.dataPath!;
+    const server = path.createServer((accepted) => {
       const target = new RelayTarget();
-      const client: net.Socket | undefined = readingInto(accepted, relayRead(this.readBuffer, target, () => client));
-      if (client) this.dial(key, client, target);
+      const client: net.Socket = path.socketOf(accepted, relayRead(this.readBuffer, target, () => client));
+      this.dial(key, client, target);
     });
     const entry = { server, rr: 0, name: u.name };
     await listen(entry.server, u.localBindHost, u.localBindPort);
@@ -473,13 +484,4 @@ function listen(server: net.Server, host: string, port: number): Promise<void> {
       resolve();
     });
   });
-}
-
-function describeTlsError(err: Error & { code?: string }): string {
-  const code = err.code ?? '';
-  if (/CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code + err.message)) return 'no client certificate';
-  if (/CERT_HAS_EXPIRED/.test(code + err.message)) return 'certificate has expired';
-  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNKNOWN_CA|unknown ca|CERT_UNTRUSTED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE/.test(code + err.message)) return 'certificate not signed by a trusted root';
-  if (/CERT_NOT_YET_VALID/.test(code + err.message)) return 'certificate is not valid yet';
-  return err.message;
 }

@@ -17,6 +17,7 @@ let base = '';
 let app: net.Server;
 let gatewayPort = 0;
 let metricsPort = 0;
+let gatewayOutput: () => string = () => '';
 const stops: (() => Promise<unknown> | void)[] = [];
 
 const poll = async <T>(fn: () => Promise<T>, ok: (v: T) => boolean, what: string, ms = 10_000): Promise<T> => {
@@ -55,6 +56,7 @@ beforeAll(async () => {
     /Mesh gateway \S+ \(datacenter dc1\) listening/,
   );
   stops.push(() => gw.stop());
+  gatewayOutput = gw.output;
   // Routed once its routes arrived (the log says so).
   await poll(async () => gw.output(), (o) => o.includes('"routes received"'), 'the gateway\'s routes');
 });
@@ -63,12 +65,15 @@ afterAll(async () => {
   while (stops.length) await stops.pop()!();
 });
 
-async function mtls(sni: string) {
+/** The JSON log lines in a process's output. */
+const logLines = (out: string): Record<string, unknown>[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+async function mtls(sni: string, port = gatewayPort) {
   const leaf = (await api(base, 'GET', '/v1/agent/connect/ca/leaf/web')).body;
   const roots = (await api(base, 'GET', '/v1/connect/ca/roots')).body.Roots.map((r: { RootCert: string }) => r.RootCert);
   let traceId = '';
   const sock = tls.connect({
-    host: '127.0.0.1', port: gatewayPort, servername: sni, key: leaf.PrivateKeyPEM, cert: [leaf.CertPEM.trim(), ...(leaf.Chain as string[]).map((c) => c.trim())].join('\n'), ca: roots, minVersion: 'TLSv1.3',
+    host: '127.0.0.1', port, servername: sni, key: leaf.PrivateKeyPEM, cert: [leaf.CertPEM.trim(), ...(leaf.Chain as string[]).map((c) => c.trim())].join('\n'), ca: roots, minVersion: 'TLSv1.3',
     checkServerIdentity: (_h, cert) => {
       const got = spiffeOf(cert);
       return got === `spiffe://${region.trustDomain}/ns/default/dc/dc1/svc/api` ? undefined : new Error(`reached ${got}`);
@@ -147,6 +152,38 @@ describe('isthmus gateway', () => {
     doomed.child.kill('SIGKILL');
     const ids = await poll(async () => (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body.map((e: any) => e.Service.ID), (list) => !list.includes('doomed'), 'the killed gateway to fail');
     expect(ids).toEqual([`mesh-gateway-127.0.0.1-${gatewayPort}`]);
+  });
+
+  it('says at start which data path it uses; switched off (by flag or ISTHMUS_FAST_PATH=off) it carries traffic on the plain one', async () => {
+    expect(logLines(gatewayOutput()).filter((l) => l.msg === 'data path')).toEqual([expect.objectContaining({ path: 'fast', selfTest: 'passed' })]);
+    const ways: [string, string[], NodeJS.ProcessEnv, string][] = [
+      ['flag', ['--fast-path', 'off'], {}, 'fast path switched off (--fast-path off)'],
+      ['env', [], { ISTHMUS_FAST_PATH: 'off' }, 'ISTHMUS_FAST_PATH=off'],
+    ];
+    for (const [way, flags, env, reason] of ways) {
+      const port = await freePort();
+      const plain = await startCli(['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress, '--id', `plain-${way}`, ...flags], /Mesh gateway plain-/, env);
+      try {
+        await poll(async () => plain.output(), (o) => o.includes('"routes received"'), `the ${way}-switched gateway's routes`);
+        expect(logLines(plain.output()).filter((l) => l.msg === 'data path')).toEqual([expect.objectContaining({ path: 'plain', selfTest: 'skipped', reason })]);
+        const c = await mtls(`api.default.dc1.internal.${region.trustDomain}`, port);
+        const answer = await new Promise<string>((resolve, reject) => {
+          c.sock.once('data', (d) => resolve(String(d)));
+          c.sock.once('close', () => reject(new Error('closed before answering')));
+          c.sock.write('plainly');
+        });
+        expect(answer).toBe('api:plainly');
+        c.sock.destroy();
+      } finally {
+        await plain.stop();
+      }
+    }
+  });
+
+  it('refuses a --fast-path that is neither on nor off', async () => {
+    const r = await runCli(['gateway', '--fast-path', 'maybe', '--server', region.grpcAddress]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('Error: --fast-path must be on or off, got "maybe"');
   });
 });
 

@@ -47,7 +47,7 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'Run a mesh gateway: routes TLS by SNI to local sidecars and to other datacenters, never decrypting',
   usage:
-    'isthmus gateway [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--workers N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--log-level LEVEL]',
+    'isthmus gateway [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--workers N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--fast-path on|off] [--log-level LEVEL]',
   options: {
     dc: { type: 'string' },
     addr: { type: 'string' },
@@ -62,6 +62,7 @@ export const gatewayCommand: Command = {
     workers: { type: 'string' },
     'hello-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
+    'fast-path': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run(p, io) {
@@ -84,13 +85,16 @@ export const gatewayCommand: Command = {
     const workers = intFlag(str(p.values.workers), 'workers', 1, 64) ?? 1;
     const helloTimeoutMs = durationFlag(str(p.values['hello-timeout']), 'hello-timeout');
     const idleTimeoutMs = durationFlag(str(p.values['idle-timeout']), 'idle-timeout');
+    // Unset: as ISTHMUS_FAST_PATH says (see netio/).
+    const fastPathFlag = str(p.values['fast-path']);
+    if (fastPathFlag !== undefined && fastPathFlag !== 'on' && fastPathFlag !== 'off') throw new CliError(`--fast-path must be on or off, got "${fastPathFlag}"`);
     const level = str(p.values['log-level']) ?? 'info';
     if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new CliError(`--log-level must be debug, info, warn or error, got "${level}"`);
 
     const logger = createLogger({ level: level as LogLevel });
     const registry = createRegistry({ dc, node: idFlag ?? name });
     let client: GatewayClient | undefined;
-    const gwOpts = { id: idFlag ?? name, dc, host: bind.host, port: bind.port, logger, maxConnections, helloTimeoutMs, idleTimeoutMs, onFlow: (r: FlowRecord) => client?.report(r) };
+    const gwOpts = { id: idFlag ?? name, dc, host: bind.host, port: bind.port, logger, maxConnections, helloTimeoutMs, idleTimeoutMs, fastPath: fastPathFlag === undefined ? undefined : fastPathFlag === 'on', onFlow: (r: FlowRecord) => client?.report(r) };
     // Several workers: processes sharing the listener (one per core), their metrics summed here.
     const gw = workers > 1 ? new GatewayCluster({ ...gwOpts, workers, logLevel: level as LogLevel }) : new Gateway({ ...gwOpts, registry });
     try {

@@ -4,67 +4,15 @@
 // the 'end' / 'finish' / 'close' events each deferred to a tick of its own, the lookup and connect
 // machinery. Per new connection through the gateway that was a third of its CPU time.
 //
-// `TcpConn` is what the gateway needs of a connection. `bareTcp` makes one on the handle itself,
-// through Node internals (the `tcp_wrap` and `stream_wrap` bindings, a handle's `onread`,
-// `useUserBuffer`, `writeBuffer`, `shutdown`, `reset`), checked once at load; without them
-// `socketTcp` makes one on a net.Socket with the same behaviour.
+// The fast path's TcpConn (fast-path.ts). It rests on Node internals (the `tcp_wrap` and
+// `stream_wrap` bindings, a handle's `onread`, `useUserBuffer`, `writeBuffer`, `shutdown`,
+// `reset`), looked up once at load; the self-test (self-test.ts) checks that they behave.
 import dns from 'node:dns';
 import net from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { acceptedSocket, switchReadBuffer, type AcceptedHandle } from './accepted-socket.js';
-import { directWrites, writeDirect, writeHandle, Written, type StreamHandle } from './direct-write.js';
-
-export { Written };
-
-/** What a connection tells its owner. Called synchronously from the event loop, never re-entrantly. */
-export interface TcpEvents {
-  /** The read buffer for the next read. */
-  buffer(): Buffer;
-  /** `n` bytes read into `buf` (n > 0); false stops reading until resume(). */
-  read(n: number, buf: Buffer): boolean;
-  /** Connected (for connect() only); reading starts after this returns. */
-  connect?(): void;
-  /** The peer ended its side (FIN). */
-  end(): void;
-  /** A connect, read or write failed (`code`: ECONNRESET, ECONNREFUSED, ...); close() follows. */
-  error(code: string): void;
-  /** Closed: no event follows. */
-  close(): void;
-}
-
-/** One TCP connection as the gateway drives it (both sides: accepted and connected). */
-export interface TcpConn {
-  /** Bytes read and bytes given to write() so far. */
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
-  /** Destroyed, reset or closed after both ends ended: nothing more is read or written. */
-  readonly destroyed: boolean;
-  /** end() was called: nothing more is written. */
-  readonly ended: boolean;
-  /** The peer's address, looked up when asked. */
-  remoteAddress(): string | undefined;
-  pause(): void;
-  resume(): void;
-  /**
-   * Points the next reads at `buf` (between reads only). False when this Node offers no way to (the
-   * connection keeps its buffer).
-   */
-  readInto(buf: Buffer): boolean;
-  /**
-   * Writes `data` now. Done: the kernel took it all, `data` is free again. Pending: the rest is queued
-   * (in order after earlier writes) and `after` is called once it is written or has failed (the
-   * connection is destroyed by then). A write to a connection that is destroyed or ended is dropped
-   * (Done).
-   */
-  write(data: Buffer, after: (err: Error | null) => void): Written;
-  /** Ends our side once queued writes are out (FIN); closes when both sides have ended. */
-  end(): void;
-  /** Closes now; queued writes are dropped. */
-  destroy(): void;
-  /** Closes now with a reset (RST), so the peer does not take it for a clean end. */
-  reset(): void;
-}
+import { Written, type Accepted, type TcpConn, type TcpEvents } from './data-path.js';
+import { directWrites, writeHandle, type StreamHandle } from './direct-write.js';
 
 // ---- the bare handle ----
 
@@ -99,33 +47,36 @@ interface Bindings {
   kReadBytesOrError: number;
 }
 
-function loadBindings(): Bindings | undefined {
+/** The bindings, or what is missing of them. */
+function loadBindings(): Bindings | string {
   try {
     const get = (process as unknown as { binding?: (name: string) => Record<string, unknown> }).binding;
-    if (!get) return undefined;
+    if (!get) return 'no process.binding';
+    if (!directWrites) return 'no WriteWrap in the stream_wrap binding';
     const tcp = get.call(process, 'tcp_wrap');
     const stream = get.call(process, 'stream_wrap');
     const TCP = tcp.TCP as Bindings['TCP'] | undefined;
     const constants = tcp.constants as { SOCKET?: number } | undefined;
-    if (typeof TCP !== 'function' || typeof tcp.TCPConnectWrap !== 'function' || typeof stream.ShutdownWrap !== 'function') return undefined;
-    if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number') return undefined;
+    if (typeof TCP !== 'function' || typeof tcp.TCPConnectWrap !== 'function' || typeof stream.ShutdownWrap !== 'function') return 'no TCP, TCPConnectWrap or ShutdownWrap in the tcp_wrap and stream_wrap bindings';
+    if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number') return 'no streamBaseState, kReadBytesOrError or SOCKET in the bindings';
     const proto = TCP.prototype as unknown as Record<string, unknown>;
     for (const m of ['useUserBuffer', 'readStart', 'readStop', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'connect', 'connect6', 'writeBuffer']) {
-      if (typeof proto[m] !== 'function') return undefined;
+      if (typeof proto[m] !== 'function') return `no TCP handle method ${m}`;
     }
     return {
       TCP, TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'], ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
       SOCKET: constants.SOCKET, state: stream.streamBaseState, kReadBytesOrError: stream.kReadBytesOrError,
     };
-  } catch {
-    return undefined;
+  } catch (err) {
+    return `the bindings could not be loaded (${(err as Error).message})`;
   }
 }
 
-const B = directWrites ? loadBindings() : undefined;
+const loaded = loadBindings();
+const B = typeof loaded === 'string' ? undefined : loaded;
 
-/** Whether connections can be driven on their handles here (else they are net.Sockets underneath). */
-export const bareTcpAvailable = B !== undefined;
+/** What this Node lacks of the internals connections on their handles need; undefined: nothing. */
+export const bareTcpMissing = typeof loaded === 'string' ? loaded : undefined;
 
 const UV_EOF = -4095;
 const { ENOTCONN, EPIPE } = constants.errno;
@@ -328,109 +279,15 @@ class BareConn implements TcpConn {
   };
 }
 
-// ---- the net.Socket fallback ----
-
-class SocketConn implements TcpConn {
-  private closed = false;
-
-  /** `socket`: made with TCP_NODELAY (acceptedSocket, or net.connect's noDelay). */
-  constructor(private readonly socket: net.Socket, private readonly ev: TcpEvents, connecting: boolean) {
-    socket.on('end', () => ev.end());
-    socket.on('error', (err: NodeJS.ErrnoException) => ev.error(err.code ?? err.message));
-    socket.on('close', () => ev.close());
-    if (connecting) socket.once('connect', () => ev.connect?.());
-  }
-
-  get bytesRead(): number {
-    return this.socket.bytesRead;
-  }
-
-  get bytesWritten(): number {
-    return this.socket.bytesWritten;
-  }
-
-  get destroyed(): boolean {
-    return this.socket.destroyed || this.closed;
-  }
-
-  get ended(): boolean {
-    return this.socket.writableEnded;
-  }
-
-  remoteAddress(): string | undefined {
-    return this.socket.remoteAddress;
-  }
-
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    if (!this.destroyed) this.socket.resume();
-  }
-
-  readInto(buf: Buffer): boolean {
-    return switchReadBuffer(this.socket, buf);
-  }
-
-  write(data: Buffer, after: (err: Error | null) => void): Written {
-    const socket = this.socket;
-    if (this.destroyed || socket.writableEnded) return Written.Done;
-    const written = writeDirect(socket, data, after);
-    if (written !== Written.Refused) return written;
-    let pending = false;
-    socket.write(data, (err) => {
-      if (pending) after(err ?? null);
-    });
-    if (socket.writableLength === 0) return Written.Done;
-    pending = true;
-    return Written.Pending;
-  }
-
-  end(): void {
-    if (!this.destroyed) this.socket.end();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  reset(): void {
-    if (this.destroyed) return;
-    this.closed = true;
-    this.socket.resetAndDestroy();
-  }
+/** A connection on an accepted handle, reading (TCP_NODELAY set). Only where !bareTcpMissing. */
+export function acceptBare(handle: Accepted, ev: TcpEvents): TcpConn {
+  const c = new BareConn(handle as unknown as TcpHandle, ev);
+  c.resume();
+  return c;
 }
 
-// ---- making connections ----
-
-/** Whether connections are made on bare handles: the default where this Node allows it; false for the fallback. */
-let useBare = bareTcpAvailable;
-
-/** Makes every connection from now on a net.Socket underneath (`false`), or bare again when possible. */
-export function preferBareTcp(on: boolean): void {
-  useBare = on && bareTcpAvailable;
-}
-
-/** A connection on an accepted handle, reading (TCP_NODELAY set). */
-export function acceptedTcp(handle: AcceptedHandle, ev: TcpEvents): TcpConn {
-  if (useBare) {
-    const c = new BareConn(handle as unknown as TcpHandle, ev);
-    c.resume();
-    return c;
-  }
-  return new SocketConn(acceptedSocket(handle, onreadOf(ev)), ev, false);
-}
-
-/** A net.Socket's `onread` that reads as `ev` asks. */
-const onreadOf = (ev: TcpEvents): net.OnReadOpts => ({ buffer: () => ev.buffer(), callback: (n, buf) => ev.read(n, buf as Buffer) });
-
-/** A connection to `host`:`port` (TCP_NODELAY set); events.connect, then reads, once connected. */
-export function connectTcp(host: string, port: number, ev: TcpEvents): TcpConn {
-  if (!useBare) {
-    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: onreadOf(ev) });
-    return new SocketConn(socket, ev, true);
-  }
+/** A connection to `host`:`port` (TCP_NODELAY set); ev.connect, then reads, once connected. Only where !bareTcpMissing. */
+export function connectBare(host: string, port: number, ev: TcpEvents): TcpConn {
   const c = new BareConn(new B!.TCP(B!.SOCKET), ev);
   c.connect(host, port);
   return c;

@@ -1,8 +1,9 @@
+// The one suite every data path passes (run from fast-path.test.ts and plain-path.test.ts): what the
+// gateway and the sidecar rely on of their connections, whatever drives them.
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { takeAccepts, type AcceptedHandle } from './accepted-socket.js';
-import { acceptedTcp, bareTcpAvailable, connectTcp, preferBareTcp, Written, type TcpConn, type TcpEvents } from './bare-tcp.js';
+import { Written, type Accepted, type DataPath, type TcpConn, type TcpEvents } from './data-path.js';
 
 /** What a connection told its owner, in order, and the bytes it read. */
 interface Log {
@@ -13,19 +14,22 @@ interface Log {
   /** Whether read() answers false (stop reading). */
   stop: boolean;
   buffer: Buffer;
+  /** Reads that did not land in `buffer`. */
+  misplaced: number;
 }
 
 function recorder(): { log: Log; ev: TcpEvents } {
   let closed!: () => void;
   let connected!: () => void;
   const log: Log = {
-    events: [], data: [], stop: false, buffer: Buffer.alloc(64 * 1024),
+    events: [], data: [], stop: false, buffer: Buffer.alloc(64 * 1024), misplaced: 0,
     closed: new Promise<void>((r) => (closed = r)),
     connected: new Promise<void>((r) => (connected = r)),
   };
   const ev: TcpEvents = {
     buffer: () => log.buffer,
     read: (n, buf) => {
+      if (buf !== log.buffer) log.misplaced++;
       log.data.push(Buffer.from(buf.subarray(0, n)));
       return !log.stop;
     },
@@ -53,29 +57,24 @@ const until = async (cond: () => boolean, ms = 3000): Promise<void> => {
 };
 
 const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-  preferBareTcp(true);
-});
 
-/** A listener whose accepted handles come out as TcpConns (as the gateway takes them). */
-async function acceptor(): Promise<{ port: number; next: () => Promise<{ conn: TcpConn; log: Log }> }> {
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const waiting: Array<(h: AcceptedHandle) => void> = [];
-  const queued: AcceptedHandle[] = [];
-  expect(takeAccepts(server, (h) => {
+/** A listener of `path` whose accepted connections come out as TcpConns (as the gateway takes them). */
+async function acceptor(path: DataPath): Promise<{ port: number; next: () => Promise<{ conn: TcpConn; log: Log }> }> {
+  const waiting: Array<(h: Accepted) => void> = [];
+  const queued: Accepted[] = [];
+  const server = path.createServer((h) => {
     const w = waiting.shift();
     if (w) w(h);
     else queued.push(h);
-  }, () => {})).toBe(true);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   cleanups.push(() => server.close());
   return {
     port: (server.address() as net.AddressInfo).port,
     next: async () => {
-      const handle = queued.shift() ?? (await new Promise<AcceptedHandle>((r) => waiting.push(r)));
+      const handle = queued.shift() ?? (await new Promise<Accepted>((r) => waiting.push(r)));
       const { log, ev } = recorder();
-      const conn = acceptedTcp(handle, ev);
+      const conn = path.accept(handle, ev);
       cleanups.push(() => conn.destroy());
       return { conn, log };
     },
@@ -96,15 +95,14 @@ function peer(port: number): { sock: net.Socket; got: Buffer[]; ended: Promise<v
   };
 }
 
-const kinds = [
-  { name: 'on the bare handle', bare: true },
-  { name: 'on a net.Socket (the fallback)', bare: false },
-];
+export function runDataPathSuite(name: string, path: DataPath): void {
+describe(`data path conformance: ${name}`, () => {
+  afterEach(() => {
+    for (const c of cleanups.splice(0)) c();
+  });
 
-describe.each(kinds)('TcpConn $name', ({ bare }) => {
-  it.runIf(bare ? bareTcpAvailable : true)('reads into the owner\'s buffer, writes, and closes once both sides have ended (half-close kept)', async () => {
-    preferBareTcp(bare);
-    const acc = await acceptor();
+  it('reads into the owner\'s buffer, writes, and closes once both sides have ended (half-close kept)', async () => {
+    const acc = await acceptor(path);
     const p = peer(acc.port);
     const { conn, log } = await acc.next();
     p.sock.write('ping');
@@ -125,9 +123,8 @@ describe.each(kinds)('TcpConn $name', ({ bare }) => {
     expect(await p.closed).toBe(false);
   });
 
-  it.runIf(bare ? bareTcpAvailable : true)('keeps a write the peer cannot take yet, in order, and calls back when it is out; pause stops reading', async () => {
-    preferBareTcp(bare);
-    const acc = await acceptor();
+  it('keeps a write the peer cannot take yet, in order, and calls back when it is out; pause stops reading', async () => {
+    const acc = await acceptor(path);
     const p = peer(acc.port);
     p.sock.pause();
     const { conn, log } = await acc.next();
@@ -159,9 +156,8 @@ describe.each(kinds)('TcpConn $name', ({ bare }) => {
     await until(() => text(log) === 'ab');
   });
 
-  it.runIf(bare ? bareTcpAvailable : true)('resets: the peer sees ECONNRESET, not a clean end; a peer\'s reset comes as an error, then close', async () => {
-    preferBareTcp(bare);
-    const acc = await acceptor();
+  it('resets: the peer sees ECONNRESET, not a clean end; a peer\'s reset comes as an error, then close', async () => {
+    const acc = await acceptor(path);
     const p = peer(acc.port);
     const { conn, log } = await acc.next();
     const peerError = new Promise<string | undefined>((r) => p.sock.once('error', (e: NodeJS.ErrnoException) => r(e.code)));
@@ -180,15 +176,14 @@ describe.each(kinds)('TcpConn $name', ({ bare }) => {
     expect(second.log.events).toEqual(['error ECONNRESET', 'close']);
   });
 
-  it.runIf(bare ? bareTcpAvailable : true)('connects (to an address or a name), reads after connect, and reports a refused connect by its code', async () => {
-    preferBareTcp(bare);
+  it('connects (to an address or a name), reads after connect, and reports a refused connect by its code', async () => {
     const server = net.createServer((s) => s.end('hello from the server'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => server.close());
     const port = (server.address() as net.AddressInfo).port;
     for (const host of ['127.0.0.1', 'localhost']) {
       const { log, ev } = recorder();
-      const conn = connectTcp(host, port, ev);
+      const conn = path.connect(host, port, ev);
       cleanups.push(() => conn.destroy());
       await log.connected;
       await until(() => log.events.includes('end'));
@@ -205,8 +200,97 @@ describe.each(kinds)('TcpConn $name', ({ bare }) => {
       });
     });
     const { log, ev } = recorder();
-    connectTcp('127.0.0.1', free, ev);
+    path.connect('127.0.0.1', free, ev);
     await log.closed;
     expect(log.events).toEqual(['error ECONNREFUSED', 'close']);
   });
+
+  it('frees a buffer the kernel took at once, and reports a waiting write that fails as an error, then close', async () => {
+    const acc = await acceptor(path);
+    const p = peer(acc.port);
+    p.sock.pause();
+    const { conn, log } = await acc.next();
+    const buf = Buffer.from('hello, direct');
+    expect(conn.write(buf, () => {})).toBe(Written.Done);
+    buf.fill(0); // free again: overwriting it changes nothing sent
+    p.sock.resume();
+    await until(() => Buffer.concat(p.got).toString() === 'hello, direct');
+    // Far more than the loopback socket buffers hold while the peer does not read, and the peer gone.
+    p.sock.pause();
+    let failed: Error | null | undefined;
+    expect(conn.write(Buffer.alloc(32 << 20), (err) => (failed = err))).toBe(Written.Pending);
+    p.sock.resetAndDestroy();
+    await log.closed;
+    expect(failed).toBeInstanceOf(Error);
+    expect(conn.destroyed).toBe(true);
+    expect(log.events[0]).toMatch(/^error E(CONNRESET|PIPE)$/);
+    expect(log.events.at(-1)).toBe('close');
+    // Dropped, not thrown, once destroyed.
+    expect(conn.write(Buffer.from('x'), () => {})).toBe(Written.Done);
+  });
+
+  it('reads into the buffer it is given, at most that buffer\'s worth at a time, and into another after readInto', async () => {
+    const acc = await acceptor(path);
+    const p = peer(acc.port);
+    const { conn, log } = await acc.next();
+    const small = Buffer.alloc(16);
+    expect(conn.readInto(small)).toBe(true);
+    log.buffer = small;
+    log.stop = true;
+    const payload = '0123456789abcdefghijklmnopqrstuvwxyz'.repeat(3);
+    p.sock.write(payload);
+    await until(() => log.data.length >= 1);
+    await new Promise((r) => setTimeout(r, 30));
+    // Stopped after the first read until resumed; the rest follows in order.
+    expect(log.data.length).toBe(1);
+    log.stop = false;
+    conn.resume();
+    await until(() => text(log).length === payload.length);
+    expect(text(log)).toBe(payload);
+    expect(log.data.every((d) => d.length <= 16)).toBe(true);
+    expect(log.misplaced).toBe(0);
+    // Another buffer from now on.
+    const other = Buffer.alloc(64 * 1024);
+    expect(conn.readInto(other)).toBe(true);
+    log.buffer = other;
+    log.data = [];
+    p.sock.write('into the other one');
+    await until(() => text(log) === 'into the other one');
+    expect(log.misplaced).toBe(0);
+  });
+
+  it('makes an accepted connection a net.Socket reading into the caller\'s buffer, half-open kept (the sidecar\'s use)', async () => {
+    const waiting: Array<(c: Accepted) => void> = [];
+    const server = path.createServer((c) => waiting.shift()?.(c));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const accepted = new Promise<Accepted>((r) => waiting.push(r));
+    const p = peer((server.address() as net.AddressInfo).port);
+    const given = Buffer.alloc(8);
+    const got: Buffer[] = [];
+    let stop = true;
+    let sock!: net.Socket;
+    sock = path.socketOf(await accepted, {
+      buffer: given,
+      callback: (n, buf) => {
+        expect(buf).toBe(given);
+        got.push(Buffer.from(buf.subarray(0, n)));
+        return !stop;
+      },
+    });
+    cleanups.push(() => sock.destroy());
+    const ended = new Promise((r) => sock.once('end', r));
+    p.sock.end('twenty bytes, please');
+    await until(() => got.length === 1);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(got.length).toBe(1);
+    stop = false;
+    sock.resume();
+    await ended;
+    expect(Buffer.concat(got).toString()).toBe('twenty bytes, please');
+    sock.end('and back');
+    await p.ended;
+    expect(Buffer.concat(p.got).toString()).toBe('and back');
+  });
 });
+}
