@@ -8,7 +8,7 @@ import { conflict, ErrorCodes, invalid, isIsthmusError, IsthmusError, type Viola
 import type { FederationView } from '../federation/index.js';
 import { parseTarget, type RouteTarget } from '../gateway/index.js';
 import type { Logger } from '../telemetry/index.js';
-import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from './proto.js';
+import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from '../dataplane-client/index.js';
 import type { Session } from './stream-session.js';
 import { MESH_GATEWAY } from './upstreams.js';
 

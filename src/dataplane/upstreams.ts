@@ -4,7 +4,7 @@
 import type { Catalog, ServiceRecord, Upstream } from '../catalog/index.js';
 import type { FederationView } from '../federation/index.js';
 import { parseTarget, serviceSni, type RouteTarget } from '../gateway/index.js';
-import type { WireEndpoint } from './proto.js';
+import type { WireEndpoint } from '../dataplane-client/index.js';
 
 export const MESH_GATEWAY = 'mesh-gateway';
 

@@ -1,0 +1,60 @@
+// The value rules the gateway's and the sidecar's schemas share. Each message quotes what it got
+// (a flag's value is the operator's own typing), except a token's, which is a secret.
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
+import type { LogLevel } from '../telemetry/index.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/;
+
+/** `host:port` or `[v6]:port`; port 0 (any free port) only where a listener takes it. */
+function parseHostPort(value: string, allowPortZero: boolean): HostPort | undefined {
+  const m = HOST_PORT.exec(value);
+  const port = m ? Number(m[3]) : -1;
+  if (!m || port > 65535 || (port === 0 && !allowPortZero)) return undefined;
+  return { host: m[1] ?? m[2], port };
+}
+
+const got = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v));
+
+/** A setting read from its text by `read`; refused as "must be <rule>, got <value>". */
+function rule<T>(what: string, read: (text: string) => T | undefined) {
+  return z.unknown().transform((v, ctx): T => {
+    // A number in a JSON config file reads as the same text on the command line.
+    const text = typeof v === 'number' ? String(v) : v;
+    const out = typeof text === 'string' ? read(text) : undefined;
+    if (out !== undefined) return out;
+    ctx.addIssue({ code: 'custom', message: `must be ${what}, got ${got(v)}` });
+    return z.NEVER;
+  });
+}
+
+export const pattern = (re: RegExp, what: string) => rule(what, (t) => (re.test(t) ? t : undefined));
+
+export const hostPort = (what: string, allowPortZero: boolean) => rule(what, (t) => parseHostPort(t, allowPortZero));
+
+/** An address to dial, kept as written (a name stays a name, resolved when dialed). */
+export const dialAddress = (what: string) => rule(what, (t) => (parseHostPort(t, false) ? t : undefined));
+
+export const wholeNumber = (min: number, max: number) =>
+  rule(`a whole number from ${min} to ${max}`, (t) => (/^\d+$/.test(t) && Number(t) >= min && Number(t) <= max ? Number(t) : undefined));
+
+export const positiveDuration = () =>
+  rule('a positive duration (e.g. 10s, 1m)', (t) => {
+    try {
+      const ms = parseDuration(t);
+      return ms > 0 ? ms : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+export const logLevel = () => rule('debug, info, warn or error', (t) => LEVELS.find((l) => l === t));
+
+/** Never quoted back: a token in an error would land in a terminal's scrollback and in logs. */
+export const token = () => z.string({ error: 'must be a string' }).max(512, { error: 'must be at most 512 characters' });
