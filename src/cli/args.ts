@@ -45,6 +45,16 @@ export function str(v: Parsed['values'][string]): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** The string values of `names` among the parsed flags, as a config loader takes them. */
+export function stringFlags(values: Parsed['values'], names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const v = str(values[name]);
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
 export function list(v: Parsed['values'][string]): string[] {
   if (Array.isArray(v)) return v;
   return typeof v === 'string' ? [v] : [];

@@ -1,4 +1,6 @@
 // The isthmus command: find the subcommand, parse its flags, run it, print one clear line on error.
+// Command modules import only the CLI's own files at the top; what a command starts (a server, a
+// gateway, a sidecar, and their config loaders) it imports when it runs, so help costs nothing.
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { parse } from './args.js';

@@ -1,6 +1,5 @@
 // One validated RegionConfig from a config file, the environment and flags (flags win, then env, then file).
 // Every violation names where the bad value came from: the flag, the variable or the file key.
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -8,6 +7,8 @@ import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 import { DATACENTER_NAME_RE, DATACENTER_NAME_RULE, formatHostPort, parseHostPort, readHostPort, REDACTED, redactUrl, type HostPort, type HostPortRules } from '../core/names.js';
 import { decodeJoinToken, type JoinToken } from '../federation/index.js';
+import { REGION_SETTINGS, type ConfigFlags, type ConfigKey } from './settings.js';
+import { gatherSources, issueViolations } from './sources.js';
 
 export type Mode = 'dev' | 'server';
 
@@ -35,28 +36,6 @@ export interface RegionConfig {
   aclDefaultPolicy: 'allow' | 'deny';
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
-
-/** The settings, by their key in a config file, with the flag and variable that also set them. */
-const KEYS = {
-  datacenter: { flag: 'dc', env: 'ISTHMUS_DATACENTER' },
-  primary_datacenter: { flag: 'primary-dc', env: 'ISTHMUS_PRIMARY_DATACENTER' },
-  node_name: { flag: 'node', env: 'ISTHMUS_NODE_NAME' },
-  http_addr: { flag: 'http-addr', env: 'ISTHMUS_LISTEN_HTTP_ADDR' },
-  grpc_addr: { flag: 'grpc-addr', env: 'ISTHMUS_GRPC_ADDR' },
-  grpc_tls_addr: { flag: 'grpc-tls-addr', env: 'ISTHMUS_GRPC_TLS_ADDR' },
-  join_token: { flag: 'join-token', env: 'ISTHMUS_JOIN_TOKEN' },
-  federation_heartbeat: { flag: 'federation-heartbeat', env: 'ISTHMUS_FEDERATION_HEARTBEAT' },
-  advertise_addr: { flag: 'advertise-addr', env: 'ISTHMUS_ADVERTISE_ADDR' },
-  data_dir: { flag: 'data-dir', env: 'ISTHMUS_DATA_DIR' },
-  store: { flag: 'store', env: 'ISTHMUS_STORE' },
-  redis_url: { flag: 'redis-url', env: 'ISTHMUS_REDIS_URL' },
-  acl_default_policy: { flag: 'acl-default-policy', env: 'ISTHMUS_ACL_DEFAULT_POLICY' },
-  log_level: { flag: 'log-level', env: 'ISTHMUS_LOG_LEVEL' },
-} as const;
-
-export type ConfigKey = keyof typeof KEYS;
-export const CONFIG_FLAGS = Object.values(KEYS).map((k) => k.flag);
-export type ConfigFlags = Partial<Record<(typeof KEYS)[ConfigKey]['flag'], string>>;
 
 /** Listen and advertise addresses: a host name or IP literal, and a port (0: any free one). */
 const ADDRESS: HostPortRules = { host: 'address', portZero: true };
@@ -100,37 +79,9 @@ export interface LoadOptions {
   configFile?: string;
 }
 
-type Source = { value: unknown; where: string };
-
 export function loadRegionConfig(opts: LoadOptions): RegionConfig {
-  const env = opts.env ?? process.env;
   const violations: Violation[] = [];
-  const sources = new Map<ConfigKey, Source>();
-
-  if (opts.configFile) {
-    let file: unknown;
-    try {
-      file = JSON.parse(readFileSync(opts.configFile, 'utf8'));
-    } catch (err) {
-      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `cannot read config file ${opts.configFile}: ${(err as Error).message}`);
-    }
-    if (!file || typeof file !== 'object' || Array.isArray(file)) {
-      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `config file ${opts.configFile} must hold a JSON object`);
-    }
-    for (const [k, v] of Object.entries(file)) {
-      if (!(k in KEYS)) {
-        violations.push({ Field: `${opts.configFile}: ${k}`, Message: `unknown setting (known: ${Object.keys(KEYS).join(', ')})` });
-        continue;
-      }
-      sources.set(k as ConfigKey, { value: v, where: `${opts.configFile}: ${k}` });
-    }
-  }
-  for (const [k, spec] of Object.entries(KEYS) as [ConfigKey, (typeof KEYS)[ConfigKey]][]) {
-    const e = env[spec.env];
-    if (e !== undefined && e !== '') sources.set(k, { value: e, where: spec.env });
-    const f = opts.flags?.[spec.flag];
-    if (f !== undefined) sources.set(k, { value: f, where: `--${spec.flag}` });
-  }
+  const sources = gatherSources(REGION_SETTINGS, opts, violations);
 
   const dev = opts.mode === 'dev';
   let joinToken: JoinToken | undefined;
@@ -169,17 +120,10 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
     log_level: 'info',
   };
   const merged: Record<string, unknown> = {};
-  for (const k of Object.keys(KEYS) as ConfigKey[]) merged[k] = sources.has(k) ? sources.get(k)!.value : defaults[k];
+  for (const k of Object.keys(REGION_SETTINGS) as ConfigKey[]) merged[k] = sources.has(k) ? sources.get(k)!.value : defaults[k];
 
   const r = schema.safeParse(merged);
-  if (!r.success) {
-    for (const issue of r.error.issues) {
-      const key = String(issue.path[0]) as ConfigKey;
-      // A default derived from a bad value (grpc_addr from http_addr) is not a second mistake.
-      if (!sources.has(key)) continue;
-      violations.push({ Field: sources.get(key)?.where ?? key, Message: issue.message });
-    }
-  }
+  if (!r.success) violations.push(...issueViolations(r.error.issues, sources));
   if (r.success && r.data.store === 'redis' && !r.data.redis_url) {
     violations.push({ Field: sources.get('store')?.where ?? 'store', Message: 'store redis needs --redis-url (or ISTHMUS_REDIS_URL)' });
   }

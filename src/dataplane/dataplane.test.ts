@@ -2,9 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { inspectCertificate } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import { DataPlaneClient } from './client.js';
-import { dataPlaneService, type SidecarConfigMessage } from './proto.js';
-import { toWire } from './flow-wire.js';
+import { DataPlaneClient, dataPlaneService, toWire, type SidecarConfigMessage } from '../dataplane-client/index.js';
 import { setupServer, TD } from './testing/server-setup.js';
 
 const actor = { accessorId: 'a', description: 't', dc: 'dc1' };

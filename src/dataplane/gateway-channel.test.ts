@@ -2,9 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { serviceSchema } from '../catalog/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { GatewayRoutes } from '../gateway/index.js';
-import { DataPlaneClient } from './client.js';
-import { GatewayClient, type GatewayClientOptions } from './gateway-client.js';
-import type { GatewayConfigMessage, SidecarConfigMessage } from './proto.js';
+import { DataPlaneClient, GatewayClient, type GatewayClientOptions, type GatewayConfigMessage, type SidecarConfigMessage } from '../dataplane-client/index.js';
 import { setupServer, StaticFederationView, TD } from './testing/server-setup.js';
 
 const stops: (() => Promise<void> | void)[] = [];

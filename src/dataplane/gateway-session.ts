@@ -8,7 +8,7 @@ import { conflict, ErrorCodes, invalid, isIsthmusError, IsthmusError, type Viola
 import { DATACENTER_REF_MESSAGE, isDatacenterRef, isServiceName, parseHostPort, type HostPort } from '../core/names.js';
 import type { FederationView } from '../federation/index.js';
 import type { Logger } from '../telemetry/index.js';
-import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from './proto.js';
+import type { GatewayConfigMessage, GatewayHelloMessage, WireGatewayService } from '../dataplane-client/index.js';
 import type { Session } from './stream-session.js';
 
 export interface GatewayTarget {

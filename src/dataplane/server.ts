@@ -21,7 +21,7 @@ import {
   type SidecarConfigMessage,
   type SidecarMessage,
   type WireUpstream,
-} from './proto.js';
+} from '../dataplane-client/index.js';
 import { StreamSession, type SessionDeps, type SessionMessage, type SessionSpec } from './stream-session.js';
 import { chooseDatacenter, upstreamEndpoints, type UpstreamContext } from './upstreams.js';
 

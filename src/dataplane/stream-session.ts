@@ -7,12 +7,7 @@ import { ErrorCodes, isIsthmusError, type ErrorCode } from '../core/errors.js';
 import { grpcStatusOf, MalformedMessage } from '../core/proto.js';
 import type { FlowRecord, FlowStore } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
-import { fromWire } from './flow-wire.js';
-import type { WireFlow } from './proto.js';
-
-/** Records one flow batch may hold: a client sends at most this many in one message. */
-export const MAX_FLOW_BATCH = 1000;
-
+import { fromWire, MAX_FLOW_BATCH, type WireFlow } from '../dataplane-client/index.js';
 
 export interface SessionMessage<H> {
   hello?: H;

@@ -4,7 +4,7 @@
 import { meshGateways, type Catalog, type Upstream } from '../catalog/index.js';
 import { parseHostPort, serviceSni, serviceSpiffeId, type HostPort } from '../core/names.js';
 import type { FederationView } from '../federation/index.js';
-import type { WireEndpoint } from './proto.js';
+import type { WireEndpoint } from '../dataplane-client/index.js';
 
 export { MESH_GATEWAY } from '../catalog/index.js';
 

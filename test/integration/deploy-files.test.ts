@@ -13,7 +13,7 @@ import { parse, type Parsed } from '../../src/cli/args.js';
 import type { Command } from '../../src/cli/command.js';
 import { devCommand, serverCommand } from '../../src/cli/commands/agent.js';
 import { COMMANDS } from '../../src/cli/main.js';
-import { CONFIG_FLAGS, loadRegionConfig, splitHostPort, type ConfigFlags, type RegionConfig } from '../../src/config/index.js';
+import { CONFIG_FLAGS, loadGatewayConfig, loadRegionConfig, splitHostPort, type ConfigFlags, type RegionConfig } from '../../src/config/index.js';
 import { startRegion } from '../../src/region/index.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -45,13 +45,8 @@ function tmpFile(name: string, text: string): string {
 const DEFAULTS = loadRegionConfig({ mode: 'server', env: {} });
 const SERVER_PORTS = [DEFAULTS.httpAddr, DEFAULTS.grpcAddr, DEFAULTS.grpcTlsAddr].map((a) => splitHostPort(a).port);
 
-/** The gateway's default --addr, from its source (it has no exported constant). */
-const GATEWAY_PORT = (() => {
-  const src = read(join(ROOT, 'src/cli/commands/gateway.ts'));
-  const m = /p\.values\.addr\)\s*\?\?\s*'([^']+)'/.exec(src);
-  if (!m) throw new Error('cannot find the default of --addr in src/cli/commands/gateway.ts');
-  return splitHostPort(m[1]).port;
-})();
+/** The port a default gateway listens on, from its config loader. */
+const GATEWAY_PORT = loadGatewayConfig({ env: {} }).addr.port;
 
 /** The range sidecar ports are allocated from, from the catalog's source. */
 const SIDECAR_RANGE = (() => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Region } from '../../src/region/index.js';
 import type { FlowRecord } from '../../src/dataflow/index.js';
-import { DataPlaneClient } from '../../src/dataplane/index.js';
+import { DataPlaneClient } from '../../src/dataplane-client/index.js';
 import { http, region, until } from './helpers.js';
 
 let r: Region;

@@ -1,7 +1,7 @@
 // `isthmus dev` and `isthmus server`: load the config, start the region, stop cleanly on a signal.
-import { CONFIG_FLAGS, loadRegionConfig, type ConfigFlags, type Mode } from '../../config/index.js';
-import { startRegion } from '../../region/index.js';
-import { str, type OptionSpec, type Parsed } from '../args.js';
+import type { Mode } from '../../config/index.js';
+import { CONFIG_FLAGS, type ConfigFlags } from '../../config/settings.js';
+import { str, stringFlags, type OptionSpec, type Parsed } from '../args.js';
 import type { Command, Io } from '../command.js';
 
 const options: OptionSpec = { config: { type: 'string' } };
@@ -18,11 +18,9 @@ function agentCommand(mode: Mode): Command {
 }
 
 async function runAgent(mode: Mode, args: Parsed, io: Io): Promise<number> {
-  const flags: ConfigFlags = {};
-  for (const f of CONFIG_FLAGS) {
-    const v = str(args.values[f]);
-    if (v !== undefined) (flags as Record<string, string>)[f] = v;
-  }
+  const flags: ConfigFlags = stringFlags(args.values, CONFIG_FLAGS);
+  // Loaded when the command runs: `isthmus --help` and the client commands never pay for the server.
+  const [{ loadRegionConfig }, { startRegion }] = await Promise.all([import('../../config/index.js'), import('../../region/index.js')]);
   const config = loadRegionConfig({ mode, flags, env: io.env, configFile: str(args.values.config) });
   const region = await startRegion(config);
   io.out(`==> Isthmus ${mode} running: datacenter ${config.dc}, node ${config.nodeName}`);

@@ -1,7 +1,5 @@
 // `isthmus demo` (what `npm start` runs): three federated regions on loopback with demo services,
 // traffic (one path denied) and the dashboard; Ctrl-C stops every process it started.
-import { startDemo } from '../../region/index.js';
-import { createLogger } from '../../telemetry/index.js';
 import { intFlag, str } from '../args.js';
 import type { Command } from '../command.js';
 
@@ -12,6 +10,8 @@ export const demoCommand: Command = {
   options: { rate: { type: 'string' }, 'data-dir': { type: 'string' }, 'log-level': { type: 'string' } },
   async run(p, io) {
     const rate = intFlag(str(p.values.rate), 'rate', 0, 1000) ?? 4;
+    // Loaded when the command runs: `isthmus --help` and the client commands never pay for them.
+    const [{ startDemo }, { createLogger }] = await Promise.all([import('../../region/index.js'), import('../../telemetry/index.js')]);
     const logger = createLogger({ level: (str(p.values['log-level']) ?? 'warn') as 'warn' });
     io.out('==> Starting the Isthmus demo: three regions, each with its server and mesh gateway');
     const started = Date.now();

@@ -4,6 +4,9 @@ import { loadService, protoPath } from '../core/proto.js';
 
 export const DATAPLANE_PROTO = protoPath('dataplane.proto');
 
+/** Records one flow batch may hold: a client sends at most this many in one message. */
+export const MAX_FLOW_BATCH = 1000;
+
 export function dataPlaneService(): grpc.ServiceClientConstructor {
   return loadService('dataplane.proto', 'DataPlane');
 }

@@ -3,11 +3,11 @@
 // configuration while the server is away, and resends nothing twice.
 import * as grpc from '@grpc/grpc-js';
 import { Backoff } from '../core/backoff.js';
+import { ErrorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { toWire } from './flow-wire.js';
-import { dataPlaneService } from './proto.js';
-import { MAX_FLOW_BATCH } from './stream-session.js';
+import { dataPlaneService, MAX_FLOW_BATCH } from './proto.js';
 
 export interface ChannelOptions<C> {
   /** host:port of the server's gRPC listener. */
@@ -26,6 +26,13 @@ export interface ChannelOptions<C> {
   flushMs?: number;
   /** Records kept while disconnected; beyond it the oldest are dropped (and counted). */
   maxBuffered?: number;
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+/** A refusal the server said is final, as the typed error it named (an unknown code is an internal one). */
+export function refusal(code: string, message: string): IsthmusError {
+  return new IsthmusError(KNOWN_CODES.has(code) ? (code as ErrorCode) : ErrorCodes.INTERNAL, message);
 }
 
 interface Pushed {

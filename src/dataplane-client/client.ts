@@ -1,5 +1,8 @@
 // The sidecar's end of the data-plane channel (the Stream RPC): says which service it proxies,
 // takes its whole configuration on every push, reports flow records.
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
+import type { Intention } from '../intentions/index.js';
+import type { SidecarConfig } from '../sidecar/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { ChannelClient } from './channel-client.js';
 import type { SidecarConfigMessage } from './proto.js';
@@ -20,6 +23,21 @@ export interface DataPlaneClientOptions {
   flushMs?: number;
   /** Records kept while disconnected; beyond it the oldest are dropped (and counted). */
   maxBuffered?: number;
+}
+
+/** A pushed configuration as the sidecar's input. */
+export function toSidecarConfig(m: SidecarConfigMessage): SidecarConfig {
+  if (!m.service || !m.leaf || !m.bundle || !m.intentions) throw new IsthmusError(ErrorCodes.INVALID, 'the server sent an incomplete sidecar configuration');
+  return {
+    service: m.service,
+    leaf: { certPem: m.leaf.certPem, keyPem: m.leaf.keyPem, spiffeId: m.leaf.spiffeId },
+    bundle: { roots: m.bundle.roots, chain: m.bundle.chain },
+    ...(m.inbound && m.inbound.bindPort
+      ? { inbound: { bindHost: m.inbound.bindHost, bindPort: m.inbound.bindPort, localAppHost: m.inbound.localAppHost, localAppPort: m.inbound.localAppPort, protocol: m.inbound.protocol === 'http' ? 'http' : 'tcp' } }
+      : {}),
+    upstreams: m.upstreams.map((u) => ({ ...u, endpoints: u.endpoints.map((e) => ({ ...e })) })),
+    policy: { intentions: JSON.parse(m.intentions.intentionsJson) as Intention[], defaultAllow: m.intentions.defaultAllow, index: m.intentions.index, sourceDc: m.intentions.sourceDc },
+  };
 }
 
 export class DataPlaneClient extends ChannelClient<SidecarConfigMessage> {

@@ -1,0 +1,2 @@
+export { startGateway } from './start-gateway.js';
+export type { GatewayProcess, StartGatewayOptions } from './start-gateway.js';
