@@ -1,7 +1,8 @@
 // Consul blocking queries: `?index=N&wait=5m`. The answer waits until what the read covers changes
 // past N (or the wait passes) and carries X-Consul-Index, X-Consul-KnownLeader, X-Consul-LastContact.
 import type { Context } from 'hono';
-import type { Store, Watchable } from '../store/index.js';
+import type { Watchable } from '../core/table-watch.js';
+import type { Store } from '../store/index.js';
 import { invalid } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 

@@ -5,7 +5,8 @@ import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import { auditOp, type Actor } from '../core/audit.js';
 import type { Component } from '../core/lifecycle.js';
 import { serverSni, serverSpiffeId, serviceDnsName, serviceSpiffeId } from '../core/names.js';
-import { TableWatch, type Store, type StoreOp } from '../store/index.js';
+import { TableWatch } from '../core/table-watch.js';
+import type { Store, StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import {
   CA_CONFIG,

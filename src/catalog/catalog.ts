@@ -2,7 +2,8 @@
 // indexes by service name (rebuilt from store changes) so reads never scan every instance.
 import { invalid, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch, type Store, type StoreOp } from '../store/index.js';
+import { TableWatch } from '../core/table-watch.js';
+import type { Store, StoreOp } from '../store/index.js';
 import {
   CHECKS,
   NODES,

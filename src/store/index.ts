@@ -2,5 +2,3 @@ export type { Store, StoreEntry, StoreOp, Change, ChangesSince, CommitResult, St
 export { MemoryStore } from './memory/index.js';
 export { RedisStore } from './redis/index.js';
 export { createStore } from './create-store.js';
-export { TableWatch } from './table-watch.js';
-export type { Watchable } from './table-watch.js';

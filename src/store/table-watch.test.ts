@@ -1,7 +1,7 @@
 // TableWatch: index, waits and change callbacks cover its tables and no others.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from './memory/index.js';
-import { TableWatch } from './table-watch.js';
+import { TableWatch } from '../core/table-watch.js';
 
 let store: MemoryStore;
 beforeEach(async () => {

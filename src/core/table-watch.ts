@@ -1,6 +1,14 @@
 // What a domain offers others instead of its table names: the index of some of its state, a wait
-// for that state to change (blocking queries), and a callback on each change (pushes).
-import type { Store } from './store.js';
+// for that state to change (blocking queries), and a callback on each change (pushes). It sits in
+// core/ and needs of the Store only the three calls below, so that a process that uses a domain's
+// pure parts (a sidecar compiling intentions) does not load the store with it.
+
+/** The part of the Store (store/store.ts) a TableWatch reads. */
+export interface WatchedStore {
+  tableIndex(table: string): number;
+  waitForChange(tables: string[], afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number>;
+  subscribe(listener: (changes: { table: string }[]) => void): () => void;
+}
 
 /** The index of some state and a wait for it to move: what a blocking read needs. */
 export interface Watchable {
@@ -19,7 +27,7 @@ export class TableWatch implements Watchable {
   private readonly set: ReadonlySet<string>;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: WatchedStore,
     tables: readonly string[],
   ) {
     this.tables = [...tables];
