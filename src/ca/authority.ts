@@ -1,43 +1,32 @@
 // The DC's certificate authority: the root (made by the primary), this DC's intermediate, leaves,
 // root rotation with cross-signing, intermediate renewal at half-life, and the trust bundle that
 // sidecars and gateways subscribe to.
+// This class is the CA's face: configuration, reads and the maintenance tick here; roots in
+// ca-roots.ts, this DC's intermediate in ca-intermediate.ts, leaves in ca-leaf.ts.
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import { auditOp, type Actor } from '../core/audit.js';
 import type { Component } from '../core/lifecycle.js';
-import { serverSni, serverSpiffeId, serviceDnsName, serviceSpiffeId } from '../core/names.js';
 import { TableWatch } from '../core/table-watch.js';
-import type { Store, StoreOp } from '../store/index.js';
+import type { StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
+import type { AuthorityOptions, CaContext } from './ca-context.js';
+import { ensureIntermediate, intermediateOps, signIntermediateFor } from './ca-intermediate.js';
+import { LeafSigner } from './ca-leaf.js';
+import { firstRoot, makeRoot, retireRoots } from './ca-roots.js';
 import {
   CA_CONFIG,
   CA_INTERMEDIATES,
   CA_ROOTS,
   CA_SECRETS,
   DEFAULT_CA_CONFIG,
-  intermediateCommonName,
   type CaConfig,
   type CaIntermediate,
   type CaRoot,
   type TrustBundle,
 } from './model.js';
-import { createRoot, inspect, newKeyPem, publicKeyPemOf, signCa, signLeaf, type IssuedCert } from './x509.js';
+import type { IssuedCert } from './x509.js';
 
-export interface AuthorityOptions {
-  store: Store;
-  dc: string;
-  /** The primary makes and rotates the root; a secondary gets its intermediate signed by the primary. */
-  primary: boolean;
-  trustDomain: () => string;
-  logger?: Logger;
-  now?: () => number;
-  /** How often the leader checks for renewals and retirements. */
-  tickMs?: number;
-  /**
-   * Signs this DC's intermediate key when the root is elsewhere (a secondary, through federation).
-   * Without it a secondary waits for one.
-   */
-  signRemote?: (dc: string, publicKeyPem: string) => Promise<{ certPem: string; rootId: string }>;
-}
+export type { AuthorityOptions } from './ca-context.js';
 
 /** The parts of the CA's state a blocking read or a push can follow. */
 export type CaPart = 'roots' | 'intermediates' | 'config';
@@ -50,8 +39,8 @@ export class CertificateAuthority implements Component {
   private readonly now: () => number;
   private readonly listeners = new Set<(bundle: TrustBundle) => void>();
   private unsubscribe: (() => void) | undefined;
-  private tokens = 0;
-  private lastRefill = 0;
+  private readonly ctx: CaContext;
+  private readonly leaves: LeafSigner;
   private ticking: Promise<void> | undefined;
   private readonly whole: TableWatch;
 
@@ -59,6 +48,8 @@ export class CertificateAuthority implements Component {
     this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
     this.log = (opts.logger ?? silentLogger).child({ component: 'ca' });
     this.now = opts.now ?? Date.now;
+    this.ctx = { opts, log: this.log, now: this.now, config: () => this.config(), roots: () => this.roots(), activeRoot: () => this.activeRoot(), intermediate: () => this.intermediate() };
+    this.leaves = new LeafSigner(this.ctx);
   }
 
   async start(): Promise<void> {
@@ -168,26 +159,8 @@ export class CertificateAuthority implements Component {
   }
 
   /** Signs a leaf for a service identity with this DC's intermediate. */
-  async issueLeaf(service: string, namespace = 'default', dc = this.opts.dc): Promise<IssuedCert & { spiffeId: string; chain: string[] }> {
-    this.takeToken();
-    const inter = this.intermediate();
-    // The chain is read with the intermediate that signs, so a leaf never travels with another's chain.
-    const chain = [...(inter ? [inter.CertPEM] : []), ...(this.activeRoot()?.IntermediateCerts ?? [])];
-    if (!inter) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `datacenter ${this.opts.dc} has no intermediate CA yet`);
-    const keyPem = this.opts.store.get<string>(CA_SECRETS, inter.KeyRef)?.value;
-    if (!keyPem) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the intermediate CA key is missing');
-    const td = this.opts.trustDomain();
-    const id = { trustDomain: td, namespace, dc, service };
-    const spiffeId = serviceSpiffeId(id);
-    const leaf = await signLeaf({
-      signer: { certPem: inter.CertPEM, keyPem },
-      spiffeId,
-      dnsNames: [serviceDnsName(id)],
-      commonName: service,
-      ttlMs: this.config().LeafCertTTL,
-      now: this.now(),
-    });
-    return { ...leaf, spiffeId, chain };
+  issueLeaf(service: string, namespace = 'default', dc = this.opts.dc): Promise<IssuedCert & { spiffeId: string; chain: string[] }> {
+    return this.leaves.issueLeaf(service, namespace, dc);
   }
 
   /** Makes a new root, cross-signed by the old one; the old root stays trusted until its last leaf expires. */
@@ -196,7 +169,7 @@ export class CertificateAuthority implements Component {
       throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, 'root rotation is done in the primary datacenter');
     }
     const old = this.activeRoot();
-    const root = await this.makeRoot(old);
+    const root = await makeRoot(this.ctx, old);
     const ops: StoreOp[] = [];
     if (old) {
       const entry = this.opts.store.get<CaRoot>(CA_ROOTS, old.ID)!;
@@ -208,7 +181,7 @@ export class CertificateAuthority implements Component {
     ops.push(auditOp(actor, { Kind: 'ca-root', Action: 'create', Subject: `root ${root.root.ID}`, Before: old ? { ID: old.ID } : undefined, After: { ID: root.root.ID } }));
     await this.opts.store.commit(ops);
     this.log.info('root rotated', { old: old?.ID, new: root.root.ID });
-    await this.ensureIntermediate(true);
+    await ensureIntermediate(this.ctx, true);
     return root.root;
   }
 
@@ -218,10 +191,10 @@ export class CertificateAuthority implements Component {
     this.ticking = (async () => {
       try {
         if (!this.opts.store.isLeader()) return;
-        if (this.opts.primary && !this.activeRoot()) await this.firstRoot();
-        await this.ensureIntermediate(false);
+        if (this.opts.primary && !this.activeRoot()) await firstRoot(this.ctx);
+        await ensureIntermediate(this.ctx, false);
         // Roots leave a secondary's bundle when the primary's retirement replicates, never by a local write.
-        if (this.opts.primary) await this.retireRoots();
+        if (this.opts.primary) await retireRoots(this.ctx);
       } catch (err) {
         this.log.warn('CA maintenance failed; will retry', { error: err });
       } finally {
@@ -229,108 +202,6 @@ export class CertificateAuthority implements Component {
       }
     })();
     return this.ticking;
-  }
-
-  private async firstRoot(): Promise<void> {
-    const made = await this.makeRoot(undefined);
-    try {
-      await this.opts.store.commit([
-        { op: 'put', table: CA_ROOTS, key: made.root.ID, value: made.root, ifIndex: 0 },
-        { op: 'put', table: CA_SECRETS, key: `root/${made.root.ID}`, value: made.keyPem },
-      ]);
-      this.log.info('root CA created', { id: made.root.ID, trustDomain: made.root.TrustDomain });
-    } catch (err) {
-      if (!(err instanceof IsthmusError && err.code === ErrorCodes.CONFLICT)) throw err;
-    }
-  }
-
-  private async makeRoot(previous: CaRoot | undefined): Promise<{ root: CaRoot; keyPem: string }> {
-    const td = this.opts.trustDomain();
-    const gen = this.roots().length + 1;
-    const name = `Isthmus CA Primary Cert ${gen}`;
-    const issued = await createRoot({ trustDomain: td, commonName: name, ttlMs: this.config().RootCertTTL });
-    const cross: string[] = [];
-    if (previous) {
-      const prevKey = this.opts.store.get<string>(CA_SECRETS, `root/${previous.ID}`)?.value;
-      if (prevKey) {
-        const c = await signCa({ signer: { certPem: previous.RootCert, keyPem: prevKey }, subjectKeyPem: issued.keyPem, commonName: name, trustDomain: td, ttlMs: this.config().RootCertTTL });
-        cross.push(c.certPem);
-      }
-    }
-    const id = formatKeyId(issued.keyId);
-    return {
-      keyPem: issued.keyPem,
-      root: {
-        ID: id,
-        Name: name,
-        SerialNumber: issued.serialNumber,
-        SigningKeyID: id,
-        NotBefore: issued.notBefore.toISOString(),
-        NotAfter: issued.notAfter.toISOString(),
-        RootCert: issued.certPem,
-        IntermediateCerts: cross,
-        Active: true,
-        TrustDomain: td,
-        PrivateKeyType: 'ec',
-        PrivateKeyBits: 256,
-      },
-    };
-  }
-
-  /** Keeps this DC's intermediate signed by the active root and renews it at half its life. */
-  private async ensureIntermediate(force: boolean): Promise<void> {
-    const active = this.activeRoot();
-    if (!active) return;
-    const current = this.opts.store.get<CaIntermediate>(CA_INTERMEDIATES, this.opts.dc);
-    if (current && !force) {
-      const nb = Date.parse(current.value.NotBefore);
-      const na = Date.parse(current.value.NotAfter);
-      const halfLife = nb + (na - nb) / 2;
-      if (current.value.RootID === active.ID && this.now() < halfLife) return;
-    }
-    const keyPem = await newKeyPem();
-    let certPem: string;
-    let rootId = active.ID;
-    if (this.opts.primary) {
-      const rootKey = this.opts.store.get<string>(CA_SECRETS, `root/${active.ID}`)?.value;
-      if (!rootKey) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the root CA key is missing');
-      const signed = await signCa({
-        signer: { certPem: active.RootCert, keyPem: rootKey },
-        subjectKeyPem: keyPem,
-        commonName: intermediateCommonName(this.opts.dc),
-        trustDomain: this.opts.trustDomain(),
-        ttlMs: this.config().IntermediateCertTTL,
-        pathLength: 0,
-      });
-      certPem = signed.certPem;
-    } else if (this.opts.signRemote) {
-      // Only the public key leaves this DC; the primary signs it.
-      const signed = await this.opts.signRemote(this.opts.dc, await publicKeyPemOf(keyPem));
-      certPem = signed.certPem;
-      rootId = signed.rootId;
-    } else {
-      return;
-    }
-    await this.opts.store.commit(this.intermediateOps(certPem, keyPem, rootId, current?.modifyIndex ?? 0));
-    this.log.info('intermediate CA issued', { dc: this.opts.dc, root: rootId });
-  }
-
-  private intermediateOps(certPem: string, keyPem: string, rootId: string, ifIndex: number): StoreOp[] {
-    const info = inspect(certPem);
-    const keyRef = `intermediate/${this.opts.dc}/${info.serialNumber}`;
-    const value: CaIntermediate = {
-      DC: this.opts.dc,
-      RootID: rootId,
-      CertPEM: certPem,
-      SerialNumber: info.serialNumber,
-      NotBefore: info.notBefore.toISOString(),
-      NotAfter: info.notAfter.toISOString(),
-      KeyRef: keyRef,
-    };
-    return [
-      { op: 'put', table: CA_SECRETS, key: keyRef, value: keyPem },
-      { op: 'put', table: CA_INTERMEDIATES, key: this.opts.dc, value, ifIndex },
-    ];
   }
 
   /**
@@ -341,70 +212,18 @@ export class CertificateAuthority implements Component {
     const current = this.opts.store.get<CaIntermediate>(CA_INTERMEDIATES, this.opts.dc);
     return [
       ...roots.map((r) => ({ op: 'put' as const, table: CA_ROOTS, key: r.ID, value: r })),
-      ...this.intermediateOps(intermediateCertPem, keyPem, rootId, current?.modifyIndex ?? 0),
+      ...intermediateOps(this.ctx, intermediateCertPem, keyPem, rootId, current?.modifyIndex ?? 0),
     ];
   }
 
   /** Signs another DC's intermediate (its public key) with the active root: the primary's part of a join or a renewal. */
-  async signIntermediateFor(dc: string, publicKeyPem: string): Promise<{ certPem: string; rootId: string }> {
-    if (!this.opts.primary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, 'intermediates are signed in the primary datacenter');
-    const active = this.activeRoot();
-    if (!active) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the primary has no root CA yet');
-    const rootKey = this.opts.store.get<string>(CA_SECRETS, `root/${active.ID}`)?.value;
-    if (!rootKey) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the root CA key is missing');
-    const signed = await signCa({
-      signer: { certPem: active.RootCert, keyPem: rootKey },
-      subjectPublicKeyPem: publicKeyPem,
-      commonName: intermediateCommonName(dc),
-      trustDomain: this.opts.trustDomain(),
-      ttlMs: this.config().IntermediateCertTTL,
-      pathLength: 0,
-    });
-    this.log.info('intermediate signed for another datacenter', { dc, root: active.ID });
-    return { certPem: signed.certPem, rootId: active.ID };
+  signIntermediateFor(dc: string, publicKeyPem: string): Promise<{ certPem: string; rootId: string }> {
+    return signIntermediateFor(this.ctx, dc, publicKeyPem);
   }
 
   /** This DC's server identity (spiffe://<td>/agent/server/dc/<dc>), for federation mTLS. */
-  async issueServerCert(): Promise<{ certPem: string; keyPem: string; chain: string[]; notBefore: Date; notAfter: Date }> {
-    const inter = this.intermediate();
-    if (!inter) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `datacenter ${this.opts.dc} has no intermediate CA yet`);
-    const keyPem = this.opts.store.get<string>(CA_SECRETS, inter.KeyRef)?.value;
-    if (!keyPem) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the intermediate CA key is missing');
-    const td = this.opts.trustDomain();
-    const chain = [inter.CertPEM, ...(this.activeRoot()?.IntermediateCerts ?? [])];
-    const leaf = await signLeaf({
-      signer: { certPem: inter.CertPEM, keyPem },
-      spiffeId: serverSpiffeId({ trustDomain: td, dc: this.opts.dc }),
-      dnsNames: [serverSni({ dc: this.opts.dc, trustDomain: td })],
-      commonName: `server.${this.opts.dc}`,
-      ttlMs: Math.min(this.config().LeafCertTTL, 72 * 3_600_000),
-      now: this.now(),
-    });
-    return { certPem: leaf.certPem, keyPem: leaf.keyPem, chain, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
-  }
-
-  private async retireRoots(): Promise<void> {
-    const now = this.now();
-    for (const e of this.opts.store.list<CaRoot>(CA_ROOTS)) {
-      const r = e.value;
-      if (r.Active || !r.RetireAfter || Date.parse(r.RetireAfter) > now) continue;
-      await this.opts.store.commit([
-        { op: 'delete', table: CA_ROOTS, key: r.ID, ifIndex: e.modifyIndex },
-        { op: 'delete', table: CA_SECRETS, key: `root/${r.ID}` },
-      ]);
-      this.log.info('old root retired from the trust bundle', { id: r.ID });
-    }
-  }
-
-  private takeToken(): void {
-    const rate = this.config().CsrMaxPerSecond;
-    if (rate <= 0) return;
-    const now = this.now();
-    this.tokens = Math.min(rate, this.tokens + ((now - this.lastRefill) / 1000) * rate);
-    if (this.lastRefill === 0) this.tokens = rate;
-    this.lastRefill = now;
-    if (this.tokens < 1) throw new IsthmusError(ErrorCodes.RATE_LIMITED, `leaf signing is limited to ${rate} per second in this datacenter; retry shortly`);
-    this.tokens -= 1;
+  issueServerCert(): Promise<{ certPem: string; keyPem: string; chain: string[]; notBefore: Date; notAfter: Date }> {
+    return this.leaves.issueServerCert();
   }
 
   private emit(): void {
@@ -418,8 +237,4 @@ export class CertificateAuthority implements Component {
       }
     }
   }
-}
-
-function formatKeyId(hex: string): string {
-  return hex.slice(0, 40).match(/../g)!.join(':');
 }

@@ -50,10 +50,10 @@ const GATEWAY_PORT = loadGatewayConfig({ env: {} }).addr.port;
 
 /** The range sidecar ports are allocated from, from the catalog's source. */
 const SIDECAR_RANGE = (() => {
-  const src = read(join(ROOT, 'src/catalog/catalog.ts'));
+  const src = read(join(ROOT, 'src/catalog/catalog-writes.ts'));
   const min = /SIDECAR_PORT_MIN\s*=\s*(\d+)/.exec(src);
   const max = /SIDECAR_PORT_MAX\s*=\s*(\d+)/.exec(src);
-  if (!min || !max) throw new Error('cannot find SIDECAR_PORT_MIN/MAX in src/catalog/catalog.ts');
+  if (!min || !max) throw new Error('cannot find SIDECAR_PORT_MIN/MAX in src/catalog/catalog-writes.ts');
   return [Number(min[1]), Number(max[1])] as const;
 })();
 

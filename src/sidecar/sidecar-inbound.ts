@@ -1,0 +1,155 @@
+// The sidecar's inbound side: the mTLS listener that verifies the caller's SPIFFE ID and enforces
+// intentions (L4 per connection, L7 per HTTP request) before relaying to the local application.
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
+import { peerSpiffeId, traceIdFromKeylog } from './identity.js';
+import { RelayTarget, relay, relayRead } from './relay.js';
+import type { SidecarInbound } from './sidecar-config.js';
+import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
+import { describeTlsError } from './tls-refusal.js';
+
+/**
+ * How long an idle keep-alive connection of an L7 inbound stays open, announced to callers in
+ * `Keep-Alive: timeout=` (Node's default is 5 s: a caller through two gateways would make a new mTLS
+ * connection after every pause of a few seconds; nginx keeps 75 s, Envoy an hour).
+ */
+export const HTTP_IDLE_TIMEOUT_MS = 60_000;
+
+export class InboundListener {
+  server: tls.Server | undefined;
+  readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+  constructor(private readonly ctx: SidecarContext) {}
+
+  async start(cfg: SidecarInbound): Promise<void> {
+    const traces = new WeakMap<tls.TLSSocket, string>();
+    // No Nagle delay on any hop: a proxy's small writes (a request, an answer) go out at once.
+    const server = tls.createServer({ ...this.ctx.contextOptions(), noDelay: true, requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.ctx.opts.handshakeTimeoutMs ?? 10_000 });
+    server.on('keylog', (line, sock) => {
+      if (!traces.has(sock)) {
+        const t = traceIdFromKeylog(line);
+        if (t) traces.set(sock, t);
+      }
+    });
+    server.on('tlsClientError', (err, sock) => {
+      const start = Date.now();
+      // A certificate that fails verification is refused by Node after the handshake, and the error
+      // handed over is then only the hang-up; the verification's own code says why.
+      // (Typed as an Error, set to the OpenSSL code string.)
+      const verify = (sock as tls.TLSSocket).authorizationError as unknown as string | (Error & { code?: string }) | undefined;
+      const verifyCode = typeof verify === 'string' ? verify : verify?.code;
+      const why = describeTlsError(verifyCode ? { code: verifyCode, message: verifyCode } : err);
+      this.ctx.record({
+        traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
+        requestIndex: 0,
+        hop: 'server-sidecar',
+        source: { spiffeId: '', service: '', namespace: '', dc: '' },
+        destination: this.ctx.self(),
+        sni: '',
+        verdict: 'denied',
+        reason: `TLS handshake refused: ${why}`,
+        intentionId: '',
+        startTime: start,
+        durationMs: 0,
+        bytesIn: sock.bytesRead ?? 0,
+        bytesOut: sock.bytesWritten ?? 0,
+      });
+      this.ctx.log.warn('inbound handshake refused', { error: why });
+      // With a listener here Node leaves the socket open (a handshake timeout included): close it.
+      sock.destroy();
+    });
+    const l7 = cfg.protocol === 'http' ? this.httpHandler(cfg, traces) : undefined;
+    server.on('secureConnection', (sock: tls.TLSSocket) => {
+      this.ctx.sockets.add(sock);
+      sock.once('close', () => this.ctx.sockets.delete(sock));
+      const start = Date.now();
+      const source = peerSpiffeId(sock) ?? '';
+      const traceId = traces.get(sock) ?? ZERO_TRACE;
+      const sni = (sock as tls.TLSSocket & { servername?: string | false }).servername || '';
+      const d = this.ctx.decide(source);
+      const base = { traceId, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni };
+      if (!d.allowed && !d.l7) {
+        sock.destroy();
+        this.ctx.record({ ...base, requestIndex: 0, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0 });
+        return;
+      }
+      if (l7) {
+        sock.once('close', () =>
+          this.ctx.record({ ...base, requestIndex: 0, verdict: 'allowed', reason: d.l7 ? 'connection accepted; requests checked against L7 permissions' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten }),
+        );
+        l7.emit('connection', sock);
+        return;
+      }
+      const appTarget = new RelayTarget();
+      const app: net.Socket = net.connect({ host: cfg.localAppHost, port: cfg.localAppPort, noDelay: true, onread: relayRead(this.ctx.readBuffer, appTarget, () => app) });
+      this.ctx.sockets.add(app);
+      let failed = false;
+      app.once('error', (err) => {
+        failed = true;
+        this.ctx.log.warn('local app unreachable', { error: err.message });
+        sock.destroy();
+      });
+      relay(sock, undefined, app, appTarget);
+      sock.once('close', () => {
+        this.ctx.sockets.delete(app);
+        this.ctx.record({ ...base, requestIndex: 0, verdict: failed ? 'error' : 'allowed', reason: failed ? 'local application unreachable' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten });
+      });
+    });
+    await listen(server, cfg.bindHost, cfg.bindPort);
+    this.server = server;
+  }
+
+  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>): http.Server {
+    // Per connection: requests so far, and the caller's identity (read once: it cannot change).
+    const conns = new WeakMap<net.Socket, { requests: number; source: string }>();
+    const server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
+      const sock = req.socket as tls.TLSSocket;
+      let conn = conns.get(sock);
+      if (!conn) conns.set(sock, (conn = { requests: 0, source: peerSpiffeId(sock) ?? '' }));
+      const n = ++conn.requests;
+      const start = Date.now();
+      const source = conn.source;
+      const traceId = traces.get(sock) ?? ZERO_TRACE;
+      const path = req.url ?? '/';
+      const d = this.ctx.decide(source, { method: req.method ?? 'GET', path, headers: req.headers });
+      const traceparent = (req.headers.traceparent as string | undefined) ?? `00-${traceId}-${randomUUID().replace(/-/g, '').slice(0, 16)}-01`;
+      const base = { traceId, requestIndex: n, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni: '' };
+      if (!d.allowed) {
+        const body = JSON.stringify({ error: 'denied', reason: d.reason, intention: d.intentionId });
+        res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+        this.ctx.record({ ...base, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: body.length, http: { method: req.method ?? '', path, status: 403, traceparent } });
+        return;
+      }
+      // Each side's connection is its own: its Connection and Keep-Alive fields stay on it (the app's
+      // idle timeout announced to the caller would outlive this server's, and a caller trusting it
+      // would send into a connection this sidecar has just closed).
+      const up = http.request({ host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...endToEnd(req.headers), traceparent }, agent: this.appAgent }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, endToEnd(ures.headers));
+        ures.pipe(res);
+        ures.once('end', () =>
+          this.ctx.record({ ...base, verdict: 'allowed', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: Number(req.headers['content-length'] ?? 0), bytesOut: Number(ures.headers['content-length'] ?? 0), http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent } }),
+        );
+      });
+      up.once('error', (err) => {
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'local application unreachable' }));
+        this.ctx.record({ ...base, verdict: 'error', reason: `local application unreachable: ${err.message}`, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0, http: { method: req.method ?? '', path, status: 502, traceparent } });
+      });
+      req.pipe(up);
+    });
+    return server;
+  }
+}
+
+/** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
+
+function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((f) => f.trim()));
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
+  return out;
+}
