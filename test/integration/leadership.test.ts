@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, type ServerProcess } from '../harness/server-process.js';
+import { api, runCli, startServer, type ServerProcess } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -65,6 +65,9 @@ describe('leadership among the servers of one DC', () => {
     expect(sStandby.LeaderAddress).toBe(leader.addr);
     expect(peer(sStandby, primaryDc)).toMatchObject({ State: 'down', Direction: '' });
     expect(peer(sStandby, primaryDc).LastError).toMatch(/does not lead/);
+    const cli = await runCli(['federation', 'status', '--http-addr', standby.addr]);
+    expect(cli.stdout).toContain(`This server does not lead its datacenter; the leader is ${leader.addr}.`);
+    expect((await runCli(['federation', 'status', '--http-addr', leader.addr])).stdout).toContain('This server leads its datacenter.');
 
     // Exactly one dials: were both dialing, each new link would replace the other's at the primary.
     const since = peer(await status(primary), dc);

@@ -39,6 +39,7 @@ export const federationStatus: Command = {
     }
     if (format !== 'table') throw new CliError(`-o must be table or json, not "${format}"`);
     io.out(`Datacenter ${s.Datacenter}${s.Primary ? ' (primary)' : `, primary ${s.PrimaryDatacenter}, applied index ${s.AppliedIndex}`}; federation listener ${s.Address}`);
+    io.out(s.Leader ? 'This server leads its datacenter.' : `This server does not lead its datacenter; the leader is ${s.LeaderAddress || 'not known'}.`);
     if (s.Peers.length === 0) {
       io.out('No peer datacenters.');
       return 0;
