@@ -8,7 +8,7 @@
 // (BENCH_GATEWAY_WORKERS=1,2).
 // Targets: gateway >= 1.0x HAProxy on requests/s, bulk MB/s and new connections/s; p99 <= 1.2x
 // HAProxy's; < 8 MB per 1,000 idle connections.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';

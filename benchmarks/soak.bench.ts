@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../test/harness/server-process.js';
 import { IntentionChurn, type Probe } from './support/soak-churn.js';
-import { killEverythingNow, startSoakMesh, stopEverything, type SoakMesh, type SoakPath } from './support/soak-federation.js';
+import { killEverythingNow, startSoakMesh, stopEverything, type SoakMesh } from './support/soak-federation.js';
 import { percentile, SoakLoad } from './support/soak-load.js';
 import { fdKinds, sampleProc, slope, type ProcSample } from './support/soak-sample.js';
 

@@ -9,7 +9,7 @@ import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
-import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
+import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
 
 export interface RedisFlowStoreOptions {
   dc: string;

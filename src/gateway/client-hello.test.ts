@@ -201,7 +201,7 @@ describe('parseClientHello: fuzz', () => {
       return h;
     } catch (err) {
       if (!(err instanceof IsthmusError) || err.code !== ErrorCodes.BAD_CLIENT_HELLO) {
-        throw new Error(`seed ${seed}: ${(err as Error).stack}\ninput ${buf.toString('hex')}`);
+        throw new Error(`seed ${seed}: ${(err as Error).stack}\ninput ${buf.toString('hex')}`, { cause: err });
       }
       return undefined;
     }

@@ -113,13 +113,6 @@ function judge(name: string, sent: string, a: Answer, changes: Change[]): boolea
   return true;
 }
 
-async function send(name: string, e: Endpoint, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<void> {
-  const before = fr.region.store.index();
-  const { result: a, changes } = await watching(() => call(fr.url, e.method, e.path(), body, headers));
-  const refused = judge(name, typeof body === 'string' ? body : Buffer.from(body).toString('latin1'), a, changes);
-  if (refused) expect(fr.region.store.index(), `${name}: the store index moved on a refusal`).toBe(before);
-}
-
 /** Bodies every endpoint must refuse: not JSON, not an object, too deep, with __proto__. */
 function alwaysBad(r: Rng): string | Uint8Array {
   switch (r.int(8)) {

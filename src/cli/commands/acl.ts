@@ -1,6 +1,6 @@
 // `isthmus acl bootstrap`, `acl policy create|list`, `acl token create|list`.
 import { readFileSync } from 'node:fs';
-import { list, str, type Parsed } from '../args.js';
+import { list, str } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
 import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
