@@ -1,26 +1,39 @@
+// @ts-check
 // Policy from traffic, as the intentions editor shows it: the answer of a dry run (which observed
 // calls a proposed intention would decide differently) and the intentions suggested from the
 // allowed calls to a service. Plain builders over the API's answers; nothing here writes.
 import { h } from './dom.js';
 import { shortId } from './format.js';
 import { dcChip } from './flow-cells.js';
+/** @import { Child } from './dom.js' */
+/** @import { DryRunAnswer, Federated, Permission, Rule, Suggestion, SuggestAnswer } from './shapes.js' */
 
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const plural = (/** @type {number} */ n, /** @type {string} */ one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
-/** "default/web" reads as "web"; other namespaces stay named. */
+/**
+ * "default/web" reads as "web"; other namespaces stay named.
+ * @param {string | undefined} name
+ */
 export function plainName(name) {
   return name?.startsWith('default/') ? name.slice('default/'.length) : name ?? '';
 }
 
-/** An intention's rule in a few words: its action, or its L7 permissions counted. */
+/**
+ * An intention's rule in a few words: its action, or its L7 permissions counted.
+ * @param {Rule | undefined} i
+ */
 export function ruleOf(i) {
   if (i?.Permissions?.length) return `L7, ${plural(i.Permissions.length, 'permission')}`;
   return i?.Action ?? 'allow';
 }
 
-/** One line per L7 permission: "allow GET, POST /v1/orders". */
+/**
+ * One line per L7 permission: "allow GET, POST /v1/orders".
+ * @param {Permission[] | undefined} permissions
+ */
 export function permissionLines(permissions) {
   return (permissions ?? []).map((p) => {
+    /** @type {NonNullable<Permission['HTTP']>} */
     const http = p.HTTP ?? {};
     const path = http.PathExact ?? (http.PathPrefix ? `${http.PathPrefix}*` : http.PathRegex ? `~${http.PathRegex}` : '(any path)');
     const methods = http.Methods?.length ? http.Methods.join(', ') : 'any method';
@@ -29,13 +42,20 @@ export function permissionLines(permissions) {
   });
 }
 
-/** Where the answer came from, and which DCs did not answer (their calls are left out). */
+/**
+ * Where the answer came from, and which DCs did not answer (their calls are left out).
+ * @param {Federated} answer
+ */
 function sources(answer) {
   const missing = answer.Missing ?? [];
   const answered = (answer.Datacenters ?? []).filter((dc) => !missing.includes(dc));
   return { answered, missing };
 }
 
+/**
+ * @param {Federated} answer
+ * @param {string} what
+ */
 function missingNote(answer, what) {
   const { missing } = sources(answer);
   if (missing.length === 0) return '';
@@ -46,6 +66,7 @@ function missingNote(answer, what) {
   );
 }
 
+/** @param {string[]} dcs */
 function dcList(dcs) {
   return dcs.length ? dcs.join(', ') : 'no datacenter';
 }
@@ -53,6 +74,9 @@ function dcList(dcs) {
 /**
  * The dry run's answer. `nameOf(id)` names a deciding intention (an ID, "default" or "proposed");
  * `existing` is the intention of the same pair the proposal would replace, if any.
+ * @param {DryRunAnswer} answer
+ * @param {(id: string) => Child} nameOf
+ * @param {(Rule & { ID: string }) | undefined} existing
  */
 export function previewResult(answer, nameOf, existing) {
   const p = answer.Proposed;
@@ -119,7 +143,11 @@ export function previewResult(answer, nameOf, existing) {
   );
 }
 
-/** The suggestions for a service, each with a button that puts it in the editor. */
+/**
+ * The suggestions for a service, each with a button that puts it in the editor.
+ * @param {SuggestAnswer} answer
+ * @param {(s: Suggestion, answer: SuggestAnswer) => void} use
+ */
 export function suggestionsResult(answer, use) {
   const { answered } = sources(answer);
   const list = answer.Suggestions ?? [];

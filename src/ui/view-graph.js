@@ -1,3 +1,4 @@
+// @ts-check
 // The service graph: one column per DC with its services, an edge per source → destination and
 // verdict (green allowed, red denied), labelled with the count and the p99 duration.
 import { get, query } from './api.js';
@@ -5,6 +6,14 @@ import { changed, fill, h, s } from './dom.js';
 import { duration } from './format.js';
 import { graphModel } from './flow-model.js';
 import { dcColour, missingNote } from './flow-cells.js';
+/** @import { Context, FlowsAnswer, View } from './shapes.js' */
+/** @import { Edge, Graph } from './flow-model.js' */
+
+/**
+ * Where a service's node is drawn: its column and row, and its top-left corner.
+ * @typedef {{ col: number, row: number, x: number, y: number }} NodePos
+ * @typedef {{ x: number, y: number }} Point
+ */
 
 const WINDOWS = [
   ['5m', 'last 5 minutes'],
@@ -27,8 +36,12 @@ const PARALLEL = 12;
 const LIMIT = 2000;
 
 /** Proxies and gateways carry traffic for services; they are not services of their own on the graph. */
-const isService = (name) => !name.endsWith('-sidecar-proxy') && name !== 'mesh-gateway';
+const isService = (/** @type {string} */ name) => !name.endsWith('-sidecar-proxy') && name !== 'mesh-gateway';
 
+/**
+ * @param {Context} ctx
+ * @returns {View}
+ */
 export function createGraphView(ctx) {
   const windowSelect = h('select', { name: 'window', onchange: () => ctx.refresh() }, WINDOWS.map(([v, label]) => h('option', { value: v, selected: v === '15m' }, label)));
   const canvas = h('div', { class: 'graph-canvas', id: 'graph' });
@@ -42,15 +55,19 @@ export function createGraphView(ctx) {
   );
 
   async function refresh() {
-    const [datacenters, flows] = await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query({ dc: 'all', since: windowSelect.value, limit: LIMIT })}`)]);
+    const [datacenters, flows] = /** @type {[string[], FlowsAnswer]} */ (
+      await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query({ dc: 'all', since: windowSelect.value, limit: LIMIT })}`)])
+    );
+    /** @type {Record<string, string[]>} */
     const catalogs = {};
+    /** @type {string[]} */
     const catalogErrors = [];
     await Promise.all(
       datacenters.map(async (dc) => {
         try {
-          catalogs[dc] = Object.keys(await get(`/v1/catalog/services${query({ dc })}`)).filter(isService);
+          catalogs[dc] = Object.keys(/** @type {Record<string, string[]>} */ (await get(`/v1/catalog/services${query({ dc })}`))).filter(isService);
         } catch (err) {
-          catalogErrors.push(`${dc}: ${err.message}`);
+          catalogErrors.push(`${dc}: ${/** @type {Error} */ (err).message}`);
         }
       }),
     );
@@ -77,12 +94,17 @@ export function createGraphView(ctx) {
 }
 
 function legend() {
-  const item = (cls, label) => h('span', { class: `legend-item ${cls}` }, h('span', { class: 'swatch' }), label);
+  const item = (/** @type {string} */ cls, /** @type {string} */ label) => h('span', { class: `legend-item ${cls}` }, h('span', { class: 'swatch' }), label);
   return h('div', { class: 'legend' }, item('allowed', 'allowed'), item('denied', 'denied'), item('error', 'error'), h('span', { class: 'legend-note' }, 'label: count · p99 duration'));
 }
 
+/**
+ * @param {Graph} model
+ * @param {Context} ctx
+ */
 function render(model, ctx) {
   const cols = model.datacenters;
+  /** @type {Map<string, NodePos>} */
   const pos = new Map();
   let tallest = 0;
   cols.forEach((dc, i) => {
@@ -120,22 +142,25 @@ function render(model, ctx) {
   });
 
   // Edges under the nodes; edges between the same two services side by side.
+  /** @type {Map<string, Edge[]>} */
   const pairs = new Map();
   for (const e of model.edges) {
     const a = `${e.source.service}@${e.source.dc}`;
     const b = `${e.destination.service}@${e.destination.dc}`;
     const key = [a, b].sort().join('|');
     if (!pairs.has(key)) pairs.set(key, []);
-    pairs.get(key).push(e);
+    /** @type {Edge[]} */ (pairs.get(key)).push(e);
   }
+  /** @type {Set<NodePos>} */
   const busy = new Set();
   const edgeLayer = s('g', { class: 'edges' });
   const labelLayer = s('g', { class: 'labels' });
   for (const group of pairs.values()) {
     group.sort((x, y) => x.verdict.localeCompare(y.verdict) || x.source.service.localeCompare(y.source.service));
     group.forEach((e, k) => {
-      const from = pos.get(`${e.source.service}@${e.source.dc}`);
-      const to = pos.get(`${e.destination.service}@${e.destination.dc}`);
+      // graphModel lists every service an edge names, so each end has its node.
+      const from = /** @type {NodePos} */ (pos.get(`${e.source.service}@${e.source.dc}`));
+      const to = /** @type {NodePos} */ (pos.get(`${e.destination.service}@${e.destination.dc}`));
       busy.add(from).add(to);
       const offset = (k - (group.length - 1) / 2) * PARALLEL;
       const [p0, p1, p2, p3] = curve(from, to, offset);
@@ -166,7 +191,7 @@ function render(model, ctx) {
 
   for (const dc of cols) {
     for (const name of dc.services) {
-      const p = pos.get(`${name}@${dc.name}`);
+      const p = /** @type {NodePos} */ (pos.get(`${name}@${dc.name}`));
       svg.append(
         s(
           'g',
@@ -182,7 +207,13 @@ function render(model, ctx) {
   return svg;
 }
 
-/** The control points of an edge from one node to another, `offset` apart from its parallels. */
+/**
+ * The control points of an edge from one node to another, `offset` apart from its parallels.
+ * @param {NodePos} a
+ * @param {NodePos} b
+ * @param {number} offset
+ * @returns {[Point, Point, Point, Point]}
+ */
 function curve(a, b, offset) {
   const ay = a.y + NODE_H / 2 + offset;
   const by = b.y + NODE_H / 2 + offset;
@@ -210,22 +241,33 @@ function curve(a, b, offset) {
   return [{ x: x0, y: ay }, { x: x0 + c, y: ay }, { x: x3 - c, y: by }, { x: x3, y: by }];
 }
 
+/**
+ * @param {Point} p0
+ * @param {Point} p1
+ * @param {Point} p2
+ * @param {Point} p3
+ * @param {number} t
+ * @returns {Point}
+ */
 function bezierPoint(p0, p1, p2, p3, t) {
   const u = 1 - t;
-  const f = (k) => u * u * u * p0[k] + 3 * u * u * t * p1[k] + 3 * u * t * t * p2[k] + t * t * t * p3[k];
+  const f = (/** @type {keyof Point} */ k) => u * u * u * p0[k] + 3 * u * u * t * p1[k] + 3 * u * t * t * p2[k] + t * t * t * p3[k];
   return { x: f('x'), y: f('y') };
 }
 
 /**
  * Fits each label's background to its text, once the text can be measured, and moves a label that
  * would cover one placed before it up or down until it is clear (edges out of one node start close).
+ * @param {Element} root
  */
 function sizeLabels(root) {
+  /** @type {{ x: number, y: number, w: number, h: number }[]} */
   const placed = [];
-  const clash = (b) => placed.some((p) => b.x < p.x + p.w && p.x < b.x + b.w && b.y < p.y + p.h && p.y < b.y + b.h);
+  const clash = (/** @type {{ x: number, y: number, w: number, h: number }} */ b) => placed.some((p) => b.x < p.x + p.w && p.x < b.x + b.w && b.y < p.y + p.h && p.y < b.y + b.h);
   for (const g of root.querySelectorAll('.edge-label')) {
-    const text = g.querySelector('text');
-    const rect = g.querySelector('rect');
+    // render() gives every label its text and its background.
+    const text = /** @type {SVGTextElement} */ (g.querySelector('text'));
+    const rect = /** @type {SVGRectElement} */ (g.querySelector('rect'));
     const w = (text.getComputedTextLength() || text.textContent.length * 7) + 14;
     const x = Number(text.getAttribute('x')) - w / 2;
     const y = Number(rect.getAttribute('y'));

@@ -1,3 +1,4 @@
+// @ts-check
 // A trace: the records of one traceId from every DC, each hop a bar on one time axis, with its DC,
 // verdict, reason and the intention that decided (and the DC it was written in), with that
 // intention's last change from the audit trail.
@@ -7,21 +8,27 @@ import { changed, fill, h } from './dom.js';
 import { clock, duration, service, shortId } from './format.js';
 import { orderTrace, traces } from './flow-model.js';
 import { dcChip, dcColour, missingNote } from './flow-cells.js';
+/** @import { AuditEvent, Context, FlowRecord, FlowsAnswer, Intention, Route, View } from './shapes.js' */
 
 const TRACE_RE = /^[0-9a-f]{32}$/;
 
+/**
+ * @param {Context} ctx
+ * @returns {View}
+ */
 export function createTraceView(ctx) {
   let traceId = '';
   const input = h('input', { name: 'trace', placeholder: 'trace ID (32 hex characters)', size: 36, autocomplete: 'off', pattern: '[0-9a-f]{32}' });
   const form = h(
     'form',
-    { class: 'filters', onsubmit: (ev) => (ev.preventDefault(), ctx.navigate(`#/trace/${input.value.trim().toLowerCase()}`)) },
+    { class: 'filters', onsubmit: (/** @type {SubmitEvent} */ ev) => (ev.preventDefault(), ctx.navigate(`#/trace/${input.value.trim().toLowerCase()}`)) },
     h('label', {}, h('span', {}, 'trace'), input),
     h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, 'Show'), h('button', { type: 'button', onclick: () => ctx.navigate('#/trace') }, 'Recent traces')),
   );
   const content = h('div', { id: 'trace' });
   const el = h('section', { class: 'view', 'aria-labelledby': 'trace-title' }, h('div', { class: 'view-head' }, h('h1', { id: 'trace-title' }, 'Trace')), form, content);
 
+  /** @param {Route} route */
   function show(route) {
     traceId = route.arg.toLowerCase();
     input.value = traceId;
@@ -33,9 +40,12 @@ export function createTraceView(ctx) {
       if (changed(content, `bad ${traceId}`)) fill(content, h('p', { class: 'warn' }, `"${traceId}" is not a trace ID: it is 32 hex characters, the head of the connection's TLS ClientHello random.`));
       return;
     }
-    const [flows, intentions, events] = await Promise.all([get(`/v1/flows${query({ dc: 'all', trace: traceId, limit: 1000 })}`), get('/v1/connect/intentions').catch(() => []), loadIntentionAudit()]);
+    const [flows, intentions, events] = /** @type {[FlowsAnswer, Intention[], AuditEvent[] | undefined]} */ (
+      await Promise.all([get(`/v1/flows${query({ dc: 'all', trace: traceId, limit: 1000 })}`), get('/v1/connect/intentions').catch(() => []), loadIntentionAudit()])
+    );
     const byId = new Map(intentions.map((i) => [i.ID, i]));
     const audit = auditIndex(events);
+    /** @type {Map<string, AuditEvent | undefined>} */
     const changes = new Map();
     for (const r of flows.Records) {
       if (!r.intentionId || r.intentionId === 'default' || changes.has(r.intentionId)) continue;
@@ -50,7 +60,7 @@ export function createTraceView(ctx) {
   }
 
   async function recent() {
-    const flows = await get(`/v1/flows${query({ dc: 'all', limit: 1000 })}`);
+    const flows = /** @type {FlowsAnswer} */ (await get(`/v1/flows${query({ dc: 'all', limit: 1000 })}`));
     const list = traces(flows.Records).slice(0, 50);
     if (!changed(content, JSON.stringify([list, flows.Missing]))) return;
     fill(
@@ -87,11 +97,16 @@ export function createTraceView(ctx) {
   return { el, show, refresh };
 }
 
+/**
+ * @param {FlowRecord[]} rows
+ * @param {Map<string, Intention>} intentions
+ * @param {Map<string, AuditEvent | undefined>} changes
+ */
 function timeline(rows, intentions, changes) {
   const t0 = Math.min(...rows.map((r) => r.startTime));
   const t1 = Math.max(...rows.map((r) => r.startTime + r.durationMs));
   const span = Math.max(1, t1 - t0);
-  const pct = (ms) => `${((ms / span) * 100).toFixed(3)}%`;
+  const pct = (/** @type {number} */ ms) => `${((ms / span) * 100).toFixed(3)}%`;
   const first = rows.find((r) => r.source?.service && r.destination?.service) ?? rows[0];
   const dcs = [...new Set(rows.map((r) => r.dc))];
 
@@ -134,7 +149,11 @@ function timeline(rows, intentions, changes) {
   );
 }
 
-/** The deciding intention of a hop, named by its pair when it still exists. */
+/**
+ * The deciding intention of a hop, named by its pair when it still exists.
+ * @param {FlowRecord} r
+ * @param {Map<string, Intention>} intentions
+ */
 function decidedBy(r, intentions) {
   if (!r.intentionId) return h('span', { class: 'decided muted' }, r.hop.startsWith('gateway-') ? 'routed by SNI (gateways do not authorize)' : 'no authorization at this hop');
   if (r.intentionId === 'default') return h('span', { class: 'decided' }, `decided by the default policy in ${r.dc}`);
@@ -150,7 +169,10 @@ function decidedBy(r, intentions) {
   );
 }
 
-/** Tick positions (ms from the start) at a round step, at most about eight of them. */
+/**
+ * Tick positions (ms from the start) at a round step, at most about eight of them.
+ * @param {number} span
+ */
 function ticks(span) {
   const steps = [1, 2, 5];
   let step = 1;

@@ -445,4 +445,56 @@ describe('dashboard at /ui', () => {
     await shot('intentions-decided');
     expect(pageErrors).toEqual([]);
   });
+
+  it('draws every connection it counts after a client sidecar found no endpoint for an upstream (a destination without a DC)', async () => {
+    await page.locator('#tabs a[data-view="graph"]').click();
+    await page.locator('.node[data-service="api"][data-dc="dc2"]').waitFor();
+    const recordsNow = async () => ((await api(dc2, 'GET', '/v1/flows?dc=all&since=15m&limit=2000')).body.Records as unknown[]).length;
+    const before = await recordsNow();
+    // The error banner must not show at any point while the graph takes the record in.
+    type Watch = {
+      document: { getElementById(id: string): { hidden: boolean; textContent: string } };
+      MutationObserver: new (f: () => void) => { observe(el: unknown, o: unknown): void };
+      bannerSeen: string[];
+    };
+    await page.evaluate(() => {
+      const g = globalThis as unknown as Watch;
+      const banner = g.document.getElementById('banner');
+      g.bannerSeen = [];
+      new g.MutationObserver(() => {
+        if (!banner.hidden) g.bannerSeen.push(banner.textContent);
+      }).observe(banner, { attributes: true, childList: true, characterData: true, subtree: true });
+    });
+    // As the sidecar records it: the upstream's name, and no SPIFFE ID, namespace or DC to go with it.
+    await dc2.flows.append([
+      {
+        id: randomUUID(),
+        traceId: '0'.repeat(32),
+        requestIndex: 0,
+        hop: 'client-sidecar',
+        dc: 'dc2',
+        reporter: 'api-sidecar-proxy',
+        source: { spiffeId: `spiffe://${dc1.trustDomain}/ns/default/dc/dc2/svc/api`, service: 'api', namespace: 'default', dc: 'dc2' },
+        destination: { spiffeId: '', service: 'billing', namespace: '', dc: '' },
+        sni: '',
+        verdict: 'error',
+        reason: 'no healthy endpoint for upstream billing',
+        intentionId: '',
+        intentionDc: '',
+        intentionIndex: 0,
+        startTime: Date.now(),
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+      },
+    ]);
+    const notes = page.locator('section[aria-labelledby="graph-title"] .notes p').first();
+    await expect.poll(() => notes.textContent(), { timeout: 15_000 }).toContain(`from ${before + 1} flow records`);
+    // Every connection the notes count is an edge on the canvas, and the rest of the graph stays.
+    const drawn = (await page.locator('#graph .edge-label text').allTextContents()).reduce((n, t) => n + Number(t.split(' ')[0]), 0);
+    expect(await notes.textContent()).toMatch(new RegExp(`^${drawn} connections? between services, from ${before + 1} flow records`));
+    expect(await page.locator('.node[data-service="web"][data-dc="dc1"]').count()).toBe(1);
+    expect(await page.evaluate(() => (globalThis as unknown as Watch).bannerSeen)).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
 });
