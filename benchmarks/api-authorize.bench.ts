@@ -32,7 +32,8 @@ const results: Record<string, { rps: number[]; p50: number[]; p99: number[]; err
   isthmus: { rps: [], p50: [], p99: [], errors: 0 },
 };
 // Warm both up, then alternate.
-for (const name of ['bare', 'isthmus'] as const) await load({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs: 1000 });
+for (const name of ['bare', 'isthmus'] as const)
+  await load({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs: 1000 });
 for (let r = 0; r < rounds; r++) {
   for (const name of ['bare', 'isthmus'] as const) {
     const res = await load({ url: `http://${addrs[name]}/v1/agent/connect/authorize`, method: 'POST', body, durationMs, connections: 32 });
@@ -44,6 +45,19 @@ for (let r = 0; r < rounds; r++) {
 }
 child.kill('SIGTERM');
 const summary = Object.fromEntries(
-  Object.entries(results).map(([k, v]) => [k, { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), errors: v.errors }]),
+  Object.entries(results).map(([k, v]) => [
+    k,
+    { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), errors: v.errors },
+  ]),
 );
-console.log(JSON.stringify({ name: 'api-authorize', loadGenerator: useWrk ? 'wrk' : 'node', pinned: pin, rounds, durationMs, ...summary, ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3) }));
+console.log(
+  JSON.stringify({
+    name: 'api-authorize',
+    loadGenerator: useWrk ? 'wrk' : 'node',
+    pinned: pin,
+    rounds,
+    durationMs,
+    ...summary,
+    ratio: +(summary.isthmus.rps / summary.bare.rps).toFixed(3),
+  }),
+);

@@ -15,7 +15,7 @@ const services = 2_000;
 let made = 0;
 for (let i = 0; made < N && i < 10 * N; i++) {
   const src = `svc-${i % services}`;
-  const dst = `svc-${(i % services + 1 + Math.floor(i / services) * 37) % services}`;
+  const dst = `svc-${((i % services) + 1 + Math.floor(i / services) * 37) % services}`;
   const kind = i % 20;
   try {
     if (kind === 0 && i % 200 === 0) await intentions.upsertExact('*', dst, { Action: 'deny' }, actor);
@@ -49,6 +49,8 @@ function run(ms: number): number {
 
 run(500); // warm-up (fills the decision cache, JIT)
 const rates = [run(2000), run(2000), run(2000)].sort((a, b) => a - b);
-console.log(JSON.stringify({ name: 'authorize', intentions: intentions.list().length, pairs: pairs.length, decisionsPerSec: Math.round(rates[1]), target: 2_000_000 }));
+console.log(
+  JSON.stringify({ name: 'authorize', intentions: intentions.list().length, pairs: pairs.length, decisionsPerSec: Math.round(rates[1]), target: 2_000_000 }),
+);
 await intentions.stop();
 await store.stop();

@@ -48,21 +48,27 @@ for (const g of Object.values(gateways)) g.rss.push(rssMB(g.pid));
 async function round(g: { port: number; socks: net.Socket[] }): Promise<number> {
   let failed = 0;
   for (let i = 0; i < N; i += 50) {
-    await Promise.all(Array.from({ length: Math.min(50, N - i) }, () => new Promise<void>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port: g.port });
-      g.socks.push(s);
-      let n = 0;
-      s.on('data', (d) => {
-        n += d.length;
-        if (n >= GOLDEN.length + PAYLOAD.length) resolve();
-      });
-      s.on('error', () => {
-        failed++;
-        resolve();
-      });
-      s.write(GOLDEN);
-      s.write(PAYLOAD);
-    })));
+    await Promise.all(
+      Array.from(
+        { length: Math.min(50, N - i) },
+        () =>
+          new Promise<void>((resolve) => {
+            const s = net.connect({ host: '127.0.0.1', port: g.port });
+            g.socks.push(s);
+            let n = 0;
+            s.on('data', (d) => {
+              n += d.length;
+              if (n >= GOLDEN.length + PAYLOAD.length) resolve();
+            });
+            s.on('error', () => {
+              failed++;
+              resolve();
+            });
+            s.write(GOLDEN);
+            s.write(PAYLOAD);
+          }),
+      ),
+    );
   }
   return failed;
 }

@@ -18,13 +18,39 @@ function wireRecord(i: number): FlowRecord {
   const hop = hops[i % 4];
   const sidecar = hop.endsWith('sidecar');
   const r: FlowRecord = {
-    id: randomUUID(), traceId: (trace * 2654435761 >>> 0).toString(16).padStart(32, '0'), requestIndex: i % 6 < 4 ? 0 : (i % 6) - 3, hop, dc: `dc${1 + (i % 3)}`, reporter: sidecar ? `${src}-sidecar-proxy` : `gateway-dc${1 + (i % 3)}-1`,
-    source: { spiffeId: sidecar ? `spiffe://${TD}/ns/default/dc/dc1/svc/${src}` : '', service: sidecar ? src : '', namespace: sidecar ? 'default' : '', dc: sidecar ? 'dc1' : '' },
-    destination: { spiffeId: '', service: dst, namespace: 'default', dc: 'dc2' }, sni: `${dst}.default.dc2.internal.${TD}`,
-    verdict: i % 50 === 0 ? 'denied' : 'allowed', reason: sidecar ? `allowed by intention ${src} => ${dst}` : `routed to 127.0.2.1:${21000 + (i % 4)}`,
-    intentionId: sidecar ? `2b0a7a3c-6d2c-4a59-9d0e-0c2e5a0c9f${String(trace % 60).padStart(2, '0')}` : '', intentionDc: sidecar ? 'dc1' : '', intentionIndex: 42,
-    startTime: 1_700_000_000_000 + i, durationMs: 3, bytesIn: 120, bytesOut: 340,
-    ...(i % 6 >= 4 ? { http: { method: 'GET', path: `/orders/${i % 500}`, status: 200, traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` } } : {}),
+    id: randomUUID(),
+    traceId: ((trace * 2654435761) >>> 0).toString(16).padStart(32, '0'),
+    requestIndex: i % 6 < 4 ? 0 : (i % 6) - 3,
+    hop,
+    dc: `dc${1 + (i % 3)}`,
+    reporter: sidecar ? `${src}-sidecar-proxy` : `gateway-dc${1 + (i % 3)}-1`,
+    source: {
+      spiffeId: sidecar ? `spiffe://${TD}/ns/default/dc/dc1/svc/${src}` : '',
+      service: sidecar ? src : '',
+      namespace: sidecar ? 'default' : '',
+      dc: sidecar ? 'dc1' : '',
+    },
+    destination: { spiffeId: '', service: dst, namespace: 'default', dc: 'dc2' },
+    sni: `${dst}.default.dc2.internal.${TD}`,
+    verdict: i % 50 === 0 ? 'denied' : 'allowed',
+    reason: sidecar ? `allowed by intention ${src} => ${dst}` : `routed to 127.0.2.1:${21000 + (i % 4)}`,
+    intentionId: sidecar ? `2b0a7a3c-6d2c-4a59-9d0e-0c2e5a0c9f${String(trace % 60).padStart(2, '0')}` : '',
+    intentionDc: sidecar ? 'dc1' : '',
+    intentionIndex: 42,
+    startTime: 1_700_000_000_000 + i,
+    durationMs: 3,
+    bytesIn: 120,
+    bytesOut: 340,
+    ...(i % 6 >= 4
+      ? {
+          http: {
+            method: 'GET',
+            path: `/orders/${i % 500}`,
+            status: 200,
+            traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
+          },
+        }
+      : {}),
   };
   return JSON.parse(JSON.stringify(r)) as FlowRecord;
 }
@@ -48,4 +74,13 @@ const store = measure(() => {
 });
 const plain = measure(() => Array.from({ length: N }, (_, i) => wireRecord(i)));
 const figures = (m: typeof store) => ({ heapBytesPerRecord: m.heapBytesPerRecord, rssBytesPerRecord: m.rssBytesPerRecord });
-console.log(JSON.stringify({ name: 'flows', records: N, memoryStore: figures(store), plainArray: figures(plain), storeVsPlainHeap: +(store.heapBytesPerRecord / plain.heapBytesPerRecord).toFixed(2), heldBoth: [store.keep, plain.keep].length }));
+console.log(
+  JSON.stringify({
+    name: 'flows',
+    records: N,
+    memoryStore: figures(store),
+    plainArray: figures(plain),
+    storeVsPlainHeap: +(store.heapBytesPerRecord / plain.heapBytesPerRecord).toFixed(2),
+    heldBoth: [store.keep, plain.keep].length,
+  }),
+);

@@ -8,7 +8,7 @@
 // (BENCH_GATEWAY_WORKERS=1,2).
 // Targets: gateway >= 1.0x HAProxy on requests/s, bulk MB/s and new connections/s; p99 <= 1.2x
 // HAProxy's; < 8 MB per 1,000 idle connections.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -42,10 +42,17 @@ const children: ChildProcess[] = [];
 // SIGTERM, not SIGKILL: an nginx master killed outright leaves its workers running.
 process.on('exit', () => children.forEach((c) => c.exitCode === null && c.kill('SIGTERM')));
 async function stopChildren(): Promise<void> {
-  await Promise.all(children.filter((c) => c.exitCode === null && c.signalCode === null).map((c) => new Promise((r) => {
-    c.once('exit', r);
-    c.kill('SIGTERM');
-  })));
+  await Promise.all(
+    children
+      .filter((c) => c.exitCode === null && c.signalCode === null)
+      .map(
+        (c) =>
+          new Promise((r) => {
+            c.once('exit', r);
+            c.kill('SIGTERM');
+          }),
+      ),
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -72,7 +79,6 @@ async function listening(port: number, what: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
 
 /** The pid and all its descendants (nginx workers, gateway workers). */
 function tree(pid: number): number[] {
@@ -126,14 +132,18 @@ const built = here('../dist/gateway/gateway-cluster.js');
 if (!existsSync(built)) throw new Error('no build of the gateway in dist/: run `npm run build` first');
 for (const f of readdirSync(here('../src/gateway')).filter((n) => n.endsWith('.ts') && !n.endsWith('.test.ts'))) {
   const out = here(`../dist/gateway/${f.replace(/\.ts$/, '.js')}`);
-  if (!existsSync(out) || statSync(out).mtimeMs < statSync(here(`../src/gateway/${f}`)).mtimeMs) throw new Error(`dist/gateway/${basename(out)} is older than src/gateway/${f}: run \`npm run build\` first`);
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(here(`../src/gateway/${f}`)).mtimeMs)
+    throw new Error(`dist/gateway/${basename(out)} is older than src/gateway/${f}: run \`npm run build\` first`);
 }
 
 await writeBackendCerts(dir, TD, [SNI, SNI_FULL]);
 const backendPorts = { resumable: await freePort(), full: await freePort() };
 children.push(startBackend(dir, backendPorts));
 await listening(backendPorts.resumable, 'the nginx backend');
-const routes = [{ sni: SNI, port: backendPorts.resumable }, { sni: SNI_FULL, port: backendPorts.full }];
+const routes = [
+  { sni: SNI, port: backendPorts.resumable },
+  { sni: SNI_FULL, port: backendPorts.full },
+];
 
 interface Path {
   name: string;
@@ -158,16 +168,19 @@ async function startRouter(name: string, tag: string): Promise<Path> {
   return { name, port, fullPort: port, pid: proc.pid };
 }
 
-const routers = ['haproxy', 'nginx', ...gatewayWorkers.map(gatewayName)].filter((n) => (n !== 'haproxy' || haveHaproxy()) && (n !== 'nginx' || haveNginx()) && (!only || only.includes(n)));
+const routers = ['haproxy', 'nginx', ...gatewayWorkers.map(gatewayName)].filter(
+  (n) => (n !== 'haproxy' || haveHaproxy()) && (n !== 'nginx' || haveNginx()) && (!only || only.includes(n)),
+);
 const paths: Path[] = [{ name: 'direct', port: backendPorts.resumable, fullPort: backendPorts.full }];
 for (const n of routers) paths.push(await startRouter(n, 'load'));
 const active = paths.filter((p) => !only || only.includes(p.name));
-const stopPid = (pid: number) => new Promise<void>((resolve) => {
-  const c = children.find((k) => k.pid === pid);
-  if (!c || c.exitCode !== null || c.signalCode !== null) return resolve();
-  c.once('exit', () => resolve());
-  c.kill('SIGTERM');
-});
+const stopPid = (pid: number) =>
+  new Promise<void>((resolve) => {
+    const c = children.find((k) => k.pid === pid);
+    if (!c || c.exitCode !== null || c.signalCode !== null) return resolve();
+    c.once('exit', () => resolve());
+    c.kill('SIGTERM');
+  });
 
 // ---- load, alternating ----
 
@@ -212,9 +225,12 @@ for (let r = 0; r < rounds; r++) {
         f.p99.push(ka.p99Ms);
         f.errors += ka.errors;
         got[p.name] = ka.rps;
-        console.error(`round ${r + 1} ${p.name}: ${Math.round(ka.rps)} req/s p99 ${ka.p99Ms} ms${f.cpuUs.length ? `, ${f.cpuUs[f.cpuUs.length - 1].toFixed(1)} µs CPU/req (user ${f.userUs[f.userUs.length - 1].toFixed(1)})` : ''}`);
+        console.error(
+          `round ${r + 1} ${p.name}: ${Math.round(ka.rps)} req/s p99 ${ka.p99Ms} ms${f.cpuUs.length ? `, ${f.cpuUs[f.cpuUs.length - 1].toFixed(1)} µs CPU/req (user ${f.userUs[f.userUs.length - 1].toFixed(1)})` : ''}`,
+        );
       } else if (t === 'resumed' || t === 'full') {
-        const nc = t === 'resumed' ? load(p, { headers: { Connection: 'close' } }) : load(p, { sni: SNI_FULL, port: p.fullPort, headers: { Connection: 'close' } });
+        const nc =
+          t === 'resumed' ? load(p, { headers: { Connection: 'close' } }) : load(p, { sni: SNI_FULL, port: p.fullPort, headers: { Connection: 'close' } });
         (t === 'resumed' ? f.resumed : f.full).push(nc.rps);
         f.errors += nc.errors;
         got[p.name] = nc.rps;
@@ -241,12 +257,22 @@ if (idleCount > 0) {
     const p = await startRouter(n, 'idle');
     await new Promise((r) => setTimeout(r, 1000));
     const before = treeRssKB(p.pid!);
-    const client = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/idle-tls.ts'), '127.0.0.1', String(p.port), String(idleCount), SNI]);
+    const client = await jsonChild(children, process.execPath, [
+      '--import',
+      'tsx',
+      here('./support/idle-tls.ts'),
+      '127.0.0.1',
+      String(p.port),
+      String(idleCount),
+      SNI,
+    ]);
     await new Promise((r) => setTimeout(r, 3000));
     const after = treeRssKB(p.pid!);
     const mb = (after - before) / 1024;
     idle[p.name] = { conns: client.info.open, mb: +mb.toFixed(1), mbPer1000: +((mb * 1000) / Math.max(1, client.info.open)).toFixed(2) };
-    console.error(`idle ${p.name}: ${client.info.open} open (${client.info.failed} failed), RSS ${(before / 1024).toFixed(1)} -> ${(after / 1024).toFixed(1)} MB`);
+    console.error(
+      `idle ${p.name}: ${client.info.open} open (${client.info.failed} failed), RSS ${(before / 1024).toFixed(1)} -> ${(after / 1024).toFixed(1)} MB`,
+    );
     client.proc.kill('SIGTERM');
     await new Promise((r) => client.proc.once('exit', r));
     await stopPid(p.pid!);

@@ -19,7 +19,15 @@ const t0 = performance.now();
 for (let s = 0; s < SERVICES; s++) {
   for (let i = 0; i < INSTANCES; i++) {
     await catalog.registerService(
-      serviceSchema.parse({ Name: `svc-${s}`, ID: `svc-${s}-${i}`, Port: 20000 + i, Address: `10.0.${s % 250}.${i + 1}`, Tags: ['v1'], Meta: { team: `t${s % 50}` }, Check: { TTL: '30s' } }),
+      serviceSchema.parse({
+        Name: `svc-${s}`,
+        ID: `svc-${s}-${i}`,
+        Port: 20000 + i,
+        Address: `10.0.${s % 250}.${i + 1}`,
+        Tags: ['v1'],
+        Meta: { team: `t${s % 50}` },
+        Check: { TTL: '30s' },
+      }),
     );
   }
 }
@@ -27,16 +35,18 @@ const seconds = (performance.now() - t0) / 1000;
 (globalThis as { gc?: () => void }).gc?.();
 const rss = process.memoryUsage().rss;
 const sample = catalog.instances('svc-42');
-console.log(JSON.stringify({
-  name: 'register',
-  instances: SERVICES * INSTANCES,
-  seconds: +seconds.toFixed(2),
-  perSecond: Math.round((SERVICES * INSTANCES) / seconds),
-  rssMB: Math.round(rss / 2 ** 20),
-  rssGrowthMB: Math.round((rss - rssBefore) / 2 ** 20),
-  check: sample.length === INSTANCES,
-  targets: { seconds: 10, rssMB: 300 },
-}));
+console.log(
+  JSON.stringify({
+    name: 'register',
+    instances: SERVICES * INSTANCES,
+    seconds: +seconds.toFixed(2),
+    perSecond: Math.round((SERVICES * INSTANCES) / seconds),
+    rssMB: Math.round(rss / 2 ** 20),
+    rssGrowthMB: Math.round((rss - rssBefore) / 2 ** 20),
+    check: sample.length === INSTANCES,
+    targets: { seconds: 10, rssMB: 300 },
+  }),
+);
 await catalog.stop();
 await store.stop();
 rmSync(dir, { recursive: true, force: true });

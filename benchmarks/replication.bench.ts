@@ -18,7 +18,15 @@ const EXPORT = Number(process.env.BENCH_EXPORT ?? 10_000);
 async function region(dc: string, host: string, extra: Record<string, string> = {}, dataDir?: string): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...extra },
+    flags: {
+      dc,
+      'http-addr': `${host}:0`,
+      'grpc-addr': `${host}:0`,
+      'grpc-tls-addr': `${host}:0`,
+      'acl-default-policy': 'allow',
+      'log-level': 'error',
+      ...extra,
+    },
     env: {},
   });
   return startRegion({ ...config, dataDir }, { processMetrics: false });
@@ -38,7 +46,11 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-const dirs = [mkdtempSync(join(tmpdir(), 'isthmus-bench-dc1-')), mkdtempSync(join(tmpdir(), 'isthmus-bench-dc2-')), mkdtempSync(join(tmpdir(), 'isthmus-bench-dc3-'))];
+const dirs = [
+  mkdtempSync(join(tmpdir(), 'isthmus-bench-dc1-')),
+  mkdtempSync(join(tmpdir(), 'isthmus-bench-dc2-')),
+  mkdtempSync(join(tmpdir(), 'isthmus-bench-dc3-')),
+];
 const dc1 = await region('dc1', '127.0.1.1', {}, dirs[0]);
 const dc2 = await region('dc2', '127.0.2.1', { 'join-token': await token(dc1, 'dc2') }, dirs[1]);
 
@@ -86,7 +98,10 @@ for (let i = 0; i < WRITES; i++) {
   const src = `bench-src-${i}`;
   const t0 = performance.now();
   const seen = Promise.all([waitFor(dc2, src), waitFor(dc3, src)]);
-  const res = await fetch(`http://${dc1.httpAddress}/v1/connect/intentions/exact?source=${src}&destination=db`, { method: 'PUT', body: JSON.stringify({ Action: i % 2 ? 'allow' : 'deny' }) });
+  const res = await fetch(`http://${dc1.httpAddress}/v1/connect/intentions/exact?source=${src}&destination=db`, {
+    method: 'PUT',
+    body: JSON.stringify({ Action: i % 2 ? 'allow' : 'deny' }),
+  });
   if (!res.ok) throw new Error(`write failed: ${res.status}`);
   await seen;
   lags.push(performance.now() - t0);

@@ -21,7 +21,6 @@ const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-bench-'));
 const children: ChildProcess[] = [];
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
-
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -83,7 +82,10 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const ms = Number(process.env.BENCH_MS ?? 3000);
 // The proxy's own CPU per keep-alive request: independent of what else shares the cores.
 const pids: Record<string, number> = { isthmus: pair.info.pid, ...(haveHaproxy ? { haproxy: haproxyPid } : {}) };
-const res: Record<string, { rps: number[]; p50: number[]; p99: number[]; p50One: number[]; p99One: number[]; conns: number[]; cpuUs: number[]; errors: number }> = {};
+const res: Record<
+  string,
+  { rps: number[]; p50: number[]; p99: number[]; p50One: number[]; p99One: number[]; conns: number[]; cpuUs: number[]; errors: number }
+> = {};
 for (const k of Object.keys(paths)) res[k] = { rps: [], p50: [], p99: [], p50One: [], p99One: [], conns: [], cpuUs: [], errors: 0 };
 for (const [, port] of Object.entries(paths)) await load({ url: `http://127.0.0.1:${port}/`, durationMs: 1000 });
 for (let r = 0; r < rounds; r++) {
@@ -124,17 +126,35 @@ if (haveHaproxy) idle.haproxy = +(await idleCost(haproxyPort, haproxyPid)).toFix
 
 const summary: Record<string, unknown> = {};
 for (const [k, v] of Object.entries(res)) {
-  summary[k] = { rps: Math.round(median(v.rps)), p50Ms: +median(v.p50).toFixed(3), p99Ms: +median(v.p99).toFixed(3), oneConnection: { p50Ms: +median(v.p50One).toFixed(3), p99Ms: +median(v.p99One).toFixed(3) }, newConnsPerSec: Math.round(median(v.conns)), ...(v.cpuUs.length ? { cpuUsPerRequest: +median(v.cpuUs).toFixed(1) } : {}), errors: v.errors, ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}) };
+  summary[k] = {
+    rps: Math.round(median(v.rps)),
+    p50Ms: +median(v.p50).toFixed(3),
+    p99Ms: +median(v.p99).toFixed(3),
+    oneConnection: { p50Ms: +median(v.p50One).toFixed(3), p99Ms: +median(v.p99One).toFixed(3) },
+    newConnsPerSec: Math.round(median(v.conns)),
+    ...(v.cpuUs.length ? { cpuUsPerRequest: +median(v.cpuUs).toFixed(1) } : {}),
+    errors: v.errors,
+    ...(idle[k] !== undefined ? { idleMBper1000: idle[k] } : {}),
+  };
 }
 const s = summary as Record<string, { rps: number; p50Ms: number; oneConnection: { p50Ms: number }; newConnsPerSec: number; cpuUsPerRequest: number }>;
 const addedOne = (k: string) => +((s[k].oneConnection.p50Ms - s.direct.oneConnection.p50Ms) / 2).toFixed(3);
-console.log(JSON.stringify({
-  name: 'sidecar',
-  loadGenerator: useWrk ? 'wrk' : 'node',
-  rounds,
-  ...summary,
-  ratios: haveHaproxy
-    ? { rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3), newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3), cpuPerRequestVsHaproxy: +(s.isthmus.cpuUsPerRequest / s.haproxy.cpuUsPerRequest).toFixed(3), addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3), addedP50PerHopMsOneConnection: addedOne('isthmus'), haproxyAddedP50PerHopMsOneConnection: addedOne('haproxy') }
-    : { addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3), addedP50PerHopMsOneConnection: addedOne('isthmus') },
-}));
+console.log(
+  JSON.stringify({
+    name: 'sidecar',
+    loadGenerator: useWrk ? 'wrk' : 'node',
+    rounds,
+    ...summary,
+    ratios: haveHaproxy
+      ? {
+          rpsVsHaproxy: +(s.isthmus.rps / s.haproxy.rps).toFixed(3),
+          newConnsVsHaproxy: +(s.isthmus.newConnsPerSec / s.haproxy.newConnsPerSec).toFixed(3),
+          cpuPerRequestVsHaproxy: +(s.isthmus.cpuUsPerRequest / s.haproxy.cpuUsPerRequest).toFixed(3),
+          addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3),
+          addedP50PerHopMsOneConnection: addedOne('isthmus'),
+          haproxyAddedP50PerHopMsOneConnection: addedOne('haproxy'),
+        }
+      : { addedP50PerHopMs: +((s.isthmus.p50Ms - s.direct.p50Ms) / 2).toFixed(3), addedP50PerHopMsOneConnection: addedOne('isthmus') },
+  }),
+);
 process.exit(0);

@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../test/harness/server-process.js';
 import { IntentionChurn, type Probe } from './support/soak-churn.js';
-import { killEverythingNow, startSoakMesh, stopEverything, type SoakMesh, type SoakPath } from './support/soak-federation.js';
+import { killEverythingNow, startSoakMesh, stopEverything, type SoakMesh } from './support/soak-federation.js';
 import { percentile, SoakLoad } from './support/soak-load.js';
 import { fdKinds, sampleProc, slope, type ProcSample } from './support/soak-sample.js';
 
@@ -71,7 +71,10 @@ if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('no build in di
     }
   };
   walk(join(ROOT, 'src'));
-  if (stale.length) say(`note: dist/ is older than ${stale.length} source file(s) (${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', ...' : ''}); the soak runs the build as it is`);
+  if (stale.length)
+    say(
+      `note: dist/ is older than ${stale.length} source file(s) (${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', ...' : ''}); the soak runs the build as it is`,
+    );
 }
 
 // ---- cleanup on every way out ----
@@ -115,13 +118,18 @@ async function servedLeaves(mesh: SoakMesh): Promise<Record<string, { serial: st
     out[p.expect.service] = await new Promise((resolve) => {
       let served: { serial: string; issuer: string } | undefined;
       let answer = '';
-      const s = tls.connect({ host: p.inbound.host, port: p.inbound.port, key: leaf.PrivateKeyPEM, cert, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => {
-        const c = s.getPeerCertificate();
-        served = { serial: c.serialNumber, issuer: String(c.issuer?.CN ?? JSON.stringify(c.issuer)) };
-        s.write(`GET / HTTP/1.1\r\nHost: ${p.expect.service}\r\nConnection: close\r\n\r\n`);
-      });
+      const s = tls.connect(
+        { host: p.inbound.host, port: p.inbound.port, key: leaf.PrivateKeyPEM, cert, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
+        () => {
+          const c = s.getPeerCertificate();
+          served = { serial: c.serialNumber, issuer: String(c.issuer?.CN ?? JSON.stringify(c.issuer)) };
+          s.write(`GET / HTTP/1.1\r\nHost: ${p.expect.service}\r\nConnection: close\r\n\r\n`);
+        },
+      );
       s.on('data', (d) => (answer += d));
-      s.on('end', () => resolve(served && answer.startsWith('HTTP/1.1 200') ? served : { error: `no 200 from ${p.expect.service}'s sidecar: ${answer.slice(0, 100)}` }));
+      s.on('end', () =>
+        resolve(served && answer.startsWith('HTTP/1.1 200') ? served : { error: `no 200 from ${p.expect.service}'s sidecar: ${answer.slice(0, 100)}` }),
+      );
       s.setTimeout(5000, () => s.destroy(new Error('timeout')));
       s.on('error', (e) => resolve({ error: e.message }));
     });
@@ -153,7 +161,20 @@ async function notAllowedFlows(url: string): Promise<unknown[]> {
   const out: unknown[] = [];
   for (const verdict of ['error', 'denied', 'no_route']) {
     const r = (await json(`${url}/v1/flows?dc=all&verdict=${verdict}&limit=500`)) as { Records: Record<string, unknown>[] };
-    for (const f of r.Records) out.push({ verdict, dc: f.dc, hop: f.hop, reason: f.reason, traceId: f.traceId, start: new Date(f.startTime as number).toISOString(), durationMs: f.durationMs, source: (f.source as { service?: string })?.service, destination: (f.destination as { service?: string })?.service, sni: f.sni, http: f.http });
+    for (const f of r.Records)
+      out.push({
+        verdict,
+        dc: f.dc,
+        hop: f.hop,
+        reason: f.reason,
+        traceId: f.traceId,
+        start: new Date(f.startTime as number).toISOString(),
+        durationMs: f.durationMs,
+        source: (f.source as { service?: string })?.service,
+        destination: (f.destination as { service?: string })?.service,
+        sni: f.sni,
+        http: f.http,
+      });
   }
   return out;
 }
@@ -162,7 +183,9 @@ async function notAllowedFlows(url: string): Promise<unknown[]> {
 
 const startedAt = new Date();
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadavgAtStart: loadavg().map((x) => +x.toFixed(2)) };
-say(`soak: ${durationMs / 1000} s, ${keepAliveRps} req/s keep-alive + ${newConnRps} req/s on new connections, churn every ${churnMs} ms, toggles every ${toggleMs} ms, samples every ${sampleMs} ms`);
+say(
+  `soak: ${durationMs / 1000} s, ${keepAliveRps} req/s keep-alive + ${newConnRps} req/s on new connections, churn every ${churnMs} ms, toggles every ${toggleMs} ms, samples every ${sampleMs} ms`,
+);
 say('starting three DCs:');
 const mesh = await startSoakMesh({ hosts: HOSTS, gateways, say });
 for (const p of mesh.paths) {
@@ -180,9 +203,19 @@ say(`mesh up: ${mesh.procs.length} processes; paths ${mesh.paths.map((p) => p.na
 
 phase = 'run';
 const windowMs = Math.max(10_000, Math.min(60_000, Math.round(durationMs / 10)));
-const load = new SoakLoad(mesh.paths, { keepAliveRps, newConnRps, keepAliveConns: Number(process.env.SOAK_KEEPALIVE_CONNS ?? 32), timeoutMs: 10_000, maxInFlight: 2000, windowMs });
+const load = new SoakLoad(mesh.paths, {
+  keepAliveRps,
+  newConnRps,
+  keepAliveConns: Number(process.env.SOAK_KEEPALIVE_CONNS ?? 32),
+  timeoutMs: 10_000,
+  maxInFlight: 2000,
+  windowMs,
+});
 const churn = new IntentionChurn(mesh.dcs, 10, () => load.elapsedS, 20261123);
-const watched = [...mesh.procs.map((p) => ({ name: `${p.name} (${p.dc})`, pid: p.child.pid!, kind: p.kind as string })), { name: 'load generator (this process)', pid: process.pid, kind: 'bench' }];
+const watched = [
+  ...mesh.procs.map((p) => ({ name: `${p.name} (${p.dc})`, pid: p.child.pid!, kind: p.kind as string })),
+  { name: 'load generator (this process)', pid: process.pid, kind: 'bench' },
+];
 const samples: Record<string, ProcSample[]> = Object.fromEntries(watched.map((w) => [w.name, []]));
 const fdKindsAtStart = Object.fromEntries(watched.map((w) => [w.name, fdKinds(w.pid)]));
 const sample = () => {
@@ -238,13 +271,21 @@ const rotationDone = (async () => {
   const t0 = performance.now();
   say(`t=${t.toFixed(0)} s: isthmus ca rotate`);
   const r = await runCli(['ca', 'rotate', '--http-addr', mesh.dcs[0].http]);
-  rotation = { t: +t.toFixed(1), ms: Math.round(performance.now() - t0), code: r.code, output: (r.stdout + r.stderr).trim(), newRootId: /\(([^)]+)\)\s*$/.exec(r.stdout.trim())?.[1] };
+  rotation = {
+    t: +t.toFixed(1),
+    ms: Math.round(performance.now() - t0),
+    code: r.code,
+    output: (r.stdout + r.stderr).trim(),
+    newRootId: /\(([^)]+)\)\s*$/.exec(r.stdout.trim())?.[1],
+  };
   say(`  ${rotation.output}`);
 })();
 
 const progress = setInterval(() => {
   const c = load.count;
-  say(`t=${load.elapsedS.toFixed(0)} s: ${c.keepalive.ok + c.new.ok} ok, ${c.keepalive.errors + c.new.errors} errors, ${churn.writes} intention writes (${churn.writeErrors.length} failed)`);
+  say(
+    `t=${load.elapsedS.toFixed(0)} s: ${c.keepalive.ok + c.new.ok} ok, ${c.keepalive.errors + c.new.errors} errors, ${churn.writes} intention writes (${churn.writeErrors.length} failed)`,
+  );
 }, 60_000);
 
 await Promise.race([sleep(durationMs), new Promise((r) => interrupt.signal.addEventListener('abort', r))]);
@@ -272,9 +313,18 @@ if (!interrupt.signal.aborted) {
   finalProbe = await churn.probe(30_000);
   identical = await churn.identical();
   for (const d of mesh.dcs) {
-    const r = (await json(`${d.url}/v1/connect/ca/roots`).catch((e: Error) => ({ error: e.message }))) as { ActiveRootID?: string; Roots?: { ID: string; Active: boolean }[]; error?: string };
-    roots[d.dc] = r.error ? r : { ActiveRootID: r.ActiveRootID, roots: r.Roots?.length, activeIsNew: !!rotation?.newRootId && r.ActiveRootID === rotation.newRootId };
-    const s = (await json(`${d.url}/v1/federation/status`).catch((e: Error) => ({ error: e.message }))) as { Peers?: { Datacenter: string; State: string; ReplicationLagMs: number }[]; error?: string };
+    const r = (await json(`${d.url}/v1/connect/ca/roots`).catch((e: Error) => ({ error: e.message }))) as {
+      ActiveRootID?: string;
+      Roots?: { ID: string; Active: boolean }[];
+      error?: string;
+    };
+    roots[d.dc] = r.error
+      ? r
+      : { ActiveRootID: r.ActiveRootID, roots: r.Roots?.length, activeIsNew: !!rotation?.newRootId && r.ActiveRootID === rotation.newRootId };
+    const s = (await json(`${d.url}/v1/federation/status`).catch((e: Error) => ({ error: e.message }))) as {
+      Peers?: { Datacenter: string; State: string; ReplicationLagMs: number }[];
+      error?: string;
+    };
     federation[d.dc] = s.error ? s : s.Peers?.map((p) => ({ dc: p.Datacenter, state: p.State, lagMs: p.ReplicationLagMs }));
     flows[d.dc] = await flowsByVerdict(d.url).catch((e: Error) => ({ error: e.message }));
   }
@@ -285,7 +335,10 @@ if (!interrupt.signal.aborted) {
 // Logged warnings and errors of every process, and the processes that died during the run.
 const logs = Object.fromEntries(
   mesh.procs.map((p) => {
-    const lines = p.output().split('\n').filter((l) => /"level":"(warn|error)"/.test(l));
+    const lines = p
+      .output()
+      .split('\n')
+      .filter((l) => /"level":"(warn|error)"/.test(l));
     return [`${p.name} (${p.dc})`, { warnOrError: lines.length, last: lines.slice(-5) }];
   }),
 );
@@ -309,7 +362,14 @@ const processes = watched.map((w) => {
     name: w.name,
     pid: w.pid,
     samples: s.length,
-    rssMB: { start: mb(first.rssKB), max: mb(Math.max(...s.map((x) => x.rssKB))), end: mb(last.rssKB), growth: mb(last.rssKB - first.rssKB), growthAfterWarmup: mb(last.rssKB - warm.rssKB), slopeLastHalfMBperHour: +((slope(half.map((x) => ({ t: x.t, y: x.rssKB }))) * 3600) / 1024).toFixed(1) },
+    rssMB: {
+      start: mb(first.rssKB),
+      max: mb(Math.max(...s.map((x) => x.rssKB))),
+      end: mb(last.rssKB),
+      growth: mb(last.rssKB - first.rssKB),
+      growthAfterWarmup: mb(last.rssKB - warm.rssKB),
+      slopeLastHalfMBperHour: +((slope(half.map((x) => ({ t: x.t, y: x.rssKB }))) * 3600) / 1024).toFixed(1),
+    },
     fds: { start: first.fds, max: Math.max(...s.map((x) => x.fds)), end: last.fds },
     cpuSeconds: +((last.cpuTicks - first.cpuTicks) / 100).toFixed(1),
     cpuPercentOfOneCore: +(((last.cpuTicks - first.cpuTicks) / 100 / Math.max(1, last.t - first.t)) * 100).toFixed(1),
@@ -319,10 +379,18 @@ const processes = watched.map((w) => {
 const all = [...load.lat.keepalive, ...load.lat.new].sort((a, b) => a - b);
 const ka = [...load.lat.keepalive].sort((a, b) => a - b);
 const nc = [...load.lat.new].sort((a, b) => a - b);
-const lat = (xs: number[]) => ({ p50: +percentile(xs, 50).toFixed(2), p99: +percentile(xs, 99).toFixed(2), p999: +percentile(xs, 99.9).toFixed(2), max: +(xs[xs.length - 1] ?? 0).toFixed(1) });
+const lat = (xs: number[]) => ({
+  p50: +percentile(xs, 50).toFixed(2),
+  p99: +percentile(xs, 99).toFixed(2),
+  p999: +percentile(xs, 99.9).toFixed(2),
+  max: +(xs[xs.length - 1] ?? 0).toFixed(1),
+});
 // The same after the warm-up (the first minute; the first window in a run of under two minutes).
 const steadyFromS = elapsedS >= 120 ? 60 : windowMs / 1000;
-const steady = load.windows.filter((_, i) => (i * windowMs) / 1000 >= steadyFromS).flatMap((w) => w.lat).sort((a, b) => a - b);
+const steady = load.windows
+  .filter((_, i) => (i * windowMs) / 1000 >= steadyFromS)
+  .flatMap((w) => w.lat)
+  .sort((a, b) => a - b);
 const c = load.count;
 const requests = c.keepalive.sent + c.new.sent;
 const errors = c.keepalive.errors + c.new.errors;
@@ -333,9 +401,28 @@ for (const e of load.errors) {
 }
 const writeMs = [...churn.writeMs].sort((a, b) => a - b);
 const lost = finalProbe?.differences ?? [];
-const leafRotated = leavesAfter ? Object.fromEntries(Object.entries(leavesBefore).map(([k, v]) => [k, 'serial' in v && 'serial' in (leavesAfter![k] ?? {}) ? (leavesAfter![k] as { serial: string }).serial !== v.serial : false])) : {};
-const rotationOk = !!rotation && rotation.code === 0 && Object.values(roots).every((r) => (r as { activeIsNew?: boolean }).activeIsNew) && Object.values(leafRotated).every(Boolean);
-const ok = !interrupt.signal.aborted && errors === 0 && load.notSent === 0 && churn.writeErrors.length === 0 && lost.length === 0 && !!identical?.same && died.length === 0 && rotationOk;
+const leafRotated = leavesAfter
+  ? Object.fromEntries(
+      Object.entries(leavesBefore).map(([k, v]) => [
+        k,
+        'serial' in v && 'serial' in (leavesAfter![k] ?? {}) ? (leavesAfter![k] as { serial: string }).serial !== v.serial : false,
+      ]),
+    )
+  : {};
+const rotationOk =
+  !!rotation &&
+  rotation.code === 0 &&
+  Object.values(roots).every((r) => (r as { activeIsNew?: boolean }).activeIsNew) &&
+  Object.values(leafRotated).every(Boolean);
+const ok =
+  !interrupt.signal.aborted &&
+  errors === 0 &&
+  load.notSent === 0 &&
+  churn.writeErrors.length === 0 &&
+  lost.length === 0 &&
+  !!identical?.same &&
+  died.length === 0 &&
+  rotationOk;
 
 const summary = {
   name: 'soak',
@@ -367,7 +454,15 @@ const summary = {
     dcsIdentical: identical?.same ?? null,
     intentionsPerDc: identical?.counts ?? null,
   },
-  rotation: { ...rotation, rootBefore: rootsBefore.ActiveRootID, roots, servedLeafBefore: leavesBefore, servedLeafAfter: leavesAfter, servedLeafChanged: leafRotated, ok: rotationOk },
+  rotation: {
+    ...rotation,
+    rootBefore: rootsBefore.ActiveRootID,
+    roots,
+    servedLeafBefore: leavesBefore,
+    servedLeafAfter: leavesAfter,
+    servedLeafChanged: leafRotated,
+    ok: rotationOk,
+  },
   federation,
   flowsByVerdict: flows,
   flowsNotAllowed: flowsNotAllowed.slice(0, 50),
@@ -382,8 +477,12 @@ const rows = processes.map((p) =>
     : `${p.name.padEnd(34)} (no samples)`,
 );
 say('');
-say(`soak ${ok ? 'passed' : interrupt.signal.aborted ? 'INTERRUPTED' : 'FAILED'}: ${elapsedS.toFixed(0)} s, ${requests} requests, ${errors} errors, ${load.notSent} not sent; p50 ${lat(all).p50} ms, p99 ${lat(all).p99} ms (from ${steadyFromS} s on: ${lat(steady).p50} / ${lat(steady).p99} ms)`);
-say(`intention writes ${churn.writes} (${churn.writeErrors.length} failed), lost ${lost.length}, DCs identical ${identical?.same}; rotation ${rotationOk ? 'ok' : 'NOT ok'}; processes died ${died.length}`);
+say(
+  `soak ${ok ? 'passed' : interrupt.signal.aborted ? 'INTERRUPTED' : 'FAILED'}: ${elapsedS.toFixed(0)} s, ${requests} requests, ${errors} errors, ${load.notSent} not sent; p50 ${lat(all).p50} ms, p99 ${lat(all).p99} ms (from ${steadyFromS} s on: ${lat(steady).p50} / ${lat(steady).p99} ms)`,
+);
+say(
+  `intention writes ${churn.writes} (${churn.writeErrors.length} failed), lost ${lost.length}, DCs identical ${identical?.same}; rotation ${rotationOk ? 'ok' : 'NOT ok'}; processes died ${died.length}`,
+);
 say(`${'process'.padEnd(34)} ${'RSS MB: start'.padStart(7)}   max     end  growth  MB/h(2nd half)  fd: start max end  CPU %`);
 for (const r of rows) say(r);
 for (const [k, n] of Object.entries(errorKinds)) say(`  error x${n}: ${k}`);
@@ -393,7 +492,43 @@ for (const d of lost) say(`  lost: ${JSON.stringify(d)}`);
 const resultsDir = join(ROOT, 'benchmarks', 'results');
 mkdirSync(resultsDir, { recursive: true });
 const file = join(resultsDir, `soak-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ ...summary, flowsNotAllowed, startedAt: startedAt.toISOString(), errorsAll: load.errors, writeErrorsAll: churn.writeErrors, probesAll: probes, timeline: load.windows.map((w, i) => ({ fromS: (i * windowMs) / 1000, requests: w.requests, errors: w.errors, p50: +percentile([...w.lat].sort((a, b) => a - b), 50).toFixed(2), p99: +percentile([...w.lat].sort((a, b) => a - b), 99).toFixed(2) })), samples }, null, 1));
+writeFileSync(
+  file,
+  JSON.stringify(
+    {
+      ...summary,
+      flowsNotAllowed,
+      startedAt: startedAt.toISOString(),
+      errorsAll: load.errors,
+      writeErrorsAll: churn.writeErrors,
+      probesAll: probes,
+      timeline: load.windows.map((w, i) => ({
+        fromS: (i * windowMs) / 1000,
+        requests: w.requests,
+        errors: w.errors,
+        p50: +percentile(
+          [...w.lat].sort((a, b) => a - b),
+          50,
+        ).toFixed(2),
+        p99: +percentile(
+          [...w.lat].sort((a, b) => a - b),
+          99,
+        ).toFixed(2),
+      })),
+      samples,
+    },
+    null,
+    1,
+  ),
+);
 say(`saved ${relative(ROOT, file)}`);
-console.log(JSON.stringify({ ...summary, processes: processes.map((p) => ({ ...p, fdKindsStart: undefined })), logs: undefined, flowsNotAllowed: flowsNotAllowed.length, file: relative(ROOT, file) }));
+console.log(
+  JSON.stringify({
+    ...summary,
+    processes: processes.map((p) => ({ ...p, fdKindsStart: undefined })),
+    logs: undefined,
+    flowsNotAllowed: flowsNotAllowed.length,
+    file: relative(ROOT, file),
+  }),
+);
 process.exit(ok ? 0 : 1);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: brings what npm does not (Chromium for the browser tests, libfaketime for the fault
-// tests, from Debian's packages), type-checks, builds the CLI the tests run, runs vitest, and ends
-// with one plain line "N passed, N failed".
+// tests, from Debian's packages), runs the gates in STYLE.md's order (format check, lint, type
+// check, import check), builds the CLI the tests run, runs vitest, and ends with one plain line
+// "N passed, N failed".
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,16 +45,22 @@ const ensureFaketime = () => ensureDebianPackage('faketime', '/usr/lib/x86_64-li
 if (findFiles(join(root, 'test'), /\.browser\.test\.ts$/).length > 0) ensureChromium();
 if (existsSync(join(root, 'test', 'faults'))) ensureFaketime();
 
-console.log('== Type check');
-if (run('npx', ['--no-install', 'tsc', '--noEmit', '-p', 'tsconfig.json']) !== 0) {
-  console.log('0 passed, 1 failed');
-  process.exit(1);
+/** Runs one gate: its commands in order; the first that fails ends `npm test` as one failure. */
+function gate(title, ...commands) {
+  console.log(`== ${title}`);
+  for (const [cmd, ...cmdArgs] of commands) {
+    if (run('npx', ['--no-install', cmd, ...cmdArgs]) !== 0) {
+      console.log('0 passed, 1 failed');
+      process.exit(1);
+    }
+  }
 }
-console.log('== Build');
-if (run('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json']) !== 0) {
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-}
+
+gate('Format check', ['prettier', '--check', '--log-level', 'warn', '.']);
+gate('Lint', ['eslint', '--cache', '--cache-location', 'node_modules/.cache/eslint/', '--cache-strategy', 'content', '.']);
+gate('Type check', ['tsc', '--noEmit', '-p', 'tsconfig.json'], ['tsc', '-p', 'tsconfig.ui.json']);
+gate('Import check (cycles and layers)', ['depcruise', 'src', 'test', 'benchmarks', 'scripts', 'bin', '--output-type', 'err']);
+gate('Build', ['tsc', '-p', 'tsconfig.build.json']);
 
 console.log('== Tests');
 mkdirSync(join(root, 'test-results'), { recursive: true });

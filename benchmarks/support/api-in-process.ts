@@ -33,7 +33,13 @@ const nodeHeaders = { host: '127.0.0.1:8500', 'content-type': 'application/json'
 const headers = new Headers(nodeHeaders);
 // What the handlers read of @hono/node-server's request (method, url, headers, body) and of its env.
 const request = () =>
-  ({ method: 'POST', url: 'http://127.0.0.1:8500/v1/agent/connect/authorize', headers, text: async () => body, json: async () => JSON.parse(body) }) as unknown as Request;
+  ({
+    method: 'POST',
+    url: 'http://127.0.0.1:8500/v1/agent/connect/authorize',
+    headers,
+    text: async () => body,
+    json: async () => JSON.parse(body),
+  }) as unknown as Request;
 const env = { incoming: { headers: nodeHeaders } };
 
 async function run(app: { fetch: (req: Request, env: unknown) => Response | Promise<Response> }, n: number): Promise<number> {
@@ -51,6 +57,8 @@ for (let i = 0; i < 5; i++) {
   best.bare = Math.min(best.bare, await run(bare, 200_000));
   best.full = Math.min(best.full, await run(full, 200_000));
 }
-console.log(JSON.stringify({ name: 'api-in-process', bareNs: Math.round(best.bare), fullNs: Math.round(best.full), diffNs: Math.round(best.full - best.bare) }));
+console.log(
+  JSON.stringify({ name: 'api-in-process', bareNs: Math.round(best.bare), fullNs: Math.round(best.full), diffNs: Math.round(best.full - best.bare) }),
+);
 await region.stop();
 process.exit(0);

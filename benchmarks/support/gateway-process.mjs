@@ -18,7 +18,10 @@ const routes = {
 };
 const opts = { id: 'bench-gateway', dc: 'dc1', host: '127.0.0.1', port, maxConnections: 20_000, routes, bufferSweepMs: spec.bufferSweepMs };
 // With its metrics, as `isthmus gateway` runs (a cluster's workers make their own registries).
-const gw = (spec.workers ?? 1) > 1 ? new GatewayCluster({ ...opts, workers: spec.workers }) : new Gateway({ ...opts, registry: createRegistry({ dc: 'dc1', node: 'bench-gateway' }) });
+const gw =
+  (spec.workers ?? 1) > 1
+    ? new GatewayCluster({ ...opts, workers: spec.workers })
+    : new Gateway({ ...opts, registry: createRegistry({ dc: 'dc1', node: 'bench-gateway' }) });
 await gw.start();
 process.stdout.write(JSON.stringify({ port: gw.port, pid: process.pid }) + '\n');
 process.on('SIGTERM', async () => {

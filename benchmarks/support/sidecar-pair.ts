@@ -21,7 +21,13 @@ const interKey = await newKeyPem();
 const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'bench inter', trustDomain: TD, ttlMs: 86_400_000, pathLength: 0 });
 const leaf = async (svc: string) => {
   const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
-  const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [`${svc}.default.dc1.internal.${TD}`], commonName: svc, ttlMs: 86_400_000 });
+  const l = await signLeaf({
+    signer: { certPem: inter.certPem, keyPem: interKey },
+    spiffeId,
+    dnsNames: [`${svc}.default.dc1.internal.${TD}`],
+    commonName: svc,
+    ttlMs: 86_400_000,
+  });
   return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
 };
 const web = await leaf('web');
@@ -34,17 +40,56 @@ writeFileSync(join(outDir, 'web.pem'), pem(web.certPem, inter.certPem, web.keyPe
 writeFileSync(join(outDir, 'api.pem'), pem(api.certPem, inter.certPem, api.keyPem));
 
 const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-const policy = { intentions: [{ ID: 'i1', Description: '', SourceNS: 'default', SourceName: 'web', DestinationNS: 'default', DestinationName: 'api', SourceType: 'consul' as const, Action: 'allow' as const, Precedence: 9, Meta: {}, CreatedAt: '', UpdatedAt: '' }], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+const policy = {
+  intentions: [
+    {
+      ID: 'i1',
+      Description: '',
+      SourceNS: 'default',
+      SourceName: 'web',
+      DestinationNS: 'default',
+      DestinationName: 'api',
+      SourceType: 'consul' as const,
+      Action: 'allow' as const,
+      Precedence: 9,
+      Meta: {},
+      CreatedAt: '',
+      UpdatedAt: '',
+    },
+  ],
+  defaultAllow: false,
+  index: 1,
+  sourceDc: 'dc1',
+};
 const bundle = { roots: [root.certPem], chain: [inter.certPem] };
 const server = new Sidecar({
-  config: { service: svc('api'), leaf: api, bundle, inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: appPort, protocol: 'tcp' }, upstreams: [], policy },
+  config: {
+    service: svc('api'),
+    leaf: api,
+    bundle,
+    inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: appPort, protocol: 'tcp' },
+    upstreams: [],
+    policy,
+  },
   onFlow: () => {},
 });
 await server.start();
 const client = new Sidecar({
   config: {
-    service: svc('web'), leaf: web, bundle, policy,
-    upstreams: [{ name: 'api', namespace: 'default', datacenter: 'dc1', localBindHost: '127.0.0.1', localBindPort: 0, endpoints: [{ host: '127.0.0.1', port: server.inboundPort, sni: `api.default.dc1.internal.${TD}`, spiffeId: api.spiffeId }] }],
+    service: svc('web'),
+    leaf: web,
+    bundle,
+    policy,
+    upstreams: [
+      {
+        name: 'api',
+        namespace: 'default',
+        datacenter: 'dc1',
+        localBindHost: '127.0.0.1',
+        localBindPort: 0,
+        endpoints: [{ host: '127.0.0.1', port: server.inboundPort, sni: `api.default.dc1.internal.${TD}`, spiffeId: api.spiffeId }],
+      },
+    ],
   },
   onFlow: () => {},
 });

@@ -112,7 +112,9 @@ export class IntentionChurn {
     }
     if (current === null) {
       const state: IntentionState = { Action: this.random() < 0.5 ? 'allow' : 'deny', Description: `soak rev ${rev}` };
-      const r = byId ? await this.write(primary, 'create', k, 'POST', '/v1/connect/intentions', { SourceName: src, DestinationName: dst, ...state }) : await this.write(primary, 'create', k, 'PUT', exact, state);
+      const r = byId
+        ? await this.write(primary, 'create', k, 'POST', '/v1/connect/intentions', { SourceName: src, DestinationName: dst, ...state })
+        : await this.write(primary, 'create', k, 'PUT', exact, state);
       if (r.ok) {
         if (byId) this.ids.set(k, (r.body as { ID: string }).ID);
         this.ack(k, state, 'create');
@@ -130,7 +132,9 @@ export class IntentionChurn {
       return;
     }
     const state: IntentionState = { Action: current?.Action === 'allow' ? 'deny' : 'allow', Description: `soak rev ${rev}` };
-    const r = id ? await this.write(primary, 'update', k, 'PUT', `/v1/connect/intentions/${id}`, { SourceName: src, DestinationName: dst, ...state }) : await this.write(primary, 'update', k, 'PUT', exact, state);
+    const r = id
+      ? await this.write(primary, 'update', k, 'PUT', `/v1/connect/intentions/${id}`, { SourceName: src, DestinationName: dst, ...state })
+      : await this.write(primary, 'update', k, 'PUT', exact, state);
     if (r.ok) this.ack(k, state, 'update');
   }
 
@@ -144,7 +148,10 @@ export class IntentionChurn {
       const k = key('*', 'db');
       const on = this.expected.get(k) === null || this.uncertain.has(k);
       const r = on
-        ? await this.write(at, 'toggle', k, 'PUT', '/v1/connect/intentions/exact?source=*&destination=db', { Action: 'deny', Description: `soak wildcard deny rev ${rev}` })
+        ? await this.write(at, 'toggle', k, 'PUT', '/v1/connect/intentions/exact?source=*&destination=db', {
+            Action: 'deny',
+            Description: `soak wildcard deny rev ${rev}`,
+          })
         : await this.write(at, 'toggle', k, 'DELETE', '/v1/connect/intentions/exact?source=*&destination=db');
       if (r.ok) this.ack(k, on ? { Action: 'deny', Description: `soak wildcard deny rev ${rev}` } : null, 'toggle');
     } else if (which === 1) {
@@ -210,7 +217,9 @@ export class IntentionChurn {
   private async idOf(src: string, dst: string): Promise<string | undefined> {
     const k = key(src, dst);
     if (this.ids.has(k)) return this.ids.get(k);
-    const r = await fetch(`${this.dcs[0].url}/v1/connect/intentions/exact?source=${src}&destination=${dst}`, { signal: AbortSignal.timeout(15_000) }).catch(() => undefined);
+    const r = await fetch(`${this.dcs[0].url}/v1/connect/intentions/exact?source=${src}&destination=${dst}`, { signal: AbortSignal.timeout(15_000) }).catch(
+      () => undefined,
+    );
     if (!r || !r.ok) return undefined;
     const id = ((await r.json()) as { ID: string }).ID;
     this.ids.set(k, id);
@@ -234,7 +243,12 @@ export class IntentionChurn {
     };
     let res: Response;
     try {
-      res = await fetch(d.url + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+      res = await fetch(d.url + path, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
+      });
     } catch (err) {
       return fail(`${method} ${path}: ${(err as Error).message}`);
     }

@@ -168,11 +168,40 @@ export async function startSoakMesh(opts: SoakMeshOptions): Promise<SoakMesh> {
     }
     opts.say(`  ${dc} on ${host}: server, ${opts.gateways[i]} gateway(s)`);
     const s = { dc, host, http: `${host}:${ports.http}`, url: `http://${host}:${ports.http}`, grpc: `${host}:${ports.grpc}` };
-    await cli(`server ${dc}`, dc, 'server', ['server', '--dc', dc, '--http-addr', s.http, '--grpc-addr', s.grpc, '--grpc-tls-addr', `${host}:${ports.fed}`, '--data-dir', dataDir, '--acl-default-policy', 'allow', '--log-level', 'warn', ...extra], /HTTP API: http:\/\//);
+    await cli(
+      `server ${dc}`,
+      dc,
+      'server',
+      [
+        'server',
+        '--dc',
+        dc,
+        '--http-addr',
+        s.http,
+        '--grpc-addr',
+        s.grpc,
+        '--grpc-tls-addr',
+        `${host}:${ports.fed}`,
+        '--data-dir',
+        dataDir,
+        '--acl-default-policy',
+        'allow',
+        '--log-level',
+        'warn',
+        ...extra,
+      ],
+      /HTTP API: http:\/\//,
+    );
     dcs.push(s);
     for (let n = 1; n <= opts.gateways[i]; n++) {
       const id = `mesh-gateway-${dc}-${n}`;
-      await cli(`gateway ${dc}-${n}`, dc, 'gateway', ['gateway', '--dc', dc, '--id', id, '--addr', `${host}:${await freePortOn(host)}`, '--server', s.grpc, '--log-level', 'warn'], /Mesh gateway .* listening/);
+      await cli(
+        `gateway ${dc}-${n}`,
+        dc,
+        'gateway',
+        ['gateway', '--dc', dc, '--id', id, '--addr', `${host}:${await freePortOn(host)}`, '--server', s.grpc, '--log-level', 'warn'],
+        /Mesh gateway .* listening/,
+      );
     }
     // The gateways are in the catalog before the next DC asks for a token that names them.
     await until(`${dc} gateways registered`, async () => {
@@ -225,12 +254,22 @@ export async function startSoakMesh(opts: SoakMeshOptions): Promise<SoakMesh> {
   });
   if (r.status !== 200) throw new Error(`registering web in dc1: ${r.status} ${JSON.stringify(r.body)}`);
   opts.say('  sidecars: api (dc2), db (dc3), web (dc1)');
-  for (const { service, d } of callees) await cli(`sidecar ${service}`, d.dc, 'sidecar', ['connect', 'proxy', '--sidecar-for', service, '--grpc-addr', d.grpc, '--log-level', 'warn'], new RegExp(`Sidecar for ${service}`));
+  for (const { service, d } of callees)
+    await cli(
+      `sidecar ${service}`,
+      d.dc,
+      'sidecar',
+      ['connect', 'proxy', '--sidecar-for', service, '--grpc-addr', d.grpc, '--log-level', 'warn'],
+      new RegExp(`Sidecar for ${service}`),
+    );
   await cli('sidecar web', d1.dc, 'sidecar', ['connect', 'proxy', '--sidecar-for', 'web', '--grpc-addr', d1.grpc, '--log-level', 'warn'], /Sidecar for web/);
 
   // The measured path is allowed explicitly, and every DC holds that before the load starts.
   for (const dst of ['api', 'db']) {
-    const w = await api(d1.url, 'PUT', `/v1/connect/intentions/exact?source=web&destination=${dst}&wait-for=all`, { Action: 'allow', Description: 'measured path' });
+    const w = await api(d1.url, 'PUT', `/v1/connect/intentions/exact?source=web&destination=${dst}&wait-for=all`, {
+      Action: 'allow',
+      Description: 'measured path',
+    });
     if (w.status !== 200) throw new Error(`intention web -> ${dst}: ${w.status} ${JSON.stringify(w.body)}`);
   }
 

@@ -45,7 +45,10 @@ const MAX_KEPT_ERRORS = 100_000;
 
 export class SoakLoad {
   readonly lat: Record<LoadMode, number[]> = { keepalive: [], new: [] };
-  readonly count: Record<LoadMode, { sent: number; ok: number; errors: number }> = { keepalive: { sent: 0, ok: 0, errors: 0 }, new: { sent: 0, ok: 0, errors: 0 } };
+  readonly count: Record<LoadMode, { sent: number; ok: number; errors: number }> = {
+    keepalive: { sent: 0, ok: 0, errors: 0 },
+    new: { sent: 0, ok: 0, errors: 0 },
+  };
   readonly errors: LoadError[] = [];
   readonly windows: Window[] = [];
   /** Requests not sent because maxInFlight were outstanding. */

@@ -39,7 +39,15 @@ export function fdKinds(pid: number): Record<string, number> {
       } catch {
         continue;
       }
-      const kind = target.startsWith('socket:') ? 'socket' : target.startsWith('pipe:') ? 'pipe' : target.startsWith('anon_inode:') ? target : target.startsWith('/dev/') ? target : 'file';
+      const kind = target.startsWith('socket:')
+        ? 'socket'
+        : target.startsWith('pipe:')
+          ? 'pipe'
+          : target.startsWith('anon_inode:')
+            ? target
+            : target.startsWith('/dev/')
+              ? target
+              : 'file';
       out[kind] = (out[kind] ?? 0) + 1;
     }
   } catch {

@@ -27,7 +27,13 @@ export async function writeBackendCerts(dir: string, trustDomain: string, names:
   const root = await createRoot({ trustDomain, commonName: 'bench root', ttlMs: 86_400_000 });
   const interKey = await newKeyPem();
   const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'bench inter', trustDomain, ttlMs: 86_400_000, pathLength: 0 });
-  const leaf = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId: `spiffe://${trustDomain}/ns/default/dc/dc1/svc/api`, dnsNames: names, commonName: 'api', ttlMs: 86_400_000 });
+  const leaf = await signLeaf({
+    signer: { certPem: inter.certPem, keyPem: interKey },
+    spiffeId: `spiffe://${trustDomain}/ns/default/dc/dc1/svc/api`,
+    dnsNames: names,
+    commonName: 'api',
+    ttlMs: 86_400_000,
+  });
   writeFileSync(join(dir, 'backend.crt'), `${leaf.certPem.trim()}\n${inter.certPem.trim()}\n`);
   writeFileSync(join(dir, 'backend.key'), leaf.keyPem);
   writeFileSync(join(dir, 'root.pem'), root.certPem);
@@ -77,7 +83,10 @@ export function startBackend(dir: string, ports: { resumable: number; full: numb
     location = / { return 200 "${'x'.repeat(64)}"; }
     location = /1m { root ${www}; }
   }`;
-  return startNginx(dir, 'backend', `${nginxCommon(dir, 'backend', 'auto', 16000)}
+  return startNginx(
+    dir,
+    'backend',
+    `${nginxCommon(dir, 'backend', 'auto', 16000)}
 http {
   access_log off;
   default_type application/octet-stream;
@@ -91,13 +100,17 @@ http {
 ${server(ports.resumable, true)}
 ${server(ports.full, false)}
 }
-`);
+`,
+  );
 }
 
 /** nginx as an SNI router: stream, ssl_preread, a map from the server name to the backend. */
 export function startNginxRouter(dir: string, port: number, routes: Route[], name = 'router'): ChildProcess {
   const mod = NGINX_STREAM_MODULES.find((m) => existsSync(m));
-  return startNginx(dir, name, `${mod ? `load_module ${mod};\n` : ''}${nginxCommon(dir, name, 'auto', 20000)}
+  return startNginx(
+    dir,
+    name,
+    `${mod ? `load_module ${mod};\n` : ''}${nginxCommon(dir, name, 'auto', 20000)}
 stream {
   map $ssl_preread_server_name $upstream {
 ${routes.map((r) => `    ${r.sni} 127.0.0.1:${r.port};`).join('\n')}
@@ -112,7 +125,8 @@ ${routes.map((r) => `    ${r.sni} 127.0.0.1:${r.port};`).join('\n')}
     proxy_pass $upstream;
   }
 }
-`);
+`,
+  );
 }
 
 /** HAProxy as an SNI router: tcp mode, wait for the ClientHello, route on req.ssl_sni. */

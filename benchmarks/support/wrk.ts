@@ -16,7 +16,11 @@ export function runWrk(opts: LoadOptions): LoadResult {
   const headers = { 'Content-Type': 'application/json', ...(opts.headers ?? {}) };
   writeFileSync(
     script,
-    [`wrk.method = ${JSON.stringify(opts.method ?? 'GET')}`, opts.body ? `wrk.body = ${JSON.stringify(opts.body)}` : '', ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)].join('\n'),
+    [
+      `wrk.method = ${JSON.stringify(opts.method ?? 'GET')}`,
+      opts.body ? `wrk.body = ${JSON.stringify(opts.body)}` : '',
+      ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
+    ].join('\n'),
   );
   const pinned = spawnSync('taskset', ['-c', '1', 'true']).status === 0 && process.env.BENCH_NO_PIN !== '1';
   const args = ['-t1', `-c${opts.connections ?? 32}`, `-d${Math.round((opts.durationMs ?? 3000) / 1000)}s`, '--latency', '-s', script, opts.url];

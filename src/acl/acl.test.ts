@@ -16,7 +16,10 @@ async function setup(defaultPolicy: 'allow' | 'deny' = 'deny') {
   await store.start();
   const acl = new Acl({ store, dc: 'dc1', defaultPolicy });
   await acl.start();
-  cleanups.push(() => acl.stop(), () => store.stop());
+  cleanups.push(
+    () => acl.stop(),
+    () => store.stop(),
+  );
   return { store, acl };
 }
 
@@ -40,7 +43,10 @@ describe('rules', () => {
 
   it('lets exact beat prefix, the longest prefix win, and deny win at the same specificity', () => {
     const a = compileAuthorizer(
-      [parseRules('service_prefix "" { policy = "write" }\nservice_prefix "db-" { policy = "read" }\nservice "db-main" { policy = "deny" }'), parseRules('service "db-main" { policy = "write" }')],
+      [
+        parseRules('service_prefix "" { policy = "write" }\nservice_prefix "db-" { policy = "read" }\nservice "db-main" { policy = "deny" }'),
+        parseRules('service "db-main" { policy = "write" }'),
+      ],
       'deny',
     );
     expect([a.serviceWrite('web'), a.serviceWrite('db-x'), a.serviceRead('db-x'), a.serviceRead('db-main')]).toEqual([true, false, true, false]);
@@ -55,7 +61,10 @@ describe('Acl', () => {
     const { acl } = await setup();
     const results = await Promise.allSettled([acl.bootstrap(actor), acl.bootstrap(actor), acl.bootstrap(actor)]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(['ISTHMUS_ERR_ACL_BOOTSTRAPPED', 'ISTHMUS_ERR_ACL_BOOTSTRAPPED']);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual([
+      'ISTHMUS_ERR_ACL_BOOTSTRAPPED',
+      'ISTHMUS_ERR_ACL_BOOTSTRAPPED',
+    ]);
   });
 
   it('resolves anonymous, management, limited and unknown tokens', async () => {
@@ -83,7 +92,10 @@ describe('Acl', () => {
   it('refuses a token naming a missing policy, changing nothing', async () => {
     const { acl, store } = await setup();
     const before = store.index();
-    await expect(acl.upsertToken({ Policies: [{ Name: 'nope' }] }, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_INVALID', violations: [{ Field: 'Policies[0]' }] });
+    await expect(acl.upsertToken({ Policies: [{ Name: 'nope' }] }, actor)).rejects.toMatchObject({
+      code: 'ISTHMUS_ERR_INVALID',
+      violations: [{ Field: 'Policies[0]' }],
+    });
     expect(store.index()).toBe(before);
   });
 

@@ -67,7 +67,13 @@ const PART_TABLE: Record<AclPart, string> = { tokens: ACL_TOKENS, policies: ACL_
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLICY_NAME = /^[A-Za-z0-9_-]{1,128}$/;
-const MANAGEMENT: Policy = { ID: MANAGEMENT_POLICY_ID, Name: 'global-management', Description: 'Builtin Policy that grants unlimited access', Rules: '', Datacenters: [] };
+const MANAGEMENT: Policy = {
+  ID: MANAGEMENT_POLICY_ID,
+  Name: 'global-management',
+  Description: 'Builtin Policy that grants unlimited access',
+  Rules: '',
+  Datacenters: [],
+};
 
 export class Acl implements Component {
   readonly name = 'acl';
@@ -117,7 +123,10 @@ export class Acl implements Component {
 
   /** One part only: a blocking read of the tokens does not wake on a policy's change. */
   watch(...parts: AclPart[]): TableWatch {
-    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
+    return new TableWatch(
+      this.opts.store,
+      parts.map((p) => PART_TABLE[p]),
+    );
   }
 
   private reindex(): void {
@@ -139,7 +148,10 @@ export class Acl implements Component {
     const authz = ids.includes(MANAGEMENT_POLICY_ID)
       ? allowAll
       : compileAuthorizer(
-          ids.map((id) => this.opts.store.get<Policy>(ACL_POLICIES, id)?.value).filter((p): p is Policy => !!p && (p.Datacenters.length === 0 || p.Datacenters.includes(this.opts.dc))).map((p) => parseRules(p.Rules)),
+          ids
+            .map((id) => this.opts.store.get<Policy>(ACL_POLICIES, id)?.value)
+            .filter((p): p is Policy => !!p && (p.Datacenters.length === 0 || p.Datacenters.includes(this.opts.dc)))
+            .map((p) => parseRules(p.Rules)),
           // A token's missing rules fall to deny when the cluster denies by default.
           this.opts.defaultPolicy,
         );
@@ -160,7 +172,8 @@ export class Acl implements Component {
       ]);
       return { ...token, CreateIndex: r.index, ModifyIndex: r.index };
     } catch (err) {
-      if (err instanceof IsthmusError && err.code === ErrorCodes.CONFLICT) throw new IsthmusError(ErrorCodes.ACL_BOOTSTRAPPED, 'ACL bootstrap no longer allowed');
+      if (err instanceof IsthmusError && err.code === ErrorCodes.CONFLICT)
+        throw new IsthmusError(ErrorCodes.ACL_BOOTSTRAPPED, 'ACL bootstrap no longer allowed');
       throw err;
     }
   }
@@ -184,7 +197,11 @@ export class Acl implements Component {
     return p;
   }
 
-  async upsertPolicy(body: { ID?: string; Name: string; Description?: string; Rules?: string; Datacenters?: string[] }, actor: Actor, id?: string): Promise<Policy> {
+  async upsertPolicy(
+    body: { ID?: string; Name: string; Description?: string; Rules?: string; Datacenters?: string[] },
+    actor: Actor,
+    id?: string,
+  ): Promise<Policy> {
     this.assertWritable();
     const v: Violation[] = [];
     if (!POLICY_NAME.test(body.Name ?? '')) v.push({ Field: 'Name', Message: 'must be 1-128 letters, digits, dashes or underscores' });
@@ -195,7 +212,13 @@ export class Acl implements Component {
     if (id && !existing) throw notFound(`ACL policy ${id} not found`);
     const clash = this.policies().find((p) => p.Name === body.Name && p.ID !== id);
     if (clash) throw conflict(`an ACL policy named "${body.Name}" exists already`);
-    const policy: Policy = { ID: id ?? randomUUID(), Name: body.Name, Description: body.Description ?? '', Rules: body.Rules ?? '', Datacenters: body.Datacenters ?? [] };
+    const policy: Policy = {
+      ID: id ?? randomUUID(),
+      Name: body.Name,
+      Description: body.Description ?? '',
+      Rules: body.Rules ?? '',
+      Datacenters: body.Datacenters ?? [],
+    };
     const r = await this.opts.store.commit([
       { op: 'put', table: ACL_POLICIES, key: policy.ID, value: policy, ifIndex: existing?.modifyIndex ?? 0 },
       auditOp(actor, { Kind: 'acl-policy', Action: existing ? 'update' : 'create', Subject: `policy ${policy.Name}`, Before: existing?.value, After: policy }),
@@ -227,7 +250,14 @@ export class Acl implements Component {
   }
 
   async upsertToken(
-    body: { AccessorID?: string; SecretID?: string; Description?: string; Policies?: { ID?: string; Name?: string }[]; Local?: boolean; ExpirationTTL?: number },
+    body: {
+      AccessorID?: string;
+      SecretID?: string;
+      Description?: string;
+      Policies?: { ID?: string; Name?: string }[];
+      Local?: boolean;
+      ExpirationTTL?: number;
+    },
     actor: Actor,
     accessor?: string,
   ): Promise<Token> {
@@ -249,11 +279,22 @@ export class Acl implements Component {
     if (accessor && !existing) throw notFound(`ACL token ${accessor} not found`);
     if (!existing && body.SecretID && this.bySecret.has(body.SecretID)) throw conflict('a token with that SecretID exists already');
     const token: Token = existing
-      ? { ...existing.value, Description: body.Description ?? existing.value.Description, Policies: body.Policies ? links : existing.value.Policies, Local: body.Local ?? existing.value.Local }
+      ? {
+          ...existing.value,
+          Description: body.Description ?? existing.value.Description,
+          Policies: body.Policies ? links : existing.value.Policies,
+          Local: body.Local ?? existing.value.Local,
+        }
       : this.newToken({ ...body, Policies: links });
     const r = await this.opts.store.commit([
       { op: 'put', table: ACL_TOKENS, key: token.AccessorID, value: token, ifIndex: existing?.modifyIndex ?? 0 },
-      auditOp(actor, { Kind: 'acl-token', Action: existing ? 'update' : 'create', Subject: `token ${token.AccessorID}`, Before: existing ? redactToken(existing.value) : undefined, After: redactToken(token) }),
+      auditOp(actor, {
+        Kind: 'acl-token',
+        Action: existing ? 'update' : 'create',
+        Subject: `token ${token.AccessorID}`,
+        Before: existing ? redactToken(existing.value) : undefined,
+        After: redactToken(token),
+      }),
     ]);
     return { ...token, CreateIndex: existing?.createIndex ?? r.index, ModifyIndex: r.index };
   }
@@ -271,11 +312,21 @@ export class Acl implements Component {
 
   private assertWritable(): void {
     if (this.opts.primary === false) {
-      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `ACL tokens and policies are written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`);
+      throw new IsthmusError(
+        ErrorCodes.PRIMARY_UNREACHABLE,
+        `ACL tokens and policies are written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`,
+      );
     }
   }
 
-  private newToken(body: { AccessorID?: string; SecretID?: string; Description?: string; Policies: PolicyLink[]; Local?: boolean; ExpirationTTL?: number }): Token {
+  private newToken(body: {
+    AccessorID?: string;
+    SecretID?: string;
+    Description?: string;
+    Policies: PolicyLink[];
+    Local?: boolean;
+    ExpirationTTL?: number;
+  }): Token {
     const now = Date.now();
     return {
       AccessorID: body.AccessorID ?? randomUUID(),

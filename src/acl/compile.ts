@@ -34,7 +34,12 @@ export function compileAuthorizer(ruleSets: Rules[], defaultPolicy: 'allow' | 'd
   const ruleFor = (name: string): ServiceRule | undefined => {
     if (cache.has(name)) return cache.get(name);
     let rule = exact.get(name);
-    if (!rule) for (const [p, r] of sortedPrefixes) if (name.startsWith(p)) { rule = r; break; }
+    if (!rule)
+      for (const [p, r] of sortedPrefixes)
+        if (name.startsWith(p)) {
+          rule = r;
+          break;
+        }
     if (cache.size > 10_000) cache.clear();
     cache.set(name, rule);
     return rule;

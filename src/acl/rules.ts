@@ -17,7 +17,7 @@ export interface Rules {
 
 const LEVELS = ['deny', 'read', 'write'];
 
-type Tok = { t: 'str' | 'id' | '{' | '}' | '=' ; v: string; line: number };
+type Tok = { t: 'str' | 'id' | '{' | '}' | '='; v: string; line: number };
 
 function fail(line: number, msg: string): never {
   throw invalid([{ Field: 'Rules', Message: `line ${line}: ${msg}` }]);
@@ -26,11 +26,21 @@ function fail(line: number, msg: string): never {
 function tokenize(src: string): Tok[] {
   const out: Tok[] = [];
   let line = 1;
-  for (let i = 0; i < src.length; ) {
+  for (let i = 0; i < src.length;) {
     const ch = src[i];
-    if (ch === '\n') { line++; i++; continue; }
-    if (/\s/.test(ch)) { i++; continue; }
-    if (ch === '#' || (ch === '/' && src[i + 1] === '/')) { while (i < src.length && src[i] !== '\n') i++; continue; }
+    if (ch === '\n') {
+      line++;
+      i++;
+      continue;
+    }
+    if (/\s/.test(ch)) {
+      i++;
+      continue;
+    }
+    if (ch === '#' || (ch === '/' && src[i + 1] === '/')) {
+      while (i < src.length && src[i] !== '\n') i++;
+      continue;
+    }
     if (ch === '/' && src[i + 1] === '*') {
       const end = src.indexOf('*/', i + 2);
       if (end < 0) fail(line, 'unterminated comment');
@@ -38,13 +48,21 @@ function tokenize(src: string): Tok[] {
       i = end + 2;
       continue;
     }
-    if (ch === '{' || ch === '}' || ch === '=') { out.push({ t: ch, v: ch, line }); i++; continue; }
+    if (ch === '{' || ch === '}' || ch === '=') {
+      out.push({ t: ch, v: ch, line });
+      i++;
+      continue;
+    }
     if (ch === '"') {
       let j = i + 1;
       let v = '';
       while (j < src.length && src[j] !== '"') {
         if (src[j] === '\n') fail(line, 'unterminated string');
-        if (src[j] === '\\' && j + 1 < src.length) { v += src[j + 1]; j += 2; continue; }
+        if (src[j] === '\\' && j + 1 < src.length) {
+          v += src[j + 1];
+          j += 2;
+          continue;
+        }
         v += src[j++];
       }
       if (j >= src.length) fail(line, 'unterminated string');
@@ -71,7 +89,8 @@ function parseHcl(src: string): Rules {
   let i = 0;
   const expect = (t: Tok['t']) => {
     const tok = toks[i];
-    if (!tok || tok.t !== t) fail(tok?.line ?? (toks.at(-1)?.line ?? 1), `expected "${t === 'str' ? 'a quoted string' : t}"${tok ? ` but found "${tok.v}"` : ' at the end'}`);
+    if (!tok || tok.t !== t)
+      fail(tok?.line ?? toks.at(-1)?.line ?? 1, `expected "${t === 'str' ? 'a quoted string' : t}"${tok ? ` but found "${tok.v}"` : ' at the end'}`);
     i++;
     return tok;
   };

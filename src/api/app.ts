@@ -82,7 +82,13 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
   registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
-  registerPolicyRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation, intentions: deps.intentions, defaultAllow: () => deps.aclDefaultPolicy === 'allow' });
+  registerPolicyRoutes(app, {
+    flows: deps.flows,
+    dc: deps.dc,
+    federation: deps.federation,
+    intentions: deps.intentions,
+    defaultAllow: () => deps.aclDefaultPolicy === 'allow',
+  });
   registerCaRoutes(app, { store: deps.store, ca: deps.ca, leaves: deps.leaves, trustDomain: deps.trustDomain });
   registerUiRoutes(app);
   return app;

@@ -64,5 +64,7 @@ export function failureLogLevel(err: unknown, status: number): 'warn' | 'error' 
  */
 export function endWithError(socket: Duplex, status: number, code: ErrorCode, message: string): void {
   const body = JSON.stringify({ Error: code, Message: message });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

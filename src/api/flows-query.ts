@@ -29,7 +29,10 @@ const time = z.string().transform((v, ctx) => {
 });
 
 export const flowQuery = z.object({
-  trace: z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 hex characters').optional(),
+  trace: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/, 'must be 32 hex characters')
+    .optional(),
   service: z.string().max(64).optional(),
   from: z.string().max(64).optional(),
   to: z.string().max(64).optional(),
@@ -38,7 +41,10 @@ export const flowQuery = z.object({
   since: time.optional(),
   until: time.optional(),
   limit: z.coerce.number().int().min(1).max(10_000, 'at most 10000').optional(),
-  dc: z.string().regex(/^(all|[a-z0-9-]+(,[a-z0-9-]+)*)$/, 'must be all, or datacenter names separated by commas').optional(),
+  dc: z
+    .string()
+    .regex(/^(all|[a-z0-9-]+(,[a-z0-9-]+)*)$/, 'must be all, or datacenter names separated by commas')
+    .optional(),
   timeout: z.string().optional(),
 });
 
@@ -103,5 +109,9 @@ export async function gatherFlows(deps: FlowRouteDeps, c: Context<ApiEnv>, q: Fl
     }
   }
   merged.sort((a, b) => b.startTime - a.startTime);
-  return { records: filter.limit ? merged.slice(0, filter.limit) : merged, wanted, failed: answers.filter((a) => a.error).map((a) => ({ dc: a.dc, error: a.error! })) };
+  return {
+    records: filter.limit ? merged.slice(0, filter.limit) : merged,
+    wanted,
+    failed: answers.filter((a) => a.error).map((a) => ({ dc: a.dc, error: a.error! })),
+  };
 }

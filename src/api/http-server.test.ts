@@ -31,9 +31,18 @@ describe('listenHttp', () => {
     app.get('/empty', (c) => c.body(null, 204));
     app.get('/own', (c) => c.text('x', 200, { 'X-Other': 'y' }));
     listener.serve(app);
-    for (const [method, path] of [['GET', '/json'], ['HEAD', '/json'], ['GET', '/empty'], ['GET', '/own'], ['GET', '/missing']]) {
+    for (const [method, path] of [
+      ['GET', '/json'],
+      ['HEAD', '/json'],
+      ['GET', '/empty'],
+      ['GET', '/own'],
+      ['GET', '/missing'],
+    ]) {
       const head = await rawHead(listener.port, method, path);
-      expect(head.filter((h) => h.toLowerCase() === 'x-consul-default-acl-policy'), `${method} ${path}`).toHaveLength(1);
+      expect(
+        head.filter((h) => h.toLowerCase() === 'x-consul-default-acl-policy'),
+        `${method} ${path}`,
+      ).toHaveLength(1);
       expect(head[head.findIndex((h) => h.toLowerCase() === 'x-consul-default-acl-policy') + 1]).toBe('deny');
     }
     expect((await rawHead(listener.port, 'GET', '/own')).map((h) => h.toLowerCase())).toContain('x-other');

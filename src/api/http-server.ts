@@ -30,7 +30,13 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     return;
   }
   if (err.code === 'HPE_HEADER_OVERFLOW') endWithError(socket, 431, ErrorCodes.PAYLOAD_TOO_LARGE, 'the request head is larger than the server takes (16 KiB)');
-  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') endWithError(socket, 408, ErrorCodes.REQUEST_TIMEOUT, `the request was not received in time (head within ${HEADERS_TIMEOUT_MS / 1000} s, whole request within ${REQUEST_TIMEOUT_MS / 1000} s)`);
+  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    endWithError(
+      socket,
+      408,
+      ErrorCodes.REQUEST_TIMEOUT,
+      `the request was not received in time (head within ${HEADERS_TIMEOUT_MS / 1000} s, whole request within ${REQUEST_TIMEOUT_MS / 1000} s)`,
+    );
   else endWithError(socket, 400, ErrorCodes.INVALID, `not an HTTP/1.1 request the server can read (${err.code ?? 'parse error'})`);
 }
 

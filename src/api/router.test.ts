@@ -12,7 +12,15 @@ const ROUTES: [string, string][] = [
   ['POST', '/v1/agent/connect/authorize'],
   ['ALL', '/v1/acl/*'],
 ];
-const PATHS = ['/v1/acl/token/self', '/v1/acl/token/abc', '/v1/connect/intentions/exact', '/v1/connect/intentions/x', '/v1/agent/connect/authorize', '/v1/agent/connect/authorize/', '/nope'];
+const PATHS = [
+  '/v1/acl/token/self',
+  '/v1/acl/token/abc',
+  '/v1/connect/intentions/exact',
+  '/v1/connect/intentions/x',
+  '/v1/agent/connect/authorize',
+  '/v1/agent/connect/authorize/',
+  '/nope',
+];
 
 function both(): [StaticPathRouter<string>, TrieRouter<string>] {
   const fast = new StaticPathRouter<string>();

@@ -17,7 +17,10 @@ async function setup(defaultPolicy: 'allow' | 'deny' = 'deny') {
   await store.start();
   const acl = new Acl({ store, dc: 'dc1', defaultPolicy });
   await acl.start();
-  cleanups.push(() => acl.stop(), () => store.stop());
+  cleanups.push(
+    () => acl.stop(),
+    () => store.stop(),
+  );
   return { store, acl };
 }
 
@@ -34,13 +37,19 @@ describe('ACL middleware and routes', () => {
     expect(again.headers.get('X-Consul-Default-ACL-Policy')).toBe('deny');
     const h = { 'X-Consul-Token': boot.SecretID };
     await app.request('/v1/acl/policy', { method: 'PUT', headers: h, body: JSON.stringify({ Name: 'reader', Rules: 'acl = "read"' }) });
-    const reader: any = await (await app.request('/v1/acl/token', { method: 'PUT', headers: h, body: JSON.stringify({ Policies: [{ Name: 'reader' }] }) })).json();
+    const reader: any = await (
+      await app.request('/v1/acl/token', { method: 'PUT', headers: h, body: JSON.stringify({ Policies: [{ Name: 'reader' }] }) })
+    ).json();
     const list: any = await (await app.request('/v1/acl/tokens', { headers: { Authorization: `Bearer ${reader.SecretID}` } })).json();
     expect(list.length).toBe(2);
     expect(list.every((t: any) => t.SecretID === undefined)).toBe(true);
     expect((await app.request('/v1/acl/tokens')).status).toBe(403);
     expect((await app.request('/v1/acl/tokens', { headers: { 'X-Consul-Token': 'bogus' } })).status).toBe(403);
-    const bad = await app.request('/v1/acl/policy', { method: 'PUT', headers: h, body: JSON.stringify({ Name: 'x', Rules: 'service "a" { policy = "all" }' }) });
+    const bad = await app.request('/v1/acl/policy', {
+      method: 'PUT',
+      headers: h,
+      body: JSON.stringify({ Name: 'x', Rules: 'service "a" { policy = "all" }' }),
+    });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as any).Violations[0]).toEqual({ Field: 'Rules', Message: 'line 1: unknown policy "all" (use read, write or deny)' });
   });

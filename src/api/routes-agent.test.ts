@@ -16,7 +16,10 @@ async function setup(authz: Authorizer = allowAll) {
   await store.start();
   const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '10.0.0.1' });
   await catalog.start();
-  cleanups.push(() => store.stop(), () => catalog.stop());
+  cleanups.push(
+    () => store.stop(),
+    () => catalog.stop(),
+  );
   const app = testApp((a) => registerAgentRoutes(a, { store, catalog, dc: 'dc1', datacenters: () => ['dc1'] }), { authz });
   const put = (path: string, body?: unknown) => app.request(path, { method: 'PUT', ...(body !== undefined && { body: JSON.stringify(body) }) });
   const get = async (path: string) => {
@@ -46,7 +49,12 @@ describe('agent routes', () => {
     expect(sidecar.body).toMatchObject({
       Kind: 'connect-proxy',
       Port: 21000,
-      Proxy: { DestinationServiceName: 'web', DestinationServiceID: 'web', LocalServicePort: 8080, Upstreams: [{ DestinationName: 'db', LocalBindPort: 9191 }] },
+      Proxy: {
+        DestinationServiceName: 'web',
+        DestinationServiceID: 'web',
+        LocalServicePort: 8080,
+        Upstreams: [{ DestinationName: 'db', LocalBindPort: 9191 }],
+      },
     });
     const checks = await get('/v1/agent/checks');
     expect(checks.body['service:web']).toMatchObject({ CheckID: 'service:web', ServiceID: 'web', ServiceName: 'web', Status: 'critical', Node: 'node-1' });

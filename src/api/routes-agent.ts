@@ -17,7 +17,10 @@ export interface CatalogRouteDeps {
   datacenters: () => string[];
 }
 
-const updateBody = z.object({ Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }), Output: z.string().max(4096).optional() });
+const updateBody = z.object({
+  Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }),
+  Output: z.string().max(4096).optional(),
+});
 
 /** A service's checks need service:write on it; node-level checks (no service) need operator:write. */
 function requireCheckWrite(c: Context<ApiEnv>, check: CheckRecord): void {
@@ -48,7 +51,12 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
 
   app.get('/v1/agent/services', async (c) => {
     const body = await blockingRead(c, store, services, () =>
-      Object.fromEntries(catalog.agentServices().filter((s) => c.get('authz').serviceRead(s.Service)).map((s) => [s.ID, agentService(s, dc)])),
+      Object.fromEntries(
+        catalog
+          .agentServices()
+          .filter((s) => c.get('authz').serviceRead(s.Service))
+          .map((s) => [s.ID, agentService(s, dc)]),
+      ),
     );
     return c.json(body);
   });
@@ -63,7 +71,12 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
 
   app.get('/v1/agent/checks', async (c) => {
     const body = await blockingRead(c, store, checks, () =>
-      Object.fromEntries(catalog.agentChecks().filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName)).map((k) => [k.CheckID, checkShape(k)])),
+      Object.fromEntries(
+        catalog
+          .agentChecks()
+          .filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName))
+          .map((k) => [k.CheckID, checkShape(k)]),
+      ),
     );
     return c.json(body);
   });
@@ -71,7 +84,11 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
   app.put('/v1/agent/check/register', async (c) => {
     const def = parseWith(checkSchema, normalizeKeys((await readJson(c)) ?? {}));
     const owner = def.ServiceID ? catalog.agentService(def.ServiceID) : undefined;
-    requirePermission(c, (a) => (owner ? a.serviceWrite(owner.Service) : a.operatorWrite()), owner ? `service:write on ${owner.Service}` : 'operator:write (node checks)');
+    requirePermission(
+      c,
+      (a) => (owner ? a.serviceWrite(owner.Service) : a.operatorWrite()),
+      owner ? `service:write on ${owner.Service}` : 'operator:write (node checks)',
+    );
     await catalog.registerCheck(def);
     return c.body(null, 200);
   });

@@ -81,7 +81,8 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
       };
     });
     // ?pem=true answers the bundle as concatenated PEM, as Consul does.
-    if (c.req.query('pem') === 'true') return c.text(body.Roots.map((r) => r.RootCert.trim()).join('\n') + '\n', 200, { 'Content-Type': 'application/pem-certificate-chain' });
+    if (c.req.query('pem') === 'true')
+      return c.text(body.Roots.map((r) => r.RootCert.trim()).join('\n') + '\n', 200, { 'Content-Type': 'application/pem-certificate-chain' });
     return c.json(body);
   });
 
@@ -133,9 +134,8 @@ export function registerCaRoutes(app: Hono<ApiEnv>, deps: CaRouteDeps): void {
     // The namespace goes into the leaf's SPIFFE ID and DNS name: it must be a name, nothing that reshapes the URI.
     if (!isServiceName(ns)) throw invalid([{ Field: 'ns', Message: `must be a namespace name (${SERVICE_NAME_RULE})` }]);
     const params = parseBlocking(c);
-    const leaf = params && params.index > 0
-      ? await deps.leaves.wait(service, ns, params.index, params.waitMs, c.req.raw.signal)
-      : await deps.leaves.get(service, ns);
+    const leaf =
+      params && params.index > 0 ? await deps.leaves.wait(service, ns, params.index, params.waitMs, c.req.raw.signal) : await deps.leaves.get(service, ns);
     setIndexHeaders(c, store, leaf.ModifyIndex);
     c.header('Cache-Control', 'no-store');
     return c.json(leaf);

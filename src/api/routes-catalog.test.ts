@@ -17,7 +17,10 @@ async function setup() {
   await store.start();
   const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '127.0.0.1' });
   await catalog.start();
-  cleanups.push(() => store.stop(), () => catalog.stop());
+  cleanups.push(
+    () => store.stop(),
+    () => catalog.stop(),
+  );
   return { store, catalog };
 }
 
@@ -54,9 +57,21 @@ describe('catalog routes', () => {
     expect(((await bad.json()) as any).Violations[0].Field).toBe('Status');
     expect((await app.request('/v1/agent/check/pass/nope', { method: 'PUT' })).status).toBe(404);
     expect((await app.request('/v1/health/state/odd')).status).toBe(400);
-    const tf = await app.request('/v1/catalog/register', { method: 'PUT', body: JSON.stringify({ Node: 'ext', Address: '10.1.1.1', Service: { Service: 'legacy', Port: 9000 }, Check: { CheckID: 'ext-ok', Status: 'passing', ServiceID: 'legacy' } }) });
+    const tf = await app.request('/v1/catalog/register', {
+      method: 'PUT',
+      body: JSON.stringify({
+        Node: 'ext',
+        Address: '10.1.1.1',
+        Service: { Service: 'legacy', Port: 9000 },
+        Check: { CheckID: 'ext-ok', Status: 'passing', ServiceID: 'legacy' },
+      }),
+    });
     expect(tf.status).toBe(200);
     const legacy: any = await (await app.request('/v1/health/service/legacy?passing')).json();
-    expect(legacy[0]).toMatchObject({ Node: { Node: 'ext', Address: '10.1.1.1' }, Service: { ID: 'legacy', Port: 9000 }, Checks: [{ CheckID: 'ext-ok', Status: 'passing' }] });
+    expect(legacy[0]).toMatchObject({
+      Node: { Node: 'ext', Address: '10.1.1.1' },
+      Service: { ID: 'legacy', Port: 9000 },
+      Checks: [{ CheckID: 'ext-ok', Status: 'passing' }],
+    });
   });
 });

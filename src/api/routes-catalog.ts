@@ -83,5 +83,6 @@ export function registerCatalogRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps)
 
 /** A catalog write names this DC or none: instances stay at home, another DC's catalog is written there. */
 function otherDc(asked: string | undefined, dc: string): void {
-  if (asked && asked !== dc) throw invalid([{ Field: 'Datacenter', Message: `this server writes the catalog of ${dc}; register in ${asked} at its own servers` }]);
+  if (asked && asked !== dc)
+    throw invalid([{ Field: 'Datacenter', Message: `this server writes the catalog of ${dc}; register in ${asked} at its own servers` }]);
 }

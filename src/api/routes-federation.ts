@@ -18,7 +18,14 @@ export interface FederationRouteDeps {
 }
 
 /** Writes of the kinds the primary owns; in a secondary they are made at the primary. */
-const REPLICATED_WRITES = ['/v1/connect/intentions', '/v1/connect/intentions/*', '/v1/acl/*', '/v1/connect/ca/configuration', '/v1/connect/ca/rotate', '/v1/federation/members/*'];
+const REPLICATED_WRITES = [
+  '/v1/connect/intentions',
+  '/v1/connect/intentions/*',
+  '/v1/acl/*',
+  '/v1/connect/ca/configuration',
+  '/v1/connect/ca/rotate',
+  '/v1/federation/members/*',
+];
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
 const MAX_RECEIPT_WAIT_MS = 5 * 60_000;
 
@@ -36,7 +43,7 @@ function receiptWait(c: Context): number | undefined {
 }
 
 export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRouteDeps): void {
-  const { federation: fed, store } = deps;
+  const { federation: fed } = deps;
 
   // Forward (secondary) or record the origin and wait for receipts (primary). Registered before the
   // routes it covers, so it runs first.
@@ -60,7 +67,11 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
     const res = await fed.forward({ method: c.req.method, path: url.pathname + url.search, body, token: c.get('token') ?? '' }, wait ?? 0);
     // Read-your-writes here: answer once the change has come back through replication.
     if (res.status < 300) await fed.waitApplied(res.index, Math.max(5000, wait ?? 0));
-    const headers: Record<string, string> = { 'content-type': res.contentType || 'application/json', 'X-Consul-Index': String(Math.max(1, res.index)), 'X-Isthmus-Forwarded-To': fed.primaryDc };
+    const headers: Record<string, string> = {
+      'content-type': res.contentType || 'application/json',
+      'X-Consul-Index': String(Math.max(1, res.index)),
+      'X-Isthmus-Forwarded-To': fed.primaryDc,
+    };
     if (res.receiptsJson) headers['X-Isthmus-Receipts'] = res.receiptsJson;
     return new Response(res.body, { status: res.status, headers });
   }
@@ -73,7 +84,8 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
   app.post('/v1/federation/token', async (c) => {
     requirePermission(c, (a) => a.operatorWrite(), 'operator:write');
     const body = await readBody(c, tokenBody);
-    if (!fed.isPrimary) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `join tokens are made in the primary datacenter (${fed.primaryDc}); ask its API`);
+    if (!fed.isPrimary)
+      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `join tokens are made in the primary datacenter (${fed.primaryDc}); ask its API`);
     const ttl = body.TTL ? parseDuration(body.TTL, 'TTL') : 24 * 3_600_000;
     const t = await fed.createJoinToken(body.Datacenter, ttl, c.get('actor'));
     return c.json({ Datacenter: body.Datacenter, Token: t.token, Expires: t.expires, PrimaryDatacenter: fed.primaryDc });

@@ -78,7 +78,10 @@ export function registerFlowRoutes(app: Hono<ApiEnv>, deps: FlowRouteDeps): void
             const m = g.failed.map((f) => `${f.dc}: ${f.error}`).join('; ');
             if (m !== missing) {
               missing = m;
-              await stream.writeSSE({ event: 'missing', data: JSON.stringify({ Missing: g.failed.map((f) => f.dc), Errors: Object.fromEntries(g.failed.map((f) => [f.dc, f.error])) }) });
+              await stream.writeSSE({
+                event: 'missing',
+                data: JSON.stringify({ Missing: g.failed.map((f) => f.dc), Errors: Object.fromEntries(g.failed.map((f) => [f.dc, f.error])) }),
+              });
             }
           }
           for (const [id, t] of sent) if (t < since - 60_000) sent.delete(id);

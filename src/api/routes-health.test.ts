@@ -19,14 +19,29 @@ async function setup(authz: Authorizer = allowAll) {
   await store.start();
   const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '10.0.0.1' });
   await catalog.start();
-  cleanups.push(() => store.stop(), () => catalog.stop());
+  cleanups.push(
+    () => store.stop(),
+    () => catalog.stop(),
+  );
   const app = testApp((a) => registerHealthRoutes(a, { store, catalog, dc: 'dc1', datacenters: () => ['dc1', 'dc2'] }), { authz });
   const get = async (path: string) => {
     const res = await app.request(path);
     return { status: res.status, index: Number(res.headers.get('X-Consul-Index')), body: (await res.json()) as any };
   };
   // web-1 passing (two checks), web-2 warning, web-3 critical with tag canary; web-1 has a sidecar.
-  await catalog.registerService(reg({ name: 'web', id: 'web-1', port: 1, tags: ['v1'], checks: [{ ttl: '1m', status: 'passing' }, { ttl: '1m', status: 'passing' }], connect: { sidecar_service: {} } }));
+  await catalog.registerService(
+    reg({
+      name: 'web',
+      id: 'web-1',
+      port: 1,
+      tags: ['v1'],
+      checks: [
+        { ttl: '1m', status: 'passing' },
+        { ttl: '1m', status: 'passing' },
+      ],
+      connect: { sidecar_service: {} },
+    }),
+  );
   await catalog.registerService(reg({ name: 'web', id: 'web-2', port: 2, tags: ['v1'], check: { ttl: '1m', status: 'warning' } }));
   await catalog.registerService(reg({ name: 'web', id: 'web-3', port: 3, tags: ['canary'], check: { ttl: '1m', status: 'critical' } }));
   await catalog.registerService(reg({ name: 'db', port: 5432, check: { ttl: '1m', status: 'critical' } }));
@@ -50,7 +65,9 @@ describe('health routes', () => {
   it('lists the sidecars fronting a service under /v1/health/connect', async () => {
     const { get, catalog } = await setup();
     const connect = await get('/v1/health/connect/web');
-    expect(connect.body.map((e: any) => [e.Service.ID, e.Service.Kind, e.Service.Proxy.DestinationServiceName])).toEqual([['web-1-sidecar-proxy', 'connect-proxy', 'web']]);
+    expect(connect.body.map((e: any) => [e.Service.ID, e.Service.Kind, e.Service.Proxy.DestinationServiceName])).toEqual([
+      ['web-1-sidecar-proxy', 'connect-proxy', 'web'],
+    ]);
     expect((await get('/v1/health/connect/db')).body).toEqual([]);
     await catalog.deregisterService('web-1');
     expect((await get('/v1/health/connect/web')).body).toEqual([]);
@@ -58,7 +75,12 @@ describe('health routes', () => {
 
   it('lists checks of a service, by state and by node', async () => {
     const { get } = await setup();
-    expect((await get('/v1/health/checks/web')).body.map((c: any) => c.CheckID).sort()).toEqual(['service:web-1:1', 'service:web-1:2', 'service:web-2', 'service:web-3']);
+    expect((await get('/v1/health/checks/web')).body.map((c: any) => c.CheckID).sort()).toEqual([
+      'service:web-1:1',
+      'service:web-1:2',
+      'service:web-2',
+      'service:web-3',
+    ]);
     expect((await get('/v1/health/state/critical')).body.map((c: any) => c.CheckID).sort()).toEqual(['service:db', 'service:web-3']);
     expect((await get('/v1/health/state/warning')).body.map((c: any) => c.CheckID)).toEqual(['service:web-2']);
     expect((await get('/v1/health/state/any')).body).toHaveLength(5);

@@ -42,7 +42,10 @@ export function registerHealthRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps):
     const state = c.req.param('state') as (typeof STATES)[number];
     if (!STATES.includes(state)) throw invalid([{ Field: 'state', Message: 'must be any, passing, warning or critical' }]);
     const body = await blockingRead(c, store, checks, () =>
-      catalog.checksInState(state).filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName)).map(checkShape),
+      catalog
+        .checksInState(state)
+        .filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName))
+        .map(checkShape),
     );
     return c.json(body);
   });
@@ -50,7 +53,10 @@ export function registerHealthRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps):
   app.get('/v1/health/node/:node', async (c) => {
     const node = c.req.param('node');
     const body = await blockingRead(c, store, checks, () =>
-      catalog.nodeChecks(node).filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName)).map(checkShape),
+      catalog
+        .nodeChecks(node)
+        .filter((k) => !k.ServiceName || c.get('authz').serviceRead(k.ServiceName))
+        .map(checkShape),
     );
     return c.json(body);
   });

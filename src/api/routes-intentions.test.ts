@@ -18,7 +18,10 @@ async function setup(defaultAllow = false) {
   await store.start();
   const intentions = new Intentions({ store, dc: 'dc1', defaultAllow: () => defaultAllow, trustDomain: () => TD });
   await intentions.start();
-  cleanups.push(() => intentions.stop(), () => store.stop());
+  cleanups.push(
+    () => intentions.stop(),
+    () => store.stop(),
+  );
   return { store, intentions };
 }
 
@@ -26,20 +29,36 @@ describe('intention routes', () => {
   it('serves Consul shapes and errors', async () => {
     const { store, intentions } = await setup();
     const app = testApp((a) => registerIntentionRoutes(a, { store, intentions }));
-    const put = await app.request('/v1/connect/intentions/exact?source=web&destination=db', { method: 'PUT', body: JSON.stringify({ Action: 'deny', Description: 'no' }) });
+    const put = await app.request('/v1/connect/intentions/exact?source=web&destination=db', {
+      method: 'PUT',
+      body: JSON.stringify({ Action: 'deny', Description: 'no' }),
+    });
     expect(await put.json()).toBe(true);
     const got: any = await (await app.request('/v1/connect/intentions/exact?source=web&destination=db')).json();
-    expect(got).toMatchObject({ SourceName: 'web', DestinationName: 'db', SourceNS: 'default', Action: 'deny', Precedence: 9, SourceType: 'consul', Description: 'no' });
+    expect(got).toMatchObject({
+      SourceName: 'web',
+      DestinationName: 'db',
+      SourceNS: 'default',
+      Action: 'deny',
+      Precedence: 9,
+      SourceType: 'consul',
+      Description: 'no',
+    });
     const match: any = await (await app.request('/v1/connect/intentions/match?by=destination&name=db')).json();
     expect(match.db.map((i: { ID: string }) => i.ID)).toEqual([got.ID]);
     expect(await (await app.request('/v1/connect/intentions/check?source=web&destination=db')).json()).toEqual({ Allowed: false });
-    const dup = await app.request('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({ SourceName: 'web', DestinationName: 'db', Action: 'allow' }) });
+    const dup = await app.request('/v1/connect/intentions', {
+      method: 'POST',
+      body: JSON.stringify({ SourceName: 'web', DestinationName: 'db', Action: 'allow' }),
+    });
     expect(dup.status).toBe(409);
     const bad = await app.request('/v1/connect/intentions/exact?source=web', { method: 'PUT', body: '{}' });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as any).Violations[0].Field).toBe('destination');
     expect((await app.request('/v1/connect/intentions/00000000-0000-0000-0000-000000000000')).status).toBe(404);
-    const auth = await (await app.request('/v1/agent/connect/authorize', { method: 'POST', body: JSON.stringify({ Target: 'db', ClientCertURI: uri('web') }) })).json();
+    const auth = await (
+      await app.request('/v1/agent/connect/authorize', { method: 'POST', body: JSON.stringify({ Target: 'db', ClientCertURI: uri('web') }) })
+    ).json();
     expect(auth).toMatchObject({ Authorized: false, Reason: expect.stringContaining('web => db') });
   });
 

@@ -27,7 +27,10 @@ function pairFrom(c: Context<ApiEnv>): { source: string; destination: string } {
   const source = c.req.query('source');
   const destination = c.req.query('destination');
   const v = [];
-  for (const [field, value] of [['source', source], ['destination', destination]] as const) {
+  for (const [field, value] of [
+    ['source', source],
+    ['destination', destination],
+  ] as const) {
     if (!value) v.push({ Field: field, Message: 'query parameter is required' });
     else {
       const problem = nameProblem(value);

@@ -18,7 +18,10 @@ export interface PolicyRouteDeps extends FlowRouteDeps {
 }
 
 const windowQuery = z.object({
-  window: z.string().regex(/^\d+(s|m|h)$/, 'must be an age like 30m or 24h').optional(),
+  window: z
+    .string()
+    .regex(/^\d+(s|m|h)$/, 'must be an age like 30m or 24h')
+    .optional(),
   dc: z.string().optional(),
   timeout: z.string().optional(),
   service: z.string().optional(),
@@ -44,7 +47,14 @@ function observed(records: FlowRecord[]): ObservedCall[] {
 
 async function calls(deps: PolicyRouteDeps, c: Context<ApiEnv>, filter: Record<string, string>) {
   const w = parseWith(windowQuery, c.req.query());
-  const raw: Record<string, string> = { hop: 'server-sidecar', since: w.window ?? '1h', dc: w.dc ?? 'all', limit: String(MAX_RECORDS), ...(w.timeout ? { timeout: w.timeout } : {}), ...filter };
+  const raw: Record<string, string> = {
+    hop: 'server-sidecar',
+    since: w.window ?? '1h',
+    dc: w.dc ?? 'all',
+    limit: String(MAX_RECORDS),
+    ...(w.timeout ? { timeout: w.timeout } : {}),
+    ...filter,
+  };
   const g = await gatherFlows(deps, c, parseWith(flowQuery, raw), raw);
   return { window: raw.since, g, calls: observed(g.records), truncated: g.records.length >= MAX_RECORDS };
 }

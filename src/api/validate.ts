@@ -38,7 +38,8 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.out
 export async function readJson(c: Context): Promise<unknown> {
   const text = (await readText(c)).trim();
   if (text === '') return undefined;
-  if (mayNestDeeperThan(text, MAX_BODY_DEPTH) && deeperThan(text, MAX_BODY_DEPTH)) throw invalid([{ Field: 'body', Message: `nested deeper than ${MAX_BODY_DEPTH} levels` }]);
+  if (mayNestDeeperThan(text, MAX_BODY_DEPTH) && deeperThan(text, MAX_BODY_DEPTH))
+    throw invalid([{ Field: 'body', Message: `nested deeper than ${MAX_BODY_DEPTH} levels` }]);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -71,7 +72,10 @@ export async function readText(c: Context): Promise<string> {
   // With a length: hono's reader, bounded in time by the slowest pace that length allows.
   else if (incoming.headers['content-length'] !== undefined) {
     const started = Date.now();
-    const pace: PacedRead = { deadline: started + BODY_GRACE_MS + (len * 1000) / BODY_MIN_BYTES_PER_SECOND, timeout: () => refuseSlowBody(incoming, pace, len, started) };
+    const pace: PacedRead = {
+      deadline: started + BODY_GRACE_MS + (len * 1000) / BODY_MIN_BYTES_PER_SECOND,
+      timeout: () => refuseSlowBody(incoming, pace, len, started),
+    };
     watchPace(pace);
     try {
       raw = await c.req.text();
@@ -120,7 +124,10 @@ function watchPace(read: PacedRead): void {
  */
 function refuseSlowBody(incoming: IncomingMessage, pace: PacedRead, len: number, started: number): void {
   reading.delete(pace);
-  const err = new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body of ${len} bytes not received in ${Date.now() - started} ms (after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`);
+  const err = new IsthmusError(
+    ErrorCodes.REQUEST_TIMEOUT,
+    `request body of ${len} bytes not received in ${Date.now() - started} ms (after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`,
+  );
   endWithError(incoming.socket, 408, err.code, err.message);
   incoming.destroy(err);
 }
@@ -134,7 +141,12 @@ function readBounded(incoming: IncomingMessage): Promise<string> {
     const pace: PacedRead = {
       deadline: started + BODY_GRACE_MS,
       timeout: () =>
-        done(new IsthmusError(ErrorCodes.REQUEST_TIMEOUT, `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`)),
+        done(
+          new IsthmusError(
+            ErrorCodes.REQUEST_TIMEOUT,
+            `request body sent too slowly (${size} bytes in ${Date.now() - started} ms; after ${BODY_GRACE_MS / 1000} s it must keep up ${BODY_MIN_BYTES_PER_SECOND} bytes/s)`,
+          ),
+        ),
     };
     const done = (err: IsthmusError | undefined, text?: string) => {
       reading.delete(pace);

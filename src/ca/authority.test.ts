@@ -18,7 +18,10 @@ async function setup(now = () => Date.now()) {
   await store.start();
   const ca = new CertificateAuthority({ store, dc: 'dc1', primary: true, trustDomain: () => TD, now, tickMs: 60_000 });
   await ca.start();
-  stops.push(() => ca.stop(), () => store.stop());
+  stops.push(
+    () => ca.stop(),
+    () => store.stop(),
+  );
   return { store, ca };
 }
 
@@ -158,6 +161,12 @@ describe('LeafCache', () => {
     await ca.setConfig({ LeafCertTTL: 3_600_000 }, actor);
     const cfg = ca.configIndexes();
     expect(cfg.ModifyIndex).toBeGreaterThan(before);
-    expect([await waiting, ca.index(), ca.watch('config').index(), roots.index(), changes]).toEqual([cfg.ModifyIndex, cfg.ModifyIndex, cfg.ModifyIndex, before, 1]);
+    expect([await waiting, ca.index(), ca.watch('config').index(), roots.index(), changes]).toEqual([
+      cfg.ModifyIndex,
+      cfg.ModifyIndex,
+      cfg.ModifyIndex,
+      before,
+      1,
+    ]);
   });
 });

@@ -48,7 +48,15 @@ export class CertificateAuthority implements Component {
     this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
     this.log = (opts.logger ?? silentLogger).child({ component: 'ca' });
     this.now = opts.now ?? Date.now;
-    this.ctx = { opts, log: this.log, now: this.now, config: () => this.config(), roots: () => this.roots(), activeRoot: () => this.activeRoot(), intermediate: () => this.intermediate() };
+    this.ctx = {
+      opts,
+      log: this.log,
+      now: this.now,
+      config: () => this.config(),
+      roots: () => this.roots(),
+      activeRoot: () => this.activeRoot(),
+      intermediate: () => this.intermediate(),
+    };
     this.leaves = new LeafSigner(this.ctx);
   }
 
@@ -75,7 +83,10 @@ export class CertificateAuthority implements Component {
     // The configuration replicates from the primary; a local write here would be overwritten there
     // and differ until then. The API forwards such writes; anything else that gets here is refused.
     if (!this.opts.primary) {
-      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `CA configuration is written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`);
+      throw new IsthmusError(
+        ErrorCodes.PRIMARY_UNREACHABLE,
+        `CA configuration is written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`,
+      );
     }
     const violations = [];
     const min = (f: keyof CaConfig, v: number | undefined, least: number, what: string) => {
@@ -136,7 +147,10 @@ export class CertificateAuthority implements Component {
 
   /** Some parts only: a blocking read of the roots does not wake on a configuration change. */
   watch(...parts: CaPart[]): TableWatch {
-    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
+    return new TableWatch(
+      this.opts.store,
+      parts.map((p) => PART_TABLE[p]),
+    );
   }
 
   bundle(): TrustBundle {
@@ -178,7 +192,15 @@ export class CertificateAuthority implements Component {
     }
     ops.push({ op: 'put', table: CA_ROOTS, key: root.root.ID, value: root.root, ifIndex: 0 });
     ops.push({ op: 'put', table: CA_SECRETS, key: `root/${root.root.ID}`, value: root.keyPem });
-    ops.push(auditOp(actor, { Kind: 'ca-root', Action: 'create', Subject: `root ${root.root.ID}`, Before: old ? { ID: old.ID } : undefined, After: { ID: root.root.ID } }));
+    ops.push(
+      auditOp(actor, {
+        Kind: 'ca-root',
+        Action: 'create',
+        Subject: `root ${root.root.ID}`,
+        Before: old ? { ID: old.ID } : undefined,
+        After: { ID: root.root.ID },
+      }),
+    );
     await this.opts.store.commit(ops);
     this.log.info('root rotated', { old: old?.ID, new: root.root.ID });
     await ensureIntermediate(this.ctx, true);

@@ -27,7 +27,13 @@ export async function makeRoot(ctx: CaContext, previous: CaRoot | undefined): Pr
   if (previous) {
     const prevKey = ctx.opts.store.get<string>(CA_SECRETS, `root/${previous.ID}`)?.value;
     if (prevKey) {
-      const c = await signCa({ signer: { certPem: previous.RootCert, keyPem: prevKey }, subjectKeyPem: issued.keyPem, commonName: name, trustDomain: td, ttlMs: ctx.config().RootCertTTL });
+      const c = await signCa({
+        signer: { certPem: previous.RootCert, keyPem: prevKey },
+        subjectKeyPem: issued.keyPem,
+        commonName: name,
+        trustDomain: td,
+        ttlMs: ctx.config().RootCertTTL,
+      });
       cross.push(c.certPem);
     }
   }

@@ -14,7 +14,10 @@ export class LeafCache {
   private readonly entries = new Map<string, Entry>();
   private counter = 0;
 
-  constructor(private readonly ca: CertificateAuthority, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly ca: CertificateAuthority,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** The current leaf for a service, issuing one if none is valid (or it passed half-life, or the CA changed). */
   async get(service: string, namespace = 'default'): Promise<LeafCert> {
@@ -49,10 +52,13 @@ export class LeafCache {
             off();
             r();
           });
-          setTimeout(() => {
-            off();
-            r();
-          }, Math.max(0, until)).unref();
+          setTimeout(
+            () => {
+              off();
+              r();
+            },
+            Math.max(0, until),
+          ).unref();
         }),
         new Promise<void>((r) => signal?.addEventListener('abort', () => r(), { once: true })),
       ]);

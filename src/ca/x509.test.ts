@@ -8,7 +8,13 @@ describe('x509 primitives', () => {
     const root = await createRoot({ trustDomain: td, commonName: 'Isthmus Root CA 1', ttlMs: 3600_000 });
     const interKey = await newKeyPem();
     const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'Isthmus dc1 CA', trustDomain: td, ttlMs: 3600_000, pathLength: 0 });
-    const leaf = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`, dnsNames: ['web.svc.default.dc1'], commonName: 'web', ttlMs: 600_000 });
+    const leaf = await signLeaf({
+      signer: { certPem: inter.certPem, keyPem: interKey },
+      spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`,
+      dnsNames: ['web.svc.default.dc1'],
+      commonName: 'web',
+      ttlMs: 600_000,
+    });
 
     const r = new X509Certificate(root.certPem);
     const i = new X509Certificate(inter.certPem);

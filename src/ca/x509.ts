@@ -154,7 +154,14 @@ export async function newKeyPem(): Promise<string> {
 }
 
 /** A leaf for a SPIFFE identity, signed by `signer` (the DC's intermediate). */
-export async function signLeaf(opts: { signer: Signer; spiffeId: string; dnsNames: string[]; commonName: string; ttlMs: number; now?: number }): Promise<IssuedCert> {
+export async function signLeaf(opts: {
+  signer: Signer;
+  spiffeId: string;
+  dnsNames: string[];
+  commonName: string;
+  ttlMs: number;
+  now?: number;
+}): Promise<IssuedCert> {
   const keys = await generateKeys();
   const issuer = new x509.X509Certificate(opts.signer.certPem);
   const cert = await x509.X509CertificateGenerator.create({

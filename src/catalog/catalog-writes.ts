@@ -59,29 +59,50 @@ export class CatalogWrites {
       const sc = def.Connect.SidecarService;
       const scId = sc.ID ?? `${id}-sidecar-proxy`;
       const port = sc.Port ?? this.allocateSidecarPort(`${node}/${scId}`);
-      sidecar = toRecord(node, scId, {
-        ...sc,
-        Name: sc.Name ?? `${def.Name}-sidecar-proxy`,
-        Kind: 'connect-proxy',
-        Port: port,
-        Address: sc.Address ?? def.Address,
-        Proxy: {
-          ...sc.Proxy,
-          DestinationServiceName: def.Name,
-          DestinationServiceID: id,
-          LocalServiceAddress: sc.Proxy?.LocalServiceAddress ?? '127.0.0.1',
-          LocalServicePort: sc.Proxy?.LocalServicePort ?? def.Port,
-        },
-      } as ServiceInput, this.opts.nodeAddress);
+      sidecar = toRecord(
+        node,
+        scId,
+        {
+          ...sc,
+          Name: sc.Name ?? `${def.Name}-sidecar-proxy`,
+          Kind: 'connect-proxy',
+          Port: port,
+          Address: sc.Address ?? def.Address,
+          Proxy: {
+            ...sc.Proxy,
+            DestinationServiceName: def.Name,
+            DestinationServiceID: id,
+            LocalServiceAddress: sc.Proxy?.LocalServiceAddress ?? '127.0.0.1',
+            LocalServicePort: sc.Proxy?.LocalServicePort ?? def.Port,
+          },
+        } as ServiceInput,
+        this.opts.nodeAddress,
+      );
       record.SidecarID = scId;
     }
     ops.push({ op: 'put', table: SERVICES, key, value: record });
-    ops.push(...this.checkOps(node, record, [def.Check, ...(def.Checks ?? [])].filter(Boolean) as CheckInput[], def.Checks !== undefined && def.Check === undefined, opts.replaceExistingChecks ?? false));
+    ops.push(
+      ...this.checkOps(
+        node,
+        record,
+        [def.Check, ...(def.Checks ?? [])].filter(Boolean) as CheckInput[],
+        def.Checks !== undefined && def.Check === undefined,
+        opts.replaceExistingChecks ?? false,
+      ),
+    );
     if (previous?.SidecarID && previous.SidecarID !== sidecar?.ID) ops.push(...this.removeServiceOps(node, previous.SidecarID));
     if (sidecar) {
       ops.push({ op: 'put', table: SERVICES, key: `${node}/${sidecar.ID}`, value: sidecar });
       const scDef = def.Connect!.SidecarService!;
-      ops.push(...this.checkOps(node, sidecar, [scDef.Check, ...(scDef.Checks ?? [])].filter(Boolean) as CheckInput[], scDef.Checks !== undefined && scDef.Check === undefined, true));
+      ops.push(
+        ...this.checkOps(
+          node,
+          sidecar,
+          [scDef.Check, ...(scDef.Checks ?? [])].filter(Boolean) as CheckInput[],
+          scDef.Checks !== undefined && scDef.Check === undefined,
+          true,
+        ),
+      );
     }
     await this.opts.store.commit(ops);
     return record;
@@ -116,7 +137,9 @@ export class CatalogWrites {
     }
     for (const [n, c] of [body.Check, ...(body.Checks ?? [])].filter(Boolean).entries()) {
       const chk = c as CheckInput & { ServiceID?: string };
-      const owner = chk.ServiceID ? this.opts.store.get<ServiceRecord>(SERVICES, `${body.Node}/${chk.ServiceID}`)?.value ?? (svc?.ID === chk.ServiceID ? svc : undefined) : undefined;
+      const owner = chk.ServiceID
+        ? (this.opts.store.get<ServiceRecord>(SERVICES, `${body.Node}/${chk.ServiceID}`)?.value ?? (svc?.ID === chk.ServiceID ? svc : undefined))
+        : undefined;
       const checkId = chk.CheckID ?? chk.ID ?? chk.Name ?? `check-${n}`;
       ops.push({ op: 'put', table: CHECKS, key: `${body.Node}/${checkId}`, value: toCheck(body.Node, checkId, chk, owner) });
     }
@@ -213,6 +236,8 @@ export class CatalogWrites {
     if (existing) return existing;
     const used = this.opts.indexes.proxyPorts.get(this.opts.nodeName) ?? new Map<number, number>();
     for (let p = SIDECAR_PORT_MIN; p <= SIDECAR_PORT_MAX; p++) if (!used.has(p)) return p;
-    throw invalid([{ Field: 'Connect.SidecarService.Port', Message: `no free sidecar port in ${SIDECAR_PORT_MIN}-${SIDECAR_PORT_MAX}; give one explicitly` }] as Violation[]);
+    throw invalid([
+      { Field: 'Connect.SidecarService.Port', Message: `no free sidecar port in ${SIDECAR_PORT_MIN}-${SIDECAR_PORT_MAX}; give one explicitly` },
+    ] as Violation[]);
   }
 }

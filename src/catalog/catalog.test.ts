@@ -18,7 +18,10 @@ async function setup(withRunner = false) {
   await store.start();
   const catalog = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '127.0.0.1' });
   await catalog.start();
-  cleanups.push(() => store.stop(), () => catalog.stop());
+  cleanups.push(
+    () => store.stop(),
+    () => catalog.stop(),
+  );
   let runner: CheckRunner | undefined;
   if (withRunner) {
     runner = new CheckRunner({ store, catalog, nodeName: 'node-1' });
@@ -41,10 +44,17 @@ describe('Catalog', () => {
   it('registers a service with a nested sidecar in one commit, with a port from 21000', async () => {
     const { catalog, store } = await setup();
     const before = store.index();
-    await catalog.registerService(reg({ name: 'web', port: 8080, connect: { sidecar_service: { proxy: { upstreams: [{ destination_name: 'api', local_bind_port: 9191 }] } } } }));
+    await catalog.registerService(
+      reg({ name: 'web', port: 8080, connect: { sidecar_service: { proxy: { upstreams: [{ destination_name: 'api', local_bind_port: 9191 }] } } } }),
+    );
     expect(store.index()).toBe(before + 1);
     const sc = catalog.agentService('web-sidecar-proxy')!;
-    expect(sc).toMatchObject({ Kind: 'connect-proxy', Port: 21000, Service: 'web-sidecar-proxy', Proxy: { DestinationServiceName: 'web', DestinationServiceID: 'web', LocalServicePort: 8080 } });
+    expect(sc).toMatchObject({
+      Kind: 'connect-proxy',
+      Port: 21000,
+      Service: 'web-sidecar-proxy',
+      Proxy: { DestinationServiceName: 'web', DestinationServiceID: 'web', LocalServicePort: 8080 },
+    });
     expect(sc.Proxy!.Upstreams![0]).toMatchObject({ DestinationName: 'api', LocalBindPort: 9191 });
     expect(catalog.connectInstances('web').map((e) => e.service.ID)).toEqual(['web-sidecar-proxy']);
     await catalog.registerService(reg({ name: 'api', port: 1, connect: { sidecar_service: {} } }));
@@ -69,7 +79,9 @@ describe('Catalog', () => {
   });
 
   it('names every invalid field with its path', () => {
-    const r = serviceSchema.safeParse(normalizeKeys({ name: 'a/b', port: 70000, check: { http: 'ftp://x', interval: 'soon' }, proxy: { upstreams: [{ destination_name: 'db' }] } }));
+    const r = serviceSchema.safeParse(
+      normalizeKeys({ name: 'a/b', port: 70000, check: { http: 'ftp://x', interval: 'soon' }, proxy: { upstreams: [{ destination_name: 'db' }] } }),
+    );
     expect(r.success).toBe(false);
     const fields = r.error!.issues.map((i) => i.path.join('.'));
     expect(fields).toEqual(expect.arrayContaining(['Name', 'Port', 'Check.HTTP', 'Check.Interval', 'Proxy.Upstreams.0.LocalBindPort']));
@@ -85,7 +97,16 @@ describe('Catalog', () => {
 
   it('aggregates health: critical beats warning beats passing, and ?passing filters', async () => {
     const { catalog } = await setup();
-    await catalog.registerService(reg({ name: 'db', id: 'db-1', checks: [{ ttl: '1m', status: 'passing' }, { ttl: '1m', status: 'warning' }] }));
+    await catalog.registerService(
+      reg({
+        name: 'db',
+        id: 'db-1',
+        checks: [
+          { ttl: '1m', status: 'passing' },
+          { ttl: '1m', status: 'warning' },
+        ],
+      }),
+    );
     await catalog.registerService(reg({ name: 'db', id: 'db-2', check: { ttl: '1m', status: 'passing' } }));
     expect(catalog.instances('db').map((e) => e.checks.map((c) => c.CheckID).sort())).toEqual([['service:db-1:1', 'service:db-1:2'], ['service:db-2']]);
     expect(catalog.instances('db', { passingOnly: true }).map((e) => e.service.ID)).toEqual(['db-2']);
@@ -127,7 +148,9 @@ describe('Catalog', () => {
 
   it('runs TCP checks and deregisters a service critical longer than DeregisterCriticalServiceAfter', async () => {
     const { catalog } = await setup(true);
-    await catalog.registerService(reg({ name: 'gone', check: { tcp: '127.0.0.1:1', interval: '100ms', timeout: '200ms', deregister_critical_service_after: '300ms' } }));
+    await catalog.registerService(
+      reg({ name: 'gone', check: { tcp: '127.0.0.1:1', interval: '100ms', timeout: '200ms', deregister_critical_service_after: '300ms' } }),
+    );
     await until(() => /TCP connect 127\.0\.0\.1:1: ECONNREFUSED/.test(catalog.checksOf('node-1', 'gone')[0]?.Output ?? ''));
     await until(() => catalog.agentService('gone') === undefined);
   });

@@ -94,7 +94,10 @@ export class Catalog implements Component {
 
   /** Some parts only: a blocking read of the services does not wake on a check's change (as in Consul). */
   watch(...parts: CatalogPart[]): TableWatch {
-    return new TableWatch(this.opts.store, parts.map((p) => PART_TABLE[p]));
+    return new TableWatch(
+      this.opts.store,
+      parts.map((p) => PART_TABLE[p]),
+    );
   }
 
   // ---- reads ----
@@ -191,7 +194,10 @@ export class Catalog implements Component {
   }
 
   checksInState(state: HealthStatus | 'any'): CheckRecord[] {
-    return this.opts.store.list<CheckRecord>(CHECKS).map((e) => e.value).filter((c) => state === 'any' || c.Status === state);
+    return this.opts.store
+      .list<CheckRecord>(CHECKS)
+      .map((e) => e.value)
+      .filter((c) => state === 'any' || c.Status === state);
   }
 
   nodeChecks(node: string): CheckRecord[] {

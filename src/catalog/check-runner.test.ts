@@ -31,7 +31,11 @@ async function setup() {
   await catalog.start();
   const runner = new CheckRunner({ store, catalog, nodeName: 'node-1' });
   await runner.start();
-  cleanups.push(() => store.stop(), () => catalog.stop(), () => runner.stop());
+  cleanups.push(
+    () => store.stop(),
+    () => catalog.stop(),
+    () => runner.stop(),
+  );
   return { store, catalog, runner };
 }
 
@@ -41,7 +45,12 @@ describe('CheckRunner', () => {
     expect(runner.size()).toBe(0);
     await catalog.registerService(reg({ name: 'a', checks: [{ ttl: '1m' }, { ttl: '1m' }] }));
     expect(runner.size()).toBe(2);
-    await catalog.catalogRegister({ Node: 'elsewhere', Address: '10.9.9.9', Service: { Service: 'ext' } as never, Check: { CheckID: 'ext', Status: 'passing', ServiceID: 'ext' } as never });
+    await catalog.catalogRegister({
+      Node: 'elsewhere',
+      Address: '10.9.9.9',
+      Service: { Service: 'ext' } as never,
+      Check: { CheckID: 'ext', Status: 'passing', ServiceID: 'ext' } as never,
+    });
     expect(runner.size()).toBe(2);
     await catalog.deregisterService('a');
     expect(runner.size()).toBe(0);

@@ -122,7 +122,9 @@ export class CheckRunner implements Component {
       const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
       if (this.stopped || !latest || latest.Status !== 'critical' || this.running.get(key) !== r) return;
       this.log.info('deregistering a service critical for too long', { service: c.ServiceID, check: c.CheckID, afterMs: after });
-      this.opts.catalog.deregisterService(c.ServiceID).catch((err) => this.log.warn('cannot deregister critical service', { service: c.ServiceID, error: err }));
+      this.opts.catalog
+        .deregisterService(c.ServiceID)
+        .catch((err) => this.log.warn('cannot deregister critical service', { service: c.ServiceID, error: err }));
     }, after);
     r.criticalTimer.unref?.();
   }
@@ -141,7 +143,7 @@ export class CheckRunner implements Component {
       return ['critical', head];
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
-      return ['critical', `HTTP ${d.Method ?? 'GET'} ${d.HTTP}: ${e.name === 'TimeoutError' ? 'timed out' : e.cause?.code ?? e.message}`];
+      return ['critical', `HTTP ${d.Method ?? 'GET'} ${d.HTTP}: ${e.name === 'TimeoutError' ? 'timed out' : (e.cause?.code ?? e.message)}`];
     }
   }
 

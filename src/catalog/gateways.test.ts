@@ -14,7 +14,10 @@ async function catalog(): Promise<Catalog> {
   await store.start();
   const c = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '192.0.2.1' });
   await c.start();
-  stops.push(() => store.stop(), () => c.stop());
+  stops.push(
+    () => store.stop(),
+    () => c.stop(),
+  );
   return c;
 }
 
@@ -24,11 +27,15 @@ const gateway = (id: string, over: Record<string, unknown> = {}) =>
 describe('meshGateways', () => {
   it('reads LAN as tagged lan, else the service Address, else the node address; WAN as tagged wan, else the LAN one', async () => {
     const c = await catalog();
-    await c.registerService(gateway('gw-tagged', { Address: '10.0.0.9', TaggedAddresses: { lan: { Address: '10.0.0.5', Port: 8444 }, wan: { Address: '203.0.113.7', Port: 443 } } }));
+    await c.registerService(
+      gateway('gw-tagged', { Address: '10.0.0.9', TaggedAddresses: { lan: { Address: '10.0.0.5', Port: 8444 }, wan: { Address: '203.0.113.7', Port: 443 } } }),
+    );
     await c.registerService(gateway('gw-lan-only', { Address: '10.0.0.10', TaggedAddresses: { lan: { Address: '10.0.0.6', Port: 8445 } } }));
     await c.registerService(gateway('gw-address', { Address: '10.0.0.11' }));
     await c.registerService(gateway('gw-node'));
-    await c.registerService(gateway('gw-strings', { Address: '10.0.0.12', TaggedAddresses: { lan: '10.0.0.7:8446', wan: { address: 'gw.example', port: 8443 } } }));
+    await c.registerService(
+      gateway('gw-strings', { Address: '10.0.0.12', TaggedAddresses: { lan: '10.0.0.7:8446', wan: { address: 'gw.example', port: 8443 } } }),
+    );
     const byId = Object.fromEntries(meshGateways(c).map((g) => [g.id, g]));
     expect(byId['gw-tagged']).toEqual({ id: 'gw-tagged', lan: { host: '10.0.0.5', port: 8444 }, wan: { host: '203.0.113.7', port: 443 } });
     expect(byId['gw-lan-only']).toEqual({ id: 'gw-lan-only', lan: { host: '10.0.0.6', port: 8445 }, wan: { host: '10.0.0.6', port: 8445 } });

@@ -93,7 +93,10 @@ const idString = z
   .string()
   .min(1, 'must not be empty')
   .max(128, 'at most 128 characters')
-  .refine((v) => /^[A-Za-z0-9_.:@=+~-]*$/.test(v) && !v.includes('..'), 'must be letters, digits and _ . : @ = + ~ - only (no slashes, "..", spaces or control characters)');
+  .refine(
+    (v) => /^[A-Za-z0-9_.:@=+~-]*$/.test(v) && !v.includes('..'),
+    'must be letters, digits and _ . : @ = + ~ - only (no slashes, "..", spaces or control characters)',
+  );
 const port = z.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0..65535').max(65535, 'must be 0..65535');
 /** Consul's bounds on meta: at most 64 pairs, keys of up to 128 word characters, values of up to 512. */
 const stringMap = z
@@ -103,9 +106,16 @@ const stringMap = z
   )
   .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries');
 /** Free text that ends up in answers and logs: no control characters (no CR/LF to smuggle lines). */
-const plainText = (max: number) => z.string().max(max, `at most ${max} characters`).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+const plainText = (max: number) =>
+  z
+    .string()
+    .max(max, `at most ${max} characters`)
+    .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
 /** A host name or IP address (not checked further: Consul takes any); no spaces, slashes or control characters. */
-const address = z.string().max(255, 'at most 255 characters').refine((v) => !/[\s/\\\u0000-\u001f\u007f]/.test(v), 'must be a host name or IP address');
+const address = z
+  .string()
+  .max(255, 'at most 255 characters')
+  .refine((v) => !/[\s/\\\u0000-\u001f\u007f]/.test(v), 'must be a host name or IP address');
 
 /** The longest check duration: what one Node timer can wait (2^31-1 ms); longer ones would fire at once. */
 export const MAX_CHECK_DURATION_MS = 576 * 3_600_000;
@@ -143,11 +153,21 @@ const checkFields = z
     ServiceID: idString.optional(),
     Status: z.enum(['passing', 'warning', 'critical'], { message: 'must be passing, warning or critical' }).optional(),
     TTL: duration.optional(),
-    HTTP: z.string().url('must be an http:// or https:// URL').refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL').optional(),
-    Method: z.string().regex(/^[A-Z]+$/, 'must be an HTTP method').optional(),
+    HTTP: z
+      .string()
+      .url('must be an http:// or https:// URL')
+      .refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL')
+      .optional(),
+    Method: z
+      .string()
+      .regex(/^[A-Z]+$/, 'must be an HTTP method')
+      .optional(),
     Header: z.record(z.string(), z.array(z.string())).optional(),
     Body: z.string().optional(),
-    TCP: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port').optional(),
+    TCP: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port')
+      .optional(),
     Interval: duration.optional(),
     Timeout: duration.optional(),
     DeregisterCriticalServiceAfter: duration.optional(),
@@ -159,11 +179,12 @@ const checkFields = z
 export const catalogCheckSchema = checkFields;
 
 export const checkSchema = checkFields.superRefine((c, ctx) => {
-    const kinds = ['TTL', 'HTTP', 'TCP'].filter((k) => (c as Record<string, unknown>)[k] !== undefined);
-    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of TTL, HTTP, TCP must be set', path: [] });
-    if ((c.HTTP !== undefined || c.TCP !== undefined) && c.Interval === undefined) ctx.addIssue({ code: 'custom', message: 'is required for HTTP and TCP checks', path: ['Interval'] });
-    if (c.Interval !== undefined && c.Interval < 100) ctx.addIssue({ code: 'custom', message: 'must be at least 100ms', path: ['Interval'] });
-  });
+  const kinds = ['TTL', 'HTTP', 'TCP'].filter((k) => (c as Record<string, unknown>)[k] !== undefined);
+  if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of TTL, HTTP, TCP must be set', path: [] });
+  if ((c.HTTP !== undefined || c.TCP !== undefined) && c.Interval === undefined)
+    ctx.addIssue({ code: 'custom', message: 'is required for HTTP and TCP checks', path: ['Interval'] });
+  if (c.Interval !== undefined && c.Interval < 100) ctx.addIssue({ code: 'custom', message: 'must be at least 100ms', path: ['Interval'] });
+});
 
 export type CheckInput = z.infer<typeof checkSchema>;
 
@@ -178,7 +199,12 @@ const upstreamSchema = z
     // Isthmus' failover order: {"failover": ["dc2", "dc3"]}, the DCs tried in turn when the
     // upstream's own DC has no healthy instance.
     Config: z
-      .object({ failover: z.array(z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE), { message: 'must be a list of datacenter names' }).max(16, 'at most 16 datacenters').optional() })
+      .object({
+        failover: z
+          .array(z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE), { message: 'must be a list of datacenter names' })
+          .max(16, 'at most 16 datacenters')
+          .optional(),
+      })
       .catchall(z.unknown())
       .optional(),
   })
@@ -213,9 +239,7 @@ const baseService = {
   Weights: z.unknown().optional(),
 };
 
-const sidecarSchema = z
-  .object({ ...baseService, Name: serviceName.optional() })
-  .passthrough();
+const sidecarSchema = z.object({ ...baseService, Name: serviceName.optional() }).passthrough();
 
 export const serviceSchema = z
   .object({
@@ -252,9 +276,11 @@ export const catalogRegisterSchema = z
   })
   .passthrough();
 
-export const catalogDeregisterSchema = z.object({
-  Node: idString,
-  Datacenter: z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE).optional(),
-  ServiceID: idString.optional(),
-  CheckID: idString.optional(),
-}).passthrough();
+export const catalogDeregisterSchema = z
+  .object({
+    Node: idString,
+    Datacenter: z.string().regex(DATACENTER_REF_RE, DATACENTER_REF_MESSAGE).optional(),
+    ServiceID: idString.optional(),
+    CheckID: idString.optional(),
+  })
+  .passthrough();

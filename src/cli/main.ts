@@ -91,7 +91,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return 1;
   }
   if (rest.includes('--help') || rest.includes('-h') || rest.includes('-help')) {
-    io.out(`${command.summary}\n\nUsage: ${command.usage}\n\nFlags: ${Object.keys(command.options).map((o) => `--${o}`).join(' ')}`);
+    io.out(
+      `${command.summary}\n\nUsage: ${command.usage}\n\nFlags: ${Object.keys(command.options)
+        .map((o) => `--${o}`)
+        .join(' ')}`,
+    );
     return 0;
   }
   try {

@@ -42,8 +42,19 @@ describe('loadGatewayConfig', () => {
 
   it('takes flags over env over file, and --server over --grpc-addr', () => {
     const configFile = file({ datacenter: 'dcfile', server: '127.0.9.1:8502', workers: 4, idle_timeout: '2m', wan_addr: '[::1]:9443' });
-    const c = loadGatewayConfig({ configFile, env: { ISTHMUS_DATACENTER: 'dcenv', ISTHMUS_GRPC_ADDR: '127.0.8.1:8502', ISTHMUS_HTTP_TOKEN: 'tok' }, flags: { dc: 'dcflag' } });
-    expect(c).toMatchObject({ dc: 'dcflag', serverAddr: '127.0.8.1:8502', token: 'tok', workers: 4, idleTimeoutMs: 120_000, wanAddr: { host: '::1', port: 9443 } });
+    const c = loadGatewayConfig({
+      configFile,
+      env: { ISTHMUS_DATACENTER: 'dcenv', ISTHMUS_GRPC_ADDR: '127.0.8.1:8502', ISTHMUS_HTTP_TOKEN: 'tok' },
+      flags: { dc: 'dcflag' },
+    });
+    expect(c).toMatchObject({
+      dc: 'dcflag',
+      serverAddr: '127.0.8.1:8502',
+      token: 'tok',
+      workers: 4,
+      idleTimeoutMs: 120_000,
+      wanAddr: { host: '::1', port: 9443 },
+    });
     expect(loadGatewayConfig({ env: {}, flags: { server: '127.0.1.1:1', 'grpc-addr': '127.0.2.1:2' } }).serverAddr).toBe('127.0.1.1:1');
     expect(loadGatewayConfig({ env: {}, flags: { 'grpc-addr': '127.0.2.1:2' } }).serverAddr).toBe('127.0.2.1:2');
   });
@@ -57,10 +68,24 @@ describe('loadGatewayConfig', () => {
     const configFile = file({ workers: 0, metric_addr: 'x', hello_timeout: 'soon' });
     const secret = 's'.repeat(600);
     const err = configError(() =>
-      loadGatewayConfig({ configFile, env: { ISTHMUS_DATACENTER: 'DC_1', ISTHMUS_HTTP_TOKEN: secret }, flags: { 'wan-addr': '127.0.0.1:0', 'grpc-addr': 'nope', 'log-level': 'loud', id: '-x' } }),
+      loadGatewayConfig({
+        configFile,
+        env: { ISTHMUS_DATACENTER: 'DC_1', ISTHMUS_HTTP_TOKEN: secret },
+        flags: { 'wan-addr': '127.0.0.1:0', 'grpc-addr': 'nope', 'log-level': 'loud', id: '-x' },
+      }),
     );
     expect(err.violations.map((v) => v.Field).sort()).toEqual(
-      [`${configFile}: metric_addr`, `${configFile}: workers`, `${configFile}: hello_timeout`, 'ISTHMUS_DATACENTER', 'ISTHMUS_HTTP_TOKEN', '--wan-addr', '--grpc-addr', '--log-level', '--id'].sort(),
+      [
+        `${configFile}: metric_addr`,
+        `${configFile}: workers`,
+        `${configFile}: hello_timeout`,
+        'ISTHMUS_DATACENTER',
+        'ISTHMUS_HTTP_TOKEN',
+        '--wan-addr',
+        '--grpc-addr',
+        '--log-level',
+        '--id',
+      ].sort(),
     );
     expect(err.violations.find((v) => v.Field === '--wan-addr')?.Message).toBe('must be host:port (e.g. 127.0.1.1:8443), got "127.0.0.1:0"');
     expect(err.violations.find((v) => v.Field === `${configFile}: workers`)?.Message).toBe('must be a whole number from 1 to 64, got 0');

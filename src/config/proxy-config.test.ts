@@ -17,7 +17,13 @@ function configError(fn: () => unknown) {
 
 describe('loadProxyConfig', () => {
   it('serves the sidecar registration of --sidecar-for, unless --proxy-id names another', () => {
-    expect(loadProxyConfig({ env: {}, flags: { 'sidecar-for': 'web' } })).toEqual({ proxyId: 'web-sidecar-proxy', service: undefined, serverAddr: '127.0.0.1:8502', token: undefined, logLevel: 'info' });
+    expect(loadProxyConfig({ env: {}, flags: { 'sidecar-for': 'web' } })).toEqual({
+      proxyId: 'web-sidecar-proxy',
+      service: undefined,
+      serverAddr: '127.0.0.1:8502',
+      token: undefined,
+      logLevel: 'info',
+    });
     expect(loadProxyConfig({ env: {}, flags: { 'sidecar-for': 'web', 'proxy-id': 'web-2-proxy' } }).proxyId).toBe('web-2-proxy');
     expect(loadProxyConfig({ env: {}, flags: { service: 'batch' } })).toMatchObject({ proxyId: undefined, service: 'batch' });
   });
@@ -30,8 +36,14 @@ describe('loadProxyConfig', () => {
   it('takes flags over env over file and lists every violation with where it came from', () => {
     const configFile = join(mkdtempSync(join(tmpdir(), 'isthmus-proxy-cfg-')), 'proxy.json');
     writeFileSync(configFile, JSON.stringify({ sidecar_for: 'api', grpc_addr: '127.0.3.1:8502', log_level: 'warn' }));
-    expect(loadProxyConfig({ configFile, env: { ISTHMUS_GRPC_ADDR: '127.0.2.1:8502' } })).toMatchObject({ proxyId: 'api-sidecar-proxy', serverAddr: '127.0.2.1:8502', logLevel: 'warn' });
-    expect(loadProxyConfig({ configFile, env: { ISTHMUS_GRPC_ADDR: '127.0.2.1:8502' }, flags: { 'grpc-addr': '127.0.1.1:8502' } }).serverAddr).toBe('127.0.1.1:8502');
+    expect(loadProxyConfig({ configFile, env: { ISTHMUS_GRPC_ADDR: '127.0.2.1:8502' } })).toMatchObject({
+      proxyId: 'api-sidecar-proxy',
+      serverAddr: '127.0.2.1:8502',
+      logLevel: 'warn',
+    });
+    expect(loadProxyConfig({ configFile, env: { ISTHMUS_GRPC_ADDR: '127.0.2.1:8502' }, flags: { 'grpc-addr': '127.0.1.1:8502' } }).serverAddr).toBe(
+      '127.0.1.1:8502',
+    );
 
     writeFileSync(configFile, JSON.stringify({ sidecar_for: 'api', upstreams: [] }));
     const err = configError(() => loadProxyConfig({ configFile, env: { ISTHMUS_GRPC_ADDR: 'localhost' }, flags: { 'log-level': 'chatty' } }));

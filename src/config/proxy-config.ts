@@ -47,7 +47,9 @@ export function loadProxyConfig(opts: ProxyLoadOptions = {}): ProxyConfig {
   const r = schema.safeParse(merged);
   if (!r.success) violations.push(...issueViolations(r.error.issues, sources));
   // An empty value names nothing, as if it were not given.
-  const d = r.success ? { ...r.data, sidecar_for: r.data.sidecar_for || undefined, proxy_id: r.data.proxy_id || undefined, service: r.data.service || undefined } : undefined;
+  const d = r.success
+    ? { ...r.data, sidecar_for: r.data.sidecar_for || undefined, proxy_id: r.data.proxy_id || undefined, service: r.data.service || undefined }
+    : undefined;
   if (d && !d.sidecar_for && !d.proxy_id && !d.service) {
     violations.push({ Field: '--sidecar-for', Message: 'or --service is required' });
   }

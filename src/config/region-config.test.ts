@@ -18,7 +18,14 @@ function configError(fn: () => unknown) {
 describe('loadRegionConfig', () => {
   it('gives dev mode Consul-like defaults: allow, no persistence, 8500/8502', () => {
     const c = loadRegionConfig({ mode: 'dev', env: {} });
-    expect(c).toMatchObject({ dc: 'dc1', httpAddr: '127.0.0.1:8500', grpcAddr: '127.0.0.1:8502', aclDefaultPolicy: 'allow', dataDir: undefined, store: 'memory' });
+    expect(c).toMatchObject({
+      dc: 'dc1',
+      httpAddr: '127.0.0.1:8500',
+      grpcAddr: '127.0.0.1:8502',
+      aclDefaultPolicy: 'allow',
+      dataDir: undefined,
+      store: 'memory',
+    });
   });
 
   it('defaults a server to deny and a data dir per DC, and derives gRPC host from the HTTP address', () => {

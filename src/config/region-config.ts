@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorCodes, IsthmusError, type Violation } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
-import { DATACENTER_NAME_RE, DATACENTER_NAME_RULE, formatHostPort, parseHostPort, readHostPort, REDACTED, redactUrl, type HostPort, type HostPortRules } from '../core/names.js';
+import {
+  DATACENTER_NAME_RE,
+  DATACENTER_NAME_RULE,
+  formatHostPort,
+  parseHostPort,
+  readHostPort,
+  REDACTED,
+  redactUrl,
+  type HostPort,
+  type HostPortRules,
+} from '../core/names.js';
 import { decodeJoinToken, type JoinToken } from '../federation/index.js';
 import { REGION_SETTINGS, type ConfigFlags, type ConfigKey } from './settings.js';
 import { gatherSources, issueViolations } from './sources.js';
@@ -42,7 +52,8 @@ const ADDRESS: HostPortRules = { host: 'address', portZero: true };
 
 const hostPort = z.string().superRefine((v, ctx) => {
   const r = readHostPort(v, ADDRESS);
-  if ('problem' in r) ctx.addIssue({ code: 'custom', message: r.problem === 'port out of range' ? 'port must be 0..65535' : 'must be host:port, e.g. 127.0.0.1:8500' });
+  if ('problem' in r)
+    ctx.addIssue({ code: 'custom', message: r.problem === 'port out of range' ? 'port must be 0..65535' : 'must be host:port, e.g. 127.0.0.1:8500' });
 });
 
 const schema = z.object({
@@ -66,7 +77,10 @@ const schema = z.object({
   advertise_addr: hostPort,
   data_dir: z.string().min(1).optional(),
   store: z.enum(['memory', 'redis'], { message: 'must be memory or redis' }),
-  redis_url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  redis_url: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .optional(),
   acl_default_policy: z.enum(['allow', 'deny'], { message: 'must be allow or deny' }),
   log_level: z.enum(['debug', 'info', 'warn', 'error'], { message: 'must be debug, info, warn or error' }),
 });
@@ -106,7 +120,11 @@ export function loadRegionConfig(opts: LoadOptions): RegionConfig {
   const defaults: Record<ConfigKey, unknown> = {
     datacenter: dc,
     primary_datacenter: joinToken?.primary ?? dc,
-    node_name: `${hostname().split('.')[0].replace(/[^A-Za-z0-9_.-]/g, '-') || 'node'}-${dc}`,
+    node_name: `${
+      hostname()
+        .split('.')[0]
+        .replace(/[^A-Za-z0-9_.-]/g, '-') || 'node'
+    }-${dc}`,
     http_addr: '127.0.0.1:8500',
     grpc_addr: grpcDefault,
     grpc_tls_addr: tlsDefault(),

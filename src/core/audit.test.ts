@@ -25,7 +25,11 @@ describe('AuditLog', () => {
       ]),
     );
     expect(log.index()).toBe(9);
-    expect(log.events().map((e) => [e.Index, e.Subject])).toEqual([[5, 'token a'], [7, 'web => db'], [9, 'web => db']]);
+    expect(log.events().map((e) => [e.Index, e.Subject])).toEqual([
+      [5, 'token a'],
+      [7, 'web => db'],
+      [9, 'web => db'],
+    ]);
     expect(log.events({ kind: 'intention' }).map((e) => e.Action)).toEqual(['create', 'delete']);
     expect(log.events({ since: '2024-01-01T00:00:02Z' }).map((e) => e.Index)).toEqual([5, 9]);
   });

@@ -33,7 +33,14 @@ describe('SNI names', () => {
 
   it('parses service, subset and server names back', () => {
     expect(parseSni(`api.default.dc2.internal.${TD}`, TD)).toEqual({ kind: 'service', service: 'api', namespace: 'default', dc: 'dc2', trustDomain: TD });
-    expect(parseSni(`v1.api.team-a.dc1.internal.${TD}`, TD)).toEqual({ kind: 'service', subset: 'v1', service: 'api', namespace: 'team-a', dc: 'dc1', trustDomain: TD });
+    expect(parseSni(`v1.api.team-a.dc1.internal.${TD}`, TD)).toEqual({
+      kind: 'service',
+      subset: 'v1',
+      service: 'api',
+      namespace: 'team-a',
+      dc: 'dc1',
+      trustDomain: TD,
+    });
     expect(parseSni(`server.dc3.${TD}`, TD)).toEqual({ kind: 'server', dc: 'dc3', trustDomain: TD });
     // A service may be called "server" or "internal": the shape decides, not the words.
     expect(parseSni(`server.default.dc1.internal.${TD}`, TD)).toMatchObject({ kind: 'service', service: 'server' });
@@ -86,10 +93,22 @@ describe('SPIFFE IDs', () => {
     expect(parseServerSpiffeId(`spiffe://${TD}/agent/server/dc/dc2`)).toEqual({ trustDomain: TD, dc: 'dc2' });
     expect(parseServiceSpiffeId(`spiffe://${TD}/agent/server/dc/dc2`)).toBeUndefined();
     expect(parseServerSpiffeId(`spiffe://${TD}/ns/default/dc/dc1/svc/web`)).toBeUndefined();
-    for (const bad of [`spiffe://${TD}/svc/web`, `spiffe://${TD}/ns/default/dc/DC1/svc/web`, `spiffe://${TD}/ns/default/dc/dc1/svc/web/x`, `spiffe://${TD}/ns/a b/dc/dc1/svc/web`, `https://${TD}/ns/default/dc/dc1/svc/web`, '']) {
+    for (const bad of [
+      `spiffe://${TD}/svc/web`,
+      `spiffe://${TD}/ns/default/dc/DC1/svc/web`,
+      `spiffe://${TD}/ns/default/dc/dc1/svc/web/x`,
+      `spiffe://${TD}/ns/a b/dc/dc1/svc/web`,
+      `https://${TD}/ns/default/dc/dc1/svc/web`,
+      '',
+    ]) {
       expect(parseServiceSpiffeId(bad), bad).toBeUndefined();
     }
-    for (const bad of [`spiffe://${TD}/agent/server/dc/`, `spiffe://${TD}/agent/server/dc/dc2/x`, `spiffe://${TD}/agent/server/dc/Dc2`, `spiffe://Other/agent/server/dc/dc2`]) {
+    for (const bad of [
+      `spiffe://${TD}/agent/server/dc/`,
+      `spiffe://${TD}/agent/server/dc/dc2/x`,
+      `spiffe://${TD}/agent/server/dc/Dc2`,
+      `spiffe://Other/agent/server/dc/dc2`,
+    ]) {
       expect(parseServerSpiffeId(bad), bad).toBeUndefined();
     }
   });
@@ -133,7 +152,8 @@ describe('host:port', () => {
     expect(parseHostPort('[::1]:8443')).toEqual({ host: '::1', port: 8443 });
     expect(parseHostPort('gw.example:1')).toEqual({ host: 'gw.example', port: 1 });
     expect(parseHostPort('gw_1.example:65535')).toEqual({ host: 'gw_1.example', port: 65535 });
-    for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', '::1:8443', ':8443', '', 'a b:1', '[::1]', 'host:123456']) expect(parseHostPort(bad), bad).toBeUndefined();
+    for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', '::1:8443', ':8443', '', 'a b:1', '[::1]', 'host:123456'])
+      expect(parseHostPort(bad), bad).toBeUndefined();
   });
 
   it('takes port 0 only for listen addresses, and only name characters for configured ones', () => {
@@ -149,7 +169,11 @@ describe('host:port', () => {
   it('writes IPv6 hosts in brackets, and reads back what it writes', () => {
     expect(formatHostPort({ host: '::1', port: 8443 })).toBe('[::1]:8443');
     expect(formatHostPort({ host: '10.0.0.1', port: 80 })).toBe('10.0.0.1:80');
-    for (const t of [{ host: '2001:db8::7', port: 443 }, { host: 'gw.example', port: 1 }]) expect(parseHostPort(formatHostPort(t))).toEqual(t);
+    for (const t of [
+      { host: '2001:db8::7', port: 443 },
+      { host: 'gw.example', port: 1 },
+    ])
+      expect(parseHostPort(formatHostPort(t))).toEqual(t);
   });
 });
 
@@ -161,6 +185,8 @@ describe('credentials in URLs', () => {
   });
 
   it('masks every URL password in free text, and nothing else', () => {
-    expect(redactUrlsIn('cannot reach redis://u:pw@a:1 nor REDIS://v:pw2@b:2, user:name@example.com stays')).toBe('cannot reach redis://u:*****@a:1 nor REDIS://v:*****@b:2, user:name@example.com stays');
+    expect(redactUrlsIn('cannot reach redis://u:pw@a:1 nor REDIS://v:pw2@b:2, user:name@example.com stays')).toBe(
+      'cannot reach redis://u:*****@a:1 nor REDIS://v:*****@b:2, user:name@example.com stays',
+    );
   });
 });

@@ -98,7 +98,10 @@ export function parseSni(sni: string, trustDomain: string): SniName | InvalidSni
     return { kind: 'service', subset: labels[0], service: labels[1], namespace: labels[2], dc: labels[3].toLowerCase(), trustDomain };
   }
   if (labels.length === 2 && labels[0].toLowerCase() === 'server') return { kind: 'server', dc: labels[1].toLowerCase(), trustDomain };
-  return { kind: 'invalid', reason: `SNI ${sni} is neither <service>.<ns>.<dc>.internal.<trust-domain>, <subset>.<service>.<ns>.<dc>.internal.<trust-domain> nor server.<dc>.<trust-domain>` };
+  return {
+    kind: 'invalid',
+    reason: `SNI ${sni} is neither <service>.<ns>.<dc>.internal.<trust-domain>, <subset>.<service>.<ns>.<dc>.internal.<trust-domain> nor server.<dc>.<trust-domain>`,
+  };
 }
 
 // ---- SPIFFE IDs ----

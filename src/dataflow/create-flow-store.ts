@@ -4,9 +4,7 @@ import type { FlowStore } from './flow-store.js';
 import { MemoryFlowStore, type MemoryFlowStoreOptions } from './flow-store-memory.js';
 import { RedisFlowStore, type RedisFlowStoreOptions } from './flow-store-redis.js';
 
-export type CreateFlowStoreOptions =
-  | ({ backend: 'memory' } & MemoryFlowStoreOptions)
-  | ({ backend: 'redis' } & RedisFlowStoreOptions);
+export type CreateFlowStoreOptions = ({ backend: 'memory' } & MemoryFlowStoreOptions) | ({ backend: 'redis' } & RedisFlowStoreOptions);
 
 export function createFlowStore(opts: CreateFlowStoreOptions): FlowStore & Component {
   return opts.backend === 'redis' ? new RedisFlowStore(opts) : new MemoryFlowStore(opts);

@@ -5,7 +5,18 @@ import { invalid } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
-import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
+import {
+  DEFAULT_FLOW_CAPACITY,
+  LATE_MS,
+  matchesNormal,
+  normalizeFilter,
+  serviceKeys,
+  type FlowFilter,
+  type FlowListener,
+  type FlowStore,
+  type NormalFilter,
+  type SubscribeOptions,
+} from './flow-store.js';
 import { Interner } from './intern.js';
 import { SeqQueue } from './seq-queue.js';
 
@@ -252,7 +263,15 @@ export class MemoryFlowStore implements FlowStore, Component {
   indexSizes(): { traces: number; services: number; verdicts: number; ids: number; entries: number; late: number; suffixMinima: number } {
     let entries = 0;
     for (const m of [this.byTrace, this.byService, this.byVerdict]) for (const q of m.values()) entries += q.size;
-    return { traces: this.byTrace.size, services: this.byService.size, verdicts: this.byVerdict.size, ids: this.ids.size, entries, late: this.late.size, suffixMinima: this.minSeqs.length - this.minHead };
+    return {
+      traces: this.byTrace.size,
+      services: this.byService.size,
+      verdicts: this.byVerdict.size,
+      ids: this.ids.size,
+      entries,
+      late: this.late.size,
+      suffixMinima: this.minSeqs.length - this.minHead,
+    };
   }
 }
 

@@ -24,7 +24,13 @@ async function stores(n: number, opts: { capacity?: number } = {}) {
   prefixes.push(keyPrefix);
   const list = Array.from({ length: n }, () => new RedisFlowStore({ dc: 'dc1', redisUrl: REDIS_URL, keyPrefix, ...opts }));
   for (const s of list) await s.start();
-  return { list, keyPrefix, cleanup: async () => { for (const s of list) await s.stop(); } };
+  return {
+    list,
+    keyPrefix,
+    cleanup: async () => {
+      for (const s of list) await s.stop();
+    },
+  };
 }
 
 runFlowStoreSuite('redis', {
@@ -49,7 +55,15 @@ describe('RedisFlowStore', () => {
       const s = list[0];
       expect(s.streamKey).toBe(`${keyPrefix}:{dc1}:flows`);
       for (let i = 0; i < 60; i++) {
-        await s.append([flowRecord({ traceId: traceId(i), from: `s${i % 3}`, to: 'api', verdict: i % 2 ? 'allowed' : 'denied', startTime: 1_700_000_000_000 + (i % 4 === 0 ? -3_600_000 : i) })]);
+        await s.append([
+          flowRecord({
+            traceId: traceId(i),
+            from: `s${i % 3}`,
+            to: 'api',
+            verdict: i % 2 ? 'allowed' : 'denied',
+            startTime: 1_700_000_000_000 + (i % 4 === 0 ? -3_600_000 : i),
+          }),
+        ]);
       }
       expect(await admin.xlen(s.streamKey)).toBe(10);
       const keys = (await admin.keys(`${keyPrefix}:*`)).map((k) => k.slice(s.streamKey.length)).sort();
@@ -57,7 +71,17 @@ describe('RedisFlowStore', () => {
       const idKeys = keys.filter((k) => k.startsWith(':id:'));
       expect(traces).toHaveLength(10);
       expect(idKeys).toHaveLength(10);
-      expect(keys.filter((k) => !k.startsWith(':trace:') && !k.startsWith(':id:'))).toEqual(['', ':late', ':svc:api', ':svc:s0', ':svc:s1', ':svc:s2', ':tmin', ':verdict:allowed', ':verdict:denied']);
+      expect(keys.filter((k) => !k.startsWith(':trace:') && !k.startsWith(':id:'))).toEqual([
+        '',
+        ':late',
+        ':svc:api',
+        ':svc:s0',
+        ':svc:s1',
+        ':svc:s2',
+        ':tmin',
+        ':verdict:allowed',
+        ':verdict:denied',
+      ]);
       let indexed = 0;
       for (const k of [':svc:api', ':verdict:allowed', ':verdict:denied']) indexed += await admin.zcard(s.streamKey + k);
       expect(indexed).toBe(20);

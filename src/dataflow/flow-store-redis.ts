@@ -10,8 +10,18 @@ import type { Component } from '../core/lifecycle.js';
 import { redactUrl } from '../core/names.js';
 import type { Logger } from '../telemetry/index.js';
 import type { FlowRecord } from './flow-record.js';
-import { IdRange, idMs, MAX_ID_MS, pad, unpad } from './flow-ids.js';
-import { DEFAULT_FLOW_CAPACITY, LATE_MS, matchesNormal, normalizeFilter, serviceKeys, type FlowFilter, type FlowListener, type FlowStore, type NormalFilter, type SubscribeOptions } from './flow-store.js';
+import { IdRange, idMs, pad, unpad } from './flow-ids.js';
+import {
+  DEFAULT_FLOW_CAPACITY,
+  LATE_MS,
+  matchesNormal,
+  normalizeFilter,
+  type FlowFilter,
+  type FlowListener,
+  type FlowStore,
+  type NormalFilter,
+  type SubscribeOptions,
+} from './flow-store.js';
 
 export interface RedisFlowStoreOptions {
   dc: string;
@@ -144,7 +154,9 @@ export class RedisFlowStore implements FlowStore, Component {
       await cmd.connect();
     } catch (err) {
       cmd.disconnect();
-      throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `flow store cannot reach Redis at ${redactUrl(this.opts.redisUrl)}: ${(err as Error).message}`, { cause: err });
+      throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `flow store cannot reach Redis at ${redactUrl(this.opts.redisUrl)}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     this.cmd = cmd;
     this.running = true;
@@ -291,15 +303,15 @@ export class RedisFlowStore implements FlowStore, Component {
       let entries: StreamEntry[];
       let fetched: number;
       if (index === undefined) {
-        entries = ascending
-          ? await cmd.xrange(S, range.xLo(), range.xHi(), 'COUNT', batch)
-          : await cmd.xrevrange(S, range.xHi(), range.xLo(), 'COUNT', batch);
+        entries = ascending ? await cmd.xrange(S, range.xLo(), range.xHi(), 'COUNT', batch) : await cmd.xrevrange(S, range.xHi(), range.xLo(), 'COUNT', batch);
         fetched = entries.length;
         if (entries.length) this.advance(range, pad(entries[entries.length - 1][0]), ascending);
       } else {
-        const members = (ascending
-          ? await cmd.call('ZRANGE', index, range.zLo(), range.zHi(), 'BYLEX', 'LIMIT', 0, batch)
-          : await cmd.call('ZRANGE', index, range.zHi(), range.zLo(), 'BYLEX', 'REV', 'LIMIT', 0, batch)) as string[];
+        const members = (
+          ascending
+            ? await cmd.call('ZRANGE', index, range.zLo(), range.zHi(), 'BYLEX', 'LIMIT', 0, batch)
+            : await cmd.call('ZRANGE', index, range.zHi(), range.zLo(), 'BYLEX', 'REV', 'LIMIT', 0, batch)
+        ) as string[];
         fetched = members.length;
         if (!members.length) return true;
         this.advance(range, members[members.length - 1], ascending);
@@ -391,7 +403,13 @@ export class RedisFlowStore implements FlowStore, Component {
   }
 
   private connectionOptions(): RedisOptions {
-    return { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: (n: number) => Math.min(100 * n, 2000) };
+    return {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      retryStrategy: (n: number) => Math.min(100 * n, 2000),
+    };
   }
 }
 

@@ -103,7 +103,10 @@ export function runFlowStoreSuite(name: string, factory: FlowStoreFactory): void
       await store.append(rs.slice(1200));
       const all = [...rs.slice(0, 1200), late, ...rs.slice(1200)];
       const expectRange = (since?: number, until?: number) =>
-        all.filter((r) => (since === undefined || r.startTime >= since) && (until === undefined || r.startTime <= until)).map((r) => r.id).reverse();
+        all
+          .filter((r) => (since === undefined || r.startTime >= since) && (until === undefined || r.startTime <= until))
+          .map((r) => r.id)
+          .reverse();
 
       let got: FlowRecord[] = [];
       const n = await cost(visited, async () => (got = await store.query({ since: BASE + 5000, until: BASE + 5990, limit: 10_000 })));
@@ -185,7 +188,14 @@ export function runFlowStoreSuite(name: string, factory: FlowStoreFactory): void
     it('evicts the oldest past its capacity, and its indexes and cursors with it', async () => {
       const { store, visited } = await make({ capacity: 5 });
       const rs = Array.from({ length: 8 }, (_, i) =>
-        flowRecord({ id: `e${i}`, traceId: traceId(i % 4), from: i < 3 ? 'gone' : 'web', to: 'api', verdict: i === 1 || i === 6 ? 'denied' : 'allowed', startTime: BASE + i * 1000 }),
+        flowRecord({
+          id: `e${i}`,
+          traceId: traceId(i % 4),
+          from: i < 3 ? 'gone' : 'web',
+          to: 'api',
+          verdict: i === 1 || i === 6 ? 'denied' : 'allowed',
+          startTime: BASE + i * 1000,
+        }),
       );
       await store.append(rs.slice(0, 4));
       await store.append(rs.slice(4));

@@ -12,36 +12,93 @@ const NOBODY = { spiffeId: '', service: '', namespace: '', dc: '' };
 function crossDc(trace = TRACE): Record<'client' | 'egress' | 'ingress' | 'server', FlowRecord> {
   return {
     client: flowRecord({
-      id: `${trace}-c`, traceId: trace, hop: 'client-sidecar', dc: 'dc1', reporter: 'web-1-sidecar',
-      source: identity('web', 'dc1'), destination: identity('api', 'dc2'), sni: SNI,
-      verdict: 'allowed', reason: 'connected', startTime: T, durationMs: 130, bytesIn: 5120, bytesOut: 830,
+      id: `${trace}-c`,
+      traceId: trace,
+      hop: 'client-sidecar',
+      dc: 'dc1',
+      reporter: 'web-1-sidecar',
+      source: identity('web', 'dc1'),
+      destination: identity('api', 'dc2'),
+      sni: SNI,
+      verdict: 'allowed',
+      reason: 'connected',
+      startTime: T,
+      durationMs: 130,
+      bytesIn: 5120,
+      bytesOut: 830,
     }),
     egress: flowRecord({
-      id: `${trace}-e`, traceId: trace, hop: 'gateway-egress', dc: 'dc1', reporter: 'mgw-dc1-a',
-      source: NOBODY, destination: { ...identity('api', 'dc2', false) }, sni: SNI,
-      verdict: 'allowed', reason: 'routed to 127.0.2.1:8443', startTime: T + 2, durationMs: 126, bytesIn: 830, bytesOut: 5120,
+      id: `${trace}-e`,
+      traceId: trace,
+      hop: 'gateway-egress',
+      dc: 'dc1',
+      reporter: 'mgw-dc1-a',
+      source: NOBODY,
+      destination: { ...identity('api', 'dc2', false) },
+      sni: SNI,
+      verdict: 'allowed',
+      reason: 'routed to 127.0.2.1:8443',
+      startTime: T + 2,
+      durationMs: 126,
+      bytesIn: 830,
+      bytesOut: 5120,
     }),
     // dc2's clock runs 40 ms behind dc1's.
     ingress: flowRecord({
-      id: `${trace}-i`, traceId: trace, hop: 'gateway-ingress', dc: 'dc2', reporter: 'mgw-dc2-a',
-      source: NOBODY, destination: { ...identity('api', 'dc2', false) }, sni: SNI,
-      verdict: 'allowed', reason: 'routed to 127.0.2.10:21000', startTime: T - 35, durationMs: 120, bytesIn: 830, bytesOut: 5120,
+      id: `${trace}-i`,
+      traceId: trace,
+      hop: 'gateway-ingress',
+      dc: 'dc2',
+      reporter: 'mgw-dc2-a',
+      source: NOBODY,
+      destination: { ...identity('api', 'dc2', false) },
+      sni: SNI,
+      verdict: 'allowed',
+      reason: 'routed to 127.0.2.10:21000',
+      startTime: T - 35,
+      durationMs: 120,
+      bytesIn: 830,
+      bytesOut: 5120,
     }),
     server: flowRecord({
-      id: `${trace}-s`, traceId: trace, hop: 'server-sidecar', dc: 'dc2', reporter: 'api-1-sidecar',
-      source: identity('web', 'dc1'), destination: identity('api', 'dc2'), sni: '',
-      verdict: 'allowed', reason: 'connection accepted; requests checked against L7 permissions',
-      intentionId: 'ixn-web-api', intentionDc: 'dc1', intentionIndex: 42, startTime: T - 33, durationMs: 115, bytesIn: 830, bytesOut: 5120,
+      id: `${trace}-s`,
+      traceId: trace,
+      hop: 'server-sidecar',
+      dc: 'dc2',
+      reporter: 'api-1-sidecar',
+      source: identity('web', 'dc1'),
+      destination: identity('api', 'dc2'),
+      sni: '',
+      verdict: 'allowed',
+      reason: 'connection accepted; requests checked against L7 permissions',
+      intentionId: 'ixn-web-api',
+      intentionDc: 'dc1',
+      intentionIndex: 42,
+      startTime: T - 33,
+      durationMs: 115,
+      bytesIn: 830,
+      bytesOut: 5120,
     }),
   };
 }
 
 function request(n: number, p: Partial<FlowRecord> & { method: string; path: string; status: number }): FlowRecord {
   return flowRecord({
-    id: `${TRACE}-r${n}`, traceId: TRACE, requestIndex: n, hop: 'server-sidecar', dc: 'dc2', reporter: 'api-1-sidecar',
-    source: identity('web', 'dc1'), destination: identity('api', 'dc2'),
-    verdict: p.verdict ?? 'allowed', reason: p.reason ?? 'allowed by intention web => api', intentionId: 'ixn-web-api', intentionDc: 'dc1', intentionIndex: 42,
-    startTime: p.startTime ?? T - 30 + n * 10, durationMs: 8,
+    id: `${TRACE}-r${n}`,
+    traceId: TRACE,
+    requestIndex: n,
+    hop: 'server-sidecar',
+    dc: 'dc2',
+    reporter: 'api-1-sidecar',
+    source: identity('web', 'dc1'),
+    destination: identity('api', 'dc2'),
+    verdict: p.verdict ?? 'allowed',
+    reason: p.reason ?? 'allowed by intention web => api',
+    intentionId: 'ixn-web-api',
+    intentionDc: 'dc1',
+    intentionIndex: 42,
+    startTime: p.startTime ?? T - 30 + n * 10,
+    durationMs: 8,
     http: { method: p.method, path: p.path, status: p.status, traceparent: `00-${TRACE}-00f067aa0ba902b${n}-01` },
   });
 }
@@ -50,7 +107,13 @@ describe('stitchTrace', () => {
   it('joins the four hops of a cross-DC connection, recorded in two DCs and merged twice, in path order', () => {
     const h = crossDc();
     const r1 = request(1, { method: 'GET', path: '/orders', status: 200 });
-    const r2 = request(2, { method: 'DELETE', path: '/orders/7', status: 403, verdict: 'denied', reason: 'denied by intention web => api: DELETE /orders/* not permitted' });
+    const r2 = request(2, {
+      method: 'DELETE',
+      path: '/orders/7',
+      status: 403,
+      verdict: 'denied',
+      reason: 'denied by intention web => api: DELETE /orders/* not permitted',
+    });
     // As a federated query returns them: each DC's answer, newest first, with dc2's twice.
     const dc1 = [h.egress, h.client];
     const dc2 = [r2, h.server, r1, h.ingress];
@@ -65,9 +128,20 @@ describe('stitchTrace', () => {
       ['server-sidecar', 'dc2', 'api-1-sidecar'],
     ]);
     expect(t.hops[3]).toEqual({
-      recordId: `${TRACE}-s`, hop: 'server-sidecar', dc: 'dc2', reporter: 'api-1-sidecar', sni: '', startTime: T - 33, durationMs: 115,
-      verdict: 'allowed', reason: 'connection accepted; requests checked against L7 permissions',
-      intentionId: 'ixn-web-api', intentionDc: 'dc1', intentionIndex: 42, bytesIn: 830, bytesOut: 5120,
+      recordId: `${TRACE}-s`,
+      hop: 'server-sidecar',
+      dc: 'dc2',
+      reporter: 'api-1-sidecar',
+      sni: '',
+      startTime: T - 33,
+      durationMs: 115,
+      verdict: 'allowed',
+      reason: 'connection accepted; requests checked against L7 permissions',
+      intentionId: 'ixn-web-api',
+      intentionDc: 'dc1',
+      intentionIndex: 42,
+      bytesIn: 830,
+      bytesOut: 5120,
     });
     expect(t.verdict).toBe('allowed');
     expect(t.decidedBy).toMatchObject({ hop: 'server-sidecar', dc: 'dc2', intentionId: 'ixn-web-api', intentionDc: 'dc1', intentionIndex: 42 });

@@ -167,7 +167,11 @@ function dedupe(records: readonly FlowRecord[]): FlowRecord[] {
 
 function pathOrder(records: readonly FlowRecord[]): FlowRecord[] {
   return [...records].sort(
-    (a, b) => HOP_ORDER.indexOf(a.hop) - HOP_ORDER.indexOf(b.hop) || a.startTime - b.startTime || a.requestIndex - b.requestIndex || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+    (a, b) =>
+      HOP_ORDER.indexOf(a.hop) - HOP_ORDER.indexOf(b.hop) ||
+      a.startTime - b.startTime ||
+      a.requestIndex - b.requestIndex ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
   );
 }
 

@@ -12,7 +12,16 @@ const message: SidecarConfigMessage = {
   leaf: { certPem: 'C', keyPem: 'K', spiffeId: 'spiffe://t.isthmus/ns/default/dc/dc1/svc/web', validBefore: '' },
   bundle: { roots: ['R'], chain: ['I'], activeRootId: 'r1', index: 7 },
   inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '', localAppPort: 0, protocol: '' },
-  upstreams: [{ name: 'api', namespace: 'default', datacenter: 'dc2', localBindHost: '127.0.0.1', localBindPort: 9191, endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }] }],
+  upstreams: [
+    {
+      name: 'api',
+      namespace: 'default',
+      datacenter: 'dc2',
+      localBindHost: '127.0.0.1',
+      localBindPort: 9191,
+      endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }],
+    },
+  ],
   intentions: { intentionsJson: '[]', defaultAllow: false, index: 9, sourceDc: 'dc1' },
 };
 

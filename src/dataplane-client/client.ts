@@ -33,10 +33,23 @@ export function toSidecarConfig(m: SidecarConfigMessage): SidecarConfig {
     leaf: { certPem: m.leaf.certPem, keyPem: m.leaf.keyPem, spiffeId: m.leaf.spiffeId },
     bundle: { roots: m.bundle.roots, chain: m.bundle.chain },
     ...(m.inbound && m.inbound.bindPort
-      ? { inbound: { bindHost: m.inbound.bindHost, bindPort: m.inbound.bindPort, localAppHost: m.inbound.localAppHost, localAppPort: m.inbound.localAppPort, protocol: m.inbound.protocol === 'http' ? 'http' : 'tcp' } }
+      ? {
+          inbound: {
+            bindHost: m.inbound.bindHost,
+            bindPort: m.inbound.bindPort,
+            localAppHost: m.inbound.localAppHost,
+            localAppPort: m.inbound.localAppPort,
+            protocol: m.inbound.protocol === 'http' ? 'http' : 'tcp',
+          },
+        }
       : {}),
     upstreams: m.upstreams.map((u) => ({ ...u, endpoints: u.endpoints.map((e) => ({ ...e })) })),
-    policy: { intentions: JSON.parse(m.intentions.intentionsJson) as Intention[], defaultAllow: m.intentions.defaultAllow, index: m.intentions.index, sourceDc: m.intentions.sourceDc },
+    policy: {
+      intentions: JSON.parse(m.intentions.intentionsJson) as Intention[],
+      defaultAllow: m.intentions.defaultAllow,
+      index: m.intentions.index,
+      sourceDc: m.intentions.sourceDc,
+    },
   };
 }
 

@@ -10,10 +10,24 @@ const MAX_TEXT = 1024;
 
 export function toWire(r: FlowRecord): WireFlow {
   return {
-    id: r.id, traceId: r.traceId, requestIndex: r.requestIndex, hop: r.hop, dc: r.dc, reporter: r.reporter,
-    source: r.source, destination: r.destination, sni: r.sni, verdict: r.verdict, reason: r.reason,
-    intentionId: r.intentionId, intentionDc: r.intentionDc, intentionIndex: r.intentionIndex,
-    startTimeMs: r.startTime, durationMs: r.durationMs, bytesIn: r.bytesIn, bytesOut: r.bytesOut,
+    id: r.id,
+    traceId: r.traceId,
+    requestIndex: r.requestIndex,
+    hop: r.hop,
+    dc: r.dc,
+    reporter: r.reporter,
+    source: r.source,
+    destination: r.destination,
+    sni: r.sni,
+    verdict: r.verdict,
+    reason: r.reason,
+    intentionId: r.intentionId,
+    intentionDc: r.intentionDc,
+    intentionIndex: r.intentionIndex,
+    startTimeMs: r.startTime,
+    durationMs: r.durationMs,
+    bytesIn: r.bytesIn,
+    bytesOut: r.bytesOut,
     http: r.http ? { method: r.http.method, path: r.http.path, status: r.http.status, traceparent: r.http.traceparent ?? '' } : null,
   };
 }
@@ -39,10 +53,26 @@ export function fromWire(w: WireFlow, path: string): FlowRecord {
   if (v.length) throw invalid(v);
   const id = (x: WireFlow['source']) => ({ spiffeId: x!.spiffeId, service: x!.service, namespace: x!.namespace, dc: x!.dc });
   return {
-    id: w.id, traceId: w.traceId, requestIndex: w.requestIndex, hop: w.hop as FlowHop, dc: w.dc, reporter: w.reporter,
-    source: id(w.source), destination: id(w.destination), sni: w.sni, verdict: w.verdict as FlowVerdict, reason: w.reason,
-    intentionId: w.intentionId, intentionDc: w.intentionDc, intentionIndex: w.intentionIndex,
-    startTime: w.startTimeMs, durationMs: w.durationMs, bytesIn: w.bytesIn, bytesOut: w.bytesOut,
-    ...(w.http && w.http.method ? { http: { method: w.http.method, path: w.http.path, status: w.http.status, ...(w.http.traceparent ? { traceparent: w.http.traceparent } : {}) } } : {}),
+    id: w.id,
+    traceId: w.traceId,
+    requestIndex: w.requestIndex,
+    hop: w.hop as FlowHop,
+    dc: w.dc,
+    reporter: w.reporter,
+    source: id(w.source),
+    destination: id(w.destination),
+    sni: w.sni,
+    verdict: w.verdict as FlowVerdict,
+    reason: w.reason,
+    intentionId: w.intentionId,
+    intentionDc: w.intentionDc,
+    intentionIndex: w.intentionIndex,
+    startTime: w.startTimeMs,
+    durationMs: w.durationMs,
+    bytesIn: w.bytesIn,
+    bytesOut: w.bytesOut,
+    ...(w.http && w.http.method
+      ? { http: { method: w.http.method, path: w.http.path, status: w.http.status, ...(w.http.traceparent ? { traceparent: w.http.traceparent } : {}) } }
+      : {}),
   };
 }

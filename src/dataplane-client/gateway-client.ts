@@ -32,7 +32,11 @@ export function toGatewayRoutes(m: GatewayConfigMessage): GatewayRoutes {
   return {
     dc: m.dc,
     trustDomain: m.trustDomain,
-    services: (m.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace || 'default', endpoints: (s.endpoints ?? []).map((e) => ({ host: e.host, port: e.port, tags: e.tags ?? [] })) })),
+    services: (m.services ?? []).map((s) => ({
+      name: s.name,
+      namespace: s.namespace || 'default',
+      endpoints: (s.endpoints ?? []).map((e) => ({ host: e.host, port: e.port, tags: e.tags ?? [] })),
+    })),
     serverAddresses: m.serverAddresses ?? [],
     remotes: (m.remotes ?? []).map((r) => ({ dc: r.dc, gateways: r.gateways ?? [] })),
   };

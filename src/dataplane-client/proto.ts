@@ -12,12 +12,32 @@ export function dataPlaneService(): grpc.ServiceClientConstructor {
 }
 
 // The messages as grpc-js hands them over (camelCase, defaults filled).
-export interface WireIdentity { spiffeId: string; service: string; namespace: string; dc: string }
+export interface WireIdentity {
+  spiffeId: string;
+  service: string;
+  namespace: string;
+  dc: string;
+}
 export interface WireFlow {
-  id: string; traceId: string; requestIndex: number; hop: string; dc: string; reporter: string;
-  source: WireIdentity | null; destination: WireIdentity | null; sni: string; verdict: string; reason: string;
-  intentionId: string; intentionDc: string; intentionIndex: number; startTimeMs: number; durationMs: number;
-  bytesIn: number; bytesOut: number; http: { method: string; path: string; status: number; traceparent: string } | null;
+  id: string;
+  traceId: string;
+  requestIndex: number;
+  hop: string;
+  dc: string;
+  reporter: string;
+  source: WireIdentity | null;
+  destination: WireIdentity | null;
+  sni: string;
+  verdict: string;
+  reason: string;
+  intentionId: string;
+  intentionDc: string;
+  intentionIndex: number;
+  startTimeMs: number;
+  durationMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  http: { method: string; path: string; status: number; traceparent: string } | null;
 }
 export interface SidecarMessage {
   hello?: { serviceId: string; service: string; namespace: string; token: string; version: string };
@@ -25,8 +45,20 @@ export interface SidecarMessage {
   ack?: { version: number };
   kind?: string;
 }
-export interface WireEndpoint { host: string; port: number; sni: string; spiffeId: string }
-export interface WireUpstream { name: string; namespace: string; datacenter: string; localBindHost: string; localBindPort: number; endpoints: WireEndpoint[] }
+export interface WireEndpoint {
+  host: string;
+  port: number;
+  sni: string;
+  spiffeId: string;
+}
+export interface WireUpstream {
+  name: string;
+  namespace: string;
+  datacenter: string;
+  localBindHost: string;
+  localBindPort: number;
+  endpoints: WireEndpoint[];
+}
 export interface SidecarConfigMessage {
   version: number;
   error: string;
@@ -39,15 +71,31 @@ export interface SidecarConfigMessage {
   intentions: { intentionsJson: string; defaultAllow: boolean; index: number; sourceDc: string } | null;
 }
 
-export interface GatewayHelloMessage { id: string; name: string; dc: string; lanAddress: string; wanAddress: string; token: string; version: string }
+export interface GatewayHelloMessage {
+  id: string;
+  name: string;
+  dc: string;
+  lanAddress: string;
+  wanAddress: string;
+  token: string;
+  version: string;
+}
 export interface GatewayMessage {
   hello?: GatewayHelloMessage;
   flows?: { records: WireFlow[] };
   ack?: { version: number };
   kind?: string;
 }
-export interface WireGatewayEndpoint { host: string; port: number; tags: string[] }
-export interface WireGatewayService { name: string; namespace: string; endpoints: WireGatewayEndpoint[] }
+export interface WireGatewayEndpoint {
+  host: string;
+  port: number;
+  tags: string[];
+}
+export interface WireGatewayService {
+  name: string;
+  namespace: string;
+  endpoints: WireGatewayEndpoint[];
+}
 export interface GatewayConfigMessage {
   version: number;
   error: string;

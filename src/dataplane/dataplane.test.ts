@@ -14,10 +14,25 @@ afterEach(async () => {
 const setup = (defaultPolicy: 'allow' | 'deny' = 'allow') => setupServer(stops, { defaultPolicy });
 
 const record = (over: Partial<FlowRecord> = {}): FlowRecord => ({
-  id: 'r1', traceId: 'ab'.repeat(16), requestIndex: 0, hop: 'server-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy',
-  source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' }, destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
-  sni: '', verdict: 'denied', reason: 'denied by intention web => api', intentionId: 'i1', intentionDc: 'dc1', intentionIndex: 3,
-  startTime: Date.now(), durationMs: 1, bytesIn: 0, bytesOut: 0, ...over,
+  id: 'r1',
+  traceId: 'ab'.repeat(16),
+  requestIndex: 0,
+  hop: 'server-sidecar',
+  dc: 'dc1',
+  reporter: 'web-sidecar-proxy',
+  source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' },
+  destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
+  sni: '',
+  verdict: 'denied',
+  reason: 'denied by intention web => api',
+  intentionId: 'i1',
+  intentionDc: 'dc1',
+  intentionIndex: 3,
+  startTime: Date.now(),
+  durationMs: 1,
+  bytesIn: 0,
+  bytesOut: 0,
+  ...over,
 });
 
 describe('data-plane channel', () => {
@@ -25,7 +40,13 @@ describe('data-plane channel', () => {
     const { catalog, intentions, flows, server } = await setup();
     const { serviceSchema } = await import('../catalog/index.js');
     await catalog.registerService(serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500 } } }));
-    await catalog.registerService(serviceSchema.parse({ Name: 'web', Port: 1, Connect: { SidecarService: { Port: 21501, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } } }));
+    await catalog.registerService(
+      serviceSchema.parse({
+        Name: 'web',
+        Port: 1,
+        Connect: { SidecarService: { Port: 21501, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } },
+      }),
+    );
     const configs: SidecarConfigMessage[] = [];
     const client = new DataPlaneClient({ serverAddr: server.address, serviceId: 'web-sidecar-proxy', onConfig: (c) => configs.push(c), flushMs: 50 });
     client.start();
@@ -39,7 +60,11 @@ describe('data-plane channel', () => {
     expect(inspectCertificate(first.leaf!.certPem).uris).toEqual([`spiffe://${TD}/ns/default/dc/dc1/svc/web`]);
     expect(first.inbound).toMatchObject({ bindPort: 21501, localAppPort: 1, protocol: 'tcp' });
     expect(first.upstreams[0]).toMatchObject({ name: 'api', localBindPort: 9191 });
-    expect(first.upstreams[0].endpoints[0]).toMatchObject({ port: 21500, sni: `api.default.dc1.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
+    expect(first.upstreams[0].endpoints[0]).toMatchObject({
+      port: 21500,
+      sni: `api.default.dc1.internal.${TD}`,
+      spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
+    });
     expect(JSON.parse(first.intentions!.intentionsJson)).toEqual([]);
 
     await intentions.upsertExact('api', 'web', { Action: 'deny' }, actor);
@@ -55,7 +80,9 @@ describe('data-plane channel', () => {
   it('refuses a stream that does not start with hello, and drops malformed flow records naming them', async () => {
     const { server, flows } = await setup();
     const Service = dataPlaneService();
-    const raw = new Service(server.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { stream(): grpc.ClientDuplexStream<unknown, SidecarConfigMessage> };
+    const raw = new Service(server.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      stream(): grpc.ClientDuplexStream<unknown, SidecarConfigMessage>;
+    };
     stops.push(() => raw.close());
     const call = raw.stream();
     const got = await new Promise<SidecarConfigMessage>((resolve) => {

@@ -19,7 +19,12 @@ function gatewayClient(addr: string, over: Partial<GatewayClientOptions> = {}) {
   const pushes: { routes: GatewayRoutes; raw: GatewayConfigMessage }[] = [];
   let fatal: [string, string] | undefined;
   const client = new GatewayClient({
-    serverAddr: addr, id: 'gw-1', dc: 'dc1', lanAddress: '127.0.1.1:8443', wanAddress: '198.51.100.7:443', flushMs: 20,
+    serverAddr: addr,
+    id: 'gw-1',
+    dc: 'dc1',
+    lanAddress: '127.0.1.1:8443',
+    wanAddress: '198.51.100.7:443',
+    flushMs: 20,
     onRoutes: (routes, raw) => pushes.push({ routes, raw }),
     onFatal: (code, msg) => (fatal = [code, msg]),
     ...over,
@@ -38,10 +43,25 @@ function sidecar(addr: string, serviceId: string) {
 }
 
 const gatewayFlow = (over: Partial<FlowRecord> = {}): FlowRecord => ({
-  id: 'g1', traceId: 'cd'.repeat(16), requestIndex: 0, hop: 'gateway-ingress', dc: 'dc1', reporter: 'gw-1',
-  source: { spiffeId: '', service: '', namespace: '', dc: '' }, destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
-  sni: `api.default.dc1.internal.${TD}`, verdict: 'allowed', reason: 'routed to 127.0.0.1:21500', intentionId: '', intentionDc: '', intentionIndex: 0,
-  startTime: Date.now(), durationMs: 3, bytesIn: 10, bytesOut: 20, ...over,
+  id: 'g1',
+  traceId: 'cd'.repeat(16),
+  requestIndex: 0,
+  hop: 'gateway-ingress',
+  dc: 'dc1',
+  reporter: 'gw-1',
+  source: { spiffeId: '', service: '', namespace: '', dc: '' },
+  destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
+  sni: `api.default.dc1.internal.${TD}`,
+  verdict: 'allowed',
+  reason: 'routed to 127.0.0.1:21500',
+  intentionId: '',
+  intentionDc: '',
+  intentionIndex: 0,
+  startTime: Date.now(),
+  durationMs: 3,
+  bytesIn: 10,
+  bytesOut: 20,
+  ...over,
 });
 
 describe('gateway channel', () => {
@@ -55,16 +75,25 @@ describe('gateway channel', () => {
     const gw = gatewayClient(server.address, { version: '0.1.0' });
     await until(() => gw.pushes.length >= 1, 'first push');
     expect(gw.pushes[0].routes).toEqual({
-      dc: 'dc1', trustDomain: TD,
+      dc: 'dc1',
+      trustDomain: TD,
       services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: 21500, tags: ['v1'] }] }],
       serverAddresses: ['127.0.1.1:8300'],
-      remotes: [{ dc: 'dc2', gateways: ['127.0.2.1:8443', '127.0.2.2:8443'] }, { dc: 'dc3', gateways: [] }],
+      remotes: [
+        { dc: 'dc2', gateways: ['127.0.2.1:8443', '127.0.2.2:8443'] },
+        { dc: 'dc3', gateways: [] },
+      ],
     });
 
     await until(() => catalog.instances('mesh-gateway').length === 1, 'registration');
     const [entry] = catalog.instances('mesh-gateway', { passingOnly: true });
     expect(entry.service).toMatchObject({
-      ID: 'gw-1', Service: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.1.1', Port: 8443, Meta: { version: '0.1.0' },
+      ID: 'gw-1',
+      Service: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Address: '127.0.1.1',
+      Port: 8443,
+      Meta: { version: '0.1.0' },
       TaggedAddresses: { lan: { Address: '127.0.1.1', Port: 8443 }, wan: { Address: '198.51.100.7', Port: 443 } },
     });
     expect(entry.checks.map((c) => [c.CheckID, c.Status])).toEqual([['service:gw-1', 'passing']]);
@@ -86,15 +115,25 @@ describe('gateway channel', () => {
     const fed = new StaticFederationView('dc1', ['dc2']);
     fed.gatewaysByDc = { dc2: ['127.0.2.1:8443'] };
     const { server, catalog } = await setupServer(stops, { federation: fed });
-    await catalog.registerService(serviceSchema.parse({ Name: 'web', Port: 1, Connect: { SidecarService: { Port: 21502, Proxy: { Upstreams: [{ DestinationName: 'api', Datacenter: 'dc2', LocalBindPort: 9191 }] } } } }));
+    await catalog.registerService(
+      serviceSchema.parse({
+        Name: 'web',
+        Port: 1,
+        Connect: { SidecarService: { Port: 21502, Proxy: { Upstreams: [{ DestinationName: 'api', Datacenter: 'dc2', LocalBindPort: 9191 }] } } },
+      }),
+    );
     const web = sidecar(server.address, 'web-sidecar-proxy');
     await until(() => web.length >= 1, 'sidecar config');
     // No gateway in dc1 yet: straight to dc2's gateways, with dc2's name and identity.
-    expect(web[0].upstreams[0].endpoints).toEqual([{ host: '127.0.2.1', port: 8443, sni: `api.default.dc2.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc2/svc/api` }]);
+    expect(web[0].upstreams[0].endpoints).toEqual([
+      { host: '127.0.2.1', port: 8443, sni: `api.default.dc2.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc2/svc/api` },
+    ]);
 
     const gw = gatewayClient(server.address);
     await until(() => web.at(-1)!.upstreams[0].endpoints[0]?.host === '127.0.1.1', 'sidecar sent to the local gateway');
-    expect(web.at(-1)!.upstreams[0].endpoints).toEqual([{ host: '127.0.1.1', port: 8443, sni: `api.default.dc2.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc2/svc/api` }]);
+    expect(web.at(-1)!.upstreams[0].endpoints).toEqual([
+      { host: '127.0.1.1', port: 8443, sni: `api.default.dc2.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc2/svc/api` },
+    ]);
 
     gw.client.stop();
     await until(() => catalog.instances('mesh-gateway')[0]?.checks[0]?.Status === 'critical', 'critical after the stream ended');
@@ -107,12 +146,22 @@ describe('gateway channel', () => {
     await until(() => web.at(-1)!.upstreams[0].endpoints[0]?.host === '127.0.1.1', 'local gateway used again');
   });
 
-  it('fails over in the upstream\'s order to the first DC with a healthy instance, and back', async () => {
+  it("fails over in the upstream's order to the first DC with a healthy instance, and back", async () => {
     const fed = new StaticFederationView('dc1', ['dc2', 'dc3']);
     fed.gatewaysByDc = { dc2: ['127.0.2.1:8443'], dc3: ['127.0.3.1:8443'] };
     const { server, catalog } = await setupServer(stops, { federation: fed });
-    await catalog.registerService(serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500, Check: { TTL: '30s', Status: 'passing' } } } }));
-    await catalog.registerService(serviceSchema.parse({ Name: 'web', Port: 1, Connect: { SidecarService: { Port: 21502, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191, Config: { failover: ['dc2', 'dc3'] } }] } } } }));
+    await catalog.registerService(
+      serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500, Check: { TTL: '30s', Status: 'passing' } } } }),
+    );
+    await catalog.registerService(
+      serviceSchema.parse({
+        Name: 'web',
+        Port: 1,
+        Connect: {
+          SidecarService: { Port: 21502, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191, Config: { failover: ['dc2', 'dc3'] } }] } },
+        },
+      }),
+    );
     const web = sidecar(server.address, 'web-sidecar-proxy');
     const current = () => web.at(-1)?.upstreams[0].endpoints.map((e) => `${e.host}:${e.port} ${e.sni}`) ?? [];
     await until(() => web.length >= 1, 'sidecar config');
@@ -136,7 +185,9 @@ describe('gateway channel', () => {
     const wrong = gatewayClient(server.address, { dc: 'dc9', lanAddress: 'nowhere', wanAddress: '1.2.3.4:0' });
     await until(() => wrong.fatal() !== undefined, 'refusal');
     expect(wrong.fatal()![0]).toBe('ISTHMUS_ERR_INVALID');
-    expect(wrong.fatal()![1]).toBe('hello.lan_address: must be host:port with a port from 1 to 65535; hello.wan_address: must be host:port with a port from 1 to 65535; hello.dc: the gateway is for datacenter dc9, this server serves dc1');
+    expect(wrong.fatal()![1]).toBe(
+      'hello.lan_address: must be host:port with a port from 1 to 65535; hello.wan_address: must be host:port with a port from 1 to 65535; hello.dc: the gateway is for datacenter dc9, this server serves dc1',
+    );
 
     const denied = await setupServer(stops, { defaultPolicy: 'deny' });
     const gw = gatewayClient(denied.server.address);
@@ -145,7 +196,10 @@ describe('gateway channel', () => {
   });
 
   it('takes a failover order only as a list of datacenter names, naming the field otherwise', () => {
-    const upstream = (Config: unknown) => ({ Name: 'web', Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 1, Config }] } } } });
+    const upstream = (Config: unknown) => ({
+      Name: 'web',
+      Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 1, Config }] } } },
+    });
     expect(serviceSchema.safeParse(upstream({ failover: ['dc2', 'dc3'], other: 1 })).success).toBe(true);
     for (const bad of [{ failover: 'dc2' }, { failover: ['DC 2'] }]) {
       const r = serviceSchema.safeParse(upstream(bad));

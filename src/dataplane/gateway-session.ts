@@ -53,7 +53,8 @@ export class GatewaySessions {
   resolve(h: GatewayHelloMessage): GatewayTarget {
     const v: Violation[] = [];
     const name = h.name || MESH_GATEWAY;
-    if (typeof h.id !== 'string' || !ID_RE.test(h.id)) v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
+    if (typeof h.id !== 'string' || !ID_RE.test(h.id))
+      v.push({ Field: 'hello.id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
     if (typeof name !== 'string' || !isServiceName(name)) v.push({ Field: 'hello.name', Message: 'must be a service name' });
     const lan = hostPort(h.lanAddress);
     if (!lan) v.push({ Field: 'hello.lan_address', Message: 'must be host:port with a port from 1 to 65535' });
@@ -63,7 +64,8 @@ export class GatewaySessions {
     else if (h.dc && h.dc !== this.opts.dc) v.push({ Field: 'hello.dc', Message: `the gateway is for datacenter ${h.dc}, this server serves ${this.opts.dc}` });
     if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
     // The version lands in the gateway's catalog meta (values of at most 512 characters).
-    if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version)) v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
+    if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version))
+      v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
     if (v.length) throw invalid(v);
     const { authz } = this.opts.acl.resolve(h.token || undefined);
     if (!authz.serviceWrite(name)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `token lacks service:write on ${name}`);
@@ -82,14 +84,17 @@ export class GatewaySessions {
     this.live.set(t.id, (this.live.get(t.id) ?? 0) + 1);
     const checkId = `service:${t.id}`;
     let chain = this.register(t);
-    const beat = setInterval(() => {
-      chain = chain.then(() =>
-        this.opts.catalog.updateTtl(checkId, 'passing', 'gateway stream connected').catch((err) => {
-          if (isIsthmusError(err, ErrorCodes.NOT_FOUND) && !session.closed) return this.register(t);
-          this.opts.log.warn('cannot renew the gateway registration', { gateway: t.id, error: err });
-        }),
-      );
-    }, Math.max(100, Math.floor(this.ttlMs / 3)));
+    const beat = setInterval(
+      () => {
+        chain = chain.then(() =>
+          this.opts.catalog.updateTtl(checkId, 'passing', 'gateway stream connected').catch((err) => {
+            if (isIsthmusError(err, ErrorCodes.NOT_FOUND) && !session.closed) return this.register(t);
+            this.opts.log.warn('cannot renew the gateway registration', { gateway: t.id, error: err });
+          }),
+        );
+      },
+      Math.max(100, Math.floor(this.ttlMs / 3)),
+    );
     beat.unref();
     return async () => {
       clearInterval(beat);

@@ -69,7 +69,13 @@ export class DataPlaneServer implements Component {
     this.log = (opts.logger ?? silentLogger).child({ component: 'dataplane' });
     this.federation = opts.federation ?? loneView(opts.dc);
     this.gateways = new GatewaySessions({
-      catalog: opts.catalog, acl: opts.acl, dc: opts.dc, trustDomain: opts.trustDomain, federation: this.federation, log: this.log, ttlMs: opts.gatewayTtlMs,
+      catalog: opts.catalog,
+      acl: opts.acl,
+      dc: opts.dc,
+      trustDomain: opts.trustDomain,
+      federation: this.federation,
+      log: this.log,
+      ttlMs: opts.gatewayTtlMs,
     });
     this.deps = {
       flows: opts.flows,
@@ -125,7 +131,10 @@ export class DataPlaneServer implements Component {
     });
   }
 
-  private open<H, T, C extends SidecarConfigMessage | GatewayConfigMessage>(call: grpc.ServerDuplexStream<SessionMessage<H>, C>, spec: SessionSpec<H, T, C>): void {
+  private open<H, T, C extends SidecarConfigMessage | GatewayConfigMessage>(
+    call: grpc.ServerDuplexStream<SessionMessage<H>, C>,
+    spec: SessionSpec<H, T, C>,
+  ): void {
     this.sessions.add(new StreamSession(call, this.deps, spec, (s) => this.sessions.delete(s)));
   }
 
@@ -166,14 +175,21 @@ export class DataPlaneServer implements Component {
   private async build(t: Target): Promise<SidecarConfigMessage> {
     const td = this.opts.trustDomain();
     const dc = this.opts.dc;
-    const proxy = t.proxy ? this.opts.catalog.agentService(t.proxy.ID) ?? t.proxy : undefined;
+    const proxy = t.proxy ? (this.opts.catalog.agentService(t.proxy.ID) ?? t.proxy) : undefined;
     const leaf = await this.opts.leaves.get(t.service, t.namespace);
     const bundle = this.opts.ca.bundle();
     const ctx: UpstreamContext = { catalog: this.opts.catalog, federation: this.federation, dc, trustDomain: td, gatewayNames: this.gateways.names };
     const upstreams: WireUpstream[] = (proxy?.Proxy?.Upstreams ?? []).map((u) => {
       const ns = u.DestinationNamespace ?? 'default';
       const endpoints = upstreamEndpoints(ctx, u, chooseDatacenter(ctx, u));
-      return { name: u.DestinationName, namespace: ns, datacenter: u.Datacenter ?? dc, localBindHost: u.LocalBindAddress ?? '127.0.0.1', localBindPort: u.LocalBindPort, endpoints };
+      return {
+        name: u.DestinationName,
+        namespace: ns,
+        datacenter: u.Datacenter ?? dc,
+        localBindHost: u.LocalBindAddress ?? '127.0.0.1',
+        localBindPort: u.LocalBindPort,
+        endpoints,
+      };
     });
     const relevant = this.opts.intentions
       .list()
@@ -196,7 +212,12 @@ export class DataPlaneServer implements Component {
           }
         : null,
       upstreams,
-      intentions: { intentionsJson: JSON.stringify(relevant), defaultAllow: this.opts.defaultAllow(), index: this.opts.intentions.index(), sourceDc: this.federation.primaryDc },
+      intentions: {
+        intentionsJson: JSON.stringify(relevant),
+        defaultAllow: this.opts.defaultAllow(),
+        index: this.opts.intentions.index(),
+        sourceDc: this.federation.primaryDc,
+      },
     };
   }
 }
@@ -209,10 +230,14 @@ const SERVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
  */
 function checkSidecarHello(h: NonNullable<SidecarMessage['hello']>): void {
   const v: Violation[] = [];
-  if (typeof h.serviceId !== 'string' || (h.serviceId !== '' && !SERVICE_ID_RE.test(h.serviceId))) v.push({ Field: 'hello.service_id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
-  if (typeof h.service !== 'string' || (h.service !== '' && !isServiceName(h.service))) v.push({ Field: 'hello.service', Message: `must be a service name (${SERVICE_NAME_RULE})` });
-  if (typeof h.namespace !== 'string' || (h.namespace !== '' && !isServiceName(h.namespace))) v.push({ Field: 'hello.namespace', Message: `must be a namespace name (${SERVICE_NAME_RULE})` });
+  if (typeof h.serviceId !== 'string' || (h.serviceId !== '' && !SERVICE_ID_RE.test(h.serviceId)))
+    v.push({ Field: 'hello.service_id', Message: 'must be 1-128 letters, digits, dots, colons, dashes or underscores' });
+  if (typeof h.service !== 'string' || (h.service !== '' && !isServiceName(h.service)))
+    v.push({ Field: 'hello.service', Message: `must be a service name (${SERVICE_NAME_RULE})` });
+  if (typeof h.namespace !== 'string' || (h.namespace !== '' && !isServiceName(h.namespace)))
+    v.push({ Field: 'hello.namespace', Message: `must be a namespace name (${SERVICE_NAME_RULE})` });
   if (typeof h.token !== 'string' || h.token.length > 512) v.push({ Field: 'hello.token', Message: 'must be at most 512 characters' });
-  if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version)) v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
+  if (typeof h.version !== 'string' || h.version.length > 128 || /[\u0000-\u001f]/.test(h.version))
+    v.push({ Field: 'hello.version', Message: 'must be at most 128 characters, without control characters' });
   if (v.length) throw invalid(v);
 }

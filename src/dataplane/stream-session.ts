@@ -73,7 +73,10 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     private readonly spec: SessionSpec<H, T, C>,
     private readonly onEnd: (s: StreamSession<H, T, C>) => void,
   ) {
-    this.helloTimer = setTimeout(() => this.refuse(ErrorCodes.INVALID, `the first message of a stream must be hello (within ${(deps.helloTimeoutMs ?? 10_000) / 1000} s)`), deps.helloTimeoutMs ?? 10_000);
+    this.helloTimer = setTimeout(
+      () => this.refuse(ErrorCodes.INVALID, `the first message of a stream must be hello (within ${(deps.helloTimeoutMs ?? 10_000) / 1000} s)`),
+      deps.helloTimeoutMs ?? 10_000,
+    );
     call.on('data', (msg: SessionMessage<H> | MalformedMessage) => this.onMessage(msg));
     call.on('error', () => void this.close());
     call.on('end', () => {
@@ -156,7 +159,10 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     if (this.closed) return;
     this.received++;
     if (msg instanceof MalformedMessage) {
-      return this.refuse(ErrorCodes.INVALID, `message ${this.received} is not a valid ${this.spec.kind === 'gateway' ? 'GatewayMessage' : 'SidecarMessage'}: ${msg.reason}`);
+      return this.refuse(
+        ErrorCodes.INVALID,
+        `message ${this.received} is not a valid ${this.spec.kind === 'gateway' ? 'GatewayMessage' : 'SidecarMessage'}: ${msg.reason}`,
+      );
     }
     if (msg.hello) {
       if (this.target !== undefined) return this.refuse(ErrorCodes.INVALID, 'hello was sent twice');
@@ -180,7 +186,11 @@ export class StreamSession<H, T, C extends SessionConfig> implements Session {
     if (this.target === undefined) return this.refuse(ErrorCodes.INVALID, 'the first message of a stream must be hello');
     if (msg.flows) {
       const records = msg.flows.records ?? [];
-      if (records.length > MAX_FLOW_BATCH) return this.refuse(ErrorCodes.PAYLOAD_TOO_LARGE, `a flow batch holds at most ${MAX_FLOW_BATCH} records, message ${this.received} has ${records.length}`);
+      if (records.length > MAX_FLOW_BATCH)
+        return this.refuse(
+          ErrorCodes.PAYLOAD_TOO_LARGE,
+          `a flow batch holds at most ${MAX_FLOW_BATCH} records, message ${this.received} has ${records.length}`,
+        );
       this.storeFlows(records);
     }
   }

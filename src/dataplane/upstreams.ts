@@ -30,7 +30,9 @@ export function chooseDatacenter(ctx: UpstreamContext, u: Upstream): string {
   const order = [...new Set([own, ...failoverOf(u)])];
   if (order.length === 1) return own;
   const healthy = (d: string) =>
-    d === ctx.dc ? ctx.catalog.connectInstances(u.DestinationName, { passingOnly: true }).length > 0 : (ctx.federation.remoteHealthy(d, ns, u.DestinationName) ?? 0) > 0;
+    d === ctx.dc
+      ? ctx.catalog.connectInstances(u.DestinationName, { passingOnly: true }).length > 0
+      : (ctx.federation.remoteHealthy(d, ns, u.DestinationName) ?? 0) > 0;
   return order.find(healthy) ?? own;
 }
 
@@ -49,7 +51,12 @@ export function upstreamEndpoints(ctx: UpstreamContext, u: Upstream, dc: string)
     }));
   }
   const local = localGateways(ctx);
-  const via = local.length ? local : ctx.federation.gateways(dc).map((a) => parseHostPort(a)).filter((t): t is HostPort => t !== undefined);
+  const via = local.length
+    ? local
+    : ctx.federation
+        .gateways(dc)
+        .map((a) => parseHostPort(a))
+        .filter((t): t is HostPort => t !== undefined);
   return via.map((t) => ({ host: t.host, port: t.port, sni, spiffeId }));
 }
 

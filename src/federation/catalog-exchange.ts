@@ -31,7 +31,15 @@ export class CatalogExchange {
           index: store.index(),
           full: !last,
           gateways: d.gateways,
-          upserts: d.upserts.map((s) => ({ name: s.Name, namespace: s.Namespace, instances: s.Instances, healthy: s.Healthy, connectHealthy: s.ConnectHealthy, tags: s.Tags, meta: s.Meta })),
+          upserts: d.upserts.map((s) => ({
+            name: s.Name,
+            namespace: s.Namespace,
+            instances: s.Instances,
+            healthy: s.Healthy,
+            connectHealthy: s.ConnectHealthy,
+            tags: s.Tags,
+            meta: s.Meta,
+          })),
           deletes: d.deletes,
         },
       });
@@ -60,13 +68,22 @@ export class CatalogExchange {
         log.warn('exported service with an invalid name skipped', { peer: link.peerDc, name: s.name });
         continue;
       }
-      upserts.push({ Name: s.name, Namespace: s.namespace || 'default', Instances: s.instances, Healthy: s.healthy, ConnectHealthy: s.connectHealthy, Tags: s.tags, Meta: s.meta ?? {} });
+      upserts.push({
+        Name: s.name,
+        Namespace: s.namespace || 'default',
+        Instances: s.instances,
+        Healthy: s.healthy,
+        ConnectHealthy: s.connectHealthy,
+        Tags: s.tags,
+        Meta: s.meta ?? {},
+      });
     }
     const gateways = msg.gateways.filter((g) => isHostPort(g));
     const ops = exportOps(store, link.peerDc, msg.index, msg.full, { gateways, upserts, deletes: msg.deletes }, new Date());
     if (this.ctx.isPrimary) {
       const m = store.get<Member>(FED_MEMBERS, link.peerDc);
-      if (m && JSON.stringify(m.value.Gateways) !== JSON.stringify(gateways)) ops.push({ op: 'put', table: FED_MEMBERS, key: link.peerDc, value: { ...m.value, Gateways: gateways } });
+      if (m && JSON.stringify(m.value.Gateways) !== JSON.stringify(gateways))
+        ops.push({ op: 'put', table: FED_MEMBERS, key: link.peerDc, value: { ...m.value, Gateways: gateways } });
     }
     await store.commit(ops);
   }

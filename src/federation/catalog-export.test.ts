@@ -15,7 +15,10 @@ async function catalog(): Promise<Catalog> {
   await store.start();
   const c = new Catalog({ store, dc: 'dc1', nodeName: 'node-1', nodeAddress: '192.0.2.1' });
   await c.start();
-  stops.push(() => store.stop(), () => c.stop());
+  stops.push(
+    () => store.stop(),
+    () => c.stop(),
+  );
   return c;
 }
 
@@ -23,9 +26,11 @@ const gateway = (id: string, over: Record<string, unknown>) =>
   serviceSchema.parse({ ID: id, Name: 'mesh-gateway', Kind: 'mesh-gateway', Port: 8443, Check: { TTL: '30s', Status: 'passing' }, ...over });
 
 describe('localGateways', () => {
-  it('takes a gateway\'s tagged LAN address over its service Address, as the upstreams do', async () => {
+  it("takes a gateway's tagged LAN address over its service Address, as the upstreams do", async () => {
     const c = await catalog();
-    await c.registerService(gateway('gw-1', { Address: '10.0.0.9', TaggedAddresses: { lan: { Address: '10.0.0.5', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } }));
+    await c.registerService(
+      gateway('gw-1', { Address: '10.0.0.9', TaggedAddresses: { lan: { Address: '10.0.0.5', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } }),
+    );
     expect(localGateways(c)).toEqual({ lan: ['10.0.0.5:8443'], wan: ['203.0.113.7:443'] });
   });
 
@@ -35,7 +40,10 @@ describe('localGateways', () => {
     await c.registerService(gateway('gw-a', { Address: '10.0.0.1', TaggedAddresses: { wan: { Address: '203.0.113.7', Port: 443 } } }));
     await c.registerService(gateway('gw-c', { Address: '10.0.0.3' }));
     await c.registerService(gateway('gw-d', { Address: '10.0.0.4', TaggedAddresses: { wan: { Address: '2001:db8::1', Port: 443 } } }));
-    expect(localGateways(c)).toEqual({ lan: ['10.0.0.1:8443', '10.0.0.2:8443', '10.0.0.3:8443', '10.0.0.4:8443'], wan: ['10.0.0.3:8443', '203.0.113.7:443', '[2001:db8::1]:443'] });
+    expect(localGateways(c)).toEqual({
+      lan: ['10.0.0.1:8443', '10.0.0.2:8443', '10.0.0.3:8443', '10.0.0.4:8443'],
+      wan: ['10.0.0.3:8443', '203.0.113.7:443', '[2001:db8::1]:443'],
+    });
     expect(computeExport(c).gateways).toEqual(localGateways(c).wan);
   });
 });

@@ -23,7 +23,12 @@ function fakeLink(peerDc: string): PeerLink & { sent: PeerMessage[] } {
   return { peerDc, sent, send: (m: PeerMessage) => sent.push(m), open: true } as unknown as PeerLink & { sent: PeerMessage[] };
 }
 
-const intention = (src: string) => ({ op: 'put' as const, table: 'intentions', key: `default/${src}=>default/db`, value: { SourceName: src, DestinationName: 'db', Action: 'deny' } });
+const intention = (src: string) => ({
+  op: 'put' as const,
+  table: 'intentions',
+  key: `default/${src}=>default/db`,
+  value: { SourceName: src, DestinationName: 'db', Action: 'deny' },
+});
 
 describe('replication', () => {
   it('sends the changes after the asked index, then a snapshot once that index is older than what is kept', async () => {
@@ -42,7 +47,12 @@ describe('replication', () => {
     const stop2 = fed.replicate(behind, at[0]);
     const snap = behind.sent[0].changes!;
     expect(snap.snapshot).toBe(true);
-    expect(snap.resources.filter((r) => r.table === 'intentions').map((r) => r.key).sort()).toEqual(['a', 'b', 'c', 'd', 'e'].map((s) => `default/${s}=>default/db`));
+    expect(
+      snap.resources
+        .filter((r) => r.table === 'intentions')
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['a', 'b', 'c', 'd', 'e'].map((s) => `default/${s}=>default/db`));
     expect(snap.resources.some((r) => r.table === 'services')).toBe(false);
     // Live changes follow, only for replicated tables.
     await store.commit([intention('f')]);
@@ -56,13 +66,28 @@ describe('replication', () => {
     const { store, fed } = await federation('dc2', 'dc1');
     await store.commit([intention('old'), intention('kept'), { op: 'put', table: 'services', key: 'n1/local', value: { Service: 'local' } }]);
     const link = fakeLink('dc1');
-    await fed.applyChanges(link, { snapshot: true, index: 40, committedAtMs: Date.now(), resources: [{ table: 'intentions', key: 'default/kept=>default/db', op: 'put', valueJson: JSON.stringify({ SourceName: 'kept' }), index: 39 }] });
+    await fed.applyChanges(link, {
+      snapshot: true,
+      index: 40,
+      committedAtMs: Date.now(),
+      resources: [{ table: 'intentions', key: 'default/kept=>default/db', op: 'put', valueJson: JSON.stringify({ SourceName: 'kept' }), index: 39 }],
+    });
     expect(store.list('intentions').map((e) => e.key)).toEqual(['default/kept=>default/db']);
     expect(store.get('services', 'n1/local')).toBeDefined();
     expect(fed.appliedIndex()).toBe(40);
     // An older batch that arrives late changes nothing; a table that is not replicated is refused.
-    await fed.applyChanges(link, { snapshot: false, index: 30, committedAtMs: 0, resources: [{ table: 'intentions', key: 'x', op: 'put', valueJson: '{}', index: 30 }] });
-    await fed.applyChanges(link, { snapshot: false, index: 41, committedAtMs: 0, resources: [{ table: 'ca-secrets', key: 'k', op: 'put', valueJson: '"secret"', index: 41 }] });
+    await fed.applyChanges(link, {
+      snapshot: false,
+      index: 30,
+      committedAtMs: 0,
+      resources: [{ table: 'intentions', key: 'x', op: 'put', valueJson: '{}', index: 30 }],
+    });
+    await fed.applyChanges(link, {
+      snapshot: false,
+      index: 41,
+      committedAtMs: 0,
+      resources: [{ table: 'ca-secrets', key: 'k', op: 'put', valueJson: '"secret"', index: 41 }],
+    });
     expect(store.get('intentions', 'x')).toBeUndefined();
     expect(store.get('ca-secrets', 'k')).toBeUndefined();
     // Only the primary is an authority for the replicated tables.

@@ -19,7 +19,16 @@ import { Join } from './join.js';
 import { LinkRegistry } from './links.js';
 import { Membership, OwnGateways } from './membership.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
-import { federationService, type ForwardRequest, type ForwardResponse, type JoinRequest, type JoinResponse, type PeerMessage, type SignRequest, type SignResponse } from './proto.js';
+import {
+  federationService,
+  type ForwardRequest,
+  type ForwardResponse,
+  type JoinRequest,
+  type JoinResponse,
+  type PeerMessage,
+  type SignRequest,
+  type SignResponse,
+} from './proto.js';
 import { ReceiptBook, type Receipts } from './receipts.js';
 import { Replication } from './replication.js';
 import { federationStatus, registerStatusGauges, type FederationStatus } from './status.js';
@@ -171,7 +180,15 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     return this.receiptBook.waitForReceipts(index, timeoutMs);
   }
   status(): FederationStatus {
-    return federationStatus({ ctx: this.ctx, members: this.members, links: this.links, dialer: this.dialer, replication: this.replication, receipts: this.receiptBook, address: () => this.address });
+    return federationStatus({
+      ctx: this.ctx,
+      members: this.members,
+      links: this.links,
+      dialer: this.dialer,
+      replication: this.replication,
+      receipts: this.receiptBook,
+      address: () => this.address,
+    });
   }
 
   // ---- lifecycle ----
@@ -185,16 +202,22 @@ export class Federation implements Component, FederationView, PeerLinkHost {
     const log = this.ctx.log;
     const f = this.forwarding;
     server.addService(tolerantService(federationService().service), {
-      join: (call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) => serveUnary(log, cb, call, 'JoinRequest', () => this.joining.onJoin(call.request)),
-      signIntermediate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, cb: grpc.sendUnaryData<SignResponse>) => serveUnary(log, cb, call, 'SignRequest', () => f.onSign(call)),
-      forward: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => serveUnary(log, cb, call, 'ForwardRequest', () => f.onForward(call)),
-      query: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) => serveUnary(log, cb, call, 'ForwardRequest', () => f.onQuery(call)),
+      join: (call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) =>
+        serveUnary(log, cb, call, 'JoinRequest', () => this.joining.onJoin(call.request)),
+      signIntermediate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, cb: grpc.sendUnaryData<SignResponse>) =>
+        serveUnary(log, cb, call, 'SignRequest', () => f.onSign(call)),
+      forward: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) =>
+        serveUnary(log, cb, call, 'ForwardRequest', () => f.onForward(call)),
+      query: (call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>) =>
+        serveUnary(log, cb, call, 'ForwardRequest', () => f.onQuery(call)),
       peerStream: (call: grpc.ServerDuplexStream<PeerMessage, PeerMessage>) => this.accept(call),
     });
     const creds = grpc.experimental.createCertificateProviderServerCredentials(this.identity.certificates, this.identity.certificates, false);
     const { host, port } = this.ctx.opts;
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${port}`, creds, (err, bound) => (err ? reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot listen for federation on ${host}:${port}: ${err.message}`)) : resolve(bound))),
+      server.bindAsync(`${host}:${port}`, creds, (err, bound) =>
+        err ? reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot listen for federation on ${host}:${port}: ${err.message}`)) : resolve(bound),
+      ),
     );
     this.server = server;
     this.unsubscribe = this.ctx.store.subscribe((changes) => this.onStoreChanges(changes));
@@ -262,11 +285,17 @@ export class Federation implements Component, FederationView, PeerLinkHost {
   private accept(call: grpc.ServerDuplexStream<PeerMessage, PeerMessage>): void {
     const peer = serverDcOf(callerCertificate(call), this.ctx.trustDomain());
     if (!peer || peer === this.ctx.dc) {
-      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `${ErrorCodes.PERMISSION_DENIED}: a peer stream needs the server certificate of another datacenter of this federation` });
+      call.emit('error', {
+        code: grpc.status.UNAUTHENTICATED,
+        details: `${ErrorCodes.PERMISSION_DENIED}: a peer stream needs the server certificate of another datacenter of this federation`,
+      });
       return;
     }
     if (!this.members.datacenters().includes(peer)) {
-      call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: `${ErrorCodes.PERMISSION_DENIED}: ${peer} is not a member of this federation (removed, or not yet known here)` });
+      call.emit('error', {
+        code: grpc.status.PERMISSION_DENIED,
+        details: `${ErrorCodes.PERMISSION_DENIED}: ${peer} is not a member of this federation (removed, or not yet known here)`,
+      });
       return;
     }
     void this.links.add(new PeerLink(this, call, peer, 'in'));

@@ -14,7 +14,13 @@ import type { FederationClient, ForwardRequest, ForwardResponse, SignRequest, Si
 import type { Replication } from './replication.js';
 import { callerCertificate, serverDcOf } from './tls.js';
 
-export type ForwardHandler = (req: { method: string; path: string; body: string; token: string; originDc: string }) => Promise<{ status: number; body: string; contentType: string; receiptsJson: string }>;
+export type ForwardHandler = (req: {
+  method: string;
+  path: string;
+  body: string;
+  token: string;
+  originDc: string;
+}) => Promise<{ status: number; body: string; contentType: string; receiptsJson: string }>;
 
 /** Largest forwarded body: what the HTTP API takes. */
 const MAX_FORWARDED_BODY = 1 << 20;
@@ -51,7 +57,10 @@ export class Forwarding {
     const client = this.primaryClient();
     if (!client) {
       const why = this.links.lastError(primary) || this.dialer.dialing(primary)?.lastError || 'no live link';
-      throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `the primary datacenter ${primary} cannot be reached (${why}); intentions, ACL, CA settings and federation membership are written there, so nothing was changed`);
+      throw new IsthmusError(
+        ErrorCodes.PRIMARY_UNREACHABLE,
+        `the primary datacenter ${primary} cannot be reached (${why}); intentions, ACL, CA settings and federation membership are written there, so nothing was changed`,
+      );
     }
     const timeoutMs = FORWARD_TIMEOUT_MS + waitMs;
     try {
@@ -59,7 +68,10 @@ export class Forwarding {
     } catch (err) {
       const e = err as grpc.ServiceError;
       if (e.code === grpc.status.DEADLINE_EXCEEDED) {
-        throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `the primary datacenter ${primary} did not answer within ${Math.round(timeoutMs / 1000)} s; the write may or may not have been applied there: read it back before retrying`);
+        throw new IsthmusError(
+          ErrorCodes.PRIMARY_UNREACHABLE,
+          `the primary datacenter ${primary} did not answer within ${Math.round(timeoutMs / 1000)} s; the write may or may not have been applied there: read it back before retrying`,
+        );
       }
       throw fromStatus(e, `the primary datacenter ${primary} cannot be reached; nothing was changed`);
     }
@@ -69,7 +81,11 @@ export class Forwarding {
   async signRemote(dc: string, publicKeyPem: string): Promise<{ certPem: string; rootId: string }> {
     const primary = this.ctx.primaryDc;
     const client = this.primaryClient();
-    if (!client) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `the primary datacenter ${primary} cannot be reached to sign the intermediate; the current one stays in use`);
+    if (!client)
+      throw new IsthmusError(
+        ErrorCodes.PRIMARY_UNREACHABLE,
+        `the primary datacenter ${primary} cannot be reached to sign the intermediate; the current one stays in use`,
+      );
     try {
       return await unary<SignRequest, SignResponse>(client.signIntermediate.bind(client), { datacenter: dc, publicKeyPem }, 15_000);
     } catch (err) {
@@ -83,7 +99,11 @@ export class Forwarding {
     const client = this.dialer.liveClient(dc) ?? this.spareClient(dc);
     if (!client) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `no address known for datacenter ${dc}`);
     try {
-      return await unary<ForwardRequest, ForwardResponse>(client.query.bind(client), { method: 'GET', path, body: '', token, originDatacenter: this.ctx.dc }, timeoutMs);
+      return await unary<ForwardRequest, ForwardResponse>(
+        client.query.bind(client),
+        { method: 'GET', path, body: '', token, originDatacenter: this.ctx.dc },
+        timeoutMs,
+      );
     } catch (err) {
       const e = err as grpc.ServiceError;
       if (e.code === grpc.status.DEADLINE_EXCEEDED) throw new IsthmusError(ErrorCodes.TIMEOUT, `datacenter ${dc} did not answer within ${timeoutMs} ms`);
@@ -118,20 +138,23 @@ export class Forwarding {
   callerDc(call: object): string {
     const dc = serverDcOf(callerCertificate(call), this.ctx.trustDomain());
     // A server never calls its own listener: its own identity coming in is someone else's doing.
-    if (!dc || dc === this.ctx.dc || !this.members.isMember(dc)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'this call needs the server certificate of another member datacenter');
+    if (!dc || dc === this.ctx.dc || !this.members.isMember(dc))
+      throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'this call needs the server certificate of another member datacenter');
     return dc;
   }
 
   async onSign(call: grpc.ServerUnaryCall<SignRequest, SignResponse>): Promise<SignResponse> {
     const dc = this.callerDc(call);
-    if (call.request.datacenter !== dc) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `a server of ${dc} cannot have an intermediate signed for ${call.request.datacenter}`);
+    if (call.request.datacenter !== dc)
+      throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `a server of ${dc} cannot have an intermediate signed for ${call.request.datacenter}`);
     return this.ctx.ca.signIntermediateFor(dc, call.request.publicKeyPem);
   }
 
   async onQuery(call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>): Promise<ForwardResponse> {
     const dc = this.callerDc(call);
     const r = call.request;
-    if (r.method !== 'GET' || !/^\/v1\/flows(\?|$)/.test(r.path)) throw invalid([{ Field: 'QueryRequest', Message: 'only GET /v1/flows is answered for another datacenter' }]);
+    if (r.method !== 'GET' || !/^\/v1\/flows(\?|$)/.test(r.path))
+      throw invalid([{ Field: 'QueryRequest', Message: 'only GET /v1/flows is answered for another datacenter' }]);
     checkForwarded(r);
     if (!this.handler) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the server is starting');
     const res = await this.handler({ method: 'GET', path: r.path, body: '', token: r.token, originDc: dc });
@@ -142,7 +165,8 @@ export class Forwarding {
     const dc = this.callerDc(call);
     if (!this.ctx.isPrimary || !this.handler) throw new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `${this.ctx.dc} is not the primary`);
     const r = call.request;
-    if (!/^(PUT|POST|DELETE|GET)$/.test(r.method) || !r.path.startsWith('/v1/')) throw invalid([{ Field: 'ForwardRequest', Message: 'only /v1/ writes are forwarded' }]);
+    if (!/^(PUT|POST|DELETE|GET)$/.test(r.method) || !r.path.startsWith('/v1/'))
+      throw invalid([{ Field: 'ForwardRequest', Message: 'only /v1/ writes are forwarded' }]);
     checkForwarded(r);
     const res = await this.handler({ method: r.method, path: r.path, body: r.body, token: r.token, originDc: dc });
     return { ...res, index: this.replication.replicatedIndex() };
@@ -158,7 +182,9 @@ function checkForwarded(r: ForwardRequest): void {
   if (typeof r.path !== 'string' || r.path.length > 8192 || !/^\/v1\/[\x21-\x7e]*$/.test(r.path) || /(^|\/)\.\.?(\/|\?|$)/.test(r.path.split('?')[0])) {
     v.push({ Field: 'ForwardRequest.path', Message: 'must be an API path under /v1/ (printable ASCII, no spaces, no dot segments, at most 8192 characters)' });
   }
-  if (typeof r.token !== 'string' || r.token.length > 512 || !/^[\x21-\x7e]*$/.test(r.token)) v.push({ Field: 'ForwardRequest.token', Message: 'must be at most 512 printable characters' });
-  if (typeof r.body !== 'string' || Buffer.byteLength(r.body) > MAX_FORWARDED_BODY) v.push({ Field: 'ForwardRequest.body', Message: `must be at most ${MAX_FORWARDED_BODY} bytes` });
+  if (typeof r.token !== 'string' || r.token.length > 512 || !/^[\x21-\x7e]*$/.test(r.token))
+    v.push({ Field: 'ForwardRequest.token', Message: 'must be at most 512 printable characters' });
+  if (typeof r.body !== 'string' || Buffer.byteLength(r.body) > MAX_FORWARDED_BODY)
+    v.push({ Field: 'ForwardRequest.body', Message: `must be at most ${MAX_FORWARDED_BODY} bytes` });
   if (v.length) throw invalid(v);
 }

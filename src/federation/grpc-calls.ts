@@ -15,11 +15,16 @@ export function toStatus(err: unknown): Partial<grpc.StatusObject> {
 export function fromStatus(err: grpc.ServiceError, unreachable: string): IsthmusError {
   const m = /^(ISTHMUS_ERR_[A-Z_]+): (.*)$/s.exec(err.details ?? '');
   if (m) return new IsthmusError(m[1] as ErrorCode, m[2]);
-  if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) return new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `${unreachable} (${err.details || 'unavailable'})`);
+  if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
+    return new IsthmusError(ErrorCodes.PRIMARY_UNREACHABLE, `${unreachable} (${err.details || 'unavailable'})`);
   return new IsthmusError(ErrorCodes.INTERNAL, err.details || err.message);
 }
 
-export function unary<Req, Res>(fn: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req, timeoutMs: number): Promise<Res> {
+export function unary<Req, Res>(
+  fn: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
+  req: Req,
+  timeoutMs: number,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     fn(req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
   });

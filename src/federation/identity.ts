@@ -67,7 +67,10 @@ export class ServerIdentity {
     this.certificates.set(this.ctx.ca.bundle().roots, chainPem(c), c.keyPem);
     clearTimeout(this.renewTimer);
     const half = (c.notAfter.getTime() - Date.now()) / 2;
-    this.renewTimer = setTimeout(() => void this.refresh().catch((err) => this.ctx.log.warn('cannot renew the server certificate', { error: err })), Math.max(1000, Math.min(half, 2 ** 31 - 1)));
+    this.renewTimer = setTimeout(
+      () => void this.refresh().catch((err) => this.ctx.log.warn('cannot renew the server certificate', { error: err })),
+      Math.max(1000, Math.min(half, 2 ** 31 - 1)),
+    );
     this.renewTimer.unref();
   }
 }

@@ -48,7 +48,10 @@ export function encodeJoinToken(t: JoinToken): string {
 /** Reads a token, naming what is wrong with it; never trusts it further than its shape. */
 export function decodeJoinToken(text: string, field = 'join-token'): JoinToken {
   const s = text.trim();
-  if (!s.startsWith(PREFIX)) throw invalid([{ Field: field, Message: `not an Isthmus join token (it starts with "${PREFIX}"; make one with isthmus federation token --dc <dc> at the primary)` }]);
+  if (!s.startsWith(PREFIX))
+    throw invalid([
+      { Field: field, Message: `not an Isthmus join token (it starts with "${PREFIX}"; make one with isthmus federation token --dc <dc> at the primary)` },
+    ]);
   let t: Partial<JoinToken>;
   try {
     t = JSON.parse(Buffer.from(s.slice(PREFIX.length), 'base64url').toString('utf8')) as Partial<JoinToken>;
@@ -63,7 +66,8 @@ export function decodeJoinToken(text: string, field = 'join-token'): JoinToken {
   const addrs = (x: unknown) => Array.isArray(x) && x.every((a) => isHostPort(a));
   if (!addrs(t.gateways)) v.push({ Field: `${field}.gateways`, Message: 'must be a list of host:port' });
   if (!addrs(t.servers)) v.push({ Field: `${field}.servers`, Message: 'must be a list of host:port' });
-  if (Array.isArray(t.gateways) && Array.isArray(t.servers) && t.gateways.length + t.servers.length === 0) v.push({ Field: `${field}.gateways`, Message: 'the token names no address of the primary' });
+  if (Array.isArray(t.gateways) && Array.isArray(t.servers) && t.gateways.length + t.servers.length === 0)
+    v.push({ Field: `${field}.gateways`, Message: 'the token names no address of the primary' });
   if (typeof t.root !== 'string' || !t.root.includes('BEGIN CERTIFICATE')) v.push({ Field: `${field}.root`, Message: 'must hold the PEM of the root to pin' });
   if (typeof t.secret !== 'string' || t.secret.length < 32) v.push({ Field: `${field}.secret`, Message: 'missing or too short' });
   if (typeof t.expires !== 'number') v.push({ Field: `${field}.expires`, Message: 'must be a time' });

@@ -46,10 +46,14 @@ export class Join {
     if (this.joined()) return;
     const token = this.ctx.joinToken;
     if (!token) {
-      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `datacenter ${this.ctx.dc} has not joined ${this.ctx.primaryDc}: start it once with --join-token (made at the primary with: isthmus federation token --dc ${this.ctx.dc})`);
+      throw new IsthmusError(
+        ErrorCodes.BAD_CONFIG,
+        `datacenter ${this.ctx.dc} has not joined ${this.ctx.primaryDc}: start it once with --join-token (made at the primary with: isthmus federation token --dc ${this.ctx.dc})`,
+      );
     }
     if (token.dc !== this.ctx.dc) throw new IsthmusError(ErrorCodes.BAD_CONFIG, `the join token is for datacenter ${token.dc}, this server is ${this.ctx.dc}`);
-    if (token.primary !== this.ctx.primaryDc) throw new IsthmusError(ErrorCodes.BAD_CONFIG, `the join token is from primary ${token.primary}, but --primary-dc says ${this.ctx.primaryDc}`);
+    if (token.primary !== this.ctx.primaryDc)
+      throw new IsthmusError(ErrorCodes.BAD_CONFIG, `the join token is from primary ${token.primary}, but --primary-dc says ${this.ctx.primaryDc}`);
     if (!this.ctx.store.isLeader()) await this.awaitLeadersJoin(signal);
     if (this.joined()) return;
     await this.callPrimary(token, signal);
@@ -87,10 +91,23 @@ export class Join {
         client.close();
       }
     }
-    if (res.trustDomain !== token.trustDomain) throw new IsthmusError(ErrorCodes.TRUST_DOMAIN_MISMATCH, `the primary answered for trust domain ${res.trustDomain}, the token names ${token.trustDomain}`);
+    if (res.trustDomain !== token.trustDomain)
+      throw new IsthmusError(
+        ErrorCodes.TRUST_DOMAIN_MISMATCH,
+        `the primary answered for trust domain ${res.trustDomain}, the token names ${token.trustDomain}`,
+      );
     const roots = JSON.parse(res.rootsJson) as CaRoot[];
-    const state: JoinState = { PrimaryDatacenter: token.primary, TrustDomain: token.trustDomain, Gateways: token.gateways, Servers: token.servers, JoinedAt: new Date().toISOString() };
-    await this.ctx.store.commit([...this.ctx.ca.joinOps(roots, res.intermediateCertPem, keyPem, res.rootId), { op: 'put', table: FED_STATE, key: 'join', value: state }]);
+    const state: JoinState = {
+      PrimaryDatacenter: token.primary,
+      TrustDomain: token.trustDomain,
+      Gateways: token.gateways,
+      Servers: token.servers,
+      JoinedAt: new Date().toISOString(),
+    };
+    await this.ctx.store.commit([
+      ...this.ctx.ca.joinOps(roots, res.intermediateCertPem, keyPem, res.rootId),
+      { op: 'put', table: FED_STATE, key: 'join', value: state },
+    ]);
     this.ctx.log.info('joined the federation', { primary: token.primary, trustDomain: token.trustDomain });
   }
 
@@ -110,7 +127,12 @@ export class Join {
     const stored: StoredJoinToken = { Datacenter: dc, Expires: expires, CreatedAt: new Date().toISOString() };
     await ctx.store.commit([
       { op: 'put', table: FED_JOIN_TOKENS, key: secretHash(secret), value: stored, ifIndex: 0 },
-      auditOp(actor, { Kind: 'federation', Action: 'create', Subject: `join token for ${dc}`, After: { Datacenter: dc, Expires: new Date(expires).toISOString() } }),
+      auditOp(actor, {
+        Kind: 'federation',
+        Action: 'create',
+        Subject: `join token for ${dc}`,
+        After: { Datacenter: dc, Expires: new Date(expires).toISOString() },
+      }),
     ]);
     const gateways = localGateways(ctx.catalog).wan;
     const token: JoinToken = {
@@ -151,10 +173,16 @@ export class Join {
     try {
       await ctx.store.commit([
         { op: 'put', table: FED_JOIN_TOKENS, key: hash, value: { ...entry!.value, UsedAt: now }, ifIndex: entry!.modifyIndex },
-        { op: 'put', table: FED_MEMBERS, key: req.datacenter, value: { Datacenter: req.datacenter, JoinedAt: now, Gateways: member?.value.Gateways ?? [] } satisfies Member },
+        {
+          op: 'put',
+          table: FED_MEMBERS,
+          key: req.datacenter,
+          value: { Datacenter: req.datacenter, JoinedAt: now, Gateways: member?.value.Gateways ?? [] } satisfies Member,
+        },
       ]);
     } catch (err) {
-      if (isIsthmusError(err, ErrorCodes.CONFLICT)) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'join refused: the token was used at the same moment by another join');
+      if (isIsthmusError(err, ErrorCodes.CONFLICT))
+        throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'join refused: the token was used at the same moment by another join');
       throw err;
     }
     ctx.log.info('datacenter joined', { dc: req.datacenter });

@@ -127,7 +127,9 @@ export class Membership {
   private onMemberRemoved(dc: string): void {
     const { store } = this.ctx;
     if (dc === this.ctx.dc) {
-      this.ctx.log.error('this datacenter was removed from the federation by the primary; join again with a new token to come back', { primary: this.ctx.primaryDc });
+      this.ctx.log.error('this datacenter was removed from the federation by the primary; join again with a new token to come back', {
+        primary: this.ctx.primaryDc,
+      });
       return;
     }
     const ops: StoreOp[] = store.list(FED_SERVICES, `${dc}/`).map((e) => ({ op: 'delete', table: FED_SERVICES, key: e.key }));

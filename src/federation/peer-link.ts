@@ -113,7 +113,10 @@ export class PeerLink {
       if (this.established) return this.close('hello was sent twice', INVALID);
       if (m.hello.datacenter !== this.peerDc) {
         const said = isDatacenterRef(m.hello.datacenter) ? m.hello.datacenter : 'something that is not a datacenter name';
-        return this.close(`the peer says it is ${said}, its certificate says ${this.peerDc}`, { status: grpc.status.PERMISSION_DENIED, code: ErrorCodes.PERMISSION_DENIED });
+        return this.close(`the peer says it is ${said}, its certificate says ${this.peerDc}`, {
+          status: grpc.status.PERMISSION_DENIED,
+          code: ErrorCodes.PERMISSION_DENIED,
+        });
       }
       this.established = true;
       if (this.host.dc === this.host.primaryDc) this.stops.push(this.host.replicate(this, m.hello.resumeIndex));
@@ -146,7 +149,10 @@ export class PeerLink {
     if (m.export) {
       const e = m.export;
       if (e.upserts.length > MAX_EXPORT_SERVICES || e.gateways.length > MAX_EXPORT_GATEWAYS) {
-        return this.close(`an export holds at most ${MAX_EXPORT_SERVICES} services and ${MAX_EXPORT_GATEWAYS} gateways (got ${e.upserts.length} and ${e.gateways.length})`, { status: grpc.status.RESOURCE_EXHAUSTED, code: ErrorCodes.PAYLOAD_TOO_LARGE });
+        return this.close(
+          `an export holds at most ${MAX_EXPORT_SERVICES} services and ${MAX_EXPORT_GATEWAYS} gateways (got ${e.upserts.length} and ${e.gateways.length})`,
+          { status: grpc.status.RESOURCE_EXHAUSTED, code: ErrorCodes.PAYLOAD_TOO_LARGE },
+        );
       }
       this.enqueue(async () => {
         await this.host.applyExport(this, e);

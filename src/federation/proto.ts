@@ -9,12 +9,43 @@ export function federationService(): grpc.ServiceClientConstructor {
 }
 
 // The messages as grpc-js hands them over (camelCase, defaults filled).
-export interface JoinRequest { secret: string; datacenter: string; publicKeyPem: string }
-export interface JoinResponse { trustDomain: string; primaryDatacenter: string; intermediateCertPem: string; rootId: string; rootsJson: string; index: number }
-export interface SignRequest { datacenter: string; publicKeyPem: string }
-export interface SignResponse { certPem: string; rootId: string }
-export interface WireResource { table: string; key: string; op: string; valueJson: string; index: number }
-export interface WireExportedService { name: string; namespace: string; instances: number; healthy: number; connectHealthy: number; tags: string[]; meta: Record<string, string> }
+export interface JoinRequest {
+  secret: string;
+  datacenter: string;
+  publicKeyPem: string;
+}
+export interface JoinResponse {
+  trustDomain: string;
+  primaryDatacenter: string;
+  intermediateCertPem: string;
+  rootId: string;
+  rootsJson: string;
+  index: number;
+}
+export interface SignRequest {
+  datacenter: string;
+  publicKeyPem: string;
+}
+export interface SignResponse {
+  certPem: string;
+  rootId: string;
+}
+export interface WireResource {
+  table: string;
+  key: string;
+  op: string;
+  valueJson: string;
+  index: number;
+}
+export interface WireExportedService {
+  name: string;
+  namespace: string;
+  instances: number;
+  healthy: number;
+  connectHealthy: number;
+  tags: string[];
+  meta: Record<string, string>;
+}
 export interface PeerMessage {
   hello?: { datacenter: string; resumeIndex: number; version: string };
   changes?: { snapshot: boolean; index: number; resources: WireResource[]; committedAtMs: number };
@@ -23,8 +54,20 @@ export interface PeerMessage {
   heartbeat?: { sentAtMs: number; index: number };
   kind?: string;
 }
-export interface ForwardRequest { method: string; path: string; body: string; token: string; originDatacenter: string }
-export interface ForwardResponse { status: number; body: string; contentType: string; index: number; receiptsJson: string }
+export interface ForwardRequest {
+  method: string;
+  path: string;
+  body: string;
+  token: string;
+  originDatacenter: string;
+}
+export interface ForwardResponse {
+  status: number;
+  body: string;
+  contentType: string;
+  index: number;
+  receiptsJson: string;
+}
 
 /** The generated client, typed for the calls we make. */
 export interface FederationClient extends grpc.Client {

@@ -78,7 +78,12 @@ export class ReceiptBook {
     for (const dc of this.members.datacenters()) {
       if (dc === self) {
         const applied = store.index() >= index;
-        out.push({ Datacenter: dc, Applied: applied, AppliedIndex: store.index(), AppliedAt: applied ? new Date(this.replication.commitTime(index) ?? Date.now()).toISOString() : null });
+        out.push({
+          Datacenter: dc,
+          Applied: applied,
+          AppliedIndex: store.index(),
+          AppliedAt: applied ? new Date(this.replication.commitTime(index) ?? Date.now()).toISOString() : null,
+        });
         continue;
       }
       const last = this.ackedIndex(dc);
@@ -125,7 +130,10 @@ export class ReceiptBook {
     const list = this.acks.get(dc)!;
     const [index, at] = list[list.length - 1];
     const stored = this.ctx.store.get<AckState>(FED_ACKS, dc)?.value;
-    const write = stored && stored.Index >= index ? Promise.resolve() : this.ctx.store.commit([{ op: 'put', table: FED_ACKS, key: dc, value: { Index: index, At: at } satisfies AckState }]).then(() => undefined);
+    const write =
+      stored && stored.Index >= index
+        ? Promise.resolve()
+        : this.ctx.store.commit([{ op: 'put', table: FED_ACKS, key: dc, value: { Index: index, At: at } satisfies AckState }]).then(() => undefined);
     write
       .catch((err) => this.ctx.log.warn('cannot record an acknowledgement; receipts on other replicas lag until the next', { dc, error: err }))
       .finally(() => {

@@ -94,7 +94,9 @@ export class Replication {
     const current = store.index();
     const r = fromIndex > current ? undefined : store.changesSince(fromIndex);
     if (!r || r.kind === 'snapshot') {
-      const resources = REPLICATED_TABLES.flatMap((table) => store.list(table).map((e) => ({ table, key: e.key, op: 'put', valueJson: JSON.stringify(e.value), index: e.modifyIndex })));
+      const resources = REPLICATED_TABLES.flatMap((table) =>
+        store.list(table).map((e) => ({ table, key: e.key, op: 'put', valueJson: JSON.stringify(e.value), index: e.modifyIndex })),
+      );
       link.send({ changes: { snapshot: true, index: current, resources, committedAtMs: Date.now() } });
       this.ctx.log.info('full resync sent', { peer: link.peerDc, from: fromIndex, index: current, resources: resources.length });
       sentUpTo = current;
@@ -128,7 +130,8 @@ export class Replication {
     const ops: StoreOp[] = [];
     if (msg.snapshot) {
       const incoming = new Set(msg.resources.map((r) => `${r.table}\u0000${r.key}`));
-      for (const table of REPLICATED_TABLES) for (const e of store.list(table)) if (!incoming.has(`${table}\u0000${e.key}`)) ops.push({ op: 'delete', table, key: e.key });
+      for (const table of REPLICATED_TABLES)
+        for (const e of store.list(table)) if (!incoming.has(`${table}\u0000${e.key}`)) ops.push({ op: 'delete', table, key: e.key });
     }
     let caChanged = false;
     for (const r of msg.resources) {

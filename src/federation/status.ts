@@ -112,7 +112,9 @@ export function registerStatusGauges(registry: Registry, status: () => Federatio
       },
     });
   gauge('isthmus_federation_link_up', '1 while the peer stream with this datacenter is up.', (p) => (p.State === 'up' ? 1 : 0));
-  gauge('isthmus_federation_heartbeat_age_seconds', 'Seconds since the last heartbeat from this datacenter.', (p) => (p.HeartbeatAgeMs === null ? null : p.HeartbeatAgeMs / 1000));
+  gauge('isthmus_federation_heartbeat_age_seconds', 'Seconds since the last heartbeat from this datacenter.', (p) =>
+    p.HeartbeatAgeMs === null ? null : p.HeartbeatAgeMs / 1000,
+  );
   gauge('isthmus_federation_replication_lag_seconds', 'How far the replicated tables on this link are behind, in seconds.', (p) => p.ReplicationLagMs / 1000);
   gauge('isthmus_federation_acked_index', 'The last index acknowledged on this link.', (p) => p.LastAckedIndex);
 }

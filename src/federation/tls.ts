@@ -86,7 +86,13 @@ export class PushedCertificates implements CertificateProvider {
  * identity when we have one, and accept only the peer server's SPIFFE ID (whatever host we dialed:
  * a gateway in between forwards the bytes untouched).
  */
-export function clientCredentials(opts: { roots: string[]; certChainPem?: string; keyPem?: string; trustDomain: string; peerDc: string }): grpc.ChannelCredentials {
+export function clientCredentials(opts: {
+  roots: string[];
+  certChainPem?: string;
+  keyPem?: string;
+  trustDomain: string;
+  peerDc: string;
+}): grpc.ChannelCredentials {
   const expected = serverSpiffeId({ trustDomain: opts.trustDomain, dc: opts.peerDc });
   return credentials.createSsl(
     Buffer.from(opts.roots.join('\n')),
@@ -97,7 +103,8 @@ export function clientCredentials(opts: { roots: string[]; certChainPem?: string
         const got = uriSans(cert);
         if (!got.includes(expected)) return new Error(`the server presented ${got.join(', ') || 'no SPIFFE ID'}, expected ${expected}`);
         const issuer = issuingDcOf(cert);
-        if (issuer !== opts.peerDc) return new Error(`the server presented ${expected} signed by the CA of ${issuer ?? 'no datacenter'}, not of ${opts.peerDc}`);
+        if (issuer !== opts.peerDc)
+          return new Error(`the server presented ${expected} signed by the CA of ${issuer ?? 'no datacenter'}, not of ${opts.peerDc}`);
         return undefined;
       },
     },

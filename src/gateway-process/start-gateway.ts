@@ -50,7 +50,11 @@ function reachableHost(): string {
 }
 
 function cannotListen(what: string, addr: HostPort, err: unknown): IsthmusError {
-  return new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot listen on ${what} ${formatAddr(addr)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  return new IsthmusError(
+    ErrorCodes.UNAVAILABLE,
+    `cannot listen on ${what} ${formatAddr(addr)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    { cause: err },
+  );
 }
 
 export async function startGateway(config: GatewayConfig, opts: StartGatewayOptions = {}): Promise<GatewayProcess> {

@@ -5,7 +5,10 @@ import { isGrease, parseClientHello, type ClientHello, type ParseHelloOptions } 
 import { helloMessage, messageOf, records } from './testing/hello-builder.js';
 
 const DATA = new URL('./testdata/', import.meta.url);
-const golden = JSON.parse(readFileSync(new URL('golden.json', DATA), 'utf8')) as Record<string, { client: string; sni: string; random: string; records: number; length: number; alpn: string[]; tls13: boolean }>;
+const golden = JSON.parse(readFileSync(new URL('golden.json', DATA), 'utf8')) as Record<
+  string,
+  { client: string; sni: string; random: string; records: number; length: number; alpn: string[]; tls13: boolean }
+>;
 const files = Object.keys(golden).map((name) => ({ name, bytes: readFileSync(new URL(`${name}.bin`, DATA)), want: golden[name] }));
 
 function badHello(buf: Uint8Array, opts?: ParseHelloOptions): IsthmusError {
@@ -94,7 +97,15 @@ describe('parseClientHello: golden hellos from real clients', () => {
 
 describe('parseClientHello: GREASE and unknown extensions', () => {
   it('skips GREASE in extensions and versions, and unknown extensions', () => {
-    const msg = helloMessage({ sni: 'api.default.dc1.internal.t.isthmus', grease: true, alpn: ['h2'], extra: [[0xfe0d, Buffer.alloc(200, 7)], [0x4469, Buffer.from('xyz')]] });
+    const msg = helloMessage({
+      sni: 'api.default.dc1.internal.t.isthmus',
+      grease: true,
+      alpn: ['h2'],
+      extra: [
+        [0xfe0d, Buffer.alloc(200, 7)],
+        [0x4469, Buffer.from('xyz')],
+      ],
+    });
     const h = parseClientHello(records(msg))!;
     expect(h.sni).toBe('api.default.dc1.internal.t.isthmus');
     expect(h.versions).toEqual([0x0304, 0x0303]);
@@ -130,11 +141,27 @@ describe('parseClientHello: refusals name what is wrong', () => {
     ['an oversized record', Buffer.from([22, 3, 1, 0x40, 0x01]), /over the TLS limit/],
     ['a ServerHello', records(Buffer.concat([Buffer.from([2]), good.subarray(1)])), /type 2, not ClientHello/],
     ['no SNI', records(helloMessage({})), /no server_name/],
-    ['an application data record after the first', Buffer.concat([records(good.subarray(0, 10)), Buffer.from([23, 3, 3, 0, 1, 0])]), /content type 23 \(application_data\)/],
+    [
+      'an application data record after the first',
+      Buffer.concat([records(good.subarray(0, 10)), Buffer.from([23, 3, 3, 0, 1, 0])]),
+      /content type 23 \(application_data\)/,
+    ],
     ['a second handshake message in the record', records(Buffer.concat([good, Buffer.from([20, 0, 0, 0])])), /follow the ClientHello/],
     ['a bad host name', records(helloMessage({ sni: 'bad name\u0000.x' })), /not a host name/],
     ['an empty host name', records(helloMessage({ sni: '' })), /host_name is empty/],
-    ['a duplicate extension', records(helloMessage({ sni: 'a.b', extra: [[7, Buffer.alloc(0)], [7, Buffer.alloc(0)]] })), /extension 7 appears twice/],
+    [
+      'a duplicate extension',
+      records(
+        helloMessage({
+          sni: 'a.b',
+          extra: [
+            [7, Buffer.alloc(0)],
+            [7, Buffer.alloc(0)],
+          ],
+        }),
+      ),
+      /extension 7 appears twice/,
+    ],
   ];
   for (const [what, bytes, message] of cases) {
     it(`refuses ${what}`, () => {
@@ -176,13 +203,26 @@ describe('parseClientHello: fuzz', () => {
     for (let i = 0; i < n; i++) {
       const at = Math.floor(r() * b.length);
       switch (Math.floor(r() * 7)) {
-        case 0: b[at] ^= 1 << Math.floor(r() * 8); break;
-        case 1: b[at] = Math.floor(r() * 256); break;
-        case 2: b[at] = [0, 0xff, 0x7f, 0x80, 1][Math.floor(r() * 5)]; break;
-        case 3: b = b.subarray(0, at); break;
-        case 4: b = Buffer.concat([b.subarray(0, at), Buffer.from([Math.floor(r() * 256)]), b.subarray(at)]); break;
-        case 5: b = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + 1 + Math.floor(r() * 8)))]); break;
-        default: if (at + 1 < b.length) b.writeUInt16BE(Math.floor(r() * 65536), at);
+        case 0:
+          b[at] ^= 1 << Math.floor(r() * 8);
+          break;
+        case 1:
+          b[at] = Math.floor(r() * 256);
+          break;
+        case 2:
+          b[at] = [0, 0xff, 0x7f, 0x80, 1][Math.floor(r() * 5)];
+          break;
+        case 3:
+          b = b.subarray(0, at);
+          break;
+        case 4:
+          b = Buffer.concat([b.subarray(0, at), Buffer.from([Math.floor(r() * 256)]), b.subarray(at)]);
+          break;
+        case 5:
+          b = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + 1 + Math.floor(r() * 8)))]);
+          break;
+        default:
+          if (at + 1 < b.length) b.writeUInt16BE(Math.floor(r() * 65536), at);
       }
       if (b.length === 0) break;
     }
@@ -201,7 +241,7 @@ describe('parseClientHello: fuzz', () => {
       return h;
     } catch (err) {
       if (!(err instanceof IsthmusError) || err.code !== ErrorCodes.BAD_CLIENT_HELLO) {
-        throw new Error(`seed ${seed}: ${(err as Error).stack}\ninput ${buf.toString('hex')}`);
+        throw new Error(`seed ${seed}: ${(err as Error).stack}\ninput ${buf.toString('hex')}`, { cause: err });
       }
       return undefined;
     }
@@ -214,7 +254,8 @@ describe('parseClientHello: fuzz', () => {
     for (let i = 0; i < 30_000 && Date.now() < deadline; i++, runs++) {
       const seed = base + i;
       const r = rng(seed);
-      const input = r() < 0.1 ? Buffer.from(Array.from({ length: Math.floor(r() * 600) }, () => Math.floor(r() * 256))) : mutate(r, seeds[Math.floor(r() * seeds.length)]);
+      const input =
+        r() < 0.1 ? Buffer.from(Array.from({ length: Math.floor(r() * 600) }, () => Math.floor(r() * 256))) : mutate(r, seeds[Math.floor(r() * seeds.length)]);
       check(input, seed, false);
       check(input, seed, true);
     }

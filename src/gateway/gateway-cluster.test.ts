@@ -27,7 +27,11 @@ async function hashBackend(): Promise<number> {
 }
 
 const routesTo = (port: number): GatewayRoutes => ({
-  dc: 'dc1', trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }], serverAddresses: [], remotes: [],
+  dc: 'dc1',
+  trustDomain: 'golden.isthmus',
+  services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }],
+  serverAddresses: [],
+  remotes: [],
 });
 
 function roundTrip(port: number, body: Buffer): Promise<string> {
@@ -64,7 +68,16 @@ describe('gateway cluster', () => {
   it('splices through its workers on one port, takes route updates, reports flows, and stops with the port free', async () => {
     const first = await hashBackend();
     const flows: FlowRecord[] = [];
-    const gw = new GatewayCluster({ id: 'gw-cluster', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: { ...routesTo(first), services: [] }, onFlow: (r) => flows.push(r) });
+    const gw = new GatewayCluster({
+      id: 'gw-cluster',
+      dc: 'dc1',
+      host: '127.0.0.1',
+      port: 0,
+      workers: 2,
+      logLevel: 'warn',
+      routes: { ...routesTo(first), services: [] },
+      onFlow: (r) => flows.push(r),
+    });
     await gw.start();
     stops.push(() => gw.stop());
     expect(gw.port).toBeGreaterThan(0);
@@ -75,7 +88,13 @@ describe('gateway cluster', () => {
     await new Promise((r) => setTimeout(r, 200));
     const bodies = Array.from({ length: 8 }, () => randomBytes(100_000));
     const answers = await Promise.all(bodies.map((b) => roundTrip(gw.port, b)));
-    answers.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+    answers.forEach((a, i) =>
+      expect(a).toBe(
+        `ready:${createHash('sha256')
+          .update(Buffer.concat([GOLDEN, bodies[i]]))
+          .digest('hex')}`,
+      ),
+    );
     const end = Date.now() + 3000;
     while (flows.length < 8 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     expect(flows).toHaveLength(8);
@@ -105,12 +124,14 @@ describe('gateway cluster', () => {
       for (let i = 0; i < 32; i++) {
         const sock = net.connect({ host: '127.0.0.1', port: gw.port });
         socks.push(sock);
-        answers.push(new Promise((resolve, reject) => {
-          let answer = '';
-          sock.on('data', (d) => (answer += d));
-          sock.on('end', () => resolve(answer));
-          sock.on('error', reject);
-        }));
+        answers.push(
+          new Promise((resolve, reject) => {
+            let answer = '';
+            sock.on('data', (d) => (answer += d));
+            sock.on('end', () => resolve(answer));
+            sock.on('error', reject);
+          }),
+        );
         sock.write(GOLDEN);
       }
       await new Promise((r) => setTimeout(r, 300));
@@ -131,7 +152,13 @@ describe('gateway cluster', () => {
     expect(open[0] + open[1]).toBe(32);
     expect(Number(/^isthmus_gateway_worker_passed_total\{[^}]*\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(12);
     const got = await Promise.all(answers);
-    got.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+    got.forEach((a, i) =>
+      expect(a).toBe(
+        `ready:${createHash('sha256')
+          .update(Buffer.concat([GOLDEN, bodies[i]]))
+          .digest('hex')}`,
+      ),
+    );
   }, 20_000);
 
   it('passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
@@ -144,7 +171,13 @@ describe('gateway cluster', () => {
       await new Promise((r) => setTimeout(r, 4500));
       const bodies = Array.from({ length: 32 }, () => randomBytes(10_000));
       const answers = await Promise.all(bodies.map((b) => roundTrip(gw.port, b)));
-      answers.forEach((a, i) => expect(a).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, bodies[i]])).digest('hex')}`));
+      answers.forEach((a, i) =>
+        expect(a).toBe(
+          `ready:${createHash('sha256')
+            .update(Buffer.concat([GOLDEN, bodies[i]]))
+            .digest('hex')}`,
+        ),
+      );
     } finally {
       process.kill(stuck, 'SIGCONT');
     }

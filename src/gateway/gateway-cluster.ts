@@ -24,7 +24,21 @@ export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | '
 }
 
 /** What a worker is started with (in ISTHMUS_GATEWAY_WORKER, as JSON): the gateway's own settings. */
-export type GatewayWorkerConfig = Pick<GatewayOptions, 'id' | 'dc' | 'host' | 'port' | 'helloTimeoutMs' | 'maxHelloBytes' | 'idleTimeoutMs' | 'connectTimeoutMs' | 'maxAttempts' | 'maxConnections' | 'bufferSweepMs' | 'fastPath'> & {
+export type GatewayWorkerConfig = Pick<
+  GatewayOptions,
+  | 'id'
+  | 'dc'
+  | 'host'
+  | 'port'
+  | 'helloTimeoutMs'
+  | 'maxHelloBytes'
+  | 'idleTimeoutMs'
+  | 'connectTimeoutMs'
+  | 'maxAttempts'
+  | 'maxConnections'
+  | 'bufferSweepMs'
+  | 'fastPath'
+> & {
   routes?: GatewayRoutes;
   logLevel?: LogLevel;
   /** Send flow records to the primary (only when someone there wants them). */
@@ -155,7 +169,12 @@ export class GatewayCluster implements Component {
       throw err;
     }
     this.staleCheck = setInterval(() => {
-      if (this.freshWorkers().map((w) => w.process.pid).join() !== this.broadcastKey) this.broadcastLoads();
+      if (
+        this.freshWorkers()
+          .map((w) => w.process.pid)
+          .join() !== this.broadcastKey
+      )
+        this.broadcastLoads();
     }, 1000).unref();
     this.log.info('gateway listening', { address: this.address, workers: this.opts.workers });
   }
@@ -163,23 +182,38 @@ export class GatewayCluster implements Component {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.staleCheck);
-    await Promise.all([...this.workers].map((w) => new Promise<void>((resolve) => {
-      if (w.isDead()) return resolve();
-      w.once('exit', () => resolve());
-      w.send({ type: 'isthmus:gateway:stop' } satisfies GatewayPrimaryMessage);
-      // A worker that does not finish in time is killed.
-      setTimeout(() => w.process.kill('SIGKILL'), 5000).unref();
-    })));
+    await Promise.all(
+      [...this.workers].map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            w.once('exit', () => resolve());
+            w.send({ type: 'isthmus:gateway:stop' } satisfies GatewayPrimaryMessage);
+            // A worker that does not finish in time is killed.
+            setTimeout(() => w.process.kill('SIGKILL'), 5000).unref();
+          }),
+      ),
+    );
   }
 
   private fork(): Promise<number> {
     const config: GatewayWorkerConfig = {
-      id: this.idNow, dc: this.opts.dc, host: this.opts.host, port: this.opts.port, routes: this.routesNow,
-      helloTimeoutMs: this.opts.helloTimeoutMs, maxHelloBytes: this.opts.maxHelloBytes, idleTimeoutMs: this.opts.idleTimeoutMs,
-      connectTimeoutMs: this.opts.connectTimeoutMs, maxAttempts: this.opts.maxAttempts, bufferSweepMs: this.opts.bufferSweepMs, fastPath: this.opts.fastPath,
+      id: this.idNow,
+      dc: this.opts.dc,
+      host: this.opts.host,
+      port: this.opts.port,
+      routes: this.routesNow,
+      helloTimeoutMs: this.opts.helloTimeoutMs,
+      maxHelloBytes: this.opts.maxHelloBytes,
+      idleTimeoutMs: this.opts.idleTimeoutMs,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      maxAttempts: this.opts.maxAttempts,
+      bufferSweepMs: this.opts.bufferSweepMs,
+      fastPath: this.opts.fastPath,
       // The limit is the gateway's: each worker takes its share.
       maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
-      logLevel: this.opts.logLevel, flows: this.opts.onFlow !== undefined,
+      logLevel: this.opts.logLevel,
+      flows: this.opts.onFlow !== undefined,
     };
     const w = cluster.fork({ ISTHMUS_GATEWAY_WORKER: JSON.stringify(config) });
     this.workers.add(w);

@@ -117,7 +117,10 @@ export class GatewayConnection {
 
   readonly client: TcpConn;
 
-  constructor(private readonly gw: ConnectionHost, handle: Accepted) {
+  constructor(
+    private readonly gw: ConnectionHost,
+    handle: Accepted,
+  ) {
     this.client = gw.dataPath.accept(handle, {
       buffer: this.nextClientBuffer,
       read: this.onClientRead,
@@ -257,7 +260,11 @@ export class GatewayConnection {
     this.state = 'done';
     const got = this.accLen;
     this.gw.error('', 'hello_timeout');
-    this.gw.logger.warn('ClientHello not complete in time; connection reset', { timeoutMs: this.gw.helloTimeoutMs, bytes: got, peer: this.client.remoteAddress() });
+    this.gw.logger.warn('ClientHello not complete in time; connection reset', {
+      timeoutMs: this.gw.helloTimeoutMs,
+      bytes: got,
+      peer: this.client.remoteAddress(),
+    });
     this.failure = `ClientHello not complete within ${this.gw.helloTimeoutMs} ms (${got} bytes received)`;
     this.resetClient('error');
   };
@@ -268,7 +275,11 @@ export class GatewayConnection {
     this.helloTimer = clear(this.helloTimer);
     const message = (err as Error).message;
     this.gw.error('', 'bad_client_hello');
-    this.gw.logger.warn('bad ClientHello; connection reset', { error: message, code: isIsthmusError(err) ? err.code : undefined, peer: this.client.remoteAddress() });
+    this.gw.logger.warn('bad ClientHello; connection reset', {
+      error: message,
+      code: isIsthmusError(err) ? err.code : undefined,
+      peer: this.client.remoteAddress(),
+    });
     this.failure = `bad ClientHello: ${message}`;
     this.resetClient('error');
   }
@@ -553,7 +564,7 @@ export class GatewayConnection {
         : NOBODY,
       sni: this.sni ?? '',
       verdict,
-      reason: verdict === 'allowed' ? `routed to ${t!.host}:${t!.port}${this.failures ? ` after ${this.failures.join('; ')}` : ''}` : this.failure ?? 'error',
+      reason: verdict === 'allowed' ? `routed to ${t!.host}:${t!.port}${this.failures ? ` after ${this.failures.join('; ')}` : ''}` : (this.failure ?? 'error'),
       startTime: this.start,
       durationMs: Date.now() - this.start,
       bytesIn,

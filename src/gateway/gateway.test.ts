@@ -96,7 +96,13 @@ async function mtlsClient(port: number, sni: string, expect: string, client = 'w
   let trace = '';
   let seen = '';
   const sock = tls.connect({
-    host: '127.0.0.1', port, servername: sni, key: leaf.key, cert: leaf.cert, ca: p.ca, minVersion: 'TLSv1.3',
+    host: '127.0.0.1',
+    port,
+    servername: sni,
+    key: leaf.key,
+    cert: leaf.cert,
+    ca: p.ca,
+    minVersion: 'TLSv1.3',
     checkServerIdentity: (_h, cert) => {
       seen = spiffeOf(cert) ?? '';
       return seen === expect ? undefined : new Error(`backend is ${seen}, expected ${expect}`);
@@ -174,7 +180,9 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
 
   it('routes an mTLS connection by SNI to a local sidecar without terminating it, and records the flow', async () => {
     const backend = await tlsBackend('api');
-    const { gw, flows, registry } = await gateway({ services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }] });
+    const { gw, flows, registry } = await gateway({
+      services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }],
+    });
     const seenOnChannel: FlowRecord[] = [];
     const listener = (m: unknown) => seenOnChannel.push(m as FlowRecord);
     diagnosticsChannel.subscribe(GATEWAY_CONNECTION_CHANNEL, listener);
@@ -196,8 +204,13 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     await until(() => flows.length === 1);
     const f = flows[0];
     expect(f).toMatchObject({
-      hop: 'gateway-ingress', dc: 'dc1', reporter: 'mesh-gateway-dc1', verdict: 'allowed', sni: `api.default.dc1.internal.${TD}`,
-      destination: { service: 'api', namespace: 'default', dc: 'dc1' }, reason: `routed to 127.0.0.1:${backend.port}`,
+      hop: 'gateway-ingress',
+      dc: 'dc1',
+      reporter: 'mesh-gateway-dc1',
+      verdict: 'allowed',
+      sni: `api.default.dc1.internal.${TD}`,
+      destination: { service: 'api', namespace: 'default', dc: 'dc1' },
+      reason: `routed to 127.0.0.1:${backend.port}`,
     });
     expect(f.traceId).toBe(c.trace());
     expect(backend.traces).toEqual([c.trace()]);
@@ -214,7 +227,10 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
 
   it('forwards the hello bytes verbatim, then the stream, and passes half-closes both ways', async () => {
     const port = await hashBackend();
-    const { gw, flows } = await gateway({ trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] });
+    const { gw, flows } = await gateway({
+      trustDomain: 'golden.isthmus',
+      services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }],
+    });
     const sock = net.connect({ host: '127.0.0.1', port: gw.port });
     const body = randomBytes(300_000);
     // The hello arrives in three segments, the rest right behind it.
@@ -229,7 +245,11 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
       sock.on('data', (d) => (s += d));
       sock.on('end', () => resolve(s));
     });
-    expect(answer).toBe(`ready:${createHash('sha256').update(Buffer.concat([GOLDEN, body])).digest('hex')}`);
+    expect(answer).toBe(
+      `ready:${createHash('sha256')
+        .update(Buffer.concat([GOLDEN, body]))
+        .digest('hex')}`,
+    );
     await until(() => flows.length === 1);
     expect(flows[0]).toMatchObject({ verdict: 'allowed', sni: goldenSni, bytesIn: GOLDEN.length + body.length, bytesOut: 70 });
   });
@@ -243,7 +263,10 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise<void>((r) => server.close(() => r())));
     const port = (server.address() as net.AddressInfo).port;
-    const { gw } = await gateway({ trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] });
+    const { gw } = await gateway({
+      trustDomain: 'golden.isthmus',
+      services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }],
+    });
     const sock = net.connect({ host: '127.0.0.1', port: gw.port });
     sock.write(GOLDEN);
     sock.pause();
@@ -275,7 +298,10 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise<void>((r) => server.close(() => r())));
     const port = (server.address() as net.AddressInfo).port;
-    const { gw } = await gateway({ trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] }, { bufferSweepMs: 200 });
+    const { gw } = await gateway(
+      { trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] },
+      { bufferSweepMs: 200 },
+    );
     const sock = net.connect({ host: '127.0.0.1', port: gw.port });
     stops.push(() => void sock.destroy());
     expect((await echo(sock, GOLDEN)).equals(GOLDEN)).toBe(true);
@@ -296,7 +322,7 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     expect((await echo(sock, small)).equals(small)).toBe(true);
   });
 
-  it('sends another DC\'s name to that DC\'s gateway, which delivers it locally: one traceId on both hops', async () => {
+  it("sends another DC's name to that DC's gateway, which delivers it locally: one traceId on both hops", async () => {
     const backend = await tlsBackend('api', 'dc2');
     const dc2 = await gateway({ dc: 'dc2', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }] });
     const dc1 = await gateway({ dc: 'dc1', remotes: [{ dc: 'dc2', gateways: [dc2.gw.address] }] });
@@ -304,7 +330,13 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     expect((await echo(c.sock, Buffer.from('ping'))).toString()).toBe('ping');
     c.sock.end();
     await until(() => dc1.flows.length === 1 && dc2.flows.length === 1);
-    expect(dc1.flows[0]).toMatchObject({ hop: 'gateway-egress', dc: 'dc1', verdict: 'allowed', destination: { service: 'api', dc: 'dc2' }, traceId: c.trace() });
+    expect(dc1.flows[0]).toMatchObject({
+      hop: 'gateway-egress',
+      dc: 'dc1',
+      verdict: 'allowed',
+      destination: { service: 'api', dc: 'dc2' },
+      traceId: c.trace(),
+    });
     expect(dc2.flows[0]).toMatchObject({ hop: 'gateway-ingress', dc: 'dc2', verdict: 'allowed', traceId: c.trace() });
   });
 
@@ -330,7 +362,11 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     raw.write(tlsHello(`api.default.dc2.internal.${TD}`));
     expect(await end).toBe('reset');
     await until(() => dc1.flows.length === 2);
-    expect(dc1.flows[1]).toMatchObject({ verdict: 'error', hop: 'gateway-egress', reason: `no upstream reachable for api.default.dc2: 127.0.0.1:${deadPort} ECONNREFUSED` });
+    expect(dc1.flows[1]).toMatchObject({
+      verdict: 'error',
+      hop: 'gateway-egress',
+      reason: `no upstream reachable for api.default.dc2: 127.0.0.1:${deadPort} ECONNREFUSED`,
+    });
   });
 
   it('passes over a target that takes the connection but closes or resets it without answering the hello', async () => {
@@ -349,7 +385,10 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     expect((await echo(c.sock, Buffer.from('through'))).toString()).toBe('through');
     c.sock.end();
     await until(() => dc1.flows.length === 1);
-    expect(dc1.flows[0]).toMatchObject({ verdict: 'allowed', reason: `routed to ${dc2.gw.address} after ${addr(mute)} closed without answering; ${addr(rude)} ECONNRESET` });
+    expect(dc1.flows[0]).toMatchObject({
+      verdict: 'allowed',
+      reason: `routed to ${dc2.gw.address} after ${addr(mute)} closed without answering; ${addr(rude)} ECONNRESET`,
+    });
     expect(backend.traces).toEqual([c.trace()]);
   });
 
@@ -362,13 +401,19 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
       expect(await end).toBe('reset');
     }
     await until(() => flows.length === 2);
-    expect(flows[0]).toMatchObject({ verdict: 'no_route', sni: `ghost.default.dc1.internal.${TD}`, hop: 'gateway-ingress', destination: { service: 'ghost', dc: 'dc1' }, reason: expect.stringContaining('no healthy instance of ghost') });
+    expect(flows[0]).toMatchObject({
+      verdict: 'no_route',
+      sni: `ghost.default.dc1.internal.${TD}`,
+      hop: 'gateway-ingress',
+      destination: { service: 'ghost', dc: 'dc1' },
+      reason: expect.stringContaining('no healthy instance of ghost'),
+    });
     expect(flows[0].traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(flows[1]).toMatchObject({ verdict: 'no_route', sni: 'example.com', reason: `SNI example.com is not in trust domain ${TD}` });
     expect(await registry.metrics()).toMatch(/isthmus_gateway_errors_total\{route="",reason="no_route"[^}]*\} 2/);
   });
 
-  it('resets a malformed hello and records the parser\'s reason; a bare connect-and-close is no flow', async () => {
+  it("resets a malformed hello and records the parser's reason; a bare connect-and-close is no flow", async () => {
     const { gw, flows } = await gateway({});
     const raw = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(raw);
@@ -382,8 +427,15 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     truncated.end(GOLDEN.subarray(0, 100));
     await t;
     await until(() => flows.length === 2 && gw.connections === 0);
-    expect(flows[0]).toMatchObject({ verdict: 'error', reason: 'bad ClientHello: not TLS: the connection starts with plain text (HTTP?)', traceId: '0'.repeat(32) });
-    expect(flows[1]).toMatchObject({ verdict: 'error', reason: expect.stringMatching(/^bad ClientHello: ClientHello truncated: connection closed after 100 bytes/) });
+    expect(flows[0]).toMatchObject({
+      verdict: 'error',
+      reason: 'bad ClientHello: not TLS: the connection starts with plain text (HTTP?)',
+      traceId: '0'.repeat(32),
+    });
+    expect(flows[1]).toMatchObject({
+      verdict: 'error',
+      reason: expect.stringMatching(/^bad ClientHello: ClientHello truncated: connection closed after 100 bytes/),
+    });
   });
 
   it('cuts a client that dribbles its hello past the time bound', async () => {
@@ -427,7 +479,10 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
 
   it('closes a spliced connection idle past its bound', async () => {
     const port = await hashBackend();
-    const { gw, flows } = await gateway({ trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] }, { idleTimeoutMs: 200 });
+    const { gw, flows } = await gateway(
+      { trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] },
+      { idleTimeoutMs: 200 },
+    );
     const raw = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(raw);
     raw.write(GOLDEN);
@@ -438,7 +493,13 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
 
   it('swaps routes live: new connections use the new table, open ones carry on', async () => {
     const backend = await tlsBackend('api');
-    const routes = { dc: 'dc1', trustDomain: TD, services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }], serverAddresses: [], remotes: [] };
+    const routes = {
+      dc: 'dc1',
+      trustDomain: TD,
+      services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: backend.port }] }],
+      serverAddresses: [],
+      remotes: [],
+    };
     const { gw, flows } = await gateway({ services: [] });
     const refused = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(refused);

@@ -179,9 +179,12 @@ export class Gateway implements Component, ConnectionHost {
     server.on('error', (err) => this.log.error('listener error', { error: err }));
     this.server = server;
     // One timer for all connections rather than one per socket, re-armed on every read.
-    this.idleSweep = setInterval(() => {
-      for (const c of this.conns) c.sweepIdle();
-    }, Math.max(1, Math.floor(this.idleTimeoutMs / IDLE_SWEEPS))).unref();
+    this.idleSweep = setInterval(
+      () => {
+        for (const c of this.conns) c.sweepIdle();
+      },
+      Math.max(1, Math.floor(this.idleTimeoutMs / IDLE_SWEEPS)),
+    ).unref();
     this.bufferSweep = setInterval(() => {
       for (const c of this.buffered) {
         const released = c.releaseIdleBuffers();
@@ -224,8 +227,16 @@ export class Gateway implements Component, ConnectionHost {
         this.log.warn('connection refused: connection limit reached', { limit: this.maxConnections, peer });
       }
       this.record({
-        traceId: ZERO_TRACE, hop: 'gateway-ingress', destination: NOBODY, sni: '', verdict: 'error',
-        reason: `connection limit of ${this.maxConnections} reached`, startTime: Date.now(), durationMs: 0, bytesIn: 0, bytesOut: 0,
+        traceId: ZERO_TRACE,
+        hop: 'gateway-ingress',
+        destination: NOBODY,
+        sni: '',
+        verdict: 'error',
+        reason: `connection limit of ${this.maxConnections} reached`,
+        startTime: Date.now(),
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
       });
       return;
     }
@@ -279,11 +290,28 @@ export class Gateway implements Component, ConnectionHost {
 
   record(r: Pick<FlowRecord, 'traceId' | 'hop' | 'destination' | 'sni' | 'verdict' | 'reason' | 'startTime' | 'durationMs' | 'bytesIn' | 'bytesOut'>): void {
     const record: FlowRecord = {
-      id: randomUUID(), requestIndex: 0, dc: this.opts.dc, reporter: this.id, source: NOBODY,
-      intentionId: '', intentionDc: '', intentionIndex: 0, ...r,
+      id: randomUUID(),
+      requestIndex: 0,
+      dc: this.opts.dc,
+      reporter: this.id,
+      source: NOBODY,
+      intentionId: '',
+      intentionDc: '',
+      intentionIndex: 0,
+      ...r,
     };
     if (this.channel.hasSubscribers) this.channel.publish(record);
-    if (this.log.tracing) this.log.debug('connection', { traceId: record.traceId, hop: record.hop, sni: record.sni, verdict: record.verdict, reason: record.reason, bytesIn: record.bytesIn, bytesOut: record.bytesOut, durationMs: record.durationMs });
+    if (this.log.tracing)
+      this.log.debug('connection', {
+        traceId: record.traceId,
+        hop: record.hop,
+        sni: record.sni,
+        verdict: record.verdict,
+        reason: record.reason,
+        bytesIn: record.bytesIn,
+        bytesOut: record.bytesOut,
+        durationMs: record.durationMs,
+      });
     if (!this.opts.onFlow) return;
     try {
       this.opts.onFlow(record);

@@ -28,7 +28,8 @@ export interface RouteCounts {
 }
 
 /** Error reasons, a closed set so the label stays small. */
-export type GatewayErrorReason = 'bad_client_hello' | 'hello_timeout' | 'no_route' | 'connection_limit' | 'upstream_unreachable' | 'upstream_reset' | 'idle_timeout';
+export type GatewayErrorReason =
+  'bad_client_hello' | 'hello_timeout' | 'no_route' | 'connection_limit' | 'upstream_unreachable' | 'upstream_reset' | 'idle_timeout';
 
 /** Counts by route, one table per registry: gateways sharing a registry (tests, an embedded one) add up. */
 const countsOf = new WeakMap<Registry, Map<string, RouteCounts>>();
@@ -48,52 +49,84 @@ export function gatewayMetrics(registry: Registry): GatewayMetrics {
     }
   };
   return {
-    connections: get('isthmus_gateway_connections_total', () => new Counter({
-      name: 'isthmus_gateway_connections_total',
-      help: 'Connections routed by the gateway, by route and hop (gateway-ingress for this DC, gateway-egress for another).',
-      labelNames: ['route', 'hop'],
-      registers: [registry],
-      collect() {
-        fromCounts(this, (c) => c.connections, (c) => ({ route: c.route, hop: c.hop }));
-      },
-    })),
-    active: get('isthmus_gateway_connections_active', () => new Gauge({
-      name: 'isthmus_gateway_connections_active',
-      help: 'Connections open through the gateway now, by route ("" while the ClientHello is still being read).',
-      labelNames: ['route'],
-      registers: [registry],
-      collect() {
-        // Summed by route (a route has one hop; "" is counted under the hop "").
-        const byRoute = new Map<string, number>();
-        for (const c of table.values()) byRoute.set(c.route, (byRoute.get(c.route) ?? 0) + c.active);
-        this.reset();
-        for (const [route, n] of byRoute) this.set({ route }, n);
-      },
-    })),
-    bytesIn: get('isthmus_gateway_bytes_in_total', () => new Counter({
-      name: 'isthmus_gateway_bytes_in_total',
-      help: 'Bytes received from clients (counted when a connection closes), by route.',
-      labelNames: ['route'],
-      registers: [registry],
-      collect() {
-        fromCounts(this, (c) => c.bytesIn, (c) => ({ route: c.route }));
-      },
-    })),
-    bytesOut: get('isthmus_gateway_bytes_out_total', () => new Counter({
-      name: 'isthmus_gateway_bytes_out_total',
-      help: 'Bytes sent to clients (counted when a connection closes), by route.',
-      labelNames: ['route'],
-      registers: [registry],
-      collect() {
-        fromCounts(this, (c) => c.bytesOut, (c) => ({ route: c.route }));
-      },
-    })),
-    errors: get('isthmus_gateway_errors_total', () => new Counter({
-      name: 'isthmus_gateway_errors_total',
-      help: 'Connections the gateway refused or lost, by route and reason.',
-      labelNames: ['route', 'reason'],
-      registers: [registry],
-    })),
+    connections: get(
+      'isthmus_gateway_connections_total',
+      () =>
+        new Counter({
+          name: 'isthmus_gateway_connections_total',
+          help: 'Connections routed by the gateway, by route and hop (gateway-ingress for this DC, gateway-egress for another).',
+          labelNames: ['route', 'hop'],
+          registers: [registry],
+          collect() {
+            fromCounts(
+              this,
+              (c) => c.connections,
+              (c) => ({ route: c.route, hop: c.hop }),
+            );
+          },
+        }),
+    ),
+    active: get(
+      'isthmus_gateway_connections_active',
+      () =>
+        new Gauge({
+          name: 'isthmus_gateway_connections_active',
+          help: 'Connections open through the gateway now, by route ("" while the ClientHello is still being read).',
+          labelNames: ['route'],
+          registers: [registry],
+          collect() {
+            // Summed by route (a route has one hop; "" is counted under the hop "").
+            const byRoute = new Map<string, number>();
+            for (const c of table.values()) byRoute.set(c.route, (byRoute.get(c.route) ?? 0) + c.active);
+            this.reset();
+            for (const [route, n] of byRoute) this.set({ route }, n);
+          },
+        }),
+    ),
+    bytesIn: get(
+      'isthmus_gateway_bytes_in_total',
+      () =>
+        new Counter({
+          name: 'isthmus_gateway_bytes_in_total',
+          help: 'Bytes received from clients (counted when a connection closes), by route.',
+          labelNames: ['route'],
+          registers: [registry],
+          collect() {
+            fromCounts(
+              this,
+              (c) => c.bytesIn,
+              (c) => ({ route: c.route }),
+            );
+          },
+        }),
+    ),
+    bytesOut: get(
+      'isthmus_gateway_bytes_out_total',
+      () =>
+        new Counter({
+          name: 'isthmus_gateway_bytes_out_total',
+          help: 'Bytes sent to clients (counted when a connection closes), by route.',
+          labelNames: ['route'],
+          registers: [registry],
+          collect() {
+            fromCounts(
+              this,
+              (c) => c.bytesOut,
+              (c) => ({ route: c.route }),
+            );
+          },
+        }),
+    ),
+    errors: get(
+      'isthmus_gateway_errors_total',
+      () =>
+        new Counter({
+          name: 'isthmus_gateway_errors_total',
+          help: 'Connections the gateway refused or lost, by route and reason.',
+          labelNames: ['route', 'reason'],
+          registers: [registry],
+        }),
+    ),
     route(route, hop) {
       const key = `${hop} ${route}`;
       let c = table.get(key);

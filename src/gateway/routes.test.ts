@@ -6,12 +6,24 @@ const input = (over: Partial<GatewayRoutes> = {}): GatewayRoutes => ({
   dc: 'dc1',
   trustDomain: TD,
   services: [
-    { name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: 21001, tags: ['v1'] }, { host: '127.0.0.1', port: 21002, tags: ['v2'] }, { host: '127.0.0.2', port: 21003, tags: ['v2'] }] },
+    {
+      name: 'api',
+      namespace: 'default',
+      endpoints: [
+        { host: '127.0.0.1', port: 21001, tags: ['v1'] },
+        { host: '127.0.0.1', port: 21002, tags: ['v2'] },
+        { host: '127.0.0.2', port: 21003, tags: ['v2'] },
+      ],
+    },
     { name: 'db', namespace: 'team', endpoints: [{ host: '10.0.0.9', port: 21000 }] },
     { name: 'empty', namespace: 'default', endpoints: [] },
   ],
   serverAddresses: ['127.0.1.1:8300', '127.0.1.2:8300'],
-  remotes: [{ dc: 'dc2', gateways: ['127.0.2.1:8443', '127.0.2.2:8443'] }, { dc: 'dc3', gateways: [] }, { dc: 'dc1', gateways: ['127.0.1.9:8443'] }],
+  remotes: [
+    { dc: 'dc2', gateways: ['127.0.2.1:8443', '127.0.2.2:8443'] },
+    { dc: 'dc3', gateways: [] },
+    { dc: 'dc1', gateways: ['127.0.1.9:8443'] },
+  ],
   ...over,
 });
 
@@ -22,7 +34,7 @@ const targets = (t: RouteTable, sni: string) => {
 };
 
 describe('gateway routes', () => {
-  it('sends this DC\'s service names to healthy local sidecars, round robin, the others next in line', () => {
+  it("sends this DC's service names to healthy local sidecars, round robin, the others next in line", () => {
     const t = new RouteTable(input());
     const sni = `api.default.dc1.internal.${TD}`;
     const firsts = [0, 1, 2, 3].map(() => targets(t, sni));
@@ -43,10 +55,13 @@ describe('gateway routes', () => {
     const t = new RouteTable(input());
     expect(t.resolve(`server.dc1.${TD}`)).toMatchObject({ ok: true, hop: 'gateway-ingress', route: 'server.dc1' });
     expect([targets(t, `server.dc1.${TD}`)[0], targets(t, `server.dc1.${TD}`)[0]].sort()).toEqual(['127.0.1.1:8300', '127.0.1.2:8300']);
-    expect(new RouteTable(input({ serverAddresses: [] })).resolve(`server.dc1.${TD}`)).toMatchObject({ ok: false, reason: expect.stringContaining('no server federation address') });
+    expect(new RouteTable(input({ serverAddresses: [] })).resolve(`server.dc1.${TD}`)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('no server federation address'),
+    });
   });
 
-  it('sends another DC\'s names (service or server) to that DC\'s gateways, each first in turn, the other after it', () => {
+  it("sends another DC's names (service or server) to that DC's gateways, each first in turn, the other after it", () => {
     const t = new RouteTable(input());
     const seen: string[][] = [];
     for (const sni of [`api.default.dc2.internal.${TD}`, `v1.x.y.dc2.internal.${TD}`, `server.dc2.${TD}`, `api.default.dc2.internal.${TD}`]) {
@@ -75,7 +90,10 @@ describe('gateway routes', () => {
     expect(no(`api.default.dc3.internal.${TD}`)).toMatch(/no gateway known for datacenter dc3/);
     expect(no(`api.default.dc9.internal.${TD}`)).toMatch(/no gateway known for datacenter dc9/);
     expect(no('localhost')).toMatch(/not in trust domain/);
-    expect(RouteTable.empty('dc1').resolve(`api.default.dc1.internal.${TD}`)).toMatchObject({ ok: false, reason: expect.stringContaining('no routing configuration') });
+    expect(RouteTable.empty('dc1').resolve(`api.default.dc1.internal.${TD}`)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('no routing configuration'),
+    });
   });
 
   it('keeps round-robin positions across a swap', () => {
@@ -87,6 +105,8 @@ describe('gateway routes', () => {
   });
 
   it('reads host:port and [v6]:port targets, skipping what is neither', () => {
-    expect(new RouteTable(input({ remotes: [{ dc: 'dc2', gateways: ['nonsense', '127.0.2.1:8443'] }] })).resolve(`a.b.dc2.internal.${TD}`)).toMatchObject({ targets: [{ host: '127.0.2.1', port: 8443 }] });
+    expect(new RouteTable(input({ remotes: [{ dc: 'dc2', gateways: ['nonsense', '127.0.2.1:8443'] }] })).resolve(`a.b.dc2.internal.${TD}`)).toMatchObject({
+      targets: [{ host: '127.0.2.1', port: 8443 }],
+    });
   });
 });

@@ -63,7 +63,10 @@ export class RouteTable {
   /** Round-robin positions by route key; carried over from the table this one replaces. */
   private readonly rr: Map<string, number>;
 
-  constructor(readonly input: GatewayRoutes, previous?: RouteTable) {
+  constructor(
+    readonly input: GatewayRoutes,
+    previous?: RouteTable,
+  ) {
     this.dc = input.dc;
     this.trustDomain = input.trustDomain;
     this.rr = previous?.rr ?? new Map();
@@ -102,7 +105,8 @@ export class RouteTable {
     if (!all) return { ok: false, reason: `no healthy instance of ${name.service} in namespace ${name.namespace} in ${this.dc}`, name };
     const subset = name.subset;
     const endpoints = subset ? all.filter((e) => e.tags?.includes(subset)) : all;
-    if (endpoints.length === 0) return { ok: false, reason: `no healthy instance of ${name.service} in namespace ${name.namespace} carries subset tag ${subset}`, name };
+    if (endpoints.length === 0)
+      return { ok: false, reason: `no healthy instance of ${name.service} in namespace ${name.namespace} carries subset tag ${subset}`, name };
     const route = routeLabel(name);
     return { ok: true, hop: 'gateway-ingress', route, name, targets: this.rotate(route, endpoints) };
   }

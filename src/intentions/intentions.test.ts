@@ -18,17 +18,26 @@ async function setup(defaultAllow = false) {
   await store.start();
   const intentions = new Intentions({ store, dc: 'dc1', defaultAllow: () => defaultAllow, trustDomain: () => TD });
   await intentions.start();
-  cleanups.push(() => intentions.stop(), () => store.stop());
+  cleanups.push(
+    () => intentions.stop(),
+    () => store.stop(),
+  );
   return { store, intentions };
 }
 
 describe('precedence', () => {
-  it('follows Consul\'s table from 9 (exact/exact) down to 1 (*/* -> */*)', () => {
+  it("follows Consul's table from 9 (exact/exact) down to 1 (*/* -> */*)", () => {
     const p = (sNS: string, s: string, dNS: string, d: string) => precedence({ SourceNS: sNS, SourceName: s, DestinationNS: dNS, DestinationName: d });
     expect([
-      p('a', 'a', 'b', 'b'), p('a', '*', 'b', 'b'), p('*', '*', 'b', 'b'),
-      p('a', 'a', 'b', '*'), p('a', '*', 'b', '*'), p('*', '*', 'b', '*'),
-      p('a', 'a', '*', '*'), p('a', '*', '*', '*'), p('*', '*', '*', '*'),
+      p('a', 'a', 'b', 'b'),
+      p('a', '*', 'b', 'b'),
+      p('*', '*', 'b', 'b'),
+      p('a', 'a', 'b', '*'),
+      p('a', '*', 'b', '*'),
+      p('*', '*', 'b', '*'),
+      p('a', 'a', '*', '*'),
+      p('a', '*', '*', '*'),
+      p('*', '*', '*', '*'),
     ]).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1]);
   });
 });
@@ -67,13 +76,18 @@ describe('Intentions', () => {
 
   it('evaluates L7 permissions top to bottom and treats them as deny at L4', async () => {
     const { intentions } = await setup(true);
-    await intentions.upsertExact('web', 'api', {
-      Permissions: [
-        { Action: 'deny', HTTP: { PathPrefix: '/admin' } },
-        { Action: 'allow', HTTP: { PathPrefix: '/', Methods: ['GET'] } },
-        { Action: 'deny', HTTP: { PathPrefix: '/' } },
-      ],
-    }, actor);
+    await intentions.upsertExact(
+      'web',
+      'api',
+      {
+        Permissions: [
+          { Action: 'deny', HTTP: { PathPrefix: '/admin' } },
+          { Action: 'allow', HTTP: { PathPrefix: '/', Methods: ['GET'] } },
+          { Action: 'deny', HTTP: { PathPrefix: '/' } },
+        ],
+      },
+      actor,
+    );
     const req = (method: string, path: string) => intentions.authorize(uri('web'), { name: 'api' }, { method, path, headers: {} });
     expect(req('GET', '/admin/x').allowed).toBe(false);
     expect(req('GET', '/orders?id=1').allowed).toBe(true);
@@ -84,7 +98,24 @@ describe('Intentions', () => {
 
   it('matches headers with Present, Exact, Regex and Invert', async () => {
     const { intentions } = await setup(false);
-    await intentions.upsertExact('web', 'api', { Permissions: [{ Action: 'allow', HTTP: { Header: [{ Name: 'x-env', Exact: 'prod' }, { Name: 'x-debug', Present: true, Invert: true }] } }] }, actor);
+    await intentions.upsertExact(
+      'web',
+      'api',
+      {
+        Permissions: [
+          {
+            Action: 'allow',
+            HTTP: {
+              Header: [
+                { Name: 'x-env', Exact: 'prod' },
+                { Name: 'x-debug', Present: true, Invert: true },
+              ],
+            },
+          },
+        ],
+      },
+      actor,
+    );
     const h = (headers: Record<string, string>) => intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path: '/', headers }).allowed;
     expect(h({ 'x-env': 'prod' })).toBe(true);
     expect(h({ 'x-env': 'prod', 'x-debug': '1' })).toBe(false);
@@ -93,13 +124,19 @@ describe('Intentions', () => {
 
   it('matches PathRegex and header Regex in RE2 syntax against the whole value, as Consul (Envoy) does', async () => {
     const { intentions } = await setup(false);
-    await intentions.upsertExact('web', 'api', {
-      Permissions: [
-        { Action: 'allow', HTTP: { PathRegex: '(?i)/api/v[0-9]+/users/[^/]+' } },
-        { Action: 'allow', HTTP: { PathPrefix: '/h', Header: [{ Name: 'x-version', Regex: 'v[0-9]+' }] } },
-      ],
-    }, actor);
-    const req = (path: string, headers: Record<string, string> = {}) => intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path, headers }).allowed;
+    await intentions.upsertExact(
+      'web',
+      'api',
+      {
+        Permissions: [
+          { Action: 'allow', HTTP: { PathRegex: '(?i)/api/v[0-9]+/users/[^/]+' } },
+          { Action: 'allow', HTTP: { PathPrefix: '/h', Header: [{ Name: 'x-version', Regex: 'v[0-9]+' }] } },
+        ],
+      },
+      actor,
+    );
+    const req = (path: string, headers: Record<string, string> = {}) =>
+      intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path, headers }).allowed;
     expect(req('/api/v2/users/bob')).toBe(true);
     expect(req('/API/V2/users/bob')).toBe(true); // RE2's (?i), which JavaScript's RegExp refuses
     expect(req('/api/v2/users/bob/orders')).toBe(false); // the whole path, not a part of it
@@ -110,13 +147,18 @@ describe('Intentions', () => {
 
   it('decides in linear time on patterns a backtracking engine never finishes', async () => {
     const { intentions } = await setup(true);
-    await intentions.upsertExact('web', 'api', {
-      Permissions: [
-        { Action: 'deny', HTTP: { PathRegex: '/(a+)+b' } },
-        { Action: 'deny', HTTP: { PathRegex: '.*.*.*x' } },
-        { Action: 'allow', HTTP: { PathPrefix: '/' } },
-      ],
-    }, actor);
+    await intentions.upsertExact(
+      'web',
+      'api',
+      {
+        Permissions: [
+          { Action: 'deny', HTTP: { PathRegex: '/(a+)+b' } },
+          { Action: 'deny', HTTP: { PathRegex: '.*.*.*x' } },
+          { Action: 'allow', HTTP: { PathPrefix: '/' } },
+        ],
+      },
+      actor,
+    );
     // JavaScript's RegExp takes 2^40 steps on the first path and about an hour on the second.
     const slow1 = '/' + 'a'.repeat(40) + '!';
     const slow2 = '/' + 'a'.repeat(16_000);
@@ -146,7 +188,20 @@ describe('Intentions', () => {
     await intentions.upsertExact('web', 'api', { Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }, actor);
     // As if written by a version that took JavaScript patterns: straight into the store.
     const [{ key, value: stored }] = store.list<Intention>(INTENTIONS_TABLE);
-    await store.commit([{ op: 'put', table: INTENTIONS_TABLE, key, value: { ...stored, Permissions: [{ Action: 'allow', HTTP: { PathRegex: '/(?!admin).*' } }, { Action: 'allow', HTTP: { PathPrefix: '/' } }] } }]);
+    await store.commit([
+      {
+        op: 'put',
+        table: INTENTIONS_TABLE,
+        key,
+        value: {
+          ...stored,
+          Permissions: [
+            { Action: 'allow', HTTP: { PathRegex: '/(?!admin).*' } },
+            { Action: 'allow', HTTP: { PathPrefix: '/' } },
+          ],
+        },
+      },
+    ]);
     // The store tells the intentions of a commit before the commit resolves: the next decision uses it.
     expect(intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path: '/x', headers: {} }).allowed).toBe(false);
     expect(intentions.authorize(uri('web'), { name: 'api' }, { method: 'GET', path: '/admin', headers: {} }).allowed).toBe(false);
@@ -162,7 +217,9 @@ describe('Intentions', () => {
       code: 'ISTHMUS_ERR_INVALID',
       violations: [{ Field: 'Permissions', Message: expect.stringContaining('wildcard') }],
     });
-    await expect(intentions.upsertExact('web', 'db', { Action: 'allow', Permissions: [{ Action: 'deny' }] }, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_INVALID' });
+    await expect(intentions.upsertExact('web', 'db', { Action: 'allow', Permissions: [{ Action: 'deny' }] }, actor)).rejects.toMatchObject({
+      code: 'ISTHMUS_ERR_INVALID',
+    });
     await expect(intentions.upsertExact('we/b/x', 'db', { Action: 'allow' }, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_INVALID' });
     expect(store.index()).toBe(before);
   });

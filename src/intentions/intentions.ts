@@ -120,7 +120,13 @@ export class Intentions implements Component {
     const e = this.findById(id);
     if (!e) throw notFound(`intention ${id} not found`);
     const v = e.value;
-    const next = { ...body, SourceNS: body.SourceNS || v.SourceNS, SourceName: body.SourceName ?? v.SourceName, DestinationNS: body.DestinationNS || v.DestinationNS, DestinationName: body.DestinationName ?? v.DestinationName };
+    const next = {
+      ...body,
+      SourceNS: body.SourceNS || v.SourceNS,
+      SourceName: body.SourceName ?? v.SourceName,
+      DestinationNS: body.DestinationNS || v.DestinationNS,
+      DestinationName: body.DestinationName ?? v.DestinationName,
+    };
     if (intentionKey(next.SourceNS, next.SourceName, next.DestinationNS, next.DestinationName) !== e.key) {
       throw invalid([{ Field: 'SourceName', Message: 'source and destination of an intention cannot change; delete it and create another' }]);
     }
@@ -180,7 +186,7 @@ export class Intentions implements Component {
         r = this.authorizeUncached(matcher, sourceUri, destination);
         if (++this.l4Cached > 200_000) {
           this.l4Results.clear();
-      this.l4Cached = 0;
+          this.l4Cached = 0;
           this.l4Cached = 0;
         }
         byCaller.set(sourceUri, r);
@@ -190,7 +196,12 @@ export class Intentions implements Component {
     return this.authorizeUncached(matcher, sourceUri, destination, request);
   }
 
-  private authorizeUncached(matcher: CompiledIntentions, sourceUri: string, destination: { name: string; namespace?: string }, request?: HttpRequestInfo): AuthorizeResult {
+  private authorizeUncached(
+    matcher: CompiledIntentions,
+    sourceUri: string,
+    destination: { name: string; namespace?: string },
+    request?: HttpRequestInfo,
+  ): AuthorizeResult {
     const index = this.compiledIndex;
     const id = parseServiceSpiffeId(sourceUri);
     if (!id) return { allowed: false, reason: `"${sourceUri}" is not a service SPIFFE ID`, decidedBy: 'default', index };
@@ -198,7 +209,11 @@ export class Intentions implements Component {
     if (td && id.trustDomain !== td) {
       return { allowed: false, reason: `caller's trust domain ${id.trustDomain} is not this cluster's (${td})`, decidedBy: 'default', index };
     }
-    const d = matcher.decide({ namespace: id.namespace, service: id.service }, { namespace: destination.namespace ?? 'default', service: destination.name }, request);
+    const d = matcher.decide(
+      { namespace: id.namespace, service: id.service },
+      { namespace: destination.namespace ?? 'default', service: destination.name },
+      request,
+    );
     return { ...d, index };
   }
 
@@ -224,7 +239,11 @@ export class Intentions implements Component {
     return this.opts.store.list<Intention>(INTENTIONS_TABLE).find((e) => e.value.ID === id);
   }
 
-  private async write(body: IntentionBody & { SourceName?: string; DestinationName?: string }, existing: StoreEntry<Intention> | undefined, actor: Actor): Promise<Intention> {
+  private async write(
+    body: IntentionBody & { SourceName?: string; DestinationName?: string },
+    existing: StoreEntry<Intention> | undefined,
+    actor: Actor,
+  ): Promise<Intention> {
     this.assertWritable();
     const v: Violation[] = [];
     const hasPerms = (body.Permissions?.length ?? 0) > 0;
@@ -234,7 +253,10 @@ export class Intentions implements Component {
     if (hasPerms && dstName === '*') v.push({ Field: 'Permissions', Message: 'L7 permissions are not allowed on a wildcard destination' });
     const srcNS = body.SourceNS || 'default';
     const dstNS = body.DestinationNS || 'default';
-    for (const [f, ns] of [['SourceNS', srcNS], ['DestinationNS', dstNS]] as const) {
+    for (const [f, ns] of [
+      ['SourceNS', srcNS],
+      ['DestinationNS', dstNS],
+    ] as const) {
       if (ns !== '*' && !isServiceName(ns)) v.push({ Field: f, Message: 'must be "*" or a namespace name' });
     }
     if (srcNS === '*' && body.SourceName !== '*') v.push({ Field: 'SourceName', Message: 'must be "*" when SourceNS is "*"' });
@@ -256,7 +278,13 @@ export class Intentions implements Component {
     const key = intentionKey(base.SourceNS, base.SourceName, base.DestinationNS, base.DestinationName);
     const r = await this.opts.store.commit([
       { op: 'put', table: INTENTIONS_TABLE, key, value: intention, ifIndex: existing?.modifyIndex ?? 0 },
-      auditOp(actor, { Kind: 'intention', Action: existing ? 'update' : 'create', Subject: `${base.SourceName} => ${base.DestinationName}`, Before: existing?.value, After: intention }),
+      auditOp(actor, {
+        Kind: 'intention',
+        Action: existing ? 'update' : 'create',
+        Subject: `${base.SourceName} => ${base.DestinationName}`,
+        Before: existing?.value,
+        After: intention,
+      }),
     ]);
     return { ...intention, CreateIndex: existing?.createIndex ?? r.index, ModifyIndex: r.index };
   }

@@ -120,7 +120,11 @@ export function compileIntentions(intentions: Intention[], opts: { defaultAllow:
     let c = perDest.get(key);
     if (c) return c;
     c = [...(byDest.get(key) ?? []), ...(byDest.get(`${ns}/*`) ?? []), ...(byDest.get('*/*') ?? [])];
-    c.sort((a, b) => b.intention.Precedence - a.intention.Precedence || ((a.intention.Action ?? 'allow') === 'deny' ? -1 : 1) - ((b.intention.Action ?? 'allow') === 'deny' ? -1 : 1));
+    c.sort(
+      (a, b) =>
+        b.intention.Precedence - a.intention.Precedence ||
+        ((a.intention.Action ?? 'allow') === 'deny' ? -1 : 1) - ((b.intention.Action ?? 'allow') === 'deny' ? -1 : 1),
+    );
     if (perDest.size > 50_000) perDest.clear();
     perDest.set(key, c);
     return c;
@@ -132,18 +136,35 @@ export function compileIntentions(intentions: Intention[], opts: { defaultAllow:
   };
   const l4Cache = new Map<string, Decision>();
 
-  const l4 = (source: { namespace: string; service: string }, destination: { namespace: string; service: string }): { decision: Decision; candidate?: Candidate } => {
+  const l4 = (
+    source: { namespace: string; service: string },
+    destination: { namespace: string; service: string },
+  ): { decision: Decision; candidate?: Candidate } => {
     for (const c of candidatesFor(destination.namespace, destination.service)) {
       if ((c.srcNS === '*' || c.srcNS === source.namespace) && (c.srcName === '*' || c.srcName === source.service)) {
         const i = c.intention;
         if (c.permissions) {
           return {
             candidate: c,
-            decision: { allowed: false, l7: true, reason: `intention ${i.SourceName} => ${i.DestinationName} has L7 permissions; only HTTP requests can satisfy them`, decidedBy: i.ID, intention: i },
+            decision: {
+              allowed: false,
+              l7: true,
+              reason: `intention ${i.SourceName} => ${i.DestinationName} has L7 permissions; only HTTP requests can satisfy them`,
+              decidedBy: i.ID,
+              intention: i,
+            },
           };
         }
         const allowed = i.Action === 'allow';
-        return { candidate: c, decision: { allowed, reason: `${allowed ? 'allowed' : 'denied'} by intention ${i.SourceName} => ${i.DestinationName}`, decidedBy: i.ID, intention: i } };
+        return {
+          candidate: c,
+          decision: {
+            allowed,
+            reason: `${allowed ? 'allowed' : 'denied'} by intention ${i.SourceName} => ${i.DestinationName}`,
+            decidedBy: i.ID,
+            intention: i,
+          },
+        };
       }
     }
     return { decision: defaultDecision };
@@ -170,10 +191,20 @@ export function compileIntentions(intentions: Intention[], opts: { defaultAllow:
         const p = candidate.permissions[n];
         if (p.test(req)) {
           const allowed = p.action === 'allow';
-          return { allowed, reason: `${allowed ? 'allowed' : 'denied'} by intention ${i.SourceName} => ${i.DestinationName}, permission ${n}`, decidedBy: i.ID, intention: i };
+          return {
+            allowed,
+            reason: `${allowed ? 'allowed' : 'denied'} by intention ${i.SourceName} => ${i.DestinationName}, permission ${n}`,
+            decidedBy: i.ID,
+            intention: i,
+          };
         }
       }
-      return { ...defaultDecision, reason: `no permission of intention ${i.SourceName} => ${i.DestinationName} matched ${req.method} ${req.path}: default ${opts.defaultAllow ? 'allow' : 'deny'}`, decidedBy: i.ID, intention: i };
+      return {
+        ...defaultDecision,
+        reason: `no permission of intention ${i.SourceName} => ${i.DestinationName} matched ${req.method} ${req.path}: default ${opts.defaultAllow ? 'allow' : 'deny'}`,
+        decidedBy: i.ID,
+        intention: i,
+      };
     },
   };
 }

@@ -41,12 +41,14 @@ export interface Intention {
 const nameOrWildcard = (what: string) =>
   z.string().refine((v) => v === '*' || isServiceName(v), `${what} must be "*" or a service name (${SERVICE_NAME_RULE})`);
 
-const nsOrWildcard = (what: string) => z.string().refine((v) => v === '' || v === '*' || isServiceName(v), `${what} must be "*" or a namespace name (${SERVICE_NAME_RULE})`);
+const nsOrWildcard = (what: string) =>
+  z.string().refine((v) => v === '' || v === '*' || isServiceName(v), `${what} must be "*" or a namespace name (${SERVICE_NAME_RULE})`);
 
 /** RE2 syntax, as Consul's: no lookarounds, no backreferences (see regex.ts). */
 const regex = z.string().superRefine((v, ctx) => {
   const why = regexError(v);
-  if (why !== undefined) ctx.addIssue({ code: 'custom', message: `not a valid RE2 regular expression (lookarounds and backreferences are not supported): ${why}` });
+  if (why !== undefined)
+    ctx.addIssue({ code: 'custom', message: `not a valid RE2 regular expression (lookarounds and backreferences are not supported): ${why}` });
 });
 
 const headerSchema = z
@@ -97,7 +99,10 @@ export const intentionBody = z
     Permissions: z.array(permissionSchema).optional(),
     Description: z.string().max(512, 'at most 512 characters').optional(),
     Meta: z
-      .record(z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'), z.string().max(512, 'values must be at most 512 characters'))
+      .record(
+        z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'),
+        z.string().max(512, 'values must be at most 512 characters'),
+      )
       .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries')
       .optional(),
     // Read-only fields a client may echo back; ignored.

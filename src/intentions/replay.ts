@@ -37,7 +37,10 @@ export interface ReplayResult {
 }
 
 /** The proposed intention as it would stand: replacing the one of the same pair, if any. */
-export function proposedSet(current: Intention[], proposed: Omit<Intention, 'ID' | 'Precedence' | 'CreatedAt' | 'UpdatedAt' | 'Meta' | 'Description' | 'SourceType'> & { Description?: string }): Intention[] {
+export function proposedSet(
+  current: Intention[],
+  proposed: Omit<Intention, 'ID' | 'Precedence' | 'CreatedAt' | 'UpdatedAt' | 'Meta' | 'Description' | 'SourceType'> & { Description?: string },
+): Intention[] {
   const key = intentionKey(proposed.SourceNS, proposed.SourceName, proposed.DestinationNS, proposed.DestinationName);
   const now = new Date().toISOString();
   const next: Intention = {
@@ -142,15 +145,27 @@ export function suggest(destinationNs: string, destination: string, allowedCalls
   }
   const out: Suggestion[] = [];
   for (const s of bySource.values()) {
-    const existing = current.find((i) => i.SourceNS === s.ns && i.SourceName === s.name && i.DestinationNS === destinationNs && i.DestinationName === destination);
-    const base = { SourceNS: s.ns, SourceName: s.name, DestinationNS: destinationNs, DestinationName: destination, Calls: s.calls, Datacenters: [...s.dcs].sort(), ...(existing ? { Existing: existing.ID } : {}) };
+    const existing = current.find(
+      (i) => i.SourceNS === s.ns && i.SourceName === s.name && i.DestinationNS === destinationNs && i.DestinationName === destination,
+    );
+    const base = {
+      SourceNS: s.ns,
+      SourceName: s.name,
+      DestinationNS: destinationNs,
+      DestinationName: destination,
+      Calls: s.calls,
+      Datacenters: [...s.dcs].sort(),
+      ...(existing ? { Existing: existing.ID } : {}),
+    };
     if (s.http.size === 0) {
       out.push({ ...base, Action: 'allow' });
       continue;
     }
     let permissions: Permission[];
     if (s.http.size <= MAX_PATHS) {
-      permissions = [...s.http.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, methods]) => ({ Action: 'allow', HTTP: { PathExact: path, Methods: [...methods].sort() } }));
+      permissions = [...s.http.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([path, methods]) => ({ Action: 'allow', HTTP: { PathExact: path, Methods: [...methods].sort() } }));
     } else {
       const prefixes = new Map<string, Set<string>>();
       for (const [path, methods] of s.http) {
@@ -159,7 +174,9 @@ export function suggest(destinationNs: string, destination: string, allowedCalls
         for (const x of methods) m.add(x);
         prefixes.set(p, m);
       }
-      permissions = [...prefixes.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, methods]) => ({ Action: 'allow', HTTP: { PathPrefix: p, Methods: [...methods].sort() } }));
+      permissions = [...prefixes.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([p, methods]) => ({ Action: 'allow', HTTP: { PathPrefix: p, Methods: [...methods].sort() } }));
     }
     out.push({ ...base, Permissions: permissions });
   }

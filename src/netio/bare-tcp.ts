@@ -57,15 +57,21 @@ function loadBindings(): Bindings | string {
     const stream = get.call(process, 'stream_wrap');
     const TCP = tcp.TCP as Bindings['TCP'] | undefined;
     const constants = tcp.constants as { SOCKET?: number } | undefined;
-    if (typeof TCP !== 'function' || typeof tcp.TCPConnectWrap !== 'function' || typeof stream.ShutdownWrap !== 'function') return 'no TCP, TCPConnectWrap or ShutdownWrap in the tcp_wrap and stream_wrap bindings';
-    if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number') return 'no streamBaseState, kReadBytesOrError or SOCKET in the bindings';
+    if (typeof TCP !== 'function' || typeof tcp.TCPConnectWrap !== 'function' || typeof stream.ShutdownWrap !== 'function')
+      return 'no TCP, TCPConnectWrap or ShutdownWrap in the tcp_wrap and stream_wrap bindings';
+    if (!(stream.streamBaseState instanceof Int32Array) || typeof stream.kReadBytesOrError !== 'number' || typeof constants?.SOCKET !== 'number')
+      return 'no streamBaseState, kReadBytesOrError or SOCKET in the bindings';
     const proto = TCP.prototype as unknown as Record<string, unknown>;
     for (const m of ['useUserBuffer', 'readStart', 'readStop', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'connect', 'connect6', 'writeBuffer']) {
       if (typeof proto[m] !== 'function') return `no TCP handle method ${m}`;
     }
     return {
-      TCP, TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'], ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
-      SOCKET: constants.SOCKET, state: stream.streamBaseState, kReadBytesOrError: stream.kReadBytesOrError,
+      TCP,
+      TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'],
+      ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
+      SOCKET: constants.SOCKET,
+      state: stream.streamBaseState,
+      kReadBytesOrError: stream.kReadBytesOrError,
     };
   } catch (err) {
     return `the bindings could not be loaded (${(err as Error).message})`;
@@ -116,7 +122,10 @@ class BareConn implements TcpConn {
   private connecting = false;
   private buf: Buffer;
 
-  constructor(private handle: TcpHandle, private readonly ev: TcpEvents) {
+  constructor(
+    private handle: TcpHandle,
+    private readonly ev: TcpEvents,
+  ) {
     handle.owner = this;
     handle.onread = onHandleRead;
     this.buf = ev.buffer();

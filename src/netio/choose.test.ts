@@ -31,7 +31,11 @@ describe('choosing the data path', () => {
   });
 
   it('follows the option over the environment', async () => {
-    expect(await chooseDataPath({ fastPath: false, env: {} })).toMatchObject({ path: { name: 'plain' }, selfTest: 'skipped', reason: expect.stringContaining('--fast-path off') });
+    expect(await chooseDataPath({ fastPath: false, env: {} })).toMatchObject({
+      path: { name: 'plain' },
+      selfTest: 'skipped',
+      reason: expect.stringContaining('--fast-path off'),
+    });
     expect((await chooseDataPath({ fastPath: true, env: { ISTHMUS_FAST_PATH: 'off' } })).path.name).toBe('fast');
   });
 
@@ -56,20 +60,27 @@ describe('choosing the data path', () => {
     };
     expect(await tryDataPath(throwing)).toMatchObject({ path: { name: 'plain' }, selfTest: 'failed', reason: 'self-test failed: no listener here' });
     // Internals known to be missing: no test at all.
-    expect(await tryDataPath(fastPath, 'no process.binding')).toMatchObject({ path: { name: 'plain' }, selfTest: 'failed', reason: 'self-test failed: no process.binding' });
+    expect(await tryDataPath(fastPath, 'no process.binding')).toMatchObject({
+      path: { name: 'plain' },
+      selfTest: 'failed',
+      reason: 'self-test failed: no process.binding',
+    });
   });
 
   it('fails a path on which something never happens, within its time', async () => {
     // The peer's end never reported.
     const deaf: DataPath = { ...fastPath, accept: (c, ev) => fastPath.accept(c, { ...ev, end: () => {} }) };
     const t0 = Date.now();
-    await expect(selfTest(deaf, 300)).rejects.toThrow('waited 300 ms for the client\'s end');
+    await expect(selfTest(deaf, 300)).rejects.toThrow("waited 300 ms for the client's end");
     expect(Date.now() - t0).toBeLessThan(1500);
   });
 
   it('writes one line naming the path and why: a warning when the self-test failed', async () => {
     const said: unknown[][] = [];
-    const log = { info: (m: string, f: Record<string, unknown>) => said.push(['info', m, f]), warn: (m: string, f: Record<string, unknown>) => said.push(['warn', m, f]) };
+    const log = {
+      info: (m: string, f: Record<string, unknown>) => said.push(['info', m, f]),
+      warn: (m: string, f: Record<string, unknown>) => said.push(['warn', m, f]),
+    };
     logDataPath(log, await chooseDataPath({ env: {} }));
     logDataPath(log, await chooseDataPath({ env: { ISTHMUS_FAST_PATH: 'off' } }));
     logDataPath(log, await tryDataPath(fastPath, 'no process.binding'));

@@ -31,7 +31,8 @@ let fastTried: Promise<DataPathChoice> | undefined;
 export function chooseDataPath(opts: ChooseOptions = {}): Promise<DataPathChoice> {
   if (opts.fastPath === false) return Promise.resolve({ path: plainPath, selfTest: 'skipped', reason: 'fast path switched off (--fast-path off)' });
   const env = (opts.env ?? process.env).ISTHMUS_FAST_PATH;
-  if (opts.fastPath === undefined && env?.toLowerCase() === 'off') return Promise.resolve({ path: plainPath, selfTest: 'skipped', reason: `ISTHMUS_FAST_PATH=${env}` });
+  if (opts.fastPath === undefined && env?.toLowerCase() === 'off')
+    return Promise.resolve({ path: plainPath, selfTest: 'skipped', reason: `ISTHMUS_FAST_PATH=${env}` });
   fastTried ??= tryDataPath(fastPath, fastPathMissing);
   return fastTried;
 }
@@ -54,7 +55,10 @@ export async function tryDataPath(candidate: DataPath, missing?: string): Promis
  * The one line a process writes at start about its data path: `data path` with the path, how the
  * self-test went and why the plain path when it is; a warning when the self-test failed.
  */
-export function logDataPath(log: { info(msg: string, fields: Record<string, unknown>): void; warn(msg: string, fields: Record<string, unknown>): void }, choice: DataPathChoice): void {
+export function logDataPath(
+  log: { info(msg: string, fields: Record<string, unknown>): void; warn(msg: string, fields: Record<string, unknown>): void },
+  choice: DataPathChoice,
+): void {
   const fields = { path: choice.path.name, selfTest: choice.selfTest, reason: choice.reason };
   if (choice.selfTest === 'failed') log.warn('data path', fields);
   else log.info('data path', fields);

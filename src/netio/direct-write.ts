@@ -30,7 +30,8 @@ function loadBinding(): StreamWrapBinding | undefined {
   try {
     const get = (process as unknown as { binding?: (name: string) => unknown }).binding;
     const b = get?.call(process, 'stream_wrap') as Partial<StreamWrapBinding> | undefined;
-    if (typeof b?.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kLastWriteWasAsync === 'number') return b as StreamWrapBinding;
+    if (typeof b?.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kLastWriteWasAsync === 'number')
+      return b as StreamWrapBinding;
   } catch {
     // No binding: no direct writes.
   }

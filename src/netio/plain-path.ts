@@ -37,7 +37,11 @@ class SocketConn implements TcpConn {
   private closed = false;
 
   /** `socket`: TCP_NODELAY set, half-open allowed. */
-  constructor(private readonly socket: net.Socket, ev: TcpEvents, connecting: boolean) {
+  constructor(
+    private readonly socket: net.Socket,
+    ev: TcpEvents,
+    connecting: boolean,
+  ) {
     socket.on('data', feed(socket, { buffer: () => ev.buffer(), callback: (n, buf) => ev.read(n, buf as Buffer) }));
     socket.on('end', () => ev.end());
     socket.on('error', (err: NodeJS.ErrnoException) => ev.error(err.code ?? err.message));

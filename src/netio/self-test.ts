@@ -19,7 +19,10 @@ class Side {
   tail = '';
   /** Something seen in a callback that should not be (thrown from check(), not from the event loop). */
   problem: string | undefined;
-  constructor(private readonly name: string, private readonly wake: () => void) {}
+  constructor(
+    private readonly name: string,
+    private readonly wake: () => void,
+  ) {}
 
   readonly ev: TcpEvents = {
     buffer: () => this.buf,
@@ -133,12 +136,15 @@ export async function selfTest(path: DataPath, timeoutMs = 2000): Promise<void> 
     const completed: (Error | null)[] = [];
     const bulk = Buffer.alloc(BULK);
     const tail = 'the tail, written last';
-    const waiting = [c.write(bulk, (err) => completed.push(err)), c.write(Buffer.from(tail), (err) => completed.push(err))].filter((w) => w === Written.Pending).length;
+    const waiting = [c.write(bulk, (err) => completed.push(err)), c.write(Buffer.from(tail), (err) => completed.push(err))].filter(
+      (w) => w === Written.Pending,
+    ).length;
     server.counting = true;
     server.received = 0;
     s.resume();
     await until('the bulk write', () => server.received >= BULK + tail.length);
-    if (server.received !== BULK + tail.length || !server.tail.endsWith(tail)) throw new Error(`the bulk write arrived as ${server.received} bytes ending "${server.tail}"`);
+    if (server.received !== BULK + tail.length || !server.tail.endsWith(tail))
+      throw new Error(`the bulk write arrived as ${server.received} bytes ending "${server.tail}"`);
     // The writes that waited are done once the server read them.
     await until('the waiting writes to complete', () => completed.length >= waiting);
     if (completed.some((e) => e !== null)) throw new Error(`a waiting write failed: ${completed.find((e) => e)?.message}`);
@@ -147,15 +153,17 @@ export async function selfTest(path: DataPath, timeoutMs = 2000): Promise<void> 
 
     // Half-close: the client ends, the server still writes, then ends; both close, cleanly.
     c.end();
-    await until('the client\'s end', () => server.events.includes('end'));
+    await until("the client's end", () => server.events.includes('end'));
     if (s.destroyed || s.ended) throw new Error('the server side closed when the client ended its own');
     const last = 'after your end';
     s.write(Buffer.from(last), () => {});
     s.end();
     await until('both sides closed', () => client.events.includes('close') && server.events.includes('close'));
     if (client.text !== pong + last) throw new Error(`client read "${client.text.slice(pong.length)}" after its end, not "${last}"`);
-    if (client.events.join() !== 'connect,end,close' || server.events.join() !== 'end,close') throw new Error(`events client ${client.events.join()} and server ${server.events.join()}`);
-    if (c.bytesWritten !== ping.length + 5 + BULK + tail.length || s.bytesRead !== c.bytesWritten) throw new Error(`counted ${c.bytesWritten} bytes written and ${s.bytesRead} read`);
+    if (client.events.join() !== 'connect,end,close' || server.events.join() !== 'end,close')
+      throw new Error(`events client ${client.events.join()} and server ${server.events.join()}`);
+    if (c.bytesWritten !== ping.length + 5 + BULK + tail.length || s.bytesRead !== c.bytesWritten)
+      throw new Error(`counted ${c.bytesWritten} bytes written and ${s.bytesRead} read`);
 
     // An accepted connection as a net.Socket reading into the caller's buffer.
     const peer = net.connect({ port, host: '127.0.0.1' });

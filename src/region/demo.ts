@@ -138,9 +138,35 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
       opts.say(`  starting ${dc} on ${host}: server and mesh gateway`);
       const extra: string[] = [];
       if (i > 0) extra.push('--join-token', await cli(['federation', 'token', '--dc', dc, '--http-addr', `${DCS[0].host}:8500`]));
-      await run(`server ${dc}`, ['server', '--dc', dc, '--http-addr', `${host}:8500`, '--data-dir', join(root, dc), '--acl-default-policy', 'allow', '--federation-heartbeat', '2s', '--log-level', 'warn', ...extra], /HTTP API: http:\/\//);
-      await run(`gateway ${dc}`, ['gateway', '--dc', dc, '--addr', `${host}:8443`, '--server', `${host}:8502`, '--log-level', 'warn'], /Mesh gateway .* listening/);
-      await waitFor(`the gateway of ${dc} in its catalog`, async () => ((await api(host, 'GET', '/v1/health/service/mesh-gateway?passing')) as unknown[]).length === 1);
+      await run(
+        `server ${dc}`,
+        [
+          'server',
+          '--dc',
+          dc,
+          '--http-addr',
+          `${host}:8500`,
+          '--data-dir',
+          join(root, dc),
+          '--acl-default-policy',
+          'allow',
+          '--federation-heartbeat',
+          '2s',
+          '--log-level',
+          'warn',
+          ...extra,
+        ],
+        /HTTP API: http:\/\//,
+      );
+      await run(
+        `gateway ${dc}`,
+        ['gateway', '--dc', dc, '--addr', `${host}:8443`, '--server', `${host}:8502`, '--log-level', 'warn'],
+        /Mesh gateway .* listening/,
+      );
+      await waitFor(
+        `the gateway of ${dc} in its catalog`,
+        async () => ((await api(host, 'GET', '/v1/health/service/mesh-gateway?passing')) as unknown[]).length === 1,
+      );
     }
     opts.say('  waiting for every pair of regions to link');
     for (const { host } of DCS) {
@@ -184,7 +210,15 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     });
     await api(h3, 'PUT', '/v1/agent/service/register', sidecar(h3, 'db', dbPort, 21000, []));
     await api(h2, 'PUT', '/v1/agent/service/register', sidecar(h2, 'api', apiPort, 21000, [{ name: 'db', dc: 'dc3', port: 9191 }]));
-    await api(h1, 'PUT', '/v1/agent/service/register', sidecar(h1, 'web', 9090, 21000, [{ name: 'api', dc: 'dc2', port: 9191 }, { name: 'db', dc: 'dc3', port: 9192 }]));
+    await api(
+      h1,
+      'PUT',
+      '/v1/agent/service/register',
+      sidecar(h1, 'web', 9090, 21000, [
+        { name: 'api', dc: 'dc2', port: 9191 },
+        { name: 'db', dc: 'dc3', port: 9192 },
+      ]),
+    );
     opts.say('  starting sidecars: web (dc1), api (dc2), db (dc3)');
     await run('sidecar db', ['connect', 'proxy', '--sidecar-for', 'db', '--grpc-addr', `${h3}:8502`, '--log-level', 'warn'], /Sidecar for db/);
     await run('sidecar api', ['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', `${h2}:8502`, '--log-level', 'warn'], /Sidecar for api/);
@@ -193,7 +227,10 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     // Intentions, written at the primary: web may call api, api may call db, web may not call db.
     await api(h1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'allow', Description: 'the storefront calls the API' });
     await api(h1, 'PUT', '/v1/connect/intentions/exact?source=api&destination=db', { Action: 'allow', Description: 'the API reads the database' });
-    await api(h2, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db&wait-for=all', { Action: 'deny', Description: 'the storefront must go through the API' });
+    await api(h2, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db&wait-for=all', {
+      Action: 'deny',
+      Description: 'the storefront must go through the API',
+    });
 
     // Traffic: web -> api -> db most of the time, and now and then web -> db (denied).
     const rate = opts.rate ?? 4;
@@ -208,11 +245,14 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
         .on('error', () => c.refused++);
     };
     if (rate > 0) {
-      trafficTimer = setInterval(() => {
-        n++;
-        hit('web -> api -> db', 9191);
-        if (n % 5 === 0) hit('web -> db (denied)', 9192);
-      }, Math.max(10, Math.round(1000 / rate)));
+      trafficTimer = setInterval(
+        () => {
+          n++;
+          hit('web -> api -> db', 9191);
+          if (n % 5 === 0) hit('web -> db (denied)', 9192);
+        },
+        Math.max(10, Math.round(1000 / rate)),
+      );
       trafficTimer.unref();
     }
   } catch (err) {

@@ -80,7 +80,10 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     const joined = joinedAs(store);
     if (joined && joined.PrimaryDatacenter !== config.primaryDc) {
       if (config.primaryDc !== config.dc) {
-        throw new IsthmusError(ErrorCodes.BAD_CONFIG, `datacenter ${config.dc} joined primary ${joined.PrimaryDatacenter}; --primary-dc ${config.primaryDc} disagrees`);
+        throw new IsthmusError(
+          ErrorCodes.BAD_CONFIG,
+          `datacenter ${config.dc} joined primary ${joined.PrimaryDatacenter}; --primary-dc ${config.primaryDc} disagrees`,
+        );
       }
       config = { ...config, primaryDc: joined.PrimaryDatacenter };
     }
@@ -135,7 +138,12 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     observeFlows(flows, registry);
     const grpcHostPort = splitHostPort(config.grpcAddr);
     const dataplane = new DataPlaneServer({
-      catalog, intentions, ca, leaves, acl, flows,
+      catalog,
+      intentions,
+      ca,
+      leaves,
+      acl,
+      flows,
       dc: config.dc,
       trustDomain: () => trustDomain,
       defaultAllow: () => config.aclDefaultPolicy === 'allow',
@@ -169,10 +177,19 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     federation.setForwardHandler(async (req) => {
       const res = await app.request(
         req.path,
-        { method: req.method, body: req.method === 'GET' ? undefined : req.body, headers: { 'content-type': 'application/json', ...(req.token ? { 'x-consul-token': req.token } : {}) } },
+        {
+          method: req.method,
+          body: req.method === 'GET' ? undefined : req.body,
+          headers: { 'content-type': 'application/json', ...(req.token ? { 'x-consul-token': req.token } : {}) },
+        },
         { originDc: req.originDc },
       );
-      return { status: res.status, body: await res.text(), contentType: res.headers.get('content-type') ?? 'application/json', receiptsJson: res.headers.get('x-isthmus-receipts') ?? '' };
+      return {
+        status: res.status,
+        body: await res.text(),
+        contentType: res.headers.get('content-type') ?? 'application/json',
+        receiptsJson: res.headers.get('x-isthmus-receipts') ?? '',
+      };
     });
     listener!.serve(app);
     logger.info('region started', { config: redactConfig(config), http: listener!.address, trustDomain, store: store.backend });

@@ -10,7 +10,10 @@ export async function ensureTrustDomain(store: Store, joining?: string): Promise
   const existing = store.get<string>(TABLE, KEY);
   if (existing) {
     if (joining && existing.value !== joining) {
-      throw new IsthmusError(ErrorCodes.TRUST_DOMAIN_MISMATCH, `this server's data belongs to trust domain ${existing.value}, the join token to ${joining}: use an empty --data-dir to join`);
+      throw new IsthmusError(
+        ErrorCodes.TRUST_DOMAIN_MISMATCH,
+        `this server's data belongs to trust domain ${existing.value}, the join token to ${joining}: use an empty --data-dir to join`,
+      );
     }
     return existing.value;
   }

@@ -27,7 +27,12 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
  * A relay in the middle: client -> [accepted | relay | dialed] -> sink. The sink reads slowly, so
  * writes queue up and the shared read buffer must be given up, not overwritten.
  */
-async function throughRelay(payload: Buffer, sinkDelayMs: number, echoFirst?: Buffer, buffers = new ReadBuffer()): Promise<{ atSink: Buffer; atClient: Buffer }> {
+async function throughRelay(
+  payload: Buffer,
+  sinkDelayMs: number,
+  echoFirst?: Buffer,
+  buffers = new ReadBuffer(),
+): Promise<{ atSink: Buffer; atClient: Buffer }> {
   let atSink = Buffer.alloc(0);
   const sinkDone = new Promise<void>((resolve) => {
     void listen((s) => {
@@ -48,7 +53,10 @@ async function throughRelay(payload: Buffer, sinkDelayMs: number, echoFirst?: Bu
       void listenAccepted((accepted, socketOf) => {
         // The accepted side reads through onread like the sidecar's.
         const inTarget = new RelayTarget();
-        const inbound: net.Socket = socketOf(accepted, relayRead(buffers, inTarget, () => inbound));
+        const inbound: net.Socket = socketOf(
+          accepted,
+          relayRead(buffers, inTarget, () => inbound),
+        );
         const outTarget = new RelayTarget();
         const outbound: net.Socket = net.connect({ port: sinkPort, host: '127.0.0.1', onread: relayRead(buffers, outTarget, () => outbound) });
         outbound.once('connect', () => relay(inbound, inTarget, outbound, outTarget));

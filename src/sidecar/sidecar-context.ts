@@ -82,7 +82,11 @@ export class SidecarContext {
     if (id.trustDomain !== this.config.service.trustDomain) {
       return { allowed: false, reason: `peer trust domain ${id.trustDomain} is not ${this.config.service.trustDomain}`, intentionId: '' };
     }
-    const d = this.matcher.decide({ namespace: id.namespace, service: id.service }, { namespace: this.config.service.namespace, service: this.config.service.name }, request);
+    const d = this.matcher.decide(
+      { namespace: id.namespace, service: id.service },
+      { namespace: this.config.service.namespace, service: this.config.service.name },
+      request,
+    );
     return { allowed: d.allowed, reason: d.reason, intentionId: d.decidedBy, l7: d.l7 };
   }
 }

@@ -26,7 +26,13 @@ export class InboundListener {
   async start(cfg: SidecarInbound): Promise<void> {
     const traces = new WeakMap<tls.TLSSocket, string>();
     // No Nagle delay on any hop: a proxy's small writes (a request, an answer) go out at once.
-    const server = tls.createServer({ ...this.ctx.contextOptions(), noDelay: true, requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.ctx.opts.handshakeTimeoutMs ?? 10_000 });
+    const server = tls.createServer({
+      ...this.ctx.contextOptions(),
+      noDelay: true,
+      requestCert: true,
+      rejectUnauthorized: true,
+      handshakeTimeout: this.ctx.opts.handshakeTimeoutMs ?? 10_000,
+    });
     server.on('keylog', (line, sock) => {
       if (!traces.has(sock)) {
         const t = traceIdFromKeylog(line);
@@ -72,18 +78,43 @@ export class InboundListener {
       const base = { traceId, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni };
       if (!d.allowed && !d.l7) {
         sock.destroy();
-        this.ctx.record({ ...base, requestIndex: 0, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0 });
+        this.ctx.record({
+          ...base,
+          requestIndex: 0,
+          verdict: 'denied',
+          reason: d.reason,
+          intentionId: d.intentionId,
+          startTime: start,
+          durationMs: Date.now() - start,
+          bytesIn: 0,
+          bytesOut: 0,
+        });
         return;
       }
       if (l7) {
         sock.once('close', () =>
-          this.ctx.record({ ...base, requestIndex: 0, verdict: 'allowed', reason: d.l7 ? 'connection accepted; requests checked against L7 permissions' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten }),
+          this.ctx.record({
+            ...base,
+            requestIndex: 0,
+            verdict: 'allowed',
+            reason: d.l7 ? 'connection accepted; requests checked against L7 permissions' : d.reason,
+            intentionId: d.intentionId,
+            startTime: start,
+            durationMs: Date.now() - start,
+            bytesIn: sock.bytesRead,
+            bytesOut: sock.bytesWritten,
+          }),
         );
         l7.emit('connection', sock);
         return;
       }
       const appTarget = new RelayTarget();
-      const app: net.Socket = net.connect({ host: cfg.localAppHost, port: cfg.localAppPort, noDelay: true, onread: relayRead(this.ctx.readBuffer, appTarget, () => app) });
+      const app: net.Socket = net.connect({
+        host: cfg.localAppHost,
+        port: cfg.localAppPort,
+        noDelay: true,
+        onread: relayRead(this.ctx.readBuffer, appTarget, () => app),
+      });
       this.ctx.sockets.add(app);
       let failed = false;
       app.once('error', (err) => {
@@ -94,7 +125,17 @@ export class InboundListener {
       relay(sock, undefined, app, appTarget);
       sock.once('close', () => {
         this.ctx.sockets.delete(app);
-        this.ctx.record({ ...base, requestIndex: 0, verdict: failed ? 'error' : 'allowed', reason: failed ? 'local application unreachable' : d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: sock.bytesRead, bytesOut: sock.bytesWritten });
+        this.ctx.record({
+          ...base,
+          requestIndex: 0,
+          verdict: failed ? 'error' : 'allowed',
+          reason: failed ? 'local application unreachable' : d.reason,
+          intentionId: d.intentionId,
+          startTime: start,
+          durationMs: Date.now() - start,
+          bytesIn: sock.bytesRead,
+          bytesOut: sock.bytesWritten,
+        });
       });
     });
     await listen(server, cfg.bindHost, cfg.bindPort);
@@ -120,23 +161,56 @@ export class InboundListener {
         const body = JSON.stringify({ error: 'denied', reason: d.reason, intention: d.intentionId });
         res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
-        this.ctx.record({ ...base, verdict: 'denied', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: body.length, http: { method: req.method ?? '', path, status: 403, traceparent } });
+        this.ctx.record({
+          ...base,
+          verdict: 'denied',
+          reason: d.reason,
+          intentionId: d.intentionId,
+          startTime: start,
+          durationMs: Date.now() - start,
+          bytesIn: 0,
+          bytesOut: body.length,
+          http: { method: req.method ?? '', path, status: 403, traceparent },
+        });
         return;
       }
       // Each side's connection is its own: its Connection and Keep-Alive fields stay on it (the app's
       // idle timeout announced to the caller would outlive this server's, and a caller trusting it
       // would send into a connection this sidecar has just closed).
-      const up = http.request({ host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...endToEnd(req.headers), traceparent }, agent: this.appAgent }, (ures) => {
-        res.writeHead(ures.statusCode ?? 502, endToEnd(ures.headers));
-        ures.pipe(res);
-        ures.once('end', () =>
-          this.ctx.record({ ...base, verdict: 'allowed', reason: d.reason, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: Number(req.headers['content-length'] ?? 0), bytesOut: Number(ures.headers['content-length'] ?? 0), http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent } }),
-        );
-      });
+      const up = http.request(
+        { host: cfg.localAppHost, port: cfg.localAppPort, method: req.method, path, headers: { ...endToEnd(req.headers), traceparent }, agent: this.appAgent },
+        (ures) => {
+          res.writeHead(ures.statusCode ?? 502, endToEnd(ures.headers));
+          ures.pipe(res);
+          ures.once('end', () =>
+            this.ctx.record({
+              ...base,
+              verdict: 'allowed',
+              reason: d.reason,
+              intentionId: d.intentionId,
+              startTime: start,
+              durationMs: Date.now() - start,
+              bytesIn: Number(req.headers['content-length'] ?? 0),
+              bytesOut: Number(ures.headers['content-length'] ?? 0),
+              http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent },
+            }),
+          );
+        },
+      );
       up.once('error', (err) => {
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: 'local application unreachable' }));
-        this.ctx.record({ ...base, verdict: 'error', reason: `local application unreachable: ${err.message}`, intentionId: d.intentionId, startTime: start, durationMs: Date.now() - start, bytesIn: 0, bytesOut: 0, http: { method: req.method ?? '', path, status: 502, traceparent } });
+        this.ctx.record({
+          ...base,
+          verdict: 'error',
+          reason: `local application unreachable: ${err.message}`,
+          intentionId: d.intentionId,
+          startTime: start,
+          durationMs: Date.now() - start,
+          bytesIn: 0,
+          bytesOut: 0,
+          http: { method: req.method ?? '', path, status: 502, traceparent },
+        });
       });
       req.pipe(up);
     });
@@ -148,7 +222,12 @@ export class InboundListener {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
 
 function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((f) => f.trim()));
+  const named = new Set(
+    String(headers.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((f) => f.trim()),
+  );
   const out: http.OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
   return out;

@@ -24,7 +24,10 @@ export class UpstreamListeners {
     const path = this.dataPath!;
     const server = path.createServer((accepted) => {
       const target = new RelayTarget();
-      const client: net.Socket = path.socketOf(accepted, relayRead(this.ctx.readBuffer, target, () => client));
+      const client: net.Socket = path.socketOf(
+        accepted,
+        relayRead(this.ctx.readBuffer, target, () => client),
+      );
       this.dial(key, client, target);
     });
     const entry = { server, rr: 0, name: u.name };
@@ -43,7 +46,21 @@ export class UpstreamListeners {
     const dest = (spiffeId: string): FlowIdentity => ({ ...this.ctx.identity(spiffeId, name), service: name });
     if (!up || !entry || up.endpoints.length === 0) {
       client.destroy();
-      this.ctx.record({ traceId: ZERO_TRACE, requestIndex: 0, hop: 'client-sidecar', source: this.ctx.self(), destination: dest(''), sni: '', verdict: 'error', reason: `no healthy endpoint for upstream ${name}`, intentionId: '', startTime: start, durationMs: 0, bytesIn: 0, bytesOut: 0 });
+      this.ctx.record({
+        traceId: ZERO_TRACE,
+        requestIndex: 0,
+        hop: 'client-sidecar',
+        source: this.ctx.self(),
+        destination: dest(''),
+        sni: '',
+        verdict: 'error',
+        reason: `no healthy endpoint for upstream ${name}`,
+        intentionId: '',
+        startTime: start,
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+      });
       return;
     }
     // The endpoints as they are now: a push while this call fails over does not reshuffle it.
@@ -99,7 +116,11 @@ export class UpstreamListeners {
         if (!tcpConnected && k + 1 < endpoints.length && !client.destroyed) {
           retried = true;
           refused.push(`${ep.host}:${ep.port} (${err.code ?? err.message})`);
-          this.ctx.log.warn('upstream endpoint refused the connection; trying the next', { upstream: name, endpoint: `${ep.host}:${ep.port}`, error: err.code ?? err.message });
+          this.ctx.log.warn('upstream endpoint refused the connection; trying the next', {
+            upstream: name,
+            endpoint: `${ep.host}:${ep.port}`,
+            error: err.code ?? err.message,
+          });
           attempt(k + 1);
           return;
         }

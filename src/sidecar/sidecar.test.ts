@@ -27,8 +27,18 @@ async function pki(td = TD) {
 }
 
 const intention = (src: string, dst: string, fields: Partial<Intention>): Intention => ({
-  ID: `${src}-${dst}`, Description: '', SourceNS: 'default', SourceName: src, DestinationNS: 'default', DestinationName: dst,
-  SourceType: 'consul', Precedence: 9, Meta: {}, CreatedAt: '', UpdatedAt: '', ...fields,
+  ID: `${src}-${dst}`,
+  Description: '',
+  SourceNS: 'default',
+  SourceName: src,
+  DestinationNS: 'default',
+  DestinationName: dst,
+  SourceType: 'consul',
+  Precedence: 9,
+  Meta: {},
+  CreatedAt: '',
+  UpdatedAt: '',
+  ...fields,
 });
 
 async function echoApp(): Promise<{ port: number; bytes: () => number }> {
@@ -48,19 +58,38 @@ async function echoApp(): Promise<{ port: number; bytes: () => number }> {
 async function httpApp(): Promise<number> {
   const srv = http.createServer((req, res) => res.end(`ok ${req.method} ${req.url} ${req.headers.traceparent ? 'tp' : ''}`));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  stops.push(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }));
+  stops.push(
+    () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  );
   return (srv.address() as net.AddressInfo).port;
 }
 
-async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; appPort: number; clientLeaf?: SidecarConfig['leaf']; clientRoots?: string[]; serverAs?: string; expect?: string; fastPath?: boolean; log?: (line: string) => void }) {
+async function pair(opts: {
+  protocol?: 'tcp' | 'http';
+  intentions: Intention[];
+  appPort: number;
+  clientLeaf?: SidecarConfig['leaf'];
+  clientRoots?: string[];
+  serverAs?: string;
+  expect?: string;
+  fastPath?: boolean;
+  log?: (line: string) => void;
+}) {
   const p = await pki();
   const flows: FlowRecord[] = [];
   const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
   const api = new Sidecar({
     config: {
-      service: svc('api'), leaf: await p.leaf(opts.serverAs ?? 'api'), bundle: { roots: [p.root.certPem], chain: p.chain },
+      service: svc('api'),
+      leaf: await p.leaf(opts.serverAs ?? 'api'),
+      bundle: { roots: [p.root.certPem], chain: p.chain },
       inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: opts.appPort, protocol: opts.protocol ?? 'tcp' },
-      upstreams: [], policy: { intentions: opts.intentions, defaultAllow: false, index: 7, sourceDc: 'dc1' },
+      upstreams: [],
+      policy: { intentions: opts.intentions, defaultAllow: false, index: 7, sourceDc: 'dc1' },
     },
     onFlow: (r) => flows.push(r),
   });
@@ -68,8 +97,26 @@ async function pair(opts: { protocol?: 'tcp' | 'http'; intentions: Intention[]; 
   stops.push(() => api.stop());
   const web = new Sidecar({
     config: {
-      service: svc('web'), leaf: opts.clientLeaf ?? (await p.leaf('web')), bundle: { roots: opts.clientRoots ?? [p.root.certPem], chain: opts.clientLeaf ? [] : p.chain },
-      upstreams: [{ name: 'api', namespace: 'default', datacenter: 'dc1', localBindHost: '127.0.0.1', localBindPort: 0, endpoints: [{ host: '127.0.0.1', port: api.inboundPort, sni: `api.default.dc1.internal.${TD}`, spiffeId: opts.expect ?? `spiffe://${TD}/ns/default/dc/dc1/svc/api` }] }],
+      service: svc('web'),
+      leaf: opts.clientLeaf ?? (await p.leaf('web')),
+      bundle: { roots: opts.clientRoots ?? [p.root.certPem], chain: opts.clientLeaf ? [] : p.chain },
+      upstreams: [
+        {
+          name: 'api',
+          namespace: 'default',
+          datacenter: 'dc1',
+          localBindHost: '127.0.0.1',
+          localBindPort: 0,
+          endpoints: [
+            {
+              host: '127.0.0.1',
+              port: api.inboundPort,
+              sni: `api.default.dc1.internal.${TD}`,
+              spiffeId: opts.expect ?? `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
+            },
+          ],
+        },
+      ],
       policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
     },
     onFlow: (r) => flows.push(r),
@@ -122,7 +169,13 @@ describe('Sidecar', () => {
     await waitFlows(flows, 2);
     const server = flows.find((f) => f.hop === 'server-sidecar')!;
     const client = flows.find((f) => f.hop === 'client-sidecar')!;
-    expect(server).toMatchObject({ verdict: 'allowed', intentionId: 'web-api', intentionIndex: 7, source: { service: 'web' }, destination: { service: 'api' } });
+    expect(server).toMatchObject({
+      verdict: 'allowed',
+      intentionId: 'web-api',
+      intentionIndex: 7,
+      source: { service: 'web' },
+      destination: { service: 'api' },
+    });
     expect(client).toMatchObject({ verdict: 'allowed', destination: { service: 'api' } });
     expect(server.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(server.traceId).not.toBe('0'.repeat(32));
@@ -143,7 +196,11 @@ describe('Sidecar', () => {
     expect(r.got).toBe('');
     expect(app.bytes()).toBe(0);
     await waitFlows(flows, 2);
-    expect(flows.find((f) => f.hop === 'server-sidecar')).toMatchObject({ verdict: 'denied', intentionId: 'web-api', reason: expect.stringContaining('denied by intention web => api') });
+    expect(flows.find((f) => f.hop === 'server-sidecar')).toMatchObject({
+      verdict: 'denied',
+      intentionId: 'web-api',
+      reason: expect.stringContaining('denied by intention web => api'),
+    });
   });
 
   it('enforces L7 permissions per request on one keep-alive connection', async () => {
@@ -151,16 +208,25 @@ describe('Sidecar', () => {
     const { flows, port } = await pair({
       protocol: 'http',
       appPort,
-      intentions: [intention('web', 'api', { Permissions: [{ Action: 'deny', HTTP: { PathPrefix: '/admin' } }, { Action: 'allow', HTTP: { PathPrefix: '/' } }] })],
+      intentions: [
+        intention('web', 'api', {
+          Permissions: [
+            { Action: 'deny', HTTP: { PathPrefix: '/admin' } },
+            { Action: 'allow', HTTP: { PathPrefix: '/' } },
+          ],
+        }),
+      ],
     });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const get = (path: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-          let body = '';
-          res.on('data', (d) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        }).on('error', reject);
+        http
+          .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          })
+          .on('error', reject);
       });
     const ok = await get('/orders');
     const denied = await get('/admin/users');
@@ -172,11 +238,15 @@ describe('Sidecar', () => {
     expect(again.status).toBe(200);
     await waitFlows(flows, 3);
     const reqs = flows.filter((f) => f.hop === 'server-sidecar' && f.requestIndex > 0);
-    expect(reqs.map((f) => [f.requestIndex, f.verdict, f.http?.status])).toEqual([[1, 'allowed', 200], [2, 'denied', 403], [3, 'allowed', 200]]);
+    expect(reqs.map((f) => [f.requestIndex, f.verdict, f.http?.status])).toEqual([
+      [1, 'allowed', 200],
+      [2, 'denied', 403],
+      [3, 'allowed', 200],
+    ]);
     expect(new Set(reqs.map((f) => f.traceId)).size).toBe(1);
   });
 
-  it('keeps each side\'s Connection and Keep-Alive fields to itself (L7)', async () => {
+  it("keeps each side's Connection and Keep-Alive fields to itself (L7)", async () => {
     // The app keeps idle connections 120 s; the caller must hear this sidecar's own idle timeout.
     let seen: http.IncomingHttpHeaders = {};
     const srv = http.createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
@@ -185,13 +255,34 @@ describe('Sidecar', () => {
       res.end('ok');
     });
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    stops.push(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }));
-    const { port } = await pair({ protocol: 'http', appPort: (srv.address() as net.AddressInfo).port, intentions: [intention('web', 'api', { Action: 'allow' })] });
+    stops.push(
+      () =>
+        new Promise<void>((r) => {
+          srv.closeAllConnections();
+          srv.close(() => r());
+        }),
+    );
+    const { port } = await pair({
+      protocol: 'http',
+      appPort: (srv.address() as net.AddressInfo).port,
+      intentions: [intention('web', 'api', { Action: 'allow' })],
+    });
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path: '/', agent: false, headers: { connection: 'close, x-caller-hop', 'x-caller-hop': 'caller side only', 'x-caller': 'passed on' } }, (r) => {
-        r.resume();
-        r.on('end', () => resolve(r));
-      }).on('error', reject);
+      http
+        .get(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/',
+            agent: false,
+            headers: { connection: 'close, x-caller-hop', 'x-caller-hop': 'caller side only', 'x-caller': 'passed on' },
+          },
+          (r) => {
+            r.resume();
+            r.on('end', () => resolve(r));
+          },
+        )
+        .on('error', reject);
     });
     expect(res.statusCode).toBe(200);
     expect(res.headers['x-app']).toBe('passed on');
@@ -203,10 +294,12 @@ describe('Sidecar', () => {
     // A caller keeping its connection hears the sidecar's own idle timeout, not Node's 5 s.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const kept = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path: '/', agent }, (r) => {
-        r.resume();
-        r.on('end', () => resolve(r));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port, path: '/', agent }, (r) => {
+          r.resume();
+          r.on('end', () => resolve(r));
+        })
+        .on('error', reject);
     });
     agent.destroy();
     expect(kept.headers['keep-alive']).toBe(`timeout=${HTTP_IDLE_TIMEOUT_MS / 1000}`);
@@ -216,7 +309,12 @@ describe('Sidecar', () => {
     const app = await echoApp();
     const other = await pki();
     const stranger = await other.leaf('web');
-    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, clientLeaf: stranger, clientRoots: [] });
+    const { flows, port } = await pair({
+      intentions: [intention('web', 'api', { Action: 'allow' })],
+      appPort: app.port,
+      clientLeaf: stranger,
+      clientRoots: [],
+    });
     const r = await tcpExchange(port, 'hi');
     expect(r.got).toBe('');
     expect(app.bytes()).toBe(0);
@@ -236,9 +334,14 @@ describe('Sidecar', () => {
     expect(flows.some((f) => f.verdict !== 'allowed')).toBe(true);
   });
 
-  it('refuses a server that presents another service\'s identity', async () => {
+  it("refuses a server that presents another service's identity", async () => {
     const app = await echoApp();
-    const { flows, port } = await pair({ intentions: [intention('web', '*', { Action: 'allow', Precedence: 6 })], appPort: app.port, serverAs: 'db', expect: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
+    const { flows, port } = await pair({
+      intentions: [intention('web', '*', { Action: 'allow', Precedence: 6 })],
+      appPort: app.port,
+      serverAs: 'db',
+      expect: `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
+    });
     const r = await tcpExchange(port, 'hi');
     expect(r.got).toBe('');
     await waitFlows(flows, 1);
@@ -257,17 +360,38 @@ describe('Sidecar', () => {
       stops.push(() => new Promise<void>((r) => app.close(() => r())));
       servers[dc] = new Sidecar({
         config: {
-          service: svc('api'), leaf: await p.leaf('api'), bundle: { roots: [p.root.certPem], chain: p.chain },
+          service: svc('api'),
+          leaf: await p.leaf('api'),
+          bundle: { roots: [p.root.certPem], chain: p.chain },
           inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'tcp' },
-          upstreams: [], policy,
+          upstreams: [],
+          policy,
         },
         onFlow: () => {},
       });
       await servers[dc].start();
       stops.push(() => servers[dc].stop());
     }
-    const upstream = (dc: string) => ({ name: 'api', namespace: 'default', datacenter: dc, localBindHost: '127.0.0.1', localBindPort: 0, endpoints: [{ host: '127.0.0.1', port: servers[dc].inboundPort, sni: `api.default.${dc}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` }] });
-    const web = new Sidecar({ config: { service: svc('web'), leaf: await p.leaf('web'), bundle: { roots: [p.root.certPem], chain: p.chain }, upstreams: [upstream('dc2'), upstream('dc3')], policy }, onFlow: () => {} });
+    const upstream = (dc: string) => ({
+      name: 'api',
+      namespace: 'default',
+      datacenter: dc,
+      localBindHost: '127.0.0.1',
+      localBindPort: 0,
+      endpoints: [
+        { host: '127.0.0.1', port: servers[dc].inboundPort, sni: `api.default.${dc}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` },
+      ],
+    });
+    const web = new Sidecar({
+      config: {
+        service: svc('web'),
+        leaf: await p.leaf('web'),
+        bundle: { roots: [p.root.certPem], chain: p.chain },
+        upstreams: [upstream('dc2'), upstream('dc3')],
+        policy,
+      },
+      onFlow: () => {},
+    });
     await web.start();
     stops.push(() => web.stop());
     const [p2, p3] = [web.upstreamPort('api', 'dc2'), web.upstreamPort('api', 'dc3')];
@@ -279,7 +403,12 @@ describe('Sidecar', () => {
     await web.update({ upstreams: [upstream('dc3')] });
     expect(web.upstreamPort('api', 'dc2')).toBe(0);
     expect((await tcpExchange(p3, 'x')).got).toBe('dc3');
-    const refused = await new Promise<string>((r) => net.connect(p2, '127.0.0.1').once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).once('connect', () => r('connected')));
+    const refused = await new Promise<string>((r) =>
+      net
+        .connect(p2, '127.0.0.1')
+        .once('error', (e: NodeJS.ErrnoException) => r(e.code ?? ''))
+        .once('connect', () => r('connected')),
+    );
     expect(refused).toBe('ECONNREFUSED');
   });
 });

@@ -4,12 +4,19 @@ import { describeTlsError } from './tls-refusal.js';
 const err = (message: string, code?: string) => Object.assign(new Error(message), code === undefined ? {} : { code });
 
 describe('describeTlsError', () => {
-  it('decides by the error\'s code, whatever its message says', () => {
+  it("decides by the error's code, whatever its message says", () => {
     expect(describeTlsError(err('something else entirely', 'CERT_HAS_EXPIRED'))).toBe('certificate has expired');
     expect(describeTlsError(err('', 'CERT_NOT_YET_VALID'))).toBe('certificate is not valid yet');
     expect(describeTlsError(err('', 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'))).toBe('no client certificate');
     expect(describeTlsError(err('', 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED'))).toBe('no client certificate');
-    for (const code of ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', 'CERT_SIGNATURE_FAILURE']) {
+    for (const code of [
+      'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'SELF_SIGNED_CERT_IN_CHAIN',
+      'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+      'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+      'CERT_SIGNATURE_FAILURE',
+    ]) {
       expect(describeTlsError(err('', code))).toBe('certificate not signed by a trusted root');
     }
   });

@@ -21,7 +21,10 @@ export function runStoreSuite(name: string, factory: StoreFactory): void {
 
     it('puts, gets, lists sorted with a prefix, and keeps create/modify indexes', async () => {
       const { a } = await make();
-      const r1 = await a.commit([{ op: 'put', table: 't', key: 'b/2', value: { n: 2, tags: [] } }, { op: 'put', table: 't', key: 'a/1', value: { n: 1 } }]);
+      const r1 = await a.commit([
+        { op: 'put', table: 't', key: 'b/2', value: { n: 2, tags: [] } },
+        { op: 'put', table: 't', key: 'a/1', value: { n: 1 } },
+      ]);
       const r2 = await a.commit([{ op: 'put', table: 't', key: 'b/2', value: { n: 3, tags: [] } }]);
       expect(r2.index).toBe(r1.index + 1);
       expect(a.list('t').map((e) => e.key)).toEqual(['a/1', 'b/2']);
@@ -35,7 +38,12 @@ export function runStoreSuite(name: string, factory: StoreFactory): void {
       const { a } = await make();
       await a.commit([{ op: 'put', table: 't', key: 'x', value: 1 }]);
       const before = a.index();
-      await expect(a.commit([{ op: 'put', table: 't', key: 'y', value: 2 }, { op: 'put', table: 't', key: 'x', value: 3, ifIndex: 0 }])).rejects.toMatchObject({ code: 'ISTHMUS_ERR_CONFLICT' });
+      await expect(
+        a.commit([
+          { op: 'put', table: 't', key: 'y', value: 2 },
+          { op: 'put', table: 't', key: 'x', value: 3, ifIndex: 0 },
+        ]),
+      ).rejects.toMatchObject({ code: 'ISTHMUS_ERR_CONFLICT' });
       expect(a.get('t', 'y')).toBeUndefined();
       expect(a.get('t', 'x')!.value).toBe(1);
       expect(a.index()).toBe(before);

@@ -23,8 +23,7 @@ export interface StoreEntry<T = unknown> {
  * whole commit with ISTHMUS_ERR_CONFLICT and changes nothing.
  */
 export type StoreOp =
-  | { op: 'put'; table: string; key: string; value: unknown; ifIndex?: number }
-  | { op: 'delete'; table: string; key: string; ifIndex?: number };
+  { op: 'put'; table: string; key: string; value: unknown; ifIndex?: number } | { op: 'delete'; table: string; key: string; ifIndex?: number };
 
 export interface Change {
   index: number;

@@ -69,7 +69,10 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 }
 
 export function parseTrace(value: string | undefined): string[] {
-  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export const silentLogger: Logger = createLogger({ write: () => {} });

@@ -111,7 +111,10 @@ interface ExportedValue {
  * `get()` (name, help, type, values with labels, optionally a metricName per value), as for its own
  * Counter and Histogram, and adds the default labels (dc, node) itself.
  */
-function register(registry: Registry, m: { name: string; help: string; type: 'counter' | 'histogram'; values: () => ExportedValue[]; reset: () => void }): void {
+function register(
+  registry: Registry,
+  m: { name: string; help: string; type: 'counter' | 'histogram'; values: () => ExportedValue[]; reset: () => void },
+): void {
   const metric = {
     name: m.name,
     help: m.help,

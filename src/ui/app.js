@@ -1,3 +1,4 @@
+// @ts-check
 // The dashboard's entry: the views, the address that picks one (#/view/arg?filters), the token,
 // and the refresh loop that keeps the shown view current.
 import { ApiError, describeError, get, getToken, setToken } from './api.js';
@@ -8,9 +9,13 @@ import { createFlowsView } from './view-flows.js';
 import { createGraphView } from './view-graph.js';
 import { createIntentionsView } from './view-intentions.js';
 import { createTraceView } from './view-trace.js';
+/** @import { Context, FederationStatus, FlowsAnswer, View } from './shapes.js' */
 
-const $ = (id) => document.getElementById(id);
+// The page's fixed elements, all in index.html.
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const tokenInput = () => /** @type {HTMLInputElement} */ ($('token'));
 
+/** @type {Context} */
 const ctx = {
   /** This server's DC and the primary, once known. */
   home: undefined,
@@ -21,14 +26,16 @@ const ctx = {
   refresh: () => refresh(),
 };
 
+/** @type {Record<string, View>} */
 const views = {
   graph: createGraphView(ctx),
   flows: createFlowsView(ctx),
   trace: createTraceView(ctx),
   intentions: createIntentionsView(ctx),
-  federation: createFederationView(ctx),
+  federation: createFederationView(),
 };
 
+/** @type {View} */
 let active;
 let activeName = '';
 
@@ -57,6 +64,7 @@ function onRoute() {
 
 // One refresh at a time; a refresh asked for meanwhile runs once the current one is done, so what
 // is shown always matches the latest address and filters.
+/** @type {Promise<void> | undefined} */
 let running;
 let again = false;
 
@@ -85,6 +93,10 @@ async function refresh() {
   }
 }
 
+/**
+ * @param {unknown} err
+ * @param {string} [view]
+ */
 function showError(err, view) {
   const banner = $('banner');
   if (!err) {
@@ -99,12 +111,12 @@ function showError(err, view) {
 
 async function loadHome() {
   try {
-    const s = await get('/v1/federation/status');
+    const s = /** @type {FederationStatus} */ (await get('/v1/federation/status'));
     ctx.home = { dc: s.Datacenter, primary: s.PrimaryDatacenter };
   } catch {
     // Without operator:read, the flows answer still names this DC.
     try {
-      ctx.home = { dc: (await get('/v1/flows?limit=1')).DC, primary: undefined };
+      ctx.home = { dc: /** @type {FlowsAnswer} */ (await get('/v1/flows?limit=1')).DC, primary: undefined };
     } catch {
       ctx.home = undefined;
     }
@@ -120,7 +132,7 @@ async function showTokenOwner() {
     return;
   }
   try {
-    const t = await get('/v1/acl/token/self');
+    const t = /** @type {{ AccessorID: string, Description: string }} */ (await get('/v1/acl/token/self'));
     who.textContent = t.Description || shortId(t.AccessorID);
     who.title = `accessor ${t.AccessorID}`;
   } catch (err) {
@@ -144,15 +156,15 @@ function tokenChanged() {
   live.restart();
 }
 
-$('token').value = getToken();
+tokenInput().value = getToken();
 $('token-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
-  setToken($('token').value.trim());
+  setToken(tokenInput().value.trim());
   tokenChanged();
 });
 $('token-forget').addEventListener('click', () => {
   setToken('');
-  $('token').value = '';
+  tokenInput().value = '';
   tokenChanged();
 });
 

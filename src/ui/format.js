@@ -1,5 +1,7 @@
+// @ts-check
 // How times, durations and identifiers are shown across the page.
 
+/** @param {number | null | undefined} ms */
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
   if (ms === 0) return '0 ms';
@@ -9,30 +11,41 @@ export function duration(ms) {
   return `${Math.floor(ms / 60_000)} m ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-/** Local wall-clock time with milliseconds: hops of one connection are milliseconds apart. */
+/**
+ * Local wall-clock time with milliseconds: hops of one connection are milliseconds apart.
+ * @param {number} epochMs
+ */
 export function clock(epochMs) {
   const d = new Date(epochMs);
-  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  const pad = (/** @type {number} */ n, w = 2) => String(n).padStart(w, '0');
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+/** @param {string} iso */
 export function dateTime(iso) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso ?? '';
   return `${d.toLocaleDateString()} ${clock(d.getTime())}`;
 }
 
-/** The head of a long ID, enough to tell IDs apart on screen (the full one is in the title). */
+/**
+ * The head of a long ID, enough to tell IDs apart on screen (the full one is in the title).
+ * @param {string | undefined} id
+ */
 export function shortId(id, n = 8) {
   if (!id) return '';
   return id.length > n + 1 ? `${id.slice(0, n)}…` : id;
 }
 
+/** @param {{ service?: string } | undefined} identity */
 export function service(identity) {
   return identity?.service || '(unknown)';
 }
 
-/** How long ago a time was (epoch ms or RFC 3339), in the words a person would use. */
+/**
+ * How long ago a time was (epoch ms or RFC 3339), in the words a person would use.
+ * @param {number | string} time
+ */
 export function ago(time, now = Date.now()) {
   const t = typeof time === 'number' ? time : Date.parse(time);
   if (Number.isNaN(t)) return '';

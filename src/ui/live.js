@@ -1,3 +1,4 @@
+// @ts-check
 // Keeps the page current. It polls every 2 s; when the server offers /v1/flows/stream (server-sent
 // events) it refreshes as soon as records arrive instead, and polls only now and then for what the
 // stream may not carry (other DCs' records, federation state).
@@ -9,15 +10,26 @@ const STREAM_RETRY_MS = 5000;
 // Records come in bursts (one per hop): one refresh for a burst.
 const BURST_MS = 250;
 
+/** @typedef {'stream' | 'poll'} Mode */
+
 export class Live {
-  /** `onTick()` refreshes the page (it may return a promise); `onMode(mode)` gets 'stream' or 'poll'. */
+  /**
+   * `onTick()` refreshes the page (it may return a promise); `onMode(mode)` gets 'stream' or 'poll'.
+   * @param {() => unknown} onTick
+   * @param {(mode: Mode) => void} onMode
+   */
   constructor(onTick, onMode) {
     this.onTick = onTick;
     this.onMode = onMode;
+    /** @type {Mode} */
     this.mode = 'poll';
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.burst = undefined;
+    /** @type {AbortController | undefined} */
     this.abort = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.retry = undefined;
   }
 
@@ -40,12 +52,16 @@ export class Live {
 
   schedule() {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.tick();
-      this.schedule();
-    }, this.mode === 'stream' ? POLL_WITH_STREAM_MS : POLL_MS);
+    this.timer = setTimeout(
+      () => {
+        this.tick();
+        this.schedule();
+      },
+      this.mode === 'stream' ? POLL_WITH_STREAM_MS : POLL_MS,
+    );
   }
 
+  /** @param {Mode} mode */
   setMode(mode) {
     if (mode === this.mode) return;
     this.mode = mode;
@@ -91,7 +107,11 @@ export class Live {
   }
 }
 
-/** Calls `onEvent` for each event with data in a text/event-stream body, until it ends. */
+/**
+ * Calls `onEvent` for each event with data in a text/event-stream body, until it ends.
+ * @param {ReadableStream<Uint8Array<ArrayBuffer>>} body
+ * @param {() => void} onEvent
+ */
 async function readEvents(body, onEvent) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';

@@ -1,18 +1,37 @@
+// @ts-check
 // Federation status: this DC, the primary, and every peer link with its state, heartbeat age, last
 // acknowledged index and replication lag, as /v1/federation/status reports them.
 import { get } from './api.js';
 import { fill, h } from './dom.js';
 import { dateTime, duration } from './format.js';
 import { dcChip } from './flow-cells.js';
+/** @import { FederationStatus, View } from './shapes.js' */
 
+/** @returns {View} */
 export function createFederationView() {
   const summary = h('div', { class: 'cards', id: 'federation-summary' });
   const peers = h('div', { id: 'federation-peers' });
-  const el = h('section', { class: 'view', 'aria-labelledby': 'federation-title' }, h('div', { class: 'view-head' }, h('h1', { id: 'federation-title' }, 'Federation')), summary, h('h2', {}, 'Peers'), peers);
+  const el = h(
+    'section',
+    { class: 'view', 'aria-labelledby': 'federation-title' },
+    h('div', { class: 'view-head' }, h('h1', { id: 'federation-title' }, 'Federation')),
+    summary,
+    h('h2', {}, 'Peers'),
+    peers,
+  );
 
   async function refresh() {
-    const [status, datacenters] = await Promise.all([get('/v1/federation/status'), get('/v1/catalog/datacenters')]);
-    const card = (label, value, note) => h('div', { class: 'card' }, h('div', { class: 'card-label' }, label), h('div', { class: 'card-value' }, value), note ? h('div', { class: 'sub' }, note) : '');
+    const [status, datacenters] = /** @type {[FederationStatus, string[]]} */ (
+      await Promise.all([get('/v1/federation/status'), get('/v1/catalog/datacenters')])
+    );
+    const card = (/** @type {string} */ label, /** @type {string} */ value, /** @type {string} */ note) =>
+      h(
+        'div',
+        { class: 'card' },
+        h('div', { class: 'card-label' }, label),
+        h('div', { class: 'card-value' }, value),
+        note ? h('div', { class: 'sub' }, note) : '',
+      );
     const up = status.Peers.filter((p) => p.State === 'up').length;
     fill(
       summary,
@@ -30,7 +49,17 @@ export function createFederationView() {
       h(
         'table',
         { class: 'flows', id: 'peer-table' },
-        h('thead', {}, h('tr', {}, ['Datacenter', 'State', 'Direction', 'Connected since', 'Heartbeat age', 'Last acked index', 'Replication lag', 'Export age', 'Last error'].map((c) => h('th', {}, c)))),
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            ['Datacenter', 'State', 'Direction', 'Connected since', 'Heartbeat age', 'Last acked index', 'Replication lag', 'Export age', 'Last error'].map(
+              (c) => h('th', {}, c),
+            ),
+          ),
+        ),
         h(
           'tbody',
           {},

@@ -1,3 +1,4 @@
+// @ts-check
 // The service graph: one column per DC with its services, an edge per source → destination and
 // verdict (green allowed, red denied), labelled with the count and the p99 duration.
 import { get, query } from './api.js';
@@ -5,6 +6,14 @@ import { changed, fill, h, s } from './dom.js';
 import { duration } from './format.js';
 import { graphModel } from './flow-model.js';
 import { dcColour, missingNote } from './flow-cells.js';
+/** @import { Context, FlowsAnswer, View } from './shapes.js' */
+/** @import { Edge, Graph } from './flow-model.js' */
+
+/**
+ * Where a service's node is drawn: its column and row, and its top-left corner.
+ * @typedef {{ col: number, row: number, x: number, y: number }} NodePos
+ * @typedef {{ x: number, y: number }} Point
+ */
 
 const WINDOWS = [
   ['5m', 'last 5 minutes'],
@@ -27,10 +36,18 @@ const PARALLEL = 12;
 const LIMIT = 2000;
 
 /** Proxies and gateways carry traffic for services; they are not services of their own on the graph. */
-const isService = (name) => !name.endsWith('-sidecar-proxy') && name !== 'mesh-gateway';
+const isService = (/** @type {string} */ name) => !name.endsWith('-sidecar-proxy') && name !== 'mesh-gateway';
 
+/**
+ * @param {Context} ctx
+ * @returns {View}
+ */
 export function createGraphView(ctx) {
-  const windowSelect = h('select', { name: 'window', onchange: () => ctx.refresh() }, WINDOWS.map(([v, label]) => h('option', { value: v, selected: v === '15m' }, label)));
+  const windowSelect = h(
+    'select',
+    { name: 'window', onchange: () => ctx.refresh() },
+    WINDOWS.map(([v, label]) => h('option', { value: v, selected: v === '15m' }, label)),
+  );
   const canvas = h('div', { class: 'graph-canvas', id: 'graph' });
   const notes = h('div', { class: 'notes' });
   const el = h(
@@ -42,15 +59,19 @@ export function createGraphView(ctx) {
   );
 
   async function refresh() {
-    const [datacenters, flows] = await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query({ dc: 'all', since: windowSelect.value, limit: LIMIT })}`)]);
+    const [datacenters, flows] = /** @type {[string[], FlowsAnswer]} */ (
+      await Promise.all([get('/v1/catalog/datacenters'), get(`/v1/flows${query({ dc: 'all', since: windowSelect.value, limit: LIMIT })}`)])
+    );
+    /** @type {Record<string, string[]>} */
     const catalogs = {};
+    /** @type {string[]} */
     const catalogErrors = [];
     await Promise.all(
       datacenters.map(async (dc) => {
         try {
-          catalogs[dc] = Object.keys(await get(`/v1/catalog/services${query({ dc })}`)).filter(isService);
+          catalogs[dc] = Object.keys(/** @type {Record<string, string[]>} */ (await get(`/v1/catalog/services${query({ dc })}`))).filter(isService);
         } catch (err) {
-          catalogErrors.push(`${dc}: ${err.message}`);
+          catalogErrors.push(`${dc}: ${/** @type {Error} */ (err).message}`);
         }
       }),
     );
@@ -63,10 +84,22 @@ export function createGraphView(ctx) {
     const gatewayRecords = flows.Records.filter((r) => r.hop.startsWith('gateway-'));
     const noRoute = flows.Records.filter((r) => r.verdict === 'no_route').length;
     const total = model.edges.reduce((n, e) => n + e.count, 0);
-    if (!changed(notes, JSON.stringify([total, flows.Records.length, flows.Datacenters, gatewayRecords.length, noRoute, flows.Missing, flows.Errors, catalogErrors]))) return;
+    if (
+      !changed(
+        notes,
+        JSON.stringify([total, flows.Records.length, flows.Datacenters, gatewayRecords.length, noRoute, flows.Missing, flows.Errors, catalogErrors]),
+      )
+    )
+      return;
     fill(
       notes,
-      h('p', {}, `${total} connection${total === 1 ? '' : 's'} between services, from ${flows.Records.length} flow records in ${(flows.Datacenters ?? [flows.DC]).join(', ')}; ${gatewayRecords.length} at gateways`, noRoute ? [', of which ', h('a', { href: '#/flows?verdict=no_route' }, `${noRoute} no_route`)] : '', '.'),
+      h(
+        'p',
+        {},
+        `${total} connection${total === 1 ? '' : 's'} between services, from ${flows.Records.length} flow records in ${(flows.Datacenters ?? [flows.DC]).join(', ')}; ${gatewayRecords.length} at gateways`,
+        noRoute ? [', of which ', h('a', { href: '#/flows?verdict=no_route' }, `${noRoute} no_route`)] : '',
+        '.',
+      ),
       flows.Records.length >= LIMIT ? h('p', { class: 'warn' }, `Drawn from the newest ${LIMIT} records only: a shorter window shows all of it.`) : '',
       missingNote(flows),
       catalogErrors.length ? h('p', { class: 'warn' }, `Catalog not read for ${catalogErrors.join('; ')}`) : '',
@@ -77,12 +110,24 @@ export function createGraphView(ctx) {
 }
 
 function legend() {
-  const item = (cls, label) => h('span', { class: `legend-item ${cls}` }, h('span', { class: 'swatch' }), label);
-  return h('div', { class: 'legend' }, item('allowed', 'allowed'), item('denied', 'denied'), item('error', 'error'), h('span', { class: 'legend-note' }, 'label: count · p99 duration'));
+  const item = (/** @type {string} */ cls, /** @type {string} */ label) => h('span', { class: `legend-item ${cls}` }, h('span', { class: 'swatch' }), label);
+  return h(
+    'div',
+    { class: 'legend' },
+    item('allowed', 'allowed'),
+    item('denied', 'denied'),
+    item('error', 'error'),
+    h('span', { class: 'legend-note' }, 'label: count · p99 duration'),
+  );
 }
 
+/**
+ * @param {Graph} model
+ * @param {Context} ctx
+ */
 function render(model, ctx) {
   const cols = model.datacenters;
+  /** @type {Map<string, NodePos>} */
   const pos = new Map();
   let tallest = 0;
   cols.forEach((dc, i) => {
@@ -99,7 +144,11 @@ function render(model, ctx) {
       'defs',
       {},
       ['allowed', 'denied', 'error', 'no_route'].map((v) =>
-        s('marker', { id: `arrow-${v}`, viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: `arrow ${v}` })),
+        s(
+          'marker',
+          { id: `arrow-${v}`, viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto' },
+          s('path', { d: 'M0,0 L10,5 L0,10 z', class: `arrow ${v}` }),
+        ),
       ),
     ),
   );
@@ -113,29 +162,36 @@ function render(model, ctx) {
         { class: 'dc-column', dataset: { dc: dc.name } },
         s('rect', { x: x0, y: PAD, width: COL_W, height: tallest, rx: 10, class: 'dc-box' }),
         s('text', { x: x0 + 14, y: PAD + 28, class: `dc-name dc-text-${dcColour(dc.name)}` }, dc.name),
-        s('text', { x: x0 + COL_W - 14, y: PAD + 28, class: 'dc-note', 'text-anchor': 'end' }, [dc.name === primary && 'primary', dc.name === ctx.home?.dc && 'here'].filter(Boolean).join(' · ')),
+        s(
+          'text',
+          { x: x0 + COL_W - 14, y: PAD + 28, class: 'dc-note', 'text-anchor': 'end' },
+          [dc.name === primary && 'primary', dc.name === ctx.home?.dc && 'here'].filter(Boolean).join(' · '),
+        ),
         dc.services.length === 0 ? s('text', { x: x0 + COL_W / 2, y: PAD + HEAD + 22, class: 'empty', 'text-anchor': 'middle' }, 'no services') : '',
       ),
     );
   });
 
   // Edges under the nodes; edges between the same two services side by side.
+  /** @type {Map<string, Edge[]>} */
   const pairs = new Map();
   for (const e of model.edges) {
     const a = `${e.source.service}@${e.source.dc}`;
     const b = `${e.destination.service}@${e.destination.dc}`;
     const key = [a, b].sort().join('|');
     if (!pairs.has(key)) pairs.set(key, []);
-    pairs.get(key).push(e);
+    /** @type {Edge[]} */ (pairs.get(key)).push(e);
   }
+  /** @type {Set<NodePos>} */
   const busy = new Set();
   const edgeLayer = s('g', { class: 'edges' });
   const labelLayer = s('g', { class: 'labels' });
   for (const group of pairs.values()) {
     group.sort((x, y) => x.verdict.localeCompare(y.verdict) || x.source.service.localeCompare(y.source.service));
     group.forEach((e, k) => {
-      const from = pos.get(`${e.source.service}@${e.source.dc}`);
-      const to = pos.get(`${e.destination.service}@${e.destination.dc}`);
+      // graphModel lists every service an edge names, so each end has its node.
+      const from = /** @type {NodePos} */ (pos.get(`${e.source.service}@${e.source.dc}`));
+      const to = /** @type {NodePos} */ (pos.get(`${e.destination.service}@${e.destination.dc}`));
       busy.add(from).add(to);
       const offset = (k - (group.length - 1) / 2) * PARALLEL;
       const [p0, p1, p2, p3] = curve(from, to, offset);
@@ -143,11 +199,25 @@ function render(model, ctx) {
       const text = `${e.count} · p99 ${duration(e.p99)}`;
       const title = `${e.source.service} (${e.source.dc}) → ${e.destination.service} (${e.destination.dc}): ${e.count} ${e.verdict}, p99 ${duration(e.p99)}\nlast: ${e.last.reason}${e.last.intentionId ? ` (intention ${e.last.intentionId})` : ''}`;
       const open = () => ctx.navigate(`#/flows${query({ dc: 'all', from: e.source.service, to: e.destination.service })}`);
-      const data = { source: e.source.service, sourceDc: e.source.dc, destination: e.destination.service, destinationDc: e.destination.dc, verdict: e.verdict, count: e.count };
+      const data = {
+        source: e.source.service,
+        sourceDc: e.source.dc,
+        destination: e.destination.service,
+        destinationDc: e.destination.dc,
+        verdict: e.verdict,
+        count: e.count,
+      };
       edgeLayer.append(
         s(
           'path',
-          { d: `M${p0.x},${p0.y} C${p1.x},${p1.y} ${p2.x},${p2.y} ${p3.x},${p3.y}`, class: `edge ${e.verdict}`, 'stroke-width': (1.5 + Math.min(4, Math.log2(e.count + 1))).toFixed(1), 'marker-end': `url(#arrow-${e.verdict})`, dataset: data, onclick: open },
+          {
+            d: `M${p0.x},${p0.y} C${p1.x},${p1.y} ${p2.x},${p2.y} ${p3.x},${p3.y}`,
+            class: `edge ${e.verdict}`,
+            'stroke-width': (1.5 + Math.min(4, Math.log2(e.count + 1))).toFixed(1),
+            'marker-end': `url(#arrow-${e.verdict})`,
+            dataset: data,
+            onclick: open,
+          },
           s('title', {}, title),
         ),
       );
@@ -166,11 +236,15 @@ function render(model, ctx) {
 
   for (const dc of cols) {
     for (const name of dc.services) {
-      const p = pos.get(`${name}@${dc.name}`);
+      const p = /** @type {NodePos} */ (pos.get(`${name}@${dc.name}`));
       svg.append(
         s(
           'g',
-          { class: `node${busy.has(p) ? '' : ' idle'}`, dataset: { service: name, dc: dc.name }, onclick: () => ctx.navigate(`#/flows${query({ dc: 'all', service: name })}`) },
+          {
+            class: `node${busy.has(p) ? '' : ' idle'}`,
+            dataset: { service: name, dc: dc.name },
+            onclick: () => ctx.navigate(`#/flows${query({ dc: 'all', service: name })}`),
+          },
           s('rect', { x: p.x, y: p.y, width: NODE_W, height: NODE_H, rx: 8 }),
           s('text', { x: p.x + NODE_W / 2, y: p.y + NODE_H / 2 + 5, 'text-anchor': 'middle' }, name),
           s('title', {}, `${name} in ${dc.name}: show its flows`),
@@ -182,50 +256,88 @@ function render(model, ctx) {
   return svg;
 }
 
-/** The control points of an edge from one node to another, `offset` apart from its parallels. */
+/**
+ * The control points of an edge from one node to another, `offset` apart from its parallels.
+ * @param {NodePos} a
+ * @param {NodePos} b
+ * @param {number} offset
+ * @returns {[Point, Point, Point, Point]}
+ */
 function curve(a, b, offset) {
   const ay = a.y + NODE_H / 2 + offset;
   const by = b.y + NODE_H / 2 + offset;
   if (a === b) {
     const x = a.x + NODE_W;
-    return [{ x, y: ay - 8 }, { x: x + 60, y: ay - 34 }, { x: x + 60, y: ay + 18 }, { x, y: ay + 8 }];
+    return [
+      { x, y: ay - 8 },
+      { x: x + 60, y: ay - 34 },
+      { x: x + 60, y: ay + 18 },
+      { x, y: ay + 8 },
+    ];
   }
   if (a.col === b.col) {
     // Same DC: an arc out into the gap on the right and back.
     const x = a.x + NODE_W;
     const bulge = 50 + 14 * Math.abs(a.row - b.row) + offset;
-    return [{ x, y: ay }, { x: x + bulge, y: ay }, { x: x + bulge, y: by }, { x, y: by }];
+    return [
+      { x, y: ay },
+      { x: x + bulge, y: ay },
+      { x: x + bulge, y: by },
+      { x, y: by },
+    ];
   }
   if (Math.abs(b.col - a.col) > 1) {
     // Past a DC in between: an arc over the nodes, so it never runs through another service.
     const x0 = a.x + NODE_W / 2 + offset;
     const x3 = b.x + NODE_W / 2 + offset;
     const top = Math.min(a.y, b.y) - 56 - Math.abs(offset);
-    return [{ x: x0, y: a.y }, { x: x0, y: top }, { x: x3, y: top }, { x: x3, y: b.y }];
+    return [
+      { x: x0, y: a.y },
+      { x: x0, y: top },
+      { x: x3, y: top },
+      { x: x3, y: b.y },
+    ];
   }
   const forward = b.col > a.col;
   const x0 = forward ? a.x + NODE_W : a.x;
   const x3 = forward ? b.x : b.x + NODE_W;
   const c = (x3 - x0) / 2;
-  return [{ x: x0, y: ay }, { x: x0 + c, y: ay }, { x: x3 - c, y: by }, { x: x3, y: by }];
+  return [
+    { x: x0, y: ay },
+    { x: x0 + c, y: ay },
+    { x: x3 - c, y: by },
+    { x: x3, y: by },
+  ];
 }
 
+/**
+ * @param {Point} p0
+ * @param {Point} p1
+ * @param {Point} p2
+ * @param {Point} p3
+ * @param {number} t
+ * @returns {Point}
+ */
 function bezierPoint(p0, p1, p2, p3, t) {
   const u = 1 - t;
-  const f = (k) => u * u * u * p0[k] + 3 * u * u * t * p1[k] + 3 * u * t * t * p2[k] + t * t * t * p3[k];
+  const f = (/** @type {keyof Point} */ k) => u * u * u * p0[k] + 3 * u * u * t * p1[k] + 3 * u * t * t * p2[k] + t * t * t * p3[k];
   return { x: f('x'), y: f('y') };
 }
 
 /**
  * Fits each label's background to its text, once the text can be measured, and moves a label that
  * would cover one placed before it up or down until it is clear (edges out of one node start close).
+ * @param {Element} root
  */
 function sizeLabels(root) {
+  /** @type {{ x: number, y: number, w: number, h: number }[]} */
   const placed = [];
-  const clash = (b) => placed.some((p) => b.x < p.x + p.w && p.x < b.x + b.w && b.y < p.y + p.h && p.y < b.y + b.h);
+  const clash = (/** @type {{ x: number, y: number, w: number, h: number }} */ b) =>
+    placed.some((p) => b.x < p.x + p.w && p.x < b.x + b.w && b.y < p.y + p.h && p.y < b.y + b.h);
   for (const g of root.querySelectorAll('.edge-label')) {
-    const text = g.querySelector('text');
-    const rect = g.querySelector('rect');
+    // render() gives every label its text and its background.
+    const text = /** @type {SVGTextElement} */ (g.querySelector('text'));
+    const rect = /** @type {SVGRectElement} */ (g.querySelector('rect'));
     const w = (text.getComputedTextLength() || text.textContent.length * 7) + 14;
     const x = Number(text.getAttribute('x')) - w / 2;
     const y = Number(rect.getAttribute('y'));

@@ -1,3 +1,4 @@
+// @ts-check
 // Intentions: the list, create (or replace) and delete with the page's token, and the audit history
 // of every change (who, when, through which DC). Each intention shows its last change and the flows
 // it decided in the last hour. The editor previews an intention against the observed calls before
@@ -8,6 +9,14 @@ import { changed, fill, h } from './dom.js';
 import { dateTime, shortId } from './format.js';
 import { dcChip } from './flow-cells.js';
 import { previewResult, ruleOf, suggestionsResult } from './policy-results.js';
+/** @import { AuditEvent, Context, DryRunAnswer, FlowsAnswer, Intention, Route, Rule, Suggestion, SuggestAnswer, View } from './shapes.js' */
+
+/**
+ * A read that may fail without failing the view: its answer, or what it failed with.
+ * @typedef {{ failed: unknown }} Failed
+ * @typedef {{ allowed: number, denied: number, other: number }} DecidedCount
+ * @typedef {{ counts: Map<string, DecidedCount>, missing: string[], truncated: boolean, error: unknown }} Decided
+ */
 
 const WINDOWS = ['15m', '1h', '24h'];
 const SUGGEST_WINDOW = '24h';
@@ -15,15 +24,21 @@ const SUGGEST_WINDOW = '24h';
 const DECIDED_SINCE = '1h';
 const DECIDED_LIMIT = 10_000;
 
+/**
+ * @param {Context} ctx
+ * @returns {View}
+ */
 export function createIntentionsView(ctx) {
   let highlight = '';
   let subject = '';
   let pendingDelete = '';
+  /** @type {Intention[]} */
   let intentions = [];
   let audit = auditIndex(undefined);
+  /** @type {Decided} */
   let decided = { counts: new Map(), missing: [], truncated: false, error: undefined };
 
-  const field = (name, label, input) => h('label', {}, h('span', {}, label), input);
+  const field = (/** @type {string} */ name, /** @type {string} */ label, /** @type {HTMLElement} */ input) => h('label', {}, h('span', {}, label), input);
   const source = h('input', { name: 'source', required: true, placeholder: 'web or *', autocomplete: 'off' });
   const destination = h('input', { name: 'destination', required: true, placeholder: 'db or *', autocomplete: 'off' });
   const action = h(
@@ -35,7 +50,11 @@ export function createIntentionsView(ctx) {
   );
   const description = h('input', { name: 'description', placeholder: 'why (optional)', size: 30, autocomplete: 'off' });
   const replace = h('input', { name: 'replace', type: 'checkbox' });
-  const windowSelect = h('select', { name: 'window', title: 'how far back Preview replays the observed calls' }, WINDOWS.map((w) => h('option', { value: w }, `last ${w}`)));
+  const windowSelect = h(
+    'select',
+    { name: 'window', title: 'how far back Preview replays the observed calls' },
+    WINDOWS.map((w) => h('option', { value: w }, `last ${w}`)),
+  );
   windowSelect.value = '1h';
   const permissions = h('textarea', {
     name: 'permissions',
@@ -43,13 +62,26 @@ export function createIntentionsView(ctx) {
     spellcheck: 'false',
     placeholder: '[{"Action": "allow", "HTTP": {"PathPrefix": "/v1/", "Methods": ["GET"]}}]',
   });
-  const permissionsField = h('label', { class: 'wide', hidden: true }, h('span', {}, 'permissions (JSON, the API\'s Permissions list)'), permissions);
-  const previewButton = h('button', { type: 'button', name: 'preview', title: 'replay this intention against the observed calls: nothing is written', onclick: () => preview() }, 'Preview');
-  const suggestButton = h('button', { type: 'button', name: 'suggest', title: `suggest intentions for the destination from its allowed calls of the last ${SUGGEST_WINDOW}`, onclick: () => suggestFor(destination.value.trim()) }, 'Suggest');
+  const permissionsField = h('label', { class: 'wide', hidden: true }, h('span', {}, "permissions (JSON, the API's Permissions list)"), permissions);
+  const previewButton = h(
+    'button',
+    { type: 'button', name: 'preview', title: 'replay this intention against the observed calls: nothing is written', onclick: () => preview() },
+    'Preview',
+  );
+  const suggestButton = h(
+    'button',
+    {
+      type: 'button',
+      name: 'suggest',
+      title: `suggest intentions for the destination from its allowed calls of the last ${SUGGEST_WINDOW}`,
+      onclick: () => suggestFor(destination.value.trim()),
+    },
+    'Suggest',
+  );
   const message = h('p', { class: 'message', role: 'status', id: 'intention-message' });
   const form = h(
     'form',
-    { class: 'filters', id: 'intention-form', onsubmit: (ev) => (ev.preventDefault(), create()) },
+    { class: 'filters', id: 'intention-form', onsubmit: (/** @type {SubmitEvent} */ ev) => (ev.preventDefault(), create()) },
     field('source', 'source', source),
     field('destination', 'destination', destination),
     field('action', 'action', action),
@@ -66,7 +98,15 @@ export function createIntentionsView(ctx) {
   const table = h(
     'table',
     { class: 'flows', id: 'intention-table' },
-    h('thead', {}, h('tr', {}, ['Source', '', 'Destination', 'Action', 'Precedence', 'Description', 'Updated', `Decided (last ${DECIDED_SINCE})`, 'ID', ''].map((c) => h('th', {}, c)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Source', '', 'Destination', 'Action', 'Precedence', 'Description', 'Updated', `Decided (last ${DECIDED_SINCE})`, 'ID', ''].map((c) => h('th', {}, c)),
+      ),
+    ),
     list,
   );
   const auditTitle = h('h2', {}, 'Audit history');
@@ -85,6 +125,7 @@ export function createIntentionsView(ctx) {
     auditBody,
   );
 
+  /** @param {string} text */
   function say(text, kind = 'ok') {
     message.className = `message ${kind}`;
     message.textContent = text;
@@ -94,9 +135,12 @@ export function createIntentionsView(ctx) {
     permissionsField.hidden = action.value !== 'l7';
   }
 
-  const existingOf = (src, dst) => intentions.find((i) => i.SourceName === src && i.DestinationName === dst);
+  const existingOf = (/** @type {string} */ src, /** @type {string} */ dst) => intentions.find((i) => i.SourceName === src && i.DestinationName === dst);
 
-  /** The intention being edited: its pair and its rule (an Action, or L7 Permissions). */
+  /**
+   * The intention being edited: its pair and its rule (an Action, or L7 Permissions).
+   * @returns {{ pair: { source: string, destination: string }, rule: Rule }}
+   */
   function edited() {
     const pair = { source: source.value.trim(), destination: destination.value.trim() };
     if (!pair.source || !pair.destination) throw new Error('a source and a destination are needed');
@@ -105,7 +149,7 @@ export function createIntentionsView(ctx) {
     try {
       list = JSON.parse(permissions.value);
     } catch (err) {
-      throw new Error(`the permissions are not JSON (${err.message})`);
+      throw new Error(`the permissions are not JSON (${/** @type {Error} */ (err).message})`, { cause: err });
     }
     if (!Array.isArray(list) || list.length === 0) throw new Error('the permissions are a JSON list of at least one permission');
     return { pair, rule: { Permissions: list } };
@@ -116,7 +160,7 @@ export function createIntentionsView(ctx) {
     try {
       intention = edited();
     } catch (err) {
-      say(`Not saved: ${err.message}`, 'error');
+      say(`Not saved: ${/** @type {Error} */ (err).message}`, 'error');
       return;
     }
     const { pair, rule } = intention;
@@ -142,6 +186,7 @@ export function createIntentionsView(ctx) {
     await ctx.refresh();
   }
 
+  /** @param {Intention} i */
   async function remove(i) {
     pendingDelete = '';
     try {
@@ -153,7 +198,10 @@ export function createIntentionsView(ctx) {
     await ctx.refresh();
   }
 
-  /** Who decided, in the words of the preview: the default policy, the proposal, or an intention's pair. */
+  /**
+   * Who decided, in the words of the preview: the default policy, the proposal, or an intention's pair.
+   * @param {string} id
+   */
   function nameOf(id) {
     if (!id || id === 'default') return h('span', { class: 'muted' }, 'default policy');
     if (id === 'proposed') return h('strong', {}, 'the proposal');
@@ -167,7 +215,7 @@ export function createIntentionsView(ctx) {
     try {
       intention = edited();
     } catch (err) {
-      say(`Cannot preview: ${err.message}`, 'error');
+      say(`Cannot preview: ${/** @type {Error} */ (err).message}`, 'error');
       return;
     }
     const { pair, rule } = intention;
@@ -176,7 +224,9 @@ export function createIntentionsView(ctx) {
     previewButton.disabled = true;
     fill(previewBox, h('p', { class: 'sub' }, `Replaying ${pair.source} → ${pair.destination} (${ruleOf(rule)}) against the calls of the last ${window}…`));
     try {
-      const answer = await api('POST', `/v1/policy/dry-run${query({ window })}`, { SourceName: pair.source, DestinationName: pair.destination, ...rule });
+      const answer = /** @type {DryRunAnswer} */ (
+        await api('POST', `/v1/policy/dry-run${query({ window })}`, { SourceName: pair.source, DestinationName: pair.destination, ...rule })
+      );
       fill(previewBox, closable(previewBox, previewResult(answer, nameOf, existingOf(pair.source, pair.destination))));
     } catch (err) {
       fill(previewBox, closable(previewBox, h('p', { class: 'warn', id: 'preview-error' }, `Preview failed: ${describeError(err)}`)));
@@ -185,7 +235,10 @@ export function createIntentionsView(ctx) {
     }
   }
 
-  /** Intentions for `service` (a destination) from the calls it allowed. */
+  /**
+   * Intentions for `service` (a destination) from the calls it allowed.
+   * @param {string} service
+   */
   async function suggestFor(service) {
     if (!service || service === '*') {
       say('Suggest works for one destination service: type its name in the destination field.', 'error');
@@ -195,7 +248,7 @@ export function createIntentionsView(ctx) {
     suggestButton.disabled = true;
     fill(suggestBox, h('p', { class: 'sub' }, `Reading the allowed calls to ${service} of the last ${SUGGEST_WINDOW}…`));
     try {
-      const answer = await get(`/v1/policy/suggest${query({ service, window: SUGGEST_WINDOW })}`);
+      const answer = /** @type {SuggestAnswer} */ (await get(`/v1/policy/suggest${query({ service, window: SUGGEST_WINDOW })}`));
       fill(suggestBox, closable(suggestBox, suggestionsResult(answer, use)));
     } catch (err) {
       fill(suggestBox, closable(suggestBox, h('p', { class: 'warn', id: 'suggest-error' }, `Suggest failed: ${describeError(err)}`)));
@@ -204,7 +257,11 @@ export function createIntentionsView(ctx) {
     }
   }
 
-  /** Puts a suggestion in the editor, to preview and then create. */
+  /**
+   * Puts a suggestion in the editor, to preview and then create.
+   * @param {Suggestion} s
+   * @param {SuggestAnswer} answer
+   */
   function use(s, answer) {
     source.value = s.SourceName;
     destination.value = s.DestinationName;
@@ -219,21 +276,26 @@ export function createIntentionsView(ctx) {
     description.value = `least privilege for the ${s.Calls} call${s.Calls === 1 ? '' : 's'} seen in the last ${answer.Window}`;
     replace.checked = Boolean(s.Existing);
     fill(previewBox);
-    say(`In the editor: ${s.SourceName} → ${s.DestinationName} (${ruleOf(s)})${s.Existing ? ', replacing the intention there is' : ''}. Preview it, then create it.`);
+    say(
+      `In the editor: ${s.SourceName} → ${s.DestinationName} (${ruleOf(s)})${s.Existing ? ', replacing the intention there is' : ''}. Preview it, then create it.`,
+    );
     source.focus();
   }
 
+  /** @param {Route} route */
   function show(route) {
     highlight = route.params.get('id') ?? '';
     subject = route.params.get('subject') ?? '';
   }
 
   async function refresh() {
-    const [current, events, flows] = await Promise.all([
-      get('/v1/connect/intentions'),
-      get('/v1/audit?kind=intention').catch((err) => ({ failed: err })),
-      get(`/v1/flows${query({ dc: 'all', hop: 'server-sidecar', since: DECIDED_SINCE, limit: DECIDED_LIMIT })}`).catch((err) => ({ failed: err })),
-    ]);
+    const [current, events, flows] = /** @type {[Intention[], AuditEvent[] | Failed, FlowsAnswer | Failed]} */ (
+      await Promise.all([
+        get('/v1/connect/intentions'),
+        get('/v1/audit?kind=intention').catch((err) => ({ failed: err })),
+        get(`/v1/flows${query({ dc: 'all', hop: 'server-sidecar', since: DECIDED_SINCE, limit: DECIDED_LIMIT })}`).catch((err) => ({ failed: err })),
+      ])
+    );
     intentions = current;
     intentions.sort((a, b) => b.Precedence - a.Precedence || a.SourceName.localeCompare(b.SourceName) || a.DestinationName.localeCompare(b.DestinationName));
     audit = auditIndex(Array.isArray(events) ? events : undefined);
@@ -251,29 +313,44 @@ export function createIntentionsView(ctx) {
     if (changed(decidedNote, JSON.stringify(notes))) fill(decidedNote, notes.length ? h('p', { class: 'warn' }, notes.join(' ')) : '');
   }
 
-  /** The decided-flows cell of an intention: allowed and denied, and the rest (errors) if any. */
+  /**
+   * The decided-flows cell of an intention: allowed and denied, and the rest (errors) if any.
+   * @param {Intention} i
+   */
   function decidedCell(i) {
     if (decided.error) return h('td', { class: 'decided muted', title: describeError(decided.error) }, '?');
     const c = decided.counts.get(i.ID) ?? { allowed: 0, denied: 0, other: 0 };
     const total = c.allowed + c.denied + c.other;
     const exact = i.SourceName !== '*' && i.DestinationName !== '*';
-    const text = total === 0 ? h('span', { class: 'muted' }, 'none') : [
-      h('span', { class: c.allowed ? 'n-allowed' : 'muted' }, `${c.allowed} allowed`),
-      ' · ',
-      h('span', { class: c.denied ? 'n-denied' : 'muted' }, `${c.denied} denied`),
-      c.other ? h('span', { class: 'sub' }, ` · ${c.other} other`) : '',
-    ];
+    const text =
+      total === 0
+        ? h('span', { class: 'muted' }, 'none')
+        : [
+            h('span', { class: c.allowed ? 'n-allowed' : 'muted' }, `${c.allowed} allowed`),
+            ' · ',
+            h('span', { class: c.denied ? 'n-denied' : 'muted' }, `${c.denied} denied`),
+            c.other ? h('span', { class: 'sub' }, ` · ${c.other} other`) : '',
+          ];
     return h(
       'td',
-      { class: 'decided', dataset: { allowed: c.allowed, denied: c.denied, other: c.other }, title: `flows decided by this intention at a destination's sidecar in the last ${DECIDED_SINCE}` },
-      total && exact ? h('a', { href: `#/flows${query({ from: i.SourceName, to: i.DestinationName, hop: 'server-sidecar', since: DECIDED_SINCE })}` }, text) : text,
+      {
+        class: 'decided',
+        dataset: { allowed: c.allowed, denied: c.denied, other: c.other },
+        title: `flows decided by this intention at a destination's sidecar in the last ${DECIDED_SINCE}`,
+      },
+      total && exact
+        ? h('a', { href: `#/flows${query({ from: i.SourceName, to: i.DestinationName, hop: 'server-sidecar', since: DECIDED_SINCE })}` }, text)
+        : text,
     );
   }
 
   function renderList() {
     const changes = intentions.map((i) => audit.lastChange(i.ID, `${i.SourceName} => ${i.DestinationName}`));
     const counts = intentions.map((i) => decided.counts.get(i.ID));
-    if (!changed(list, JSON.stringify([intentions, pendingDelete, highlight, changes.map(auditKey), counts, decided.error ? describeError(decided.error) : '']))) return;
+    if (
+      !changed(list, JSON.stringify([intentions, pendingDelete, highlight, changes.map(auditKey), counts, decided.error ? describeError(decided.error) : '']))
+    )
+      return;
     if (intentions.length === 0) {
       fill(list, h('tr', {}, h('td', { colspan: 10, class: 'empty' }, 'No intentions: the default policy decides every connection.')));
       return;
@@ -285,11 +362,20 @@ export function createIntentionsView(ctx) {
         const confirming = pendingDelete === i.ID;
         return h(
           'tr',
-          { class: i.ID === highlight ? 'highlight' : '', dataset: { id: i.ID, source: i.SourceName, destination: i.DestinationName, action: i.Action ?? 'l7' } },
+          {
+            class: i.ID === highlight ? 'highlight' : '',
+            dataset: { id: i.ID, source: i.SourceName, destination: i.DestinationName, action: i.Action ?? 'l7' },
+          },
           h('td', {}, i.SourceName),
           h('td', { class: 'muted' }, '→'),
           h('td', {}, i.DestinationName),
-          h('td', {}, i.Action ? h('span', { class: `badge ${i.Action === 'allow' ? 'allowed' : 'denied'}` }, i.Action) : h('span', { class: 'badge' }, `L7 (${i.Permissions?.length ?? 0} permissions)`)),
+          h(
+            'td',
+            {},
+            i.Action
+              ? h('span', { class: `badge ${i.Action === 'allow' ? 'allowed' : 'denied'}` }, i.Action)
+              : h('span', { class: 'badge' }, `L7 (${i.Permissions?.length ?? 0} permissions)`),
+          ),
           h('td', { class: 'num' }, String(i.Precedence)),
           h('td', {}, i.Description || h('span', { class: 'muted' }, '–')),
           h('td', { class: 'updated' }, h('span', { class: 'mono' }, dateTime(i.UpdatedAt)), auditLine(changes[n])),
@@ -312,14 +398,22 @@ export function createIntentionsView(ctx) {
     if (highlight) list.querySelector('tr.highlight')?.scrollIntoView({ block: 'nearest' });
   }
 
+  /** @param {AuditEvent[] | Failed} events */
   function renderAudit(events) {
-    if (changed(auditTitle, subject)) fill(auditTitle, subject ? [`Audit history of ${subject.replace(' => ', ' → ')} `, h('a', { href: '#/intentions', class: 'small' }, 'show all')] : 'Audit history');
+    if (changed(auditTitle, subject))
+      fill(
+        auditTitle,
+        subject ? [`Audit history of ${subject.replace(' => ', ' → ')} `, h('a', { href: '#/intentions', class: 'small' }, 'show all')] : 'Audit history',
+      );
     if (!Array.isArray(events)) {
       const err = describeError(events.failed);
       if (changed(auditBody, err)) fill(auditBody, h('p', { class: 'warn' }, `The audit history needs a token with operator:read (${err}).`));
       return;
     }
-    const shown = events.filter((e) => !subject || e.Subject === subject).reverse().slice(0, 200);
+    const shown = events
+      .filter((e) => !subject || e.Subject === subject)
+      .reverse()
+      .slice(0, 200);
     if (!changed(auditBody, JSON.stringify(shown))) return;
     if (shown.length === 0) {
       fill(auditBody, h('p', { class: 'empty' }, 'No changes recorded.'));
@@ -330,7 +424,15 @@ export function createIntentionsView(ctx) {
       h(
         'table',
         { class: 'flows', id: 'audit-table' },
-        h('thead', {}, h('tr', {}, ['Time', 'Change', 'Intention', 'Action', 'By', 'Through', 'Index'].map((c) => h('th', {}, c)))),
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            ['Time', 'Change', 'Intention', 'Action', 'By', 'Through', 'Index'].map((c) => h('th', {}, c)),
+          ),
+        ),
         h(
           'tbody',
           {},
@@ -355,14 +457,23 @@ export function createIntentionsView(ctx) {
   return { el, show, refresh };
 }
 
-/** A result panel with a button that clears it. */
+/**
+ * A result panel with a button that clears it.
+ * @param {HTMLElement} box
+ * @param {HTMLElement} content
+ */
 function closable(box, content) {
   return [h('button', { type: 'button', class: 'close', title: 'close', 'aria-label': 'close', onclick: () => fill(box) }, '×'), content];
 }
 
-/** Per intention ID, how many flows it decided by verdict, from the sidecars' records. */
+/**
+ * Per intention ID, how many flows it decided by verdict, from the sidecars' records.
+ * @param {FlowsAnswer | Failed} flows
+ * @returns {Decided}
+ */
 function countDecided(flows) {
-  if (flows?.failed) return { counts: new Map(), missing: [], truncated: false, error: flows.failed };
+  if ('failed' in flows) return { counts: new Map(), missing: [], truncated: false, error: flows.failed };
+  /** @type {Map<string, DecidedCount>} */
   const counts = new Map();
   for (const r of flows.Records ?? []) {
     if (!r.intentionId || r.intentionId === 'default') continue;
@@ -375,9 +486,12 @@ function countDecided(flows) {
   return { counts, missing: flows.Missing ?? [], truncated: (flows.Records ?? []).length >= DECIDED_LIMIT, error: undefined };
 }
 
-/** What an audit event changed, in a few words. */
+/**
+ * What an audit event changed, in a few words.
+ * @param {AuditEvent} e
+ */
 function change(e) {
-  const act = (i) => i?.Action ?? (i?.Permissions ? 'L7 permissions' : '?');
+  const act = (/** @type {Rule | undefined} */ i) => i?.Action ?? (i?.Permissions ? 'L7 permissions' : '?');
   if (e.Action === 'create') return act(e.After);
   if (e.Action === 'delete') return `was ${act(e.Before)}`;
   const before = act(e.Before);

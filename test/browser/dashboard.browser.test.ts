@@ -22,7 +22,15 @@ const HOPS = ['client-sidecar', 'gateway-egress', 'gateway-ingress', 'server-sid
 async function region(dc: string, host: string, extra: Record<string, string> = {}): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...extra },
+    flags: {
+      dc,
+      'http-addr': `${host}:0`,
+      'grpc-addr': `${host}:0`,
+      'grpc-tls-addr': `${host}:0`,
+      'acl-default-policy': 'allow',
+      'log-level': 'error',
+      ...extra,
+    },
     env: {},
   });
   // In memory only: nothing of one run is left for the next.
@@ -79,11 +87,19 @@ describe('dashboard at /ui', () => {
     dc2 = await region('dc2', '127.0.2.1', { 'join-token': token.body.Token });
     await until('the dc1-dc2 link', () => dc1.federation.status().Peers.some((p) => p.Datacenter === 'dc2' && p.State === 'up'));
 
-    for (const [r, name, port] of [[dc1, 'web', 8080], [dc1, 'db', 5432], [dc2, 'api', 9090]] as const) {
+    for (const [r, name, port] of [
+      [dc1, 'web', 8080],
+      [dc1, 'db', 5432],
+      [dc2, 'api', 9090],
+    ] as const) {
       expect((await api(r, 'PUT', '/v1/agent/service/register', { Name: name, Port: port })).status).toBe(200);
     }
-    expect((await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'allow', Description: 'web reads the api' })).status).toBe(200);
-    expect((await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'web goes through the api' })).status).toBe(200);
+    expect(
+      (await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'allow', Description: 'web reads the api' })).status,
+    ).toBe(200);
+    expect(
+      (await api(dc1, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'web goes through the api' })).status,
+    ).toBe(200);
     const allow = (await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body;
     const deny = (await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=db')).body;
     allowId = allow.ID;
@@ -93,10 +109,18 @@ describe('dashboard at /ui', () => {
 
     // What the sidecars and gateways would report, hop by hop, in the DC of each hop.
     const td = dc1.trustDomain;
-    const who = (service: string, dc: string): FlowIdentity => ({ spiffeId: `spiffe://${td}/ns/default/dc/${dc}/svc/${service}`, service, namespace: 'default', dc });
+    const who = (service: string, dc: string): FlowIdentity => ({
+      spiffeId: `spiffe://${td}/ns/default/dc/${dc}/svc/${service}`,
+      service,
+      namespace: 'default',
+      dc,
+    });
     const nobody: FlowIdentity = { spiffeId: '', service: '', namespace: '', dc: '' };
     const t0 = Date.now() - 5000;
-    const rec = (r: Partial<FlowRecord> & Pick<FlowRecord, 'traceId' | 'hop' | 'dc' | 'reporter' | 'source' | 'destination' | 'verdict' | 'reason' | 'startTime' | 'durationMs'>): FlowRecord => ({
+    const rec = (
+      r: Partial<FlowRecord> &
+        Pick<FlowRecord, 'traceId' | 'hop' | 'dc' | 'reporter' | 'source' | 'destination' | 'verdict' | 'reason' | 'startTime' | 'durationMs'>,
+    ): FlowRecord => ({
       id: randomUUID(),
       requestIndex: 0,
       sni: `${r.destination.service}.default.${r.destination.dc}.internal.${td}`,
@@ -111,20 +135,116 @@ describe('dashboard at /ui', () => {
     const apiDc2 = who('api', 'dc2');
     const db = who('db', 'dc1');
     await dc1.flows.append([
-      rec({ traceId: allowedTrace, hop: 'client-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy', source: web, destination: apiDc2, verdict: 'allowed', reason: 'connected', startTime: t0, durationMs: 48, bytesIn: 5120, bytesOut: 310 }),
-      rec({ traceId: allowedTrace, hop: 'gateway-egress', dc: 'dc1', reporter: 'mesh-gateway-dc1', source: nobody, destination: { ...apiDc2, spiffeId: '' }, verdict: 'allowed', reason: 'routed to 127.0.2.1:8443', startTime: t0 + 3, durationMs: 43 }),
-      rec({ traceId: deniedTrace, hop: 'client-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy', source: web, destination: db, verdict: 'allowed', reason: 'connected', startTime: t0 + 900, durationMs: 4 }),
-      rec({ traceId: deniedTrace, hop: 'server-sidecar', dc: 'dc1', reporter: 'db-sidecar-proxy', source: web, destination: db, verdict: 'denied', reason: 'denied by intention web => db', intentionId: denyId, intentionDc: 'dc1', intentionIndex: deny.ModifyIndex, startTime: t0 + 902, durationMs: 1 }),
-      rec({ traceId: noRouteTrace, hop: 'gateway-ingress', dc: 'dc1', reporter: 'mesh-gateway-dc1', source: nobody, destination: { spiffeId: '', service: 'ghost', namespace: 'default', dc: 'dc1' }, verdict: 'no_route', reason: 'no healthy instance of ghost in dc1', startTime: t0 + 1500, durationMs: 0 }),
+      rec({
+        traceId: allowedTrace,
+        hop: 'client-sidecar',
+        dc: 'dc1',
+        reporter: 'web-sidecar-proxy',
+        source: web,
+        destination: apiDc2,
+        verdict: 'allowed',
+        reason: 'connected',
+        startTime: t0,
+        durationMs: 48,
+        bytesIn: 5120,
+        bytesOut: 310,
+      }),
+      rec({
+        traceId: allowedTrace,
+        hop: 'gateway-egress',
+        dc: 'dc1',
+        reporter: 'mesh-gateway-dc1',
+        source: nobody,
+        destination: { ...apiDc2, spiffeId: '' },
+        verdict: 'allowed',
+        reason: 'routed to 127.0.2.1:8443',
+        startTime: t0 + 3,
+        durationMs: 43,
+      }),
+      rec({
+        traceId: deniedTrace,
+        hop: 'client-sidecar',
+        dc: 'dc1',
+        reporter: 'web-sidecar-proxy',
+        source: web,
+        destination: db,
+        verdict: 'allowed',
+        reason: 'connected',
+        startTime: t0 + 900,
+        durationMs: 4,
+      }),
+      rec({
+        traceId: deniedTrace,
+        hop: 'server-sidecar',
+        dc: 'dc1',
+        reporter: 'db-sidecar-proxy',
+        source: web,
+        destination: db,
+        verdict: 'denied',
+        reason: 'denied by intention web => db',
+        intentionId: denyId,
+        intentionDc: 'dc1',
+        intentionIndex: deny.ModifyIndex,
+        startTime: t0 + 902,
+        durationMs: 1,
+      }),
+      rec({
+        traceId: noRouteTrace,
+        hop: 'gateway-ingress',
+        dc: 'dc1',
+        reporter: 'mesh-gateway-dc1',
+        source: nobody,
+        destination: { spiffeId: '', service: 'ghost', namespace: 'default', dc: 'dc1' },
+        verdict: 'no_route',
+        reason: 'no healthy instance of ghost in dc1',
+        startTime: t0 + 1500,
+        durationMs: 0,
+      }),
     ]);
     await dc2.flows.append([
-      rec({ traceId: allowedTrace, hop: 'gateway-ingress', dc: 'dc2', reporter: 'mesh-gateway-dc2', source: nobody, destination: { ...apiDc2, spiffeId: '' }, verdict: 'allowed', reason: 'routed to 127.0.2.1:21000', startTime: t0 + 9, durationMs: 35 }),
-      rec({ traceId: allowedTrace, hop: 'server-sidecar', dc: 'dc2', reporter: 'api-sidecar-proxy', source: web, destination: apiDc2, verdict: 'allowed', reason: 'allowed by intention web => api', intentionId: allowId, intentionDc: 'dc1', intentionIndex: allow.ModifyIndex, startTime: t0 + 12, durationMs: 30, bytesIn: 310, bytesOut: 5120 }),
+      rec({
+        traceId: allowedTrace,
+        hop: 'gateway-ingress',
+        dc: 'dc2',
+        reporter: 'mesh-gateway-dc2',
+        source: nobody,
+        destination: { ...apiDc2, spiffeId: '' },
+        verdict: 'allowed',
+        reason: 'routed to 127.0.2.1:21000',
+        startTime: t0 + 9,
+        durationMs: 35,
+      }),
+      rec({
+        traceId: allowedTrace,
+        hop: 'server-sidecar',
+        dc: 'dc2',
+        reporter: 'api-sidecar-proxy',
+        source: web,
+        destination: apiDc2,
+        verdict: 'allowed',
+        reason: 'allowed by intention web => api',
+        intentionId: allowId,
+        intentionDc: 'dc1',
+        intentionIndex: allow.ModifyIndex,
+        startTime: t0 + 12,
+        durationMs: 30,
+        bytesIn: 310,
+        bytesOut: 5120,
+      }),
     ]);
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -143,7 +263,10 @@ describe('dashboard at /ui', () => {
     await page.locator('.node[data-service="web"][data-dc="dc1"]').waitFor();
     await page.locator('.node[data-service="db"][data-dc="dc1"]').waitFor();
     await page.locator('.node[data-service="api"][data-dc="dc2"]').waitFor();
-    expect(await page.locator('#graph .dc-column').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { dc: string } }).dataset.dc))).toEqual(['dc1', 'dc2']);
+    expect(await page.locator('#graph .dc-column').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { dc: string } }).dataset.dc))).toEqual([
+      'dc1',
+      'dc2',
+    ]);
 
     const denied = page.locator('path.edge[data-source="web"][data-destination="db"]');
     expect(await denied.count()).toBe(1);
@@ -165,7 +288,15 @@ describe('dashboard at /ui', () => {
     await page.locator('#tabs a[data-view="flows"]').click();
     const rows = page.locator('#flow-table tbody tr[data-verdict]');
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(7);
-    expect((await rows.evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { verdict: string } }).dataset.verdict))).sort()).toEqual(['allowed', 'allowed', 'allowed', 'allowed', 'allowed', 'denied', 'no_route']);
+    expect((await rows.evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { verdict: string } }).dataset.verdict))).sort()).toEqual([
+      'allowed',
+      'allowed',
+      'allowed',
+      'allowed',
+      'allowed',
+      'denied',
+      'no_route',
+    ]);
     expect(await page.locator('#flow-count').textContent()).toContain('from dc1, dc2');
     await shot('flows');
 
@@ -192,7 +323,9 @@ describe('dashboard at /ui', () => {
     expect(data.map((d) => d.dc)).toEqual(['dc1', 'dc1', 'dc2', 'dc2']);
     expect(data.map((d) => d.verdict)).toEqual(['allowed', 'allowed', 'allowed', 'allowed']);
     // Bars on one axis: each later hop starts further right.
-    const lefts = await page.locator('#timeline .tl-bar').evaluateAll((els) => els.map((e) => (e as unknown as { getBoundingClientRect(): { left: number } }).getBoundingClientRect().left));
+    const lefts = await page
+      .locator('#timeline .tl-bar')
+      .evaluateAll((els) => els.map((e) => (e as unknown as { getBoundingClientRect(): { left: number } }).getBoundingClientRect().left));
     expect([...lefts].sort((a, b) => a - b)).toEqual(lefts);
     expect(lefts[3]).toBeGreaterThan(lefts[0]);
     const server = await hops.nth(3).textContent();
@@ -290,7 +423,9 @@ describe('dashboard at /ui', () => {
     // A server without /v1/flows/stream: the page says it polls, and still catches up.
     const polling = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     polling.on('pageerror', (err) => pageErrors.push(err.message));
-    await polling.route('**/v1/flows/stream*', (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"Error":"ISTHMUS_ERR_NOT_FOUND"}' }));
+    await polling.route('**/v1/flows/stream*', (route) =>
+      route.fulfill({ status: 404, contentType: 'application/json', body: '{"Error":"ISTHMUS_ERR_NOT_FOUND"}' }),
+    );
     await polling.goto(`http://${dc2.httpAddress}/ui#/flows?from=batch`);
     await expect.poll(() => rows(polling).count(), { timeout: 5000 }).toBe(1);
     expect(await polling.locator('#live').textContent()).toBe('polling every 2 s');
@@ -326,7 +461,11 @@ describe('dashboard at /ui', () => {
       ...(http ? { http } : {}),
     });
     const second = randomBytes(16).toString('hex');
-    await dc2.flows.append([seen(0, randomBytes(16).toString('hex')), seen(0, second), seen(1, second, { method: 'GET', path: '/v1/orders?page=2', status: 200 })]);
+    await dc2.flows.append([
+      seen(0, randomBytes(16).toString('hex')),
+      seen(0, second),
+      seen(1, second, { method: 'GET', path: '/v1/orders?page=2', status: 200 }),
+    ]);
 
     const intentionBefore = await api(dc1, 'GET', '/v1/connect/intentions/exact?source=web&destination=api');
     expect(intentionBefore.body).toMatchObject({ ID: allowId, Action: 'allow' });
@@ -363,7 +502,9 @@ describe('dashboard at /ui', () => {
     expect(await request.getAttribute('data-after')).toBe('denied');
     // batch → api (its two failed calls) is decided as before: not listed.
     expect(await page.locator('#preview-table tbody tr').count()).toBe(2);
-    expect(await page.locator('#preview-summary').textContent()).toBe('Replayed against 6 calls of the last 1h in dc1, dc2 (3 distinct calls). 4 calls would be denied that were not.');
+    expect(await page.locator('#preview-summary').textContent()).toBe(
+      'Replayed against 6 calls of the last 1h in dc1, dc2 (3 distinct calls). 4 calls would be denied that were not.',
+    );
     expect(await page.locator('#preview h3').textContent()).toContain('replacing the allow intention');
     await shot('preview');
 
@@ -389,7 +530,9 @@ describe('dashboard at /ui', () => {
     expect(await form.locator('input[name="source"]').inputValue()).toBe('web');
     expect(await form.locator('input[name="destination"]').inputValue()).toBe('api');
     expect(await form.locator('select[name="action"]').inputValue()).toBe('l7');
-    expect(JSON.parse(await form.locator('textarea[name="permissions"]').inputValue())).toEqual([{ Action: 'allow', HTTP: { PathExact: '/v1/orders', Methods: ['GET'] } }]);
+    expect(JSON.parse(await form.locator('textarea[name="permissions"]').inputValue())).toEqual([
+      { Action: 'allow', HTTP: { PathExact: '/v1/orders', Methods: ['GET'] } },
+    ]);
     expect(await form.locator('input[name="replace"]').isChecked()).toBe(true);
     await form.locator('button[name="preview"]').click();
     await page.locator('#preview-none').waitFor();
@@ -400,10 +543,18 @@ describe('dashboard at /ui', () => {
 
   it('shows beside the flows an intention decided who last changed it, when and through which DC', async () => {
     // The deny is changed through dc2 with the management token (the write goes to the primary).
-    const put = await api(dc2, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'web reaches the db through the api only' }, managementToken);
+    const put = await api(
+      dc2,
+      'PUT',
+      '/v1/connect/intentions/exact?source=web&destination=db',
+      { Action: 'deny', Description: 'web reaches the db through the api only' },
+      managementToken,
+    );
     expect(put.status).toBe(200);
     type Event = { Subject: string; Action: string; DC: string; Actor: { Description: string }; After?: { ID: string } };
-    await until('the change in dc2', async () => ((await api(dc2, 'GET', '/v1/audit?kind=intention')).body as Event[]).some((e) => e.Subject === 'web => db' && e.Action === 'update'));
+    await until('the change in dc2', async () =>
+      ((await api(dc2, 'GET', '/v1/audit?kind=intention')).body as Event[]).some((e) => e.Subject === 'web => db' && e.Action === 'update'),
+    );
     const events = (await api(dc1, 'GET', '/v1/audit?kind=intention')).body as Event[];
     expect(events.filter((e) => e.After?.ID === denyId).map((e) => [e.Action, e.Actor.Description, e.DC])).toEqual([
       ['create', 'Anonymous Token', 'dc1'],
@@ -427,7 +578,9 @@ describe('dashboard at /ui', () => {
     // The same under the deciding hop of the trace.
     await denied.locator(`a[href="#/trace/${deniedTrace}"]`).click();
     const hop = page.locator('#timeline .tl-row[data-hop="server-sidecar"] .audit-line');
-    await expect.poll(() => hop.textContent(), { timeout: 10_000 }).toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2 · after this call$/);
+    await expect
+      .poll(() => hop.textContent(), { timeout: 10_000 })
+      .toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2 · after this call$/);
     expect(await page.locator('#timeline .tl-row[data-hop="client-sidecar"] .audit-line').count()).toBe(0);
     await shot('audit-trace');
 
@@ -435,7 +588,9 @@ describe('dashboard at /ui', () => {
     await page.locator('#tabs a[data-view="intentions"]').click();
     const denyRow = page.locator(`#intention-table tr[data-id="${denyId}"]`);
     await expect.poll(() => denyRow.locator('td.updated .audit-line').getAttribute('data-action'), { timeout: 10_000 }).toBe('update');
-    expect(await denyRow.locator('td.updated .audit-line').textContent()).toMatch(/^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2$/);
+    expect(await denyRow.locator('td.updated .audit-line').textContent()).toMatch(
+      /^changed (just now|\d+ s ago) by Bootstrap Token \(Global Management\) in dc2$/,
+    );
     const denyDecided = denyRow.locator('td.decided');
     expect([await denyDecided.getAttribute('data-allowed'), await denyDecided.getAttribute('data-denied')]).toEqual(['0', '1']);
     expect(await denyDecided.textContent()).toBe('0 allowed · 1 denied');
@@ -443,6 +598,58 @@ describe('dashboard at /ui', () => {
     // web → api: one connection from the start and three more since; batch's two failed calls are other.
     expect(await allowDecided.textContent()).toBe('4 allowed · 0 denied · 2 other');
     await shot('intentions-decided');
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('draws every connection it counts after a client sidecar found no endpoint for an upstream (a destination without a DC)', async () => {
+    await page.locator('#tabs a[data-view="graph"]').click();
+    await page.locator('.node[data-service="api"][data-dc="dc2"]').waitFor();
+    const recordsNow = async () => ((await api(dc2, 'GET', '/v1/flows?dc=all&since=15m&limit=2000')).body.Records as unknown[]).length;
+    const before = await recordsNow();
+    // The error banner must not show at any point while the graph takes the record in.
+    type Watch = {
+      document: { getElementById(id: string): { hidden: boolean; textContent: string } };
+      MutationObserver: new (f: () => void) => { observe(el: unknown, o: unknown): void };
+      bannerSeen: string[];
+    };
+    await page.evaluate(() => {
+      const g = globalThis as unknown as Watch;
+      const banner = g.document.getElementById('banner');
+      g.bannerSeen = [];
+      new g.MutationObserver(() => {
+        if (!banner.hidden) g.bannerSeen.push(banner.textContent);
+      }).observe(banner, { attributes: true, childList: true, characterData: true, subtree: true });
+    });
+    // As the sidecar records it: the upstream's name, and no SPIFFE ID, namespace or DC to go with it.
+    await dc2.flows.append([
+      {
+        id: randomUUID(),
+        traceId: '0'.repeat(32),
+        requestIndex: 0,
+        hop: 'client-sidecar',
+        dc: 'dc2',
+        reporter: 'api-sidecar-proxy',
+        source: { spiffeId: `spiffe://${dc1.trustDomain}/ns/default/dc/dc2/svc/api`, service: 'api', namespace: 'default', dc: 'dc2' },
+        destination: { spiffeId: '', service: 'billing', namespace: '', dc: '' },
+        sni: '',
+        verdict: 'error',
+        reason: 'no healthy endpoint for upstream billing',
+        intentionId: '',
+        intentionDc: '',
+        intentionIndex: 0,
+        startTime: Date.now(),
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+      },
+    ]);
+    const notes = page.locator('section[aria-labelledby="graph-title"] .notes p').first();
+    await expect.poll(() => notes.textContent(), { timeout: 15_000 }).toContain(`from ${before + 1} flow records`);
+    // Every connection the notes count is an edge on the canvas, and the rest of the graph stays.
+    const drawn = (await page.locator('#graph .edge-label text').allTextContents()).reduce((n, t) => n + Number(t.split(' ')[0]), 0);
+    expect(await notes.textContent()).toMatch(new RegExp(`^${drawn} connections? between services, from ${before + 1} flow records`));
+    expect(await page.locator('.node[data-service="web"][data-dc="dc1"]').count()).toBe(1);
+    expect(await page.evaluate(() => (globalThis as unknown as Watch).bannerSeen)).toEqual([]);
     expect(pageErrors).toEqual([]);
   });
 });

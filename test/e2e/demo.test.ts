@@ -27,13 +27,22 @@ describe('isthmus demo', () => {
       expect(demo.output()).toMatch(/dashboard: http:\/\/127\.0\.1\.1:8500\/ui/);
       const records = await (async () => {
         for (let i = 0; i < 100; i++) {
-          const r = (await (await fetch('http://127.0.1.1:8500/v1/flows?dc=all&limit=2000')).json()) as { Records: { dc: string; verdict: string; hop: string; source: { service: string }; destination: { service: string } }[]; Missing: string[] };
+          const r = (await (await fetch('http://127.0.1.1:8500/v1/flows?dc=all&limit=2000')).json()) as {
+            Records: { dc: string; verdict: string; hop: string; source: { service: string }; destination: { service: string } }[];
+            Missing: string[];
+          };
           const dcs = new Set(r.Records.map((x) => x.dc));
           // Every hop kind too: a sidecar records a connection when it closes, so the first records of
           // a hop can come a few seconds after the first calls.
           const hops = new Set(r.Records.map((x) => x.hop));
           const allHops = HOPS.every((h) => hops.has(h));
-          if (dcs.size === 3 && allHops && r.Records.some((x) => x.verdict === 'denied') && r.Records.some((x) => x.destination.service === 'db' && x.source.service === 'api' && x.verdict === 'allowed')) return r;
+          if (
+            dcs.size === 3 &&
+            allHops &&
+            r.Records.some((x) => x.verdict === 'denied') &&
+            r.Records.some((x) => x.destination.service === 'db' && x.source.service === 'api' && x.verdict === 'allowed')
+          )
+            return r;
           await new Promise((res) => setTimeout(res, 200));
         }
         throw new Error('no traffic across three regions, with every hop recorded, within 20 s');
@@ -41,7 +50,11 @@ describe('isthmus demo', () => {
       expect(records.Missing).toEqual([]);
       const denied = records.Records.find((x) => x.verdict === 'denied')!;
       expect(denied).toMatchObject({ source: { service: 'web' }, destination: { service: 'db' }, dc: 'dc3' });
-      for (const hop of HOPS) expect(records.Records.some((x) => x.hop === hop), hop).toBe(true);
+      for (const hop of HOPS)
+        expect(
+          records.Records.some((x) => x.hop === hop),
+          hop,
+        ).toBe(true);
     } finally {
       demo.child.kill('SIGINT');
       await new Promise<void>((r) => (demo.child.exitCode !== null ? r() : demo.child.once('exit', () => r())));

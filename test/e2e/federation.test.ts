@@ -13,7 +13,6 @@ import { until } from '../harness/until.js';
 
 type Proc = Awaited<ReturnType<typeof startCli>>;
 
-
 /** One HTTP GET through a local upstream port; resolves with the body, or the error's code. */
 function call(port: number, host = '127.0.1.1'): Promise<{ ok: boolean; body: string }> {
   return new Promise((resolve) => {
@@ -49,8 +48,18 @@ describe('three federated regions, every part its own process', () => {
     const dbApp = await app('127.0.3.1', 'db in dc3\n');
     apps.push(apiApp, dbApp);
     const reg = async (base: string, body: unknown) => expect((await api(base, 'PUT', '/v1/agent/service/register', body)).status).toBe(200);
-    await reg(dc2.server.url, { Name: 'api', Address: '127.0.2.1', Port: (apiApp.address() as AddressInfo).port, Connect: { SidecarService: { Address: '127.0.2.1', Port: await freePortOn('127.0.2.1'), Proxy: { LocalServiceAddress: '127.0.2.1' } } } });
-    await reg(dc3.server.url, { Name: 'db', Address: '127.0.3.1', Port: (dbApp.address() as AddressInfo).port, Connect: { SidecarService: { Address: '127.0.3.1', Port: await freePortOn('127.0.3.1'), Proxy: { LocalServiceAddress: '127.0.3.1' } } } });
+    await reg(dc2.server.url, {
+      Name: 'api',
+      Address: '127.0.2.1',
+      Port: (apiApp.address() as AddressInfo).port,
+      Connect: { SidecarService: { Address: '127.0.2.1', Port: await freePortOn('127.0.2.1'), Proxy: { LocalServiceAddress: '127.0.2.1' } } },
+    });
+    await reg(dc3.server.url, {
+      Name: 'db',
+      Address: '127.0.3.1',
+      Port: (dbApp.address() as AddressInfo).port,
+      Connect: { SidecarService: { Address: '127.0.3.1', Port: await freePortOn('127.0.3.1'), Proxy: { LocalServiceAddress: '127.0.3.1' } } },
+    });
     apiPort = await freePortOn('127.0.1.1');
     dbPort = await freePortOn('127.0.1.1');
     await reg(dc1.server.url, {
@@ -119,7 +128,11 @@ describe('three federated regions, every part its own process', () => {
     try {
       await new Promise((res) => setTimeout(res, 500));
       await call(dbPort);
-      await until('followed records from dc1 and dc3', () => / dc1 client-sidecar .*db@dc3/.test(follower.output()) && / dc3 server-sidecar /.test(follower.output()), 15_000);
+      await until(
+        'followed records from dc1 and dc3',
+        () => / dc1 client-sidecar .*db@dc3/.test(follower.output()) && / dc3 server-sidecar /.test(follower.output()),
+        15_000,
+      );
     } finally {
       await follower.stop();
     }
@@ -184,10 +197,21 @@ describe('three federated regions, every part its own process', () => {
     // The data plane keeps working on what it has: dc1's sidecar and gateway still carry web -> api.
     expect((await call(apiPort)).ok).toBe(true);
     await dc1.restart();
-    await until('primary back and linked', async () => (await api(dc1.server.url, 'GET', '/v1/federation/status')).body?.Peers?.every((p: { State: string }) => p.State === 'up'), 30_000);
-    const again = await api(dc2.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'allow', Description: 'after the primary came back' });
+    await until(
+      'primary back and linked',
+      async () => (await api(dc1.server.url, 'GET', '/v1/federation/status')).body?.Peers?.every((p: { State: string }) => p.State === 'up'),
+      30_000,
+    );
+    const again = await api(dc2.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', {
+      Action: 'allow',
+      Description: 'after the primary came back',
+    });
     expect(again.status).toBe(200);
-    await until('dc3 has it', async () => (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body?.Description === 'after the primary came back');
+    await until(
+      'dc3 has it',
+      async () =>
+        (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=api')).body?.Description === 'after the primary came back',
+    );
     expect((await api(dc1.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=db')).body.Action).toBe('deny');
   });
 
@@ -196,12 +220,21 @@ describe('three federated regions, every part its own process', () => {
     // Every WAN side goes silent (the in-process federation test cuts one DC alone).
     const links = Object.values(fed.dcs).flatMap((d) => d.gateways.map((g) => g.link));
     for (const l of links) l.blackhole();
-    await until('dc1 sees dc3 gone', async () => (await api(dc1.server.url, 'GET', '/v1/federation/status')).body.Peers.find((p: { Datacenter: string }) => p.Datacenter === 'dc3').State !== 'up', 20_000);
+    await until(
+      'dc1 sees dc3 gone',
+      async () =>
+        (await api(dc1.server.url, 'GET', '/v1/federation/status')).body.Peers.find((p: { Datacenter: string }) => p.Datacenter === 'dc3').State !== 'up',
+      20_000,
+    );
     await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=cache', { Action: 'deny' });
     await new Promise((r) => setTimeout(r, 500));
     expect((await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=cache')).status).toBe(404);
     for (const l of links) l.heal();
-    await until('dc3 caught up', async () => (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=cache')).status === 200, 30_000);
+    await until(
+      'dc3 caught up',
+      async () => (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=web&destination=cache')).status === 200,
+      30_000,
+    );
   });
 
   it('calls fail over when one of two gateways of a DC dies', async () => {

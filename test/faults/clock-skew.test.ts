@@ -39,14 +39,32 @@ function dc1Signer(r: RegionProcs): { certPem: string; keyPem: string } {
 }
 
 /** A GET to a sidecar's inbound port presenting `leaf`: the app's answer, or how the handshake failed. */
-function present(host: string, port: number, leaf: { certPem: string; keyPem: string }, chain: string[]): Promise<{ status: number; body: string; error?: string }> {
+function present(
+  host: string,
+  port: number,
+  leaf: { certPem: string; keyPem: string },
+  chain: string[],
+): Promise<{ status: number; body: string; error?: string }> {
   return new Promise((resolve) => {
-    const req = https.get({ host, port, path: '/', agent: false, key: leaf.keyPem, cert: [leaf.certPem.trim(), ...chain.map((c) => c.trim())].join('\n') + '\n', rejectUnauthorized: false, minVersion: 'TLSv1.3', timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', (e: NodeJS.ErrnoException) => resolve({ status: res.statusCode ?? 0, body, error: e.code ?? e.message }));
-    });
+    const req = https.get(
+      {
+        host,
+        port,
+        path: '/',
+        agent: false,
+        key: leaf.keyPem,
+        cert: [leaf.certPem.trim(), ...chain.map((c) => c.trim())].join('\n') + '\n',
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.3',
+        timeout: 5000,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', (e: NodeJS.ErrnoException) => resolve({ status: res.statusCode ?? 0, body, error: e.code ?? e.message }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e: NodeJS.ErrnoException) => resolve({ status: 0, body: '', error: e.code ?? e.message }));
   });
@@ -61,9 +79,15 @@ beforeAll(async () => {
     apiSidecar[dc] = await registerWithSidecar(r.server.url, r.host, `api-${dc}`, { app });
     upstream[dc] = {};
     for (const to of DCS) upstream[dc][to] = await freePortOn(r.host);
-    await registerWithSidecar(r.server.url, r.host, 'web', { upstreams: DCS.map((to) => ({ name: `api-${to}`, dc: to === dc ? undefined : to, port: upstream[dc][to] })) });
+    await registerWithSidecar(r.server.url, r.host, 'web', {
+      upstreams: DCS.map((to) => ({ name: `api-${to}`, dc: to === dc ? undefined : to, port: upstream[dc][to] })),
+    });
   }
-  procs.push(...(await Promise.all(DCS.flatMap((dc) => [startSidecar(`api-${dc}`, fed.dcs[dc].server.grpc, fed.dcs[dc].env), startSidecar('web', fed.dcs[dc].server.grpc, fed.dcs[dc].env)]))));
+  procs.push(
+    ...(await Promise.all(
+      DCS.flatMap((dc) => [startSidecar(`api-${dc}`, fed.dcs[dc].server.grpc, fed.dcs[dc].env), startSidecar('web', fed.dcs[dc].server.grpc, fed.dcs[dc].env)]),
+    )),
+  );
 }, 150_000);
 
 afterAll(async () => {
@@ -83,7 +107,7 @@ describe('clocks three minutes apart', () => {
     }
   });
 
-  it('federation links are up between every pair, over mutual TLS with the skewed DCs\' server certificates', async () => {
+  it("federation links are up between every pair, over mutual TLS with the skewed DCs' server certificates", async () => {
     for (const dc of DCS) {
       const s = (await api(fed.dcs[dc].server.url, 'GET', '/v1/federation/status')).body;
       expect(s.Peers.map((p: { Datacenter: string; State: string }) => [p.Datacenter, p.State])).toEqual(DCS.filter((x) => x !== dc).map((x) => [x, 'up']));
@@ -96,25 +120,30 @@ describe('clocks three minutes apart', () => {
     }
   });
 
-  it('calls succeed in all nine directions, each side checking the other\'s certificate with its own clock', async () => {
+  it("calls succeed in all nine directions, each side checking the other's certificate with its own clock", async () => {
     const results: string[] = [];
     for (const from of DCS) {
       for (const to of DCS) {
         const host = fed.dcs[from].host;
-        const r = await until(`web in ${from} -> api in ${to}`, async () => {
-          const c = await call(host, upstream[from][to]);
-          return c.ok ? c : undefined;
-        }, 30_000);
+        const r = await until(
+          `web in ${from} -> api in ${to}`,
+          async () => {
+            const c = await call(host, upstream[from][to]);
+            return c.ok ? c : undefined;
+          },
+          30_000,
+        );
         results.push(`${from}->${to}: ${r.body.trim()}`);
       }
     }
     expect(results).toEqual(DCS.flatMap((from) => DCS.map((to) => `${from}->${to}: api in ${to}`)));
   });
 
-  it('a certificate that really expired, or is not valid yet, is refused by every DC\'s sidecar; a current one is taken', async () => {
+  it("a certificate that really expired, or is not valid yet, is refused by every DC's sidecar; a current one is taken", async () => {
     const td = (await api(fed.dcs.dc1.server.url, 'GET', '/v1/connect/ca/roots')).body.TrustDomain;
     const signer = dc1Signer(fed.dcs.dc1);
-    const mint = (now: number, ttlMs: number) => signLeaf({ signer, spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`, dnsNames: [], commonName: 'web', ttlMs, now });
+    const mint = (now: number, ttlMs: number) =>
+      signLeaf({ signer, spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`, dnsNames: [], commonName: 'web', ttlMs, now });
     const current = await mint(Date.now(), 3_600_000);
     // Expired ten minutes ago: past every clock here, the one behind included.
     const expired = await mint(Date.now() - 70 * 60_000, 3_600_000);
@@ -126,7 +155,10 @@ describe('clocks three minutes apart', () => {
       const host = fed.dcs[dc].host;
       const port = apiSidecar[dc];
       expect([dc, await present(host, port, current, [signer.certPem])]).toMatchObject([dc, { status: 200, body: `api in ${dc}\n` }]);
-      for (const [what, leaf] of [['expired', expired], ['not yet valid', future]] as const) {
+      for (const [what, leaf] of [
+        ['expired', expired],
+        ['not yet valid', future],
+      ] as const) {
         const r = await present(host, port, leaf, [signer.certPem]);
         expect([dc, what, r.status, r.body]).toEqual([dc, what, 0, '']);
         expect(r.error).toBeTruthy();
@@ -135,10 +167,16 @@ describe('clocks three minutes apart', () => {
     // The sidecars say why they refused.
     for (const dc of DCS) {
       let reasons: string[] = [];
-      await until(`${dc} recorded why it refused`, async () => {
-        reasons = ((await api(fed.dcs[dc].server.url, 'GET', `/v1/flows?verdict=denied&to=api-${dc}`)).body.Records as { reason: string }[]).map((f) => f.reason);
-        return reasons.some((r) => /expired/.test(r)) && reasons.some((r) => /not (yet valid|valid yet)/i.test(r));
-      }, 15_000).catch((err: Error) => {
+      await until(
+        `${dc} recorded why it refused`,
+        async () => {
+          reasons = ((await api(fed.dcs[dc].server.url, 'GET', `/v1/flows?verdict=denied&to=api-${dc}`)).body.Records as { reason: string }[]).map(
+            (f) => f.reason,
+          );
+          return reasons.some((r) => /expired/.test(r)) && reasons.some((r) => /not (yet valid|valid yet)/i.test(r));
+        },
+        15_000,
+      ).catch((err: Error) => {
         throw new Error(`${err.message}; reasons recorded: ${reasons.join(' | ') || 'none'}`);
       });
     }

@@ -48,9 +48,13 @@ const apps: App[] = [];
 const up = { pay: 0, api: 0, db: 0, api3: 0 };
 let dbSidecarPort = 0;
 
-const status = async (r: RegionProcs) => (await api(r.server.url, 'GET', '/v1/federation/status')).body as { Index: number; AppliedIndex: number; Peers: PeerStatus[] };
+const status = async (r: RegionProcs) =>
+  (await api(r.server.url, 'GET', '/v1/federation/status')).body as { Index: number; AppliedIndex: number; Peers: PeerStatus[] };
 const intentions = async (r: RegionProcs) => (await api(r.server.url, 'GET', '/v1/connect/intentions')).body as Intention[];
-const byId = (list: Intention[]) => [...list].map((i) => ({ ID: i.ID, SourceName: i.SourceName, DestinationName: i.DestinationName, Action: i.Action, Description: i.Description })).sort((a, b) => a.ID.localeCompare(b.ID));
+const byId = (list: Intention[]) =>
+  [...list]
+    .map((i) => ({ ID: i.ID, SourceName: i.SourceName, DestinationName: i.DestinationName, Action: i.Action, Description: i.Description }))
+    .sort((a, b) => a.ID.localeCompare(b.ID));
 const peer = (s: { Peers: PeerStatus[] }, dc: string) => s.Peers.find((p) => p.Datacenter === dc)!;
 const allUp = async (r: RegionProcs) => (await status(r)).Peers.every((p) => p.State === 'up');
 
@@ -78,10 +82,26 @@ function callLoop(host: string, port: number) {
 async function servedChain(from: RegionProcs, host: string, port: number, trust: string[]): Promise<{ authorized: boolean; error?: string; serial: string }> {
   const leaf = (await api(from.server.url, 'GET', '/v1/agent/connect/ca/leaf/web')).body;
   return new Promise((resolve) => {
-    const s = tls.connect({ host, port, key: leaf.PrivateKeyPEM, cert: [leaf.CertPEM.trim(), ...leaf.Chain.map((c: string) => c.trim())].join('\n') + '\n', ca: trust, rejectUnauthorized: false, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined }, () => {
-      resolve({ authorized: s.authorized, error: s.authorizationError ? String(s.authorizationError) : undefined, serial: s.getPeerCertificate().serialNumber });
-      s.destroy();
-    });
+    const s = tls.connect(
+      {
+        host,
+        port,
+        key: leaf.PrivateKeyPEM,
+        cert: [leaf.CertPEM.trim(), ...leaf.Chain.map((c: string) => c.trim())].join('\n') + '\n',
+        ca: trust,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.3',
+        checkServerIdentity: () => undefined,
+      },
+      () => {
+        resolve({
+          authorized: s.authorized,
+          error: s.authorizationError ? String(s.authorizationError) : undefined,
+          serial: s.getPeerCertificate().serialNumber,
+        });
+        s.destroy();
+      },
+    );
     s.on('error', (e) => resolve({ authorized: false, error: e.message, serial: '' }));
   });
 }
@@ -100,7 +120,13 @@ beforeAll(async () => {
   up.api = await freePortOn(H1);
   up.db = await freePortOn(H1);
   up.api3 = await freePortOn(H3);
-  await registerWithSidecar(dc1.server.url, dc1.host, 'web', { upstreams: [{ name: 'pay', port: up.pay }, { name: 'api', dc: 'dc2', port: up.api }, { name: 'db', dc: 'dc3', port: up.db }] });
+  await registerWithSidecar(dc1.server.url, dc1.host, 'web', {
+    upstreams: [
+      { name: 'pay', port: up.pay },
+      { name: 'api', dc: 'dc2', port: up.api },
+      { name: 'db', dc: 'dc3', port: up.db },
+    ],
+  });
   await registerWithSidecar(dc3.server.url, dc3.host, 'web', { upstreams: [{ name: 'api', dc: 'dc2', port: up.api3 }] });
   const started = await Promise.all([
     startSidecar('pay', dc1.server.grpc),
@@ -141,11 +167,18 @@ describe('fault tolerance of a three-DC federation', () => {
             if (w % 2 === 0) {
               const source = `k1-${i}`;
               const description = `write ${i}`;
-              const r = await api(dc1.server.url, 'PUT', `/v1/connect/intentions/exact?source=${source}&destination=pay`, { Action: 'allow', Description: description });
+              const r = await api(dc1.server.url, 'PUT', `/v1/connect/intentions/exact?source=${source}&destination=pay`, {
+                Action: 'allow',
+                Description: description,
+              });
               if (r.status === 200) acked.push({ source, description });
             } else {
               const node = `k1-node-${i}`;
-              const r = await api(dc1.server.url, 'PUT', '/v1/catalog/register', { Node: node, Address: '10.1.0.1', Service: { Service: 'k1-ext', ID: `k1-ext-${i}`, Port: 80 } });
+              const r = await api(dc1.server.url, 'PUT', '/v1/catalog/register', {
+                Node: node,
+                Address: '10.1.0.1',
+                Service: { Service: 'k1-ext', ID: `k1-ext-${i}`, Port: 80 },
+              });
               if (r.status === 200) ackedNodes.push(node);
             }
           } catch {
@@ -188,18 +221,24 @@ describe('fault tolerance of a three-DC federation', () => {
     expect(during.length).toBeGreaterThanOrEqual(10);
     expect(during.filter((r) => !r.ok)).toEqual([]);
     expect([...local.results, ...remote.results].filter((r) => !r.ok)).toEqual([]);
-    console.log(`kill -9 of dc1's server: ${acked.length + ackedNodes.length} writes acknowledged, down ${upAt - killedAt} ms (restart took ${upAt - restartAt} ms), ${during.length} calls answered meanwhile`);
+    console.log(
+      `kill -9 of dc1's server: ${acked.length + ackedNodes.length} writes acknowledged, down ${upAt - killedAt} ms (restart took ${upAt - restartAt} ms), ${during.length} calls answered meanwhile`,
+    );
 
     // The secondaries hold every acknowledged intention too, once replication resumed.
     for (const r of [dc2, dc3]) {
-      await until(`${r.dc} has every acknowledged intention`, async () => {
-        const there = new Map((await intentions(r)).map((i) => [i.SourceName, i.Description]));
-        return acked.every((a) => there.get(a.source) === a.description);
-      }, 30_000);
+      await until(
+        `${r.dc} has every acknowledged intention`,
+        async () => {
+          const there = new Map((await intentions(r)).map((i) => [i.SourceName, i.Description]));
+          return acked.every((a) => there.get(a.source) === a.description);
+        },
+        30_000,
+      );
     }
   }, 90_000);
 
-  it('2. a gateway killed mid-transfer: new calls fail over, its connections end, the survivor\'s carry on', async () => {
+  it("2. a gateway killed mid-transfer: new calls fail over, its connections end, the survivor's carry on", async () => {
     const [gwA, gwB] = dc1.gateways;
     // Long downloads from api (dc2): web's sidecar spreads them over dc1's two gateways; which one
     // carries a download is read off the established connections to each gateway's port.
@@ -240,7 +279,9 @@ describe('fault tolerance of a three-DC federation', () => {
     expect(liveEnds.map((e) => e.complete)).toEqual(viaLive.map(() => true));
     // The federation streams that came in through the dead gateway found the survivor.
     await until('every link up again', async () => (await allUp(dc1)) && (await allUp(dc2)) && (await allUp(dc3)), 30_000);
-    console.log(`gateway kill -9: ${viaDead.length} connections through it ended within ${Math.max(...deadEnds.map((e) => e!.endedAt - killedAt))} ms, ${viaLive.length} through the survivor completed, 10/10 new calls answered`);
+    console.log(
+      `gateway kill -9: ${viaDead.length} connections through it ended within ${Math.max(...deadEnds.map((e) => e!.endedAt - killedAt))} ms, ${viaLive.length} through the survivor completed, 10/10 new calls answered`,
+    );
   }, 60_000);
 
   it('3. the primary partitioned off the WAN: secondaries keep authorizing, status shows it, all converge after the heal', async () => {
@@ -251,12 +292,19 @@ describe('fault tolerance of a three-DC federation', () => {
     for (const l of primaryLinks) l.blackhole();
     const cutAt = Date.now();
     // Both sides see the link go: the secondaries lose the primary, the primary loses them.
-    await until('dc2 and dc3 see the primary gone', async () => peer(await status(dc2), 'dc1').State !== 'up' && peer(await status(dc3), 'dc1').State !== 'up', 20_000);
+    await until(
+      'dc2 and dc3 see the primary gone',
+      async () => peer(await status(dc2), 'dc1').State !== 'up' && peer(await status(dc3), 'dc1').State !== 'up',
+      20_000,
+    );
     await until('dc1 sees dc2 and dc3 gone', async () => (await status(dc1)).Peers.every((p) => p.State !== 'up'), 20_000);
 
     // Writes at the primary during the partition: a deny for web -> api, a create, an update, a delete.
     const w = [
-      await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Action: 'deny', Description: 'written during the partition' }),
+      await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=api', {
+        Action: 'deny',
+        Description: 'written during the partition',
+      }),
       await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=p3-a&destination=api', { Action: 'allow', Description: 'first' }),
       await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=p3-a&destination=api', { Action: 'allow', Description: 'second' }),
       await api(dc1.server.url, 'DELETE', `/v1/connect/intentions/exact?source=${before[0].SourceName}&destination=pay`),
@@ -277,7 +325,10 @@ describe('fault tolerance of a three-DC federation', () => {
       calls++;
     }
     expect((await api(dc2.server.url, 'GET', '/v1/connect/intentions/check?source=web&destination=api')).body).toEqual({ Allowed: true });
-    const authz = await api(dc2.server.url, 'POST', '/v1/agent/connect/authorize', { Target: 'api', ClientCertURI: `spiffe://${(await api(dc2.server.url, 'GET', '/v1/connect/ca/roots')).body.TrustDomain}/ns/default/dc/dc3/svc/web` });
+    const authz = await api(dc2.server.url, 'POST', '/v1/agent/connect/authorize', {
+      Target: 'api',
+      ClientCertURI: `spiffe://${(await api(dc2.server.url, 'GET', '/v1/connect/ca/roots')).body.TrustDomain}/ns/default/dc/dc3/svc/web`,
+    });
     expect(authz.body.Authorized).toBe(true);
 
     // Status tells the truth: links down, heartbeats old, and the primary shows what is not acknowledged.
@@ -298,7 +349,11 @@ describe('fault tolerance of a three-DC federation', () => {
     const during = await api(dc1.server.url, 'GET', '/v1/connect/intentions');
     const r = (await api(dc1.server.url, 'GET', `/v1/federation/receipts?index=${during.headers.get('x-consul-index')}`)).body;
     expect(r.Complete).toBe(false);
-    expect(r.Datacenters.map((d: { Datacenter: string; Applied: boolean }) => [d.Datacenter, d.Applied])).toEqual([['dc1', true], ['dc2', false], ['dc3', false]]);
+    expect(r.Datacenters.map((d: { Datacenter: string; Applied: boolean }) => [d.Datacenter, d.Applied])).toEqual([
+      ['dc1', true],
+      ['dc2', false],
+      ['dc3', false],
+    ]);
     const metrics = await (await fetch(`${dc1.server.url}/metrics`)).text();
     expect(metrics).toMatch(/isthmus_federation_link_up\{[^}]*peer="dc2"[^}]*\} 0/);
 
@@ -309,11 +364,19 @@ describe('fault tolerance of a three-DC federation', () => {
     // left unacknowledged, and every DC lists the same intentions.
     const last = await api(dc1.server.url, 'GET', '/v1/connect/intentions');
     const index = Number(last.headers.get('x-consul-index'));
-    const receipts = await until('receipts from every DC', async () => {
-      const r = (await api(dc1.server.url, 'GET', `/v1/federation/receipts?index=${index}`)).body;
-      return r.Complete ? r : undefined;
-    }, 30_000);
-    expect(receipts.Datacenters.map((d: { Datacenter: string; Applied: boolean }) => [d.Datacenter, d.Applied])).toEqual([['dc1', true], ['dc2', true], ['dc3', true]]);
+    const receipts = await until(
+      'receipts from every DC',
+      async () => {
+        const r = (await api(dc1.server.url, 'GET', `/v1/federation/receipts?index=${index}`)).body;
+        return r.Complete ? r : undefined;
+      },
+      30_000,
+    );
+    expect(receipts.Datacenters.map((d: { Datacenter: string; Applied: boolean }) => [d.Datacenter, d.Applied])).toEqual([
+      ['dc1', true],
+      ['dc2', true],
+      ['dc3', true],
+    ]);
     const want = byId(last.body);
     for (const r of [dc2, dc3]) expect(byId(await intentions(r))).toEqual(want);
     await until('no lag left at the primary', async () => (await status(dc1)).Peers.every((p) => p.State === 'up' && p.ReplicationLagMs === 0), 10_000);
@@ -322,19 +385,27 @@ describe('fault tolerance of a three-DC federation', () => {
     expect(want.some((i) => i.SourceName === 'p3-b')).toBe(false);
     // The deny written during the partition is now enforced by dc2's sidecar.
     await until('web -> api denied in dc2', async () => !(await call(H3, up.api3)).ok, 20_000);
-    console.log(`partition of the primary: ${healedAt - cutAt} ms blackholed, ${calls} calls authorized meanwhile, converged ${Date.now() - healedAt} ms after the heal`);
+    console.log(
+      `partition of the primary: ${healedAt - cutAt} ms blackholed, ${calls} calls authorized meanwhile, converged ${Date.now() - healedAt} ms after the heal`,
+    );
     expect((await api(dc1.server.url, 'DELETE', '/v1/connect/intentions/exact?source=web&destination=api')).status).toBe(200);
   }, 90_000);
 
   it('4. a secondary down through two intention changes and a root rotation converges, and its sidecars serve certs under the new root', async () => {
     // Something for the secondary to forget while it is down.
     expect((await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=audit&destination=db', { Action: 'allow' })).status).toBe(200);
-    await until('dc3 has audit -> db', async () => (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=audit&destination=db')).status === 200);
+    await until(
+      'dc3 has audit -> db',
+      async () => (await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=audit&destination=db')).status === 200,
+    );
     await until('web -> db answers', async () => (await call(H1, up.db)).ok);
     const oldRoots = (await api(dc1.server.url, 'GET', '/v1/connect/ca/roots')).body;
 
     await dc3.server.kill9();
-    const c1 = await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'deny', Description: 'while dc3 was down' });
+    const c1 = await api(dc1.server.url, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', {
+      Action: 'deny',
+      Description: 'while dc3 was down',
+    });
     const c2 = await api(dc1.server.url, 'DELETE', '/v1/connect/intentions/exact?source=audit&destination=db');
     expect([c1.status, c2.status]).toEqual([200, 200]);
     const rotated = await runCli(['ca', 'rotate', '--http-addr', dc1.server.http]);
@@ -349,21 +420,35 @@ describe('fault tolerance of a three-DC federation', () => {
     await dc3.restart();
     await until('dc3 linked again', () => allUp(dc3), 30_000);
     // Roots and intentions: the same as the primary's.
-    await until('dc3 has the new roots', async () => (await api(dc3.server.url, 'GET', '/v1/connect/ca/roots')).body.ActiveRootID === roots.ActiveRootID, 30_000);
+    await until(
+      'dc3 has the new roots',
+      async () => (await api(dc3.server.url, 'GET', '/v1/connect/ca/roots')).body.ActiveRootID === roots.ActiveRootID,
+      30_000,
+    );
     const roots3 = (await api(dc3.server.url, 'GET', '/v1/connect/ca/roots')).body;
-    expect(roots3.Roots.map((r: { ID: string; Active: boolean }) => [r.ID, r.Active]).sort()).toEqual(roots.Roots.map((r: { ID: string; Active: boolean }) => [r.ID, r.Active]).sort());
+    expect(roots3.Roots.map((r: { ID: string; Active: boolean }) => [r.ID, r.Active]).sort()).toEqual(
+      roots.Roots.map((r: { ID: string; Active: boolean }) => [r.ID, r.Active]).sort(),
+    );
     await until('dc3 intentions converged', async () => JSON.stringify(byId(await intentions(dc3))) === JSON.stringify(byId(await intentions(dc1))), 30_000);
     expect((await api(dc3.server.url, 'GET', '/v1/connect/intentions/exact?source=audit&destination=db')).status).toBe(404);
     // dc3 signs with an intermediate under the new root, and its sidecar serves such a leaf.
-    await until('a dc3 leaf verifies under the new root alone', async () => {
-      const leaf = (await api(dc3.server.url, 'GET', '/v1/agent/connect/ca/leaf/probe')).body;
-      const inter = new X509Certificate(leaf.Chain[0]);
-      return new X509Certificate(leaf.CertPEM).verify(inter.publicKey) && inter.verify(new X509Certificate(newRoot).publicKey);
-    }, 30_000);
-    const served = await until('dc3\'s db sidecar serves a leaf that verifies under the new root alone', async () => {
-      const r = await servedChain(dc1, dc3.host, dbSidecarPort, [newRoot]);
-      return r.authorized ? r : undefined;
-    }, 30_000);
+    await until(
+      'a dc3 leaf verifies under the new root alone',
+      async () => {
+        const leaf = (await api(dc3.server.url, 'GET', '/v1/agent/connect/ca/leaf/probe')).body;
+        const inter = new X509Certificate(leaf.Chain[0]);
+        return new X509Certificate(leaf.CertPEM).verify(inter.publicKey) && inter.verify(new X509Certificate(newRoot).publicKey);
+      },
+      30_000,
+    );
+    const served = await until(
+      "dc3's db sidecar serves a leaf that verifies under the new root alone",
+      async () => {
+        const r = await servedChain(dc1, dc3.host, dbSidecarPort, [newRoot]);
+        return r.authorized ? r : undefined;
+      },
+      30_000,
+    );
     expect(served.serial).not.toBe('');
     // And it enforces what changed while it was away.
     await until('web -> db refused by dc3', async () => !(await call(H1, up.db)).ok, 20_000);

@@ -30,7 +30,26 @@ let n = 0;
 
 beforeAll(async () => {
   redis = await startRedis(HOST, await freePortOn(HOST));
-  srv = await startServer('server', ['--dc', DC, '--store', 'redis', '--redis-url', redis.url, '--http-addr', `${HOST}:0`, '--grpc-addr', `${HOST}:0`, '--grpc-tls-addr', `${HOST}:0`, '--data-dir', tempDir('isthmus-faults-redis-'), '--acl-default-policy', 'allow', '--log-level', 'error']);
+  srv = await startServer('server', [
+    '--dc',
+    DC,
+    '--store',
+    'redis',
+    '--redis-url',
+    redis.url,
+    '--http-addr',
+    `${HOST}:0`,
+    '--grpc-addr',
+    `${HOST}:0`,
+    '--grpc-tls-addr',
+    `${HOST}:0`,
+    '--data-dir',
+    tempDir('isthmus-faults-redis-'),
+    '--acl-default-policy',
+    'allow',
+    '--log-level',
+    'error',
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -55,7 +74,11 @@ async function underLoad(fault: (writes: Write[]) => Promise<{ goneAt: number; b
       const r =
         kind === 'intention'
           ? await api(srv.url, 'PUT', `/v1/connect/intentions/exact?source=${name}&destination=api`, { Action: 'allow', Description: `write ${i}` })
-          : await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: name, Port: 8000 + (i % 1000), Connect: { SidecarService: { Port: 31000 + (i % 1000) } } });
+          : await api(srv.url, 'PUT', '/v1/agent/service/register', {
+              Name: name,
+              Port: 8000 + (i % 1000),
+              Connect: { SidecarService: { Port: 31000 + (i % 1000) } },
+            });
       writes.push({ kind, name, at, ms: Date.now() - at, status: r.status, body: r.body });
       if (r.status !== 200) await new Promise((res) => setTimeout(res, 20));
     }
@@ -75,29 +98,41 @@ async function checkWhole(writes: Write[]) {
   expect(srv.child.exitCode).toBeNull();
   // Every answer is a success or a 503 with a JSON error naming the store; never a 500.
   expect(writes.filter((w) => w.status !== 200 && w.status !== 503).map((w) => `${w.name}: ${w.status} ${JSON.stringify(w.body)}`)).toEqual([]);
-  for (const w of writes.filter((x) => x.status === 503)) expect(w.body).toMatchObject({ Error: 'ISTHMUS_ERR_STORE_UNAVAILABLE', Message: expect.stringMatching(/Redis/) });
+  for (const w of writes.filter((x) => x.status === 503))
+    expect(w.body).toMatchObject({ Error: 'ISTHMUS_ERR_STORE_UNAVAILABLE', Message: expect.stringMatching(/Redis/) });
 
   // The server's view is what Redis holds.
-  await until("the server's view matches Redis", async () => {
-    const s = (await api(srv.url, 'GET', '/v1/federation/status')).body;
-    const admin = new Redis(redis.url);
-    try {
-      return Number(await admin.get(`isthmus:{${DC}}:index`)) === s.Index;
-    } finally {
-      admin.disconnect();
-    }
-  }, 10_000);
+  await until(
+    "the server's view matches Redis",
+    async () => {
+      const s = (await api(srv.url, 'GET', '/v1/federation/status')).body;
+      const admin = new Redis(redis.url);
+      try {
+        return Number(await admin.get(`isthmus:{${DC}}:index`)) === s.Index;
+      } finally {
+        admin.disconnect();
+      }
+    },
+    10_000,
+  );
   // Every acknowledged write is there; every write answered "nothing was written" is not.
-  const intentions = new Map(((await api(srv.url, 'GET', '/v1/connect/intentions')).body as { SourceName: string; CreateIndex: number }[]).map((i) => [i.SourceName, i]));
+  const intentions = new Map(
+    ((await api(srv.url, 'GET', '/v1/connect/intentions')).body as { SourceName: string; CreateIndex: number }[]).map((i) => [i.SourceName, i]),
+  );
   const services = (await api(srv.url, 'GET', '/v1/agent/services')).body as Record<string, { Service: string }>;
   const present = (w: Write) => (w.kind === 'intention' ? intentions.has(w.name) : w.name in services);
   expect(writes.filter((w) => w.status === 200 && !present(w)).map((w) => w.name)).toEqual([]);
-  expect(writes.filter((w) => w.status === 503 && /nothing was written/.test(w.body.Message) && present(w)).map((w) => `${w.name}: ${w.body.Message}`)).toEqual([]);
+  expect(writes.filter((w) => w.status === 503 && /nothing was written/.test(w.body.Message) && present(w)).map((w) => `${w.name}: ${w.body.Message}`)).toEqual(
+    [],
+  );
   // Each write whole: a service with its sidecar and the sidecar with its service; an intention with
   // the audit event of the same commit, and no audit event without its intention.
   for (const id of Object.keys(services).filter((k) => /^svc-\d+$/.test(k))) expect([id, services[`${id}-sidecar-proxy`] !== undefined]).toEqual([id, true]);
-  for (const id of Object.keys(services).filter((k) => /^svc-\d+-sidecar-proxy$/.test(k))) expect([id, services[id.replace(/-sidecar-proxy$/, '')] !== undefined]).toEqual([id, true]);
-  const audit = ((await api(srv.url, 'GET', '/v1/audit?kind=intention')).body as { Subject: string; Index: number }[]).filter((e) => /^r-\d+ => api$/.test(e.Subject));
+  for (const id of Object.keys(services).filter((k) => /^svc-\d+-sidecar-proxy$/.test(k)))
+    expect([id, services[id.replace(/-sidecar-proxy$/, '')] !== undefined]).toEqual([id, true]);
+  const audit = ((await api(srv.url, 'GET', '/v1/audit?kind=intention')).body as { Subject: string; Index: number }[]).filter((e) =>
+    /^r-\d+ => api$/.test(e.Subject),
+  );
   const audited = new Map(audit.map((e) => [e.Subject.split(' ')[0], e.Index]));
   for (const [source, i] of intentions) if (source.startsWith('r-')) expect([source, audited.get(source)]).toEqual([source, i.CreateIndex]);
   for (const [source] of audited) expect([source, intentions.has(source)]).toEqual([source, true]);
@@ -134,14 +169,21 @@ describe('Redis failing under load', () => {
     expect(whileDown.filter((w) => !/nothing was written/.test(w.body.Message))).toEqual([]);
     expect(Math.max(...whileDown.map((w) => w.ms))).toBeLessThan(1000);
     await checkWhole(r.writes);
-    console.log(`Redis kill -9 under load: ${r.writes.length} writes, ${r.refused.length} refused with 503 (slowest ${Math.max(...r.refused.map((w) => w.ms))} ms), down ${r.backAt - killedAt} ms, writes acknowledged again ${r.recoveredAt - r.backAt} ms after Redis was back`);
+    console.log(
+      `Redis kill -9 under load: ${r.writes.length} writes, ${r.refused.length} refused with 503 (slowest ${Math.max(...r.refused.map((w) => w.ms))} ms), down ${r.backAt - killedAt} ms, writes acknowledged again ${r.recoveredAt - r.backAt} ms after Redis was back`,
+    );
   }, 60_000);
 
   it('hung and resumed: 503 within the command timeout, and a write that timed out is reported as unknown, never as not written', async () => {
     const r = await underLoad(async (writes) => {
       redis.freeze();
       const goneAt = Date.now();
-      await until('writes refused while Redis hangs', () => writes.filter((w) => w.at > goneAt && w.status === 503).length >= 8 && Date.now() - goneAt > 3000, 20_000, 20);
+      await until(
+        'writes refused while Redis hangs',
+        () => writes.filter((w) => w.at > goneAt && w.status === 503).length >= 8 && Date.now() - goneAt > 3000,
+        20_000,
+        20,
+      );
       redis.thaw();
       return { goneAt, backAt: Date.now() };
     });
@@ -152,6 +194,8 @@ describe('Redis failing under load', () => {
     // Those writes were sent before the answer timed out: Redis ran them when it resumed.
     expect(whileHung.filter((w) => /nothing was written/.test(w.body.Message))).toEqual([]);
     await checkWhole(r.writes);
-    console.log(`Redis hung under load: ${r.writes.length} writes, ${r.refused.length} refused with 503 (slowest ${Math.max(...r.refused.map((w) => w.ms))} ms), writes acknowledged again ${r.recoveredAt - r.backAt} ms after it resumed`);
+    console.log(
+      `Redis hung under load: ${r.writes.length} writes, ${r.refused.length} refused with 503 (slowest ${Math.max(...r.refused.map((w) => w.ms))} ms), writes acknowledged again ${r.recoveredAt - r.backAt} ms after it resumed`,
+    );
   }, 60_000);
 });

@@ -23,26 +23,73 @@ const ENDPOINTS: Record<string, Endpoint> = {
   'service register': {
     method: 'PUT',
     path: () => '/v1/agent/service/register',
-    valid: () => ({ Name: 'fz-svc', ID: 'fz-svc-1', Port: 8080, Address: '127.0.0.1', Tags: ['a'], Meta: { k: 'v' }, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } } }),
+    valid: () => ({
+      Name: 'fz-svc',
+      ID: 'fz-svc-1',
+      Port: 8080,
+      Address: '127.0.0.1',
+      Tags: ['a'],
+      Meta: { k: 'v' },
+      Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } },
+    }),
   },
-  'check register': { method: 'PUT', path: () => '/v1/agent/check/register', valid: () => ({ Name: 'fz-check', CheckID: 'fz-check', TTL: '30s', ServiceID: 'web-1' }) },
+  'check register': {
+    method: 'PUT',
+    path: () => '/v1/agent/check/register',
+    valid: () => ({ Name: 'fz-check', CheckID: 'fz-check', TTL: '30s', ServiceID: 'web-1' }),
+  },
   'check update': { method: 'PUT', path: () => '/v1/agent/check/update/service:web-1', valid: () => ({ Status: 'warning', Output: 'fuzzed' }) },
-  'catalog register': { method: 'PUT', path: () => '/v1/catalog/register', valid: () => ({ Node: 'ext-node', Address: '10.0.0.1', Service: { Service: 'ext', Port: 80, Tags: ['t'] }, NodeMeta: { rack: 'r1' } }) },
+  'catalog register': {
+    method: 'PUT',
+    path: () => '/v1/catalog/register',
+    valid: () => ({ Node: 'ext-node', Address: '10.0.0.1', Service: { Service: 'ext', Port: 80, Tags: ['t'] }, NodeMeta: { rack: 'r1' } }),
+  },
   'catalog deregister': { method: 'PUT', path: () => '/v1/catalog/deregister', valid: () => ({ Node: 'ext-node', ServiceID: 'ext' }) },
-  'intention create': { method: 'POST', path: () => '/v1/connect/intentions', valid: () => ({ SourceName: 'fz-a', DestinationName: 'fz-b', Action: 'allow', Description: 'd', Meta: { team: 'x' } }) },
+  'intention create': {
+    method: 'POST',
+    path: () => '/v1/connect/intentions',
+    valid: () => ({ SourceName: 'fz-a', DestinationName: 'fz-b', Action: 'allow', Description: 'd', Meta: { team: 'x' } }),
+  },
   'intention exact': {
     method: 'PUT',
     path: () => '/v1/connect/intentions/exact?source=web&destination=api',
     valid: () => ({ Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/v1', Methods: ['GET'], Header: [{ Name: 'x-a', Exact: 'b' }] } }] }),
   },
-  'intention update': { method: 'PUT', path: () => `/v1/connect/intentions/${intentionId}`, valid: () => ({ SourceName: 'web', DestinationName: 'db', Action: 'deny', Description: 'upd' }) },
-  'connect authorize': { method: 'POST', path: () => '/v1/agent/connect/authorize', valid: () => ({ Target: 'api', ClientCertURI: `spiffe://${td}/ns/default/dc/dc1/svc/web`, ClientCertSerial: '01' }) },
-  'acl token create': { method: 'PUT', path: () => '/v1/acl/token', valid: () => ({ Description: 'fz', Policies: [{ Name: 'fuzz-policy' }], Local: false, ExpirationTTL: '1h' }) },
+  'intention update': {
+    method: 'PUT',
+    path: () => `/v1/connect/intentions/${intentionId}`,
+    valid: () => ({ SourceName: 'web', DestinationName: 'db', Action: 'deny', Description: 'upd' }),
+  },
+  'connect authorize': {
+    method: 'POST',
+    path: () => '/v1/agent/connect/authorize',
+    valid: () => ({ Target: 'api', ClientCertURI: `spiffe://${td}/ns/default/dc/dc1/svc/web`, ClientCertSerial: '01' }),
+  },
+  'acl token create': {
+    method: 'PUT',
+    path: () => '/v1/acl/token',
+    valid: () => ({ Description: 'fz', Policies: [{ Name: 'fuzz-policy' }], Local: false, ExpirationTTL: '1h' }),
+  },
   'acl token update': { method: 'PUT', path: () => `/v1/acl/token/${accessor}`, valid: () => ({ Description: 'fz2', Policies: [{ ID: policyId }] }) },
-  'acl policy create': { method: 'PUT', path: () => '/v1/acl/policy', valid: () => ({ Name: 'fz-pol', Description: 'p', Rules: 'service "web" { policy = "read" }', Datacenters: ['dc1'] }) },
-  'acl policy update': { method: 'PUT', path: () => `/v1/acl/policy/${policyId}`, valid: () => ({ Name: 'fuzz-policy', Rules: 'service_prefix "" { policy = "read" }\noperator = "read"' }) },
+  'acl policy create': {
+    method: 'PUT',
+    path: () => '/v1/acl/policy',
+    valid: () => ({ Name: 'fz-pol', Description: 'p', Rules: 'service "web" { policy = "read" }', Datacenters: ['dc1'] }),
+  },
+  'acl policy update': {
+    method: 'PUT',
+    path: () => `/v1/acl/policy/${policyId}`,
+    valid: () => ({ Name: 'fuzz-policy', Rules: 'service_prefix "" { policy = "read" }\noperator = "read"' }),
+  },
   'acl bootstrap': { method: 'PUT', path: () => '/v1/acl/bootstrap', valid: () => ({}) },
-  'ca configuration': { method: 'PUT', path: () => '/v1/connect/ca/configuration', valid: () => ({ Provider: 'consul', Config: { LeafCertTTL: '72h', IntermediateCertTTL: '8760h', CSRMaxPerSecond: 50, PrivateKeyType: 'ec', PrivateKeyBits: 256 } }) },
+  'ca configuration': {
+    method: 'PUT',
+    path: () => '/v1/connect/ca/configuration',
+    valid: () => ({
+      Provider: 'consul',
+      Config: { LeafCertTTL: '72h', IntermediateCertTTL: '8760h', CSRMaxPerSecond: 50, PrivateKeyType: 'ec', PrivateKeyBits: 256 },
+    }),
+  },
   'federation token': { method: 'POST', path: () => '/v1/federation/token', valid: () => ({ Datacenter: 'dc2', TTL: '1h' }) },
   'policy dry-run': { method: 'POST', path: () => '/v1/policy/dry-run', valid: () => ({ SourceName: 'web', DestinationName: 'api', Action: 'deny' }) },
 };
@@ -80,7 +127,16 @@ async function watching<T>(f: () => Promise<T>): Promise<{ result: T; changes: C
 
 /** The listed state an operator would look at, to compare before and after refusals. */
 async function listed(): Promise<string> {
-  const paths = ['/v1/catalog/services', '/v1/agent/services', '/v1/agent/checks', '/v1/connect/intentions', '/v1/acl/tokens', '/v1/acl/policies', '/v1/connect/ca/configuration', '/v1/catalog/nodes'];
+  const paths = [
+    '/v1/catalog/services',
+    '/v1/agent/services',
+    '/v1/agent/checks',
+    '/v1/connect/intentions',
+    '/v1/acl/tokens',
+    '/v1/acl/policies',
+    '/v1/connect/ca/configuration',
+    '/v1/catalog/nodes',
+  ];
   const out: string[] = [];
   for (const p of paths) {
     const a = await call(fr.url, 'GET', p);
@@ -109,15 +165,11 @@ function judge(name: string, sent: string, a: Answer, changes: Change[]): boolea
       expect(typeof v.Message === 'string' && v.Message.length > 0, where).toBe(true);
     }
   }
-  expect(changes.map((c) => `${c.table}/${c.key}`), `${where}: a refused request changed the store`).toEqual([]);
+  expect(
+    changes.map((c) => `${c.table}/${c.key}`),
+    `${where}: a refused request changed the store`,
+  ).toEqual([]);
   return true;
-}
-
-async function send(name: string, e: Endpoint, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<void> {
-  const before = fr.region.store.index();
-  const { result: a, changes } = await watching(() => call(fr.url, e.method, e.path(), body, headers));
-  const refused = judge(name, typeof body === 'string' ? body : Buffer.from(body).toString('latin1'), a, changes);
-  if (refused) expect(fr.region.store.index(), `${name}: the store index moved on a refusal`).toBe(before);
 }
 
 /** Bodies every endpoint must refuse: not JSON, not an object, too deep, with __proto__. */
@@ -159,7 +211,15 @@ describe('fuzzed bodies of the write endpoints', () => {
       const name = r.pick(names);
       const body = alwaysBad(r);
       const before = fr.region.store.index();
-      const { result: a, changes } = await watching(() => call(fr.url, ENDPOINTS[name].method, ENDPOINTS[name].path(), body, r.chance(0.3) ? { 'content-type': r.pick(['text/plain', 'application/x-www-form-urlencoded', '']) } : {}));
+      const { result: a, changes } = await watching(() =>
+        call(
+          fr.url,
+          ENDPOINTS[name].method,
+          ENDPOINTS[name].path(),
+          body,
+          r.chance(0.3) ? { 'content-type': r.pick(['text/plain', 'application/x-www-form-urlencoded', '']) } : {},
+        ),
+      );
       const sent = typeof body === 'string' ? body : Buffer.from(body).toString('latin1');
       const refused = judge(name, sent, a, changes);
       expect(refused, `${name}: accepted ${JSON.stringify(sent.slice(0, 200))}`).toBe(true);
@@ -174,18 +234,22 @@ describe('fuzzed bodies of the write endpoints', () => {
     const names = Object.keys(ENDPOINTS);
     let refused = 0;
     let accepted = 0;
-    const n = await fuzz('mutated', async () => {
-      const name = r.pick(names);
-      const e = ENDPOINTS[name];
-      const body = r.chance(0.2) ? randomJson(r) : mutate(r, r.chance(0.7) ? e.valid() : mutate(r, e.valid()));
-      const text = JSON.stringify(body) ?? 'null';
-      const before = fr.region.store.index();
-      const { result: a, changes } = await watching(() => call(fr.url, e.method, e.path(), text));
-      if (judge(name, text, a, changes)) {
-        refused++;
-        expect(fr.region.store.index()).toBe(before);
-      } else accepted++;
-    }, { budgetMs: BUDGET_MS * 2 });
+    const n = await fuzz(
+      'mutated',
+      async () => {
+        const name = r.pick(names);
+        const e = ENDPOINTS[name];
+        const body = r.chance(0.2) ? randomJson(r) : mutate(r, r.chance(0.7) ? e.valid() : mutate(r, e.valid()));
+        const text = JSON.stringify(body) ?? 'null';
+        const before = fr.region.store.index();
+        const { result: a, changes } = await watching(() => call(fr.url, e.method, e.path(), text));
+        if (judge(name, text, a, changes)) {
+          refused++;
+          expect(fr.region.store.index()).toBe(before);
+        } else accepted++;
+      },
+      { budgetMs: BUDGET_MS * 2 },
+    );
     expect(refused + accepted).toBe(n);
     expect(refused).toBeGreaterThan(0);
   });
@@ -203,7 +267,10 @@ describe('fuzzed bodies of the write endpoints', () => {
           const where = `${name}.${field} = ${JSON.stringify(bad)}: ${a.status} ${a.text.slice(0, 300)}`;
           expect(judge(name, body, a, changes), where).toBe(true);
           expect(a.status, where).toBe(400);
-          expect(a.json.Violations.map((v: { Field: string }) => v.Field).some((f: string) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`)), where).toBe(true);
+          expect(
+            a.json.Violations.map((v: { Field: string }) => v.Field).some((f: string) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`)),
+            where,
+          ).toBe(true);
           expect(fr.region.store.index()).toBe(before);
         }
       }
@@ -221,7 +288,12 @@ describe('fuzzed bodies of the write endpoints', () => {
       ['PUT', '/v1/agent/check/register', { Name: 'c', HTTP: 'http://127.0.0.1:1/', Interval: 1e20 }, 'Interval'],
       ['PUT', '/v1/agent/service/register', { Name: 'm', Meta: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, 'Meta'],
       ['PUT', '/v1/agent/service/register', { Name: 'm', Meta: { k: 'v'.repeat(513) } }, 'Meta.k'],
-      ['PUT', '/v1/agent/service/register', { Name: 'm', Check: { TTL: '10s', DeregisterCriticalServiceAfter: '100000h' } }, 'Check.DeregisterCriticalServiceAfter'],
+      [
+        'PUT',
+        '/v1/agent/service/register',
+        { Name: 'm', Check: { TTL: '10s', DeregisterCriticalServiceAfter: '100000h' } },
+        'Check.DeregisterCriticalServiceAfter',
+      ],
       ['POST', '/v1/connect/intentions', { SourceName: 'a', DestinationName: 'b', Action: 'allow', Meta: { ['k'.repeat(200)]: 'v' } }, 'Meta'],
       ['PUT', '/v1/catalog/register', { Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc7' }, 'Datacenter'],
       ['PUT', '/v1/acl/policy', { Name: 'dcs', Datacenters: ['a\r\nb'] }, 'Datacenters[0]'],
@@ -238,7 +310,10 @@ describe('fuzzed bodies of the write endpoints', () => {
       expect(judge(path, text, a, changes), where).toBe(true);
       expect(a.status, where).toBe(400);
       const fields: string[] = a.json.Violations.map((v: { Field: string }) => v.Field);
-      expect(fields.some((f) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`)), `${where}: no violation names ${field}`).toBe(true);
+      expect(
+        fields.some((f) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`)),
+        `${where}: no violation names ${field}`,
+      ).toBe(true);
       expect(fr.region.store.index()).toBe(before);
     }
   });

@@ -73,17 +73,31 @@ function unary(client: grpc.Client, method: string, frame: Frame): Promise<{ sta
   const def = federationService().service[method];
   return new Promise((resolve) => {
     let value: unknown;
-    const c = client.makeUnaryRequest(def.path, serializer(def), def.responseDeserialize as (b: Buffer) => unknown, frame, { deadline: Date.now() + 10_000 }, (err, v) => {
-      value = v;
-      if (!err) resolve({ status: { code: grpc.status.OK, details: '', metadata: new grpc.Metadata() }, value });
-    });
+    const c = client.makeUnaryRequest(
+      def.path,
+      serializer(def),
+      def.responseDeserialize as (b: Buffer) => unknown,
+      frame,
+      { deadline: Date.now() + 10_000 },
+      (err, v) => {
+        value = v;
+        if (!err) resolve({ status: { code: grpc.status.OK, details: '', metadata: new grpc.Metadata() }, value });
+      },
+    );
     c.on('status', (s) => {
       if (s.code !== grpc.status.OK) resolve({ status: s, value });
     });
   });
 }
 
-const REFUSED = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED, grpc.status.NOT_FOUND, grpc.status.RESOURCE_EXHAUSTED, grpc.status.ALREADY_EXISTS, grpc.status.UNAUTHENTICATED]);
+const REFUSED = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.NOT_FOUND,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.UNAUTHENTICATED,
+]);
 
 /** A refusal: a status that says what kind, details that lead with our code and say what, nothing internal. */
 function expectRefused(o: { status?: grpc.StatusObject }, code: grpc.status | undefined, where: string, mentions?: string | RegExp): void {
@@ -100,9 +114,25 @@ function expectRefused(o: { status?: grpc.StatusObject }, code: grpc.status | un
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const flow = (over: Partial<FlowRecord> = {}): FlowRecord => ({
-  id: `f-${Math.random().toString(36).slice(2)}`, traceId: 'ab'.repeat(16), requestIndex: 0, hop: 'server-sidecar', dc: 'dc1', reporter: 'web-sidecar-proxy',
-  source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' }, destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
-  sni: '', verdict: 'allowed', reason: 'fuzz', intentionId: '', intentionDc: 'dc1', intentionIndex: 1, startTime: Date.now(), durationMs: 1, bytesIn: 0, bytesOut: 0, ...over,
+  id: `f-${Math.random().toString(36).slice(2)}`,
+  traceId: 'ab'.repeat(16),
+  requestIndex: 0,
+  hop: 'server-sidecar',
+  dc: 'dc1',
+  reporter: 'web-sidecar-proxy',
+  source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' },
+  destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc1' },
+  sni: '',
+  verdict: 'allowed',
+  reason: 'fuzz',
+  intentionId: '',
+  intentionDc: 'dc1',
+  intentionIndex: 1,
+  startTime: Date.now(),
+  durationMs: 1,
+  bytesIn: 0,
+  bytesOut: 0,
+  ...over,
 });
 
 /** Random bytes, or a valid encoding damaged: flipped, cut, its wire types changed, lengths lying. */
@@ -154,8 +184,23 @@ beforeAll(async () => {
   const joined = await unary(fedAnon, 'Join', { secret: token.secret, datacenter: 'dc9', publicKeyPem: await publicKeyPemOf(keyPem) });
   expect(joined.status?.code, joined.status?.details).toBe(grpc.status.OK);
   const inter: string = joined.value.intermediateCertPem;
-  const leaf = await signLeaf({ signer: { certPem: inter, keyPem }, spiffeId: `spiffe://${td}/agent/server/dc/dc9`, dnsNames: [`server.dc9.${td}`], commonName: 'server.dc9', ttlMs: 3_600_000 });
-  fedPeer = new grpc.Client(fedAddr, grpc.credentials.createSsl(Buffer.from(fr.region.ca.bundle().roots.join('\n')), Buffer.from(leaf.keyPem), Buffer.from(`${leaf.certPem.trim()}\n${inter.trim()}\n`), trust), opts);
+  const leaf = await signLeaf({
+    signer: { certPem: inter, keyPem },
+    spiffeId: `spiffe://${td}/agent/server/dc/dc9`,
+    dnsNames: [`server.dc9.${td}`],
+    commonName: 'server.dc9',
+    ttlMs: 3_600_000,
+  });
+  fedPeer = new grpc.Client(
+    fedAddr,
+    grpc.credentials.createSsl(
+      Buffer.from(fr.region.ca.bundle().roots.join('\n')),
+      Buffer.from(leaf.keyPem),
+      Buffer.from(`${leaf.certPem.trim()}\n${inter.trim()}\n`),
+      trust,
+    ),
+    opts,
+  );
   for (let i = 0; i < 100 && watcherConfigs.length === 0; i++) await sleep(50);
   expect(watcherConfigs.length).toBeGreaterThan(0);
 });
@@ -202,7 +247,12 @@ describe('data-plane streams', () => {
       const o = await stream(dp, svc(), 'Stream', [bytes]);
       expectRefused(o, grpc.status.INVALID_ARGUMENT, what, /not a valid SidecarMessage|must be hello|hello\./);
     }
-    expectRefused(await stream(dp, svc(), 'Gateway', [varintField(1, 150)]), grpc.status.INVALID_ARGUMENT, 'gateway hello as a varint', /not a valid GatewayMessage/);
+    expectRefused(
+      await stream(dp, svc(), 'Gateway', [varintField(1, 150)]),
+      grpc.status.INVALID_ARGUMENT,
+      'gateway hello as a varint',
+      /not a valid GatewayMessage/,
+    );
     // After a good hello, garbage ends the stream the same way.
     const after = await stream(dp, svc(), 'Stream', [helloBytes(), Buffer.from([0x12, 0x80])], 3000);
     expectRefused(after, grpc.status.INVALID_ARGUMENT, 'garbage after hello', /message 2 is not a valid SidecarMessage/);
@@ -212,14 +262,49 @@ describe('data-plane streams', () => {
   it('refuses names and addresses in hellos that are not names, naming the field', async () => {
     const index = fr.region.store.index();
     for (const bad of ['../../etc/passwd', 'a/b', 'x\u0000y', '<script>', 'a\r\nX-Injected: 1', 'x'.repeat(300)]) {
-      expectRefused(await stream(dp, svc(), 'Stream', [{ hello: { service: bad } }]), grpc.status.INVALID_ARGUMENT, `service ${JSON.stringify(bad)}`, /hello\.service:/);
-      expectRefused(await stream(dp, svc(), 'Stream', [{ hello: { service: 'web', namespace: bad } }]), grpc.status.INVALID_ARGUMENT, `namespace ${JSON.stringify(bad)}`, /hello\.namespace:/);
-      expectRefused(await stream(dp, svc(), 'Stream', [{ hello: { serviceId: bad } }]), grpc.status.INVALID_ARGUMENT, `service_id ${JSON.stringify(bad)}`, /hello\.service_id:/);
-      expectRefused(await stream(dp, svc(), 'Gateway', [{ hello: { id: bad, lanAddress: '127.0.0.1:8443' } }]), grpc.status.INVALID_ARGUMENT, `gateway id ${JSON.stringify(bad)}`, /hello\.id:/);
-      expectRefused(await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: `${bad}:8443` } }]), grpc.status.INVALID_ARGUMENT, `gateway address ${JSON.stringify(bad)}`, /hello\.lan_address:/);
+      expectRefused(
+        await stream(dp, svc(), 'Stream', [{ hello: { service: bad } }]),
+        grpc.status.INVALID_ARGUMENT,
+        `service ${JSON.stringify(bad)}`,
+        /hello\.service:/,
+      );
+      expectRefused(
+        await stream(dp, svc(), 'Stream', [{ hello: { service: 'web', namespace: bad } }]),
+        grpc.status.INVALID_ARGUMENT,
+        `namespace ${JSON.stringify(bad)}`,
+        /hello\.namespace:/,
+      );
+      expectRefused(
+        await stream(dp, svc(), 'Stream', [{ hello: { serviceId: bad } }]),
+        grpc.status.INVALID_ARGUMENT,
+        `service_id ${JSON.stringify(bad)}`,
+        /hello\.service_id:/,
+      );
+      expectRefused(
+        await stream(dp, svc(), 'Gateway', [{ hello: { id: bad, lanAddress: '127.0.0.1:8443' } }]),
+        grpc.status.INVALID_ARGUMENT,
+        `gateway id ${JSON.stringify(bad)}`,
+        /hello\.id:/,
+      );
+      expectRefused(
+        await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: `${bad}:8443` } }]),
+        grpc.status.INVALID_ARGUMENT,
+        `gateway address ${JSON.stringify(bad)}`,
+        /hello\.lan_address:/,
+      );
     }
-    expectRefused(await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: '127.0.0.1:8443', version: 'v\r\n'.repeat(100) } }]), grpc.status.INVALID_ARGUMENT, 'gateway version', /hello\.version:/);
-    expectRefused(await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: '127.0.0.1:8443', dc: '../dc1' } }]), grpc.status.INVALID_ARGUMENT, 'gateway dc', /hello\.dc:/);
+    expectRefused(
+      await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: '127.0.0.1:8443', version: 'v\r\n'.repeat(100) } }]),
+      grpc.status.INVALID_ARGUMENT,
+      'gateway version',
+      /hello\.version:/,
+    );
+    expectRefused(
+      await stream(dp, svc(), 'Gateway', [{ hello: { id: 'gw-x', lanAddress: '127.0.0.1:8443', dc: '../dc1' } }]),
+      grpc.status.INVALID_ARGUMENT,
+      'gateway dc',
+      /hello\.dc:/,
+    );
     expect(fr.region.store.index()).toBe(index);
     expect(fr.region.catalog.agentService('gw-x')).toBeUndefined();
   });
@@ -238,7 +323,17 @@ describe('data-plane streams', () => {
     const rejected = fr.region.dataplane.rejectedFlows;
     const before = stored.length;
     const good = flow({ id: 'good-one' });
-    const batch = { flows: { records: [toWire(flow({ hop: 'sideways' as never })), toWire(flow({ verdict: 'maybe' as never })), toWire(flow({ traceId: '../../etc' })), { ...toWire(flow()), id: 'x'.repeat(2000) }, toWire(good)] } };
+    const batch = {
+      flows: {
+        records: [
+          toWire(flow({ hop: 'sideways' as never })),
+          toWire(flow({ verdict: 'maybe' as never })),
+          toWire(flow({ traceId: '../../etc' })),
+          { ...toWire(flow()), id: 'x'.repeat(2000) },
+          toWire(good),
+        ],
+      },
+    };
     // An unknown field after the hello is skipped (a newer proxy), not a reason to end the stream.
     const o = await stream(dp, svc(), 'Stream', [helloBytes(), bytesField(9, 'future'), batch], 1500);
     expect(o.status, `stream ended: ${JSON.stringify(o.status)}`).toBeUndefined();
@@ -251,11 +346,21 @@ describe('data-plane streams', () => {
     const r = rng('dataplane');
     const index = fr.region.store.index();
     const before = stored.length;
-    const valid = Buffer.concat([helloBytes('web'), bytesField(2, bytesField(1, Buffer.concat([bytesField(1, 'id'), bytesField(2, 'ab'.repeat(16)), bytesField(4, 'server-sidecar'), bytesField(10, 'allowed')])))]);
+    const valid = Buffer.concat([
+      helloBytes('web'),
+      bytesField(
+        2,
+        bytesField(1, Buffer.concat([bytesField(1, 'id'), bytesField(2, 'ab'.repeat(16)), bytesField(4, 'server-sidecar'), bytesField(10, 'allowed')])),
+      ),
+    ]);
     let refused = 0;
     await fuzz('dataplane frames', async () => {
       const gatewayStream = r.chance(0.25);
-      const frames: Frame[] = gatewayStream ? [garbage(r, varintField(1, 1))] : r.chance(0.5) ? [garbage(r, valid)] : [helloBytes(), garbage(r, bytesField(2, bytesField(1, bytesField(1, 'id'))))];
+      const frames: Frame[] = gatewayStream
+        ? [garbage(r, varintField(1, 1))]
+        : r.chance(0.5)
+          ? [garbage(r, valid)]
+          : [helloBytes(), garbage(r, bytesField(2, bytesField(1, bytesField(1, 'id'))))];
       const o = await stream(dp, svc(), gatewayStream ? 'Gateway' : 'Stream', frames, 300);
       if (o.status) {
         refused++;
@@ -293,33 +398,106 @@ describe('federation service (mTLS)', () => {
     // The decoder cuts a string whose length runs past the end instead of failing: what is left must still be a request.
     expectRefused(await unary(fedAnon, 'Join', Buffer.from([0x0a, 0xff, 0xff, 0x01])), grpc.status.INVALID_ARGUMENT, 'join length past the end', /JoinRequest/);
     expectRefused(await unary(fedAnon, 'Join', varintField(1, 7)), grpc.status.INVALID_ARGUMENT, 'join secret as varint');
-    expectRefused(await unary(fedAnon, 'Join', { secret: 'x'.repeat(64), datacenter: 'dc8', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n' }), grpc.status.PERMISSION_DENIED, 'join with an unknown secret', /join refused/);
-    expectRefused(await unary(fedAnon, 'Join', { secret: 's', datacenter: '../../etc', publicKeyPem: 'x' }), grpc.status.INVALID_ARGUMENT, 'join without a key');
+    expectRefused(
+      await unary(fedAnon, 'Join', { secret: 'x'.repeat(64), datacenter: 'dc8', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n' }),
+      grpc.status.PERMISSION_DENIED,
+      'join with an unknown secret',
+      /join refused/,
+    );
+    expectRefused(
+      await unary(fedAnon, 'Join', { secret: 's', datacenter: '../../etc', publicKeyPem: 'x' }),
+      grpc.status.INVALID_ARGUMENT,
+      'join without a key',
+    );
     expect(fr.region.store.index()).toBe(index);
   });
 
   it('refuses a peer stream without a server certificate, and one whose messages are out of order or malformed', async () => {
     const index = fr.region.store.index();
-    expectRefused(await stream(fedAnon, svc(), 'PeerStream', [{ hello: { datacenter: 'dc9', resumeIndex: 0, version: 'x' } }]), grpc.status.UNAUTHENTICATED, 'no certificate', /server certificate/);
-    expectRefused(await stream(fedPeer, svc(), 'PeerStream', [{ heartbeat: { sentAtMs: 1, index: 1 } }]), grpc.status.INVALID_ARGUMENT, 'heartbeat first', /first message must be hello/);
-    expectRefused(await stream(fedPeer, svc(), 'PeerStream', [Buffer.from([0x0a, 0x05, 0x0a])]), grpc.status.INVALID_ARGUMENT, 'garbage', /not a valid PeerMessage/);
-    expectRefused(await stream(fedPeer, svc(), 'PeerStream', [{ hello: { datacenter: 'dc1', resumeIndex: 0, version: 'x' } }]), grpc.status.PERMISSION_DENIED, 'hello as another DC', /its certificate says dc9/);
-    expectRefused(await stream(fedPeer, svc(), 'PeerStream', [{ hello: { datacenter: 'a\r\nb', resumeIndex: 0, version: 'x' } }]), grpc.status.PERMISSION_DENIED, 'hello with a bad name', /not a datacenter name/);
+    expectRefused(
+      await stream(fedAnon, svc(), 'PeerStream', [{ hello: { datacenter: 'dc9', resumeIndex: 0, version: 'x' } }]),
+      grpc.status.UNAUTHENTICATED,
+      'no certificate',
+      /server certificate/,
+    );
+    expectRefused(
+      await stream(fedPeer, svc(), 'PeerStream', [{ heartbeat: { sentAtMs: 1, index: 1 } }]),
+      grpc.status.INVALID_ARGUMENT,
+      'heartbeat first',
+      /first message must be hello/,
+    );
+    expectRefused(
+      await stream(fedPeer, svc(), 'PeerStream', [Buffer.from([0x0a, 0x05, 0x0a])]),
+      grpc.status.INVALID_ARGUMENT,
+      'garbage',
+      /not a valid PeerMessage/,
+    );
+    expectRefused(
+      await stream(fedPeer, svc(), 'PeerStream', [{ hello: { datacenter: 'dc1', resumeIndex: 0, version: 'x' } }]),
+      grpc.status.PERMISSION_DENIED,
+      'hello as another DC',
+      /its certificate says dc9/,
+    );
+    expectRefused(
+      await stream(fedPeer, svc(), 'PeerStream', [{ hello: { datacenter: 'a\r\nb', resumeIndex: 0, version: 'x' } }]),
+      grpc.status.PERMISSION_DENIED,
+      'hello with a bad name',
+      /not a datacenter name/,
+    );
     const hello = { hello: { datacenter: 'dc9', resumeIndex: 0, version: 'x' } };
     expectRefused(await stream(fedPeer, svc(), 'PeerStream', [hello, hello], 3000), grpc.status.INVALID_ARGUMENT, 'hello twice', /hello was sent twice/);
-    const big = { export: { datacenter: 'dc9', index: 1, full: true, gateways: [], upserts: Array.from({ length: 50_001 }, (_, i) => ({ name: `s${i}`, namespace: 'default', instances: 1, healthy: 1, connectHealthy: 1, tags: [], meta: {} })), deletes: [] } };
-    expectRefused(await stream(fedPeer, svc(), 'PeerStream', [hello, big], 10_000), grpc.status.RESOURCE_EXHAUSTED, '50001 exported services', /at most 50000 services/);
+    const big = {
+      export: {
+        datacenter: 'dc9',
+        index: 1,
+        full: true,
+        gateways: [],
+        upserts: Array.from({ length: 50_001 }, (_, i) => ({
+          name: `s${i}`,
+          namespace: 'default',
+          instances: 1,
+          healthy: 1,
+          connectHealthy: 1,
+          tags: [],
+          meta: {},
+        })),
+        deletes: [],
+      },
+    };
+    expectRefused(
+      await stream(fedPeer, svc(), 'PeerStream', [hello, big], 10_000),
+      grpc.status.RESOURCE_EXHAUSTED,
+      '50001 exported services',
+      /at most 50000 services/,
+    );
     expect(fr.region.store.index()).toBe(index);
   });
 
   it('refuses forwarded requests whose path, token or body could not be a request, and answers bad bodies inside', async () => {
     const index = fr.region.store.index();
-    const fwd = (over: Record<string, unknown>) => ({ method: 'PUT', path: '/v1/connect/intentions/exact?source=web&destination=fwd', body: '{"Action":"allow"}', token: '', originDatacenter: 'dc9', ...over });
-    expectRefused(await unary(fedPeer, 'Forward', fwd({ token: 'a\r\nX-Injected: 1' })), grpc.status.INVALID_ARGUMENT, 'token with CRLF', /ForwardRequest\.token/);
+    const fwd = (over: Record<string, unknown>) => ({
+      method: 'PUT',
+      path: '/v1/connect/intentions/exact?source=web&destination=fwd',
+      body: '{"Action":"allow"}',
+      token: '',
+      originDatacenter: 'dc9',
+      ...over,
+    });
+    expectRefused(
+      await unary(fedPeer, 'Forward', fwd({ token: 'a\r\nX-Injected: 1' })),
+      grpc.status.INVALID_ARGUMENT,
+      'token with CRLF',
+      /ForwardRequest\.token/,
+    );
     expectRefused(await unary(fedPeer, 'Forward', fwd({ path: '/v1/../../etc/passwd' })), grpc.status.INVALID_ARGUMENT, 'dot segments', /ForwardRequest\.path/);
     expectRefused(await unary(fedPeer, 'Forward', fwd({ path: '/v1/a b' })), grpc.status.INVALID_ARGUMENT, 'a space', /ForwardRequest\.path/);
     expectRefused(await unary(fedPeer, 'Forward', fwd({ path: '/etc/passwd' })), grpc.status.INVALID_ARGUMENT, 'outside /v1/');
-    expectRefused(await unary(fedPeer, 'Forward', fwd({ body: 'x'.repeat((1 << 20) + 1) })), grpc.status.INVALID_ARGUMENT, 'a body over 1 MiB', /ForwardRequest\.body/);
+    expectRefused(
+      await unary(fedPeer, 'Forward', fwd({ body: 'x'.repeat((1 << 20) + 1) })),
+      grpc.status.INVALID_ARGUMENT,
+      'a body over 1 MiB',
+      /ForwardRequest\.body/,
+    );
     expectRefused(await unary(fedPeer, 'Forward', Buffer.from([0x13])), grpc.status.INVALID_ARGUMENT, 'garbage', /not a valid ForwardRequest/);
     expectRefused(await unary(fedPeer, 'Forward', Buffer.from([0x12, 0x7f])), grpc.status.INVALID_ARGUMENT, 'a cut path', /ForwardRequest/);
     expectRefused(await unary(fedAnon, 'Forward', fwd({})), grpc.status.PERMISSION_DENIED, 'no certificate');
@@ -333,15 +511,22 @@ describe('federation service (mTLS)', () => {
   it('fuzzed peer stream frames: a clear refusal, never INTERNAL; only what dc9 may write of its own export is written', async () => {
     const r = rng('peer');
     const hello = { hello: { datacenter: 'dc9', resumeIndex: 0, version: 'x' } };
-    const validExport = bytesField(4, Buffer.concat([bytesField(1, 'dc9'), varintField(2, 5), bytesField(5, Buffer.concat([bytesField(1, 'svc'), bytesField(2, 'default')]))]));
+    const validExport = bytesField(
+      4,
+      Buffer.concat([bytesField(1, 'dc9'), varintField(2, 5), bytesField(5, Buffer.concat([bytesField(1, 'svc'), bytesField(2, 'default')]))]),
+    );
     const changes: string[] = [];
     const off = fr.region.store.subscribe((cs) => void changes.push(...cs.map((c) => `${c.table} ${c.key}`)));
     try {
-      await fuzz('peer frames', async () => {
-        const frames: Frame[] = r.chance(0.5) ? [garbage(r, validExport)] : [hello, garbage(r, validExport)];
-        const o = await stream(fedPeer, svc(), 'PeerStream', frames, 300);
-        if (o.status) expectRefused(o, undefined, `frames ${frames.map((f) => (Buffer.isBuffer(f) ? f.toString('hex').slice(0, 120) : 'hello')).join(' ')}`);
-      }, { budgetMs: BUDGET_MS / 2 });
+      await fuzz(
+        'peer frames',
+        async () => {
+          const frames: Frame[] = r.chance(0.5) ? [garbage(r, validExport)] : [hello, garbage(r, validExport)];
+          const o = await stream(fedPeer, svc(), 'PeerStream', frames, 300);
+          if (o.status) expectRefused(o, undefined, `frames ${frames.map((f) => (Buffer.isBuffer(f) ? f.toString('hex').slice(0, 120) : 'hello')).join(' ')}`);
+        },
+        { budgetMs: BUDGET_MS / 2 },
+      );
     } finally {
       off();
     }

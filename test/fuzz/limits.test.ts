@@ -34,12 +34,25 @@ interface Raw {
 /** A request through node:http, the body written in pieces as given (chunked unless a length is set). */
 function request(method: string, path: string, opts: { headers?: Record<string, string>; chunks?: Buffer[]; contentLength?: number } = {}): Promise<Raw> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path, headers: { 'content-type': 'application/json', ...(opts.contentLength !== undefined ? { 'content-length': String(opts.contentLength) } : {}), ...opts.headers } }, (res) => {
-      const got: Buffer[] = [];
-      res.on('data', (d) => got.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(got).toString() }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host,
+        port,
+        method,
+        path,
+        headers: {
+          'content-type': 'application/json',
+          ...(opts.contentLength !== undefined ? { 'content-length': String(opts.contentLength) } : {}),
+          ...opts.headers,
+        },
+      },
+      (res) => {
+        const got: Buffer[] = [];
+        res.on('data', (d) => got.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(got).toString() }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     for (const c of opts.chunks ?? []) req.write(c);
     req.end();
@@ -93,7 +106,9 @@ describe('oversized requests', () => {
   it('refuses a 10 MB chunked body (no Content-Length) with 413 once past the bound, without reading it all', async () => {
     const index = fr.region.store.index();
     const chunk = Buffer.alloc(64 << 10, 0x20);
-    const r = await request('PUT', '/v1/connect/intentions/exact?source=web&destination=big', { chunks: Array.from({ length: 160 }, () => chunk) }).catch((err: Error) => err);
+    const r = await request('PUT', '/v1/connect/intentions/exact?source=web&destination=big', { chunks: Array.from({ length: 160 }, () => chunk) }).catch(
+      (err: Error) => err,
+    );
     // The server answers as soon as the bound is passed and drops the rest: the client may see the
     // answer or, having written on, a reset. Either way nothing was written and the server goes on.
     if (!(r instanceof Error)) {
@@ -205,8 +220,14 @@ describe('slow TLS senders at the data plane listeners', () => {
   it('a gateway cuts a ClientHello dribbled past its hello bound, and records why', async () => {
     const flows: FlowRecord[] = [];
     const gw = new Gateway({
-      id: 'gw-limits', dc: 'dc1', host: '127.0.0.1', port: 0, registry: createRegistry({ dc: 'dc1', node: 'gw' }, { processMetrics: false }),
-      routes: { dc: 'dc1', trustDomain: 'example.isthmus', services: [], serverAddresses: [], remotes: [] }, onFlow: (r) => void flows.push(r), helloTimeoutMs: 1000,
+      id: 'gw-limits',
+      dc: 'dc1',
+      host: '127.0.0.1',
+      port: 0,
+      registry: createRegistry({ dc: 'dc1', node: 'gw' }, { processMetrics: false }),
+      routes: { dc: 'dc1', trustDomain: 'example.isthmus', services: [], serverAddresses: [], remotes: [] },
+      onFlow: (r) => void flows.push(r),
+      helloTimeoutMs: 1000,
     });
     await gw.start();
     try {

@@ -13,7 +13,23 @@ import { call, filesUnder, leaks, startFuzzRegion, type Answer, type FuzzRegion 
 let fr: FuzzRegion;
 
 /** Names no field takes. The long one is 300 characters; each is also sent URL-encoded in paths and queries. */
-const BAD = ['../../etc/passwd', '..', 'a/b', '/abs', 'x\u0000y', '<script>alert(1)</script>', 'a\r\nX-Injected: 1', 'a b', '\u202eevil', 'é', '💥', '%2e%2e', 'x'.repeat(300), "a'; DROP TABLE x; --", '${7*7}'];
+const BAD = [
+  '../../etc/passwd',
+  '..',
+  'a/b',
+  '/abs',
+  'x\u0000y',
+  '<script>alert(1)</script>',
+  'a\r\nX-Injected: 1',
+  'a b',
+  '\u202eevil',
+  'é',
+  '💥',
+  '%2e%2e',
+  'x'.repeat(300),
+  "a'; DROP TABLE x; --",
+  '${7*7}',
+];
 
 beforeAll(async () => {
   fr = await startFuzzRegion();
@@ -46,7 +62,10 @@ async function refused(method: string, path: string, body: unknown, field: strin
   else {
     expect(a.status, where).toBe(400);
     const fields: string[] = a.json.Violations.map((v: { Field: string }) => v.Field);
-    expect(fields.some((f) => (typeof field === 'string' ? f === field : field.test(f))), `${where}: no violation names ${field}`).toBe(true);
+    expect(
+      fields.some((f) => (typeof field === 'string' ? f === field : field.test(f))),
+      `${where}: no violation names ${field}`,
+    ).toBe(true);
   }
   expect(fr.region.store.index(), where).toBe(index);
 }
@@ -59,14 +78,21 @@ describe('names that are not names', () => {
       await refused('PUT', '/v1/agent/service/register', { Name: bad, Port: 1 }, 'Name');
       await refused('PUT', '/v1/agent/service/register', { Name: 'ok', ID: bad, Port: 1 }, 'ID');
       await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Namespace: bad }, 'Namespace');
-      await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: bad, LocalBindPort: 9000 }] } } } }, 'Connect.SidecarService.Proxy.Upstreams[0].DestinationName');
+      await refused(
+        'PUT',
+        '/v1/agent/service/register',
+        { Name: 'ok', Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: bad, LocalBindPort: 9000 }] } } } },
+        'Connect.SidecarService.Proxy.Upstreams[0].DestinationName',
+      );
       await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Meta: { [bad]: 'v' } }, /^Meta/);
       await refused('PUT', '/v1/catalog/register', { Node: bad, Address: '10.0.0.1' }, 'Node');
       await refused('PUT', '/v1/catalog/register', { Node: 'n1', Address: '10.0.0.1', Service: { Service: bad } }, 'Service.Service');
       await refused('PUT', '/v1/agent/check/register', { Name: 'c', CheckID: bad, TTL: '10s' }, 'CheckID');
     }
-    for (const bad of ['a\r\nX-Injected: 1', 'x\u0000y', 'tab\there']) await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Tags: [bad] }, 'Tags[0]');
-    for (const bad of ['../../etc/passwd', 'a b', 'a\r\nX-Injected: 1', '\\\\host\\share']) await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Address: bad }, 'Address');
+    for (const bad of ['a\r\nX-Injected: 1', 'x\u0000y', 'tab\there'])
+      await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Tags: [bad] }, 'Tags[0]');
+    for (const bad of ['../../etc/passwd', 'a b', 'a\r\nX-Injected: 1', '\\\\host\\share'])
+      await refused('PUT', '/v1/agent/service/register', { Name: 'ok', Address: bad }, 'Address');
     await refused('PUT', '/v1/catalog/register', { Node: 'n1', Address: '10.0.0.1', Datacenter: '../dc2' }, 'Datacenter');
     await refused('PUT', '/v1/catalog/register', { Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc2' }, 'Datacenter');
   });
@@ -75,7 +101,12 @@ describe('names that are not names', () => {
     for (const bad of BAD) {
       if (bad === '..' || bad === '%2e%2e') continue; // a dot segment: the path itself changes (covered by the router)
       const e = enc(bad);
-      for (const path of [`/v1/agent/service/deregister/${e}`, `/v1/agent/check/deregister/${e}`, `/v1/agent/check/pass/${e}?note=${e}`, `/v1/agent/check/fail/${e}`]) {
+      for (const path of [
+        `/v1/agent/service/deregister/${e}`,
+        `/v1/agent/check/deregister/${e}`,
+        `/v1/agent/check/pass/${e}?note=${e}`,
+        `/v1/agent/check/fail/${e}`,
+      ]) {
         await refused('PUT', path, undefined, /.*/, { notFoundOk: true });
       }
       await refused('PUT', `/v1/agent/check/update/${e}`, { Status: 'passing' }, /.*/, { notFoundOk: true });
@@ -146,8 +177,18 @@ describe('SNI that is not a mesh name, at a gateway', () => {
     const flows: FlowRecord[] = [];
     const td = 'names.isthmus';
     const gw = new Gateway({
-      id: 'gw-names', dc: 'dc1', host: '127.0.0.1', port: 0, registry: createRegistry({ dc: 'dc1', node: 'gw' }, { processMetrics: false }),
-      routes: { dc: 'dc1', trustDomain: td, services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: 9, tags: [] }] }], serverAddresses: [], remotes: [] },
+      id: 'gw-names',
+      dc: 'dc1',
+      host: '127.0.0.1',
+      port: 0,
+      registry: createRegistry({ dc: 'dc1', node: 'gw' }, { processMetrics: false }),
+      routes: {
+        dc: 'dc1',
+        trustDomain: td,
+        services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port: 9, tags: [] }] }],
+        serverAddresses: [],
+        remotes: [],
+      },
       onFlow: (r) => void flows.push(r),
     });
     await gw.start();

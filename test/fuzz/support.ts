@@ -111,7 +111,24 @@ export function randomString(r: Rng): string {
 }
 
 export function randomNumber(r: Rng): number {
-  return r.pick([0, -1, 1, 0.5, -0.0001, 65535, 65536, 70000, 2 ** 31, 2 ** 53 + 1, -(2 ** 63), 1e21, 1e308, Number.MAX_SAFE_INTEGER, Number.MIN_VALUE, r.int(100000) - 50000]);
+  return r.pick([
+    0,
+    -1,
+    1,
+    0.5,
+    -0.0001,
+    65535,
+    65536,
+    70000,
+    2 ** 31,
+    2 ** 53 + 1,
+    -(2 ** 63),
+    1e21,
+    1e308,
+    Number.MAX_SAFE_INTEGER,
+    Number.MIN_VALUE,
+    r.int(100000) - 50000,
+  ]);
 }
 
 /** Random JSON value (no Infinity/NaN: those are sent as raw text elsewhere). */
@@ -133,7 +150,8 @@ export function randomJson(r: Rng, depth = 0): unknown {
     }
     default: {
       const out: Record<string, unknown> = {};
-      for (let n = r.int(6); n > 0; n--) out[r.chance(0.2) ? r.pick(['__proto__', 'constructor', 'prototype']) : randomString(r).slice(0, 40)] = randomJson(r, depth + 1);
+      for (let n = r.int(6); n > 0; n--)
+        out[r.chance(0.2) ? r.pick(['__proto__', 'constructor', 'prototype']) : randomString(r).slice(0, 40)] = randomJson(r, depth + 1);
       return out;
     }
   }
@@ -148,7 +166,11 @@ export function deepJson(levels: number, kind: 'array' | 'object'): string {
 function paths(v: unknown, prefix: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
   if (prefix.length >= 8) return out;
   if (Array.isArray(v)) v.forEach((x, i) => (out.push([...prefix, i]), paths(x, [...prefix, i], out)));
-  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) out.push([...prefix, k]), paths(x, [...prefix, k], out);
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) {
+      out.push([...prefix, k]);
+      paths(x, [...prefix, k], out);
+    }
   return out;
 }
 
@@ -180,7 +202,12 @@ export function mutate(r: Rng, body: unknown): unknown {
       break;
     case 5:
       // Defined as an own key, as JSON.parse would make it.
-      Object.defineProperty(parent, r.pick(['__proto__', 'constructor', 'prototype']), { value: r.pick([{ polluted: true, Policies: [{ ID: 'x' }], ExpirationTTL: 'abc' }, 'x', null]), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(parent, r.pick(['__proto__', 'constructor', 'prototype']), {
+        value: r.pick([{ polluted: true, Policies: [{ ID: 'x' }], ExpirationTTL: 'abc' }, 'x', null]),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
       break;
     default:
       parent[key] = JSON.parse(deepJson(r.pick([20, 200, 2000]), r.chance(0.5) ? 'array' : 'object'));
@@ -218,7 +245,14 @@ export async function startFuzzRegion(opts: { acl?: 'allow' | 'deny' } = {}): Pr
   const dataDir = join(root, 'data');
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc: 'dc1', 'http-addr': '127.0.0.1:0', 'grpc-addr': '127.0.0.1:0', 'grpc-tls-addr': '127.0.0.1:0', 'acl-default-policy': opts.acl ?? 'allow', 'log-level': 'warn' },
+    flags: {
+      dc: 'dc1',
+      'http-addr': '127.0.0.1:0',
+      'grpc-addr': '127.0.0.1:0',
+      'grpc-tls-addr': '127.0.0.1:0',
+      'acl-default-policy': opts.acl ?? 'allow',
+      'log-level': 'warn',
+    },
     env: {},
   });
   const logs: string[] = [];

@@ -71,7 +71,12 @@ export async function registerWithSidecar(serverUrl: string, host: string, name:
         Port: sidecarPort,
         Proxy: {
           LocalServiceAddress: host,
-          Upstreams: (opts.upstreams ?? []).map((u) => ({ DestinationName: u.name, ...(u.dc ? { Datacenter: u.dc } : {}), LocalBindAddress: host, LocalBindPort: u.port })),
+          Upstreams: (opts.upstreams ?? []).map((u) => ({
+            DestinationName: u.name,
+            ...(u.dc ? { Datacenter: u.dc } : {}),
+            LocalBindAddress: host,
+            LocalBindPort: u.port,
+          })),
         },
       },
     },
@@ -148,7 +153,13 @@ export function streamCall(host: string, port: number, chunks: number, every: nu
     const count = () => text.split('\n').filter(Boolean).length;
     const finish = (error?: string) => {
       const lines = count();
-      const complete = !error && lines === chunks && text.split('\n').filter(Boolean).every((l, i) => l === `line ${i}`);
+      const complete =
+        !error &&
+        lines === chunks &&
+        text
+          .split('\n')
+          .filter(Boolean)
+          .every((l, i) => l === `line ${i}`);
       firstFailed(new Error(error ?? 'ended before the first line'));
       resolve({ complete, lines, error, endedAt: Date.now() });
     };

@@ -47,9 +47,30 @@ export async function startRedis(host: string, port: number): Promise<RedisProc>
     // always: with everysec, Redis postpones its AOF write() by up to 2 s while an fsync is slow (a busy
     // disk, as under a full test run) and still answers meanwhile, so a kill -9 then loses writes it
     // acknowledged. Isthmus promises only what the store it is given keeps.
-    const c = spawn(REDIS_SERVER, ['--bind', host, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'no', '--loglevel', 'warning'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const c = spawn(
+      REDIS_SERVER,
+      [
+        '--bind',
+        host,
+        '--port',
+        String(port),
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--protected-mode',
+        'no',
+        '--loglevel',
+        'warning',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     c.stdout!.on('data', (d) => (out += d));
     c.stderr!.on('data', (d) => (out += d));
     child = c;

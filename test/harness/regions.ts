@@ -75,9 +75,33 @@ function killable(p: { child: import('node:child_process').ChildProcess; stop():
   };
 }
 
-async function startServerProc(dc: string, host: string, ports: { http: number; grpc: number; fed: number }, dataDir: string, extra: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProc> {
+async function startServerProc(
+  dc: string,
+  host: string,
+  ports: { http: number; grpc: number; fed: number },
+  dataDir: string,
+  extra: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<ServerProc> {
   const p = await startCli(
-    ['server', '--dc', dc, '--http-addr', `${host}:${ports.http}`, '--grpc-addr', `${host}:${ports.grpc}`, '--grpc-tls-addr', `${host}:${ports.fed}`, '--data-dir', dataDir, '--acl-default-policy', 'allow', '--log-level', 'warn', ...extra],
+    [
+      'server',
+      '--dc',
+      dc,
+      '--http-addr',
+      `${host}:${ports.http}`,
+      '--grpc-addr',
+      `${host}:${ports.grpc}`,
+      '--grpc-tls-addr',
+      `${host}:${ports.fed}`,
+      '--data-dir',
+      dataDir,
+      '--acl-default-policy',
+      'allow',
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
     /HTTP API: http:\/\//,
     { ISTHMUS_FEDERATION_HEARTBEAT: '500ms', ...env },
   );
@@ -98,7 +122,11 @@ export async function startGateway(dc: string, host: string, serverGrpc: string,
   const link = new WanLink({ listen: { host }, target: { host, port: lanPort } });
   await link.start();
   const id = `mesh-gateway-${dc}-${n}`;
-  const p = await startCli(['gateway', '--dc', dc, '--id', id, '--addr', `${host}:${lanPort}`, '--wan-addr', link.address, '--server', serverGrpc, '--log-level', 'warn'], /Mesh gateway .* listening/, env);
+  const p = await startCli(
+    ['gateway', '--dc', dc, '--id', id, '--addr', `${host}:${lanPort}`, '--wan-addr', link.address, '--server', serverGrpc, '--log-level', 'warn'],
+    /Mesh gateway .* listening/,
+    env,
+  );
   return {
     id,
     pid: p.child.pid!,
@@ -164,10 +192,14 @@ export async function startFederation(names = ['dc1', 'dc2', 'dc3'], opts: Feder
     }
     // Every pair of DCs linked.
     for (const dc of names) {
-      await until(`${dc} linked to every peer`, async () => {
-        const r = await api(dcs[dc].server.url, 'GET', '/v1/federation/status');
-        return r.body?.Peers?.length === names.length - 1 && r.body.Peers.every((p: { State: string }) => p.State === 'up');
-      }, 30_000);
+      await until(
+        `${dc} linked to every peer`,
+        async () => {
+          const r = await api(dcs[dc].server.url, 'GET', '/v1/federation/status');
+          return r.body?.Peers?.length === names.length - 1 && r.body.Peers.every((p: { State: string }) => p.State === 'up');
+        },
+        30_000,
+      );
     }
   } catch (err) {
     while (stops.length) await stops.pop()!().catch(() => undefined);
@@ -187,7 +219,11 @@ export async function startFederation(names = ['dc1', 'dc2', 'dc3'], opts: Feder
  */
 export function connectionsTo(addr: string): number {
   const [host, port] = addr.split(':');
-  const ip = host.split('.').map((o) => Number(o).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+  const ip = host
+    .split('.')
+    .map((o) => Number(o).toString(16).padStart(2, '0').toUpperCase())
+    .reverse()
+    .join('');
   const want = `${ip}:${Number(port).toString(16).toUpperCase().padStart(4, '0')}`;
   let n = 0;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {

@@ -33,7 +33,13 @@ async function startTarget(opts: { paused?: boolean } = {}): Promise<Target> {
     if (opts.paused) s.pause();
   });
   await new Promise<void>((r) => server.listen(0, HOST, r));
-  cleanups.push(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
   return { port: (server.address() as net.AddressInfo).port, received: () => received, sockets };
 }
 
@@ -198,13 +204,17 @@ describe('WanLink', () => {
     client.write(payload);
     // Let the pipeline fill, then check the link stopped reading instead of buffering all of it.
     let last = -1;
-    await waitUntil(() => {
-      const s = link.stats();
-      const now = s.bytesToTarget + s.bytesQueued;
-      const settled = now === last && now > 0;
-      last = now;
-      return settled;
-    }, 10_000, 'the link to stop reading');
+    await waitUntil(
+      () => {
+        const s = link.stats();
+        const now = s.bytesToTarget + s.bytesQueued;
+        const settled = now === last && now > 0;
+        last = now;
+        return settled;
+      },
+      10_000,
+      'the link to stop reading',
+    );
     await new Promise((r) => setTimeout(r, 200));
     const held = link.stats();
     expect(held.bytesQueued).toBeLessThanOrEqual(queueBytes + 64 * 1024);

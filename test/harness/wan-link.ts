@@ -92,7 +92,8 @@ export class WanLink {
     if (options?.listen?.port !== undefined && !isPort(options.listen.port, true)) problems.push('listen.port must be an integer from 0 to 65535');
     if (typeof options?.target?.host !== 'string') problems.push('target.host must be a string');
     if (!isPort(options?.target?.port, false)) problems.push('target.port must be an integer from 1 to 65535');
-    if (options?.queueBytes !== undefined && !(Number.isInteger(options.queueBytes) && options.queueBytes > 0)) problems.push('queueBytes must be a positive integer');
+    if (options?.queueBytes !== undefined && !(Number.isInteger(options.queueBytes) && options.queueBytes > 0))
+      problems.push('queueBytes must be a positive integer');
     if (problems.length > 0) throw new TypeError(`invalid WanLink options: ${problems.join('; ')}`);
     this.listenAt = { host: options.listen.host, port: options.listen.port ?? 0 };
     this.state = new LinkState({ host: options.target.host, port: options.target.port }, options.queueBytes ?? DEFAULT_QUEUE_BYTES);
@@ -154,7 +155,8 @@ export class WanLink {
    * would be; null lifts the cap. Chunks leave whole, so delivery comes in bursts of one read (≤ 64 KiB).
    */
   setBandwidth(bytesPerSecond: number | null): void {
-    if (bytesPerSecond !== null && !(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0)) throw new RangeError('bytesPerSecond must be a finite number > 0, or null');
+    if (bytesPerSecond !== null && !(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0))
+      throw new RangeError('bytesPerSecond must be a finite number > 0, or null');
     this.state.bytesPerSecond = bytesPerSecond;
     this.pumpAll();
   }

@@ -15,7 +15,12 @@ afterAll(async () => {
 describe('isthmus dev over HTTP', () => {
   it('registers two services with a sidecar and shows them in catalog and health', async () => {
     const web = await call('PUT', '/v1/agent/service/register', {
-      Name: 'web', ID: 'web-1', Port: 8080, Address: '127.0.0.1', Tags: ['v1'], Meta: { team: 'a' },
+      Name: 'web',
+      ID: 'web-1',
+      Port: 8080,
+      Address: '127.0.0.1',
+      Tags: ['v1'],
+      Meta: { team: 'a' },
       Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9191 }] } } },
       Check: { TTL: '30s' },
     });
@@ -31,7 +36,14 @@ describe('isthmus dev over HTTP', () => {
 
     const inst = await call('GET', '/v1/catalog/service/web');
     expect(inst.body).toHaveLength(1);
-    expect(inst.body[0]).toMatchObject({ ServiceID: 'web-1', ServiceName: 'web', ServicePort: 8080, ServiceTags: ['v1'], ServiceMeta: { team: 'a' }, Datacenter: 'dc1' });
+    expect(inst.body[0]).toMatchObject({
+      ServiceID: 'web-1',
+      ServiceName: 'web',
+      ServicePort: 8080,
+      ServiceTags: ['v1'],
+      ServiceMeta: { team: 'a' },
+      Datacenter: 'dc1',
+    });
 
     const sidecars = await call('GET', '/v1/catalog/connect/web');
     expect(sidecars.body).toHaveLength(1);

@@ -19,7 +19,20 @@ describe('isthmus CLI', () => {
   it('lists every command in --help', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
-    for (const cmd of ['dev', 'server', 'services register', 'services deregister', 'catalog services', 'intention create', 'intention delete', 'intention get', 'intention list', 'intention check', 'acl bootstrap', 'acl token create']) {
+    for (const cmd of [
+      'dev',
+      'server',
+      'services register',
+      'services deregister',
+      'catalog services',
+      'intention create',
+      'intention delete',
+      'intention get',
+      'intention list',
+      'intention check',
+      'acl bootstrap',
+      'acl token create',
+    ]) {
       expect(r.stdout).toContain(`  ${cmd} `);
     }
   });

@@ -317,7 +317,12 @@ function checkInvocation(inv: Invocation): Checked {
     for (const a of dd >= 0 ? rest.slice(0, dd) : rest) {
       if (!a.startsWith('-') || a === '-') continue;
       const flag = a.replace(/^--?/, '').split('=')[0];
-      if (!(flag in command.options)) problems.push(`${where}: \`isthmus ${command.name}\` has no flag --${flag} (it takes: ${Object.keys(command.options).map((o) => `--${o}`).join(' ')})`);
+      if (!(flag in command.options))
+        problems.push(
+          `${where}: \`isthmus ${command.name}\` has no flag --${flag} (it takes: ${Object.keys(command.options)
+            .map((o) => `--${o}`)
+            .join(' ')})`,
+        );
       else if ((command === serverCommand || command === devCommand) && flag !== 'config' && !(CONFIG_FLAGS as string[]).includes(flag)) {
         problems.push(`${where}: --${flag} is not one of CONFIG_FLAGS`);
       }
@@ -373,7 +378,9 @@ function containerfile(): { instr: string; args: string }[] {
     });
 }
 const ENTRYPOINT = (() => {
-  const e = containerfile().filter((x) => x.instr === 'ENTRYPOINT').pop();
+  const e = containerfile()
+    .filter((x) => x.instr === 'ENTRYPOINT')
+    .pop();
   return e ? (JSON.parse(e.args) as string[]) : [];
 })();
 
@@ -448,12 +455,15 @@ function unitInvocations(file: string, problems: string[]): UnitInvocation[] {
     for (const line of u.get(key) ?? []) {
       const where = `${rel(file)} ${key.split('.')[1]}`;
       // systemd's own expansion: %i, ${VAR} (one argument), $VAR (split at spaces).
-      const expanded = line.replace(/^[-@:+!]+/, '').replace(/%i/g, instance).replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string, b: string) => {
-        const name = a ?? b;
-        if (!(name in env)) problems.push(`${where}: \${${name}} is not set in the unit's EnvironmentFile example`);
-        else if (a && env[name] === '') problems.push(`${where}: \${${name}} is empty in the example, an empty argument`);
-        return env[name] ?? '';
-      });
+      const expanded = line
+        .replace(/^[-@:+!]+/, '')
+        .replace(/%i/g, instance)
+        .replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string, b: string) => {
+          const name = a ?? b;
+          if (!(name in env)) problems.push(`${where}: \${${name}} is not set in the unit's EnvironmentFile example`);
+          else if (a && env[name] === '') problems.push(`${where}: \${${name}} is empty in the example, an empty argument`);
+          return env[name] ?? '';
+        });
       for (const words of shellCommands(expanded, where)) {
         const argv = isthmusArgv(words);
         if (argv) out.push({ where, argv, env, unit: file });
@@ -475,7 +485,8 @@ const YAML_DOCS = byKind.yaml.flatMap((f) => {
     return [];
   }
 });
-const get = (o: Yaml | undefined, ...path: string[]): Yaml | undefined => path.reduce<Yaml | undefined>((x, k) => (x && typeof x === 'object' && !Array.isArray(x) ? x[k] : undefined), o);
+const get = (o: Yaml | undefined, ...path: string[]): Yaml | undefined =>
+  path.reduce<Yaml | undefined>((x, k) => (x && typeof x === 'object' && !Array.isArray(x) ? x[k] : undefined), o);
 const list = (x: Yaml | undefined): YMap[] => (Array.isArray(x) ? (x as YMap[]) : []);
 const docsOf = (kind: string) => YAML_DOCS.filter((d) => d.doc.kind === kind);
 
@@ -516,12 +527,18 @@ function containerEnv(pod: Pod, c: YMap, problems: string[]): Record<string, str
     else if (get(e, 'valueFrom', 'configMapKeyRef')) {
       const ref = get(e, 'valueFrom', 'configMapKeyRef') as YMap;
       const v = configMapData(String(ref.name), pod.namespace)?.[String(ref.key)];
-      if (v === undefined) problems.push(`${pod.file} ${pod.name}/${String(c.name)}: env ${name} refers to a ConfigMap key not in deploy/kubernetes (${String(ref.name)}/${String(ref.key)})`);
+      if (v === undefined)
+        problems.push(
+          `${pod.file} ${pod.name}/${String(c.name)}: env ${name} refers to a ConfigMap key not in deploy/kubernetes (${String(ref.name)}/${String(ref.key)})`,
+        );
       env[name] = v ?? '';
     } else if (get(e, 'valueFrom', 'secretKeyRef')) {
       const ref = get(e, 'valueFrom', 'secretKeyRef') as YMap;
       const v = secretData(String(ref.name), pod.namespace)?.[String(ref.key)];
-      if (v === undefined && ref.optional !== true) problems.push(`${pod.file} ${pod.name}/${String(c.name)}: env ${name} refers to a Secret key not in deploy/kubernetes (${String(ref.name)}/${String(ref.key)})`);
+      if (v === undefined && ref.optional !== true)
+        problems.push(
+          `${pod.file} ${pod.name}/${String(c.name)}: env ${name} refers to a Secret key not in deploy/kubernetes (${String(ref.name)}/${String(ref.key)})`,
+        );
       env[name] = v ?? '';
     } else problems.push(`${pod.file} ${pod.name}/${String(c.name)}: env ${name} has no value the test can read`);
   }
@@ -547,10 +564,14 @@ function podInvocations(pod: Pod, problems: string[]): PodInvocation[] {
     const scripts: { where: string; words: string[] }[] = [];
     const words = [...(command ?? []), ...args];
     const hook = get(c, 'lifecycle', 'preStop', 'exec', 'command') as string[] | undefined;
-    for (const [w, ws] of [[where, words], [`${where} preStop`, hook ?? []]] as const) {
+    for (const [w, ws] of [
+      [where, words],
+      [`${where} preStop`, hook ?? []],
+    ] as const) {
       if (ws.length === 0) continue;
       if (/(^|\/)(ba)?sh$/.test(ws[0]) && ws[1] === '-c') {
-        for (const cmd of shellCommands(ws[2] ?? '', w)) scripts.push({ where: w, words: cmd.map((x) => x.replace(/\$\{?(\w+)\}?/g, (m, v: string) => env[v] ?? m)) });
+        for (const cmd of shellCommands(ws[2] ?? '', w))
+          scripts.push({ where: w, words: cmd.map((x) => x.replace(/\$\{?(\w+)\}?/g, (m, v: string) => env[v] ?? m)) });
       } else scripts.push({ where: w, words: [...ws] });
     }
     const found = scripts.map((s) => ({ ...s, argv: isthmusArgv(s.words) })).filter((s) => s.argv);
@@ -697,7 +718,8 @@ describe('deploy/systemd', () => {
         }
         const writable = (u.get('Service.ReadWritePaths') ?? []).flatMap((x) => x.split(/\s+/)).map((p) => p.replace(/^-/, ''));
         for (const c of configs) {
-          if (c.dataDir && !writable.some((w) => c.dataDir === w || c.dataDir!.startsWith(`${w}/`))) problems.push(`${rel(f)}: data dir ${c.dataDir} (${c.dc}) is not under ReadWritePaths=${writable.join(' ')}`);
+          if (c.dataDir && !writable.some((w) => c.dataDir === w || c.dataDir!.startsWith(`${w}/`)))
+            problems.push(`${rel(f)}: data dir ${c.dataDir} (${c.dc}) is not under ReadWritePaths=${writable.join(' ')}`);
         }
         if (configs.length === 0) problems.push(`${rel(f)}: no config loaded`);
       }
@@ -713,7 +735,8 @@ describe('deploy/systemd', () => {
       const user = one('Service.User');
       if (!user || user === 'root' || user === '0') problems.push(`${rel(f)}: User= must name a dedicated user`);
       const envs = u.get('Service.EnvironmentFile') ?? [];
-      if (envs.length === 0 || !envs.every((p) => /^-?\/etc\/isthmus\/[^/]+\.env$/.test(p))) problems.push(`${rel(f)}: EnvironmentFile=/etc/isthmus/*.env expected, got ${envs.join(', ')}`);
+      if (envs.length === 0 || !envs.every((p) => /^-?\/etc\/isthmus\/[^/]+\.env$/.test(p)))
+        problems.push(`${rel(f)}: EnvironmentFile=/etc/isthmus/*.env expected, got ${envs.join(', ')}`);
       if (!/^(on-failure|always|on-abnormal)$/.test(one('Service.Restart') ?? '')) problems.push(`${rel(f)}: Restart=`);
       if (!/^\d+$/.test(one('Service.LimitNOFILE') ?? '')) problems.push(`${rel(f)}: LimitNOFILE=`);
       if (one('Service.NoNewPrivileges') !== 'yes') problems.push(`${rel(f)}: NoNewPrivileges=yes`);
@@ -809,13 +832,16 @@ describe('deploy/kubernetes', () => {
     const problems: string[] = [];
     const redisPorts = new Set<number>();
     for (const pod of PODS) for (const inv of podInvocations(pod, [])) for (const p of flagPorts(checkInvocation(inv).parsed).redis) redisPorts.add(p);
-    const containerPorts = (pod: Pod) => [...list(pod.spec.initContainers), ...list(pod.spec.containers)].flatMap((c) => list(c.ports).map((p) => Number(p.containerPort)));
+    const containerPorts = (pod: Pod) =>
+      [...list(pod.spec.initContainers), ...list(pod.spec.containers)].flatMap((c) => list(c.ports).map((p) => Number(p.containerPort)));
     for (const pod of PODS) {
       for (const c of [...list(pod.spec.initContainers), ...list(pod.spec.containers)]) {
         const where = `${pod.file} ${pod.name}/${String(c.name)}`;
         const ports = [
           ...list(c.ports).map((p) => p.containerPort),
-          ...['readinessProbe', 'livenessProbe', 'startupProbe'].flatMap((pr) => [get(c, pr, 'httpGet', 'port'), get(c, pr, 'tcpSocket', 'port')]).filter((p) => p !== undefined),
+          ...['readinessProbe', 'livenessProbe', 'startupProbe']
+            .flatMap((pr) => [get(c, pr, 'httpGet', 'port'), get(c, pr, 'tcpSocket', 'port')])
+            .filter((p) => p !== undefined),
         ];
         for (const p of ports) {
           const ok = isIsthmusImage(c.image) ? isthmusPort(Number(p)) : redisPorts.has(Number(p));
@@ -823,7 +849,8 @@ describe('deploy/kubernetes', () => {
         }
       }
       for (const inv of podInvocations(pod, [])) {
-        for (const p of flagPorts(checkInvocation(inv).parsed).isthmus) if (!isthmusPort(p)) problems.push(`${inv.where}: port ${p} in a flag is none Isthmus uses`);
+        for (const p of flagPorts(checkInvocation(inv).parsed).isthmus)
+          if (!isthmusPort(p)) problems.push(`${inv.where}: port ${p} in a flag is none Isthmus uses`);
       }
     }
     for (const { file, doc } of docsOf('Service')) {
@@ -835,7 +862,8 @@ describe('deploy/kubernetes', () => {
         const port = Number(p.port);
         const target = Number(p.targetPort ?? p.port);
         if (!isthmusPort(port) && !redisPorts.has(port)) problems.push(`${file} Service ${name}: port ${port} is none Isthmus uses`);
-        if (!targets.some((t) => containerPorts(t).includes(target))) problems.push(`${file} Service ${name}: targetPort ${target} is no containerPort of what it selects`);
+        if (!targets.some((t) => containerPorts(t).includes(target)))
+          problems.push(`${file} Service ${name}: targetPort ${target} is no containerPort of what it selects`);
       }
     }
     const gw = docsOf('Service').filter((d) => get(d.doc, 'spec', 'type') === 'LoadBalancer');
@@ -858,7 +886,8 @@ describe('deploy/kubernetes', () => {
             else {
               const text = r.parsed?.values.config ? mountedFile(pod, c, String(r.parsed.values.config)) : undefined;
               const cfg = loadRegionConfig({ mode: 'server', env: {}, configFile: text ? tmpFile('region.json', text) : undefined });
-              if (Number(http.port) !== splitHostPort(cfg.httpAddr).port) problems.push(`${inv.where}: ${pr} port ${String(http.port)} is not the HTTP port ${cfg.httpAddr}`);
+              if (Number(http.port) !== splitHostPort(cfg.httpAddr).port)
+                problems.push(`${inv.where}: ${pr} port ${String(http.port)} is not the HTTP port ${cfg.httpAddr}`);
               httpPaths.add(String(http.path));
             }
           }
@@ -874,7 +903,13 @@ describe('deploy/kubernetes', () => {
     const config = loadRegionConfig({
       mode: 'server',
       env: {},
-      flags: { 'http-addr': '127.0.0.1:0', 'grpc-addr': '127.0.0.1:0', 'grpc-tls-addr': '127.0.0.1:0', 'data-dir': join(tmp, 'probe-data'), 'log-level': 'error' },
+      flags: {
+        'http-addr': '127.0.0.1:0',
+        'grpc-addr': '127.0.0.1:0',
+        'grpc-tls-addr': '127.0.0.1:0',
+        'data-dir': join(tmp, 'probe-data'),
+        'log-level': 'error',
+      },
     });
     expect(config.aclDefaultPolicy).toBe('deny');
     const region = await startRegion(config, { processMetrics: false });
@@ -894,7 +929,9 @@ describe('deploy/container/Containerfile', () => {
   const all = (i: string) => ins.filter((x) => x.instr === i);
 
   it('exposes exactly the default server ports and the gateway port', () => {
-    const exposed = all('EXPOSE').flatMap((x) => x.args.split(/\s+/)).map((p) => Number(p.replace(/\/tcp$/, '')));
+    const exposed = all('EXPOSE')
+      .flatMap((x) => x.args.split(/\s+/))
+      .map((p) => Number(p.replace(/\/tcp$/, '')));
     expect([...exposed].sort()).toEqual([...new Set([...SERVER_PORTS, GATEWAY_PORT])].sort());
   });
 

@@ -15,7 +15,15 @@ const HB = 300;
 async function region(dc: string, host: string, extra: Record<string, string> = {}, dataDir?: string): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...extra },
+    flags: {
+      dc,
+      'http-addr': `${host}:0`,
+      'grpc-addr': `${host}:0`,
+      'grpc-tls-addr': `${host}:0`,
+      'acl-default-policy': 'allow',
+      'log-level': 'error',
+      ...extra,
+    },
     env: {},
   });
   return startRegion({ ...config, dataDir }, { heartbeatMs: HB, processMetrics: false });
@@ -34,7 +42,6 @@ async function api(r: Region, method: string, path: string, body?: unknown) {
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
-
 
 async function tokenFor(primary: Region, dc: string): Promise<string> {
   const r = await api(primary, 'POST', '/v1/federation/token', { Datacenter: dc });
@@ -100,11 +107,16 @@ describe('federation of three regions', () => {
     const token = await tokenFor(dc1, 'dc4');
     const first = await region('dc4', '127.0.4.1', { 'join-token': token });
     await first.stop();
-    await expect(region('dc4', '127.0.4.2', { 'join-token': token })).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PERMISSION_DENIED', message: expect.stringMatching(/already used/) });
+    await expect(region('dc4', '127.0.4.2', { 'join-token': token })).rejects.toMatchObject({
+      code: 'ISTHMUS_ERR_PERMISSION_DENIED',
+      message: expect.stringMatching(/already used/),
+    });
     const forged = JSON.parse(Buffer.from(token.slice('isthmus-join.'.length), 'base64url').toString());
     forged.dc = 'dc5';
     forged.secret = 'x'.repeat(43);
-    await expect(region('dc5', '127.0.5.1', { 'join-token': 'isthmus-join.' + Buffer.from(JSON.stringify(forged)).toString('base64url') })).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PERMISSION_DENIED' });
+    await expect(
+      region('dc5', '127.0.5.1', { 'join-token': 'isthmus-join.' + Buffer.from(JSON.stringify(forged)).toString('base64url') }),
+    ).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PERMISSION_DENIED' });
   });
 
   it('forwards an intention written in a secondary to the primary, and every DC enforces it, with receipts', async () => {
@@ -131,7 +143,14 @@ describe('federation of three regions', () => {
     // A gateway of dc1 appears (its WAN address standing in for a new one) and then goes away.
     const wan = dc1.federation.address;
     const [host, port] = wan.split(':');
-    const reg = await api(dc1, 'PUT', '/v1/agent/service/register', { ID: 'gw-new', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: host, Port: Number(port), TaggedAddresses: { wan: { Address: host, Port: Number(port) } } });
+    const reg = await api(dc1, 'PUT', '/v1/agent/service/register', {
+      ID: 'gw-new',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Address: host,
+      Port: Number(port),
+      TaggedAddresses: { wan: { Address: host, Port: Number(port) } },
+    });
     expect(reg.status).toBe(200);
     for (const r of [dc2, dc3]) await until(`${r.config.dc} learns it`, () => r.federation.gateways('dc1').includes(wan));
     await api(dc1, 'PUT', '/v1/agent/service/deregister/gw-new');
@@ -154,11 +173,24 @@ describe('federation of three regions', () => {
 
   it('answers flow queries across DCs, merged, naming the DCs that did not answer', async () => {
     const rec = (dc: string, id: string, hop: string) => ({
-      id, traceId: 'ab'.repeat(16), requestIndex: 0, hop, dc, reporter: `${hop}-${dc}`,
+      id,
+      traceId: 'ab'.repeat(16),
+      requestIndex: 0,
+      hop,
+      dc,
+      reporter: `${hop}-${dc}`,
       source: { spiffeId: '', service: 'web', namespace: 'default', dc: 'dc1' },
       destination: { spiffeId: '', service: 'api', namespace: 'default', dc: 'dc2' },
-      sni: 'api.default.dc2.internal.x', verdict: 'allowed', reason: 'ok', intentionId: '', intentionDc: '', intentionIndex: 0,
-      startTime: Date.now(), durationMs: 1, bytesIn: 1, bytesOut: 1,
+      sni: 'api.default.dc2.internal.x',
+      verdict: 'allowed',
+      reason: 'ok',
+      intentionId: '',
+      intentionDc: '',
+      intentionIndex: 0,
+      startTime: Date.now(),
+      durationMs: 1,
+      bytesIn: 1,
+      bytesOut: 1,
     });
     dc1.flows.append([rec('dc1', 'r1', 'client-sidecar') as never]);
     dc2.flows.append([rec('dc2', 'r2', 'server-sidecar') as never]);
@@ -211,7 +243,11 @@ describe('federation of three regions', () => {
     const active = dc1.ca.activeRoot()!.ID;
     // Back with the data it had; the token in its flags is not used again.
     dc3 = await region('dc3', '127.0.3.1', { 'join-token': dc3Token }, dirs.dc3);
-    await until('dc3 converged', () => dc3.intentions.list().some((i) => i.DestinationName === 'search') && !dc3.intentions.list().some((i) => i.DestinationName === 'cache'), 15_000);
+    await until(
+      'dc3 converged',
+      () => dc3.intentions.list().some((i) => i.DestinationName === 'search') && !dc3.intentions.list().some((i) => i.DestinationName === 'cache'),
+      15_000,
+    );
     await until('dc3 on the new root', () => dc3.ca.activeRoot()?.ID === active && dc3.ca.intermediate()?.RootID === active, 15_000);
   });
 
@@ -267,7 +303,13 @@ describe('federation of three regions', () => {
     expect(removed.status).toBe(200);
     expect(removed.body.ExportedServices).toBe(1); // db, registered in dc3 by a test above
     for (const r of [dc1, dc2]) {
-      await until(`${r.federation.dc} drops dc3`, () => !r.federation.datacenters().includes('dc3') && r.federation.exportedServices('dc3').length === 0 && !r.federation.status().Peers.some((p) => p.Datacenter === 'dc3'));
+      await until(
+        `${r.federation.dc} drops dc3`,
+        () =>
+          !r.federation.datacenters().includes('dc3') &&
+          r.federation.exportedServices('dc3').length === 0 &&
+          !r.federation.status().Peers.some((p) => p.Datacenter === 'dc3'),
+      );
     }
     expect((await api(dc1, 'GET', '/v1/catalog/services?dc=dc3')).status).toBe(404);
     await until('dc3 refused by the primary', () => {

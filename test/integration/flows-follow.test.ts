@@ -36,7 +36,12 @@ function events(res: Response): { next(event: string, timeoutMs: number): Promis
         while ((end = buffered.indexOf('\n\n')) >= 0) {
           const block = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
-          const field = (name: string) => block.split('\n').find((l) => l.startsWith(`${name}:`))?.slice(name.length + 1).trim() ?? '';
+          const field = (name: string) =>
+            block
+              .split('\n')
+              .find((l) => l.startsWith(`${name}:`))
+              ?.slice(name.length + 1)
+              .trim() ?? '';
           queue.push({ event: field('event'), id: field('id'), data: field('data'), at: Date.now() });
         }
       }

@@ -44,7 +44,12 @@ beforeAll(async () => {
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
   stops.push(() => new Promise<void>((r) => app.close(() => r())));
   const sidecarPort = await freePort();
-  const reg = await api(base, 'PUT', '/v1/agent/service/register', { Name: 'api', Port: (app.address() as net.AddressInfo).port, Tags: ['v1'], Connect: { SidecarService: { Port: sidecarPort } } });
+  const reg = await api(base, 'PUT', '/v1/agent/service/register', {
+    Name: 'api',
+    Port: (app.address() as net.AddressInfo).port,
+    Tags: ['v1'],
+    Connect: { SidecarService: { Port: sidecarPort } },
+  });
   expect(reg.status).toBe(200);
   const sidecar = await startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', region.grpcAddress], /Sidecar for api/);
   stops.push(() => sidecar.stop());
@@ -52,13 +57,29 @@ beforeAll(async () => {
   gatewayPort = await freePort();
   metricsPort = await freePort();
   const gw = await startCli(
-    ['gateway', '--dc', 'dc1', '--addr', `127.0.0.1:${gatewayPort}`, '--wan-addr', `127.0.0.1:${gatewayPort}`, '--server', region.grpcAddress, '--metrics-addr', `127.0.0.1:${metricsPort}`],
+    [
+      'gateway',
+      '--dc',
+      'dc1',
+      '--addr',
+      `127.0.0.1:${gatewayPort}`,
+      '--wan-addr',
+      `127.0.0.1:${gatewayPort}`,
+      '--server',
+      region.grpcAddress,
+      '--metrics-addr',
+      `127.0.0.1:${metricsPort}`,
+    ],
     /Mesh gateway \S+ \(datacenter dc1\) listening/,
   );
   stops.push(() => gw.stop());
   gatewayOutput = gw.output;
   // Routed once its routes arrived (the log says so).
-  await poll(async () => gw.output(), (o) => o.includes('"routes received"'), 'the gateway\'s routes');
+  await poll(
+    async () => gw.output(),
+    (o) => o.includes('"routes received"'),
+    "the gateway's routes",
+  );
 });
 
 afterAll(async () => {
@@ -66,14 +87,24 @@ afterAll(async () => {
 });
 
 /** The JSON log lines in a process's output. */
-const logLines = (out: string): Record<string, unknown>[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+const logLines = (out: string): Record<string, unknown>[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 async function mtls(sni: string, port = gatewayPort) {
   const leaf = (await api(base, 'GET', '/v1/agent/connect/ca/leaf/web')).body;
   const roots = (await api(base, 'GET', '/v1/connect/ca/roots')).body.Roots.map((r: { RootCert: string }) => r.RootCert);
   let traceId = '';
   const sock = tls.connect({
-    host: '127.0.0.1', port, servername: sni, key: leaf.PrivateKeyPEM, cert: [leaf.CertPEM.trim(), ...(leaf.Chain as string[]).map((c) => c.trim())].join('\n'), ca: roots, minVersion: 'TLSv1.3',
+    host: '127.0.0.1',
+    port,
+    servername: sni,
+    key: leaf.PrivateKeyPEM,
+    cert: [leaf.CertPEM.trim(), ...(leaf.Chain as string[]).map((c) => c.trim())].join('\n'),
+    ca: roots,
+    minVersion: 'TLSv1.3',
     checkServerIdentity: (_h, cert) => {
       const got = spiffeOf(cert);
       return got === `spiffe://${region.trustDomain}/ns/default/dc/dc1/svc/api` ? undefined : new Error(`reached ${got}`);
@@ -92,14 +123,18 @@ describe('isthmus gateway', () => {
     const entries = (await api(base, 'GET', '/v1/catalog/service/mesh-gateway')).body;
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({
-      ServiceKind: 'mesh-gateway', ServiceName: 'mesh-gateway', ServiceID: `mesh-gateway-127.0.0.1-${gatewayPort}`, ServiceAddress: '127.0.0.1', ServicePort: gatewayPort,
+      ServiceKind: 'mesh-gateway',
+      ServiceName: 'mesh-gateway',
+      ServiceID: `mesh-gateway-127.0.0.1-${gatewayPort}`,
+      ServiceAddress: '127.0.0.1',
+      ServicePort: gatewayPort,
       ServiceTaggedAddresses: { lan: { Address: '127.0.0.1', Port: gatewayPort }, wan: { Address: '127.0.0.1', Port: gatewayPort } },
     });
     const healthy = (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body;
     expect(healthy).toHaveLength(1);
   });
 
-  it('carries a client to the service\'s sidecar by SNI, and both hops record it under one traceId', async () => {
+  it("carries a client to the service's sidecar by SNI, and both hops record it under one traceId", async () => {
     const c = await mtls(`api.default.dc1.internal.${region.trustDomain}`);
     const answer = await new Promise<string>((resolve, reject) => {
       c.sock.once('data', (d) => resolve(String(d)));
@@ -117,7 +152,12 @@ describe('isthmus gateway', () => {
     );
     const byHop = Object.fromEntries(records.map((r) => [r.hop, r]));
     expect(Object.keys(byHop).sort()).toEqual(['gateway-ingress', 'server-sidecar']);
-    expect(byHop['gateway-ingress']).toMatchObject({ verdict: 'allowed', sni: `api.default.dc1.internal.${region.trustDomain}`, destination: { service: 'api', dc: 'dc1' }, reporter: `mesh-gateway-127.0.0.1-${gatewayPort}` });
+    expect(byHop['gateway-ingress']).toMatchObject({
+      verdict: 'allowed',
+      sni: `api.default.dc1.internal.${region.trustDomain}`,
+      destination: { service: 'api', dc: 'dc1' },
+      reporter: `mesh-gateway-127.0.0.1-${gatewayPort}`,
+    });
     expect(byHop['server-sidecar']).toMatchObject({ verdict: 'allowed', source: { service: 'web' }, destination: { service: 'api' } });
 
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -135,7 +175,11 @@ describe('isthmus gateway', () => {
       (r) => r.length >= 1,
       'the no_route flow',
     );
-    expect(records[0]).toMatchObject({ hop: 'gateway-ingress', sni: `ghost.default.dc1.internal.${region.trustDomain}`, reason: expect.stringContaining('no healthy instance of ghost') });
+    expect(records[0]).toMatchObject({
+      hop: 'gateway-ingress',
+      sni: `ghost.default.dc1.internal.${region.trustDomain}`,
+      reason: expect.stringContaining('no healthy instance of ghost'),
+    });
   });
 
   it('refuses bad flags with one line naming the flag', async () => {
@@ -148,9 +192,17 @@ describe('isthmus gateway', () => {
     const port = await freePort();
     const doomed = await startCli(['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress, '--id', 'doomed'], /Mesh gateway doomed/);
     stops.push(() => doomed.stop());
-    await poll(async () => (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body.map((e: any) => e.Service.ID), (ids) => ids.includes('doomed'), 'the second gateway passing');
+    await poll(
+      async () => (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body.map((e: any) => e.Service.ID),
+      (ids) => ids.includes('doomed'),
+      'the second gateway passing',
+    );
     doomed.child.kill('SIGKILL');
-    const ids = await poll(async () => (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body.map((e: any) => e.Service.ID), (list) => !list.includes('doomed'), 'the killed gateway to fail');
+    const ids = await poll(
+      async () => (await api(base, 'GET', '/v1/health/service/mesh-gateway?passing')).body.map((e: any) => e.Service.ID),
+      (list) => !list.includes('doomed'),
+      'the killed gateway to fail',
+    );
     expect(ids).toEqual([`mesh-gateway-127.0.0.1-${gatewayPort}`]);
   });
 
@@ -162,10 +214,20 @@ describe('isthmus gateway', () => {
     ];
     for (const [way, flags, env, reason] of ways) {
       const port = await freePort();
-      const plain = await startCli(['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress, '--id', `plain-${way}`, ...flags], /Mesh gateway plain-/, env);
+      const plain = await startCli(
+        ['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress, '--id', `plain-${way}`, ...flags],
+        /Mesh gateway plain-/,
+        env,
+      );
       try {
-        await poll(async () => plain.output(), (o) => o.includes('"routes received"'), `the ${way}-switched gateway's routes`);
-        expect(logLines(plain.output()).filter((l) => l.msg === 'data path')).toEqual([expect.objectContaining({ path: 'plain', selfTest: 'skipped', reason })]);
+        await poll(
+          async () => plain.output(),
+          (o) => o.includes('"routes received"'),
+          `the ${way}-switched gateway's routes`,
+        );
+        expect(logLines(plain.output()).filter((l) => l.msg === 'data path')).toEqual([
+          expect.objectContaining({ path: 'plain', selfTest: 'skipped', reason }),
+        ]);
         const c = await mtls(`api.default.dc1.internal.${region.trustDomain}`, port);
         const answer = await new Promise<string>((resolve, reject) => {
           c.sock.once('data', (d) => resolve(String(d)));
@@ -203,19 +265,35 @@ describe('isthmus gateway while its server is away', () => {
       });
       await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
       local.push(() => new Promise<void>((r) => echo.close(() => r())));
-      await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'echo', Port: (echo.address() as net.AddressInfo).port, Connect: { SidecarService: { Port: await freePort() } } });
+      await api(srv.url, 'PUT', '/v1/agent/service/register', {
+        Name: 'echo',
+        Port: (echo.address() as net.AddressInfo).port,
+        Connect: { SidecarService: { Port: await freePort() } },
+      });
       const sidecar = await startCli(['connect', 'proxy', '--sidecar-for', 'echo', '--grpc-addr', `127.0.0.1:${grpcPort}`], /Sidecar for echo/);
       local.push(() => sidecar.stop());
       const port = await freePort();
       const gw = await startCli(['gateway', '--addr', `127.0.0.1:${port}`, '--server', `127.0.0.1:${grpcPort}`, '--id', 'steady'], /Mesh gateway steady/);
       local.push(() => gw.stop());
-      await poll(async () => gw.output(), (o) => o.includes('"routes received"'), 'routes');
+      await poll(
+        async () => gw.output(),
+        (o) => o.includes('"routes received"'),
+        'routes',
+      );
       const td = (await api(srv.url, 'GET', '/v1/connect/ca/roots')).body.TrustDomain as string;
       const leaf = (await api(srv.url, 'GET', '/v1/agent/connect/ca/leaf/web')).body;
       const roots = (await api(srv.url, 'GET', '/v1/connect/ca/roots')).body.Roots.map((r: { RootCert: string }) => r.RootCert);
 
       await srv.kill9();
-      const sock = tls.connect({ host: '127.0.0.1', port, servername: `echo.default.dc1.internal.${td}`, key: leaf.PrivateKeyPEM, cert: [leaf.CertPEM.trim(), ...leaf.Chain.map((c: string) => c.trim())].join('\n'), ca: roots, checkServerIdentity: () => undefined });
+      const sock = tls.connect({
+        host: '127.0.0.1',
+        port,
+        servername: `echo.default.dc1.internal.${td}`,
+        key: leaf.PrivateKeyPEM,
+        cert: [leaf.CertPEM.trim(), ...leaf.Chain.map((c: string) => c.trim())].join('\n'),
+        ca: roots,
+        checkServerIdentity: () => undefined,
+      });
       const answer = await new Promise<string>((resolve, reject) => {
         sock.once('secureConnect', () => sock.write('still routed'));
         sock.once('data', (d) => resolve(String(d)));
@@ -226,7 +304,12 @@ describe('isthmus gateway while its server is away', () => {
       expect(gw.output()).toContain('stream to server lost; keeping the last configuration and retrying');
 
       srv = await startServer('dev', args);
-      const back = await poll(async () => (await api(srv.url, 'GET', '/v1/health/service/mesh-gateway?passing')).body, (b) => Array.isArray(b) && b.length === 1, 'registration after the restart', 15_000);
+      const back = await poll(
+        async () => (await api(srv.url, 'GET', '/v1/health/service/mesh-gateway?passing')).body,
+        (b) => Array.isArray(b) && b.length === 1,
+        'registration after the restart',
+        15_000,
+      );
       expect(back[0].Service.ID).toBe('steady');
     } finally {
       while (local.length) await local.pop()!();

@@ -38,7 +38,21 @@ beforeAll(async () => {
   primary = await startServer('server', ['--dc', primaryDc, '--acl-default-policy', 'allow', ...HB]);
   const token = (await api(primary.url, 'POST', '/v1/federation/token', { Datacenter: dc })).body.Token as string;
   expect(token).toMatch(/^isthmus-join\./);
-  const args = ['--dc', dc, '--primary-dc', primaryDc, '--store', 'redis', '--redis-url', REDIS_URL, '--acl-default-policy', 'allow', '--join-token', token, ...HB];
+  const args = [
+    '--dc',
+    dc,
+    '--primary-dc',
+    primaryDc,
+    '--store',
+    'redis',
+    '--redis-url',
+    REDIS_URL,
+    '--acl-default-policy',
+    'allow',
+    '--join-token',
+    token,
+    ...HB,
+  ];
   // The first replica joins; the second finds the join in Redis.
   a = await startServer('server', [...args, '--node', 'node-a']);
   b = await startServer('server', [...args, '--node', 'node-b']);

@@ -58,7 +58,12 @@ describe('what each process loads', () => {
     expect(modules).toContain('dataplane-client/client.js');
     expect(loadedFrom(modules, [...SERVER, 'gateway', 'gateway-process'])).toEqual([]);
     // Its own config loader, not the server's (which decodes join tokens with federation/).
-    expect(modules.filter((m) => folder(m) === 'config').sort()).toEqual(['config/proxy-config.js', 'config/settings.js', 'config/sources.js', 'config/values.js']);
+    expect(modules.filter((m) => folder(m) === 'config').sort()).toEqual([
+      'config/proxy-config.js',
+      'config/settings.js',
+      'config/sources.js',
+      'config/values.js',
+    ]);
   });
 
   it('a gateway loads the gateway and its client, none of the server and no sidecar', async () => {
@@ -80,7 +85,10 @@ describe('what each process loads', () => {
       expect(r.code, r.stderr).toBe(0);
       const modules = t.modules();
       expect(modules).toContain('cli/main.js');
-      expect(modules.filter((m) => !['cli', 'core'].includes(folder(m)) && m !== 'config/settings.js'), args.join(' ')).toEqual([]);
+      expect(
+        modules.filter((m) => !['cli', 'core'].includes(folder(m)) && m !== 'config/settings.js'),
+        args.join(' '),
+      ).toEqual([]);
     }
   });
 });

@@ -36,7 +36,9 @@ describe('redis store with two servers', () => {
     const started = Date.now();
     const pending = api(b.url, 'GET', `/v1/catalog/service/shared?index=${index}&wait=10s`);
     await new Promise((r) => setTimeout(r, 300));
-    expect((await api(a.url, 'PUT', '/v1/catalog/register', { Node: 'ext-1', Address: '10.0.0.9', Service: { Service: 'shared', Port: 80 } })).status).toBe(200);
+    expect((await api(a.url, 'PUT', '/v1/catalog/register', { Node: 'ext-1', Address: '10.0.0.9', Service: { Service: 'shared', Port: 80 } })).status).toBe(
+      200,
+    );
     const res = await pending;
     expect(Date.now() - started).toBeLessThan(5000);
     expect(res.body).toHaveLength(1);

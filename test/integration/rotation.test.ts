@@ -25,10 +25,13 @@ function get(port: number): Promise<number> {
 async function servedSerial(): Promise<string> {
   const leaf = (await api(srv.url, 'GET', '/v1/agent/connect/ca/leaf/web')).body;
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: apiSidecarPort, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => {
-      resolve(s.getPeerCertificate().serialNumber);
-      s.destroy();
-    });
+    const s = tls.connect(
+      { host: '127.0.0.1', port: apiSidecarPort, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
+      () => {
+        resolve(s.getPeerCertificate().serialNumber);
+        s.destroy();
+      },
+    );
     s.on('error', reject);
   });
 }

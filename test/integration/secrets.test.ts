@@ -11,10 +11,21 @@ const logs: string[] = [];
 async function region(dc: string, host: string, extra: Record<string, string> = {}): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'debug', ...extra },
+    flags: {
+      dc,
+      'http-addr': `${host}:0`,
+      'grpc-addr': `${host}:0`,
+      'grpc-tls-addr': `${host}:0`,
+      'acl-default-policy': 'allow',
+      'log-level': 'debug',
+      ...extra,
+    },
     env: {},
   });
-  return startRegion({ ...config, dataDir: undefined }, { heartbeatMs: 300, processMetrics: false, logger: createLogger({ level: 'debug', write: (l) => logs.push(l) }) });
+  return startRegion(
+    { ...config, dataDir: undefined },
+    { heartbeatMs: 300, processMetrics: false, logger: createLogger({ level: 'debug', write: (l) => logs.push(l) }) },
+  );
 }
 
 async function get(r: Region, path: string): Promise<string> {

@@ -42,7 +42,10 @@ describe('sidecars end to end', () => {
     // The new intention is pushed to the sidecar; wait until a new connection is refused.
     let refused = false;
     for (let i = 0; i < 50 && !refused; i++) {
-      refused = await get(upstreamPort, '/hello').then(() => false, () => true);
+      refused = await get(upstreamPort, '/hello').then(
+        () => false,
+        () => true,
+      );
       if (!refused) await new Promise((r) => setTimeout(r, 100));
     }
     expect(refused).toBe(true);
@@ -67,9 +70,27 @@ describe('sidecars end to end', () => {
 
   it('runs the application after "--" with <UPSTREAM>_ADDR and _PORT set, and exits with it', async () => {
     const port = await freePort();
-    await api(srv.url, 'PUT', '/v1/agent/service/register', { Name: 'batch', Port: 1, Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } } });
+    await api(srv.url, 'PUT', '/v1/agent/service/register', {
+      Name: 'batch',
+      Port: 1,
+      Connect: { SidecarService: { Port: await freePort(), Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } },
+    });
     const grpc = pair.grpcAddr;
-    const r = await runCli(['connect', 'proxy', '--sidecar-for', 'batch', '--grpc-addr', grpc, '--', process.execPath, '-e', 'console.log("UPSTREAM=" + process.env.API_ADDR + " " + process.env.API_PORT)'], { ISTHMUS_HTTP_ADDR: srv.addr });
+    const r = await runCli(
+      [
+        'connect',
+        'proxy',
+        '--sidecar-for',
+        'batch',
+        '--grpc-addr',
+        grpc,
+        '--',
+        process.execPath,
+        '-e',
+        'console.log("UPSTREAM=" + process.env.API_ADDR + " " + process.env.API_PORT)',
+      ],
+      { ISTHMUS_HTTP_ADDR: srv.addr },
+    );
     expect(r.stdout).toContain(`UPSTREAM=127.0.0.1:${port} ${port}`);
     expect(r.stdout).toContain('Application exited with 0');
     expect(r.code).toBe(0);

@@ -63,7 +63,7 @@ describe('storage boundaries', () => {
     expect(missing).toEqual([]);
   });
 
-  it('keeps table-name constants out of other folders\' imports (src and benchmarks)', () => {
+  it("keeps table-name constants out of other folders' imports (src and benchmarks)", () => {
     const callers = [...sources, ...files(join(ROOT, 'benchmarks')).map((file) => ({ file, rel: relative(SRC, file), text: readFileSync(file, 'utf8') }))];
     const problems: string[] = [];
     for (const { file, rel, text } of callers) {
@@ -72,7 +72,13 @@ describe('storage boundaries', () => {
         for (const { owner, names } of constants) {
           if (!owns(owner, target) || owns(owner, rel)) continue;
           // `NAME`, `type NAME`, `NAME as Alias`: what is imported is NAME.
-          for (const item of m[1].split(',').map((x) => x.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0])) {
+          for (const item of m[1].split(',').map(
+            (x) =>
+              x
+                .trim()
+                .replace(/^type\s+/, '')
+                .split(/\s+as\s+/)[0],
+          )) {
             if (names.has(item) && !pending(rel, item)) problems.push(`${rel} imports ${item} from ${owner} (ask the owner through its functions)`);
           }
         }
@@ -81,14 +87,16 @@ describe('storage boundaries', () => {
     expect(problems).toEqual([]);
   });
 
-  it('hands the Store no other owner\'s table by its name (src and benchmarks, the store\'s own suite aside)', () => {
+  it("hands the Store no other owner's table by its name (src and benchmarks, the store's own suite aside)", () => {
     const callers = [...sources, ...files(join(ROOT, 'benchmarks')).map((file) => ({ file, rel: relative(SRC, file), text: readFileSync(file, 'utf8') }))];
     const problems: string[] = [];
     for (const { owner, tables } of OWNERS) {
       for (const table of tables) {
         const t = `'${escape(table)}'`;
         // A table named in an op, compared with a change's table, or given to a Store read or wait.
-        const uses = new RegExp(`\\btable\\s*(?::|===|!==)\\s*${t}|\\.(?:get|list|tableIndex)\\s*(?:<[^>()]*>)?\\(\\s*${t}|waitForChange\\s*\\(\\s*\\[[^\\]]*${t}|new Set\\(\\s*\\[[^\\]]*${t}`);
+        const uses = new RegExp(
+          `\\btable\\s*(?::|===|!==)\\s*${t}|\\.(?:get|list|tableIndex)\\s*(?:<[^>()]*>)?\\(\\s*${t}|waitForChange\\s*\\(\\s*\\[[^\\]]*${t}|new Set\\(\\s*\\[[^\\]]*${t}`,
+        );
         for (const { rel, text } of callers) {
           if (owns(owner, rel) || rel.startsWith('store/') || pending(rel, table)) continue;
           if (uses.test(text)) problems.push(`${rel} names ${owner}'s table ${t}`);

@@ -16,7 +16,21 @@ let mgmtAccessor = '';
 let intentionId = '';
 const tokens: Record<string, string> = {};
 
-const TABLES = ['services', 'checks', 'nodes', 'intentions', 'acl-tokens', 'acl-policies', 'acl-meta', 'ca-roots', 'ca-config', 'ca-intermediates', 'fed-join-tokens', 'fed-members', 'audit'];
+const TABLES = [
+  'services',
+  'checks',
+  'nodes',
+  'intentions',
+  'acl-tokens',
+  'acl-policies',
+  'acl-meta',
+  'ca-roots',
+  'ca-config',
+  'ca-intermediates',
+  'fed-join-tokens',
+  'fed-members',
+  'audit',
+];
 const state = () => TABLES.map((t) => `${t}@${r.store.tableIndex(t)}:${r.store.list(t).length}`);
 
 async function token(name: string, rules: string): Promise<string> {
@@ -29,11 +43,24 @@ async function token(name: string, rules: string): Promise<string> {
 
 function flow(id: string, source: string, destination: string): FlowRecord {
   return {
-    id, traceId: 'cd'.repeat(16), requestIndex: 0, hop: 'server-sidecar', dc: 'dc1', reporter: 'test',
+    id,
+    traceId: 'cd'.repeat(16),
+    requestIndex: 0,
+    hop: 'server-sidecar',
+    dc: 'dc1',
+    reporter: 'test',
     source: { spiffeId: '', service: source, namespace: 'default', dc: 'dc1' },
     destination: { spiffeId: '', service: destination, namespace: 'default', dc: 'dc1' },
-    sni: '', verdict: 'allowed', reason: 'ok', intentionId: '', intentionDc: '', intentionIndex: 0,
-    startTime: Date.now(), durationMs: 1, bytesIn: 1, bytesOut: 1,
+    sni: '',
+    verdict: 'allowed',
+    reason: 'ok',
+    intentionId: '',
+    intentionDc: '',
+    intentionIndex: 0,
+    startTime: Date.now(),
+    durationMs: 1,
+    bytesIn: 1,
+    bytesOut: 1,
   } as FlowRecord;
 }
 
@@ -86,7 +113,8 @@ async function expectNamedRefused(secret: string | undefined): Promise<void> {
   const wrong: string[] = [];
   for (const [method, path, body] of named()) {
     const res = await http(base, method, path, body, secret);
-    if (res.status !== 403 || !/^ISTHMUS_ERR_(PERMISSION_DENIED|ACL_NOT_FOUND|ACL_BOOTSTRAPPED)$/.test(res.body?.Error)) wrong.push(`${method} ${path}: ${res.status} ${JSON.stringify(res.body).slice(0, 120)}`);
+    if (res.status !== 403 || !/^ISTHMUS_ERR_(PERMISSION_DENIED|ACL_NOT_FOUND|ACL_BOOTSTRAPPED)$/.test(res.body?.Error))
+      wrong.push(`${method} ${path}: ${res.status} ${JSON.stringify(res.body).slice(0, 120)}`);
   }
   expect(wrong).toEqual([]);
   expect(state()).toEqual(before);

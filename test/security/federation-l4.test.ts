@@ -9,7 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Region } from '../../src/region/index.js';
 import { newKeyPem, publicKeyPemOf, type CaRoot } from '../../src/ca/index.js';
 import { serverSni, serverSpiffeId } from '../../src/core/names.js';
-import { federationService, type ForwardRequest, type ForwardResponse, type SignRequest, type SignResponse, type JoinRequest, type JoinResponse } from '../../src/federation/proto.js';
+import {
+  federationService,
+  type ForwardRequest,
+  type ForwardResponse,
+  type SignRequest,
+  type SignResponse,
+  type JoinRequest,
+  type JoinResponse,
+} from '../../src/federation/proto.js';
 import { clientCredentials } from '../../src/federation/tls.js';
 import { call, fedClient, http, mintedBy, peerStream, region, rogueCa, selfSigned, until, type Identity } from './helpers.js';
 
@@ -19,12 +27,20 @@ let td = '';
 let publicKeyPem = '';
 
 const QUERY: ForwardRequest = { method: 'GET', path: '/v1/flows', body: '', token: '', originDatacenter: 'dc2' };
-const WRITE: ForwardRequest = { method: 'PUT', path: '/v1/connect/intentions/exact?source=intruder&destination=db', body: JSON.stringify({ Action: 'allow' }), token: '', originDatacenter: 'dc2' };
+const WRITE: ForwardRequest = {
+  method: 'PUT',
+  path: '/v1/connect/intentions/exact?source=intruder&destination=db',
+  body: JSON.stringify({ Action: 'allow' }),
+  token: '',
+  originDatacenter: 'dc2',
+};
 const HELLO = { hello: { datacenter: 'dc2', resumeIndex: 0, version: 'test' } };
 
 /** The tables an accepted call could have changed at the primary. */
 function primaryState() {
-  return ['intentions', 'acl-tokens', 'acl-policies', 'ca-roots', 'ca-config', 'fed-members', 'fed-join-tokens', 'audit'].map((t) => `${t}@${dc1.store.tableIndex(t)}`);
+  return ['intentions', 'acl-tokens', 'acl-policies', 'ca-roots', 'ca-config', 'fed-members', 'fed-join-tokens', 'audit'].map(
+    (t) => `${t}@${dc1.store.tableIndex(t)}`,
+  );
 }
 
 /** Every RPC but Join, as `id` (or with no certificate), against the primary's listener. */
@@ -83,7 +99,7 @@ afterAll(async () => {
 });
 
 describe('the federation listener', () => {
-  it('serves the server identity of a member DC signed by that DC\'s own CA (the probe works)', async () => {
+  it("serves the server identity of a member DC signed by that DC's own CA (the probe works)", async () => {
     const r = await callAll(await dc2.ca.issueServerCert());
     expect(r.query.ok?.status).toBe(200);
     expect(r.sign.ok?.certPem).toMatch(/BEGIN CERTIFICATE/);
@@ -108,7 +124,7 @@ describe('the federation listener', () => {
     }
   });
 
-  it('refuses a self-signed certificate that carries a member server\'s SPIFFE ID', async () => {
+  it("refuses a self-signed certificate that carries a member server's SPIFFE ID", async () => {
     await expectAllRefused(await selfSigned(serverSpiffeId({ trustDomain: td, dc: 'dc2' })));
   });
 
@@ -121,7 +137,7 @@ describe('the federation listener', () => {
     await expectAllRefused({ certPem: leaf.certPem, keyPem: leaf.keyPem, chain: leaf.chain });
   });
 
-  it('refuses a server identity that one DC\'s CA minted for another DC (the primary\'s own, here)', async () => {
+  it("refuses a server identity that one DC's CA minted for another DC (the primary's own, here)", async () => {
     await expectAllRefused(await mintedBy(dc2, serverSpiffeId({ trustDomain: td, dc: 'dc1' })));
     // And the primary's own identity, rightly signed, is not a peer of the primary either.
     await expectAllRefused(await dc1.ca.issueServerCert());
@@ -143,13 +159,23 @@ describe('the federation listener', () => {
           cb(null, { status: 200, body: '{"Records":[]}', contentType: 'application/json', index: 1, receiptsJson: '' });
         },
       });
-      const creds = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(id.keyPem), cert_chain: Buffer.from([id.certPem, ...id.chain].map((x) => x.trim()).join('\n') + '\n') }], false);
+      const creds = grpc.ServerCredentials.createSsl(
+        null,
+        [{ private_key: Buffer.from(id.keyPem), cert_chain: Buffer.from([id.certPem, ...id.chain].map((x) => x.trim()).join('\n') + '\n') }],
+        false,
+      );
       const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.12.2:0', creds, (err, p) => (err ? rej(err) : res(p))));
       return { server, address: `127.0.12.2:${port}` };
     };
     const ask = async (address: string) => {
       const own = await dc2.ca.issueServerCert();
-      const creds = clientCredentials({ roots: dc2.ca.bundle().roots, certChainPem: [own.certPem, ...own.chain].join('\n'), keyPem: own.keyPem, trustDomain: td, peerDc: 'dc1' });
+      const creds = clientCredentials({
+        roots: dc2.ca.bundle().roots,
+        certChainPem: [own.certPem, ...own.chain].join('\n'),
+        keyPem: own.keyPem,
+        trustDomain: td,
+        peerDc: 'dc1',
+      });
       const sni = serverSni({ dc: 'dc1', trustDomain: td });
       const Ctor = federationService();
       const c = new Ctor(address, creds, { 'grpc.ssl_target_name_override': sni, 'grpc.default_authority': sni, 'grpc.use_local_subchannel_pool': 1 }) as never;
@@ -178,7 +204,9 @@ describe('the federation listener', () => {
     const oldCert = await dc2.ca.issueServerCert();
     const asOld: Identity = { certPem: oldCert.certPem, keyPem: oldCert.keyPem, chain: oldCert.chain };
     expect((await queryAs(asOld)).ok?.status).toBe(200);
-    expect((await http(`http://${dc1.httpAddress}`, 'PUT', '/v1/connect/ca/configuration', { Provider: 'consul', Config: { LeafCertTTL: '1m' } })).status).toBe(200);
+    expect((await http(`http://${dc1.httpAddress}`, 'PUT', '/v1/connect/ca/configuration', { Provider: 'consul', Config: { LeafCertTTL: '1m' } })).status).toBe(
+      200,
+    );
     const oldRootId = dc1.ca.activeRoot()!.ID;
     expect((await http(`http://${dc1.httpAddress}`, 'POST', '/v1/connect/ca/rotate')).status).toBe(200);
     const newRootId = dc1.ca.activeRoot()!.ID;
@@ -188,7 +216,15 @@ describe('the federation listener', () => {
 
     // The retirement made due now, instead of waiting for it.
     const retiring = dc1.store.get<CaRoot>('ca-roots', oldRootId)!;
-    await dc1.store.commit([{ op: 'put', table: 'ca-roots', key: oldRootId, value: { ...retiring.value, RetireAfter: new Date(Date.now() - 1000).toISOString() }, ifIndex: retiring.modifyIndex }]);
+    await dc1.store.commit([
+      {
+        op: 'put',
+        table: 'ca-roots',
+        key: oldRootId,
+        value: { ...retiring.value, RetireAfter: new Date(Date.now() - 1000).toISOString() },
+        ifIndex: retiring.modifyIndex,
+      },
+    ]);
     await dc1.ca.tick();
     expect(dc1.ca.roots().map((r) => r.ID)).toEqual([newRootId]);
     // The secondary drops it when the retirement replicates, never on its own.

@@ -89,20 +89,46 @@ describe('writes of replicated kinds in a secondary', () => {
     expect(() => dc2.intentions.getExact('web', 'cache')).toThrow();
   });
 
-  it('ignores replicated tables pushed into the primary by a secondary\'s server identity', async () => {
+  it("ignores replicated tables pushed into the primary by a secondary's server identity", async () => {
     const before = state(dc1);
     const own = await dc2.ca.issueServerCert();
     const id = { certPem: own.certPem, keyPem: own.keyPem, chain: own.chain };
     const secret = '11111111-2222-3333-4444-555555555555';
-    const intention = { ID: '99999999-0000-0000-0000-000000000001', SourceNS: 'default', SourceName: '*', DestinationNS: 'default', DestinationName: 'db', Action: 'allow', Precedence: 8, SourceType: 'consul', Meta: {}, CreatedAt: '', UpdatedAt: '' };
-    const token = { AccessorID: '99999999-0000-0000-0000-000000000002', SecretID: secret, Description: 'pushed', Policies: [{ ID: '00000000-0000-0000-0000-000000000001', Name: 'global-management' }], Local: false, CreateTime: '' };
+    const intention = {
+      ID: '99999999-0000-0000-0000-000000000001',
+      SourceNS: 'default',
+      SourceName: '*',
+      DestinationNS: 'default',
+      DestinationName: 'db',
+      Action: 'allow',
+      Precedence: 8,
+      SourceType: 'consul',
+      Meta: {},
+      CreatedAt: '',
+      UpdatedAt: '',
+    };
+    const token = {
+      AccessorID: '99999999-0000-0000-0000-000000000002',
+      SecretID: secret,
+      Description: 'pushed',
+      Policies: [{ ID: '00000000-0000-0000-0000-000000000001', Name: 'global-management' }],
+      Local: false,
+      CreateTime: '',
+    };
     const activeRoot = dc1.ca.activeRoot()!.ID;
     const changes: PeerMessage[] = [
-      { changes: { snapshot: false, index: 1_000_000, committedAtMs: Date.now(), resources: [
-        { table: 'intentions', key: 'default/*/default/db', op: 'put', valueJson: JSON.stringify(intention), index: 1_000_000 },
-        { table: 'acl-tokens', key: token.AccessorID, op: 'put', valueJson: JSON.stringify(token), index: 1_000_000 },
-        { table: 'ca-roots', key: activeRoot, op: 'delete', valueJson: '', index: 1_000_000 },
-      ] } },
+      {
+        changes: {
+          snapshot: false,
+          index: 1_000_000,
+          committedAtMs: Date.now(),
+          resources: [
+            { table: 'intentions', key: 'default/*/default/db', op: 'put', valueJson: JSON.stringify(intention), index: 1_000_000 },
+            { table: 'acl-tokens', key: token.AccessorID, op: 'put', valueJson: JSON.stringify(token), index: 1_000_000 },
+            { table: 'ca-roots', key: activeRoot, op: 'delete', valueJson: '', index: 1_000_000 },
+          ],
+        },
+      },
       // A snapshot with nothing in it would empty every replicated table of a DC that applied it.
       { changes: { snapshot: true, index: 1_000_001, committedAtMs: Date.now(), resources: [] } },
     ];
@@ -115,9 +141,21 @@ describe('writes of replicated kinds in a secondary', () => {
       expect(acks(out.received)).toBe(2);
 
       // Forward is the only way in, and it is checked against the token it carries.
-      const noToken = await call<ForwardRequest, ForwardResponse>(c, 'forward', { method: 'PUT', path: '/v1/acl/token', body: JSON.stringify({ Policies: [{ Name: 'global-management' }] }), token: '', originDatacenter: 'dc2' });
+      const noToken = await call<ForwardRequest, ForwardResponse>(c, 'forward', {
+        method: 'PUT',
+        path: '/v1/acl/token',
+        body: JSON.stringify({ Policies: [{ Name: 'global-management' }] }),
+        token: '',
+        originDatacenter: 'dc2',
+      });
       expect(noToken.ok?.status).toBe(403);
-      const unknown = await call<ForwardRequest, ForwardResponse>(c, 'forward', { method: 'PUT', path: '/v1/connect/intentions/exact?source=*&destination=db', body: '{"Action":"allow"}', token: secret, originDatacenter: 'dc2' });
+      const unknown = await call<ForwardRequest, ForwardResponse>(c, 'forward', {
+        method: 'PUT',
+        path: '/v1/connect/intentions/exact?source=*&destination=db',
+        body: '{"Action":"allow"}',
+        token: secret,
+        originDatacenter: 'dc2',
+      });
       expect(unknown.ok?.status).toBe(403);
     } finally {
       c.close();

@@ -26,7 +26,15 @@ export interface Identity {
 export async function region(dc: string, host: string, flags: Record<string, string> = {}): Promise<Region> {
   const config = loadRegionConfig({
     mode: 'server',
-    flags: { dc, 'http-addr': `${host}:0`, 'grpc-addr': `${host}:0`, 'grpc-tls-addr': `${host}:0`, 'acl-default-policy': 'allow', 'log-level': 'error', ...flags },
+    flags: {
+      dc,
+      'http-addr': `${host}:0`,
+      'grpc-addr': `${host}:0`,
+      'grpc-tls-addr': `${host}:0`,
+      'acl-default-policy': 'allow',
+      'log-level': 'error',
+      ...flags,
+    },
     env: {},
   });
   return startRegion({ ...config, dataDir: undefined }, { heartbeatMs: 300, processMetrics: false, logger: silentLogger });
@@ -99,7 +107,15 @@ export interface ProbeResult {
  * Dials a TLS listener (directly or through a gateway by SNI), writes `payload` once the client's
  * side of the handshake is done, and reports what came back before the connection ended.
  */
-export function probe(opts: { host: string; port: number; servername?: string; id?: Identity; session?: Buffer; payload?: string; ms?: number }): Promise<ProbeResult> {
+export function probe(opts: {
+  host: string;
+  port: number;
+  servername?: string;
+  id?: Identity;
+  session?: Buffer;
+  payload?: string;
+  ms?: number;
+}): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let data = '';
     let handshake = false;

@@ -48,7 +48,7 @@ async function expectRefused(id: Identity | undefined): Promise<ProbeResult[]> {
 
 async function deniedRecord(since: number, match: (f: FlowRecord) => boolean): Promise<FlowRecord> {
   const denied = async () => r.flows.query({ hop: 'server-sidecar', verdict: 'denied', since });
-  return until('the sidecar\'s denied flow record', async () => (await denied()).find(match), 10_000).catch(async (err: Error) => {
+  return until("the sidecar's denied flow record", async () => (await denied()).find(match), 10_000).catch(async (err: Error) => {
     throw new Error(`${err.message}; denied since then: ${JSON.stringify((await denied()).map((f) => f.reason))}`);
   });
 }
@@ -86,11 +86,29 @@ beforeAll(async () => {
     startCli(['connect', 'proxy', '--sidecar-for', 'api', '--grpc-addr', r.grpcAddress], /Sidecar for api/, env),
     (async () => {
       gatewayPort = await freePortOn(HOST);
-      return startCli(['gateway', '--dc', 'dc1', '--id', 'security-gw', '--addr', `${HOST}:${gatewayPort}`, '--wan-addr', `${HOST}:${gatewayPort}`, '--server', r.grpcAddress], /Mesh gateway security-gw/);
+      return startCli(
+        [
+          'gateway',
+          '--dc',
+          'dc1',
+          '--id',
+          'security-gw',
+          '--addr',
+          `${HOST}:${gatewayPort}`,
+          '--wan-addr',
+          `${HOST}:${gatewayPort}`,
+          '--server',
+          r.grpcAddress,
+        ],
+        /Mesh gateway security-gw/,
+      );
     })(),
   ]);
-  stops.push(() => sidecar.stop(), () => gw.stop());
-  await until('the gateway\'s routes', () => gw.output().includes('"routes received"'), 15_000);
+  stops.push(
+    () => sidecar.stop(),
+    () => gw.stop(),
+  );
+  await until("the gateway's routes", () => gw.output().includes('"routes received"'), 15_000);
   // The gateway has api's sidecar as a target once it is registered and passing.
   await until('a valid caller through the gateway', async () => (await viaGateway(await leaf('web'))).data === 'api:ping', 15_000);
 }, 60_000);
@@ -99,7 +117,7 @@ afterAll(async () => {
   while (stops.length) await stops.pop()!();
 });
 
-describe('a server sidecar\'s inbound mTLS listener, directly and through a mesh gateway', () => {
+describe("a server sidecar's inbound mTLS listener, directly and through a mesh gateway", () => {
   it('carries an allowed caller with a valid leaf to the application (the probe works)', async () => {
     const web = await leaf('web');
     const before = app.connections;
@@ -169,7 +187,15 @@ describe('a server sidecar\'s inbound mTLS listener, directly and through a mesh
     expect(retireAt - Date.now()).toBeLessThanOrEqual(60_000 + 2 * 60_000 + 1000);
 
     // That time passing, without waiting three minutes: the retirement is due now.
-    await r.store.commit([{ op: 'put', table: 'ca-roots', key: oldRootId, value: { ...retiring.value, RetireAfter: new Date(Date.now() - 1000).toISOString() }, ifIndex: retiring.modifyIndex }]);
+    await r.store.commit([
+      {
+        op: 'put',
+        table: 'ca-roots',
+        key: oldRootId,
+        value: { ...retiring.value, RetireAfter: new Date(Date.now() - 1000).toISOString() },
+        ifIndex: retiring.modifyIndex,
+      },
+    ]);
     await r.ca.tick();
     expect(r.ca.roots().map((x) => x.ID)).toEqual([newRootId]);
     const roots = (await http(base, 'GET', '/v1/connect/ca/roots')).body.Roots.map((x: { ID: string }) => x.ID);

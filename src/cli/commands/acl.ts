@@ -1,6 +1,6 @@
 // `isthmus acl bootstrap`, `acl policy create|list`, `acl token create|list`.
 import { readFileSync } from 'node:fs';
-import { list, str, type Parsed } from '../args.js';
+import { list, str } from '../args.js';
 import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
 import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
@@ -66,7 +66,13 @@ export const aclPolicyCreate: Command = {
       }
     }
     const pol = await client(p.values, io.env).put<Policy>('/v1/acl/policy', { Name: name, Rules: rules, Description: str(p.values.description) ?? '' });
-    for (const l of keyValueBlock([['ID', pol.ID], ['Name', pol.Name], ['Description', pol.Description ?? ''], ['Rules', pol.Rules ?? '']])) io.out(l);
+    for (const l of keyValueBlock([
+      ['ID', pol.ID],
+      ['Name', pol.Name],
+      ['Description', pol.Description ?? ''],
+      ['Rules', pol.Rules ?? ''],
+    ]))
+      io.out(l);
     return 0;
   },
 };
@@ -78,7 +84,11 @@ export const aclPolicyList: Command = {
   options: { ...CLIENT_OPTIONS },
   async run(p, io) {
     const pols = await client(p.values, io.env).get<Policy[]>('/v1/acl/policies');
-    for (const l of table(['ID', 'Name', 'Description'], pols.map((x) => [x.ID, x.Name, x.Description ?? '']))) io.out(l);
+    for (const l of table(
+      ['ID', 'Name', 'Description'],
+      pols.map((x) => [x.ID, x.Name, x.Description ?? '']),
+    ))
+      io.out(l);
     return 0;
   },
 };

@@ -24,7 +24,9 @@ async function runAgent(mode: Mode, args: Parsed, io: Io): Promise<number> {
   const config = loadRegionConfig({ mode, flags, env: io.env, configFile: str(args.values.config) });
   const region = await startRegion(config);
   io.out(`==> Isthmus ${mode} running: datacenter ${config.dc}, node ${config.nodeName}`);
-  io.out(`    HTTP API: http://${region.httpAddress}   gRPC: ${region.grpcAddress}   store: ${config.store}${config.dataDir ? ` (${config.dataDir})` : ' (not persisted)'}`);
+  io.out(
+    `    HTTP API: http://${region.httpAddress}   gRPC: ${region.grpcAddress}   store: ${config.store}${config.dataDir ? ` (${config.dataDir})` : ' (not persisted)'}`,
+  );
   io.out(`    trust domain: ${region.trustDomain}   ACL default policy: ${config.aclDefaultPolicy}`);
   io.out(`    federation: ${region.federation.address}   primary datacenter: ${region.config.primaryDc}${region.federation.isPrimary ? ' (this one)' : ''}`);
   await new Promise<void>((resolve) => {

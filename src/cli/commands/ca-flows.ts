@@ -26,9 +26,15 @@ export const caRoots: Command = {
   usage: 'isthmus ca roots',
   options: { ...CLIENT_OPTIONS },
   async run(p, io) {
-    const r = await client(p.values, io.env).get<{ TrustDomain: string; Roots: { ID: string; Name: string; Active: boolean; NotAfter: string }[] }>('/v1/connect/ca/roots');
+    const r = await client(p.values, io.env).get<{ TrustDomain: string; Roots: { ID: string; Name: string; Active: boolean; NotAfter: string }[] }>(
+      '/v1/connect/ca/roots',
+    );
     io.out(`Trust domain: ${r.TrustDomain}`);
-    for (const l of table(['ID', 'Name', 'Active', 'NotAfter'], r.Roots.map((x) => [x.ID, x.Name, String(x.Active), x.NotAfter]))) io.out(l);
+    for (const l of table(
+      ['ID', 'Name', 'Active', 'NotAfter'],
+      r.Roots.map((x) => [x.ID, x.Name, String(x.Active), x.NotAfter]),
+    ))
+      io.out(l);
     return 0;
   },
 };
@@ -36,7 +42,8 @@ export const caRoots: Command = {
 export const flowsCommand: Command = {
   name: 'flows',
   summary: 'Show flow records: who called whom, allowed or denied, by which intention',
-  usage: 'isthmus flows [--follow] [--dc all|DC[,DC]] [--from SVC] [--to SVC] [--service SVC] [--verdict allowed|denied|no_route|error] [--trace ID] [--since 5m] [--limit N] [-o table|json|compact]',
+  usage:
+    'isthmus flows [--follow] [--dc all|DC[,DC]] [--from SVC] [--to SVC] [--service SVC] [--verdict allowed|denied|no_route|error] [--trace ID] [--since 5m] [--limit N] [-o table|json|compact]',
   options: {
     ...CLIENT_OPTIONS,
     from: { type: 'string' },
@@ -75,7 +82,17 @@ export const flowsCommand: Command = {
     }
     for (const l of table(
       ['TIME', 'DC', 'TRACE', 'HOP', 'SOURCE', 'DESTINATION', 'VERDICT', 'INTENTION', 'REASON'],
-      r.Records.map((f) => [new Date(f.startTime).toISOString().slice(11, 23), f.dc, f.traceId.slice(0, 12), f.hop + (f.requestIndex ? `#${f.requestIndex}` : ''), f.source.service || '-', f.destination.service, f.verdict, f.intentionId || '-', f.reason]),
+      r.Records.map((f) => [
+        new Date(f.startTime).toISOString().slice(11, 23),
+        f.dc,
+        f.traceId.slice(0, 12),
+        f.hop + (f.requestIndex ? `#${f.requestIndex}` : ''),
+        f.source.service || '-',
+        f.destination.service,
+        f.verdict,
+        f.intentionId || '-',
+        f.reason,
+      ]),
     ))
       io.out(l);
     return 0;
@@ -142,7 +159,9 @@ export const flowsTrace: Command = {
   async run(p, io) {
     const id = p.positionals[0];
     if (!id || !/^[0-9a-f]{32}$/.test(id)) throw new CliError(`expected a trace ID (32 hex characters)\nUsage: ${this.usage}`);
-    const r = await client(p.values, io.env).get<{ Records: FlowRecord[]; Missing?: string[]; Errors?: Record<string, string> }>(`/v1/flows?trace=${id}&dc=${encodeURIComponent(str(p.values.dc) ?? 'all')}`);
+    const r = await client(p.values, io.env).get<{ Records: FlowRecord[]; Missing?: string[]; Errors?: Record<string, string> }>(
+      `/v1/flows?trace=${id}&dc=${encodeURIComponent(str(p.values.dc) ?? 'all')}`,
+    );
     for (const dc of r.Missing ?? []) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors?.[dc]}); its hops are missing`);
     if ((str(p.values.o) ?? str(p.values.output)) === 'json') {
       io.out(JSON.stringify(r.Records, null, 2));
@@ -160,16 +179,25 @@ export const flowsTrace: Command = {
     const first = conn[0] ?? r.Records[0];
     io.out(`Trace ${id}: ${first.source.service || '?'}@${first.source.dc || '?'} -> ${first.destination.service}@${first.destination.dc || '?'}, ${span} ms`);
     const decider = conn.find((f) => f.verdict !== 'allowed');
-    io.out(decider ? `Verdict: ${decider.verdict.toUpperCase()} at ${decider.hop} in ${decider.dc}: ${decider.reason}${decider.intentionId ? ` (intention ${decider.intentionId}, written in ${decider.intentionDc || '?'}, index ${decider.intentionIndex})` : ''}` : 'Verdict: ALLOWED at every hop');
+    io.out(
+      decider
+        ? `Verdict: ${decider.verdict.toUpperCase()} at ${decider.hop} in ${decider.dc}: ${decider.reason}${decider.intentionId ? ` (intention ${decider.intentionId}, written in ${decider.intentionDc || '?'}, index ${decider.intentionIndex})` : ''}`
+        : 'Verdict: ALLOWED at every hop',
+    );
     const W = 40;
     for (const f of conn) {
       const a = Math.floor(((f.startTime - t0) / span) * W);
       const b = Math.max(a + 1, Math.ceil(((f.startTime + f.durationMs - t0) / span) * W));
       const bar = ' '.repeat(a) + '#'.repeat(Math.min(W, b) - a) + ' '.repeat(Math.max(0, W - Math.min(W, b)));
-      io.out(`  ${f.dc.padEnd(5)} ${f.hop.padEnd(15)} |${bar}| +${f.startTime - t0}ms ${f.durationMs}ms ${f.verdict}${f.intentionId ? ` by ${f.intentionId}` : ''}  ${f.reason}`);
+      io.out(
+        `  ${f.dc.padEnd(5)} ${f.hop.padEnd(15)} |${bar}| +${f.startTime - t0}ms ${f.durationMs}ms ${f.verdict}${f.intentionId ? ` by ${f.intentionId}` : ''}  ${f.reason}`,
+      );
     }
     const requests = r.Records.filter((f) => f.requestIndex > 0).sort((a, b) => a.requestIndex - b.requestIndex || order.indexOf(a.hop) - order.indexOf(b.hop));
-    for (const f of requests) io.out(`  request #${f.requestIndex} ${f.http?.method ?? ''} ${f.http?.path ?? ''} -> ${f.http?.status ?? ''} at ${f.hop} (${f.dc}): ${f.verdict}, ${f.reason}`);
+    for (const f of requests)
+      io.out(
+        `  request #${f.requestIndex} ${f.http?.method ?? ''} ${f.http?.path ?? ''} -> ${f.http?.status ?? ''} at ${f.hop} (${f.dc}): ${f.verdict}, ${f.reason}`,
+      );
     return 0;
   },
 };

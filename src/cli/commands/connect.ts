@@ -21,8 +21,12 @@ export const connectProxy: Command = {
     const proxy = await startSidecarProxy(config, { app: p.rest.length > 0 ? { argv: p.rest, env: io.env } : undefined });
     const { sidecar, initial: cfg } = proxy;
     io.out(`==> Sidecar for ${cfg.service.name} (${cfg.service.id}) running as ${cfg.leaf.spiffeId}`);
-    if (cfg.inbound) io.out(`    inbound: ${cfg.inbound.bindHost}:${sidecar.inboundPort} -> ${cfg.inbound.localAppHost}:${cfg.inbound.localAppPort} (${cfg.inbound.protocol})`);
-    for (const u of cfg.upstreams) io.out(`    upstream ${u.name}: ${u.localBindHost}:${sidecar.upstreamPort(u.name, u.datacenter)} (${u.endpoints.length} endpoint(s))`);
+    if (cfg.inbound)
+      io.out(
+        `    inbound: ${cfg.inbound.bindHost}:${sidecar.inboundPort} -> ${cfg.inbound.localAppHost}:${cfg.inbound.localAppPort} (${cfg.inbound.protocol})`,
+      );
+    for (const u of cfg.upstreams)
+      io.out(`    upstream ${u.name}: ${u.localBindHost}:${sidecar.upstreamPort(u.name, u.datacenter)} (${u.endpoints.length} endpoint(s))`);
 
     const signal = nextSignal();
     const appExited = proxy.appExit?.then((code) => io.out(`==> Application exited with ${code}`));

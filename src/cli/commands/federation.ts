@@ -20,7 +20,9 @@ export const federationToken: Command = {
     const r = await clientFor(p.values, io.env).post<{ Token: string; Expires: string; PrimaryDatacenter: string }>('/v1/federation/token', body);
     // The token alone on stdout, so that `--join-token "$(isthmus federation token --dc dc2)"` works.
     io.out(r.Token);
-    io.err(`Join token for ${dc} (primary ${r.PrimaryDatacenter}), valid once, until ${r.Expires}. Start the secondary with: isthmus server --dc ${dc} --join-token <token>`);
+    io.err(
+      `Join token for ${dc} (primary ${r.PrimaryDatacenter}), valid once, until ${r.Expires}. Start the secondary with: isthmus server --dc ${dc} --join-token <token>`,
+    );
     return 0;
   },
 };
@@ -38,7 +40,9 @@ export const federationStatus: Command = {
       return 0;
     }
     if (format !== 'table') throw new CliError(`-o must be table or json, not "${format}"`);
-    io.out(`Datacenter ${s.Datacenter}${s.Primary ? ' (primary)' : `, primary ${s.PrimaryDatacenter}, applied index ${s.AppliedIndex}`}; federation listener ${s.Address}`);
+    io.out(
+      `Datacenter ${s.Datacenter}${s.Primary ? ' (primary)' : `, primary ${s.PrimaryDatacenter}, applied index ${s.AppliedIndex}`}; federation listener ${s.Address}`,
+    );
     io.out(s.Leader ? 'This server leads its datacenter.' : `This server does not lead its datacenter; the leader is ${s.LeaderAddress || 'not known'}.`);
     if (s.Peers.length === 0) {
       io.out('No peer datacenters.');
@@ -47,7 +51,16 @@ export const federationStatus: Command = {
     const ms = (v: number | null) => (v === null ? '-' : v < 1000 ? `${v}ms` : `${(v / 1000).toFixed(1)}s`);
     for (const l of table(
       ['Peer', 'State', 'Direction', 'Heartbeat', 'Acked index', 'Lag', 'Export age', 'Last error'],
-      s.Peers.map((x) => [x.Datacenter, x.State, x.Direction || '-', ms(x.HeartbeatAgeMs), String(x.LastAckedIndex), ms(x.ReplicationLagMs), ms(x.ExportAgeMs), x.LastError || '']),
+      s.Peers.map((x) => [
+        x.Datacenter,
+        x.State,
+        x.Direction || '-',
+        ms(x.HeartbeatAgeMs),
+        String(x.LastAckedIndex),
+        ms(x.ReplicationLagMs),
+        ms(x.ExportAgeMs),
+        x.LastError || '',
+      ]),
     ))
       io.out(l);
     return s.Peers.every((x) => x.State === 'up') ? 0 : 2;
@@ -63,7 +76,9 @@ export const federationRemove: Command = {
     if (p.positionals.length !== 1) throw new CliError(`expected the datacenter to remove, got ${p.positionals.length} argument(s)\nUsage: ${this.usage}`);
     const dc = p.positionals[0];
     const r = await clientFor(p.values, io.env).delete<{ Datacenter: string; ExportedServices: number }>(`/v1/federation/members/${encodeURIComponent(dc)}`);
-    io.out(`Removed ${r.Datacenter} from the federation (${r.ExportedServices} exported service(s) forgotten). To bring it back: isthmus federation token --dc ${r.Datacenter}, then restart its server with the new --join-token.`);
+    io.out(
+      `Removed ${r.Datacenter} from the federation (${r.ExportedServices} exported service(s) forgotten). To bring it back: isthmus federation token --dc ${r.Datacenter}, then restart its server with the new --join-token.`,
+    );
     return 0;
   },
 };

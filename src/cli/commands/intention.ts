@@ -34,7 +34,8 @@ function twoNames(p: Parsed, usage: string): [string, string] {
 export const intentionCreate: Command = {
   name: 'intention create',
   summary: 'Create an intention: allow (default) or deny SRC to call DST',
-  usage: 'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] [--wait all [--wait-timeout 10s]] [--dry-run [--window 1h]] SRC DST',
+  usage:
+    'isthmus intention create [--allow|--deny] [--replace] [--description TEXT] [--file PERMISSIONS.json] [--wait all [--wait-timeout 10s]] [--dry-run [--window 1h]] SRC DST',
   options: {
     ...CLIENT_OPTIONS,
     'dry-run': { type: 'boolean' },
@@ -83,7 +84,11 @@ export const intentionCreate: Command = {
     if (!raw) throw new CliError('the server sent no receipts (is it older than this command?)');
     const r = JSON.parse(raw) as { Complete: boolean; Datacenters: { Datacenter: string; Applied: boolean; AppliedIndex: number; AppliedAt: string | null }[] };
     for (const d of r.Datacenters) {
-      io.out(d.Applied ? `  enforced in ${d.Datacenter} at ${d.AppliedAt} (+${Math.max(0, Date.parse(d.AppliedAt ?? '') - started)} ms)` : `  NOT yet applied in ${d.Datacenter} (at index ${d.AppliedIndex})`);
+      io.out(
+        d.Applied
+          ? `  enforced in ${d.Datacenter} at ${d.AppliedAt} (+${Math.max(0, Date.parse(d.AppliedAt ?? '') - started)} ms)`
+          : `  NOT yet applied in ${d.Datacenter} (at index ${d.AppliedIndex})`,
+      );
     }
     return r.Complete ? 0 : 2;
   },
@@ -203,17 +208,36 @@ interface ReplayAnswer {
   Examined: number;
   Distinct: number;
   HeaderRulesIgnored: boolean;
-  Changes: { Source: string; Destination: string; Method?: string; Path?: string; Before: string; After: string; BeforeDecidedBy: string; Count: number; Datacenters: string[] }[];
+  Changes: {
+    Source: string;
+    Destination: string;
+    Method?: string;
+    Path?: string;
+    Before: string;
+    After: string;
+    BeforeDecidedBy: string;
+    Count: number;
+    Datacenters: string[];
+  }[];
 }
 
-async function dryRun(api: ReturnType<typeof clientFor>, body: Record<string, unknown>, window: string, io: { out(l: string): void; err(l: string): void }): Promise<number> {
+async function dryRun(
+  api: ReturnType<typeof clientFor>,
+  body: Record<string, unknown>,
+  window: string,
+  io: { out(l: string): void; err(l: string): void },
+): Promise<number> {
   const r = await api.post<ReplayAnswer>(`/v1/policy/dry-run?window=${encodeURIComponent(window)}`, body);
   for (const dc of r.Missing) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors[dc]}); its calls were not replayed`);
-  io.out(`Dry run of ${body.SourceName} => ${body.DestinationName} (${body.Action ?? 'L7'}) against ${r.Examined} calls of the last ${r.Window} in ${r.Datacenters.join(', ')} (nothing was changed):`);
+  io.out(
+    `Dry run of ${body.SourceName} => ${body.DestinationName} (${body.Action ?? 'L7'}) against ${r.Examined} calls of the last ${r.Window} in ${r.Datacenters.join(', ')} (nothing was changed):`,
+  );
   if (r.Changes.length === 0) io.out('  no observed call would be decided differently');
   for (const ch of r.Changes) {
     const what = ch.Method ? `${ch.Method} ${ch.Path}` : 'connections';
-    io.out(`  ${ch.Source} -> ${ch.Destination} ${what}: ${ch.Before} -> ${ch.After.toUpperCase()} (${ch.Count} seen, in ${ch.Datacenters.join(', ')}; before: ${ch.BeforeDecidedBy})`);
+    io.out(
+      `  ${ch.Source} -> ${ch.Destination} ${what}: ${ch.Before} -> ${ch.After.toUpperCase()} (${ch.Count} seen, in ${ch.Datacenters.join(', ')}; before: ${ch.BeforeDecidedBy})`,
+    );
   }
   if (r.HeaderRulesIgnored) io.err('Note: records keep no headers, so header rules were replayed as not matching.');
   if (r.Truncated) io.err('Note: the window held more calls than were replayed; narrow it with --window.');
@@ -228,9 +252,23 @@ export const intentionSuggest: Command = {
   async run(p, io) {
     const service = str(p.values.service) ?? p.positionals[0];
     if (!service) throw new CliError(`--service is required\nUsage: ${this.usage}`);
-    const r = await client(p.values, io.env).get<{ Service: string; Window: string; Datacenters: string[]; Missing: string[]; Errors: Record<string, string>; Examined: number; Suggestions: { SourceName: string; DestinationName: string; Action?: string; Permissions?: { HTTP?: { PathExact?: string; PathPrefix?: string; Methods?: string[] } }[]; Calls: number; Datacenters: string[]; Existing?: string }[] }>(
-      `/v1/policy/suggest?service=${encodeURIComponent(service)}&window=${encodeURIComponent(str(p.values.window) ?? '24h')}`,
-    );
+    const r = await client(p.values, io.env).get<{
+      Service: string;
+      Window: string;
+      Datacenters: string[];
+      Missing: string[];
+      Errors: Record<string, string>;
+      Examined: number;
+      Suggestions: {
+        SourceName: string;
+        DestinationName: string;
+        Action?: string;
+        Permissions?: { HTTP?: { PathExact?: string; PathPrefix?: string; Methods?: string[] } }[];
+        Calls: number;
+        Datacenters: string[];
+        Existing?: string;
+      }[];
+    }>(`/v1/policy/suggest?service=${encodeURIComponent(service)}&window=${encodeURIComponent(str(p.values.window) ?? '24h')}`);
     for (const dc of r.Missing) io.err(`Warning: datacenter ${dc} did not answer (${r.Errors[dc]}); its calls are not counted`);
     if ((str(p.values.o) ?? str(p.values.output)) === 'json') {
       io.out(JSON.stringify(r.Suggestions, null, 2));
@@ -239,8 +277,12 @@ export const intentionSuggest: Command = {
     io.out(`From ${r.Examined} allowed calls to ${r.Service} in the last ${r.Window} (${r.Datacenters.join(', ')}):`);
     if (r.Suggestions.length === 0) io.out('  no allowed calls seen; nothing to suggest');
     for (const s of r.Suggestions) {
-      const rule = s.Permissions?.length ? s.Permissions.map((x) => `${(x.HTTP?.Methods ?? []).join('|')} ${x.HTTP?.PathExact ?? `${x.HTTP?.PathPrefix}*`}`).join(', ') : 'allow (L4)';
-      io.out(`  ${s.SourceName} => ${s.DestinationName}: ${rule}   (${s.Calls} calls in ${s.Datacenters.join(', ')})${s.Existing ? `   replaces intention ${s.Existing}` : ''}`);
+      const rule = s.Permissions?.length
+        ? s.Permissions.map((x) => `${(x.HTTP?.Methods ?? []).join('|')} ${x.HTTP?.PathExact ?? `${x.HTTP?.PathPrefix}*`}`).join(', ')
+        : 'allow (L4)';
+      io.out(
+        `  ${s.SourceName} => ${s.DestinationName}: ${rule}   (${s.Calls} calls in ${s.Datacenters.join(', ')})${s.Existing ? `   replaces intention ${s.Existing}` : ''}`,
+      );
     }
     return 0;
   },

@@ -77,9 +77,7 @@ export const servicesDeregister: Command = {
   options: { ...CLIENT_OPTIONS, id: { type: 'string' } },
   async run({ values, positionals }, io) {
     const api = client(values, io.env);
-    const ids = str(values.id as string)
-      ? [values.id as string]
-      : positionals.flatMap(readServiceFile).map((d) => String(d.ID ?? d.id ?? d.Name ?? d.name));
+    const ids = str(values.id as string) ? [values.id as string] : positionals.flatMap(readServiceFile).map((d) => String(d.ID ?? d.id ?? d.Name ?? d.name));
     if (ids.length === 0) throw new CliError(`--id or a service definition file is required\nUsage: ${servicesDeregister.usage}`);
     for (const id of ids) {
       await api.put(`/v1/agent/service/deregister/${encodeURIComponent(id)}`);

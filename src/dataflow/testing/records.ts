@@ -7,7 +7,12 @@ let counter = 0;
 export const TD = 'c0ffee00-0000-4000-8000-000000000001.isthmus';
 
 export function identity(service: string, dc = 'dc1', verified = true): FlowIdentity {
-  return { spiffeId: verified && service ? serviceSpiffeId({ trustDomain: TD, namespace: 'default', dc, service }) : '', service, namespace: service ? 'default' : '', dc };
+  return {
+    spiffeId: verified && service ? serviceSpiffeId({ trustDomain: TD, namespace: 'default', dc, service }) : '',
+    service,
+    namespace: service ? 'default' : '',
+    dc,
+  };
 }
 
 /** A 32-hex trace id made from a number (distinct numbers, distinct ids). */
@@ -32,7 +37,7 @@ export function flowRecord(p: RecordSpec = {}): FlowRecord {
     requestIndex: p.requestIndex ?? 0,
     hop,
     dc,
-    reporter: p.reporter ?? `${hop === 'server-sidecar' ? p.to ?? 'api' : p.from ?? 'web'}-sidecar-1`,
+    reporter: p.reporter ?? `${hop === 'server-sidecar' ? (p.to ?? 'api') : (p.from ?? 'web')}-sidecar-1`,
     source: p.source ?? identity(p.from ?? 'web', dc),
     destination: p.destination ?? identity(p.to ?? 'api', dc),
     sni: p.sni ?? '',

@@ -10,7 +10,10 @@ import { DataPlaneServer } from '../server.js';
 
 export const TD = 'dp.isthmus';
 
-export async function setupServer(stops: (() => Promise<void> | void)[], opts: { defaultPolicy?: 'allow' | 'deny'; federation?: FederationView; dc?: string } = {}) {
+export async function setupServer(
+  stops: (() => Promise<void> | void)[],
+  opts: { defaultPolicy?: 'allow' | 'deny'; federation?: FederationView; dc?: string } = {},
+) {
   const dc = opts.dc ?? 'dc1';
   const allow = (opts.defaultPolicy ?? 'allow') === 'allow';
   const store = new MemoryStore({ dc, advertiseAddr: 'x' });
@@ -22,11 +25,25 @@ export async function setupServer(stops: (() => Promise<void> | void)[], opts: {
   for (const c of [catalog, intentions, ca, acl]) await c.start();
   const flows = new MemoryFlowStore(100);
   const server = new DataPlaneServer({
-    catalog, intentions, ca, leaves: new LeafCache(ca), acl, flows, dc, trustDomain: () => TD, defaultAllow: () => allow,
-    host: '127.0.0.1', port: 0, federation: opts.federation,
+    catalog,
+    intentions,
+    ca,
+    leaves: new LeafCache(ca),
+    acl,
+    flows,
+    dc,
+    trustDomain: () => TD,
+    defaultAllow: () => allow,
+    host: '127.0.0.1',
+    port: 0,
+    federation: opts.federation,
   });
   await server.start();
-  stops.push(() => store.stop(), () => ca.stop(), () => server.stop());
+  stops.push(
+    () => store.stop(),
+    () => ca.stop(),
+    () => server.stop(),
+  );
   return { store, catalog, intentions, ca, acl, flows, server };
 }
 
@@ -36,7 +53,10 @@ export class StaticFederationView implements FederationView {
   healthy: Record<string, number> = {};
   servers: string[] = [];
   private readonly listeners = new Set<() => void>();
-  constructor(readonly dc: string, readonly others: string[] = []) {}
+  constructor(
+    readonly dc: string,
+    readonly others: string[] = [],
+  ) {}
   get primaryDc(): string {
     return this.dc;
   }

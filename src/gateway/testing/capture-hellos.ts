@@ -78,13 +78,55 @@ function command(cmd: string, args: (port: number) => string[]) {
 const svc = (s: string) => `${s}.default.dc1.internal.${TD}`;
 const cases: { name: string; client: string; sni: string; alpn: string[]; tls13: boolean; run: (port: number) => void }[] = [
   { name: 'node-tls13', client: `node ${process.version} tls.connect`, sni: svc('api'), alpn: [], tls13: true, run: nodeClient({ servername: svc('api') }) },
-  { name: 'node-tls12', client: `node ${process.version} tls.connect maxVersion TLSv1.2`, sni: svc('web'), alpn: [], tls13: false, run: nodeClient({ servername: svc('web'), maxVersion: 'TLSv1.2' }) },
-  { name: 'node-alpn-subset', client: `node ${process.version} tls.connect ALPN h2,http/1.1`, sni: `v2.${svc('api')}`, alpn: ['h2', 'http/1.1'], tls13: true, run: nodeClient({ servername: `v2.${svc('api')}`, ALPNProtocols: ['h2', 'http/1.1'] }) },
-  { name: 'node-server', client: `node ${process.version} tls.connect`, sni: `server.dc2.${TD}`, alpn: [], tls13: true, run: nodeClient({ servername: `server.dc2.${TD}` }) },
+  {
+    name: 'node-tls12',
+    client: `node ${process.version} tls.connect maxVersion TLSv1.2`,
+    sni: svc('web'),
+    alpn: [],
+    tls13: false,
+    run: nodeClient({ servername: svc('web'), maxVersion: 'TLSv1.2' }),
+  },
+  {
+    name: 'node-alpn-subset',
+    client: `node ${process.version} tls.connect ALPN h2,http/1.1`,
+    sni: `v2.${svc('api')}`,
+    alpn: ['h2', 'http/1.1'],
+    tls13: true,
+    run: nodeClient({ servername: `v2.${svc('api')}`, ALPNProtocols: ['h2', 'http/1.1'] }),
+  },
+  {
+    name: 'node-server',
+    client: `node ${process.version} tls.connect`,
+    sni: `server.dc2.${TD}`,
+    alpn: [],
+    tls13: true,
+    run: nodeClient({ servername: `server.dc2.${TD}` }),
+  },
 
-  { name: 'openssl-tls13', client: 'openssl s_client -tls1_3', sni: svc('db'), alpn: [], tls13: true, run: command('openssl', (port) => ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', svc('db'), '-tls1_3']) },
-  { name: 'openssl-tls12', client: 'openssl s_client -tls1_2', sni: svc('db'), alpn: [], tls13: false, run: command('openssl', (port) => ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', svc('db'), '-tls1_2']) },
-  { name: 'curl', client: 'curl (OpenSSL)', sni: svc('web'), alpn: ['h2', 'http/1.1'], tls13: true, run: command('curl', (port) => ['-sk', '--max-time', '3', `https://${svc('web')}:${port}/`, '--resolve', `${svc('web')}:${port}:127.0.0.1`]) },
+  {
+    name: 'openssl-tls13',
+    client: 'openssl s_client -tls1_3',
+    sni: svc('db'),
+    alpn: [],
+    tls13: true,
+    run: command('openssl', (port) => ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', svc('db'), '-tls1_3']),
+  },
+  {
+    name: 'openssl-tls12',
+    client: 'openssl s_client -tls1_2',
+    sni: svc('db'),
+    alpn: [],
+    tls13: false,
+    run: command('openssl', (port) => ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', svc('db'), '-tls1_2']),
+  },
+  {
+    name: 'curl',
+    client: 'curl (OpenSSL)',
+    sni: svc('web'),
+    alpn: ['h2', 'http/1.1'],
+    tls13: true,
+    run: command('curl', (port) => ['-sk', '--max-time', '3', `https://${svc('web')}:${port}/`, '--resolve', `${svc('web')}:${port}:127.0.0.1`]),
+  },
 ];
 
 async function main(): Promise<void> {
@@ -93,7 +135,15 @@ async function main(): Promise<void> {
     const bytes = await capture(c.run);
     const { records } = helloEnd(bytes)!;
     writeFileSync(`${OUT}${c.name}.bin`, bytes);
-    golden[c.name] = { client: c.client, sni: c.sni, random: bytes.subarray(11, 43).toString('hex'), records, length: bytes.length, alpn: c.alpn, tls13: c.tls13 };
+    golden[c.name] = {
+      client: c.client,
+      sni: c.sni,
+      random: bytes.subarray(11, 43).toString('hex'),
+      records,
+      length: bytes.length,
+      alpn: c.alpn,
+      tls13: c.tls13,
+    };
     process.stdout.write(`${c.name}: ${bytes.length} bytes, ${records} record(s)\n`);
   }
   writeFileSync(`${OUT}golden.json`, JSON.stringify(golden, null, 2) + '\n');

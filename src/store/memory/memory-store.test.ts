@@ -55,7 +55,9 @@ describe('MemoryStore persistence', () => {
 
   it('keeps every acknowledged write when the process is killed with SIGKILL', async () => {
     const d = dir();
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./testing/writer.ts', import.meta.url)), d], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./testing/writer.ts', import.meta.url)), d], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const acked: number[] = [];
     let buf = '';
     child.stdout.on('data', (x) => {

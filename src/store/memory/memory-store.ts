@@ -57,7 +57,7 @@ export class MemoryStore extends TablesView implements Store {
     const pending = new Map<string, StoreEntry | null>();
     const current = (table: string, key: string) => {
       const k = `${table}\u0000${key}`;
-      return pending.has(k) ? pending.get(k) ?? undefined : this.tables.get(table, key);
+      return pending.has(k) ? (pending.get(k) ?? undefined) : this.tables.get(table, key);
     };
     const index = this.tables.index + 1;
     const changes: Change[] = [];
@@ -183,4 +183,3 @@ export class MemoryStore extends TablesView implements Store {
     }
   }
 }
-

@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { Tables } from './tables.js';
 
 const put = (index: number, table: string, key: string, value: unknown) => ({
-  index, table, key, op: 'put' as const, entry: { key, value, createIndex: index, modifyIndex: index },
+  index,
+  table,
+  key,
+  op: 'put' as const,
+  entry: { key, value, createIndex: index, modifyIndex: index },
 });
 
 describe('Tables', () => {
@@ -20,7 +24,10 @@ describe('Tables', () => {
   it('wakes a waiter only for the tables it watches', async () => {
     const t = new Tables();
     let woke = false;
-    const p = t.waitForChange(['b'], 0, 2000).then((i) => { woke = true; return i; });
+    const p = t.waitForChange(['b'], 0, 2000).then((i) => {
+      woke = true;
+      return i;
+    });
     t.apply([put(1, 'a', 'x', 1)]);
     await new Promise((r) => setTimeout(r, 20));
     expect(woke).toBe(false);

@@ -23,7 +23,15 @@ async function pair(opts: { retainChanges?: number; streamMaxLen?: number } = {}
   const b = make('b:1');
   await a.start();
   await b.start();
-  return { a, b, keyPrefix, cleanup: async () => { await a.stop(); await b.stop(); } };
+  return {
+    a,
+    b,
+    keyPrefix,
+    cleanup: async () => {
+      await a.stop();
+      await b.stop();
+    },
+  };
 }
 
 runStoreSuite('redis', { make: (opts) => pair(opts) });

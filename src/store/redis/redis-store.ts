@@ -122,7 +122,13 @@ export class RedisStore extends TablesView implements Store {
   }
 
   async start(): Promise<void> {
-    const common = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: (n: number) => Math.min(100 * n, 2000) };
+    const common = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      retryStrategy: (n: number) => Math.min(100 * n, 2000),
+    };
     // A commit is not idempotent (it takes a new index): one that went unanswered is never sent again
     // behind the caller's back after a reconnect; the caller hears that its outcome is unknown.
     this.cmd = new Redis(this.opts.redisUrl, { ...common, commandTimeout: 2000, autoResendUnfulfilledCommands: false }) as Cmds;
@@ -195,17 +201,24 @@ export class RedisStore extends TablesView implements Store {
     if (!this.running) throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, 'store is not started');
     checkOps(ops);
     const args: (string | number)[] = [this.prefix, this.opts.streamMaxLen ?? 100_000, ops.length];
-    for (const op of ops) args.push(op.table, op.key, op.op, op.ifIndex === undefined ? '' : String(op.ifIndex), op.op === 'put' ? JSON.stringify(op.value) : '');
+    for (const op of ops)
+      args.push(op.table, op.key, op.op, op.ifIndex === undefined ? '' : String(op.ifIndex), op.op === 'put' ? JSON.stringify(op.value) : '');
     // Not connected: the commit is refused before anything is sent.
     if (this.cmd.status !== 'ready') {
-      throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `Redis at ${redactUrl(this.opts.redisUrl)} is unreachable (connection ${this.cmd.status}); nothing was written`);
+      throw new IsthmusError(
+        ErrorCodes.STORE_UNAVAILABLE,
+        `Redis at ${redactUrl(this.opts.redisUrl)} is unreachable (connection ${this.cmd.status}); nothing was written`,
+      );
     }
     let res: [string, string | number];
     try {
       res = await this.cmd.isthmusCommit(...args);
     } catch (err) {
       // Refusals Redis answers before running any script (out of memory, a replica, still loading...).
-      if (err instanceof ReplyError && /^(OOM|READONLY|LOADING|MASTERDOWN|BUSY|NOAUTH|NOPERM|WRONGPASS|MISCONF|CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/.test((err as Error).message)) {
+      if (
+        err instanceof ReplyError &&
+        /^(OOM|READONLY|LOADING|MASTERDOWN|BUSY|NOAUTH|NOPERM|WRONGPASS|MISCONF|CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/.test((err as Error).message)
+      ) {
         throw new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `Redis refused the write; nothing was written: ${(err as Error).message}`, { cause: err });
       }
       // Otherwise it was sent and no clear answer came back (Redis died or hung mid-command): the
@@ -226,7 +239,10 @@ export class RedisStore extends TablesView implements Store {
   private applied(index: number): Promise<void> {
     if (this.tables.index >= index) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `write ${index} was stored but this server has not seen it back from Redis yet`)), 10_000);
+      const timer = setTimeout(
+        () => reject(new IsthmusError(ErrorCodes.STORE_UNAVAILABLE, `write ${index} was stored but this server has not seen it back from Redis yet`)),
+        10_000,
+      );
       const list = this.waiters.get(index) ?? [];
       list.push(() => {
         clearTimeout(timer);
@@ -278,7 +294,8 @@ export class RedisStore extends TablesView implements Store {
         continue;
       }
       try {
-        const res = (await this.reader.xread('BLOCK', 5000, 'STREAMS', `${this.prefix}:changes`, `${this.tables.index}-0`)) as [string, [string, string[]][]][] | null;
+        const res = (await this.reader.xread('BLOCK', 5000, 'STREAMS', `${this.prefix}:changes`, `${this.tables.index}-0`)) as
+          [string, [string, string[]][]][] | null;
         if (!res) {
           // Nothing new; but if Redis lost its data (restart without persistence), our index is ahead of it.
           const remote = Number((await this.cmd.get(`${this.prefix}:index`)) ?? '0');
