@@ -68,6 +68,10 @@ export class CatalogWrites {
           Kind: 'connect-proxy',
           Port: port,
           Address: sc.Address ?? def.Address,
+          // As Consul: a sidecar without Tags or Meta of its own carries its service's, so filters
+          // and health queries over them find the sidecar with its service.
+          Tags: sc.Tags ?? def.Tags,
+          Meta: sc.Meta ?? def.Meta,
           Proxy: {
             ...sc.Proxy,
             DestinationServiceName: def.Name,

@@ -63,6 +63,15 @@ describe('Catalog', () => {
     expect(catalog.agentService('web-sidecar-proxy')).toBeUndefined();
   });
 
+  it("gives a sidecar its service's Tags and Meta unless it has its own, as Consul does (issue 21)", async () => {
+    const { catalog } = await setup();
+    await catalog.registerService(reg({ name: 'web', port: 8080, tags: ['v2', 'canary'], meta: { version: '2' }, connect: { sidecar_service: {} } }));
+    expect(catalog.agentService('web-sidecar-proxy')).toMatchObject({ Tags: ['v2', 'canary'], Meta: { version: '2' } });
+    expect(catalog.connectInstances('web')[0].service).toMatchObject({ Tags: ['v2', 'canary'], Meta: { version: '2' } });
+    await catalog.registerService(reg({ name: 'api', port: 1, tags: ['a'], meta: { team: 'x' }, connect: { sidecar_service: { tags: ['own'], meta: {} } } }));
+    expect(catalog.agentService('api-sidecar-proxy')).toMatchObject({ Tags: ['own'], Meta: {} });
+  });
+
   it('frees a sidecar port when its service goes, and skips ports other proxies hold', async () => {
     const { catalog } = await setup();
     await catalog.registerService(reg({ name: 'a', port: 1, connect: { sidecar_service: {} } }));

@@ -16,6 +16,10 @@ afterAll(async () => {
 });
 
 describe('isthmus CLI', () => {
+  it('says at start where the store persists (a dev server: nowhere)', () => {
+    expect(srv.output()).toContain('store: memory, persisted nowhere: in memory only, lost when it stops');
+  });
+
   it('lists every command in --help', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
@@ -63,7 +67,9 @@ describe('isthmus CLI', () => {
     const denied = await runCli(['intention', 'check', 'cart', 'pay'], env);
     expect(denied.stdout.trim()).toBe('Denied');
     expect(denied.code).toBe(2);
-    await runCli(['intention', 'create', '--replace', 'cart', 'pay'], env);
+    const replaced = await runCli(['intention', 'create', '--replace', 'cart', 'pay'], env);
+    // It said "Created" for an update before (issue 21).
+    expect(replaced.stdout.trim()).toBe('Updated: cart => pay (allow)');
     const allowed = await runCli(['intention', 'check', 'cart', 'pay'], env);
     expect([allowed.stdout.trim(), allowed.code]).toEqual(['Allowed', 0]);
     const list = await runCli(['intention', 'list'], env);

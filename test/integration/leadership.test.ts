@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, runCli, startServer, type ServerProcess } from '../harness/server-process.js';
+import { rmSync } from 'node:fs';
+import { api, runCli, startServer, tempDir, type ServerProcess } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -12,6 +13,7 @@ const id = randomUUID().slice(0, 6);
 const primaryDc = `p${id}`;
 const dc = `s${id}`;
 const HB = ['--federation-heartbeat', '300ms'];
+const primaryDir = tempDir('isthmus-leadership-');
 
 let primary: ServerProcess;
 let a: ServerProcess;
@@ -35,7 +37,7 @@ const status = async (s: ServerProcess) => (await api(s.url, 'GET', '/v1/federat
 const peer = (st: Status, name: string) => st.Peers.find((p) => p.Datacenter === name)!;
 
 beforeAll(async () => {
-  primary = await startServer('server', ['--dc', primaryDc, '--acl-default-policy', 'allow', ...HB]);
+  primary = await startServer('server', ['--dc', primaryDc, '--acl-default-policy', 'allow', '--data-dir', primaryDir, ...HB]);
   const token = (await api(primary.url, 'POST', '/v1/federation/token', { Datacenter: dc })).body.Token as string;
   expect(token).toMatch(/^isthmus-join\./);
   const args = [
@@ -64,6 +66,7 @@ afterAll(async () => {
   const keys = await admin.keys(`isthmus:{${dc}}:*`);
   if (keys.length) await admin.del(...keys);
   admin.disconnect();
+  rmSync(primaryDir, { recursive: true, force: true });
 });
 
 describe('leadership among the servers of one DC', () => {
@@ -74,6 +77,9 @@ describe('leadership among the servers of one DC', () => {
       return sa.Leader !== sb.Leader && peer(sa.Leader ? sa : sb, primaryDc).State === 'up';
     });
     let [leader, standby] = (await status(a)).Leader ? [a, b] : [b, a];
+    // The banner says where acknowledged writes live (issue 21).
+    expect(a.output()).toContain(`store: redis, persisted in Redis at ${REDIS_URL}`);
+    expect(primary.output()).toContain(`store: memory, persisted in ${primaryDir}`);
     const sStandby = await status(standby);
     expect(sStandby.Leader).toBe(false);
     expect(sStandby.LeaderAddress).toBe(leader.addr);

@@ -20,13 +20,18 @@ function agentCommand(mode: Mode): Command {
 async function runAgent(mode: Mode, args: Parsed, io: Io): Promise<number> {
   const flags: ConfigFlags = stringFlags(args.values, CONFIG_FLAGS);
   // Loaded when the command runs: `isthmus --help` and the client commands never pay for the server.
-  const [{ loadRegionConfig }, { startRegion }] = await Promise.all([import('../../config/index.js'), import('../../region/index.js')]);
+  const [{ loadRegionConfig, redactConfig }, { startRegion }] = await Promise.all([import('../../config/index.js'), import('../../region/index.js')]);
   const config = loadRegionConfig({ mode, flags, env: io.env, configFile: str(args.values.config) });
   const region = await startRegion(config);
   io.out(`==> Isthmus ${mode} running: datacenter ${config.dc}, node ${config.nodeName}`);
-  io.out(
-    `    HTTP API: http://${region.httpAddress}   gRPC: ${region.grpcAddress}   store: ${config.store}${config.dataDir ? ` (${config.dataDir})` : ' (not persisted)'}`,
-  );
+  // Where acknowledged writes live: the data dir, Redis (its URL without credentials), or nowhere.
+  const persists =
+    config.store === 'redis'
+      ? `in Redis at ${redactConfig(config).redisUrl}`
+      : config.dataDir
+        ? `in ${config.dataDir}`
+        : 'nowhere: in memory only, lost when it stops';
+  io.out(`    HTTP API: http://${region.httpAddress}   gRPC: ${region.grpcAddress}   store: ${config.store}, persisted ${persists}`);
   io.out(`    trust domain: ${region.trustDomain}   ACL default policy: ${config.aclDefaultPolicy}`);
   io.out(`    federation: ${region.federation.address}   primary datacenter: ${region.config.primaryDc}${region.federation.isPrimary ? ' (this one)' : ''}`);
   await new Promise<void>((resolve) => {

@@ -69,16 +69,15 @@ export const intentionCreate: Command = {
     if (str(p.values.description)) body.Description = p.values.description;
     const api = client(p.values, io.env);
     if (p.values['dry-run']) return dryRun(api, { ...body, SourceName: src, DestinationName: dst }, str(p.values.window) ?? '1h', io);
-    if (!p.values.replace) {
-      const existing = await api.request('GET', `/v1/connect/intentions/exact?${pair(src, dst)}`).catch(() => undefined);
-      if (existing) throw new CliError(`an intention ${src} => ${dst} exists already; use --replace to change it`);
-    }
+    // Asked first either way: without --replace an existing one is refused; with it, the answer says it was updated.
+    const existing = await api.request('GET', `/v1/connect/intentions/exact?${pair(src, dst)}`).catch(() => undefined);
+    if (existing && !p.values.replace) throw new CliError(`an intention ${src} => ${dst} exists already; use --replace to change it`);
     const wait = str(p.values.wait);
     if (wait !== undefined && wait !== 'all') throw new CliError(`--wait takes "all" (wait until every datacenter enforces it), not "${wait}"`);
     const waitQuery = wait ? `&wait-for=all&timeout=${encodeURIComponent(str(p.values['wait-timeout']) ?? '10s')}` : '';
     const started = Date.now();
     const res = await api.request('PUT', `/v1/connect/intentions/exact?${pair(src, dst)}${waitQuery}`, body);
-    io.out(`Created: ${src} => ${dst} (${body.Action ?? 'L7'})`);
+    io.out(`${existing ? 'Updated' : 'Created'}: ${src} => ${dst} (${body.Action ?? 'L7'})`);
     if (!wait) return 0;
     const raw = res.headers.get('x-isthmus-receipts');
     if (!raw) throw new CliError('the server sent no receipts (is it older than this command?)');
