@@ -12,6 +12,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.ACL_NOT_FOUND]: 403,
   [ErrorCodes.CONFLICT]: 409,
   [ErrorCodes.PERMISSION_DENIED]: 403,
+  [ErrorCodes.INTENTION_DENIED]: 403,
   [ErrorCodes.ACL_BOOTSTRAPPED]: 403,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.REQUEST_TIMEOUT]: 408,

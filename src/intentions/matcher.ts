@@ -18,6 +18,8 @@ export interface Decision {
   intention?: Intention;
   /** The intention has L7 permissions: an L4 connection is denied, requests are checked one by one. */
   l7?: boolean;
+  /** The position (from 0, as the API's `Permissions[n]`) of the permission that decided a request. */
+  permission?: number;
 }
 
 interface CompiledPermission {
@@ -196,6 +198,7 @@ export function compileIntentions(intentions: Intention[], opts: { defaultAllow:
             reason: `${allowed ? 'allowed' : 'denied'} by intention ${i.SourceName} => ${i.DestinationName}, permission ${n}`,
             decidedBy: i.ID,
             intention: i,
+            permission: n,
           };
         }
       }

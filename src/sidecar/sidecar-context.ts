@@ -15,6 +15,7 @@ export interface Decision {
   reason: string;
   intentionId: string;
   l7?: boolean;
+  permission?: number;
 }
 
 export const ZERO_TRACE = '0'.repeat(32);
@@ -87,7 +88,7 @@ export class SidecarContext {
       { namespace: this.config.service.namespace, service: this.config.service.name },
       request,
     );
-    return { allowed: d.allowed, reason: d.reason, intentionId: d.decidedBy, l7: d.l7 };
+    return { allowed: d.allowed, reason: d.reason, intentionId: d.decidedBy, l7: d.l7, permission: d.permission };
   }
 }
 

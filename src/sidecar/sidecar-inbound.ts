@@ -1,5 +1,6 @@
 // The sidecar's inbound side: the mTLS listener that verifies the caller's SPIFFE ID and enforces
 // intentions (L4 per connection, L7 per HTTP request) before relaying to the local application.
+import { ErrorCodes } from '../core/errors.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -158,7 +159,13 @@ export class InboundListener {
       const traceparent = (req.headers.traceparent as string | undefined) ?? `00-${traceId}-${randomUUID().replace(/-/g, '').slice(0, 16)}-01`;
       const base = { traceId, requestIndex: n, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni: '' };
       if (!d.allowed) {
-        const body = JSON.stringify({ error: 'denied', reason: d.reason, intention: d.intentionId });
+        // The project's error shape (docs/errors.md), naming the deciding intention and permission.
+        const body = JSON.stringify({
+          Error: ErrorCodes.INTENTION_DENIED,
+          Message: d.reason,
+          IntentionID: d.intentionId,
+          Permission: d.permission === undefined ? null : `Permissions[${d.permission}]`,
+        });
         res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         this.ctx.record({

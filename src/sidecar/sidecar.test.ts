@@ -234,7 +234,12 @@ describe('Sidecar', () => {
     agent.destroy();
     expect(ok).toEqual({ status: 200, body: 'ok GET /orders tp' });
     expect(denied.status).toBe(403);
-    expect(JSON.parse(denied.body)).toMatchObject({ error: 'denied', intention: 'web-api' });
+    expect(JSON.parse(denied.body)).toEqual({
+      Error: 'ISTHMUS_ERR_INTENTION_DENIED',
+      Message: 'denied by intention web => api, permission 0',
+      IntentionID: 'web-api',
+      Permission: 'Permissions[0]',
+    });
     expect(again.status).toBe(200);
     await waitFlows(flows, 3);
     const reqs = flows.filter((f) => f.hop === 'server-sidecar' && f.requestIndex > 0);
