@@ -14,7 +14,7 @@
 export const layers = [
   { name: 'core', folders: ['core', 'netio'] },
   { name: 'store', folders: ['store'] },
-  { name: 'domains', folders: ['acl', 'ca', 'catalog', 'dataflow', 'intentions', 'telemetry'] },
+  { name: 'domains', folders: ['acl', 'ca', 'catalog', 'config-entries', 'dataflow', 'intentions', 'telemetry'] },
   { name: 'services', folders: ['federation', 'gateway', 'sidecar', 'config', 'dataplane-client'] },
   { name: 'edges', folders: ['api', 'dataplane'] },
   { name: 'region', folders: ['region', 'gateway-process', 'sidecar-process'] },

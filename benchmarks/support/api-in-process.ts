@@ -11,6 +11,7 @@ const full = createApi({
   store: region.store,
   catalog: region.catalog,
   intentions: region.intentions,
+  configEntries: region.configEntries,
   acl: region.acl,
   ca: region.ca,
   leaves: region.leaves,

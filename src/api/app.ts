@@ -10,6 +10,7 @@ import { registerAgentRoutes } from './routes-agent.js';
 import { registerCatalogRoutes } from './routes-catalog.js';
 import { registerHealthRoutes } from './routes-health.js';
 import { registerIntentionRoutes } from './routes-intentions.js';
+import { registerConfigRoutes } from './routes-config.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerCaRoutes } from './routes-ca.js';
 import { registerFlowRoutes } from './routes-flows.js';
@@ -21,6 +22,7 @@ import type { FlowStore } from '../dataflow/index.js';
 import type { Store } from '../store/index.js';
 import type { Catalog } from '../catalog/index.js';
 import type { Intentions } from '../intentions/index.js';
+import type { ConfigEntries } from '../config-entries/index.js';
 import type { Acl } from '../acl/index.js';
 import type { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { httpMetrics, type Logger } from '../telemetry/index.js';
@@ -30,6 +32,7 @@ export interface ApiDeps {
   store: Store;
   catalog: Catalog;
   intentions: Intentions;
+  configEntries: ConfigEntries;
   acl: Acl;
   ca: CertificateAuthority;
   leaves: LeafCache;
@@ -81,6 +84,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
+  registerConfigRoutes(app, { store: deps.store, configEntries: deps.configEntries });
   registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
   registerPolicyRoutes(app, {
     flows: deps.flows,

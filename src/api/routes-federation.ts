@@ -21,6 +21,8 @@ export interface FederationRouteDeps {
 const REPLICATED_WRITES = [
   '/v1/connect/intentions',
   '/v1/connect/intentions/*',
+  '/v1/config',
+  '/v1/config/*',
   '/v1/acl/*',
   '/v1/connect/ca/configuration',
   '/v1/connect/ca/rotate',
@@ -47,8 +49,12 @@ export function registerFederationRoutes(app: Hono<ApiEnv>, deps: FederationRout
 
   // Forward (secondary) or record the origin and wait for receipts (primary). Registered before the
   // routes it covers, so it runs first.
+  // A path can match two of the patterns (hono's `/v1/config/*` also matches `/v1/config`): the
+  // request is handled once, or the primary would wait for its receipts twice.
+  const handled = new WeakSet<Request>();
   const replicatedWrite = async (c: Context<ApiEnv>, next: Next) => {
-    if (!WRITE_METHODS.has(c.req.method)) return next();
+    if (!WRITE_METHODS.has(c.req.method) || handled.has(c.req.raw)) return next();
+    handled.add(c.req.raw);
     const wait = receiptWait(c);
     if (!fed.isPrimary) return forward(c, wait);
     const origin = (c.env as { originDc?: string } | undefined)?.originDc;

@@ -20,7 +20,17 @@ export const FED_ACKS = 'fed-acks';
  * Written at the primary, copied to every other DC by the peer stream, never written locally in a
  * secondary (a write there is forwarded to the primary). CA secrets and join secrets stay home.
  */
-export const REPLICATED_TABLES: readonly string[] = ['intentions', 'acl-policies', 'acl-tokens', 'acl-meta', 'ca-roots', 'ca-config', 'audit', FED_MEMBERS];
+export const REPLICATED_TABLES: readonly string[] = [
+  'intentions',
+  'config-entries',
+  'acl-policies',
+  'acl-tokens',
+  'acl-meta',
+  'ca-roots',
+  'ca-config',
+  'audit',
+  FED_MEMBERS,
+];
 export const REPLICATED = new Set(REPLICATED_TABLES);
 
 export interface Member {

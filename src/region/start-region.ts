@@ -8,6 +8,7 @@ import { splitHostPort, redactConfig } from '../config/index.js';
 import { createStore, type Store } from '../store/index.js';
 import { Catalog, CheckRunner } from '../catalog/index.js';
 import { Intentions } from '../intentions/index.js';
+import { ConfigEntries } from '../config-entries/index.js';
 import { Acl } from '../acl/index.js';
 import { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { createApi, listenHttp, type HttpListener } from '../api/index.js';
@@ -23,6 +24,7 @@ export interface Region {
   readonly store: Store;
   readonly catalog: Catalog;
   readonly intentions: Intentions;
+  readonly configEntries: ConfigEntries;
   readonly acl: Acl;
   readonly ca: CertificateAuthority;
   readonly leaves: LeafCache;
@@ -98,6 +100,8 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       // A secondary's intentions and ACL come from the primary by replication, never a local write.
       primary: config.dc === config.primaryDc,
     });
+    // Config entries, like intentions, are written at the primary and replicate from there.
+    const configEntries = new ConfigEntries({ store, dc: config.dc, primary: config.dc === config.primaryDc });
     const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy, primary: config.dc === config.primaryDc });
     const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
     let federation: Federation | undefined;
@@ -126,7 +130,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       heartbeatMs: opts.heartbeatMs ?? config.federationHeartbeatMs,
     });
     const leaves = new LeafCache(ca);
-    await group.start([catalog, intentions, acl, checks].filter(isComponent));
+    await group.start([catalog, intentions, configEntries, acl, checks].filter(isComponent));
     await federation.join();
     await group.start([ca, federation, ...federation.leaderDuties]);
     const flows = createFlowStore(
@@ -159,6 +163,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       store,
       catalog,
       intentions,
+      configEntries,
       acl,
       ca,
       leaves,
@@ -199,6 +204,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       store,
       catalog,
       intentions,
+      configEntries,
       acl,
       ca,
       leaves,

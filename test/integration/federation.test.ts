@@ -139,6 +139,53 @@ describe('federation of three regions', () => {
     expect(JSON.stringify(audit.body)).toMatch(/"DC":"dc2"/);
   });
 
+  it('forwards config entries written in a secondary to the primary, replicates them to every DC, with receipts', async () => {
+    const receiptsOf = (w: { headers: Headers }) => {
+      const r = JSON.parse(w.headers.get('x-isthmus-receipts')!);
+      return Object.fromEntries(r.Datacenters.map((d: { Datacenter: string; Applied: boolean }) => [d.Datacenter, d.Applied]));
+    };
+    const sd = await api(dc2, 'PUT', '/v1/config?wait-for=all&timeout=2s', { Kind: 'service-defaults', Name: 'shop', Protocol: 'http' });
+    expect([sd.status, sd.body]).toEqual([200, true]);
+    expect(sd.headers.get('x-isthmus-forwarded-to')).toBe('dc1');
+    // dc4 is gone (see the intention test above): every live DC applied it.
+    expect(receiptsOf(sd)).toEqual({ dc1: true, dc2: true, dc3: true, dc4: false });
+    const route = {
+      Kind: 'service-router',
+      Name: 'shop',
+      Routes: [{ Match: { HTTP: { PathPrefix: '/admin', Header: [{ Name: 'x-canary', Exact: '1' }] } }, Destination: { Service: 'shop-admin' } }],
+    };
+    const sr = await api(dc3, 'PUT', '/v1/config?wait-for=all&timeout=2s', route);
+    expect([sr.status, sr.body]).toEqual([200, true]);
+    expect(receiptsOf(sr)).toEqual({ dc1: true, dc2: true, dc3: true, dc4: false });
+    // Written at the primary, readable everywhere (read-your-writes in the DC that was asked).
+    for (const r of [dc1, dc2, dc3]) {
+      expect(r.configEntries.get('service-defaults', 'shop')?.Protocol).toBe('http');
+      expect(r.configEntries.get('service-router', 'shop')?.Routes?.[0].Destination?.Service).toBe('shop-admin');
+    }
+    const read = await api(dc3, 'GET', '/v1/config/service-router/shop');
+    expect(read.body).toMatchObject({ Kind: 'service-router', Name: 'shop', Routes: route.Routes });
+    // The primary's refusal comes back through the forwarding: a protocol change to tcp under a router.
+    const tcp = await api(dc2, 'PUT', '/v1/config', { Kind: 'service-defaults', Name: 'shop', Protocol: 'tcp' });
+    expect(tcp.status).toBe(400);
+    expect(tcp.body.Violations).toEqual([
+      { Field: 'Protocol', Message: 'discovery chain "shop" uses a protocol "tcp" that does not permit advanced routing or splitting behavior' },
+    ]);
+    expect(dc2.configEntries.get('service-defaults', 'shop')?.Protocol).toBe('http');
+    // Check-and-set is decided at the primary, against its ModifyIndex: a stale one answers false
+    // and changes nothing; the current one deletes, everywhere.
+    const at = dc1.configEntries.get('service-router', 'shop')!.ModifyIndex;
+    const stale = await api(dc2, 'DELETE', `/v1/config/service-router/shop?cas=${at - 1}`);
+    expect([stale.status, stale.body]).toEqual([200, false]);
+    expect(dc1.configEntries.get('service-router', 'shop')).toBeDefined();
+    const del = await api(dc2, 'DELETE', `/v1/config/service-router/shop?cas=${at}&wait-for=all&timeout=2s`);
+    expect([del.status, del.body]).toEqual([200, true]);
+    for (const r of [dc1, dc2, dc3]) expect(r.configEntries.get('service-router', 'shop')).toBeUndefined();
+    const audit = await api(dc1, 'GET', '/v1/audit');
+    expect(
+      audit.body.some((e: { Kind: string; Subject: string; DC: string }) => e.Kind === 'config-entry' && e.Subject === 'service-router/shop' && e.DC === 'dc3'),
+    ).toBe(true);
+  });
+
   it('teaches secondaries a changed primary gateway address through replication', async () => {
     // A gateway of dc1 appears (its WAN address standing in for a new one) and then goes away.
     const wan = dc1.federation.address;

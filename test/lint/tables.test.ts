@@ -15,6 +15,7 @@ const OWNERS: { owner: string; tables: string[] }[] = [
   { owner: 'acl/', tables: ['acl-tokens', 'acl-policies', 'acl-meta'] },
   { owner: 'ca/', tables: ['ca-roots', 'ca-intermediates', 'ca-secrets', 'ca-config'] },
   { owner: 'intentions/', tables: ['intentions'] },
+  { owner: 'config-entries/', tables: ['config-entries'] },
   { owner: 'federation/', tables: ['fed-members', 'fed-join-tokens', 'fed-state', 'fed-services', 'fed-peers'] },
   { owner: 'core/audit.ts', tables: ['audit'] },
   { owner: 'region/trust-domain.ts', tables: ['meta'] },

@@ -16,7 +16,7 @@ let dc2: Region;
 let wan: WanLink;
 let mgmt = '';
 const url = (r: Region) => `http://${r.httpAddress}`;
-const REPLICATED = ['intentions', 'acl-tokens', 'acl-policies', 'acl-meta', 'ca-roots', 'ca-config', 'audit', 'fed-members'];
+const REPLICATED = ['intentions', 'config-entries', 'acl-tokens', 'acl-policies', 'acl-meta', 'ca-roots', 'ca-config', 'audit', 'fed-members'];
 const state = (r: Region) => REPLICATED.map((t) => `${t}@${r.store.tableIndex(t)}:${r.store.list(t).length}`);
 const actor: Actor = { accessorId: '00000000-0000-0000-0000-000000000009', description: 'in-process caller', dc: 'dc2' };
 

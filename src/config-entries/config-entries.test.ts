@@ -1,0 +1,151 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/index.js';
+import { AuditLog } from '../core/audit.js';
+import { ConfigEntries } from './config-entries.js';
+import { parseConfigEntry } from './model.js';
+
+const actor = { accessorId: 'acc-1', description: 'tester', dc: 'dc1' };
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function setup(primary = true) {
+  const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
+  await store.start();
+  const entries = new ConfigEntries({ store, dc: 'dc1', primary });
+  await entries.start();
+  cleanups.push(
+    () => entries.stop(),
+    () => store.stop(),
+  );
+  return { store, entries };
+}
+
+const sd = (name: string, protocol?: string) => parseConfigEntry({ Kind: 'service-defaults', Name: name, ...(protocol ? { Protocol: protocol } : {}) });
+const router = (name: string) =>
+  parseConfigEntry({ Kind: 'service-router', Name: name, Routes: [{ Match: { HTTP: { PathPrefix: '/a' } }, Destination: { Service: 'a' } }] });
+const splitter = (name: string) => parseConfigEntry({ Kind: 'service-splitter', Name: name, Splits: [{ Weight: 100 }] });
+
+async function refusedWith(p: Promise<unknown>) {
+  const err = await p.then(
+    () => undefined,
+    (e) => e,
+  );
+  expect(err?.code).toBe('ISTHMUS_ERR_INVALID');
+  return err.violations as { Field: string; Message: string }[];
+}
+
+describe('ConfigEntries', () => {
+  it('stores, reads back with indexes, lists one kind sorted by name, deletes, and audits each change', async () => {
+    const { store, entries } = await setup();
+    expect(await entries.put(sd('web', 'http'), {}, actor)).toBe(true);
+    expect(await entries.put(sd('api'), {}, actor)).toBe(true);
+    await entries.put(router('web'), {}, actor);
+    const web = entries.get('service-defaults', 'web')!;
+    expect(web).toMatchObject({ Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
+    expect(web.CreateIndex).toBeGreaterThan(0);
+    expect(web.ModifyIndex).toBe(web.CreateIndex);
+    expect(entries.list('service-defaults').map((e) => e.Name)).toEqual(['api', 'web']);
+    expect(entries.list('service-router').map((e) => e.Name)).toEqual(['web']);
+    expect(entries.list('service-resolver')).toEqual([]);
+    await entries.put(sd('web', 'http2'), {}, actor);
+    const updated = entries.get('service-defaults', 'web')!;
+    expect([updated.CreateIndex, updated.ModifyIndex > web.ModifyIndex, updated.Protocol]).toEqual([web.CreateIndex, true, 'http2']);
+    expect(await entries.delete('service-defaults', 'api', {}, actor)).toBe(true);
+    expect(entries.get('service-defaults', 'api')).toBeUndefined();
+    // Deleting what is not there is not an error (Consul's).
+    expect(await entries.delete('service-defaults', 'api', {}, actor)).toBe(true);
+    const audit = new AuditLog(store).events({ kind: 'config-entry' });
+    expect(audit.map((e) => `${e.Action} ${e.Subject}`)).toEqual([
+      'create service-defaults/web',
+      'create service-defaults/api',
+      'create service-router/web',
+      'update service-defaults/web',
+      'delete service-defaults/api',
+    ]);
+    expect(audit[3].Before).toMatchObject({ Protocol: 'http' });
+    expect(audit[3].After).toMatchObject({ Protocol: 'http2' });
+  });
+
+  it("check-and-set as Consul's ?cas=: 0 only if absent, N only at ModifyIndex N, false (not an error) otherwise", async () => {
+    const { entries } = await setup();
+    expect(await entries.put(sd('web', 'http'), { cas: 0 }, actor)).toBe(true);
+    expect(await entries.put(sd('web', 'grpc'), { cas: 0 }, actor)).toBe(false);
+    const at = entries.get('service-defaults', 'web')!.ModifyIndex;
+    expect(await entries.put(sd('web', 'grpc'), { cas: at + 1 }, actor)).toBe(false);
+    expect(entries.get('service-defaults', 'web')!.Protocol).toBe('http');
+    expect(await entries.put(sd('web', 'grpc'), { cas: at }, actor)).toBe(true);
+    const now = entries.get('service-defaults', 'web')!.ModifyIndex;
+    // The old index no longer matches.
+    expect(await entries.put(sd('web', 'http'), { cas: at }, actor)).toBe(false);
+    expect(await entries.delete('service-defaults', 'web', { cas: at }, actor)).toBe(false);
+    expect(await entries.delete('service-defaults', 'web', { cas: 0 }, actor)).toBe(false);
+    expect(entries.get('service-defaults', 'web')).toBeDefined();
+    expect(await entries.delete('service-defaults', 'web', { cas: now }, actor)).toBe(true);
+    expect(entries.get('service-defaults', 'web')).toBeUndefined();
+    expect(await entries.delete('service-defaults', 'web', { cas: now }, actor)).toBe(false);
+  });
+
+  it('refuses a router or splitter in front of a tcp service, naming the protocol as Consul does', async () => {
+    const { entries } = await setup();
+    const v = await refusedWith(entries.put(router('web'), {}, actor));
+    expect(v).toEqual([{ Field: 'Name', Message: 'discovery chain "web" uses a protocol "tcp" that does not permit advanced routing or splitting behavior' }]);
+    await entries.put(sd('web', 'tcp'), {}, actor);
+    await refusedWith(entries.put(splitter('web'), {}, actor));
+    expect(entries.list('service-router')).toEqual([]);
+    expect(entries.list('service-splitter')).toEqual([]);
+    // http through proxy-defaults counts, when the service has no protocol of its own.
+    await entries.put(parseConfigEntry({ Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } }), {}, actor);
+    expect(await entries.put(router('api'), {}, actor)).toBe(true);
+    // ...but web's own service-defaults says tcp, and wins.
+    await refusedWith(entries.put(router('web'), {}, actor));
+  });
+
+  it('refuses a protocol change to tcp (or a delete falling back to tcp) while a router or splitter for the service exists', async () => {
+    const { entries } = await setup();
+    await entries.put(sd('web', 'http'), {}, actor);
+    await entries.put(router('web'), {}, actor);
+    await entries.put(sd('api', 'grpc'), {}, actor);
+    await entries.put(splitter('api'), {}, actor);
+    expect(await refusedWith(entries.put(sd('web', 'tcp'), {}, actor))).toEqual([
+      { Field: 'Protocol', Message: 'discovery chain "web" uses a protocol "tcp" that does not permit advanced routing or splitting behavior' },
+    ]);
+    expect((await refusedWith(entries.put(sd('api'), {}, actor)))[0].Message).toMatch(/"api" uses a protocol "tcp"/);
+    expect((await refusedWith(entries.delete('service-defaults', 'web', {}, actor)))[0].Field).toBe('Name');
+    expect(entries.get('service-defaults', 'web')!.Protocol).toBe('http');
+    // Through proxy-defaults: api relies on it once its own protocol goes, so tcp there is refused.
+    await entries.put(parseConfigEntry({ Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'grpc' } }), {}, actor);
+    await entries.delete('service-defaults', 'api', {}, actor);
+    const v = await refusedWith(entries.put(parseConfigEntry({ Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'tcp' } }), {}, actor));
+    expect(v.map((x) => x.Field)).toEqual(['Config.protocol']);
+    // With the router gone, the protocol may change.
+    await entries.delete('service-router', 'web', {}, actor);
+    expect(await entries.put(sd('web', 'tcp'), {}, actor)).toBe(true);
+  });
+
+  it('refuses writes in a secondary (they are forwarded to the primary) and changes nothing', async () => {
+    const { store, entries } = await setup(false);
+    const before = store.index();
+    await expect(entries.put(sd('web', 'http'), {}, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PRIMARY_UNREACHABLE' });
+    await expect(entries.delete('service-defaults', 'web', {}, actor)).rejects.toMatchObject({ code: 'ISTHMUS_ERR_PRIMARY_UNREACHABLE' });
+    expect(store.index()).toBe(before);
+  });
+
+  it('offers index, waitForChange and onChange over its table only', async () => {
+    const { store, entries } = await setup();
+    let calls = 0;
+    const off = entries.onChange(() => calls++);
+    const start = entries.index();
+    const waiting = entries.waitForChange(start, 5000);
+    await store.commit([{ op: 'put', table: 'elsewhere', key: 'k', value: 1 }]);
+    expect(calls).toBe(0);
+    await entries.put(sd('web', 'http'), {}, actor);
+    const idx = await waiting;
+    expect(idx).toBe(entries.index());
+    expect(idx).toBeGreaterThan(start);
+    expect(calls).toBe(1);
+    off();
+    expect(await entries.waitForChange(entries.index(), 20)).toBe(entries.index());
+  });
+});

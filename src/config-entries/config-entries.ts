@@ -1,0 +1,190 @@
+// Config entries stored through the Store, one table keyed `<kind>/<name>`: writes guarded by
+// check-and-set as Consul's `?cas=`, audited in the same commit, refused in a secondary (they
+// replicate from the primary), and checked against the other entries (no router on a tcp service).
+import { auditOp, type Actor } from '../core/audit.js';
+import { ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } from '../core/errors.js';
+import type { Component } from '../core/lifecycle.js';
+import { TableWatch } from '../core/table-watch.js';
+import type { Store, StoreEntry } from '../store/index.js';
+import {
+  PROXY_DEFAULTS_NAME,
+  protocolOf,
+  protocolRefusal,
+  type ConfigEntry,
+  type ConfigEntryByKind,
+  type ConfigKind,
+  type ProxyDefaults,
+  type ServiceDefaults,
+} from './model.js';
+
+export const CONFIG_ENTRIES_TABLE = 'config-entries';
+
+/** A guard failing under a concurrent write is retried this often before the write gives up with 409. */
+const MAX_ATTEMPTS = 3;
+
+export interface ConfigEntriesOptions {
+  store: Store;
+  dc: string;
+  /**
+   * False in a secondary: entries replicate from the primary and are written there (the API
+   * forwards such writes), so a local write is refused. Default true (a DC on its own).
+   */
+  primary?: boolean;
+}
+
+/** An entry as answered: Consul's indexes beside its fields. */
+export type StoredConfigEntry<E extends ConfigEntry = ConfigEntry> = E & { CreateIndex: number; ModifyIndex: number };
+
+export interface WriteOptions {
+  /** Consul's `?cas=`: 0 writes only if absent, N only if the entry's ModifyIndex is N. */
+  cas?: number;
+}
+
+const keyOf = (kind: string, name: string) => `${kind}/${name}`;
+
+function withIndexes<E extends ConfigEntry>(e: StoreEntry<E>): StoredConfigEntry<E> {
+  return { ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
+}
+
+/** What a write would change, for the cross-entry check: the entry put (or the key deleted). */
+type Proposed = { put: ConfigEntry } | { deleted: string };
+
+export class ConfigEntries implements Component {
+  readonly name = 'config-entries';
+  private readonly whole: TableWatch;
+
+  constructor(private readonly opts: ConfigEntriesOptions) {
+    this.whole = new TableWatch(opts.store, [CONFIG_ENTRIES_TABLE]);
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {}
+
+  index(): number {
+    return this.whole.index();
+  }
+
+  /** Blocks until an entry changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to the entries; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.whole.onChange(listener);
+  }
+
+  get<K extends ConfigKind>(kind: K, name: string): StoredConfigEntry<ConfigEntryByKind[K]> | undefined {
+    const e = this.opts.store.get<ConfigEntryByKind[K]>(CONFIG_ENTRIES_TABLE, keyOf(kind, name));
+    return e && withIndexes(e);
+  }
+
+  /** Entries of one kind, sorted by name. */
+  list<K extends ConfigKind>(kind: K): StoredConfigEntry<ConfigEntryByKind[K]>[] {
+    return this.opts.store
+      .list<ConfigEntryByKind[K]>(CONFIG_ENTRIES_TABLE, `${kind}/`)
+      .map(withIndexes)
+      .sort((a, b) => (a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0));
+  }
+
+  /** Creates or replaces the entry (already parsed); false when `cas` does not match, as Consul answers. */
+  async put(entry: ConfigEntry, opts: WriteOptions, actor: Actor): Promise<boolean> {
+    this.assertWritable();
+    const key = keyOf(entry.Kind, entry.Name);
+    for (let attempt = 1; ; attempt++) {
+      const existing = this.opts.store.get<ConfigEntry>(CONFIG_ENTRIES_TABLE, key);
+      if (opts.cas !== undefined && (opts.cas === 0 ? existing !== undefined : existing?.modifyIndex !== opts.cas)) return false;
+      this.checkGraph({ put: entry });
+      try {
+        await this.opts.store.commit([
+          { op: 'put', table: CONFIG_ENTRIES_TABLE, key, value: entry, ifIndex: existing?.modifyIndex ?? 0 },
+          auditOp(actor, { Kind: 'config-entry', Action: existing ? 'update' : 'create', Subject: key, Before: existing?.value, After: entry }),
+        ]);
+        return true;
+      } catch (err) {
+        if (!isIsthmusError(err, ErrorCodes.CONFLICT) || attempt >= MAX_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * Deletes the entry. Without `cas` an absent entry is not an error (Consul's); with it, false
+   * unless the entry exists at that ModifyIndex (so `cas=0` never deletes, as in Consul).
+   */
+  async delete(kind: ConfigKind, name: string, opts: WriteOptions, actor: Actor): Promise<boolean> {
+    this.assertWritable();
+    const key = keyOf(kind, name);
+    for (let attempt = 1; ; attempt++) {
+      const existing = this.opts.store.get<ConfigEntry>(CONFIG_ENTRIES_TABLE, key);
+      if (opts.cas !== undefined && existing?.modifyIndex !== opts.cas) return false;
+      if (!existing) return true;
+      this.checkGraph({ deleted: key });
+      try {
+        await this.opts.store.commit([
+          { op: 'delete', table: CONFIG_ENTRIES_TABLE, key, ifIndex: existing.modifyIndex },
+          auditOp(actor, { Kind: 'config-entry', Action: 'delete', Subject: key, Before: existing.value }),
+        ]);
+        return true;
+      } catch (err) {
+        if (!isIsthmusError(err, ErrorCodes.CONFLICT) || attempt >= MAX_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * Refuses a change that would leave a service-router or service-splitter in front of a service
+   * whose protocol is tcp (Consul refuses both the router and the protocol change). The check
+   * reads this replica's view: two writes racing at the primary (a router and a protocol change
+   * within the same commit window) are not ordered against each other; the Store has no
+   * read-only guard to make them so.
+   */
+  private checkGraph(change: Proposed): void {
+    const touched = 'put' in change ? change.put : undefined;
+    const relevant = touched
+      ? ['service-router', 'service-splitter', 'service-defaults', 'proxy-defaults'].includes(touched.Kind)
+      : /^(service-router|service-splitter|service-defaults|proxy-defaults)\//.test((change as { deleted: string }).deleted);
+    if (!relevant) return;
+    const read = <T extends ConfigEntry>(kind: ConfigKind, name: string): T | undefined => {
+      const key = keyOf(kind, name);
+      if ('deleted' in change && change.deleted === key) return undefined;
+      if (touched && touched.Kind === kind && touched.Name === name) return touched as T;
+      return this.opts.store.get<T>(CONFIG_ENTRIES_TABLE, key)?.value;
+    };
+    const lookup = {
+      serviceDefaults: (n: string) => read<ServiceDefaults>('service-defaults', n),
+      proxyDefaults: () => read<ProxyDefaults>('proxy-defaults', PROXY_DEFAULTS_NAME),
+    };
+    // The services that have a router or splitter once the change is made.
+    const routed = new Set<string>();
+    for (const kind of ['service-router', 'service-splitter'] as const) {
+      for (const e of this.opts.store.list<ConfigEntry>(CONFIG_ENTRIES_TABLE, `${kind}/`)) {
+        if ('deleted' in change && change.deleted === e.key) continue;
+        routed.add(e.value.Name);
+      }
+      if (touched?.Kind === kind) routed.add(touched.Name);
+    }
+    const v: Violation[] = [];
+    for (const service of [...routed].sort()) {
+      const protocol = protocolOf(service, lookup);
+      if (protocol === 'tcp') v.push({ Field: fieldOf(change), Message: protocolRefusal(service, protocol) });
+    }
+    if (v.length) throw invalid(v);
+  }
+
+  private assertWritable(): void {
+    if (this.opts.primary === false) {
+      throw new IsthmusError(
+        ErrorCodes.PRIMARY_UNREACHABLE,
+        `config entries are written in the primary datacenter, not in ${this.opts.dc}; nothing was changed`,
+      );
+    }
+  }
+}
+
+/** The field a protocol refusal names: the protocol the change set, else the entry's Name. */
+function fieldOf(change: Proposed): string {
+  if ('put' in change && change.put.Kind === 'service-defaults') return 'Protocol';
+  if ('put' in change && change.put.Kind === 'proxy-defaults') return 'Config.protocol';
+  return 'Name';
+}

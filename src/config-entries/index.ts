@@ -1,0 +1,28 @@
+export { ConfigEntries, CONFIG_ENTRIES_TABLE } from './config-entries.js';
+export type { ConfigEntriesOptions, StoredConfigEntry, WriteOptions } from './config-entries.js';
+export {
+  CONFIG_KINDS,
+  CONFIG_SCHEMAS,
+  PROTOCOLS,
+  PROXY_DEFAULTS_NAME,
+  isConfigKind,
+  parseConfigEntry,
+  protocolOf,
+  protocolRefusal,
+  proxyDefaultsSchema,
+  serviceDefaultsSchema,
+  serviceResolverSchema,
+  serviceRouterSchema,
+  serviceSplitterSchema,
+} from './model.js';
+export type {
+  ConfigEntry,
+  ConfigEntryByKind,
+  ConfigKind,
+  Protocol,
+  ProxyDefaults,
+  ServiceDefaults,
+  ServiceResolver,
+  ServiceRouter,
+  ServiceSplitter,
+} from './model.js';
