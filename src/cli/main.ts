@@ -9,6 +9,7 @@ import type { Command, Io } from './command.js';
 import { devCommand, serverCommand } from './commands/agent.js';
 import { aclBootstrap, aclPolicyCreate, aclPolicyList, aclTokenCreate, aclTokenList } from './commands/acl.js';
 import { intentionCheck, intentionCreate, intentionDelete, intentionGet, intentionList, intentionMatch, intentionSuggest } from './commands/intention.js';
+import { configDelete, configList, configRead, configWrite } from './commands/config.js';
 import { connectProxy } from './commands/connect.js';
 import { gatewayCommand } from './commands/gateway.js';
 import { federationRemove, federationStatus, federationToken } from './commands/federation.js';
@@ -31,6 +32,10 @@ export const COMMANDS: Command[] = [
   intentionCheck,
   intentionMatch,
   intentionSuggest,
+  configWrite,
+  configRead,
+  configList,
+  configDelete,
   aclBootstrap,
   aclPolicyCreate,
   aclPolicyList,

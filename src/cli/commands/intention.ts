@@ -5,6 +5,7 @@ import { CliError } from '../cli-error.js';
 import type { Command } from '../command.js';
 import { CLIENT_OPTIONS, clientFor } from '../http-client.js';
 import { keyValueBlock, table } from '../output.js';
+import { printReceipts, WAIT_OPTIONS, waitQuery } from '../receipts.js';
 
 interface Intention {
   ID: string;
@@ -40,8 +41,7 @@ export const intentionCreate: Command = {
     ...CLIENT_OPTIONS,
     'dry-run': { type: 'boolean' },
     window: { type: 'string' },
-    wait: { type: 'string' },
-    'wait-timeout': { type: 'string' },
+    ...WAIT_OPTIONS,
     allow: { type: 'boolean' },
     deny: { type: 'boolean' },
     replace: { type: 'boolean' },
@@ -72,24 +72,11 @@ export const intentionCreate: Command = {
     // Asked first either way: without --replace an existing one is refused; with it, the answer says it was updated.
     const existing = await api.request('GET', `/v1/connect/intentions/exact?${pair(src, dst)}`).catch(() => undefined);
     if (existing && !p.values.replace) throw new CliError(`an intention ${src} => ${dst} exists already; use --replace to change it`);
-    const wait = str(p.values.wait);
-    if (wait !== undefined && wait !== 'all') throw new CliError(`--wait takes "all" (wait until every datacenter enforces it), not "${wait}"`);
-    const waitQuery = wait ? `&wait-for=all&timeout=${encodeURIComponent(str(p.values['wait-timeout']) ?? '10s')}` : '';
+    const wait = waitQuery(p.values);
     const started = Date.now();
-    const res = await api.request('PUT', `/v1/connect/intentions/exact?${pair(src, dst)}${waitQuery}`, body);
+    const res = await api.request('PUT', `/v1/connect/intentions/exact?${pair(src, dst)}${wait ? `&${wait}` : ''}`, body);
     io.out(`${existing ? 'Updated' : 'Created'}: ${src} => ${dst} (${body.Action ?? 'L7'})`);
-    if (!wait) return 0;
-    const raw = res.headers.get('x-isthmus-receipts');
-    if (!raw) throw new CliError('the server sent no receipts (is it older than this command?)');
-    const r = JSON.parse(raw) as { Complete: boolean; Datacenters: { Datacenter: string; Applied: boolean; AppliedIndex: number; AppliedAt: string | null }[] };
-    for (const d of r.Datacenters) {
-      io.out(
-        d.Applied
-          ? `  enforced in ${d.Datacenter} at ${d.AppliedAt} (+${Math.max(0, Date.parse(d.AppliedAt ?? '') - started)} ms)`
-          : `  NOT yet applied in ${d.Datacenter} (at index ${d.AppliedIndex})`,
-      );
-    }
-    return r.Complete ? 0 : 2;
+    return wait ? printReceipts(res.headers, started, io) : 0;
   },
 };
 
