@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { auditOp, type Actor } from '../core/audit.js';
 import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch } from '../core/table-watch.js';
+import { OwnedTables } from '../core/table-watch.js';
 import type { Store, StoreOp } from '../store/index.js';
 import { allowAll, type Authorizer } from './authorizer.js';
 import { compileAuthorizer } from './compile.js';
@@ -75,16 +75,15 @@ const MANAGEMENT: Policy = {
   Datacenters: [],
 };
 
-export class Acl implements Component {
+export class Acl extends OwnedTables<AclPart> implements Component {
   readonly name = 'acl';
   private bySecret = new Map<string, string>();
   private readonly resolved = new Map<string, Resolved>();
   private unsubscribe: (() => void) | undefined;
   private readonly anonymous: Resolved;
-  private readonly whole: TableWatch;
 
   constructor(private readonly opts: AclOptions) {
-    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
+    super(opts.store, PART_TABLE);
     this.anonymous = {
       authz: compileAuthorizer([], opts.defaultPolicy),
       actor: { accessorId: ANONYMOUS_ACCESSOR, description: 'Anonymous Token', dc: opts.dc },
@@ -104,29 +103,6 @@ export class Acl implements Component {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
-  }
-
-  /** Index of the tokens and policies together. */
-  index(): number {
-    return this.whole.index();
-  }
-
-  /** Blocks until a token or policy changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
-  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
-  }
-
-  /** Called after every batch of changes to tokens or policies; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    return this.whole.onChange(listener);
-  }
-
-  /** One part only: a blocking read of the tokens does not wake on a policy's change. */
-  watch(...parts: AclPart[]): TableWatch {
-    return new TableWatch(
-      this.opts.store,
-      parts.map((p) => PART_TABLE[p]),
-    );
   }
 
   private reindex(): void {

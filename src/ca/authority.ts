@@ -6,7 +6,7 @@
 import { ErrorCodes, IsthmusError, invalid } from '../core/errors.js';
 import { auditOp, type Actor } from '../core/audit.js';
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch } from '../core/table-watch.js';
+import { OwnedTables } from '../core/table-watch.js';
 import type { StoreOp } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import type { AuthorityOptions, CaContext } from './ca-context.js';
@@ -32,7 +32,7 @@ export type { AuthorityOptions } from './ca-context.js';
 export type CaPart = 'roots' | 'intermediates' | 'config';
 const PART_TABLE: Record<CaPart, string> = { roots: CA_ROOTS, intermediates: CA_INTERMEDIATES, config: CA_CONFIG };
 
-export class CertificateAuthority implements Component {
+export class CertificateAuthority extends OwnedTables<CaPart> implements Component {
   readonly name = 'ca';
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -42,10 +42,9 @@ export class CertificateAuthority implements Component {
   private readonly ctx: CaContext;
   private readonly leaves: LeafSigner;
   private ticking: Promise<void> | undefined;
-  private readonly whole: TableWatch;
 
   constructor(private readonly opts: AuthorityOptions) {
-    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
+    super(opts.store, PART_TABLE);
     this.log = (opts.logger ?? silentLogger).child({ component: 'ca' });
     this.now = opts.now ?? Date.now;
     this.ctx = {
@@ -128,29 +127,6 @@ export class CertificateAuthority implements Component {
 
   intermediate(): CaIntermediate | undefined {
     return this.opts.store.get<CaIntermediate>(CA_INTERMEDIATES, this.opts.dc)?.value;
-  }
-
-  /** Index that moves whenever the trust bundle, this DC's chain or the configuration changes. */
-  index(): number {
-    return this.whole.index();
-  }
-
-  /** Blocks until roots, intermediates or configuration change past `afterIndex` (or the timeout, or the signal); resolves with index(). */
-  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
-  }
-
-  /** Called after every batch of changes to roots, intermediates or configuration; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    return this.whole.onChange(listener);
-  }
-
-  /** Some parts only: a blocking read of the roots does not wake on a configuration change. */
-  watch(...parts: CaPart[]): TableWatch {
-    return new TableWatch(
-      this.opts.store,
-      parts.map((p) => PART_TABLE[p]),
-    );
   }
 
   bundle(): TrustBundle {

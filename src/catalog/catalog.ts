@@ -3,7 +3,7 @@
 // This class is the catalog's face: reads and change-following here, the indexes in
 // catalog-indexes.ts, the writes in catalog-writes.ts, the records they build in catalog-records.ts.
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch } from '../core/table-watch.js';
+import { OwnedTables } from '../core/table-watch.js';
 import type { Store } from '../store/index.js';
 import { CatalogIndexes } from './catalog-indexes.js';
 import { aggregate } from './catalog-records.js';
@@ -41,7 +41,7 @@ export interface HealthEntry {
 export type CatalogPart = 'services' | 'checks' | 'nodes';
 const PART_TABLE: Record<CatalogPart, string> = { services: SERVICES, checks: CHECKS, nodes: NODES };
 
-export class Catalog implements Component {
+export class Catalog extends OwnedTables<CatalogPart> implements Component {
   readonly name = 'catalog';
   private readonly indexes: CatalogIndexes;
   private readonly writes: CatalogWrites;
@@ -49,10 +49,8 @@ export class Catalog implements Component {
   /** Called when a TTL check is updated, so the runner can reset its deadline without a store write. */
   onTtlUpdate: ((checkKey: string) => void) | undefined;
 
-  private readonly whole: TableWatch;
-
   constructor(private readonly opts: CatalogOptions) {
-    this.whole = new TableWatch(opts.store, Object.values(PART_TABLE));
+    super(opts.store, PART_TABLE);
     this.indexes = new CatalogIndexes(opts.store);
     this.writes = new CatalogWrites({ ...opts, indexes: this.indexes, reads: this, onTtlUpdate: (key) => this.onTtlUpdate?.(key) });
   }
@@ -75,30 +73,7 @@ export class Catalog implements Component {
     this.unsubscribe?.();
   }
 
-  // ---- changes: what others follow instead of reading the tables ----
-
-  /** Index of the whole catalog (services, checks, nodes): X-Consul-Index of a read of all of it. */
-  index(): number {
-    return this.whole.index();
-  }
-
-  /** Blocks until anything in the catalog changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
-  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
-  }
-
-  /** Called after every batch of changes to services, checks or nodes; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    return this.whole.onChange(listener);
-  }
-
-  /** Some parts only: a blocking read of the services does not wake on a check's change (as in Consul). */
-  watch(...parts: CatalogPart[]): TableWatch {
-    return new TableWatch(
-      this.opts.store,
-      parts.map((p) => PART_TABLE[p]),
-    );
-  }
+  // (index, waitForChange, onChange and watch: OwnedTables)
 
   // ---- reads ----
 

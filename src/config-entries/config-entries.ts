@@ -4,7 +4,7 @@
 import { auditOp, type Actor } from '../core/audit.js';
 import { ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch } from '../core/table-watch.js';
+import { OwnedTables } from '../core/table-watch.js';
 import type { Store, StoreEntry } from '../store/index.js';
 import {
   PROXY_DEFAULTS_NAME,
@@ -49,31 +49,16 @@ function withIndexes<E extends ConfigEntry>(e: StoreEntry<E>): StoredConfigEntry
 /** What a write would change, for the cross-entry check: the entry put (or the key deleted). */
 type Proposed = { put: ConfigEntry } | { deleted: string };
 
-export class ConfigEntries implements Component {
+export class ConfigEntries extends OwnedTables<'entries'> implements Component {
   readonly name = 'config-entries';
-  private readonly whole: TableWatch;
 
   constructor(private readonly opts: ConfigEntriesOptions) {
-    this.whole = new TableWatch(opts.store, [CONFIG_ENTRIES_TABLE]);
+    super(opts.store, { entries: CONFIG_ENTRIES_TABLE });
   }
 
   async start(): Promise<void> {}
 
   async stop(): Promise<void> {}
-
-  index(): number {
-    return this.whole.index();
-  }
-
-  /** Blocks until an entry changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
-  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
-  }
-
-  /** Called after every batch of changes to the entries; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    return this.whole.onChange(listener);
-  }
 
   get<K extends ConfigKind>(kind: K, name: string): StoredConfigEntry<ConfigEntryByKind[K]> | undefined {
     const e = this.opts.store.get<ConfigEntryByKind[K]>(CONFIG_ENTRIES_TABLE, keyOf(kind, name));

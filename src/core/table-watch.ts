@@ -51,3 +51,43 @@ export class TableWatch implements Watchable {
     });
   }
 }
+
+/**
+ * What a domain that owns tables offers the others, written once: each such domain extends it with
+ * its tables by part (`{ services: 'services', ... }`), and answers index(), waitForChange() and
+ * onChange() over all of them and watch(...parts) over some.
+ */
+export class OwnedTables<P extends string> implements Watchable {
+  readonly #store: WatchedStore;
+  readonly #parts: Readonly<Record<P, string>>;
+  readonly #whole: TableWatch;
+
+  constructor(store: WatchedStore, parts: Readonly<Record<P, string>>) {
+    this.#store = store;
+    this.#parts = parts;
+    this.#whole = new TableWatch(store, Object.values(parts));
+  }
+
+  /** Index of all of this domain's state: X-Consul-Index of a read of all of it. */
+  index(): number {
+    return this.#whole.index();
+  }
+
+  /** Blocks until any of it changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
+  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    return this.#whole.waitForChange(afterIndex, timeoutMs, signal);
+  }
+
+  /** Called after every batch of changes to any of it; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.#whole.onChange(listener);
+  }
+
+  /** Some parts only: a blocking read of one part does not wake on another's change (as in Consul). */
+  watch(...parts: P[]): TableWatch {
+    return new TableWatch(
+      this.#store,
+      parts.map((p) => this.#parts[p]),
+    );
+  }
+}

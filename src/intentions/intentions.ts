@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { auditOp, type Actor } from '../core/audit.js';
 import { conflict, ErrorCodes, invalid, IsthmusError, notFound, type Violation } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
-import { TableWatch } from '../core/table-watch.js';
+import { OwnedTables } from '../core/table-watch.js';
 import type { Store, StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
 import { isServiceName, parseServiceSpiffeId, SERVICE_NAME_RULE } from '../core/names.js';
@@ -39,7 +39,7 @@ function withIndexes(e: StoreEntry<Intention>): Intention {
   return { ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
 }
 
-export class Intentions implements Component {
+export class Intentions extends OwnedTables<'intentions'> implements Component {
   readonly name = 'intentions';
   private compiled: CompiledIntentions | undefined;
   private compiledIndex = -1;
@@ -47,10 +47,9 @@ export class Intentions implements Component {
   private unsubscribe: (() => void) | undefined;
   private readonly l4Results = new Map<string, Map<string, Map<string, AuthorizeResult>>>();
   private l4Cached = 0;
-  private readonly whole: TableWatch;
 
   constructor(private readonly opts: IntentionsOptions) {
-    this.whole = new TableWatch(opts.store, [INTENTIONS_TABLE]);
+    super(opts.store, { intentions: INTENTIONS_TABLE });
   }
 
   async start(): Promise<void> {
@@ -61,20 +60,6 @@ export class Intentions implements Component {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
-  }
-
-  index(): number {
-    return this.opts.store.tableIndex(INTENTIONS_TABLE);
-  }
-
-  /** Blocks until an intention changes past `afterIndex` (or the timeout, or the signal); resolves with index(). */
-  waitForChange(afterIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    return this.whole.waitForChange(afterIndex, timeoutMs, signal);
-  }
-
-  /** Called after every batch of changes to the intentions; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    return this.whole.onChange(listener);
   }
 
   list(): Intention[] {
