@@ -26,3 +26,4 @@ export type {
   ServiceRouter,
   ServiceSplitter,
 } from './model.js';
+export type { ChainNode, ChainResolverNode, ChainRoute, ChainRouterNode, ChainSplit, ChainSplitterNode, ChainTarget, CompiledChain } from './chain-model.js';

@@ -43,4 +43,19 @@ export interface FlowRecord {
   bytesIn: number;
   bytesOut: number;
   http?: { method: string; path: string; status: number; traceparent?: string };
+  /** A client sidecar's choice along the discovery chain (absent where no chain was walked). */
+  routing?: FlowRouting;
+}
+
+export interface FlowRouting {
+  /** The chain target chosen: `[<subset>.]<service>.<namespace>.<dc>`. */
+  target: string;
+  /** The route that took the request (`Routes[2]`), empty without a router. */
+  route: string;
+  /** The split entry that chose the target (`Splits[0]`), empty without a splitter. */
+  split: string;
+  /** Attempts after the first. */
+  retries: number;
+  /** Set when the call went to a failover target: why (no healthy instance, ejected, timeout). */
+  failover: string;
 }

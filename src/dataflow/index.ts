@@ -1,4 +1,4 @@
-export type { FlowRecord, FlowHop, FlowVerdict, FlowIdentity } from './flow-record.js';
+export type { FlowRecord, FlowHop, FlowVerdict, FlowIdentity, FlowRouting } from './flow-record.js';
 export type { FlowStore, FlowFilter, FlowQuery, FlowListener, SubscribeOptions, MaybePromise } from './flow-store.js';
 export { flowMatches, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, DEFAULT_FLOW_CAPACITY } from './flow-store.js';
 export { MemoryFlowStore } from './flow-store-memory.js';

@@ -20,6 +20,9 @@ const message: SidecarConfigMessage = {
       localBindHost: '127.0.0.1',
       localBindPort: 9191,
       endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }],
+      protocol: 'http',
+      chainJson: JSON.stringify({ ServiceName: 'api', StartNode: 'resolver:api.default.dc2' }),
+      targets: [{ id: 'api.default.dc2', datacenter: 'dc2', healthy: true, healthAgeMs: 120, endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }] }],
     },
   ],
   intentions: { intentionsJson: '[]', defaultAllow: false, index: 9, sourceDc: 'dc1' },
@@ -31,6 +34,12 @@ describe('toSidecarConfig', () => {
     expect(cfg.inbound).toBeUndefined();
     expect(cfg.policy).toEqual({ intentions: [], defaultAllow: false, index: 9, sourceDc: 'dc1' });
     expect(cfg.upstreams[0].endpoints).toEqual(message.upstreams[0].endpoints);
+    expect(cfg.upstreams[0].protocol).toBe('http');
+    expect(cfg.upstreams[0].chain?.StartNode).toBe('resolver:api.default.dc2');
+    expect(cfg.upstreams[0].targets?.[0]).toMatchObject({ id: 'api.default.dc2', healthy: true, healthAgeMs: 120 });
+    const plain = toSidecarConfig({ ...message, upstreams: [{ ...message.upstreams[0], protocol: 'sctp', chainJson: '' }] }).upstreams[0];
+    expect(plain.protocol).toBe('tcp');
+    expect('chain' in plain).toBe(false);
     expect(toSidecarConfig({ ...message, inbound: { ...message.inbound!, bindPort: 21000, protocol: 'grpc' } }).inbound?.protocol).toBe('tcp');
   });
 

@@ -2,7 +2,8 @@
 // takes its whole configuration on every push, reports flow records.
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import type { Intention } from '../intentions/index.js';
-import type { SidecarConfig } from '../sidecar/index.js';
+import type { CompiledChain } from '../config-entries/index.js';
+import type { SidecarConfig, SidecarProtocol, SidecarUpstream } from '../sidecar/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { ChannelClient } from './channel-client.js';
 import type { SidecarConfigMessage } from './proto.js';
@@ -43,13 +44,31 @@ export function toSidecarConfig(m: SidecarConfigMessage): SidecarConfig {
           },
         }
       : {}),
-    upstreams: m.upstreams.map((u) => ({ ...u, endpoints: u.endpoints.map((e) => ({ ...e })) })),
+    upstreams: m.upstreams.map(toSidecarUpstream),
     policy: {
       intentions: JSON.parse(m.intentions.intentionsJson) as Intention[],
       defaultAllow: m.intentions.defaultAllow,
       index: m.intentions.index,
       sourceDc: m.intentions.sourceDc,
     },
+  };
+}
+
+const PROTOCOLS: readonly string[] = ['tcp', 'http', 'http2', 'grpc'];
+
+/** A protocol as pushed; anything this sidecar does not know is tcp (passed through, never parsed). */
+export function protocolOfWire(p: string): SidecarProtocol {
+  return PROTOCOLS.includes(p) ? (p as SidecarProtocol) : 'tcp';
+}
+
+function toSidecarUpstream(u: SidecarConfigMessage['upstreams'][number]): SidecarUpstream {
+  const { chainJson, targets, protocol, endpoints, ...rest } = u;
+  return {
+    ...rest,
+    endpoints: endpoints.map((e) => ({ ...e })),
+    protocol: protocolOfWire(protocol),
+    ...(chainJson ? { chain: JSON.parse(chainJson) as CompiledChain } : {}),
+    targets: (targets ?? []).map((t) => ({ ...t, endpoints: t.endpoints.map((e) => ({ ...e })) })),
   };
 }
 

@@ -29,6 +29,7 @@ export function toWire(r: FlowRecord): WireFlow {
     bytesIn: r.bytesIn,
     bytesOut: r.bytesOut,
     http: r.http ? { method: r.http.method, path: r.http.path, status: r.http.status, traceparent: r.http.traceparent ?? '' } : null,
+    routing: r.routing ? { ...r.routing } : null,
   };
 }
 
@@ -49,6 +50,11 @@ export function fromWire(w: WireFlow, path: string): FlowRecord {
   if (!w.destination) v.push({ Field: `${path}.destination`, Message: 'is required' });
   for (const f of ['requestIndex', 'intentionIndex', 'startTimeMs', 'durationMs', 'bytesIn', 'bytesOut'] as const) {
     if (typeof w[f] !== 'number' || !Number.isFinite(w[f]) || w[f] < 0) v.push({ Field: `${path}.${f}`, Message: 'must be a non-negative number' });
+  }
+  if (w.routing) {
+    for (const f of ['target', 'route', 'split', 'failover'] as const) text(`routing.${f}`, w.routing[f]);
+    if (typeof w.routing.retries !== 'number' || !Number.isInteger(w.routing.retries) || w.routing.retries < 0)
+      v.push({ Field: `${path}.routing.retries`, Message: 'must be a non-negative integer' });
   }
   if (v.length) throw invalid(v);
   const id = (x: WireFlow['source']) => ({ spiffeId: x!.spiffeId, service: x!.service, namespace: x!.namespace, dc: x!.dc });
@@ -73,6 +79,9 @@ export function fromWire(w: WireFlow, path: string): FlowRecord {
     bytesOut: w.bytesOut,
     ...(w.http && w.http.method
       ? { http: { method: w.http.method, path: w.http.path, status: w.http.status, ...(w.http.traceparent ? { traceparent: w.http.traceparent } : {}) } }
+      : {}),
+    ...(w.routing && w.routing.target
+      ? { routing: { target: w.routing.target, route: w.routing.route, split: w.routing.split, retries: w.routing.retries, failover: w.routing.failover } }
       : {}),
   };
 }

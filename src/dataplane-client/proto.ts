@@ -38,6 +38,7 @@ export interface WireFlow {
   bytesIn: number;
   bytesOut: number;
   http: { method: string; path: string; status: number; traceparent: string } | null;
+  routing: { target: string; route: string; split: string; retries: number; failover: string } | null;
 }
 export interface SidecarMessage {
   hello?: { serviceId: string; service: string; namespace: string; token: string; version: string };
@@ -57,6 +58,16 @@ export interface WireUpstream {
   datacenter: string;
   localBindHost: string;
   localBindPort: number;
+  endpoints: WireEndpoint[];
+  protocol: string;
+  chainJson: string;
+  targets: WireTarget[];
+}
+export interface WireTarget {
+  id: string;
+  datacenter: string;
+  healthy: boolean;
+  healthAgeMs: number;
   endpoints: WireEndpoint[];
 }
 export interface SidecarConfigMessage {

@@ -189,6 +189,9 @@ export class DataPlaneServer implements Component {
         localBindHost: u.LocalBindAddress ?? '127.0.0.1',
         localBindPort: u.LocalBindPort,
         endpoints,
+        protocol: 'tcp',
+        chainJson: '',
+        targets: [],
       };
     });
     const relevant = this.opts.intentions

@@ -1,3 +1,12 @@
 export { Sidecar } from './sidecar.js';
-export type { SidecarConfig, SidecarOptions, SidecarUpstream, SidecarEndpoint, SidecarInbound, SidecarPolicy } from './sidecar.js';
+export type {
+  SidecarConfig,
+  SidecarOptions,
+  SidecarUpstream,
+  SidecarEndpoint,
+  SidecarInbound,
+  SidecarPolicy,
+  SidecarProtocol,
+  SidecarTarget,
+} from './sidecar.js';
 export { spiffeOf, traceIdFromKeylog } from './identity.js';

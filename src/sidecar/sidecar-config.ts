@@ -1,5 +1,6 @@
 // The sidecar's configuration as pushed in (service, leaf, bundle, inbound, upstreams, policy) and
 // its options.
+import type { CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -11,13 +12,37 @@ export interface SidecarEndpoint {
   spiffeId: string;
 }
 
+/** One target of an upstream's discovery chain, with its endpoints as the server sees them now. */
+export interface SidecarTarget {
+  /** The chain's target ID (`[<subset>.]<service>.<namespace>.<dc>`). */
+  id: string;
+  datacenter: string;
+  /**
+   * False when the target has no healthy instance as far as the server knows (for another DC: its
+   * exported catalog); its endpoints may still be listed (another DC's gateways) but are tried last.
+   */
+  healthy: boolean;
+  /** How old the health behind `healthy` is, in ms (0: this DC's own catalog). */
+  healthAgeMs: number;
+  endpoints: SidecarEndpoint[];
+}
+
+export type SidecarProtocol = 'tcp' | 'http' | 'http2' | 'grpc';
+
 export interface SidecarUpstream {
   name: string;
   namespace: string;
   datacenter: string;
   localBindHost: string;
   localBindPort: number;
+  /** The endpoints of the target chosen now for the chain's default path (the first healthy in its failover order). */
   endpoints: SidecarEndpoint[];
+  /** The destination's protocol (the chain's), which says whether the upstream is L4 or L7. Default tcp. */
+  protocol?: SidecarProtocol;
+  /** The compiled discovery chain; absent from servers that do not compile one. */
+  chain?: CompiledChain;
+  /** Every target the chain can reach (failover targets included), with their endpoints. */
+  targets?: SidecarTarget[];
 }
 
 export interface SidecarInbound {
@@ -25,7 +50,7 @@ export interface SidecarInbound {
   bindPort: number;
   localAppHost: string;
   localAppPort: number;
-  protocol: 'tcp' | 'http';
+  protocol: SidecarProtocol;
 }
 
 export interface SidecarPolicy {

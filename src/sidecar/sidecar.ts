@@ -13,7 +13,16 @@ import { SidecarContext } from './sidecar-context.js';
 import { InboundListener } from './sidecar-inbound.js';
 import { UpstreamListeners, upstreamKey } from './sidecar-upstreams.js';
 
-export type { SidecarConfig, SidecarEndpoint, SidecarInbound, SidecarOptions, SidecarPolicy, SidecarUpstream } from './sidecar-config.js';
+export type {
+  SidecarConfig,
+  SidecarEndpoint,
+  SidecarInbound,
+  SidecarOptions,
+  SidecarPolicy,
+  SidecarProtocol,
+  SidecarTarget,
+  SidecarUpstream,
+} from './sidecar-config.js';
 export { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 
 export class Sidecar implements Component {
