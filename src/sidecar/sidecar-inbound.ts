@@ -77,13 +77,15 @@ export class InboundListener {
       const sni = (sock as tls.TLSSocket & { servername?: string | false }).servername || '';
       const d = this.ctx.decide(source);
       const base = { traceId, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni };
-      if (!d.allowed && !d.l7) {
+      // An intention with L7 permissions on a listener that does not parse HTTP cannot be checked:
+      // the connection is refused rather than relayed unchecked.
+      if (!d.allowed && (!d.l7 || !l7)) {
         sock.destroy();
         this.ctx.record({
           ...base,
           requestIndex: 0,
           verdict: 'denied',
-          reason: d.reason,
+          reason: d.l7 ? `L7 permissions of intention ${d.intentionId} cannot be checked on a ${cfg.protocol} listener; denied` : d.reason,
           intentionId: d.intentionId,
           startTime: start,
           durationMs: Date.now() - start,

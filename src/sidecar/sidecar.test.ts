@@ -203,6 +203,21 @@ describe('Sidecar', () => {
     });
   });
 
+  it('refuses a connection on a tcp listener when the deciding intention has L7 permissions (issue 21)', async () => {
+    const app = await echoApp();
+    const l7 = intention('web', 'api', { Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] });
+    const { flows, port } = await pair({ protocol: 'tcp', intentions: [l7], appPort: app.port });
+    const r = await tcpExchange(port, 'GET / HTTP/1.1\r\nhost: api\r\n\r\n');
+    expect(r.got).toBe('');
+    expect(app.bytes()).toBe(0);
+    await waitFlows(flows, 2);
+    expect(flows.find((f) => f.hop === 'server-sidecar')).toMatchObject({
+      verdict: 'denied',
+      intentionId: 'web-api',
+      reason: 'L7 permissions of intention web-api cannot be checked on a tcp listener; denied',
+    });
+  });
+
   it('enforces L7 permissions per request on one keep-alive connection', async () => {
     const appPort = await httpApp();
     const { flows, port } = await pair({
