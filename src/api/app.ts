@@ -84,7 +84,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerCatalogRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
-  registerConfigRoutes(app, { store: deps.store, configEntries: deps.configEntries });
+  registerConfigRoutes(app, { store: deps.store, configEntries: deps.configEntries, intentions: deps.intentions });
   registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
   registerPolicyRoutes(app, {
     flows: deps.flows,

@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
 import { ConfigEntries } from '../config-entries/index.js';
+import { Intentions } from '../intentions/index.js';
 import { denyAll, type Authorizer } from '../acl/index.js';
 import { testApp } from './testing/test-app.js';
 import { registerConfigRoutes } from './routes-config.js';
+import { registerIntentionRoutes } from './routes-intentions.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -13,14 +15,36 @@ afterEach(async () => {
 async function setup(authz?: Authorizer) {
   const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
   await store.start();
-  const configEntries = new ConfigEntries({ store, dc: 'dc1' });
-  cleanups.push(() => store.stop());
-  const app = testApp((a) => registerConfigRoutes(a, { store, configEntries }), { authz });
+  // Wired both ways as the region wires them (the catalog fallback aside: no sidecar here).
+  const intentions: Intentions = new Intentions({
+    store,
+    dc: 'dc1',
+    defaultAllow: () => false,
+    trustDomain: () => 'td.isthmus',
+    protocolOf: ({ name }) => configEntries.protocolSource(name) ?? { protocol: 'tcp', from: 'default' },
+  });
+  const configEntries: ConfigEntries = new ConfigEntries({
+    store,
+    dc: 'dc1',
+    l7Intentions: () => intentions.list().flatMap((i) => (i.Permissions?.length ? [{ destination: i.DestinationName, id: i.ID }] : [])),
+  });
+  await intentions.start();
+  cleanups.push(
+    () => store.stop(),
+    () => intentions.stop(),
+  );
+  const app = testApp(
+    (a) => {
+      registerIntentionRoutes(a, { store, intentions });
+      registerConfigRoutes(a, { store, configEntries, intentions });
+    },
+    { authz },
+  );
   const call = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
     return { status: res.status, headers: res.headers, body: (await res.json()) as any };
   };
-  return { store, configEntries, call };
+  return { store, configEntries, intentions, call };
 }
 
 describe('config entry routes', () => {
@@ -107,5 +131,114 @@ describe('config entry routes', () => {
     // A list shows only what the token may read.
     expect((await call('GET', '/v1/config/service-defaults')).body.map((e: { Name: string }) => e.Name)).toEqual(['web']);
     expect((await call('GET', '/v1/config/proxy-defaults/global')).status).toBe(403);
+  });
+
+  it('stores a service-intentions entry as the intentions of its destination, and builds it back from them', async () => {
+    const { call } = await setup();
+    const entry = {
+      Kind: 'service-intentions',
+      Name: 'api',
+      Meta: { owner: 'team-a' },
+      Sources: [
+        { Name: 'web', Action: 'allow', Description: 'the front end' },
+        { Name: '*', Action: 'deny' },
+      ],
+    };
+    expect((await call('PUT', '/v1/config', entry)).body).toBe(true);
+    const listed = (await call('GET', '/v1/connect/intentions')).body.sort((a: any, b: any) => b.Precedence - a.Precedence);
+    expect(listed.map((i: any) => [i.SourceName, i.DestinationName, i.Action, i.Precedence])).toEqual([
+      ['web', 'api', 'allow', 9],
+      ['*', 'api', 'deny', 8],
+    ]);
+    expect(listed[0]).not.toHaveProperty('EntryMeta');
+    const webId = listed[0].ID;
+    const got = await call('GET', '/v1/config/service-intentions/api');
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Meta: { owner: 'team-a' },
+      Sources: [
+        expect.objectContaining({ Name: 'web', Action: 'allow', Precedence: 9, Type: 'consul', Description: 'the front end', LegacyID: webId }),
+        expect.objectContaining({ Name: '*', Action: 'deny', Precedence: 8, Type: 'consul' }),
+      ],
+      CreateIndex: expect.any(Number),
+      ModifyIndex: expect.any(Number),
+    });
+    // Written back as read, with one source dropped and one changed: the pair kept keeps its ID.
+    const back = { ...got.body, Sources: [{ ...got.body.Sources[0], Action: 'deny' }] };
+    expect((await call('PUT', `/v1/config?cas=${got.body.ModifyIndex}`, back)).body).toBe(true);
+    expect((await call('PUT', `/v1/config?cas=${got.body.ModifyIndex}`, back)).body).toBe(false);
+    const after = (await call('GET', '/v1/connect/intentions')).body;
+    expect(after.map((i: any) => [i.ID, i.SourceName, i.Action])).toEqual([[webId, 'web', 'deny']]);
+    // An intention written through the intentions API joins the entry.
+    await call('PUT', '/v1/connect/intentions/exact?source=db&destination=api', { Action: 'allow' });
+    const joined = (await call('GET', '/v1/config/service-intentions/api')).body;
+    expect(joined.Sources.map((s: any) => s.Name)).toEqual(['db', 'web']);
+    expect(joined.Meta).toEqual({ owner: 'team-a' });
+    expect((await call('GET', '/v1/config/service-intentions')).body.map((e: any) => e.Name)).toEqual(['api']);
+    expect((await call('DELETE', '/v1/config/service-intentions/api')).body).toEqual({});
+    expect((await call('GET', '/v1/connect/intentions')).body).toEqual([]);
+    expect((await call('GET', '/v1/config/service-intentions/api')).status).toBe(404);
+  });
+
+  it('refuses a bad service-intentions entry naming each field path, and changes nothing', async () => {
+    const { call } = await setup();
+    const r = await call('PUT', '/v1/config', {
+      Kind: 'service-intentions',
+      Name: '*',
+      Sources: [{ Name: 'web' }, { Name: 'db', Action: 'allow', Permissions: [{ Action: 'allow' }] }, { Name: 'web', Action: 'permit' }],
+    });
+    expect(r.status).toBe(400);
+    // A field's own check first; the checks across fields once every field is well formed.
+    expect(r.body.Violations.map((v: { Field: string }) => v.Field)).toEqual(['Sources[2].Action']);
+    const across = await call('PUT', '/v1/config', {
+      Kind: 'service-intentions',
+      Name: '*',
+      Sources: [{ Name: 'web' }, { Name: 'db', Action: 'allow', Permissions: [{ Action: 'allow' }] }, { Name: 'web', Action: 'deny' }],
+    });
+    expect(across.body.Violations.map((v: { Field: string }) => v.Field)).toEqual([
+      'Sources[0].Action',
+      'Sources[1].Action',
+      'Sources[1].Permissions',
+      'Sources[2].Name',
+    ]);
+    expect((await call('PUT', '/v1/config', { Kind: 'service-intentions', Name: 'api', Sources: [] })).body.Violations[0].Field).toBe('Sources');
+    expect((await call('GET', '/v1/connect/intentions')).body).toEqual([]);
+  });
+
+  it('refuses L7 permissions for a tcp destination, and the protocol change that would make one tcp (issue 21)', async () => {
+    const { call } = await setup();
+    const l7 = { Kind: 'service-intentions', Name: 'api', Sources: [{ Name: 'web', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/v1/' } }] }] };
+    const refused = await call('PUT', '/v1/config', l7);
+    expect(refused.status).toBe(400);
+    expect(refused.body.Violations).toEqual([
+      {
+        Field: 'Sources[0].Permissions',
+        Message:
+          'destination "api" speaks tcp (from default); L7 permissions need http, http2 or grpc: set it with a service-defaults entry (Protocol = "http")',
+      },
+    ]);
+    expect((await call('GET', '/v1/connect/intentions')).body).toEqual([]);
+    const exact = await call('PUT', '/v1/connect/intentions/exact?source=web&destination=api', { Permissions: l7.Sources[0].Permissions });
+    expect([exact.status, exact.body.Violations?.[0]?.Field]).toEqual([400, 'Permissions']);
+
+    // proxy-defaults makes every service http; then a service-defaults tcp for api is refused.
+    expect((await call('PUT', '/v1/config', { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } })).body).toBe(true);
+    expect((await call('PUT', '/v1/config', l7)).body).toBe(true);
+    const id = (await call('GET', '/v1/connect/intentions')).body[0].ID;
+    const tcp = await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'tcp' });
+    expect(tcp.status).toBe(400);
+    expect(tcp.body.Violations).toEqual([
+      { Field: 'Protocol', Message: expect.stringContaining(`destination "api" would speak tcp (from service-defaults), but intention ${id} has`) },
+    ]);
+    const pdTcp = await call('PUT', '/v1/config', { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'tcp' } });
+    expect([pdTcp.status, pdTcp.body.Violations[0].Field]).toEqual([400, 'Config.protocol']);
+    const pdGone = await call('DELETE', '/v1/config/proxy-defaults/global');
+    expect([pdGone.status, pdGone.body.Violations[0].Message]).toEqual([400, expect.stringContaining('would speak tcp (from default)')]);
+    // With its own http service-defaults, api no longer leans on proxy-defaults.
+    expect((await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' })).body).toBe(true);
+    expect((await call('DELETE', '/v1/config/proxy-defaults/global')).status).toBe(200);
+    expect((await call('GET', '/v1/config/service-defaults/api')).body.Protocol).toBe('http');
   });
 });

@@ -148,4 +148,51 @@ describe('ConfigEntries', () => {
     off();
     expect(await entries.waitForChange(entries.index(), 20)).toBe(entries.index());
   });
+
+  it('refuses a protocol change that leaves L7 intentions on tcp, naming them, and falls back as told (issue 21)', async () => {
+    const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
+    await store.start();
+    cleanups.push(() => store.stop());
+    let sidecars = { protocol: 'tcp', from: 'default' };
+    const entries = new ConfigEntries({
+      store,
+      dc: 'dc1',
+      l7Intentions: () => [
+        { destination: 'api', id: 'id-2' },
+        { destination: 'api', id: 'id-1' },
+        { destination: 'db', id: 'id-3' },
+      ],
+      fallbackProtocol: () => sidecars,
+    });
+    await entries.put(sd('api', 'http'), {}, actor);
+    // db's protocol is not api's business: only api is checked for api's entry.
+    const v = await refusedWith(entries.put(sd('api', 'tcp'), {}, actor));
+    expect(v).toEqual([
+      {
+        Field: 'Protocol',
+        Message:
+          'destination "api" would speak tcp (from service-defaults), but intentions id-1, id-2 have L7 permissions, which need http, http2 or grpc: remove their Permissions first, or keep an L7 protocol',
+      },
+    ]);
+    expect(entries.get('service-defaults', 'api')?.Protocol).toBe('http');
+    expect((await refusedWith(entries.delete('service-defaults', 'api', {}, actor)))[0].Message).toContain('would speak tcp (from default)');
+    // Its sidecars say http: the entry can go, api still speaks http.
+    sidecars = { protocol: 'http', from: 'its sidecar registrations' };
+    expect(await entries.delete('service-defaults', 'api', {}, actor)).toBe(true);
+    // db was already on tcp (its sidecars'): an unrelated proxy-defaults write is not refused for it, one that sets tcp is.
+    sidecars = { protocol: 'tcp', from: 'its sidecar registrations' };
+    await entries.put(sd('api', 'grpc'), {}, actor);
+    expect(await entries.put(parseConfigEntry({ Kind: 'proxy-defaults', Name: 'global', MeshGateway: { Mode: 'local' } }), {}, actor)).toBe(true);
+    const pd = await refusedWith(entries.put(parseConfigEntry({ Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'tcp' } }), {}, actor));
+    expect(pd.map((x) => [x.Field, x.Message])).toEqual([
+      ['Config.protocol', expect.stringMatching(/^destination "db" would speak tcp \(from proxy-defaults\), but intention id-3 has L7 permissions/)],
+    ]);
+  });
+
+  it('never stores a service-intentions entry in its own table', async () => {
+    const { entries } = await setup();
+    const e = parseConfigEntry({ Kind: 'service-intentions', Name: 'api', Sources: [{ Name: 'web', Action: 'allow' }] });
+    expect((await refusedWith(entries.put(e, {}, actor)))[0].Field).toBe('Kind');
+    expect(entries.list('service-intentions')).toEqual([]);
+  });
 });

@@ -6,10 +6,12 @@ import { ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } fro
 import type { Component } from '../core/lifecycle.js';
 import { OwnedTables } from '../core/table-watch.js';
 import type { Store, StoreEntry } from '../store/index.js';
+import { L7_PROTOCOLS } from '../intentions/index.js';
 import {
   PROXY_DEFAULTS_NAME,
   protocolOf,
   protocolRefusal,
+  protocolSourceOf,
   type ConfigEntry,
   type ConfigEntryByKind,
   type ConfigKind,
@@ -30,6 +32,14 @@ export interface ConfigEntriesOptions {
    * forwards such writes), so a local write is refused. Default true (a DC on its own).
    */
   primary?: boolean;
+  /**
+   * The intentions with L7 permissions, by destination: a service-defaults or proxy-defaults write
+   * that would leave one of their destinations speaking tcp is refused (they could not be checked).
+   * Absent: not checked.
+   */
+  l7Intentions?: () => { destination: string; id: string }[];
+  /** A service's protocol when no entry sets one (its sidecar registrations, else tcp). */
+  fallbackProtocol?: (service: string) => { protocol: string; from: string };
 }
 
 /** An entry as answered: Consul's indexes beside its fields. */
@@ -73,9 +83,21 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
       .sort((a, b) => (a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0));
   }
 
+  /** The protocol the entries give `service` and which entry gave it; undefined when none sets one. */
+  protocolSource(service: string): { protocol: string; from: string } | undefined {
+    return protocolSourceOf(service, {
+      serviceDefaults: (n) => this.get('service-defaults', n),
+      proxyDefaults: () => this.get('proxy-defaults', PROXY_DEFAULTS_NAME),
+    });
+  }
+
   /** Creates or replaces the entry (already parsed); false when `cas` does not match, as Consul answers. */
   async put(entry: ConfigEntry, opts: WriteOptions, actor: Actor): Promise<boolean> {
     this.assertWritable();
+    if (entry.Kind === 'service-intentions') {
+      // Stored as intentions, through Intentions.putEntry; never in this table.
+      throw invalid([{ Field: 'Kind', Message: 'service-intentions entries are written as intentions, not stored here' }]);
+    }
     const key = keyOf(entry.Kind, entry.Name);
     for (let attempt = 1; ; attempt++) {
       const existing = this.opts.store.get<ConfigEntry>(CONFIG_ENTRIES_TABLE, key);
@@ -154,7 +176,46 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
       const protocol = protocolOf(service, lookup);
       if (protocol === 'tcp') v.push({ Field: fieldOf(change), Message: protocolRefusal(service, protocol) });
     }
+    v.push(...this.checkL7Intentions(change, lookup));
     if (v.length) throw invalid(v);
+  }
+
+  /**
+   * Refuses a protocol change that leaves a destination of L7 intentions on a protocol whose
+   * requests its sidecar does not parse (Consul refuses it too). A destination already in that
+   * state (its sidecar registrations changed, which no entry write controls) is refused only when
+   * this change is what sets the protocol, not when an unrelated field of proxy-defaults changes.
+   */
+  private checkL7Intentions(change: Proposed, proposed: Parameters<typeof protocolSourceOf>[1]): Violation[] {
+    const kind = 'put' in change ? change.put.Kind : change.deleted.slice(0, change.deleted.indexOf('/'));
+    if ((kind !== 'service-defaults' && kind !== 'proxy-defaults') || !this.opts.l7Intentions) return [];
+    const byDestination = new Map<string, string[]>();
+    for (const { destination, id } of this.opts.l7Intentions()) {
+      const name = 'put' in change ? change.put.Name : change.deleted.slice(kind.length + 1);
+      if (kind === 'service-defaults' && destination !== name) continue;
+      byDestination.set(destination, [...(byDestination.get(destination) ?? []), id]);
+    }
+    const current = {
+      serviceDefaults: (n: string) => this.opts.store.get<ServiceDefaults>(CONFIG_ENTRIES_TABLE, keyOf('service-defaults', n))?.value,
+      proxyDefaults: () => this.opts.store.get<ProxyDefaults>(CONFIG_ENTRIES_TABLE, keyOf('proxy-defaults', PROXY_DEFAULTS_NAME))?.value,
+    };
+    const resolve = (service: string, lookup: Parameters<typeof protocolSourceOf>[1]) =>
+      protocolSourceOf(service, lookup) ?? this.opts.fallbackProtocol?.(service) ?? { protocol: 'tcp', from: 'default' };
+    const v: Violation[] = [];
+    for (const [service, ids] of [...byDestination].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const after = resolve(service, proposed);
+      if (L7_PROTOCOLS.includes(after.protocol)) continue;
+      const before = resolve(service, current);
+      if (!L7_PROTOCOLS.includes(before.protocol) && after.from !== kind) continue;
+      v.push({
+        Field: fieldOf(change),
+        Message:
+          `destination "${service}" would speak ${after.protocol} (from ${after.from}), but ` +
+          (ids.length === 1 ? `intention ${ids[0]} has` : `intentions ${ids.sort().join(', ')} have`) +
+          ` L7 permissions, which need http, http2 or grpc: remove their Permissions first, or keep an L7 protocol`,
+      });
+    }
+    return v;
   }
 
   private assertWritable(): void {

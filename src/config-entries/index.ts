@@ -8,6 +8,7 @@ export {
   isConfigKind,
   parseConfigEntry,
   protocolOf,
+  protocolSourceOf,
   protocolRefusal,
   proxyDefaultsSchema,
   serviceDefaultsSchema,

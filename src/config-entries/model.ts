@@ -5,8 +5,9 @@ import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
 import { invalid, type Violation } from '../core/errors.js';
 import { isDatacenterRef, isServiceName, DATACENTER_REF_MESSAGE, SERVICE_NAME_RULE } from '../core/names.js';
+import { serviceIntentionsSchema, type ServiceIntentions } from '../intentions/index.js';
 
-export const CONFIG_KINDS = ['proxy-defaults', 'service-defaults', 'service-resolver', 'service-splitter', 'service-router'] as const;
+export const CONFIG_KINDS = ['proxy-defaults', 'service-defaults', 'service-resolver', 'service-splitter', 'service-router', 'service-intentions'] as const;
 export type ConfigKind = (typeof CONFIG_KINDS)[number];
 
 export function isConfigKind(k: unknown): k is ConfigKind {
@@ -338,7 +339,8 @@ export type ServiceResolver = z.output<typeof serviceResolverSchema>;
 export type ServiceSplitter = z.output<typeof serviceSplitterSchema>;
 export type ServiceRouter = z.output<typeof serviceRouterSchema>;
 /** An entry as stored and answered (with Consul's indexes in answers). */
-export type ConfigEntry = ProxyDefaults | ServiceDefaults | ServiceResolver | ServiceSplitter | ServiceRouter;
+// service-intentions is parsed here with the other kinds but stored as intentions (src/intentions/service-intentions.ts).
+export type ConfigEntry = ProxyDefaults | ServiceDefaults | ServiceResolver | ServiceSplitter | ServiceRouter | ServiceIntentions;
 
 /** Each kind's entry type, for reads by kind. */
 export interface ConfigEntryByKind {
@@ -347,6 +349,7 @@ export interface ConfigEntryByKind {
   'service-resolver': ServiceResolver;
   'service-splitter': ServiceSplitter;
   'service-router': ServiceRouter;
+  'service-intentions': ServiceIntentions;
 }
 
 export const CONFIG_SCHEMAS: Record<ConfigKind, z.ZodType<ConfigEntry>> = {
@@ -355,6 +358,7 @@ export const CONFIG_SCHEMAS: Record<ConfigKind, z.ZodType<ConfigEntry>> = {
   'service-resolver': serviceResolverSchema,
   'service-splitter': serviceSplitterSchema,
   'service-router': serviceRouterSchema,
+  'service-intentions': serviceIntentionsSchema,
 };
 
 function fieldPath(path: readonly PropertyKey[]): string {
@@ -391,6 +395,21 @@ export function protocolOf(
   lookup: { serviceDefaults(name: string): ServiceDefaults | undefined; proxyDefaults(): ProxyDefaults | undefined },
 ): Protocol {
   return lookup.serviceDefaults(service)?.Protocol ?? lookup.proxyDefaults()?.Config?.protocol ?? 'tcp';
+}
+
+/**
+ * The protocol the config entries give a service, and which entry gave it; undefined when neither
+ * service-defaults nor proxy-defaults sets one (the caller then asks the catalog, or defaults to tcp).
+ */
+export function protocolSourceOf(
+  service: string,
+  lookup: { serviceDefaults(name: string): ServiceDefaults | undefined; proxyDefaults(): ProxyDefaults | undefined },
+): { protocol: Protocol; from: 'service-defaults' | 'proxy-defaults' } | undefined {
+  const own = lookup.serviceDefaults(service)?.Protocol;
+  if (own) return { protocol: own, from: 'service-defaults' };
+  const global = lookup.proxyDefaults()?.Config?.protocol;
+  if (global) return { protocol: global, from: 'proxy-defaults' };
+  return undefined;
 }
 
 /** Consul's words for a router or splitter in front of a service that speaks tcp. */

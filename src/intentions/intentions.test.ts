@@ -253,4 +253,49 @@ describe('Intentions', () => {
     await intentions.deleteExact('web', 'db', actor);
     expect(changes).toBe(1);
   });
+
+  it('refuses L7 permissions for a destination that does not speak an L7 protocol, on every write path (issue 21)', async () => {
+    const store = new MemoryStore({ dc: 'dc1', advertiseAddr: 'x' });
+    await store.start();
+    cleanups.push(() => store.stop());
+    const protocols: Record<string, { protocol: string; from: string }> = { api: { protocol: 'tcp', from: 'proxy-defaults' } };
+    const intentions = new Intentions({
+      store,
+      dc: 'dc1',
+      defaultAllow: () => false,
+      trustDomain: () => TD,
+      protocolOf: ({ name }) => protocols[name] ?? { protocol: 'tcp', from: 'default' },
+    });
+    const perms = [{ Action: 'allow' as const, HTTP: { PathPrefix: '/' } }];
+    const refusal = async (p: Promise<unknown>) => {
+      const err = await p.then(
+        () => undefined,
+        (e) => e,
+      );
+      expect(err?.code).toBe('ISTHMUS_ERR_INVALID');
+      return err.violations;
+    };
+    expect(await refusal(intentions.upsertExact('web', 'api', { Permissions: perms }, actor))).toEqual([
+      {
+        Field: 'Permissions',
+        Message:
+          'destination "api" speaks tcp (from proxy-defaults); L7 permissions need http, http2 or grpc: set it with a service-defaults entry (Protocol = "http")',
+      },
+    ]);
+    expect((await refusal(intentions.create({ SourceName: 'web', DestinationName: 'db', Permissions: perms }, actor)))[0].Message).toContain(
+      'destination "db" speaks tcp (from default)',
+    );
+    const l4 = await intentions.upsertExact('web', 'api', { Action: 'allow' }, actor);
+    expect((await refusal(intentions.updateById(l4.ID, { Permissions: perms }, actor)))[0].Field).toBe('Permissions');
+    // A wildcard destination is refused on its own grounds, as in Consul.
+    expect((await refusal(intentions.upsertExact('web', '*', { Permissions: perms }, actor)))[0].Message).toBe(
+      'L7 permissions are not allowed on a wildcard destination',
+    );
+    expect(intentions.list().map((i) => [i.SourceName, i.DestinationName, i.Action])).toEqual([['web', 'api', 'allow']]);
+    for (const protocol of ['http', 'http2', 'grpc']) {
+      protocols.api = { protocol, from: 'service-defaults' };
+      await intentions.upsertExact('web', 'api', { Permissions: perms }, actor);
+    }
+    expect(intentions.getExact('web', 'api')).toMatchObject({ ID: l4.ID, Permissions: perms });
+  });
 });

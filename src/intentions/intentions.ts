@@ -9,8 +9,15 @@ import type { Store, StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
 import { isServiceName, parseServiceSpiffeId, SERVICE_NAME_RULE } from '../core/names.js';
 import { intentionKey, precedence, splitName, type Intention, type IntentionBody } from './model.js';
+import { entryFromIntentions, sourceFields, type ServiceIntentions } from './service-intentions.js';
 
 export const INTENTIONS_TABLE = 'intentions';
+
+/** The protocols whose requests a sidecar parses, so the only ones L7 permissions can be checked on. */
+export const L7_PROTOCOLS: readonly string[] = ['http', 'http2', 'grpc'];
+
+/** A destination's protocol and where it was read (`service-defaults`, `proxy-defaults`, ...). */
+export type ProtocolLookup = (destination: { namespace: string; name: string }) => { protocol: string; from: string };
 
 export interface IntentionsOptions {
   store: Store;
@@ -22,6 +29,17 @@ export interface IntentionsOptions {
    * forwards such writes), so a local write is refused. Default true (a DC on its own).
    */
   primary?: boolean;
+  /**
+   * The destination's protocol, asked before an intention with L7 permissions is stored: what the
+   * destination's sidecar cannot parse it cannot check, so such a write is refused. Absent (unit
+   * tests, tools): not checked.
+   */
+  protocolOf?: ProtocolLookup;
+}
+
+/** Consul's `?cas=` for a service-intentions entry: 0 only if absent, N only if its ModifyIndex is N. */
+export interface EntryWriteOptions {
+  cas?: number;
 }
 
 export interface AuthorizeResult {
@@ -36,6 +54,12 @@ export interface AuthorizeResult {
 }
 
 function withIndexes(e: StoreEntry<Intention>): Intention {
+  const { EntryMeta: _entryMeta, ...rest } = e.value;
+  return { ...rest, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
+}
+
+/** With the service-intentions entry's Meta kept, for building the entry. */
+function withEntryMeta(e: StoreEntry<Intention>): Intention {
   return { ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
 }
 
@@ -132,6 +156,92 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
     await this.remove(e, actor);
   }
 
+  /** The service-intentions entry of destination `name`, built from its intentions; undefined when it has none. */
+  entry(name: string): ReturnType<typeof entryFromIntentions> {
+    return entryFromIntentions(name, this.destinationRecords(name).map(withEntryMeta));
+  }
+
+  /** Every destination's service-intentions entry, sorted by name. */
+  entries(): NonNullable<ReturnType<typeof entryFromIntentions>>[] {
+    const all = this.opts.store.list<Intention>(INTENTIONS_TABLE).map(withEntryMeta);
+    const names = [...new Set(all.filter((i) => i.DestinationNS === 'default').map((i) => i.DestinationName))].sort();
+    return names.map((n) => entryFromIntentions(n, all)!);
+  }
+
+  /**
+   * Writes a service-intentions entry (already parsed): its sources become the destination's
+   * intentions, in one commit with an audit event per intention created, changed or removed. A
+   * source that names an existing intention's pair keeps its ID. False when `cas` does not match.
+   */
+  async putEntry(entry: ServiceIntentions, opts: EntryWriteOptions, actor: Actor): Promise<boolean> {
+    this.assertWritable();
+    const existing = this.destinationRecords(entry.Name);
+    if (!casMatches(existing, opts.cas)) return false;
+    const v: Violation[] = [];
+    entry.Sources.forEach((s, i) => {
+      if (s.Permissions?.length) {
+        const refusal = this.l7Refusal('default', entry.Name);
+        if (refusal) v.push({ Field: `Sources[${i}].Permissions`, Message: refusal });
+      }
+    });
+    if (v.length) throw invalid(v);
+    const now = new Date().toISOString();
+    const byKey = new Map(existing.map((e) => [e.key, e]));
+    const ops: Parameters<Store['commit']>[0] = [];
+    const kept = new Set<string>();
+    for (const s of entry.Sources) {
+      const f = sourceFields(entry.Name, s);
+      const key = intentionKey(f.base.SourceNS, f.base.SourceName, f.base.DestinationNS, f.base.DestinationName);
+      kept.add(key);
+      const before = byKey.get(key);
+      const intention: Intention = {
+        ID: before?.value.ID ?? randomUUID(),
+        Description: f.description,
+        ...f.base,
+        SourceType: 'consul',
+        ...f.rule,
+        Precedence: f.precedence,
+        Meta: f.meta,
+        CreatedAt: before?.value.CreatedAt ?? now,
+        UpdatedAt: now,
+        ...(entry.Meta && Object.keys(entry.Meta).length ? { EntryMeta: entry.Meta } : {}),
+      };
+      ops.push({ op: 'put', table: INTENTIONS_TABLE, key, value: intention, ifIndex: before?.modifyIndex ?? 0 });
+      ops.push(
+        auditOp(actor, {
+          Kind: 'intention',
+          Action: before ? 'update' : 'create',
+          Subject: `${intention.SourceName} => ${intention.DestinationName}`,
+          Before: before?.value,
+          After: intention,
+        }),
+      );
+    }
+    for (const e of existing) {
+      if (kept.has(e.key)) continue;
+      ops.push({ op: 'delete', table: INTENTIONS_TABLE, key: e.key, ifIndex: e.modifyIndex });
+      ops.push(auditOp(actor, { Kind: 'intention', Action: 'delete', Subject: `${e.value.SourceName} => ${e.value.DestinationName}`, Before: e.value }));
+    }
+    await this.opts.store.commit(ops);
+    return true;
+  }
+
+  /** Removes every intention of destination `name` (Consul's DELETE of the entry); absent is not an error. */
+  async deleteEntry(name: string, opts: EntryWriteOptions, actor: Actor): Promise<boolean> {
+    this.assertWritable();
+    const existing = this.destinationRecords(name);
+    // As Consul's: a check-and-set delete needs the entry at that index (so cas=0 never deletes).
+    if (opts.cas !== undefined && (existing.length === 0 || !casMatches(existing, opts.cas))) return false;
+    if (existing.length === 0) return true;
+    await this.opts.store.commit(
+      existing.flatMap((e) => [
+        { op: 'delete' as const, table: INTENTIONS_TABLE, key: e.key, ifIndex: e.modifyIndex },
+        auditOp(actor, { Kind: 'intention', Action: 'delete', Subject: `${e.value.SourceName} => ${e.value.DestinationName}`, Before: e.value }),
+      ]),
+    );
+    return true;
+  }
+
   /** Consul's match: for each name, the intentions that apply to it (as source or destination), in evaluation order. */
   match(by: 'source' | 'destination', names: string[]): Record<string, Intention[]> {
     const all = this.list();
@@ -220,6 +330,21 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
     if (this.opts.primary === false) throw notPrimary(this.opts.dc);
   }
 
+  private destinationRecords(name: string): StoreEntry<Intention>[] {
+    return this.opts.store.list<Intention>(INTENTIONS_TABLE).filter((e) => e.value.DestinationNS === 'default' && e.value.DestinationName === name);
+  }
+
+  /** Why L7 permissions for this destination cannot be enforced, or undefined when they can. */
+  private l7Refusal(ns: string, name: string): string | undefined {
+    if (!this.opts.protocolOf || name === '*') return undefined;
+    const { protocol, from } = this.opts.protocolOf({ namespace: ns, name });
+    if (L7_PROTOCOLS.includes(protocol)) return undefined;
+    return (
+      `destination "${name}" speaks ${protocol} (from ${from}); L7 permissions need http, http2 or grpc: ` +
+      `set it with a service-defaults entry (Protocol = "http")`
+    );
+  }
+
   private findById(id: string): StoreEntry<Intention> | undefined {
     return this.opts.store.list<Intention>(INTENTIONS_TABLE).find((e) => e.value.ID === id);
   }
@@ -247,6 +372,8 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
     if (srcNS === '*' && body.SourceName !== '*') v.push({ Field: 'SourceName', Message: 'must be "*" when SourceNS is "*"' });
     if (dstNS === '*' && dstName !== '*') v.push({ Field: 'DestinationName', Message: 'must be "*" when DestinationNS is "*"' });
     if (v.length) throw invalid(v);
+    const refusal = hasPerms ? this.l7Refusal(dstNS, dstName) : undefined;
+    if (refusal) throw invalid([{ Field: 'Permissions', Message: refusal }]);
     const now = new Date().toISOString();
     const base = { SourceNS: srcNS, SourceName: body.SourceName!, DestinationNS: dstNS, DestinationName: dstName };
     const intention: Intention = {
@@ -260,6 +387,9 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
       CreatedAt: existing?.value.CreatedAt ?? now,
       UpdatedAt: now,
     };
+    // An intention written through this API joins its destination's service-intentions entry as it is.
+    const entryMeta = existing?.value.EntryMeta ?? this.destinationRecords(dstName).find((e) => e.value.DestinationNS === dstNS)?.value.EntryMeta;
+    if (dstNS === 'default' && entryMeta) intention.EntryMeta = entryMeta;
     const key = intentionKey(base.SourceNS, base.SourceName, base.DestinationNS, base.DestinationName);
     const r = await this.opts.store.commit([
       { op: 'put', table: INTENTIONS_TABLE, key, value: intention, ifIndex: existing?.modifyIndex ?? 0 },
@@ -271,7 +401,8 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
         After: intention,
       }),
     ]);
-    return { ...intention, CreateIndex: existing?.createIndex ?? r.index, ModifyIndex: r.index };
+    const { EntryMeta: _entryMeta, ...answered } = intention;
+    return { ...answered, CreateIndex: existing?.createIndex ?? r.index, ModifyIndex: r.index };
   }
 
   private async remove(e: StoreEntry<Intention>, actor: Actor): Promise<void> {
@@ -281,6 +412,12 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
       auditOp(actor, { Kind: 'intention', Action: 'delete', Subject: `${e.value.SourceName} => ${e.value.DestinationName}`, Before: e.value }),
     ]);
   }
+}
+
+function casMatches(existing: StoreEntry<Intention>[], cas: number | undefined): boolean {
+  if (cas === undefined) return true;
+  if (cas === 0) return existing.length === 0;
+  return existing.length > 0 && Math.max(...existing.map((e) => e.modifyIndex)) === cas;
 }
 
 function notPrimary(dc: string): IsthmusError {

@@ -36,12 +36,18 @@ export interface Intention {
   UpdatedAt: string;
   CreateIndex?: number;
   ModifyIndex?: number;
+  /**
+   * The Meta of the service-intentions entry the intention was written through (one per
+   * destination, kept on each of its records so that the entry reads back whole). Not part of the
+   * intention's own shape: the intentions API leaves it out.
+   */
+  EntryMeta?: Record<string, string>;
 }
 
-const nameOrWildcard = (what: string) =>
+export const nameOrWildcard = (what: string) =>
   z.string().refine((v) => v === '*' || isServiceName(v), `${what} must be "*" or a service name (${SERVICE_NAME_RULE})`);
 
-const nsOrWildcard = (what: string) =>
+export const nsOrWildcard = (what: string) =>
   z.string().refine((v) => v === '' || v === '*' || isServiceName(v), `${what} must be "*" or a namespace name (${SERVICE_NAME_RULE})`);
 
 /** RE2 syntax, as Consul's: no lookarounds, no backreferences (see regex.ts). */
@@ -67,7 +73,7 @@ const headerSchema = z
     if (set.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of Present, Exact, Prefix, Suffix, Regex must be set' });
   });
 
-const permissionSchema = z
+export const permissionSchema = z
   .object({
     Action: z.enum(['allow', 'deny'], { message: 'must be allow or deny' }),
     HTTP: z
@@ -87,6 +93,14 @@ const permissionSchema = z
   })
   .strict();
 
+/** An intention's Meta (Consul's limits). */
+export const intentionMeta = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'),
+    z.string().max(512, 'values must be at most 512 characters'),
+  )
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries');
+
 /** The writable body of an intention (PUT /exact, POST, PUT /:id). */
 export const intentionBody = z
   .object({
@@ -98,13 +112,7 @@ export const intentionBody = z
     Action: z.enum(['allow', 'deny'], { message: 'must be allow or deny' }).optional(),
     Permissions: z.array(permissionSchema).optional(),
     Description: z.string().max(512, 'at most 512 characters').optional(),
-    Meta: z
-      .record(
-        z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'keys must be 1-128 letters, digits, dashes or underscores'),
-        z.string().max(512, 'values must be at most 512 characters'),
-      )
-      .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries')
-      .optional(),
+    Meta: intentionMeta.optional(),
     // Read-only fields a client may echo back; ignored.
     ID: z.string().optional(),
     Precedence: z.number().optional(),

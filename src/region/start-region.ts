@@ -14,6 +14,7 @@ import { CertificateAuthority, LeafCache } from '../ca/index.js';
 import { createApi, listenHttp, type HttpListener } from '../api/index.js';
 import { createLogger, createRegistry, type Logger } from '../telemetry/index.js';
 import { ensureTrustDomain } from './trust-domain.js';
+import { destinationProtocol, sidecarProtocol } from './protocols.js';
 import { createFlowStore, observeFlows, type FlowStore } from '../dataflow/index.js';
 import { DataPlaneServer } from '../dataplane/index.js';
 import { Federation, joinedAs } from '../federation/index.js';
@@ -92,16 +93,29 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
     const trustDomain = await ensureTrustDomain(store, config.joinToken?.trustDomain);
     const nodeAddress = splitHostPort(config.advertiseAddr).host;
     const catalog = new Catalog({ store, dc: config.dc, nodeName: config.nodeName, nodeAddress });
-    const intentions = new Intentions({
+    const intentions: Intentions = new Intentions({
       store,
       dc: config.dc,
       defaultAllow: () => config.aclDefaultPolicy === 'allow',
       trustDomain: () => trustDomain,
       // A secondary's intentions and ACL come from the primary by replication, never a local write.
       primary: config.dc === config.primaryDc,
+      // L7 permissions for a destination whose sidecars cannot parse its requests are refused.
+      protocolOf: ({ name }) => destinationProtocol(configEntries, catalog, name),
     });
     // Config entries, like intentions, are written at the primary and replicate from there.
-    const configEntries = new ConfigEntries({ store, dc: config.dc, primary: config.dc === config.primaryDc });
+    const configEntries: ConfigEntries = new ConfigEntries({
+      store,
+      dc: config.dc,
+      primary: config.dc === config.primaryDc,
+      // The other way round: no protocol change that leaves L7 intentions unenforceable.
+      l7Intentions: () =>
+        intentions
+          .list()
+          .filter((i) => (i.Permissions?.length ?? 0) > 0 && i.DestinationNS === 'default')
+          .map((i) => ({ destination: i.DestinationName, id: i.ID })),
+      fallbackProtocol: (service) => sidecarProtocol(catalog, service),
+    });
     const acl = new Acl({ store, dc: config.dc, defaultPolicy: config.aclDefaultPolicy, primary: config.dc === config.primaryDc });
     const checks = new CheckRunner({ store, catalog, nodeName: config.nodeName, logger: logger.child({ component: 'checks' }) });
     let federation: Federation | undefined;
