@@ -103,6 +103,8 @@ beforeAll(async () => {
   td = fr.region.trustDomain;
   expect((await call(u, 'PUT', '/v1/agent/service/register', { Name: 'web', ID: 'web-1', Port: 8080, Check: { TTL: '30s' } })).status).toBe(200);
   expect((await call(u, 'PUT', '/v1/connect/intentions/exact?source=web&destination=db', { Action: 'allow' })).status).toBe(200);
+  // api speaks http, so the L7 intention fixture for it can be enforced (issue 21) and is taken.
+  expect((await call(u, 'PUT', '/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' })).status).toBe(200);
   intentionId = (await call(u, 'GET', '/v1/connect/intentions/exact?source=web&destination=db')).json.ID;
   policyId = (await call(u, 'PUT', '/v1/acl/policy', { Name: 'fuzz-policy', Rules: 'service "web" { policy = "write" }' })).json.ID;
   accessor = (await call(u, 'PUT', '/v1/acl/token', { Description: 'fixture', Policies: [{ ID: policyId }] })).json.AccessorID;
