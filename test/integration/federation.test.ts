@@ -184,6 +184,26 @@ describe('federation of three regions', () => {
     expect(
       audit.body.some((e: { Kind: string; Subject: string; DC: string }) => e.Kind === 'config-entry' && e.Subject === 'service-router/shop' && e.DC === 'dc3'),
     ).toBe(true);
+    // A service-intentions entry is the destination's intentions: forwarded, replicated, and read
+    // back in every DC through both APIs; its L7 source is checked at the primary against shop's http.
+    const perms = [{ Action: 'allow', HTTP: { PathPrefix: '/admin' } }];
+    const si = await api(dc2, 'PUT', '/v1/config?wait-for=all&timeout=2s', {
+      Kind: 'service-intentions',
+      Name: 'shop',
+      Sources: [{ Name: 'web', Permissions: perms }],
+    });
+    expect([si.status, si.body]).toEqual([200, true]);
+    expect(receiptsOf(si)).toEqual({ dc1: true, dc2: true, dc3: true, dc4: false });
+    const shopSources = (r: typeof dc1) =>
+      r.intentions
+        .list()
+        .filter((i) => i.DestinationName === 'shop')
+        .map((i) => [i.SourceName, i.Permissions]);
+    for (const r of [dc1, dc2, dc3]) expect(shopSources(r)).toEqual([['web', perms]]);
+    expect((await api(dc3, 'GET', '/v1/config/service-intentions/shop')).body.Sources).toEqual([expect.objectContaining({ Name: 'web', Permissions: perms })]);
+    const siDel = await api(dc3, 'DELETE', '/v1/config/service-intentions/shop?wait-for=all&timeout=2s');
+    expect(siDel.status).toBe(200);
+    for (const r of [dc1, dc2, dc3]) expect(shopSources(r)).toEqual([]);
   });
 
   it('teaches secondaries a changed primary gateway address through replication', async () => {
