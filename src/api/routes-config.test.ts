@@ -177,6 +177,13 @@ describe('config entry routes', () => {
     expect(joined.Sources.map((s: any) => s.Name)).toEqual(['db', 'web']);
     expect(joined.Meta).toEqual({ owner: 'team-a' });
     expect((await call('GET', '/v1/config/service-intentions')).body.map((e: any) => e.Name)).toEqual(['api']);
+    // The wildcard destination is an entry like any other (L4 sources only).
+    expect((await call('PUT', '/v1/config', { Kind: 'service-intentions', Name: '*', Sources: [{ Name: 'web', Action: 'deny' }] })).body).toBe(true);
+    expect((await call('GET', '/v1/config/service-intentions/*')).body.Sources).toEqual([
+      expect.objectContaining({ Name: 'web', Action: 'deny', Precedence: 6 }),
+    ]);
+    expect((await call('GET', '/v1/config/service-intentions')).body.map((e: any) => e.Name)).toEqual(['*', 'api']);
+    expect((await call('DELETE', '/v1/config/service-intentions/*')).body).toEqual({});
     expect((await call('DELETE', '/v1/config/service-intentions/api')).body).toEqual({});
     expect((await call('GET', '/v1/connect/intentions')).body).toEqual([]);
     expect((await call('GET', '/v1/config/service-intentions/api')).status).toBe(404);
