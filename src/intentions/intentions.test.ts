@@ -4,6 +4,7 @@ import { AuditLog } from '../core/audit.js';
 import { Intentions } from './intentions.js';
 import { intentionBody, precedence, type Intention } from './model.js';
 import { INTENTIONS_TABLE } from './intentions.js';
+import { serviceIntentionsSchema } from './service-intentions.js';
 
 const actor = { accessorId: 'acc-1', description: 'tester', dc: 'dc1' };
 const TD = 'td.isthmus';
@@ -297,5 +298,47 @@ describe('Intentions', () => {
       await intentions.upsertExact('web', 'api', { Permissions: perms }, actor);
     }
     expect(intentions.getExact('web', 'api')).toMatchObject({ ID: l4.ID, Permissions: perms });
+  });
+
+  it('writes a service-intentions entry as one commit of intentions, audited one by one, with check-and-set', async () => {
+    const { store, intentions } = await setup();
+    const kept = await intentions.upsertExact('web', 'api', { Action: 'allow' }, actor);
+    await intentions.upsertExact('old', 'api', { Action: 'allow' }, actor);
+    await intentions.upsertExact('web', 'db', { Action: 'allow' }, actor);
+    const at = intentions.entry('api')!.ModifyIndex;
+    const before = store.index();
+    const entry = serviceIntentionsSchema.parse({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Sources: [
+        { Name: 'web', Action: 'deny', LegacyMeta: { ticket: 'T-1' } },
+        { Name: 'batch', Action: 'allow' },
+      ],
+    });
+    expect(await intentions.putEntry(entry, { cas: at - 1 }, actor)).toBe(false);
+    expect(await intentions.putEntry(entry, { cas: 0 }, actor)).toBe(false);
+    expect(store.index()).toBe(before);
+    expect(await intentions.putEntry(entry, { cas: at }, actor)).toBe(true);
+    expect(store.index()).toBe(before + 1);
+    const api = intentions
+      .list()
+      .filter((i) => i.DestinationName === 'api')
+      .map((i) => [i.SourceName, i.Action, i.Meta]);
+    expect(api.sort()).toEqual([
+      ['batch', 'allow', {}],
+      ['web', 'deny', { ticket: 'T-1' }],
+    ]);
+    expect(intentions.getExact('web', 'api').ID).toBe(kept.ID);
+    expect(intentions.getExact('web', 'db').Action).toBe('allow');
+    const events = new AuditLog(store).events({ kind: 'intention' }).filter((e) => (e.Index ?? 0) > before);
+    expect(events.map((e) => [e.Action, e.Subject]).sort()).toEqual([
+      ['create', 'batch => api'],
+      ['delete', 'old => api'],
+      ['update', 'web => api'],
+    ]);
+    expect(await intentions.deleteEntry('api', { cas: 0 }, actor)).toBe(false);
+    expect(await intentions.deleteEntry('api', {}, actor)).toBe(true);
+    expect(intentions.entry('api')).toBeUndefined();
+    expect(intentions.entries().map((e) => e.Name)).toEqual(['db']);
   });
 });
