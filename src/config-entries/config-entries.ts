@@ -189,9 +189,10 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
   private checkL7Intentions(change: Proposed, proposed: Parameters<typeof protocolSourceOf>[1]): Violation[] {
     const kind = 'put' in change ? change.put.Kind : change.deleted.slice(0, change.deleted.indexOf('/'));
     if ((kind !== 'service-defaults' && kind !== 'proxy-defaults') || !this.opts.l7Intentions) return [];
+    const name = 'put' in change ? change.put.Name : change.deleted.slice(kind.length + 1);
     const byDestination = new Map<string, string[]>();
     for (const { destination, id } of this.opts.l7Intentions()) {
-      const name = 'put' in change ? change.put.Name : change.deleted.slice(kind.length + 1);
+      // A service's own entry concerns that service; proxy-defaults every one.
       if (kind === 'service-defaults' && destination !== name) continue;
       byDestination.set(destination, [...(byDestination.get(destination) ?? []), id]);
     }

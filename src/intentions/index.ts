@@ -1,7 +1,7 @@
 export { Intentions, L7_PROTOCOLS } from './intentions.js';
 export type { IntentionsOptions, AuthorizeResult, EntryWriteOptions, ProtocolLookup } from './intentions.js';
 export { serviceIntentionsSchema } from './service-intentions.js';
-export type { ServiceIntentions, ServiceIntentionsSource } from './service-intentions.js';
+export type { ServiceIntentions, ServiceIntentionsSource, StoredServiceIntentions } from './service-intentions.js';
 export { compileIntentions } from './matcher.js';
 export type { CompiledIntentions, Decision, HttpRequestInfo } from './matcher.js';
 export { intentionBody, precedence, splitName } from './model.js';

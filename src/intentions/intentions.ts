@@ -9,7 +9,7 @@ import type { Store, StoreEntry } from '../store/index.js';
 import { compileIntentions, type CompiledIntentions, type Decision, type HttpRequestInfo } from './matcher.js';
 import { isServiceName, parseServiceSpiffeId, SERVICE_NAME_RULE } from '../core/names.js';
 import { intentionKey, precedence, splitName, type Intention, type IntentionBody } from './model.js';
-import { entryFromIntentions, sourceFields, type ServiceIntentions } from './service-intentions.js';
+import { entryFromIntentions, sourceFields, type ServiceIntentions, type StoredServiceIntentions } from './service-intentions.js';
 
 export const INTENTIONS_TABLE = 'intentions';
 
@@ -157,12 +157,12 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
   }
 
   /** The service-intentions entry of destination `name`, built from its intentions; undefined when it has none. */
-  entry(name: string): ReturnType<typeof entryFromIntentions> {
+  entry(name: string): StoredServiceIntentions | undefined {
     return entryFromIntentions(name, this.destinationRecords(name).map(withEntryMeta));
   }
 
   /** Every destination's service-intentions entry, sorted by name. */
-  entries(): NonNullable<ReturnType<typeof entryFromIntentions>>[] {
+  entries(): StoredServiceIntentions[] {
     const all = this.opts.store.list<Intention>(INTENTIONS_TABLE).map(withEntryMeta);
     const names = [...new Set(all.filter((i) => i.DestinationNS === 'default').map((i) => i.DestinationName))].sort();
     return names.map((n) => entryFromIntentions(n, all)!);
@@ -388,8 +388,8 @@ export class Intentions extends OwnedTables<'intentions'> implements Component {
       UpdatedAt: now,
     };
     // An intention written through this API joins its destination's service-intentions entry as it is.
-    const entryMeta = existing?.value.EntryMeta ?? this.destinationRecords(dstName).find((e) => e.value.DestinationNS === dstNS)?.value.EntryMeta;
-    if (dstNS === 'default' && entryMeta) intention.EntryMeta = entryMeta;
+    const entryMeta = dstNS === 'default' ? (existing ?? this.destinationRecords(dstName).find((e) => e.value.EntryMeta))?.value.EntryMeta : undefined;
+    if (entryMeta) intention.EntryMeta = entryMeta;
     const key = intentionKey(base.SourceNS, base.SourceName, base.DestinationNS, base.DestinationName);
     const r = await this.opts.store.commit([
       { op: 'put', table: INTENTIONS_TABLE, key, value: intention, ifIndex: existing?.modifyIndex ?? 0 },

@@ -58,9 +58,11 @@ export const serviceIntentionsSchema = z
 
 export type ServiceIntentions = z.output<typeof serviceIntentionsSchema>;
 export type ServiceIntentionsSource = ServiceIntentions['Sources'][number];
+/** An entry as answered: Consul's indexes (the lowest CreateIndex and highest ModifyIndex of its intentions). */
+export type StoredServiceIntentions = ServiceIntentions & { CreateIndex: number; ModifyIndex: number };
 
 /** The entry for `name` built from that destination's intentions (undefined when it has none). */
-export function entryFromIntentions(name: string, intentions: Intention[]): (ServiceIntentions & { CreateIndex: number; ModifyIndex: number }) | undefined {
+export function entryFromIntentions(name: string, intentions: Intention[]): StoredServiceIntentions | undefined {
   const mine = intentions.filter((i) => i.DestinationNS === 'default' && i.DestinationName === name);
   if (mine.length === 0) return undefined;
   // Consul lists the sources in evaluation order.
