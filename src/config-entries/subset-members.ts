@@ -28,11 +28,11 @@ export function isHealthy(checks: CheckRecord[], onlyPassing: boolean | undefine
   return onlyPassing ? status === 'passing' : status !== 'critical';
 }
 
-/** Every sidecar of `service` in `namespace`, with the instance it fronts and their checks together. */
-export function connectMembers(catalog: Catalog, service: string, namespace = 'default'): ConnectMember[] {
+/** Every sidecar of `service` (in `namespace`, or in any when undefined), with the instance it fronts and their checks together. */
+export function connectMembers(catalog: Catalog, service: string, namespace: string | undefined): ConnectMember[] {
   const out: ConnectMember[] = [];
   for (const p of catalog.connectInstances(service)) {
-    if ((p.service.Namespace || 'default') !== namespace) continue;
+    if (namespace !== undefined && (p.service.Namespace || 'default') !== namespace) continue;
     const destId = p.service.Proxy?.DestinationServiceID;
     const instance = (destId && catalog.nodeService(p.service.Node, destId)) || p.service;
     const own = instance === p.service ? [] : catalog.checksOf(instance.Node, instance.ID).filter((c) => c.ServiceID === instance.ID);

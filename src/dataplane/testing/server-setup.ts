@@ -51,6 +51,9 @@ export async function setupServer(
 export class StaticFederationView implements FederationView {
   gatewaysByDc: Record<string, string[]> = {};
   healthy: Record<string, number> = {};
+  /** `<dc>/<ns>/<service>/<subset>` -> healthy count; a service without an entry here falls back to `healthy` for subset "". */
+  subsetHealthy: Record<string, number> = {};
+  staleness: Record<string, number> = {};
   servers: string[] = [];
   private readonly listeners = new Set<() => void>();
   constructor(
@@ -68,6 +71,14 @@ export class StaticFederationView implements FederationView {
   }
   remoteHealthy(dc: string, namespace: string, service: string): number | undefined {
     return this.healthy[`${dc}/${namespace}/${service}`];
+  }
+  remoteSubsetHealthy(dc: string, namespace: string, service: string, subset: string): number | undefined {
+    const key = `${dc}/${namespace}/${service}/${subset}`;
+    if (key in this.subsetHealthy) return this.subsetHealthy[key];
+    return subset ? undefined : this.remoteHealthy(dc, namespace, service);
+  }
+  stalenessMs(dc: string): number | undefined {
+    return dc === this.dc ? 0 : (this.staleness[dc] ?? 0);
   }
   serverAddresses(): string[] {
     return this.servers;
