@@ -159,7 +159,7 @@ describe('discovery chain failover across regions', () => {
     expect(report.backToDc2Ms).toBeLessThan(5000);
     expect(afterReturn.length).toBeGreaterThan(0);
     expect(afterReturn.every((s) => s.ok && s.body === 'api in dc2\n')).toBe(true);
-    // Before the kill every call was answered by dc2.
-    expect(samples.filter((s) => s.at < killedAt).every((s) => s.ok && s.body === 'api in dc2\n')).toBe(true);
+    // Every call that ended before the kill was answered by dc2 (one in flight at the kill may be reset).
+    expect(samples.filter((s) => s.at + s.ms < killedAt).every((s) => s.ok && s.body === 'api in dc2\n')).toBe(true);
   }, 120_000);
 });
