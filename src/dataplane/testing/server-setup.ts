@@ -4,6 +4,7 @@ import { Catalog } from '../../catalog/index.js';
 import { Intentions } from '../../intentions/index.js';
 import { CertificateAuthority, LeafCache } from '../../ca/index.js';
 import { Acl } from '../../acl/index.js';
+import { ConfigEntries } from '../../config-entries/index.js';
 import { MemoryFlowStore } from '../../dataflow/index.js';
 import type { FederationView } from '../../federation/index.js';
 import { DataPlaneServer } from '../server.js';
@@ -22,7 +23,8 @@ export async function setupServer(
   const intentions = new Intentions({ store, dc, defaultAllow: () => allow, trustDomain: () => TD });
   const ca = new CertificateAuthority({ store, dc, primary: true, trustDomain: () => TD, tickMs: 60_000 });
   const acl = new Acl({ store, dc, defaultPolicy: allow ? 'allow' : 'deny' });
-  for (const c of [catalog, intentions, ca, acl]) await c.start();
+  const configEntries = new ConfigEntries({ store, dc });
+  for (const c of [catalog, intentions, ca, acl, configEntries]) await c.start();
   const flows = new MemoryFlowStore(100);
   const server = new DataPlaneServer({
     catalog,
@@ -37,6 +39,7 @@ export async function setupServer(
     host: '127.0.0.1',
     port: 0,
     federation: opts.federation,
+    configEntries,
   });
   await server.start();
   stops.push(
@@ -44,7 +47,7 @@ export async function setupServer(
     () => ca.stop(),
     () => server.stop(),
   );
-  return { store, catalog, intentions, ca, acl, flows, server };
+  return { store, catalog, intentions, ca, acl, flows, server, configEntries };
 }
 
 /** A FederationView whose state a test sets; change() tells subscribers. */
