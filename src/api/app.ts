@@ -11,6 +11,7 @@ import { registerCatalogRoutes } from './routes-catalog.js';
 import { registerHealthRoutes } from './routes-health.js';
 import { registerIntentionRoutes } from './routes-intentions.js';
 import { registerConfigRoutes } from './routes-config.js';
+import { registerDiscoveryChainRoutes } from './routes-discovery-chain.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerCaRoutes } from './routes-ca.js';
 import { registerFlowRoutes } from './routes-flows.js';
@@ -85,6 +86,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   registerHealthRoutes(app, { store: deps.store, catalog: deps.catalog, dc: deps.dc, datacenters: deps.datacenters });
   registerIntentionRoutes(app, { store: deps.store, intentions: deps.intentions });
   registerConfigRoutes(app, { store: deps.store, configEntries: deps.configEntries, intentions: deps.intentions });
+  registerDiscoveryChainRoutes(app, { store: deps.store, configEntries: deps.configEntries, dc: deps.dc, trustDomain: deps.trustDomain });
   registerFlowRoutes(app, { flows: deps.flows, dc: deps.dc, federation: deps.federation });
   registerPolicyRoutes(app, {
     flows: deps.flows,

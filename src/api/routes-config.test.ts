@@ -99,6 +99,18 @@ describe('config entry routes', () => {
     expect((await call('PUT', '/v1/config', undefined)).status).toBe(400);
   });
 
+  it('answers 400 at Subsets.<name>.Filter for a subset filter that does not parse, and stores nothing', async () => {
+    const { call } = await setup();
+    const bad = await call('PUT', '/v1/config', {
+      Kind: 'service-resolver',
+      Name: 'api',
+      Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version = v2' } },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.Violations).toEqual([{ Field: 'Subsets.v2.Filter', Message: expect.stringMatching(/not a valid filter expression/) }]);
+    expect((await call('GET', '/v1/config/service-resolver/api')).status).toBe(404);
+  });
+
   it('blocks a list read until an entry changes past ?index=', async () => {
     const { call } = await setup();
     await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web', Protocol: 'http' });

@@ -7,7 +7,7 @@ import type { Context, Hono } from 'hono';
 import type { ApiEnv } from './env.js';
 import type { Authorizer } from '../acl/index.js';
 import type { Store } from '../store/index.js';
-import { CONFIG_KINDS, isConfigKind, parseConfigEntry, type ConfigEntries, type ConfigKind } from '../config-entries/index.js';
+import { CONFIG_KINDS, checkSubsetFilters, isConfigKind, parseConfigEntry, type ConfigEntries, type ConfigKind } from '../config-entries/index.js';
 import type { Intentions } from '../intentions/index.js';
 import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
@@ -56,6 +56,7 @@ export function registerConfigRoutes(app: Hono<ApiEnv>, deps: ConfigRouteDeps): 
   app.put('/v1/config', async (c) => {
     const cas = casOf(c);
     const entry = parseConfigEntry(await readJson(c));
+    checkSubsetFilters(entry);
     requirePermission(c, (a) => allowed(a, entry.Kind, entry.Name, true), permissionName(entry.Kind, entry.Name, true));
     if (entry.Kind === 'service-intentions') return c.json(await intentions.putEntry(entry, { cas }, c.get('actor')));
     return c.json(await configEntries.put(entry, { cas }, c.get('actor')));

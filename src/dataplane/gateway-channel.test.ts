@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { serviceSchema } from '../catalog/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import type { GatewayRoutes } from '../gateway/index.js';
+import { RouteTable, type GatewayRoutes } from '../gateway/index.js';
+import { parseConfigEntry } from '../config-entries/index.js';
 import { DataPlaneClient, GatewayClient, type GatewayClientOptions, type GatewayConfigMessage, type SidecarConfigMessage } from '../dataplane-client/index.js';
 import { setupServer, StaticFederationView, TD } from './testing/server-setup.js';
 
@@ -178,6 +179,61 @@ describe('gateway channel', () => {
     // The local instance recovers: home again.
     await catalog.updateTtl('service:api-sidecar-proxy', 'passing', 'up');
     await until(() => current()[0] === `127.0.0.1:21500 api.default.dc1.internal.${TD}`, 'back to dc1');
+  });
+
+  it("pushes each upstream's protocol, chain and targets, follows a resolver written later, and routes a subset SNI to that subset only", async () => {
+    const fed = new StaticFederationView('dc1', ['dc2']);
+    fed.gatewaysByDc = { dc2: ['127.0.2.1:8443'] };
+    const { server, catalog, configEntries } = await setupServer(stops, { federation: fed });
+    const actor = { accessorId: 'a', description: 'test', dc: 'dc1' };
+    for (const [id, version, port] of [
+      ['api-1', 'v1', 21601],
+      ['api-2', 'v2', 21602],
+    ] as const) {
+      await catalog.registerService(
+        serviceSchema.parse({ ID: id, Name: 'api', Port: 9000, Tags: ['v2'], Meta: { version }, Connect: { SidecarService: { Port: port } } }),
+      );
+    }
+    await catalog.registerService(
+      serviceSchema.parse({
+        Name: 'web',
+        Port: 1,
+        Connect: { SidecarService: { Port: 21603, Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: 9192 }] } } },
+      }),
+    );
+    const web = sidecar(server.address, 'web-sidecar-proxy');
+    const gw = gatewayClient(server.address);
+    await until(() => web.length >= 1 && gw.pushes.length >= 1, 'first pushes');
+    let u = web.at(-1)!.upstreams[0];
+    expect([u.protocol, JSON.parse(u.chainJson).StartNode, u.targets.map((t) => t.id)]).toEqual(['tcp', 'resolver:api.default.dc1', ['api.default.dc1']]);
+    // Without a resolver a subset name is a tag (both instances carry "v2").
+    expect(new RouteTable(gw.pushes.at(-1)!.routes).resolve(`v2.api.default.dc1.internal.${TD}`)).toMatchObject({ ok: true, targets: [{}, {}] });
+
+    await configEntries.put(
+      parseConfigEntry({
+        Kind: 'service-resolver',
+        Name: 'api',
+        DefaultSubset: 'v2',
+        Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' } },
+        Failover: { '*': { Datacenters: ['dc2'] } },
+      }),
+      {},
+      actor,
+    );
+    await until(() => web.at(-1)!.upstreams[0].targets.length === 2, 'the resolver pushed');
+    u = web.at(-1)!.upstreams[0];
+    expect(u.targets.map((t) => [t.id, t.healthy, t.endpoints.map((e) => `${e.host}:${e.port} ${e.sni}`)])).toEqual([
+      ['v2.api.default.dc1', true, [`127.0.0.1:21602 v2.api.default.dc1.internal.${TD}`]],
+      // Through this DC's gateway (the one connected above), with the subset's SNI.
+      ['v2.api.default.dc2', false, [`127.0.1.1:8443 v2.api.default.dc2.internal.${TD}`]],
+    ]);
+    expect(u.endpoints).toEqual(u.targets[0].endpoints);
+    await until(() => gw.pushes.at(-1)!.routes.services[0]?.endpoints.some((e) => e.tags?.includes('v1')) === true, 'gateway subsets pushed');
+    const table = new RouteTable(gw.pushes.at(-1)!.routes);
+    // Now the resolver decides: v2 is api-2 only, although api-1 carries the tag v2.
+    expect(table.resolve(`v2.api.default.dc1.internal.${TD}`)).toMatchObject({ ok: true, targets: [{ port: 21602 }] });
+    expect(table.resolve(`v1.api.default.dc1.internal.${TD}`)).toMatchObject({ ok: true, targets: [{ port: 21601 }] });
+    expect(table.resolve(`v3.api.default.dc1.internal.${TD}`).ok).toBe(false);
   });
 
   it('refuses a gateway of another DC, with bad addresses, or whose token cannot write its service', async () => {

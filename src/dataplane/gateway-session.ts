@@ -3,6 +3,7 @@
 // passing while the stream is open and failed the moment it ends), and the routes it is pushed.
 import type { Acl } from '../acl/index.js';
 import type { Catalog } from '../catalog/index.js';
+import { connectMembers, isHealthy, subsetSelector, type ConfigEntries } from '../config-entries/index.js';
 import { MESH_GATEWAY, serviceSchema } from '../catalog/index.js';
 import { conflict, ErrorCodes, invalid, isIsthmusError, IsthmusError, type Violation } from '../core/errors.js';
 import { DATACENTER_REF_MESSAGE, isDatacenterRef, isServiceName, parseHostPort, type HostPort } from '../core/names.js';
@@ -26,6 +27,8 @@ export interface GatewaySessionsOptions {
   trustDomain: () => string;
   federation: FederationView;
   log: Logger;
+  /** The resolvers whose Subsets a subset SNI selects instances by (absent: by the instance's tags). */
+  configEntries?: Pick<ConfigEntries, 'get'>;
   /** The registration's TTL; the server renews it every third of it while the stream is open. */
   ttlMs?: number;
 }
@@ -143,20 +146,29 @@ export class GatewaySessions {
     const { catalog, federation, dc } = this.opts;
     const services: WireGatewayService[] = [];
     for (const name of catalog.serviceNames()) {
-      const proxies = catalog.connectInstances(name, { passingOnly: true });
-      if (proxies.length === 0) continue;
-      const tags = new Map(catalog.instances(name).map((e) => [`${e.service.Node}/${e.service.ID}`, e.service.Tags]));
+      const members = connectMembers(catalog, name, undefined);
+      if (members.length === 0) continue;
+      // With a resolver's Subsets, an endpoint's tags are the subsets that select it (filter and
+      // OnlyPassing, as the callers' chains and this DC's export judge them), so a subset SNI reaches
+      // exactly its instances; without, the instance's own tags (a subset name is a tag).
+      const subsets = Object.entries(this.opts.configEntries?.get('service-resolver', name)?.Subsets ?? {}).map(
+        ([subset, spec]) => [subset, subsetSelector(spec)] as const,
+      );
       const byNs = new Map<string, WireGatewayService>();
-      for (const p of proxies) {
+      for (const m of members) {
+        // The same rule as the chain's targets: the sidecar's and its instance's checks, warning healthy.
+        if (!isHealthy(m.checks, false)) continue;
+        const p = m.proxy;
         const ns = p.service.Namespace || 'default';
         let s = byNs.get(ns);
         if (!s) byNs.set(ns, (s = { name, namespace: ns, endpoints: [] }));
         s.endpoints.push({
           host: p.service.Address || p.node.Address,
           port: p.service.Port,
-          tags: tags.get(`${p.service.Node}/${p.service.Proxy?.DestinationServiceID ?? ''}`) ?? [],
+          tags: subsets.length ? subsets.filter(([, select]) => select(m)).map(([subset]) => subset) : m.instance === p.service ? [] : m.instance.Tags,
         });
       }
+      if (byNs.size === 0) continue;
       services.push(...[...byNs.values()].sort((a, b) => (a.namespace < b.namespace ? -1 : 1)));
     }
     const remotes = federation

@@ -23,7 +23,8 @@ import {
   type WireUpstream,
 } from '../dataplane-client/index.js';
 import { StreamSession, type SessionDeps, type SessionMessage, type SessionSpec } from './stream-session.js';
-import { chooseDatacenter, upstreamEndpoints, type UpstreamContext } from './upstreams.js';
+import { planUpstream, type UpstreamContext } from './upstreams.js';
+import { chainEntries, type ConfigEntries } from '../config-entries/index.js';
 
 export interface DataPlaneServerOptions {
   catalog: Catalog;
@@ -40,6 +41,8 @@ export interface DataPlaneServerOptions {
   logger?: Logger;
   /** The other DCs (their gateways, healthy counts) and this DC's server federation addresses; default: none. */
   federation?: FederationView;
+  /** The config entries upstreams' discovery chains are compiled from (absent: every chain is the default one). */
+  configEntries?: ConfigEntries;
   /** TTL of a gateway's catalog registration (default 30 s), renewed while its stream is open. */
   gatewayTtlMs?: number;
 }
@@ -76,6 +79,7 @@ export class DataPlaneServer implements Component {
       federation: this.federation,
       log: this.log,
       ttlMs: opts.gatewayTtlMs,
+      configEntries: opts.configEntries,
     });
     this.deps = {
       flows: opts.flows,
@@ -86,7 +90,13 @@ export class DataPlaneServer implements Component {
     this.sidecarSpec = {
       kind: 'sidecar',
       // Instances and health (upstream endpoints), intentions, and the CA's roots, chain and configuration.
-      sources: [(l) => opts.catalog.onChange(l), (l) => opts.intentions.onChange(l), (l) => opts.ca.onChange(l)],
+      sources: [
+        (l) => opts.catalog.onChange(l),
+        (l) => opts.intentions.onChange(l),
+        (l) => opts.ca.onChange(l),
+        // Upstreams' chains, and the subsets their endpoints are picked by.
+        (l) => opts.configEntries?.onChange(l) ?? (() => {}),
+      ],
       resolve: (hello) => this.resolve(hello),
       build: (t) => this.build(t),
       describe: (t) => ({ service: t.service, id: t.id }),
@@ -94,7 +104,7 @@ export class DataPlaneServer implements Component {
     };
     this.gatewaySpec = {
       kind: 'gateway',
-      sources: [(l) => opts.catalog.onChange(l)],
+      sources: [(l) => opts.catalog.onChange(l), (l) => opts.configEntries?.onChange(l) ?? (() => {})],
       resolve: (hello) => this.gateways.resolve(hello),
       build: async () => this.gateways.build(),
       describe: (t) => this.gateways.describe(t),
@@ -178,20 +188,29 @@ export class DataPlaneServer implements Component {
     const proxy = t.proxy ? (this.opts.catalog.agentService(t.proxy.ID) ?? t.proxy) : undefined;
     const leaf = await this.opts.leaves.get(t.service, t.namespace);
     const bundle = this.opts.ca.bundle();
-    const ctx: UpstreamContext = { catalog: this.opts.catalog, federation: this.federation, dc, trustDomain: td, gatewayNames: this.gateways.names };
+    const ctx: UpstreamContext = {
+      catalog: this.opts.catalog,
+      federation: this.federation,
+      dc,
+      trustDomain: td,
+      gatewayNames: this.gateways.names,
+      entries: this.opts.configEntries && chainEntries(this.opts.configEntries),
+    };
     const upstreams: WireUpstream[] = (proxy?.Proxy?.Upstreams ?? []).map((u) => {
       const ns = u.DestinationNamespace ?? 'default';
-      const endpoints = upstreamEndpoints(ctx, u, chooseDatacenter(ctx, u));
+      const plan = planUpstream(ctx, u);
+      if (plan.compileError)
+        this.log.warn('discovery chain does not compile; the upstream gets the default chain', { upstream: u.DestinationName, error: plan.compileError });
       return {
         name: u.DestinationName,
         namespace: ns,
         datacenter: u.Datacenter ?? dc,
         localBindHost: u.LocalBindAddress ?? '127.0.0.1',
         localBindPort: u.LocalBindPort,
-        endpoints,
-        protocol: 'tcp',
-        chainJson: '',
-        targets: [],
+        endpoints: plan.endpoints,
+        protocol: plan.chain.Protocol,
+        chainJson: JSON.stringify(plan.chain),
+        targets: plan.targets,
       };
     });
     const relevant = this.opts.intentions

@@ -11,6 +11,15 @@ import { FED_MEMBERS, type ExportedService, type Member } from './tables.js';
 const SERVICE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const NAMESPACE_RE = /^[A-Za-z0-9*][A-Za-z0-9_.-]{0,62}$/;
 
+/** A peer's per-subset counts: subset names (or "") with non-negative integer counts, at most 256 of them. */
+function boundedCounts(raw: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(raw).slice(0, 256)) {
+    if ((k === '' || /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(k)) && Number.isInteger(v) && v >= 0) out[k] = v;
+  }
+  return out;
+}
+
 export class CatalogExchange {
   constructor(private readonly ctx: FederationContext) {}
 
@@ -22,7 +31,7 @@ export class CatalogExchange {
     const send = () => {
       timer = undefined;
       if (!link.open) return;
-      const next = computeExport(catalog);
+      const next = computeExport(catalog, this.ctx.opts.configEntries);
       const d = diffExport(last, next);
       if (last && d.upserts.length === 0 && d.deletes.length === 0 && JSON.stringify(last.gateways) === JSON.stringify(next.gateways)) return;
       link.send({
@@ -39,6 +48,7 @@ export class CatalogExchange {
             connectHealthy: s.ConnectHealthy,
             tags: s.Tags,
             meta: s.Meta,
+            subsetHealthy: s.SubsetHealthy ?? {},
           })),
           deletes: d.deletes,
         },
@@ -46,11 +56,15 @@ export class CatalogExchange {
       last = next;
     };
     send();
-    const unsub = this.ctx.catalog.onChange(() => {
+    const schedule = () => {
       if (!timer) timer = setTimeout(send, 50);
-    });
+    };
+    const unsub = this.ctx.catalog.onChange(schedule);
+    // A resolver's Subsets change what is counted per subset.
+    const unsubEntries = this.ctx.opts.configEntries?.onChange(schedule) ?? (() => {});
     return () => {
       unsub();
+      unsubEntries();
       clearTimeout(timer);
     };
   }
@@ -76,6 +90,7 @@ export class CatalogExchange {
         ConnectHealthy: s.connectHealthy,
         Tags: s.tags,
         Meta: s.meta ?? {},
+        ...(s.subsetHealthy && Object.keys(s.subsetHealthy).length ? { SubsetHealthy: boundedCounts(s.subsetHealthy) } : {}),
       });
     }
     const gateways = msg.gateways.filter((g) => isHostPort(g));

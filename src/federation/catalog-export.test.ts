@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Catalog, serviceSchema } from '../catalog/index.js';
 import { MemoryStore } from '../store/index.js';
 import { computeExport, localGateways } from './catalog-export.js';
+import { parseConfigEntry } from '../config-entries/index.js';
 
 const stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -45,5 +46,47 @@ describe('localGateways', () => {
       wan: ['10.0.0.3:8443', '203.0.113.7:443', '[2001:db8::1]:443'],
     });
     expect(computeExport(c).gateways).toEqual(localGateways(c).wan);
+  });
+});
+
+describe('computeExport per subset', () => {
+  const app = (id: string, meta: Record<string, string>, status: string, tags: string[] = []) =>
+    serviceSchema.parse({ ID: id, Name: 'api', Port: 8080, Meta: meta, Tags: tags, Check: { CheckID: `service:${id}`, TTL: '30s', Status: status } });
+  const sidecar = (id: string, status = 'passing') =>
+    serviceSchema.parse({
+      ID: `${id}-sidecar-proxy`,
+      Name: 'api-sidecar-proxy',
+      Kind: 'connect-proxy',
+      Port: 21000,
+      Proxy: { DestinationServiceName: 'api', DestinationServiceID: id },
+      Check: { CheckID: `service:${id}-sidecar-proxy`, TTL: '30s', Status: status },
+    });
+
+  it("counts healthy sidecars per subset of the resolver, with the instance's checks and warning as healthy unless OnlyPassing", async () => {
+    const c = await catalog();
+    await c.registerService(app('api-1', { version: 'v1' }, 'passing', ['canary']));
+    await c.registerService(sidecar('api-1'));
+    await c.registerService(app('api-2', { version: 'v1' }, 'warning'));
+    await c.registerService(sidecar('api-2'));
+    // A passing sidecar in front of a critical app is not healthy.
+    await c.registerService(app('api-3', { version: 'v2' }, 'critical'));
+    await c.registerService(sidecar('api-3'));
+    await c.registerService(app('api-4', { version: 'v2' }, 'passing'));
+    await c.registerService(sidecar('api-4', 'critical'));
+    const resolver = parseConfigEntry({
+      Kind: 'service-resolver',
+      Name: 'api',
+      Subsets: {
+        v1: { Filter: 'Service.Meta.version == v1' },
+        'v1-strict': { Filter: 'Service.Meta.version == v1', OnlyPassing: true },
+        v2: { Filter: 'Service.Meta.version == v2' },
+        canary: { Filter: 'canary in Service.Tags' },
+      },
+    });
+    const entries = { get: (kind: string, name: string) => (kind === 'service-resolver' && name === 'api' ? resolver : undefined) } as never;
+    const s = computeExport(c, entries).services.get('default/api')!;
+    expect(s.SubsetHealthy).toEqual({ '': 2, v1: 2, 'v1-strict': 1, v2: 0, canary: 1 });
+    // Without a resolver only the whole service is counted.
+    expect(computeExport(c).services.get('default/api')!.SubsetHealthy).toEqual({ '': 2 });
   });
 });

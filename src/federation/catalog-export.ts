@@ -2,6 +2,7 @@
 // never the instances) and its mesh gateways' WAN addresses. Sent in full when a link comes up,
 // then as diffs against what that link was last sent.
 import { meshGateways, type Catalog } from '../catalog/index.js';
+import { connectMembers, subsetHealthCounts, type ConfigEntries } from '../config-entries/index.js';
 import { formatHostPort } from '../core/names.js';
 import type { StoreOp, Store } from '../store/index.js';
 import { FED_PEERS, FED_SERVICES, type ExportedService, type PeerExport } from './tables.js';
@@ -30,7 +31,15 @@ export function localGateways(catalog: Catalog): { lan: string[]; wan: string[] 
   return { lan: [...lan].sort(), wan: [...wan].sort() };
 }
 
-export function computeExport(catalog: Catalog): ExportState {
+/**
+ * Per-subset healthy counts are computed here, where the instances are, from this DC's replica of
+ * the resolver (config entries replicate to every DC), rather than shipping every instance's tags
+ * and meta for the caller's DC to filter: the export stays one small record per service whatever the
+ * instance count, and the subset rule is evaluated by the same code that picks this DC's endpoints
+ * and its gateway's subset routes. The caller's DC may hold a newer or older resolver for a moment;
+ * a subset it asks for and this DC did not count reads as unknown there, not as healthy.
+ */
+export function computeExport(catalog: Catalog, configEntries?: Pick<ConfigEntries, 'get'>): ExportState {
   const services = new Map<string, ExportedService>();
   for (const [name] of Object.entries(catalog.services())) {
     const all = catalog.instances(name);
@@ -53,6 +62,7 @@ export function computeExport(catalog: Catalog): ExportState {
         Instances: list.length,
         Healthy: list.filter((e) => passing.has(e.service.ID)).length,
         ConnectHealthy: proxies.filter((p) => p.service.Namespace === ns).length,
+        SubsetHealthy: subsetHealthCounts(connectMembers(catalog, name, ns), configEntries?.get('service-resolver', name)),
         Tags: [...tags].sort(),
         Meta: { ...(list[0]?.service.Meta ?? {}) },
       };

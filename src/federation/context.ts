@@ -2,6 +2,7 @@
 // works through, its log, and whether the server is stopping.
 import type { Registry } from 'prom-client';
 import type { Catalog } from '../catalog/index.js';
+import type { ConfigEntries } from '../config-entries/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Store } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
@@ -24,6 +25,8 @@ export interface FederationOptions {
   registry?: Registry;
   /** Heartbeat period on every link; a link silent for three of them is dropped and redialed. */
   heartbeatMs?: number;
+  /** The replicated config entries: the resolvers whose subsets the export counts healthy instances of. */
+  configEntries?: ConfigEntries;
 }
 
 export class FederationContext {

@@ -114,6 +114,9 @@ export class Federation implements Component, FederationView, PeerLinkHost {
   remoteHealthy(dc: string, namespace: string, service: string): number | undefined {
     return this.members.remoteHealthy(dc, namespace, service);
   }
+  remoteSubsetHealthy(dc: string, namespace: string, service: string, subset: string): number | undefined {
+    return this.members.remoteSubsetHealthy(dc, namespace, service, subset);
+  }
   serverAddresses(): string[] {
     return this.port ? [this.address] : [];
   }

@@ -48,6 +48,14 @@ export class Membership {
     return this.ctx.store.get(FED_PEERS, dc) ? 0 : undefined;
   }
 
+  /** Healthy sidecars of a subset (`""`: the whole service) of `service` in another DC; undefined when not known here. */
+  remoteSubsetHealthy(dc: string, namespace: string, service: string, subset: string): number | undefined {
+    const s = this.ctx.store.get<ExportedService>(FED_SERVICES, `${dc}/${namespace}/${service}`)?.value;
+    if (!s) return this.ctx.store.get(FED_PEERS, dc) ? 0 : undefined;
+    if (s.SubsetHealthy) return s.SubsetHealthy[subset];
+    return subset ? undefined : s.ConnectHealthy;
+  }
+
   /** Other DCs' exported services (for `?dc=` reads). */
   exportedServices(dc: string): ExportedService[] {
     return this.ctx.store.list<ExportedService>(FED_SERVICES, `${dc}/`).map((e) => e.value);

@@ -45,6 +45,7 @@ export interface WireExportedService {
   connectHealthy: number;
   tags: string[];
   meta: Record<string, string>;
+  subsetHealthy?: Record<string, number>;
 }
 export interface PeerMessage {
   hello?: { datacenter: string; resumeIndex: number; version: string };

@@ -68,6 +68,12 @@ export interface ExportedService {
   Instances: number;
   Healthy: number;
   ConnectHealthy: number;
+  /**
+   * Healthy sidecars by the chain's rule (proxy and instance checks together, warning healthy
+   * unless OnlyPassing), per subset of the service's resolver, `""` for the service as a whole.
+   * Absent from DCs that do not count them; ConnectHealthy stands in for `""` then.
+   */
+  SubsetHealthy?: Record<string, number>;
   Tags: string[];
   Meta: Record<string, string>;
 }

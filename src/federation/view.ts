@@ -21,6 +21,13 @@ export interface FederationView {
    * undefined when that DC (or that service) is not known here.
    */
   remoteHealthy(dc: string, namespace: string, service: string): number | undefined;
+  /**
+   * Healthy sidecars of one subset (`""`: the whole service) in another DC by its exported catalog,
+   * counted there by the discovery chain's health rule; undefined when not known here.
+   */
+  remoteSubsetHealthy(dc: string, namespace: string, service: string, subset: string): number | undefined;
+  /** How old what is held of `dc` is, in ms (0 for this DC); undefined when nothing was ever heard from it. */
+  stalenessMs(dc: string): number | undefined;
   /** host:port of this DC's servers' federation (gRPC over mTLS) listeners: the target of SNI server.<dc>.<trust-domain>. */
   serverAddresses(): string[];
   /** Called whenever any of the above may have changed; returns the unsubscribe function. */
@@ -35,6 +42,8 @@ export function loneView(dc: string, serverAddresses: () => string[] = () => [])
     datacenters: () => [dc],
     gateways: () => [],
     remoteHealthy: () => undefined,
+    remoteSubsetHealthy: () => undefined,
+    stalenessMs: (d) => (d === dc ? 0 : undefined),
     serverAddresses,
     onChange: () => () => {},
   };

@@ -7,7 +7,10 @@ import { parseHostPort, parseSni, type HostPort, type SniName } from '../core/na
 export interface GatewayEndpoint {
   host: string;
   port: number;
-  /** Tags of the service instance behind the sidecar: a subset is the instances carrying its name. */
+  /**
+   * The subsets that select this endpoint (a subset SNI goes to the endpoints listing its name): the
+   * server fills in the resolver's subsets it meets, or the instance's tags when no resolver defines any.
+   */
   tags?: string[];
 }
 

@@ -142,6 +142,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       logger,
       registry,
       heartbeatMs: opts.heartbeatMs ?? config.federationHeartbeatMs,
+      configEntries,
     });
     const leaves = new LeafCache(ca);
     await group.start([catalog, intentions, configEntries, acl, checks].filter(isComponent));
@@ -170,6 +171,7 @@ export async function startRegion(config: RegionConfig, opts: StartRegionOptions
       logger,
       // Cross-DC upstreams and gateway routes read the other DCs from it; pushes follow its changes.
       federation,
+      configEntries,
     });
     await group.start([dataplane]);
 

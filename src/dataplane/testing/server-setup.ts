@@ -4,6 +4,7 @@ import { Catalog } from '../../catalog/index.js';
 import { Intentions } from '../../intentions/index.js';
 import { CertificateAuthority, LeafCache } from '../../ca/index.js';
 import { Acl } from '../../acl/index.js';
+import { ConfigEntries } from '../../config-entries/index.js';
 import { MemoryFlowStore } from '../../dataflow/index.js';
 import type { FederationView } from '../../federation/index.js';
 import { DataPlaneServer } from '../server.js';
@@ -22,7 +23,8 @@ export async function setupServer(
   const intentions = new Intentions({ store, dc, defaultAllow: () => allow, trustDomain: () => TD });
   const ca = new CertificateAuthority({ store, dc, primary: true, trustDomain: () => TD, tickMs: 60_000 });
   const acl = new Acl({ store, dc, defaultPolicy: allow ? 'allow' : 'deny' });
-  for (const c of [catalog, intentions, ca, acl]) await c.start();
+  const configEntries = new ConfigEntries({ store, dc });
+  for (const c of [catalog, intentions, ca, acl, configEntries]) await c.start();
   const flows = new MemoryFlowStore(100);
   const server = new DataPlaneServer({
     catalog,
@@ -37,6 +39,7 @@ export async function setupServer(
     host: '127.0.0.1',
     port: 0,
     federation: opts.federation,
+    configEntries,
   });
   await server.start();
   stops.push(
@@ -44,13 +47,16 @@ export async function setupServer(
     () => ca.stop(),
     () => server.stop(),
   );
-  return { store, catalog, intentions, ca, acl, flows, server };
+  return { store, catalog, intentions, ca, acl, flows, server, configEntries };
 }
 
 /** A FederationView whose state a test sets; change() tells subscribers. */
 export class StaticFederationView implements FederationView {
   gatewaysByDc: Record<string, string[]> = {};
   healthy: Record<string, number> = {};
+  /** `<dc>/<ns>/<service>/<subset>` -> healthy count; a service without an entry here falls back to `healthy` for subset "". */
+  subsetHealthy: Record<string, number> = {};
+  staleness: Record<string, number> = {};
   servers: string[] = [];
   private readonly listeners = new Set<() => void>();
   constructor(
@@ -68,6 +74,14 @@ export class StaticFederationView implements FederationView {
   }
   remoteHealthy(dc: string, namespace: string, service: string): number | undefined {
     return this.healthy[`${dc}/${namespace}/${service}`];
+  }
+  remoteSubsetHealthy(dc: string, namespace: string, service: string, subset: string): number | undefined {
+    const key = `${dc}/${namespace}/${service}/${subset}`;
+    if (key in this.subsetHealthy) return this.subsetHealthy[key];
+    return subset ? undefined : this.remoteHealthy(dc, namespace, service);
+  }
+  stalenessMs(dc: string): number | undefined {
+    return dc === this.dc ? 0 : (this.staleness[dc] ?? 0);
   }
   serverAddresses(): string[] {
     return this.servers;
