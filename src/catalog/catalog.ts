@@ -6,7 +6,7 @@ import type { Component } from '../core/lifecycle.js';
 import { OwnedTables } from '../core/table-watch.js';
 import type { Store } from '../store/index.js';
 import { CatalogIndexes } from './catalog-indexes.js';
-import { aggregate } from './catalog-records.js';
+import { aggregate, aliasResult } from './catalog-records.js';
 import { CatalogWrites } from './catalog-writes.js';
 import {
   CHECKS,
@@ -162,6 +162,14 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
       }
     }
     return out;
+  }
+
+  /** An alias check's status and output from its target's checks as the store holds them now. */
+  aliasStatus(alias: CheckRecord): [HealthStatus, string] {
+    const node = alias.Definition.AliasNode || alias.Node;
+    const serviceId = alias.Definition.AliasService ?? '';
+    const exists = { service: serviceId !== '' && this.nodeService(node, serviceId) !== undefined, node: this.node(node) !== undefined };
+    return aliasResult(alias, this.checksOf(node, serviceId), exists, this.opts.nodeName);
   }
 
   serviceChecks(name: string): CheckRecord[] {
