@@ -27,11 +27,14 @@ interface Running {
 
 const MAX_OUTPUT = 4096;
 /**
- * Until an HTTP or TCP check has passed once, it is retried sooner than its interval (from this
- * delay, doubling): a sidecar or app usually starts just after its registration, and waiting a
- * whole interval (Consul's 10 s for a sidecar) to notice it keeps it out of every endpoint set.
+ * Until an HTTP or TCP check has passed once, it is retried this often (during its first
+ * FIRST_PASS_WINDOW_MS, and never less often than its interval): a sidecar or app usually starts
+ * just after its registration, and waiting a whole interval (Consul's 10 s for a sidecar) to notice
+ * it would keep it out of every endpoint set meanwhile. A check already passing when it is
+ * scheduled (a server restart) keeps its interval.
  */
-const FIRST_PASS_RETRY_MS = 250;
+const FIRST_PASS_RETRY_MS = 100;
+const FIRST_PASS_WINDOW_MS = 10_000;
 /** Alias checks are recomputed on every change; this is only a safety net, as Consul's minute. */
 const ALIAS_REFRESH_MS = 60_000;
 
@@ -88,8 +91,8 @@ export class CheckRunner implements Component {
     if (c.Type === 'ttl') this.resetTtl(key);
     else if (c.Type === 'alias') this.startAlias(key, c, r);
     else if ((c.Type === 'http' || c.Type === 'tcp') && c.Definition.Interval) {
-      let passed = false;
-      let retry = FIRST_PASS_RETRY_MS;
+      let passed = c.Status === 'passing';
+      const since = Date.now();
       const run = async () => {
         if (this.stopped || this.running.get(key) !== r) return;
         const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
@@ -100,8 +103,7 @@ export class CheckRunner implements Component {
         if (this.stopped || this.running.get(key) !== r) return;
         passed ||= status === 'passing';
         const interval = latest.Definition.Interval ?? 10_000;
-        const delay = passed ? interval : Math.min(interval, retry);
-        retry *= 2;
+        const delay = passed || Date.now() - since >= FIRST_PASS_WINDOW_MS ? interval : Math.min(interval, FIRST_PASS_RETRY_MS);
         r.timer = setTimeout(run, delay);
         r.timer.unref?.();
       };
