@@ -48,6 +48,8 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
   private unsubscribe: (() => void) | undefined;
   /** Called when a TTL check is updated, so the runner can reset its deadline without a store write. */
   onTtlUpdate: ((checkKey: string) => void) | undefined;
+  /** Called to run checks now rather than at their next interval (the check runner sets it). */
+  onRecheck: ((checkKeys: string[]) => void) | undefined;
 
   constructor(private readonly opts: CatalogOptions) {
     super(opts.store, PART_TABLE);
@@ -162,6 +164,16 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
       }
     }
     return out;
+  }
+
+  /**
+   * Runs the HTTP and TCP checks of one of this node's instances now rather than at their next
+   * interval, for a caller that knows it just changed: the data-plane server when a sidecar's stream
+   * ends, so a killed proxy fails its listening check at once instead of up to 10 s later.
+   */
+  recheck(serviceId: string): void {
+    const keys = this.indexes.checksByService.get(`${this.opts.nodeName}/${serviceId}`);
+    if (keys?.size) this.onRecheck?.([...keys]);
   }
 
   /** An alias check's status and output from its target's checks as the store holds them now. */

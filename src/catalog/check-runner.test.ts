@@ -191,4 +191,21 @@ describe('CheckRunner', () => {
     await until(() => listening().Status === 'passing', 5000);
     expect(listening().Output).toBe(`TCP connect 127.0.0.1:${port}: Success`);
   });
+
+  it("runs an instance's checks at once when asked to recheck it, rather than at its next interval", async () => {
+    const proxy: Server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as AddressInfo).port;
+    const { catalog } = await setup();
+    await catalog.registerService(reg({ name: 'api', port: 8080, connect: { sidecar_service: { port } } }));
+    const listening = () => catalog.agentCheck('service:api-sidecar-proxy:1')!;
+    await until(() => listening().Status === 'passing');
+    await new Promise<void>((r) => proxy.close(() => r()));
+    catalog.recheck('api-sidecar-proxy');
+    catalog.recheck('api-sidecar-proxy');
+    // Its interval is 10 s: only the recheck can have run it this soon.
+    await until(() => listening().Status === 'critical', 3000);
+    expect(listening().Output).toBe(`TCP connect 127.0.0.1:${port}: ECONNREFUSED`);
+    catalog.recheck('no-such-service');
+  });
 });

@@ -23,6 +23,8 @@ interface Running {
   criticalTimer?: NodeJS.Timeout;
   /** Alias checks: the instance aliased (`node/serviceId`, `node/` for a node), and whether a result is being written. */
   alias?: { target: string; node: string; busy: boolean; dirty: boolean };
+  /** HTTP and TCP checks: runs the check now (after the probe in flight, if any). */
+  runNow?: () => void;
 }
 
 const MAX_OUTPUT = 4096;
@@ -54,6 +56,7 @@ export class CheckRunner implements Component {
   async start(): Promise<void> {
     this.stopped = false;
     this.opts.catalog.onTtlUpdate = (key) => this.resetTtl(key);
+    this.opts.catalog.onRecheck = (keys) => keys.forEach((k) => this.running.get(k)?.runNow?.());
     for (const e of this.opts.store.list<CheckRecord>(CHECKS, `${this.opts.nodeName}/`)) this.schedule(e.key, e.value);
     this.unsubscribe = this.opts.store.subscribe((changes) => {
       for (const ch of changes) {
@@ -70,6 +73,7 @@ export class CheckRunner implements Component {
     this.unsubscribe?.();
     for (const key of [...this.running.keys()]) this.unschedule(key);
     this.opts.catalog.onTtlUpdate = undefined;
+    this.opts.catalog.onRecheck = undefined;
   }
 
   /** Checks being run (for tests and metrics). */
@@ -93,19 +97,35 @@ export class CheckRunner implements Component {
     else if ((c.Type === 'http' || c.Type === 'tcp') && c.Definition.Interval) {
       let passed = c.Status === 'passing';
       const since = Date.now();
+      let busy = false;
+      let again = false;
       const run = async () => {
         if (this.stopped || this.running.get(key) !== r) return;
         const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
         if (!latest) return;
-        const [status, output] = latest.Type === 'http' ? await this.http(latest) : await this.tcp(latest);
-        if (this.stopped || this.running.get(key) !== r) return;
-        await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
-        if (this.stopped || this.running.get(key) !== r) return;
-        passed ||= status === 'passing';
-        const interval = latest.Definition.Interval ?? 10_000;
-        const delay = passed || Date.now() - since >= FIRST_PASS_WINDOW_MS ? interval : Math.min(interval, FIRST_PASS_RETRY_MS);
-        r.timer = setTimeout(run, delay);
-        r.timer.unref?.();
+        busy = true;
+        try {
+          const [status, output] = latest.Type === 'http' ? await this.http(latest) : await this.tcp(latest);
+          if (this.stopped || this.running.get(key) !== r) return;
+          await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
+          if (this.stopped || this.running.get(key) !== r) return;
+          passed ||= status === 'passing';
+          const interval = latest.Definition.Interval ?? 10_000;
+          const delay = again ? 0 : passed || Date.now() - since >= FIRST_PASS_WINDOW_MS ? interval : Math.min(interval, FIRST_PASS_RETRY_MS);
+          again = false;
+          r.timer = setTimeout(run, delay);
+          r.timer.unref?.();
+        } finally {
+          busy = false;
+        }
+      };
+      r.runNow = () => {
+        // One run at a time: asked during one, the next starts as soon as its result is recorded.
+        if (busy) again = true;
+        else {
+          clearTimeout(r.timer);
+          r.timer = setTimeout(run, 0);
+        }
       };
       r.timer = setTimeout(run, 0);
     }
