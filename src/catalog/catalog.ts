@@ -157,7 +157,7 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
   /** The checks of one instance, plus the node's own checks (ServiceID ""). */
   checksOf(node: string, serviceId: string): CheckRecord[] {
     const out: CheckRecord[] = [];
-    for (const owner of [`${node}/${serviceId}`, `${node}/`]) {
+    for (const owner of new Set([`${node}/${serviceId}`, `${node}/`])) {
       for (const k of this.indexes.checksByService.get(owner) ?? []) {
         const c = this.opts.store.get<CheckRecord>(CHECKS, k)?.value;
         if (c) out.push(c);

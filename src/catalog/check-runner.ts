@@ -3,7 +3,7 @@
 // store only when a status or output changes.
 import { connect } from 'node:net';
 import type { Component } from '../core/lifecycle.js';
-import type { Store } from '../store/index.js';
+import type { Change, Store } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import type { Catalog } from './catalog.js';
 import { CHECKS, NODES, SERVICES, type CheckRecord, type HealthStatus } from './model.js';
@@ -22,7 +22,7 @@ interface Running {
   /** Pending DeregisterCriticalServiceAfter deadline while the check is critical. */
   criticalTimer?: NodeJS.Timeout;
   /** Alias checks: the instance aliased (`node/serviceId`, `node/` for a node), and whether a result is being written. */
-  alias?: { target: string; node: string; busy: boolean; dirty: boolean };
+  alias?: { target: string; busy: boolean; dirty: boolean };
   /** HTTP and TCP checks: runs the check now (after the probe in flight, if any). */
   runNow?: () => void;
 }
@@ -147,7 +147,7 @@ export class CheckRunner implements Component {
   private startAlias(key: string, c: CheckRecord, r: Running): void {
     const node = c.Definition.AliasNode || c.Node;
     const target = `${node}/${c.Definition.AliasService ?? ''}`;
-    r.alias = { target, node, busy: false, dirty: false };
+    r.alias = { target, busy: false, dirty: false };
     let set = this.aliasesByTarget.get(target);
     if (!set) this.aliasesByTarget.set(target, (set = new Set()));
     set.add(key);
@@ -160,7 +160,7 @@ export class CheckRunner implements Component {
   }
 
   /** Recomputes the alias checks whose target one of these changes touched. */
-  private followAliased(changes: { table: string; key: string; op: 'put' | 'delete'; entry?: { value: unknown } }[]): void {
+  private followAliased(changes: Change[]): void {
     const due = new Set<string>();
     const addTarget = (target: string) => {
       for (const k of this.aliasesByTarget.get(target) ?? []) due.add(k);
