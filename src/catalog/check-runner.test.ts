@@ -147,6 +147,9 @@ describe('CheckRunner', () => {
     );
     const alias = () => catalog.agentCheck('service:api-proxy')!;
     expect(alias()).toMatchObject({ Type: 'alias', Status: 'passing', Output: 'No checks found.' });
+    // As Consul: only a nested sidecar gets automatic checks, not a proxy registered on its own.
+    await catalog.registerService(reg({ name: 'bare-proxy', kind: 'connect-proxy', port: 21001, proxy: { destination_service_name: 'api' } }));
+    expect(catalog.checksOf('node-1', 'bare-proxy')).toEqual([]);
     await catalog.registerCheck(checkSchema.parse({ Name: 'disk', TTL: '1m', Status: 'critical' }));
     await until(() => alias().Status === 'critical');
     expect(alias().Output).toBe('Aliased check "disk" failing: ');
