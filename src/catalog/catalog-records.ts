@@ -62,13 +62,9 @@ export function toCheck(node: string, id: string, c: CheckInput, owner: ServiceR
  * instance without checks is passing unless it is gone. An alias of a node alone (no AliasService)
  * follows the node's checks, and is critical only when the node is gone.
  */
-export function aliasResult(
-  alias: CheckRecord,
-  nodeChecks: CheckRecord[],
-  exists: { service: boolean; node: boolean },
-  localNode: string,
-): [HealthStatus, string] {
-  const node = alias.Definition.AliasNode || localNode;
+export function aliasResult(alias: CheckRecord, nodeChecks: CheckRecord[], exists: { service: boolean; node: boolean }): [HealthStatus, string] {
+  // No AliasNode: the node the alias check itself is on, as Consul's agent reads it.
+  const node = alias.Definition.AliasNode || alias.Node;
   const serviceId = alias.Definition.AliasService ?? '';
   let status: HealthStatus = 'passing';
   let output = 'No checks found.';

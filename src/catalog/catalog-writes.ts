@@ -160,6 +160,7 @@ export class CatalogWrites {
       ops.push({ op: 'put', table: CHECKS, key: `${body.Node}/${checkId}`, value: toCheck(body.Node, checkId, chk, owner) });
     }
     if (ops.length === 0) return;
+    this.settleAliases(ops);
     await this.opts.store.commit(ops);
   }
 
@@ -272,7 +273,7 @@ export class CatalogWrites {
       }
       for (const c of pendingChecks.values()) if (c && c.Node === node) checks.push(c);
       const exists = { service: serviceId !== '' && present(SERVICES, `${node}/${serviceId}`), node: present(NODES, node) };
-      [rec.Status, rec.Output] = aliasResult(rec, checks, exists, this.opts.nodeName);
+      [rec.Status, rec.Output] = aliasResult(rec, checks, exists);
     }
   }
 

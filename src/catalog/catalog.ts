@@ -181,7 +181,7 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
     const node = alias.Definition.AliasNode || alias.Node;
     const serviceId = alias.Definition.AliasService ?? '';
     const exists = { service: serviceId !== '' && this.nodeService(node, serviceId) !== undefined, node: this.node(node) !== undefined };
-    return aliasResult(alias, this.checksOf(node, serviceId), exists, this.opts.nodeName);
+    return aliasResult(alias, this.checksOf(node, serviceId), exists);
   }
 
   serviceChecks(name: string): CheckRecord[] {

@@ -167,6 +167,18 @@ describe('CheckRunner', () => {
     expect(rec).toMatchObject({ Type: 'alias', Status: 'passing', Output: 'All checks passing.' });
     await catalog.catalogRegister({ Node: 'db-host', Address: '10.0.0.9', Check: { CheckID: 'serfHealth', Name: 'Serf', Status: 'critical' } as never });
     await until(() => catalog.agentCheck('db-host up')!.Status === 'critical');
+    // An alias in a catalog registration starts from its target's state too.
+    await catalog.catalogRegister({
+      Node: 'db-host',
+      Address: '10.0.0.9',
+      Service: { Service: 'db' } as never,
+      Checks: [{ CheckID: 'db-alias', ServiceID: 'db', AliasService: 'db' } as never],
+    });
+    expect(catalog.nodeChecks('db-host').find((c) => c.CheckID === 'db-alias')).toMatchObject({
+      Type: 'alias',
+      Status: 'critical',
+      Output: 'Aliased check "Serf" failing: ',
+    });
     await catalog.catalogDeregister({ Node: 'db-host' });
     await until(() => catalog.agentCheck('db-host up')!.Output === 'Node db-host could not be found');
     const bad = checkSchema.safeParse({ Name: 'x', AliasService: 'api', TTL: '10s' });
