@@ -58,6 +58,22 @@ describe('agent routes', () => {
     });
     const checks = await get('/v1/agent/checks');
     expect(checks.body['service:web']).toMatchObject({ CheckID: 'service:web', ServiceID: 'web', ServiceName: 'web', Status: 'critical', Node: 'node-1' });
+    // The sidecar has no checks of its own, so it gets Consul's two; its alias follows web's critical TTL check.
+    expect(Object.keys(checks.body).sort()).toEqual(['service:web', 'service:web-sidecar-proxy:1', 'service:web-sidecar-proxy:2']);
+    expect(checks.body['service:web-sidecar-proxy:1']).toMatchObject({
+      Name: 'Connect Sidecar Listening',
+      ServiceID: 'web-sidecar-proxy',
+      ServiceName: 'web-sidecar-proxy',
+      Status: 'critical',
+      Type: 'tcp',
+    });
+    expect(checks.body['service:web-sidecar-proxy:2']).toMatchObject({
+      Name: 'Connect Sidecar Aliasing web',
+      ServiceID: 'web-sidecar-proxy',
+      Status: 'critical',
+      Output: `Aliased check "Service 'web' check" failing: `,
+      Type: 'alias',
+    });
 
     expect((await put('/v1/agent/service/deregister/web')).status).toBe(200);
     expect((await get('/v1/agent/services')).body).toEqual({});
@@ -78,6 +94,21 @@ describe('agent routes', () => {
     expect(res.status).toBe(400);
     const fields = ((await res.json()) as { Violations: { Field: string }[] }).Violations.map((v) => v.Field);
     expect(fields).toEqual(expect.arrayContaining(['Name', 'Port', 'Check.Interval', 'Proxy.Upstreams[0].LocalBindPort']));
+    expect(store.index()).toBe(before);
+  });
+
+  it('registers alias checks, and refuses one that is also another kind of check, naming the rule', async () => {
+    const { put, get, store } = await setup();
+    await put('/v1/agent/service/register', { Name: 'db', Port: 5432, Check: { TTL: '30s', Status: 'warning' } });
+    expect((await put('/v1/agent/check/register', { Name: 'db alive', alias_service: 'db' })).status).toBe(200);
+    expect((await get('/v1/agent/checks')).body['db alive']).toMatchObject({ Type: 'alias', Status: 'warning', ServiceID: '' });
+    const before = store.index();
+    const bad = await put('/v1/agent/check/register', { Name: 'both', AliasService: 'db', TCP: '127.0.0.1:1', Interval: '10s' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { Violations: { Message: string }[] }).Violations[0].Message).toBe(
+      'exactly one of TTL, HTTP, TCP, AliasService/AliasNode must be set',
+    );
+    expect((await put('/v1/agent/check/pass/db%20alive')).status).toBe(400);
     expect(store.index()).toBe(before);
   });
 

@@ -68,6 +68,25 @@ describe('health routes', () => {
     expect(connect.body.map((e: any) => [e.Service.ID, e.Service.Kind, e.Service.Proxy.DestinationServiceName])).toEqual([
       ['web-1-sidecar-proxy', 'connect-proxy', 'web'],
     ]);
+    expect(connect.body[0].Checks).toEqual([
+      expect.objectContaining({
+        CheckID: 'service:web-1-sidecar-proxy:1',
+        Name: 'Connect Sidecar Listening',
+        Status: 'critical',
+        ServiceID: 'web-1-sidecar-proxy',
+        ServiceName: 'web-sidecar-proxy',
+        Type: 'tcp',
+      }),
+      expect.objectContaining({
+        CheckID: 'service:web-1-sidecar-proxy:2',
+        Name: 'Connect Sidecar Aliasing web-1',
+        Status: 'passing',
+        Output: 'All checks passing.',
+        ServiceID: 'web-1-sidecar-proxy',
+        Type: 'alias',
+      }),
+    ]);
+    expect((await get('/v1/health/connect/web?passing')).body).toEqual([]);
     expect((await get('/v1/health/connect/db')).body).toEqual([]);
     await catalog.deregisterService('web-1');
     expect((await get('/v1/health/connect/web')).body).toEqual([]);
@@ -81,11 +100,16 @@ describe('health routes', () => {
       'service:web-2',
       'service:web-3',
     ]);
-    expect((await get('/v1/health/state/critical')).body.map((c: any) => c.CheckID).sort()).toEqual(['service:db', 'service:web-3']);
+    // web-1's sidecar has Consul's two automatic checks; nothing listens on its port here.
+    expect((await get('/v1/health/state/critical')).body.map((c: any) => c.CheckID).sort()).toEqual([
+      'service:db',
+      'service:web-1-sidecar-proxy:1',
+      'service:web-3',
+    ]);
     expect((await get('/v1/health/state/warning')).body.map((c: any) => c.CheckID)).toEqual(['service:web-2']);
-    expect((await get('/v1/health/state/any')).body).toHaveLength(5);
+    expect((await get('/v1/health/state/any')).body).toHaveLength(7);
     expect((await get('/v1/health/state/bogus')).status).toBe(400);
-    expect((await get('/v1/health/node/node-1')).body).toHaveLength(5);
+    expect((await get('/v1/health/node/node-1')).body).toHaveLength(7);
     expect((await get('/v1/health/node/other')).body).toEqual([]);
   });
 

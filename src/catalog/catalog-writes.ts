@@ -1,9 +1,10 @@
 // The catalog's writes: agent and catalog registrations of nodes, services (with a nested sidecar
 // and its port) and checks, each turned into one store commit, and check results.
 import { invalid, notFound, type Violation } from '../core/errors.js';
+import { formatHostPort } from '../core/names.js';
 import type { Store, StoreOp } from '../store/index.js';
 import type { CatalogIndexes } from './catalog-indexes.js';
-import { toCheck, toRecord } from './catalog-records.js';
+import { aliasResult, toCheck, toRecord } from './catalog-records.js';
 import {
   CHECKS,
   NODES,
@@ -18,6 +19,22 @@ import {
 
 const SIDECAR_PORT_MIN = 21000;
 const SIDECAR_PORT_MAX = 21255;
+/** Consul's interval for a sidecar's automatic listening check (it has no setting for it). */
+export const SIDECAR_LISTENING_INTERVAL_MS = 10_000;
+
+/**
+ * The checks Consul gives a nested sidecar registered without checks of its own: a TCP check of the
+ * proxy's public listener, and an alias of the service it fronts (so a failing app takes its
+ * sidecar out of every endpoint set). The TCP check dials the sidecar's address, else the local
+ * service address, as Consul's sidecarDefaultChecks does.
+ */
+function sidecarDefaultChecks(sidecar: ServiceRecord, parentId: string): CheckInput[] {
+  const host = sidecar.Address || sidecar.Proxy?.LocalServiceAddress || '127.0.0.1';
+  return [
+    { Name: 'Connect Sidecar Listening', TCP: formatHostPort({ host, port: sidecar.Port }), Interval: SIDECAR_LISTENING_INTERVAL_MS },
+    { Name: `Connect Sidecar Aliasing ${parentId}`, AliasService: parentId },
+  ] as CheckInput[];
+}
 
 export interface CatalogWritesOptions {
   store: Store;
@@ -98,16 +115,11 @@ export class CatalogWrites {
     if (sidecar) {
       ops.push({ op: 'put', table: SERVICES, key: `${node}/${sidecar.ID}`, value: sidecar });
       const scDef = def.Connect!.SidecarService!;
-      ops.push(
-        ...this.checkOps(
-          node,
-          sidecar,
-          [scDef.Check, ...(scDef.Checks ?? [])].filter(Boolean) as CheckInput[],
-          scDef.Checks !== undefined && scDef.Check === undefined,
-          true,
-        ),
-      );
+      const own = [scDef.Check, ...(scDef.Checks ?? [])].filter(Boolean) as CheckInput[];
+      const checks = own.length > 0 ? own : sidecarDefaultChecks(sidecar, id);
+      ops.push(...this.checkOps(node, sidecar, checks, own.length === 0 || (scDef.Checks !== undefined && scDef.Check === undefined), true));
     }
+    this.settleAliases(ops);
     await this.opts.store.commit(ops);
     return record;
   }
@@ -148,6 +160,7 @@ export class CatalogWrites {
       ops.push({ op: 'put', table: CHECKS, key: `${body.Node}/${checkId}`, value: toCheck(body.Node, checkId, chk, owner) });
     }
     if (ops.length === 0) return;
+    this.settleAliases(ops);
     await this.opts.store.commit(ops);
   }
 
@@ -175,7 +188,9 @@ export class CatalogWrites {
       if (!owner) throw notFound(`ServiceID "${def.ServiceID}" does not exist`);
     }
     const rec = toCheck(node, id, def, owner);
-    await this.opts.store.commit([{ op: 'put', table: CHECKS, key: `${node}/${id}`, value: rec }]);
+    const ops: StoreOp[] = [{ op: 'put', table: CHECKS, key: `${node}/${id}`, value: rec }];
+    this.settleAliases(ops);
+    await this.opts.store.commit(ops);
     return rec;
   }
 
@@ -227,6 +242,39 @@ export class CatalogWrites {
       }
     }
     return ops;
+  }
+
+  /**
+   * Alias checks written by a commit start from what their target looks like once the commit is
+   * applied (a sidecar and its service's checks land together), so a new sidecar is not shown
+   * critical for the moment until the runner first looks; the runner keeps them current after.
+   */
+  private settleAliases(ops: StoreOp[]): void {
+    const store = this.opts.store;
+    const pendingChecks = new Map<string, CheckRecord | undefined>();
+    const pendingRows = new Map<string, boolean>();
+    for (const op of ops) {
+      if (op.table === CHECKS) pendingChecks.set(op.key, op.op === 'put' ? (op.value as CheckRecord) : undefined);
+      else pendingRows.set(`${op.table}\u0000${op.key}`, op.op === 'put');
+    }
+    const present = (table: string, key: string) => pendingRows.get(`${table}\u0000${key}`) ?? store.get(table, key) !== undefined;
+    for (const op of ops) {
+      const rec = op.table === CHECKS && op.op === 'put' ? (op.value as CheckRecord) : undefined;
+      if (rec?.Type !== 'alias') continue;
+      const node = rec.Definition.AliasNode || rec.Node;
+      const serviceId = rec.Definition.AliasService ?? '';
+      const checks: CheckRecord[] = [];
+      for (const owner of new Set([`${node}/${serviceId}`, `${node}/`])) {
+        for (const k of this.opts.indexes.checksByService.get(owner) ?? []) {
+          if (pendingChecks.has(k)) continue;
+          const c = store.get<CheckRecord>(CHECKS, k)?.value;
+          if (c) checks.push(c);
+        }
+      }
+      for (const c of pendingChecks.values()) if (c && c.Node === node) checks.push(c);
+      const exists = { service: serviceId !== '' && present(SERVICES, `${node}/${serviceId}`), node: present(NODES, node) };
+      [rec.Status, rec.Output] = aliasResult(rec, checks, exists);
+    }
   }
 
   private removeServiceOps(node: string, id: string): StoreOp[] {

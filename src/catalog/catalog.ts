@@ -6,7 +6,7 @@ import type { Component } from '../core/lifecycle.js';
 import { OwnedTables } from '../core/table-watch.js';
 import type { Store } from '../store/index.js';
 import { CatalogIndexes } from './catalog-indexes.js';
-import { aggregate } from './catalog-records.js';
+import { aggregate, aliasResult } from './catalog-records.js';
 import { CatalogWrites } from './catalog-writes.js';
 import {
   CHECKS,
@@ -48,6 +48,8 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
   private unsubscribe: (() => void) | undefined;
   /** Called when a TTL check is updated, so the runner can reset its deadline without a store write. */
   onTtlUpdate: ((checkKey: string) => void) | undefined;
+  /** Called to run checks now rather than at their next interval (the check runner sets it). */
+  onRecheck: ((checkKeys: string[]) => void) | undefined;
 
   constructor(private readonly opts: CatalogOptions) {
     super(opts.store, PART_TABLE);
@@ -155,13 +157,31 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
   /** The checks of one instance, plus the node's own checks (ServiceID ""). */
   checksOf(node: string, serviceId: string): CheckRecord[] {
     const out: CheckRecord[] = [];
-    for (const owner of [`${node}/${serviceId}`, `${node}/`]) {
+    for (const owner of new Set([`${node}/${serviceId}`, `${node}/`])) {
       for (const k of this.indexes.checksByService.get(owner) ?? []) {
         const c = this.opts.store.get<CheckRecord>(CHECKS, k)?.value;
         if (c) out.push(c);
       }
     }
     return out;
+  }
+
+  /**
+   * Runs the HTTP and TCP checks of one of this node's instances now rather than at their next
+   * interval, for a caller that knows it just changed: the data-plane server when a sidecar's stream
+   * ends, so a killed proxy fails its listening check at once instead of up to 10 s later.
+   */
+  recheck(serviceId: string): void {
+    const keys = this.indexes.checksByService.get(`${this.opts.nodeName}/${serviceId}`);
+    if (keys?.size) this.onRecheck?.([...keys]);
+  }
+
+  /** An alias check's status and output from its target's checks as the store holds them now. */
+  aliasStatus(alias: CheckRecord): [HealthStatus, string] {
+    const node = alias.Definition.AliasNode || alias.Node;
+    const serviceId = alias.Definition.AliasService ?? '';
+    const exists = { service: serviceId !== '' && this.nodeService(node, serviceId) !== undefined, node: this.node(node) !== undefined };
+    return aliasResult(alias, this.checksOf(node, serviceId), exists);
   }
 
   serviceChecks(name: string): CheckRecord[] {

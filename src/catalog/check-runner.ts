@@ -1,11 +1,12 @@
-// Runs the checks of this server's node: HTTP and TCP on their interval, TTL deadlines, and
-// DeregisterCriticalServiceAfter. It writes to the store only when a status or output changes.
+// Runs the checks of this server's node: HTTP and TCP on their interval, TTL deadlines, alias
+// checks on every change of what they alias, and DeregisterCriticalServiceAfter. It writes to the
+// store only when a status or output changes.
 import { connect } from 'node:net';
 import type { Component } from '../core/lifecycle.js';
-import type { Store } from '../store/index.js';
+import type { Change, Store } from '../store/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import type { Catalog } from './catalog.js';
-import { CHECKS, type CheckRecord, type HealthStatus } from './model.js';
+import { CHECKS, NODES, SERVICES, type CheckRecord, type HealthStatus } from './model.js';
 
 export interface CheckRunnerOptions {
   store: Store;
@@ -20,9 +21,24 @@ interface Running {
   ttlTimer?: NodeJS.Timeout;
   /** Pending DeregisterCriticalServiceAfter deadline while the check is critical. */
   criticalTimer?: NodeJS.Timeout;
+  /** Alias checks: the instance aliased (`node/serviceId`, `node/` for a node), and whether a result is being written. */
+  alias?: { target: string; busy: boolean; dirty: boolean };
+  /** HTTP and TCP checks: runs the check now (after the probe in flight, if any). */
+  runNow?: () => void;
 }
 
 const MAX_OUTPUT = 4096;
+/**
+ * Until an HTTP or TCP check has passed once, it is retried this often (during its first
+ * FIRST_PASS_WINDOW_MS, and never less often than its interval): a sidecar or app usually starts
+ * just after its registration, and waiting a whole interval (Consul's 10 s for a sidecar) to notice
+ * it would keep it out of every endpoint set meanwhile. A check already passing when it is
+ * scheduled (a server restart) keeps its interval.
+ */
+const FIRST_PASS_RETRY_MS = 100;
+const FIRST_PASS_WINDOW_MS = 10_000;
+/** Alias checks are recomputed on every change; this is only a safety net, as Consul's minute. */
+const ALIAS_REFRESH_MS = 60_000;
 
 export class CheckRunner implements Component {
   readonly name = 'check-runner';
@@ -30,6 +46,8 @@ export class CheckRunner implements Component {
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
   private readonly log: Logger;
+  /** Alias checks by what they alias: `node/serviceId` for an instance, `node/` for a node. */
+  private readonly aliasesByTarget = new Map<string, Set<string>>();
 
   constructor(private readonly opts: CheckRunnerOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'checks' });
@@ -38,6 +56,7 @@ export class CheckRunner implements Component {
   async start(): Promise<void> {
     this.stopped = false;
     this.opts.catalog.onTtlUpdate = (key) => this.resetTtl(key);
+    this.opts.catalog.onRecheck = (keys) => keys.forEach((k) => this.running.get(k)?.runNow?.());
     for (const e of this.opts.store.list<CheckRecord>(CHECKS, `${this.opts.nodeName}/`)) this.schedule(e.key, e.value);
     this.unsubscribe = this.opts.store.subscribe((changes) => {
       for (const ch of changes) {
@@ -45,6 +64,7 @@ export class CheckRunner implements Component {
         if (ch.op === 'delete') this.unschedule(ch.key);
         else this.schedule(ch.key, ch.entry!.value as CheckRecord);
       }
+      if (this.aliasesByTarget.size > 0) this.followAliased(changes);
     });
   }
 
@@ -53,6 +73,7 @@ export class CheckRunner implements Component {
     this.unsubscribe?.();
     for (const key of [...this.running.keys()]) this.unschedule(key);
     this.opts.catalog.onTtlUpdate = undefined;
+    this.opts.catalog.onRecheck = undefined;
   }
 
   /** Checks being run (for tests and metrics). */
@@ -72,16 +93,39 @@ export class CheckRunner implements Component {
     this.running.set(key, r);
     this.trackCritical(key, c, r);
     if (c.Type === 'ttl') this.resetTtl(key);
+    else if (c.Type === 'alias') this.startAlias(key, c, r);
     else if ((c.Type === 'http' || c.Type === 'tcp') && c.Definition.Interval) {
+      let passed = c.Status === 'passing';
+      const since = Date.now();
+      let busy = false;
+      let again = false;
       const run = async () => {
         if (this.stopped || this.running.get(key) !== r) return;
         const latest = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
         if (!latest) return;
-        const [status, output] = latest.Type === 'http' ? await this.http(latest) : await this.tcp(latest);
-        if (this.stopped || this.running.get(key) !== r) return;
-        await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
-        r.timer = setTimeout(run, latest.Definition.Interval);
-        r.timer.unref?.();
+        busy = true;
+        try {
+          const [status, output] = latest.Type === 'http' ? await this.http(latest) : await this.tcp(latest);
+          if (this.stopped || this.running.get(key) !== r) return;
+          await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
+          if (this.stopped || this.running.get(key) !== r) return;
+          passed ||= status === 'passing';
+          const interval = latest.Definition.Interval ?? 10_000;
+          const delay = again ? 0 : passed || Date.now() - since >= FIRST_PASS_WINDOW_MS ? interval : Math.min(interval, FIRST_PASS_RETRY_MS);
+          again = false;
+          r.timer = setTimeout(run, delay);
+          r.timer.unref?.();
+        } finally {
+          busy = false;
+        }
+      };
+      r.runNow = () => {
+        // One run at a time: asked during one, the next starts as soon as its result is recorded.
+        if (busy) again = true;
+        else {
+          clearTimeout(r.timer);
+          r.timer = setTimeout(run, 0);
+        }
       };
       r.timer = setTimeout(run, 0);
     }
@@ -93,7 +137,71 @@ export class CheckRunner implements Component {
     clearTimeout(r.timer);
     clearTimeout(r.ttlTimer);
     clearTimeout(r.criticalTimer);
+    if (r.alias) {
+      const set = this.aliasesByTarget.get(r.alias.target);
+      if (set?.delete(key) && set.size === 0) this.aliasesByTarget.delete(r.alias.target);
+    }
     this.running.delete(key);
+  }
+
+  private startAlias(key: string, c: CheckRecord, r: Running): void {
+    const node = c.Definition.AliasNode || c.Node;
+    const target = `${node}/${c.Definition.AliasService ?? ''}`;
+    r.alias = { target, busy: false, dirty: false };
+    let set = this.aliasesByTarget.get(target);
+    if (!set) this.aliasesByTarget.set(target, (set = new Set()));
+    set.add(key);
+    const refresh = () => {
+      this.refreshAlias(key);
+      r.timer = setTimeout(refresh, ALIAS_REFRESH_MS);
+      r.timer.unref?.();
+    };
+    refresh();
+  }
+
+  /** Recomputes the alias checks whose target one of these changes touched. */
+  private followAliased(changes: Change[]): void {
+    const due = new Set<string>();
+    const addTarget = (target: string) => {
+      for (const k of this.aliasesByTarget.get(target) ?? []) due.add(k);
+    };
+    const addNode = (node: string) => {
+      for (const [target, keys] of this.aliasesByTarget) if (target.startsWith(`${node}/`)) for (const k of keys) due.add(k);
+    };
+    for (const ch of changes) {
+      const node = ch.key.slice(0, ch.key.indexOf('/'));
+      if (ch.table === SERVICES) addTarget(ch.key);
+      else if (ch.table === CHECKS) {
+        const serviceId = ch.op === 'put' ? (ch.entry!.value as CheckRecord).ServiceID : undefined;
+        // A node's own check counts for every instance on it; a deleted check's owner is no longer
+        // known, so everything aliased on its node is recomputed (writes happen only on a change).
+        if (serviceId) addTarget(`${node}/${serviceId}`);
+        else addNode(node);
+      } else if (ch.table === NODES) addNode(ch.key);
+    }
+    for (const k of due) this.refreshAlias(k);
+  }
+
+  /** Writes an alias check's result; one write at a time per check, the last change always seen. */
+  private refreshAlias(key: string): void {
+    const r = this.running.get(key);
+    const a = r?.alias;
+    if (!r || !a) return;
+    if (a.busy) {
+      a.dirty = true;
+      return;
+    }
+    a.busy = true;
+    void (async () => {
+      do {
+        a.dirty = false;
+        const c = this.opts.store.get<CheckRecord>(CHECKS, key)?.value;
+        if (this.stopped || !c || this.running.get(key) !== r) break;
+        const [status, output] = this.opts.catalog.aliasStatus(c);
+        await this.opts.catalog.setCheckResult(key, status, output).catch((err) => this.log.warn('cannot record check result', { check: key, error: err }));
+      } while (a.dirty);
+      a.busy = false;
+    })();
   }
 
   private resetTtl(key: string): void {

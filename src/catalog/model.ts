@@ -62,6 +62,9 @@ export interface CheckDefinition {
   Header?: Record<string, string[]>;
   Body?: string;
   TCP?: string;
+  /** Alias checks: the instance (ID, not name) whose health this check mirrors, and its node. */
+  AliasService?: string;
+  AliasNode?: string;
   Interval?: number;
   Timeout?: number;
   DeregisterCriticalServiceAfter?: number;
@@ -78,7 +81,7 @@ export interface CheckRecord {
   ServiceName: string;
   ServiceTags: string[];
   Namespace: string;
-  Type: 'ttl' | 'http' | 'tcp' | '';
+  Type: 'ttl' | 'http' | 'tcp' | 'alias' | '';
   Definition: CheckDefinition;
 }
 
@@ -168,6 +171,8 @@ const checkFields = z
       .string()
       .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port')
       .optional(),
+    AliasService: idString.optional(),
+    AliasNode: idString.optional(),
     Interval: duration.optional(),
     Timeout: duration.optional(),
     DeregisterCriticalServiceAfter: duration.optional(),
@@ -179,8 +184,10 @@ const checkFields = z
 export const catalogCheckSchema = checkFields;
 
 export const checkSchema = checkFields.superRefine((c, ctx) => {
-  const kinds = ['TTL', 'HTTP', 'TCP'].filter((k) => (c as Record<string, unknown>)[k] !== undefined);
-  if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of TTL, HTTP, TCP must be set', path: [] });
+  const kinds = ['TTL', 'HTTP', 'TCP', 'Alias'].filter((k) =>
+    k === 'Alias' ? c.AliasService !== undefined || c.AliasNode !== undefined : (c as Record<string, unknown>)[k] !== undefined,
+  );
+  if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: 'exactly one of TTL, HTTP, TCP, AliasService/AliasNode must be set', path: [] });
   if ((c.HTTP !== undefined || c.TCP !== undefined) && c.Interval === undefined)
     ctx.addIssue({ code: 'custom', message: 'is required for HTTP and TCP checks', path: ['Interval'] });
   if (c.Interval !== undefined && c.Interval < 100) ctx.addIssue({ code: 'custom', message: 'must be at least 100ms', path: ['Interval'] });
