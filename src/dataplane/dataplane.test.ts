@@ -39,7 +39,9 @@ describe('data-plane channel', () => {
   it('pushes leaf, bundle, upstream endpoints and intentions, pushes again on change, and stores reported flows', async () => {
     const { catalog, intentions, flows, server } = await setup();
     const { serviceSchema } = await import('../catalog/index.js');
-    await catalog.registerService(serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500 } } }));
+    await catalog.registerService(
+      serviceSchema.parse({ Name: 'api', Port: 9000, Connect: { SidecarService: { Port: 21500, Check: { TTL: '1h', Status: 'passing' } } } }),
+    );
     await catalog.registerService(
       serviceSchema.parse({
         Name: 'web',

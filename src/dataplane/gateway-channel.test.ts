@@ -71,7 +71,9 @@ describe('gateway channel', () => {
     fed.gatewaysByDc = { dc2: ['127.0.2.1:8443', '127.0.2.2:8443'] };
     fed.servers = ['127.0.1.1:8300'];
     const { server, catalog, flows } = await setupServer(stops, { federation: fed });
-    await catalog.registerService(serviceSchema.parse({ Name: 'api', Port: 9000, Tags: ['v1'], Connect: { SidecarService: { Port: 21500 } } }));
+    await catalog.registerService(
+      serviceSchema.parse({ Name: 'api', Port: 9000, Tags: ['v1'], Connect: { SidecarService: { Port: 21500, Check: { TTL: '1h', Status: 'passing' } } } }),
+    );
     await catalog.registerService(serviceSchema.parse({ Name: 'lonely', Port: 9001 }));
     const gw = gatewayClient(server.address, { version: '0.1.0' });
     await until(() => gw.pushes.length >= 1, 'first push');
@@ -99,7 +101,9 @@ describe('gateway channel', () => {
     });
     expect(entry.checks.map((c) => [c.CheckID, c.Status])).toEqual([['service:gw-1', 'passing']]);
 
-    await catalog.registerService(serviceSchema.parse({ Name: 'db', Port: 5432, Connect: { SidecarService: { Port: 21501 } } }));
+    await catalog.registerService(
+      serviceSchema.parse({ Name: 'db', Port: 5432, Connect: { SidecarService: { Port: 21501, Check: { TTL: '1h', Status: 'passing' } } } }),
+    );
     await until(() => gw.pushes.at(-1)!.routes.services.some((s) => s.name === 'db'), 'push after a new service');
     fed.gatewaysByDc.dc3 = ['127.0.3.1:8443'];
     fed.change();
@@ -191,7 +195,14 @@ describe('gateway channel', () => {
       ['api-2', 'v2', 21602],
     ] as const) {
       await catalog.registerService(
-        serviceSchema.parse({ ID: id, Name: 'api', Port: 9000, Tags: ['v2'], Meta: { version }, Connect: { SidecarService: { Port: port } } }),
+        serviceSchema.parse({
+          ID: id,
+          Name: 'api',
+          Port: 9000,
+          Tags: ['v2'],
+          Meta: { version },
+          Connect: { SidecarService: { Port: port, Check: { TTL: '1h', Status: 'passing' } } },
+        }),
       );
     }
     await catalog.registerService(

@@ -47,6 +47,14 @@ export class InboundListener {
       // (Typed as an Error, set to the OpenSSL code string.)
       const verify = (sock as tls.TLSSocket).authorizationError as unknown as string | (Error & { code?: string }) | undefined;
       const verifyCode = typeof verify === 'string' ? verify : verify?.code;
+      // A hang-up before a single byte came in is a port probe (the sidecar's listening health
+      // check), not a refused client: a denied flow for it would come every check interval.
+      // (`_parent` is the TCP socket under the TLS one; Node's own bytesRead counts only TLS data.)
+      const raw = (sock as unknown as { _parent?: { bytesRead?: number } })._parent;
+      if (!verifyCode && raw?.bytesRead === 0 && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+        sock.destroy();
+        return;
+      }
       const why = describeTlsError(verifyCode ? { code: verifyCode, message: verifyCode } : err);
       this.ctx.record({
         traceId: traces.get(sock as tls.TLSSocket) ?? ZERO_TRACE,
