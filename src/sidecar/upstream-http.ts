@@ -254,7 +254,7 @@ export class UpstreamHttp {
     let last: { a: Attempt; why: string } | undefined;
     try {
       for (;;) {
-        const a = attempts[k % attempts.length];
+        const a = attempts[k];
         const o = gone ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, (c) => (current = c));
         if (timedOut || gone || o.kind === 'aborted') {
           const info = o.kind === 'response' || o.kind === 'reset' ? o : undefined;
@@ -278,9 +278,18 @@ export class UpstreamHttp {
           if (mode === 'connect' && k + 1 >= attempts.length) return false;
           if (mode === 'stale' && staleLeft-- <= 0) return false;
           if (mode === 'policy' && configuredLeft-- <= 0) return false;
-          const b = attempts[(k + 1) % attempts.length];
-          if (b.target.id !== a.target.id) failover = joinReasons(failover, why);
-          k++;
+          // A retry stays with the target it went to (Envoy retries within a priority level while it
+          // has healthy hosts); only a failed connection moves on to the next target.
+          let to = k + 1;
+          if (mode !== 'connect') {
+            let from = k;
+            while (from > 0 && attempts[from - 1].target === a.target) from--;
+            let end = k + 1;
+            while (end < attempts.length && attempts[end].target === a.target) end++;
+            to = from + ((k + 1 - from) % (end - from));
+          }
+          if (attempts[to].target.id !== a.target.id) failover = joinReasons(failover, why);
+          k = to;
           retries++;
           return true;
         };
