@@ -11,7 +11,7 @@ import type { SidecarUpstream } from './sidecar-config.js';
 import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { UpstreamHttp } from './upstream-http.js';
-import { UpstreamState, attemptsOf, dialEndpoint, joinReasons, routed, routingOf, upstreamKey } from './upstream-state.js';
+import { UpstreamState, attemptsOf, connectTimeoutOf, dialEndpoint, joinReasons, routed, routingOf, upstreamKey } from './upstream-state.js';
 
 export { upstreamKey } from './upstream-state.js';
 
@@ -126,12 +126,14 @@ export class UpstreamListeners {
     }
     const refused: string[] = [];
     let failover = plan!.failover;
+    const connectTimeoutMs = connectTimeoutOf(walk);
     const attempt = (k: number): void => {
       const { target, endpoint: ep } = attempts[k];
       const serverTarget = new RelayTarget();
       const d = dialEndpoint(
         this.ctx,
         ep,
+        connectTimeoutMs,
         relayRead(this.ctx.readBuffer, serverTarget, () => server),
       );
       const server = d.socket;

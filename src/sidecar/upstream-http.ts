@@ -15,7 +15,7 @@ import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
-import { attemptsOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
+import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
 /** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
@@ -131,15 +131,15 @@ export class UpstreamHttp {
   }
 
   /** One keep-alive pool per endpoint, made again when the sidecar's certificates change. */
-  private agentFor(ep: SidecarEndpoint): http.Agent {
-    const key = `${endpointKey(ep)}/${ep.spiffeId}`;
+  private agentFor(ep: SidecarEndpoint, connectTimeoutMs: number): http.Agent {
+    const key = `${endpointKey(ep)}/${ep.spiffeId}/${connectTimeoutMs}`;
     const had = this.#agents.get(key);
     if (had && had.context === this.ctx.secureContext) return had.agent;
     // The old pool's idle connections carry the old certificate; those in use finish first.
     if (had) for (const list of Object.values(had.agent.freeSockets)) for (const s of list ?? []) s.destroy();
     const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' });
     agent.createConnection = () => {
-      const d = dialEndpoint(this.ctx, ep);
+      const d = dialEndpoint(this.ctx, ep, connectTimeoutMs);
       this.#sockets.set(d.socket, { traceId: d.traceId, requests: 0, identityError: d.identityError });
       return d.socket;
     };
@@ -222,6 +222,7 @@ export class UpstreamHttp {
 
     const plan = this.state.plan(up, walk);
     const attempts = attemptsOf(plan.targets);
+    const connectTimeout = connectTimeoutOf(walk);
     const withRouting = routed(up);
     if (attempts.length === 0) {
       req.resume();
@@ -255,7 +256,7 @@ export class UpstreamHttp {
     try {
       for (;;) {
         const a = attempts[k];
-        const o = gone ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, (c) => (current = c));
+        const o = gone ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
         if (timedOut || gone || o.kind === 'aborted') {
           const info = o.kind === 'response' || o.kind === 'reset' ? o : undefined;
           if (timedOut) this.state.report(up, a.target, a.endpoint, false);
@@ -392,11 +393,12 @@ export class UpstreamHttp {
     headers: http.OutgoingHttpHeaders,
     body: Body,
     req: http.IncomingMessage,
+    connectTimeoutMs: number,
     track: (c: http.ClientRequest) => void,
   ): Promise<Outcome> {
     return new Promise<Outcome>((resolve) => {
       const ep = a.endpoint;
-      const creq = http.request({ host: ep.host, port: ep.port, method, path, headers, agent: this.agentFor(ep), setHost: false });
+      const creq = http.request({ host: ep.host, port: ep.port, method, path, headers, agent: this.agentFor(ep, connectTimeoutMs), setHost: false });
       track(creq);
       let info: SocketInfo | undefined;
       let connected = false;
@@ -424,7 +426,8 @@ export class UpstreamHttp {
       creq.once('response', (res) => settle({ kind: 'response', res, info, requestIndex }));
       creq.once('error', (err: Error & { code?: string }) => {
         if (!connected) {
-          const why = info?.identityError() ?? (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' ? err.code : describeTlsError(err));
+          const why =
+            info?.identityError() ?? (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'ETIMEDOUT' ? err.code : describeTlsError(err));
           settle({ kind: 'connect', why });
         } else settle({ kind: 'reset', why: err.code ?? err.message, reused: creq.reusedSocket, info, requestIndex });
       });

@@ -3,6 +3,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { CompiledChain } from '../config-entries/index.js';
+import { parseDuration } from '../core/duration.js';
 import type { FlowRouting } from '../dataflow/index.js';
 import { ChainWalker, failoverOrder, planTargets, type ChainWalk, type PlannedTarget, type TargetPlan } from './chain-walk.js';
 import { spiffeOf, traceIdFromKeylog } from './identity.js';
@@ -76,6 +77,20 @@ export class UpstreamState {
   }
 }
 
+/** Consul's default ConnectTimeout, for upstreams without a chain or a resolver that says none. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/** The resolver's ConnectTimeout (0 or unparsable: the default). */
+export function connectTimeoutOf(walk: ChainWalk | undefined): number {
+  const v = walk?.resolver.Resolver.ConnectTimeout;
+  if (!v) return DEFAULT_CONNECT_TIMEOUT_MS;
+  try {
+    return parseDuration(v) || DEFAULT_CONNECT_TIMEOUT_MS;
+  } catch {
+    return DEFAULT_CONNECT_TIMEOUT_MS;
+  }
+}
+
 /** A plan flattened into the order endpoints are dialed. */
 export function attemptsOf(targets: PlannedTarget[]): Attempt[] {
   return targets.flatMap((t) => t.endpoints.map((endpoint) => ({ target: t.target, endpoint })));
@@ -104,6 +119,7 @@ export function joinReasons(a: string, b: string): string {
 export function dialEndpoint(
   ctx: SidecarContext,
   ep: SidecarEndpoint,
+  connectTimeoutMs: number,
   onread?: net.OnReadOpts,
 ): { socket: tls.TLSSocket; identityError: () => string | undefined; traceId: () => string } {
   const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
@@ -131,6 +147,15 @@ export function dialEndpoint(
   socket.setNoDelay(true);
   ctx.sockets.add(socket);
   socket.once('close', () => ctx.sockets.delete(socket));
+  // A DC whose hosts are gone may drop packets rather than refuse: give up as Envoy's connect_timeout does.
+  if (connectTimeoutMs > 0) {
+    const timer = setTimeout(
+      () => socket.destroy(Object.assign(new Error(`no TLS connection within ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      connectTimeoutMs,
+    );
+    socket.once('secureConnect', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+  }
   const contextAtDial = ctx.secureContext;
   socket.on('session', (session: Buffer) => {
     if (ctx.secureContext === contextAtDial) ctx.sessions.set(sessionKey, session);
