@@ -380,8 +380,8 @@ describe('the L7 upstream listener', () => {
     expect(clientFlows(m.flows)[0].routing).toMatchObject({ target: V1_DC2, retries: 0, failover: `no healthy instance of ${V1}` });
   });
 
-  it('proxies an http upstream that has no chain over its plain endpoints, without routing in the records', async () => {
-    const m = await mesh({ upstream: (u) => ({ ...u, chain: undefined, targets: undefined }) });
+  it('proxies an http upstream that has no chain (and, as the wire decodes an old server, no targets) over its plain endpoints, without routing in the records', async () => {
+    const m = await mesh({ upstream: (u) => ({ ...u, chain: undefined, targets: [] }) });
     const got = new Set<string>();
     for (let i = 0; i < 4; i++) got.add(seen((await m.call('/z')).body).instance);
     expect(got).toEqual(new Set(['v1a', 'v1b']));

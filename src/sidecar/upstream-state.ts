@@ -49,9 +49,10 @@ export class UpstreamState {
   plan(up: SidecarUpstream, walk: ChainWalk | undefined): TargetPlan {
     const primary = walk?.resolver.Resolver.Target ?? '';
     const targets = new Map<string, SidecarTarget>();
-    if (up.targets) for (const t of up.targets) targets.set(t.id, t);
+    const listed = hasTargets(up) ? up.targets! : undefined;
+    if (listed) for (const t of listed) targets.set(t.id, t);
     else targets.set(primary, { id: primary, datacenter: up.datacenter, healthy: true, healthAgeMs: 0, endpoints: up.endpoints });
-    const order = walk ? failoverOrder(walk.resolver) : up.targets ? up.targets.map((t) => t.id) : [primary];
+    const order = walk ? failoverOrder(walk.resolver) : listed ? listed.map((t) => t.id) : [primary];
     return planTargets(order, targets, (id, ep) => this.detector(id, up).isEjected(endpointKey(ep)), this.rr++);
   }
 
@@ -98,7 +99,12 @@ export function attemptsOf(targets: PlannedTarget[]): Attempt[] {
 
 /** Whether a chain (or its targets) is behind an upstream: only then do flow records carry `routing`. */
 export function routed(up: SidecarUpstream): boolean {
-  return up.chain !== undefined || up.targets !== undefined;
+  return up.chain !== undefined || hasTargets(up);
+}
+
+/** A server that compiles no chain sends no targets (the wire decodes them as an empty list): `endpoints` is all there is. */
+function hasTargets(up: SidecarUpstream): boolean {
+  return (up.targets?.length ?? 0) > 0;
 }
 
 export function routingOf(walk: ChainWalk | undefined, target: string, retries: number, failover: string): FlowRouting {
