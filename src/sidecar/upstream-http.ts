@@ -117,7 +117,14 @@ export class UpstreamHttp {
     private readonly ctx: SidecarContext,
     private readonly state: UpstreamState,
   ) {
-    this.server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => void this.handle(req, res));
+    this.server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.ctx.log.error('upstream request failed', { upstream: this.state.name, error: err });
+        const body = JSON.stringify({ Error: ErrorCodes.INTERNAL, Message: 'the sidecar failed on this request (its log has the detail)' });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+        else res.destroy();
+      });
+    });
     this.server.on('connection', (s: net.Socket) => {
       s.setNoDelay(true);
       this.ctx.sockets.add(s);
@@ -198,9 +205,9 @@ export class UpstreamHttp {
     const edits = walk && walker ? walker.edits(walk) : { request: [], response: [] };
     const policy = retryPolicyOf(dest);
     const timeoutMs = dest?.RequestTimeout
-      ? parseDuration(dest.RequestTimeout)
+      ? durationOr(dest.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
       : walk?.resolver.Resolver.RequestTimeout
-        ? parseDuration(walk.resolver.Resolver.RequestTimeout)
+        ? durationOr(walk.resolver.Resolver.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
         : DEFAULT_REQUEST_TIMEOUT_MS;
     const timeoutSource = dest?.RequestTimeout
       ? `Routes[${walk!.routeIndex}] RequestTimeout`
@@ -214,6 +221,8 @@ export class UpstreamHttp {
     const headers = endToEnd(req.headers);
     headers.traceparent = traceparent;
     if (body.complete) {
+      // The body is here already: nothing to wait for a 100 Continue for.
+      delete headers.expect;
       const len = body.chunks.reduce((n, c) => n + c.length, 0);
       if (len > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) headers['content-length'] = len;
     } else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = req.headers['transfer-encoding'];
@@ -256,7 +265,8 @@ export class UpstreamHttp {
     try {
       for (;;) {
         const a = attempts[k];
-        const o = gone ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
+        const o =
+          gone || timedOut ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
         if (timedOut || gone || o.kind === 'aborted') {
           const info = o.kind === 'response' || o.kind === 'reset' ? o : undefined;
           if (timedOut) this.state.report(up, a.target, a.endpoint, false);
@@ -476,6 +486,14 @@ function readUpTo(req: http.IncomingMessage, limit: number): Promise<Body | unde
     req.once('end', onEnd);
     req.once('close', onClose);
   });
+}
+
+function durationOr(v: string, fallback: number): number {
+  try {
+    return parseDuration(v);
+  } catch {
+    return fallback;
+  }
 }
 
 function backoff(retry: number): Promise<void> {
