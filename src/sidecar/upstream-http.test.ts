@@ -52,6 +52,7 @@ interface Seen {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  body: string;
 }
 
 type Behaviour = (req: http.IncomingMessage, res: http.ServerResponse, instance: string) => boolean;
@@ -69,9 +70,10 @@ async function instance(p: Awaited<ReturnType<typeof pki>>, name: string, dc: st
   const app = http.createServer((req, res) => {
     inst.hits++;
     if (behave?.(req, res, name)) return;
-    req.resume();
+    let got = '';
+    req.on('data', (d) => (got += d));
     req.on('end', () => {
-      const body = JSON.stringify({ instance: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers } satisfies Seen);
+      const body = JSON.stringify({ instance: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: got } satisfies Seen);
       res.writeHead(200, { 'content-type': 'application/json', 'x-app-says': 'hi' });
       res.end(body);
     });
@@ -217,7 +219,7 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   stops.push(() => agent.destroy());
   const port = web.upstreamPort('api');
-  const call = (path: string, headers: Record<string, string> = {}, method = 'GET') =>
+  const call = (path: string, headers: Record<string, string> = {}, method = 'GET', body?: string) =>
     new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
       const r = http.request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) => {
         let body = '';
@@ -225,7 +227,7 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
         res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
       });
       r.on('error', reject);
-      r.end();
+      r.end(body);
     });
   return { p, v1, v2, dc2, web, flows, call, upstream };
 }
@@ -322,6 +324,40 @@ describe('the L7 upstream listener', () => {
     // (The header route comes first and has none.)
     expect((await m.call('/flaky', { 'x-version': 'v2' })).status).toBe(503);
     expect(clientFlows(m.flows)[1].routing?.retries).toBe(0);
+  });
+
+  it('sends a retried request body again whole', async () => {
+    let failuresLeft = 2;
+    const m = await mesh({
+      behave: (req, res) => {
+        if (!req.url?.startsWith('/flaky') || failuresLeft <= 0) return false;
+        failuresLeft--;
+        req.resume();
+        res.writeHead(503).end('busy');
+        return true;
+      },
+    });
+    const r = await m.call('/flaky/orders', { 'content-type': 'text/plain' }, 'POST', 'order #1');
+    expect(r.status).toBe(200);
+    expect(seen(r.body)).toMatchObject({ method: 'POST', body: 'order #1' });
+    expect(clientFlows(m.flows)[0].routing?.retries).toBe(2);
+  });
+
+  it('ejects an instance after consecutive 5xx (PassiveHealthCheck) and sends the rest to the other', async () => {
+    const m = await mesh({
+      behave: (req, res, instance) => {
+        if (instance !== 'v1b' || !req.url?.includes('sick')) return false;
+        res.writeHead(500).end('sick');
+        return true;
+      },
+      upstream: (u) => ({ ...u, passiveHealthCheck: { MaxFailures: 3, MaxEjectionPercent: 50 } }),
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await m.call('/old/sick')).status);
+    // Round robin hands v1b every other request until its third 500 ejects it.
+    expect(m.v1[1].hits).toBe(3);
+    expect(statuses.filter((s) => s === 500)).toHaveLength(3);
+    expect(statuses.slice(6)).toEqual(Array(14).fill(200));
   });
 
   it('loses no idempotent request when one of two instances dies under load (RetryOnConnectFailure)', async () => {
