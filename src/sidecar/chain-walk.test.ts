@@ -148,6 +148,11 @@ describe('ChainWalker route matching', () => {
     expect(w.walk(undefined)?.routeIndex).toBe(2);
   });
 
+  it('a route whose regex does not compile matches nothing (the next route takes the request)', () => {
+    const w = new ChainWalker(chain([{ Match: { HTTP: { PathRegex: '(?<=a)b' } } }]));
+    expect(w.walk(req('/ab'))?.routeIndex).toBe(1);
+  });
+
   it('answers undefined for a chain that leads nowhere', () => {
     const c = chain([]);
     c.StartNode = 'router:missing';

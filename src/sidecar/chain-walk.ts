@@ -32,11 +32,13 @@ export interface ChainWalk {
 
 type HttpMatch = NonNullable<NonNullable<ChainRoute['Match']>['HTTP']>;
 
+const NEVER = { matches: () => false };
+
 /** Nodes are followed at most this many times: a compiled chain has no cycle, a hand-written one might. */
 const MAX_HOPS = 16;
 
 export class ChainWalker {
-  readonly #regexes = new Map<string, RE2JS>();
+  readonly #regexes = new Map<string, { matches(s: string): boolean }>();
 
   constructor(readonly chain: CompiledChain) {}
 
@@ -119,9 +121,20 @@ export class ChainWalker {
     return h.Invert ? !ok : ok;
   }
 
-  private regex(pattern: string): RE2JS {
+  /**
+   * A pattern compiled once per chain. One that does not compile (the server refuses those when they
+   * are written) matches nothing, rather than failing every request that reaches its route.
+   */
+  private regex(pattern: string): { matches(s: string): boolean } {
     let re = this.#regexes.get(pattern);
-    if (!re) this.#regexes.set(pattern, (re = RE2JS.compile(pattern)));
+    if (!re) {
+      try {
+        re = RE2JS.compile(pattern);
+      } catch {
+        re = NEVER;
+      }
+      this.#regexes.set(pattern, re);
+    }
     return re;
   }
 }

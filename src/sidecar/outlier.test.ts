@@ -92,3 +92,10 @@ describe('OutlierDetector', () => {
     expect(d.isEjected('h0')).toBe(false);
   });
 });
+
+describe('OutlierDetector input', () => {
+  it('takes an unreadable duration as the default rather than fail calls', () => {
+    const d = new OutlierDetector({ Interval: 'soon', BaseEjectionTime: '' });
+    expect([d.intervalMs, d.baseEjectionMs]).toEqual([10_000, 30_000]);
+  });
+});

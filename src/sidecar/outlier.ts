@@ -35,13 +35,11 @@ export class OutlierDetector {
 
   constructor(cfg: PassiveHealthCheck | undefined, opts: { now?: () => number; random?: () => number } = {}) {
     const d = OUTLIER_DEFAULTS;
-    this.intervalMs = cfg?.Interval ? parseDuration(cfg.Interval, 'PassiveHealthCheck.Interval') || d.intervalMs : d.intervalMs;
+    this.intervalMs = durationOr(cfg?.Interval, d.intervalMs);
     this.maxFailures = cfg?.MaxFailures || d.maxFailures;
     this.enforcingPercent = Math.min(100, cfg?.EnforcingConsecutive5xx ?? d.enforcingPercent);
     this.maxEjectionPercent = Math.min(100, cfg?.MaxEjectionPercent ?? d.maxEjectionPercent);
-    this.baseEjectionMs = cfg?.BaseEjectionTime
-      ? parseDuration(cfg.BaseEjectionTime, 'PassiveHealthCheck.BaseEjectionTime') || d.baseEjectionMs
-      : d.baseEjectionMs;
+    this.baseEjectionMs = durationOr(cfg?.BaseEjectionTime, d.baseEjectionMs);
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
@@ -49,6 +47,11 @@ export class OutlierDetector {
   isEjected(key: string): boolean {
     const h = this.#hosts.get(key);
     return h !== undefined && this.#now() < h.ejectedUntil;
+  }
+
+  /** When the endpoint's ejection ends (epoch ms; in the past when it is not ejected). */
+  ejectionEnds(key: string): number {
+    return this.#hosts.get(key)?.ejectedUntil ?? 0;
   }
 
   /** How many of `keys` are ejected now. */
@@ -87,5 +90,18 @@ export class OutlierDetector {
   /** Forget endpoints no longer listed. */
   retain(keys: Set<string>): void {
     for (const k of this.#hosts.keys()) if (!keys.has(k)) this.#hosts.delete(k);
+  }
+}
+
+/**
+ * A duration as pushed; an unset, zero or unreadable one is the default (the server validated the
+ * entry when it was written, and a sidecar keeps ejecting by the defaults rather than fail a call).
+ */
+function durationOr(v: string | undefined, fallback: number): number {
+  if (!v) return fallback;
+  try {
+    return parseDuration(v) || fallback;
+  } catch {
+    return fallback;
   }
 }

@@ -68,7 +68,12 @@ export class UpstreamState {
     const key = endpointKey(ep);
     if (ok) d.success(key);
     else if (d.failure(key, target.endpoints.map(endpointKey)))
-      this.ctx.log.warn('upstream endpoint ejected', { upstream: this.name, target: target.id, endpoint: key, untilMs: d.baseEjectionMs });
+      this.ctx.log.warn('upstream endpoint ejected', {
+        upstream: this.name,
+        target: target.id,
+        endpoint: key,
+        until: new Date(d.ejectionEnds(key)).toISOString(),
+      });
   }
 
   /** A push changed the config: outlier detectors follow it (a changed PassiveHealthCheck starts afresh). */
