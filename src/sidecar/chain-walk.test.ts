@@ -139,13 +139,11 @@ describe('ChainWalker route matching', () => {
     expect(w.walk(req('/b'))!.routeIndex).toBe(1);
   });
 
-  it('a connection (no request) takes only a route without a match', () => {
-    const c = chain([{ Match: { HTTP: { PathPrefix: '/a' } } }]);
-    const router = c.Nodes['router:api.default'];
-    if (router.Type === 'router') router.Routes.push({ Definition: {}, NextNode: 'resolver:v1.api.default.dc1' });
-    const w = new ChainWalker(c);
-    // The default route of chain() has a PathPrefix '/' match, so the bare route at the end takes it.
-    expect(w.walk(undefined)?.routeIndex).toBe(2);
+  it("a connection (no request to match) takes the router's last route, Consul's catch-all", () => {
+    const w = new ChainWalker(chain([{ Match: { HTTP: { PathPrefix: '/a' } } }]));
+    const got = w.walk(undefined, () => 0.95)!;
+    expect(got.routeIndex).toBe(1);
+    expect(got.splitIndex).toBe(1);
   });
 
   it('a route whose regex does not compile matches nothing (the next route takes the request)', () => {

@@ -54,7 +54,9 @@ export class ChainWalker {
         return out;
       }
       if (node.Type === 'router') {
-        const i = node.Routes.findIndex((r) => this.matches(r.Definition.Match?.HTTP, req));
+        // A connection (tcp, or http2/grpc relayed at L4) carries no request to match: it takes the
+        // last route, the catch-all Consul's compiler appends to every router.
+        const i = req ? node.Routes.findIndex((r) => this.matches(r.Definition.Match?.HTTP, req)) : node.Routes.length - 1;
         if (i < 0) return undefined;
         const r = node.Routes[i];
         out.routeIndex = i;
@@ -84,7 +86,6 @@ export class ChainWalker {
 
   matches(m: HttpMatch | undefined, req: RequestView | undefined): boolean {
     if (!m || isEmptyMatch(m)) return true;
-    // A connection (tcp) carries no request: only a route without a match takes it.
     if (!req) return false;
     const q = req.url.indexOf('?');
     const path = q < 0 ? req.url : req.url.slice(0, q);

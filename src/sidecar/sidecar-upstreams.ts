@@ -114,7 +114,7 @@ export class UpstreamListeners {
         destination: dest(''),
         sni: '',
         verdict: 'error',
-        reason: up?.chain && !walk ? `no route of upstream ${name} takes a connection` : `no healthy endpoint for upstream ${name}`,
+        reason: up?.chain && !walk ? `the discovery chain of upstream ${name} leads to no resolver` : `no healthy endpoint for upstream ${name}`,
         intentionId: '',
         startTime: start,
         durationMs: 0,
