@@ -318,12 +318,14 @@ describe('the L7 upstream listener', () => {
     expect(r.status).toBe(200);
     const rec = clientFlows(m.flows)[0];
     expect(rec).toMatchObject({ verdict: 'allowed', http: { status: 200 }, routing: { route: 'Routes[2]', retries: 2, target: V1 } });
+    expect(rec.reason).toMatch(/^answered 200 after 503 from 127\.0\.0\.1:\d+$/);
+    expect(rec.bytesOut).toBe(Buffer.byteLength(r.body));
     expect(m.v1[0].hits + m.v1[1].hits).toBe(3);
     // Without a retry policy the 503 is the caller's.
     failuresLeft = 1;
     // (The header route comes first and has none.)
     expect((await m.call('/flaky', { 'x-version': 'v2' })).status).toBe(503);
-    expect(clientFlows(m.flows)[1].routing?.retries).toBe(0);
+    expect(clientFlows(m.flows)[1]).toMatchObject({ reason: 'answered 503', routing: { retries: 0 } });
   });
 
   it('sends a retried request body again whole', async () => {

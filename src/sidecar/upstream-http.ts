@@ -284,7 +284,6 @@ export class UpstreamHttp {
          * app) walks the plan once through; `stale` and `policy` may come round to the same endpoint.
          */
         const next = (why: string, mode: 'connect' | 'stale' | 'policy'): boolean => {
-          last = { a, why };
           if (!body.complete) return false;
           if (mode === 'connect' && k + 1 >= attempts.length) return false;
           if (mode === 'stale' && staleLeft-- <= 0) return false;
@@ -300,6 +299,7 @@ export class UpstreamHttp {
             to = from + ((k + 1 - from) % (end - from));
           }
           if (attempts[to].target.id !== a.target.id) failover = joinReasons(failover, why);
+          last = { a, why };
           k = to;
           retries++;
           return true;
@@ -360,6 +360,8 @@ export class UpstreamHttp {
         const out = endToEnd(ures.headers);
         applyHeaderEdits(out, edits.response);
         res.writeHead(status, out);
+        let bytesOut = 0;
+        ures.on('data', (c: Buffer) => (bytesOut += c.length));
         ures.pipe(res);
         await new Promise<void>((resolve) => {
           ures.once('end', resolve);
@@ -384,7 +386,7 @@ export class UpstreamHttp {
               : 'the answer was cut off',
           durationMs: Date.now() - start,
           bytesIn: body.chunks.reduce((n, c) => n + c.length, 0),
-          bytesOut: Number(ures.headers['content-length'] ?? 0),
+          bytesOut,
           http: { method, path: url, status, traceparent },
           ...(withRouting ? { routing: routingOf(walk, a.target.id, retries, failover) } : {}),
         });
