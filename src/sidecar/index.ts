@@ -8,5 +8,6 @@ export type {
   SidecarPolicy,
   SidecarProtocol,
   SidecarTarget,
+  PassiveHealthCheck,
 } from './sidecar.js';
 export { spiffeOf, traceIdFromKeylog } from './identity.js';

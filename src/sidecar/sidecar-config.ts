@@ -43,6 +43,26 @@ export interface SidecarUpstream {
   chain?: CompiledChain;
   /** Every target the chain can reach (failover targets included), with their endpoints. */
   targets?: SidecarTarget[];
+  /**
+   * service-defaults' `UpstreamConfig.PassiveHealthCheck` for this upstream (Consul's fields), which
+   * drives the client sidecar's outlier detection per target; absent: Envoy's defaults (5 consecutive
+   * failures eject, 10 s interval, 30 s base ejection, at most 10 % of a target's endpoints, yet one).
+   */
+  passiveHealthCheck?: PassiveHealthCheck;
+}
+
+/** Consul's `UpstreamConfig.PassiveHealthCheck`, as service-defaults writes it. */
+export interface PassiveHealthCheck {
+  /** How often an endpoint's ejection multiplier decays by one while it stays in (Envoy's interval). Default 10s. */
+  Interval?: string;
+  /** Consecutive failures (5xx answers, connect or TLS failures) that eject an endpoint. Default 5 (0 means the default, as in Consul). */
+  MaxFailures?: number;
+  /** The chance, in percent, that reaching MaxFailures ejects. Default 100. */
+  EnforcingConsecutive5xx?: number;
+  /** At most this percentage of a target's endpoints ejected at once, though one always may be. Default 10. */
+  MaxEjectionPercent?: number;
+  /** An ejection lasts this times the endpoint's number of ejections (at most 300 s, or this if longer). Default 30s. */
+  BaseEjectionTime?: string;
 }
 
 export interface SidecarInbound {

@@ -1,25 +1,50 @@
-// The sidecar's upstream side: one local listener per upstream, each call dialed over mTLS to one
-// of the upstream's endpoints (round robin, the next on a refused connection), its identity checked.
+// The sidecar's upstream side: one local listener per upstream. A tcp upstream relays each
+// connection (L4) to a target's endpoint over mTLS, its identity checked; an http upstream is an
+// HTTP/1.1 proxy (upstream-http.ts) that walks the discovery chain per request. Both choose the
+// target by the resolver's failover order, skip ejected endpoints, and move on to the next endpoint,
+// then the next target, when a connection fails before anything was sent on it.
 import type net from 'node:net';
-import tls from 'node:tls';
 import type { FlowIdentity } from '../dataflow/index.js';
 import type { DataPath } from '../netio/index.js';
-import { spiffeOf, traceIdFromKeylog } from './identity.js';
 import { RelayTarget, relay, relayRead } from './relay.js';
 import type { SidecarUpstream } from './sidecar-config.js';
 import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
+import { UpstreamHttp } from './upstream-http.js';
+import { UpstreamState, attemptsOf, connectTimeoutOf, dialEndpoint, joinReasons, routed, routingOf, upstreamKey } from './upstream-state.js';
+
+export { upstreamKey } from './upstream-state.js';
+
+interface Listener {
+  server: net.Server;
+  name: string;
+  /** 'l7' for an http upstream, else 'l4'. */
+  mode: 'l4' | 'l7';
+  state: UpstreamState;
+  http?: UpstreamHttp;
+}
+
+export function modeOf(u: SidecarUpstream): 'l4' | 'l7' {
+  return u.protocol === 'http' ? 'l7' : 'l4';
+}
 
 export class UpstreamListeners {
   /** Local listeners by upstreamKey(): one service may be an upstream in several DCs. */
-  readonly outbound = new Map<string, { server: net.Server; rr: number; name: string }>();
+  readonly outbound = new Map<string, Listener>();
   /** How the upstream listeners accept (chosen at start, see netio/). */
   dataPath: DataPath | undefined;
 
   constructor(private readonly ctx: SidecarContext) {}
 
-  async start(u: SidecarUpstream): Promise<void> {
+  async start(u: SidecarUpstream, state?: UpstreamState, port = u.localBindPort): Promise<void> {
     const key = upstreamKey(u);
+    const st = state ?? new UpstreamState(this.ctx, key, u.name);
+    if (modeOf(u) === 'l7') {
+      const h = new UpstreamHttp(this.ctx, st);
+      await listen(h.server, u.localBindHost, port);
+      this.outbound.set(key, { server: h.server, name: u.name, mode: 'l7', state: st, http: h });
+      return;
+    }
     // The caller's bytes are read through the shared buffer, and kept until the upstream is connected.
     const path = this.dataPath!;
     const server = path.createServer((accepted) => {
@@ -28,23 +53,58 @@ export class UpstreamListeners {
         accepted,
         relayRead(this.ctx.readBuffer, target, () => client),
       );
-      this.dial(key, client, target);
+      this.dial(st, client, target);
     });
-    const entry = { server, rr: 0, name: u.name };
-    await listen(entry.server, u.localBindHost, u.localBindPort);
-    this.outbound.set(key, entry);
+    await listen(server, u.localBindHost, port);
+    this.outbound.set(key, { server, name: u.name, mode: 'l4', state: st });
   }
 
-  private dial(key: string, client: net.Socket, clientTarget: RelayTarget): void {
-    const up = this.ctx.config.upstreams.find((x) => upstreamKey(x) === key);
-    const entry = this.outbound.get(key);
-    const name = entry?.name ?? key;
+  /** Applies a push: new upstreams get a listener, a protocol change swaps L4 for L7 on the same port, gone ones close. */
+  async update(prev: SidecarUpstream[], next: SidecarUpstream[]): Promise<void> {
+    for (const u of next) {
+      const key = upstreamKey(u);
+      const had = this.outbound.get(key);
+      if (!had) {
+        await this.start(u);
+        continue;
+      }
+      had.state.refresh(
+        prev.find((p) => upstreamKey(p) === key),
+        u,
+      );
+      if (had.mode !== modeOf(u)) {
+        // Open connections carry on with the old listener's handlers; new ones meet the new mode.
+        const port = (had.server.address() as net.AddressInfo | null)?.port ?? u.localBindPort;
+        await close(had);
+        this.outbound.delete(key);
+        await this.start(u, had.state, port);
+      }
+    }
+    for (const [key, o] of this.outbound) {
+      if (!next.some((u) => upstreamKey(u) === key)) {
+        void close(o);
+        this.outbound.delete(key);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.outbound.values()].map((o) => close(o)));
+  }
+
+  private dial(state: UpstreamState, client: net.Socket, clientTarget: RelayTarget): void {
+    const up = state.current();
+    const name = state.name;
     const start = Date.now();
     this.ctx.sockets.add(client);
     client.once('close', () => this.ctx.sockets.delete(client));
     client.on('error', () => {});
     const dest = (spiffeId: string): FlowIdentity => ({ ...this.ctx.identity(spiffeId, name), service: name });
-    if (!up || !entry || up.endpoints.length === 0) {
+    const walk = up ? state.walker(up.chain)?.walk(undefined) : undefined;
+    const plan = up && (!up.chain || walk) ? state.plan(up, walk) : undefined;
+    // The endpoints as they are now: a push while this call fails over does not reshuffle it.
+    const attempts = plan ? attemptsOf(plan.targets) : [];
+    if (!up || attempts.length === 0) {
       client.destroy();
       this.ctx.record({
         traceId: ZERO_TRACE,
@@ -54,98 +114,77 @@ export class UpstreamListeners {
         destination: dest(''),
         sni: '',
         verdict: 'error',
-        reason: `no healthy endpoint for upstream ${name}`,
+        reason: up?.chain && !walk ? `the discovery chain of upstream ${name} leads to no resolver` : `no healthy endpoint for upstream ${name}`,
         intentionId: '',
         startTime: start,
         durationMs: 0,
         bytesIn: 0,
         bytesOut: 0,
+        ...(up && routed(up) ? { routing: routingOf(walk, '', 0, plan?.failover ?? '') } : {}),
       });
       return;
     }
-    // The endpoints as they are now: a push while this call fails over does not reshuffle it.
-    const endpoints = up.endpoints;
-    const first = entry.rr++;
     const refused: string[] = [];
+    let failover = plan!.failover;
+    const connectTimeoutMs = connectTimeoutOf(walk);
     const attempt = (k: number): void => {
-      const ep = endpoints[(first + k) % endpoints.length];
-      const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
-      let traceId = ZERO_TRACE;
-      let identityError: string | undefined;
+      const { target, endpoint: ep } = attempts[k];
       const serverTarget = new RelayTarget();
-      // (Node's tls.connect takes `onread` since v15.1; its type here lacks it.)
-      const options: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
-        host: ep.host,
-        port: ep.port,
-        servername: ep.sni,
-        secureContext: this.ctx.secureContext,
-        session: this.ctx.sessions.get(sessionKey),
-        minVersion: 'TLSv1.3',
-        onread: relayRead(this.ctx.readBuffer, serverTarget, () => server),
-        checkServerIdentity: (_host, cert) => {
-          const got = spiffeOf(cert);
-          if (got !== ep.spiffeId) {
-            identityError = `upstream presented ${got ?? 'no SPIFFE ID'}, expected ${ep.spiffeId}`;
-            return new Error(identityError);
-          }
-          return undefined;
-        },
-      };
-      const server: tls.TLSSocket = tls.connect(options);
-      server.setNoDelay(true);
-      this.ctx.sockets.add(server);
-      const contextAtDial = this.ctx.secureContext;
-      server.on('session', (session: Buffer) => {
-        if (this.ctx.secureContext === contextAtDial) this.ctx.sessions.set(sessionKey, session);
-      });
-      server.on('keylog', (line) => {
-        if (traceId === ZERO_TRACE) traceId = traceIdFromKeylog(line) ?? ZERO_TRACE;
-      });
-      let tcpConnected = false;
+      const d = dialEndpoint(
+        this.ctx,
+        ep,
+        connectTimeoutMs,
+        relayRead(this.ctx.readBuffer, serverTarget, () => server),
+      );
+      const server = d.socket;
       let retried = false;
-      server.once('connect', () => (tcpConnected = true));
       let ok = false;
       let failure: string | undefined;
       server.once('secureConnect', () => {
         ok = true;
+        state.report(up, target, ep, true);
         relay(client, clientTarget, server, serverTarget);
       });
       server.once('error', (err: Error & { code?: string }) => {
-        // Nothing reached that endpoint (its process is gone, its port closed): the caller's bytes are
-        // still unread, so the next endpoint can take the call before a push says this one is dead.
-        if (!tcpConnected && k + 1 < endpoints.length && !client.destroyed) {
+        if (!ok) state.report(up, target, ep, false);
+        // Nothing was relayed on it (refused, or its handshake failed): the caller's bytes are still
+        // unread, so the next endpoint, then the next target, can take the call before a push says
+        // this one is dead.
+        if (!ok && k + 1 < attempts.length && !client.destroyed) {
           retried = true;
-          refused.push(`${ep.host}:${ep.port} (${err.code ?? err.message})`);
-          this.ctx.log.warn('upstream endpoint refused the connection; trying the next', {
+          const why = `${ep.host}:${ep.port} (${d.identityError() ?? err.code ?? err.message})`;
+          refused.push(why);
+          if (attempts[k + 1].target.id !== target.id) failover = joinReasons(failover, `connect failure at ${why}`);
+          this.ctx.log.warn('upstream endpoint failed before the call was relayed; trying the next', {
             upstream: name,
             endpoint: `${ep.host}:${ep.port}`,
-            error: err.code ?? err.message,
+            error: d.identityError() ?? err.code ?? err.message,
           });
           attempt(k + 1);
           return;
         }
-        failure = identityError ?? describeTlsError(err);
+        failure = d.identityError() ?? describeTlsError(err);
         client.destroy();
       });
       server.once('close', () => {
-        this.ctx.sockets.delete(server);
         if (retried) return;
         if (!ok) client.destroy();
         const reason = failure ?? (ok ? 'connected' : 'connection closed during handshake (refused by the destination)');
         this.ctx.record({
-          traceId,
+          traceId: d.traceId(),
           requestIndex: 0,
           hop: 'client-sidecar',
           source: this.ctx.self(),
           destination: dest(ep.spiffeId),
           sni: ep.sni,
-          verdict: ok && !failure ? 'allowed' : ok ? 'error' : identityError ? 'denied' : 'error',
-          reason: refused.length ? `${reason}, after ${refused.join(', ')} refused` : reason,
+          verdict: ok && !failure ? 'allowed' : ok ? 'error' : d.identityError() ? 'denied' : 'error',
+          reason: refused.length ? `${reason}, after ${refused.join(', ')} failed` : reason,
           intentionId: '',
           startTime: start,
           durationMs: Date.now() - start,
           bytesIn: server.bytesRead,
           bytesOut: server.bytesWritten,
+          ...(routed(up) ? { routing: routingOf(walk, target.id, k, failover) } : {}),
         });
       });
     };
@@ -153,7 +192,7 @@ export class UpstreamListeners {
   }
 }
 
-/** An upstream's identity among a sidecar's: the same service may be an upstream in several DCs. */
-export function upstreamKey(u: SidecarUpstream): string {
-  return `${u.namespace}/${u.name}@${u.datacenter}`;
+function close(o: Listener): Promise<void> {
+  o.http?.close();
+  return new Promise((r) => o.server.close(() => r()));
 }

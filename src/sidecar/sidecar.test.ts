@@ -5,7 +5,8 @@ import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { createLogger } from '../telemetry/index.js';
-import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig } from './sidecar.js';
+import type { CompiledChain } from '../config-entries/index.js';
+import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
 
 const TD = 'test.isthmus';
 const stops: (() => Promise<void> | void)[] = [];
@@ -431,4 +432,150 @@ describe('Sidecar', () => {
     );
     expect(refused).toBe('ECONNREFUSED');
   });
+
+  describe('a tcp upstream with a discovery chain', () => {
+    /** api in dc1 and dc2, each app saying its DC; a web sidecar whose api upstream fails over dc1 -> dc2. */
+    async function failoverMesh(edit: (targets: SidecarTarget[]) => SidecarTarget[], extra: Partial<SidecarUpstream> = {}, connectTimeout = '5s') {
+      const p = await pki();
+      const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+      const policy = { intentions: [intention('web', 'api', { Action: 'allow' })], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+      const ports: Record<string, number> = {};
+      for (const dc of ['dc1', 'dc2']) {
+        const app = net.createServer((s) => s.once('data', () => s.end(dc)));
+        await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+        stops.push(() => new Promise<void>((r) => app.close(() => r())));
+        const server = new Sidecar({
+          config: {
+            service: svc('api'),
+            leaf: await p.leaf('api'),
+            bundle: { roots: [p.root.certPem], chain: p.chain },
+            inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'tcp' },
+            upstreams: [],
+            policy,
+          },
+          onFlow: () => {},
+        });
+        await server.start();
+        stops.push(() => server.stop());
+        ports[dc] = server.inboundPort;
+      }
+      const ep = (dc: string, port = ports[dc]) => ({
+        host: '127.0.0.1',
+        port,
+        sni: `api.default.${dc}.internal.${TD}`,
+        spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
+      });
+      const targets = edit([
+        { id: 'api.default.dc1', datacenter: 'dc1', healthy: true, healthAgeMs: 0, endpoints: [ep('dc1')] },
+        { id: 'api.default.dc2', datacenter: 'dc2', healthy: true, healthAgeMs: 0, endpoints: [ep('dc2')] },
+      ]);
+      const chain: CompiledChain = {
+        ServiceName: 'api',
+        Namespace: 'default',
+        Datacenter: 'dc1',
+        Protocol: 'tcp',
+        StartNode: 'resolver:api.default.dc1',
+        Nodes: {
+          'resolver:api.default.dc1': {
+            Type: 'resolver',
+            Name: 'api.default.dc1',
+            Resolver: { Default: false, ConnectTimeout: connectTimeout, Target: 'api.default.dc1', Failover: { Targets: ['api.default.dc2'] } },
+          },
+        },
+        Targets: {},
+      };
+      const flows: FlowRecord[] = [];
+      const web = new Sidecar({
+        config: {
+          service: svc('web'),
+          leaf: await p.leaf('web'),
+          bundle: { roots: [p.root.certPem], chain: p.chain },
+          upstreams: [
+            {
+              name: 'api',
+              namespace: 'default',
+              datacenter: 'dc1',
+              localBindHost: '127.0.0.1',
+              localBindPort: 0,
+              endpoints: targets[0].endpoints,
+              protocol: 'tcp',
+              chain,
+              targets,
+              ...extra,
+            },
+          ],
+          policy,
+        },
+        onFlow: (r) => flows.push(r),
+      });
+      await web.start();
+      stops.push(() => web.stop());
+      return { port: web.upstreamPort('api'), flows, ep };
+    }
+
+    it("fails over to the next target at once when the primary's endpoints refuse, then skips them once ejected", async () => {
+      const closed = [await closedPort(), await closedPort()];
+      const m = await failoverMesh((ts) => [{ ...ts[0], endpoints: closed.map((port) => ({ ...ts[0].endpoints[0], port })) }, ts[1]], {
+        passiveHealthCheck: { MaxFailures: 1, MaxEjectionPercent: 100 },
+      });
+      expect((await tcpExchange(m.port, 'x')).got).toBe('dc2');
+      await waitFlows(m.flows, 1);
+      const first = m.flows[0];
+      expect(first).toMatchObject({ verdict: 'allowed', sni: `api.default.dc2.internal.${TD}` });
+      expect(first.routing).toMatchObject({ target: 'api.default.dc2', route: '', split: '', retries: 2 });
+      expect(first.routing!.failover).toMatch(/^connect failure at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)$/);
+      // Each refusal ejected its endpoint: the next call goes to dc2 up front, and says why.
+      expect((await tcpExchange(m.port, 'x')).got).toBe('dc2');
+      await waitFlows(m.flows, 2);
+      expect(m.flows[1].routing).toMatchObject({ target: 'api.default.dc2', retries: 0, failover: 'api.default.dc1: 2 endpoints ejected' });
+    });
+
+    it("gives up on an endpoint that accepts but never completes the handshake after the resolver's ConnectTimeout", async () => {
+      // A host that takes the SYN and then says nothing, as one behind a dead DC's load balancer may.
+      const held = new Set<net.Socket>();
+      const silent = net.createServer((s) => {
+        held.add(s);
+        // It reads (and ignores) the ClientHello, so it sees the sidecar hang up.
+        s.resume();
+        s.on('error', () => {});
+      });
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+      stops.push(
+        () =>
+          new Promise<void>((r) => {
+            for (const s of held) s.destroy();
+            silent.close(() => r());
+          }),
+      );
+      const silentPort = (silent.address() as net.AddressInfo).port;
+      const m = await failoverMesh((ts) => [{ ...ts[0], endpoints: [{ ...ts[0].endpoints[0], port: silentPort }] }, ts[1]], {}, '300ms');
+      const t0 = Date.now();
+      expect((await tcpExchange(m.port, 'x')).got).toBe('dc2');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+      await waitFlows(m.flows, 1);
+      expect(m.flows[0].routing).toMatchObject({ target: 'api.default.dc2', retries: 1, failover: `connect failure at 127.0.0.1:${silentPort} (ETIMEDOUT)` });
+      // The abandoned connection is closed, not left open.
+      for (let i = 0; i < 100 && [...held].some((s) => !s.destroyed); i++) await new Promise((r) => setTimeout(r, 20));
+      expect([...held].map((s) => s.destroyed)).toEqual([true]);
+    });
+
+    it('takes the primary while healthy, and the failover target when the server says it has no healthy instance', async () => {
+      const healthy = await failoverMesh((ts) => ts);
+      expect((await tcpExchange(healthy.port, 'x')).got).toBe('dc1');
+      await waitFlows(healthy.flows, 1);
+      expect(healthy.flows[0].routing).toEqual({ target: 'api.default.dc1', route: '', split: '', retries: 0, failover: '' });
+      const sick = await failoverMesh((ts) => [{ ...ts[0], healthy: false }, ts[1]]);
+      expect((await tcpExchange(sick.port, 'x')).got).toBe('dc2');
+      await waitFlows(sick.flows, 1);
+      expect(sick.flows[0].routing).toMatchObject({ target: 'api.default.dc2', retries: 0, failover: 'no healthy instance of api.default.dc1' });
+    });
+  });
 });
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

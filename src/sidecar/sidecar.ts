@@ -11,13 +11,14 @@ import { chooseDataPath, logDataPath } from '../netio/index.js';
 import type { SidecarConfig, SidecarOptions, SidecarUpstream } from './sidecar-config.js';
 import { SidecarContext } from './sidecar-context.js';
 import { InboundListener } from './sidecar-inbound.js';
-import { UpstreamListeners, upstreamKey } from './sidecar-upstreams.js';
+import { UpstreamListeners } from './sidecar-upstreams.js';
 
 export type {
   SidecarConfig,
   SidecarEndpoint,
   SidecarInbound,
   SidecarOptions,
+  PassiveHealthCheck,
   SidecarPolicy,
   SidecarProtocol,
   SidecarTarget,
@@ -74,7 +75,7 @@ export class Sidecar implements Component {
   async stop(): Promise<void> {
     const closing: Promise<void>[] = [];
     if (this.inboundSide.server) closing.push(new Promise((r) => this.inboundSide.server!.close(() => r())));
-    for (const { server } of this.upstreamSide.outbound.values()) closing.push(new Promise((r) => server.close(() => r())));
+    closing.push(this.upstreamSide.stop());
     for (const s of this.ctx.sockets) s.destroy();
     this.inboundSide.appAgent.destroy();
     await Promise.all(closing);
@@ -91,14 +92,8 @@ export class Sidecar implements Component {
       this.ctx.secureContext = this.ctx.buildContext();
       this.inboundSide.server?.setSecureContext(this.ctx.contextOptions());
     }
-    if (next.upstreams) {
-      for (const u of next.upstreams) if (!this.upstreamSide.outbound.has(upstreamKey(u))) await this.upstreamSide.start(u);
-      for (const [key, o] of this.upstreamSide.outbound) {
-        if (!next.upstreams.some((u) => upstreamKey(u) === key)) {
-          o.server.close();
-          this.upstreamSide.outbound.delete(key);
-        }
-      }
-    }
+    // New upstreams get a listener, gone ones close, one whose protocol changed between tcp and http
+    // is swapped on its port; the chain, targets and endpoints are read per call from the config.
+    if (next.upstreams) await this.upstreamSide.update(prev.upstreams, next.upstreams);
   }
 }

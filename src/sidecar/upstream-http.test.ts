@@ -1,0 +1,483 @@
+// The L7 upstream listener over real mTLS: a client sidecar with a hand-built discovery chain in
+// front of real server sidecars (http inbound), each before an app that says which instance it is.
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import type { CompiledChain } from '../config-entries/index.js';
+import type { FlowRecord } from '../dataflow/index.js';
+import type { Intention } from '../intentions/index.js';
+import { Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
+import { retriable, retryPolicyOf, traceparentOf } from './upstream-http.js';
+
+const TD = 'test.isthmus';
+const stops: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+async function pki() {
+  const root = await createRoot({ trustDomain: TD, commonName: 'root', ttlMs: 3_600_000 });
+  const interKey = await newKeyPem();
+  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: TD, ttlMs: 3_600_000, pathLength: 0 });
+  const signer = { certPem: inter.certPem, keyPem: interKey };
+  const leaf = async (svc: string, dc: string) => {
+    const spiffeId = `spiffe://${TD}/ns/default/dc/${dc}/svc/${svc}`;
+    const l = await signLeaf({ signer, spiffeId, dnsNames: [], commonName: svc, ttlMs: 600_000 });
+    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
+  };
+  return { bundle: { roots: [root.certPem], chain: [inter.certPem] }, leaf };
+}
+
+const allow: Intention = {
+  ID: 'web-api',
+  Description: '',
+  SourceNS: 'default',
+  SourceName: 'web',
+  DestinationNS: 'default',
+  DestinationName: 'api',
+  SourceType: 'consul',
+  Action: 'allow',
+  Precedence: 9,
+  Meta: {},
+  CreatedAt: '',
+  UpdatedAt: '',
+};
+const policy = { intentions: [allow], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+const svc = (name: string, dc = 'dc1') => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc, trustDomain: TD });
+
+/** What every app answers: which instance, and what it was sent. */
+interface Seen {
+  instance: string;
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+type Behaviour = (req: http.IncomingMessage, res: http.ServerResponse, instance: string) => boolean;
+
+interface Instance {
+  name: string;
+  dc: string;
+  sidecar: Sidecar;
+  hits: number;
+}
+
+/** One api instance: an app and its server sidecar (L7 inbound). `behave` may answer instead of the echo. */
+async function instance(p: Awaited<ReturnType<typeof pki>>, name: string, dc: string, behave?: Behaviour): Promise<Instance> {
+  const inst = { name, dc, hits: 0 } as Instance;
+  const app = http.createServer((req, res) => {
+    inst.hits++;
+    if (behave?.(req, res, name)) return;
+    let got = '';
+    req.on('data', (d) => (got += d));
+    req.on('end', () => {
+      const body = JSON.stringify({ instance: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: got } satisfies Seen);
+      res.writeHead(200, { 'content-type': 'application/json', 'x-app-says': 'hi' });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  stops.push(
+    () =>
+      new Promise<void>((r) => {
+        app.closeAllConnections();
+        app.close(() => r());
+      }),
+  );
+  inst.sidecar = new Sidecar({
+    config: {
+      service: svc('api', dc),
+      leaf: await p.leaf('api', dc),
+      bundle: p.bundle,
+      inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'http' },
+      upstreams: [],
+      policy,
+    },
+    onFlow: () => {},
+  });
+  await inst.sidecar.start();
+  stops.push(() => inst.sidecar.stop());
+  return inst;
+}
+
+function targetOf(id: string, instances: Instance[], healthy = true): SidecarTarget {
+  const dc = id.split('.').at(-1)!;
+  return {
+    id,
+    datacenter: dc,
+    healthy,
+    healthAgeMs: 0,
+    endpoints: instances.map((i) => ({
+      host: '127.0.0.1',
+      port: i.sidecar.inboundPort,
+      sni: `${id}.internal.${TD}`,
+      spiffeId: `spiffe://${TD}/ns/default/dc/${i.dc}/svc/api`,
+    })),
+  };
+}
+
+const chainTarget = (id: string) => {
+  const parts = id.split('.');
+  const dc = parts.at(-1)!;
+  return {
+    ID: id,
+    Service: 'api',
+    ServiceSubset: parts.length === 4 ? parts[0] : '',
+    Namespace: 'default',
+    Datacenter: dc,
+    MeshGateway: { Mode: '' },
+    Subset: {},
+    SNI: `${id}.internal.${TD}`,
+    SpiffeID: `spiffe://${TD}/ns/default/dc/${dc}/svc/api`,
+  };
+};
+
+const V1 = 'v1.api.default.dc1';
+const V2 = 'v2.api.default.dc1';
+const V1_DC2 = 'v1.api.default.dc2';
+
+/**
+ * The chain under test: Routes[0] `x-version: v2` -> v2; Routes[1] /slow with a 500 ms timeout;
+ * Routes[2] /flaky retried on 503; Routes[3] /kill retried on connect failure; Routes[4] /old
+ * rewritten to /new with header edits; Routes[5] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
+ */
+function testChain(): CompiledChain {
+  const resolver = (id: string, failover?: string[]) => ({
+    Type: 'resolver' as const,
+    Name: id,
+    Resolver: { Default: false, ConnectTimeout: '5s', Target: id, ...(failover ? { Failover: { Targets: failover } } : {}) },
+  });
+  return {
+    ServiceName: 'api',
+    Namespace: 'default',
+    Datacenter: 'dc1',
+    Protocol: 'http',
+    StartNode: 'router:api.default',
+    Nodes: {
+      'router:api.default': {
+        Type: 'router',
+        Name: 'api.default',
+        Routes: [
+          { Definition: { Match: { HTTP: { Header: [{ Name: 'x-version', Exact: 'v2' }] } } }, NextNode: `resolver:${V2}` },
+          { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
+          { Definition: { Match: { HTTP: { PathPrefix: '/flaky' } }, Destination: { NumRetries: 3, RetryOnStatusCodes: [503] } }, NextNode: `resolver:${V1}` },
+          { Definition: { Match: { HTTP: { PathPrefix: '/kill' } }, Destination: { NumRetries: 2, RetryOnConnectFailure: true } }, NextNode: `resolver:${V1}` },
+          {
+            Definition: {
+              Match: { HTTP: { PathPrefix: '/old/' } },
+              Destination: {
+                PrefixRewrite: '/new/',
+                RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
+                ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
+              },
+            },
+            NextNode: `resolver:${V1}`,
+          },
+          { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
+        ],
+      },
+      'splitter:api.default': {
+        Type: 'splitter',
+        Name: 'api.default',
+        Splits: [
+          { Weight: 90, NextNode: `resolver:${V1}`, RequestHeaders: { Set: { 'x-split': 'v1' } } },
+          { Weight: 10, NextNode: `resolver:${V2}`, RequestHeaders: { Set: { 'x-split': 'v2' } } },
+        ],
+      },
+      [`resolver:${V1}`]: resolver(V1, [V1_DC2]),
+      [`resolver:${V2}`]: resolver(V2),
+    },
+    Targets: Object.fromEntries([V1, V2, V1_DC2].map((id) => [id, chainTarget(id)])),
+  };
+}
+
+async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, m: { v1: Instance[]; v2: Instance; dc2: Instance }) => SidecarUpstream } = {}) {
+  const p = await pki();
+  const v1 = [await instance(p, 'v1a', 'dc1', opts.behave), await instance(p, 'v1b', 'dc1', opts.behave)];
+  const v2 = await instance(p, 'v2', 'dc1', opts.behave);
+  const dc2 = await instance(p, 'dc2', 'dc2', opts.behave);
+  const targets = [targetOf(V1, v1), targetOf(V2, [v2]), targetOf(V1_DC2, [dc2])];
+  let upstream: SidecarUpstream = {
+    name: 'api',
+    namespace: 'default',
+    datacenter: 'dc1',
+    localBindHost: '127.0.0.1',
+    localBindPort: 0,
+    endpoints: targets[0].endpoints,
+    protocol: 'http',
+    chain: testChain(),
+    targets,
+  };
+  if (opts.upstream) upstream = opts.upstream(upstream, { v1, v2, dc2 });
+  const flows: FlowRecord[] = [];
+  const config: SidecarConfig = { service: svc('web'), leaf: await p.leaf('web', 'dc1'), bundle: p.bundle, upstreams: [upstream], policy };
+  const web = new Sidecar({ config, onFlow: (r) => flows.push(r) });
+  await web.start();
+  stops.push(() => web.stop());
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  stops.push(() => agent.destroy());
+  const port = web.upstreamPort('api');
+  const call = (path: string, headers: Record<string, string> = {}, method = 'GET', body?: string) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const r = http.request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      });
+      r.on('error', reject);
+      r.end(body);
+    });
+  return { p, v1, v2, dc2, web, flows, call, upstream };
+}
+
+const clientFlows = (flows: FlowRecord[]) => flows.filter((f) => f.hop === 'client-sidecar' && f.requestIndex > 0);
+const seen = (body: string) => JSON.parse(body) as Seen;
+
+describe('the L7 upstream listener', () => {
+  it('sends only requests with the header route to v2, and the rest 90/10 by the splitter, naming route and split', async () => {
+    const m = await mesh();
+    const tagged: string[] = [];
+    for (let i = 0; i < 20; i++) tagged.push(seen((await m.call('/x', { 'x-version': 'v2' })).body).instance);
+    expect(new Set(tagged)).toEqual(new Set(['v2']));
+    const plain: Seen[] = [];
+    for (let i = 0; i < 100; i++) plain.push(seen((await m.call('/y')).body));
+    const recs = clientFlows(m.flows);
+    expect(recs).toHaveLength(120);
+    expect(recs.slice(0, 20).every((r) => r.routing?.route === 'Routes[0]' && r.routing.split === '' && r.routing.target === V2)).toBe(true);
+    // Each untagged request went where its split said, and the split's own header edit came with it.
+    recs.slice(20).forEach((r, i) => {
+      expect(r.routing?.route).toBe('Routes[5]');
+      const toV2 = r.routing?.split === 'Splits[1]';
+      expect(plain[i].instance === 'v2').toBe(toV2);
+      expect(plain[i].headers['x-split']).toBe(toV2 ? 'v2' : 'v1');
+      expect(r.routing?.target).toBe(toV2 ? V2 : V1);
+    });
+    const toV2 = plain.filter((s) => s.instance === 'v2').length;
+    // 10 % of 100, loosely (a binomial draw: P(outside 1..25) is below 1e-5).
+    expect(toV2).toBeGreaterThan(0);
+    expect(toV2).toBeLessThan(26);
+    // Round robin over v1's two instances.
+    expect(new Set(plain.filter((s) => s.instance !== 'v2').map((s) => s.instance))).toEqual(new Set(['v1a', 'v1b']));
+    // The client hop's record joins the server hop's by the connection's ClientHello random.
+    expect(recs[0].traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(recs[0].traceId).not.toBe('0'.repeat(32));
+    expect(recs[0].http).toMatchObject({ method: 'GET', path: '/x', status: 200, traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) });
+  });
+
+  it('rewrites the prefix, edits request and response headers, and passes the caller’s traceparent on', async () => {
+    const m = await mesh();
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const r = await m.call('/old/thing?q=1', { 'x-drop': 'secret', 'x-route': 'caller', traceparent: tp });
+    const s = seen(r.body);
+    expect(s.url).toBe('/new/thing?q=1');
+    expect(s.headers['x-route']).toBe('old');
+    expect(s.headers['x-drop']).toBeUndefined();
+    expect(s.headers.traceparent).toBe(tp);
+    expect(r.headers['x-served-by']).toBe('mesh');
+    expect(r.headers['x-app-says']).toBeUndefined();
+    const rec = clientFlows(m.flows)[0];
+    expect(rec.routing).toMatchObject({ route: 'Routes[4]', target: V1 });
+    expect(rec.http?.traceparent).toBe(tp);
+    // Without one, the client sidecar starts a trace.
+    const fresh = seen((await m.call('/old/x')).body);
+    expect(fresh.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  it("answers 504 in the project's error shape once the route's RequestTimeout runs out", async () => {
+    const m = await mesh({
+      behave: (req, res) => {
+        if (!req.url?.startsWith('/slow')) return false;
+        const t = setTimeout(() => res.end('late'), 3000);
+        res.once('close', () => clearTimeout(t));
+        return true;
+      },
+    });
+    const t0 = Date.now();
+    const r = await m.call('/slow');
+    const took = Date.now() - t0;
+    expect(r.status).toBe(504);
+    expect(JSON.parse(r.body)).toEqual({ Error: 'ISTHMUS_ERR_TIMEOUT', Message: expect.stringContaining('within 500 ms (Routes[1] RequestTimeout)') });
+    expect(took).toBeGreaterThanOrEqual(490);
+    expect(took).toBeLessThan(1500);
+    expect(clientFlows(m.flows)[0]).toMatchObject({ verdict: 'error', http: { status: 504 }, routing: { route: 'Routes[1]', target: V1 } });
+  });
+
+  it('retries a 503 as the route says, and the flow record counts the retries', async () => {
+    let failuresLeft = 2;
+    const m = await mesh({
+      behave: (req, res) => {
+        if (!req.url?.startsWith('/flaky') || failuresLeft <= 0) return false;
+        failuresLeft--;
+        res.writeHead(503).end('busy');
+        return true;
+      },
+    });
+    const r = await m.call('/flaky');
+    expect(r.status).toBe(200);
+    const rec = clientFlows(m.flows)[0];
+    expect(rec).toMatchObject({ verdict: 'allowed', http: { status: 200 }, routing: { route: 'Routes[2]', retries: 2, target: V1 } });
+    expect(rec.reason).toMatch(/^answered 200 after 503 from 127\.0\.0\.1:\d+$/);
+    expect(rec.bytesOut).toBe(Buffer.byteLength(r.body));
+    expect(m.v1[0].hits + m.v1[1].hits).toBe(3);
+    // Without a retry policy the 503 is the caller's.
+    failuresLeft = 1;
+    // (The header route comes first and has none.)
+    expect((await m.call('/flaky', { 'x-version': 'v2' })).status).toBe(503);
+    expect(clientFlows(m.flows)[1]).toMatchObject({ reason: 'answered 503', routing: { retries: 0 } });
+  });
+
+  it('sends a retried request body again whole', async () => {
+    let failuresLeft = 2;
+    const m = await mesh({
+      behave: (req, res) => {
+        if (!req.url?.startsWith('/flaky') || failuresLeft <= 0) return false;
+        failuresLeft--;
+        req.resume();
+        res.writeHead(503).end('busy');
+        return true;
+      },
+    });
+    const r = await m.call('/flaky/orders', { 'content-type': 'text/plain' }, 'POST', 'order #1');
+    expect(r.status).toBe(200);
+    expect(seen(r.body)).toMatchObject({ method: 'POST', body: 'order #1' });
+    expect(clientFlows(m.flows)[0].routing?.retries).toBe(2);
+  });
+
+  it('ejects an instance after consecutive 5xx (PassiveHealthCheck) and sends the rest to the other', async () => {
+    const m = await mesh({
+      behave: (req, res, instance) => {
+        if (instance !== 'v1b' || !req.url?.includes('sick')) return false;
+        res.writeHead(500).end('sick');
+        return true;
+      },
+      upstream: (u) => ({ ...u, passiveHealthCheck: { MaxFailures: 3, MaxEjectionPercent: 50 } }),
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await m.call('/old/sick')).status);
+    // Round robin hands v1b every other request until its third 500 ejects it.
+    expect(m.v1[1].hits).toBe(3);
+    expect(statuses.filter((s) => s === 500)).toHaveLength(3);
+    expect(statuses.slice(6)).toEqual(Array(14).fill(200));
+  });
+
+  it('loses no idempotent request when one of two instances dies under load (RetryOnConnectFailure)', async () => {
+    const m = await mesh();
+    const statuses: number[] = [];
+    let killed = false;
+    const loop = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        statuses.push((await m.call(`/kill/${i}`)).status);
+        if (statuses.length === 40 && !killed) {
+          killed = true;
+          await m.v1[0].sidecar.stop();
+        }
+      }
+    };
+    await Promise.all([loop(30), loop(30), loop(30)]);
+    expect(killed).toBe(true);
+    expect(statuses).toHaveLength(90);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const hitsAfter = m.v1[1].hits;
+    expect(hitsAfter).toBeGreaterThan(45);
+    // The dead instance's failures are on record as moves to the other endpoint.
+    const moved = clientFlows(m.flows).filter((f) => (f.routing?.retries ?? 0) > 0);
+    expect(moved.length).toBeGreaterThan(0);
+    expect(moved.every((f) => f.routing?.target === V1 && f.verdict === 'allowed')).toBe(true);
+  });
+
+  it("fails over to dc2 when v1's endpoints in dc1 refuse, then ejects them and says so", async () => {
+    const closed = await closedPort();
+    const m = await mesh({
+      upstream: (u) => ({
+        ...u,
+        passiveHealthCheck: { MaxFailures: 2, MaxEjectionPercent: 100 },
+        targets: u.targets!.map((t) => (t.id === V1 ? { ...t, endpoints: t.endpoints.map((e) => ({ ...e, port: closed })) } : t)),
+      }),
+    });
+    const first = await m.call('/y', { 'x-version': 'v1' });
+    // (x-version: v1 matches no header route: the splitter may pick v2; retry until a v1 pick.)
+    const calls = [first];
+    while (calls.length < 12) calls.push(await m.call('/y'));
+    const recs = clientFlows(m.flows);
+    const v1recs = recs.filter((r) => r.routing?.split === 'Splits[0]');
+    expect(v1recs.length).toBeGreaterThan(3);
+    expect(v1recs.every((r) => r.routing?.target === V1_DC2 && r.http?.status === 200)).toBe(true);
+    expect(v1recs[0].routing?.failover).toBe(`connect failure at 127.0.0.1:${closed} (ECONNREFUSED)`);
+    // Two failures each eject both dc1 endpoints; from then on dc2 is chosen up front, and why.
+    const last = v1recs.at(-1)!;
+    expect(last.routing).toMatchObject({ retries: 0, failover: `${V1}: 2 endpoints ejected` });
+    for (const c of calls) if (seen(c.body).instance !== 'v2') expect(seen(c.body).instance).toBe('dc2');
+  });
+
+  it('goes straight to the failover target when the server says the primary has no healthy instance', async () => {
+    const m = await mesh({ upstream: (u) => ({ ...u, targets: u.targets!.map((t) => (t.id === V1 ? { ...t, healthy: false } : t)) }) });
+    const r = await m.call('/kill/1');
+    expect(seen(r.body).instance).toBe('dc2');
+    expect(clientFlows(m.flows)[0].routing).toMatchObject({ target: V1_DC2, retries: 0, failover: `no healthy instance of ${V1}` });
+  });
+
+  it('proxies an http upstream that has no chain (and, as the wire decodes an old server, no targets) over its plain endpoints, without routing in the records', async () => {
+    const m = await mesh({ upstream: (u) => ({ ...u, chain: undefined, targets: [] }) });
+    const got = new Set<string>();
+    for (let i = 0; i < 4; i++) got.add(seen((await m.call('/z')).body).instance);
+    expect(got).toEqual(new Set(['v1a', 'v1b']));
+    expect(clientFlows(m.flows).every((f) => f.routing === undefined && f.verdict === 'allowed')).toBe(true);
+  });
+
+  it('swaps an upstream listener between L4 and L7 on a push, on the same port', async () => {
+    const m = await mesh();
+    const port = m.web.upstreamPort('api');
+    await m.web.update({ upstreams: [{ ...m.upstream, protocol: 'tcp', chain: undefined, targets: undefined }] });
+    expect(m.web.upstreamPort('api')).toBe(port);
+    // At L4 the call still arrives (the server sidecar speaks HTTP), but no request record is written.
+    const before = clientFlows(m.flows).length;
+    const r = await new Promise<number>((resolve, reject) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/l4', agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        })
+        .on('error', reject),
+    );
+    expect(r).toBe(200);
+    expect(clientFlows(m.flows).length).toBe(before);
+  });
+});
+
+describe('retry conditions (Envoy retry_on)', () => {
+  it('maps Consul fields to a policy, and each condition to what it retries', () => {
+    expect(retryPolicyOf(undefined)).toBeUndefined();
+    expect(retryPolicyOf({ PrefixRewrite: '/' })).toBeUndefined();
+    const cf = retryPolicyOf({ RetryOnConnectFailure: true })!;
+    expect(cf.numRetries).toBe(1);
+    expect(retriable(cf, { kind: 'connect' })).toBe(true);
+    expect(retriable(cf, { kind: 'reset' })).toBe(false);
+    expect(retriable(cf, { kind: 'status', status: 503, localAppUnreachable: false })).toBe(false);
+    expect(retriable(cf, { kind: 'status', status: 502, localAppUnreachable: true })).toBe(true);
+    const gw = retryPolicyOf({ NumRetries: 4, RetryOn: ['gateway-error'] })!;
+    expect(gw.numRetries).toBe(4);
+    expect([500, 502, 503, 504].map((status) => retriable(gw, { kind: 'status', status, localAppUnreachable: false }))).toEqual([false, true, true, true]);
+    expect(retriable(gw, { kind: 'reset' })).toBe(true);
+    const five = retryPolicyOf({ RetryOn: ['5xx'] })!;
+    expect([500, 404].map((status) => retriable(five, { kind: 'status', status, localAppUnreachable: false }))).toEqual([true, false]);
+    const codes = retryPolicyOf({ RetryOnStatusCodes: [429], RetryOn: ['retriable-4xx'] })!;
+    expect([429, 409, 400].map((status) => retriable(codes, { kind: 'status', status, localAppUnreachable: false }))).toEqual([true, true, false]);
+  });
+
+  it('keeps a well-formed traceparent and starts one otherwise', () => {
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    expect(traceparentOf(tp)).toBe(tp);
+    expect(traceparentOf('garbage')).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(traceparentOf(undefined)).not.toBe(traceparentOf(undefined));
+  });
+});
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

@@ -1,0 +1,504 @@
+// The L7 side of an http upstream: the local listener is an HTTP/1.1 proxy. Per request it walks the
+// discovery chain (route, split, resolver), edits headers and the path as the route says, and sends
+// the request over a keep-alive mTLS connection to an endpoint of the chosen target, moving on to the
+// next endpoint or target when a connection fails before the request went out, retrying as the
+// route's retry policy says (Envoy's conditions), under the route's (or resolver's) request timeout.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { parseDuration } from '../core/duration.js';
+import { ErrorCodes, type ErrorCode } from '../core/errors.js';
+import type { ChainRoute } from '../config-entries/index.js';
+import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
+import type { SidecarEndpoint } from './sidecar-config.js';
+import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
+import { describeTlsError } from './tls-refusal.js';
+import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
+import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
+
+/** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * A request body up to this is held until it is sent whole, so that another endpoint can take it
+ * again; a longer one is streamed through and never retried (Envoy's per-request buffer bound).
+ */
+export const RETRY_BUFFER_BYTES = 64 * 1024;
+/** How long a pooled upstream connection may stay idle: under the server sidecar's keep-alive, so it closes first. */
+const UPSTREAM_IDLE_MS = HTTP_IDLE_TIMEOUT_MS / 2;
+/** Envoy's retry back-off: 25 ms base, at most ten times that, full jitter. */
+const RETRY_BASE_MS = 25;
+const RETRY_MAX_MS = 250;
+/**
+ * A server sidecar answering for a local application it cannot reach sets this header (value
+ * `unreachable`): the call never reached an app, so it counts as a connect failure.
+ */
+export const LOCAL_APP_HEADER = 'x-isthmus-local-app';
+
+type Destination = NonNullable<ChainRoute['Destination']>;
+
+export interface RetryPolicy {
+  numRetries: number;
+  on: Set<string>;
+  statusCodes: Set<number>;
+}
+
+/** Consul's route retry fields as Envoy's retry policy: none set means no retries; NumRetries 0 with a condition means Envoy's 1. */
+export function retryPolicyOf(d: Destination | undefined): RetryPolicy | undefined {
+  if (!d) return undefined;
+  const on = new Set(d.RetryOn ?? []);
+  if (d.RetryOnConnectFailure) on.add('connect-failure');
+  const statusCodes = new Set(d.RetryOnStatusCodes ?? []);
+  if (!d.NumRetries && on.size === 0 && statusCodes.size === 0) return undefined;
+  return { numRetries: d.NumRetries || 1, on, statusCodes };
+}
+
+/** What went wrong with one attempt. */
+export type AttemptFailure = { kind: 'connect' } | { kind: 'reset' } | { kind: 'status'; status: number; localAppUnreachable: boolean };
+
+/** Envoy's retry_on conditions (the HTTP/1.1 ones; gRPC's and HTTP/2's never fire here). */
+export function retriable(p: RetryPolicy, f: AttemptFailure): boolean {
+  const on = p.on;
+  if (f.kind === 'connect') return on.has('connect-failure') || on.has('reset') || on.has('5xx') || on.has('gateway-error');
+  if (f.kind === 'reset') return on.has('reset') || on.has('5xx') || on.has('gateway-error');
+  const s = f.status;
+  if (f.localAppUnreachable && on.has('connect-failure')) return true;
+  if (on.has('5xx') && s >= 500) return true;
+  if (on.has('gateway-error') && (s === 502 || s === 503 || s === 504)) return true;
+  if (on.has('retriable-4xx') && s === 409) return true;
+  return p.statusCodes.has(s);
+}
+
+/** Methods a request on a connection the server had just closed may be sent again for (RFC 9110 9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'transfer-encoding']);
+
+function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set(
+    String(headers.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((f) => f.trim()),
+  );
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
+  return out;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The caller's W3C traceparent, or a new trace when it sent none (or a malformed one). */
+export function traceparentOf(h: string | string[] | undefined): string {
+  const v = Array.isArray(h) ? h[0] : h;
+  if (v && TRACEPARENT.test(v.trim().toLowerCase())) return v.trim().toLowerCase();
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}
+
+interface SocketInfo {
+  traceId: () => string;
+  requests: number;
+  identityError: () => string | undefined;
+}
+
+type Outcome =
+  | { kind: 'response'; res: http.IncomingMessage; info: SocketInfo | undefined; requestIndex: number }
+  | { kind: 'connect'; why: string }
+  | { kind: 'reset'; why: string; reused: boolean; info: SocketInfo | undefined; requestIndex: number }
+  | { kind: 'aborted' };
+
+export class UpstreamHttp {
+  readonly server: http.Server;
+  readonly #agents = new Map<string, { agent: http.Agent; context: tls.SecureContext }>();
+  readonly #sockets = new WeakMap<net.Socket, SocketInfo>();
+
+  constructor(
+    private readonly ctx: SidecarContext,
+    private readonly state: UpstreamState,
+  ) {
+    this.server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.ctx.log.error('upstream request failed', { upstream: this.state.name, error: err });
+        const body = JSON.stringify({ Error: ErrorCodes.INTERNAL, Message: 'the sidecar failed on this request (its log has the detail)' });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+        else res.destroy();
+      });
+    });
+    this.server.on('connection', (s: net.Socket) => {
+      s.setNoDelay(true);
+      this.ctx.sockets.add(s);
+      s.once('close', () => this.ctx.sockets.delete(s));
+    });
+  }
+
+  close(): void {
+    for (const { agent } of this.#agents.values()) agent.destroy();
+    this.#agents.clear();
+  }
+
+  /** One keep-alive pool per endpoint, made again when the sidecar's certificates change. */
+  private agentFor(ep: SidecarEndpoint, connectTimeoutMs: number): http.Agent {
+    const key = `${endpointKey(ep)}/${ep.spiffeId}/${connectTimeoutMs}`;
+    const had = this.#agents.get(key);
+    if (had && had.context === this.ctx.secureContext) return had.agent;
+    // The old pool's idle connections carry the old certificate; those in use finish first.
+    if (had) for (const list of Object.values(had.agent.freeSockets)) for (const s of list ?? []) s.destroy();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' });
+    agent.createConnection = () => {
+      const d = dialEndpoint(this.ctx, ep, connectTimeoutMs);
+      this.#sockets.set(d.socket, { traceId: d.traceId, requests: 0, identityError: d.identityError });
+      return d.socket;
+    };
+    this.#agents.set(key, { agent, context: this.ctx.secureContext });
+    return agent;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const start = Date.now();
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const traceparent = traceparentOf(req.headers.traceparent);
+    const up = this.state.current();
+    const name = this.state.name;
+    const base = {
+      hop: 'client-sidecar' as const,
+      source: this.ctx.self(),
+      intentionId: '',
+      startTime: start,
+    };
+    const fail = (
+      status: number,
+      code: ErrorCode,
+      message: string,
+      routing?: ReturnType<typeof routingOf>,
+      extra: { traceId?: string; requestIndex?: number; sni?: string; spiffeId?: string } = {},
+    ) => {
+      const body = JSON.stringify({ Error: code, Message: message });
+      if (!res.headersSent) {
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      } else res.destroy();
+      this.ctx.record({
+        ...base,
+        traceId: extra.traceId ?? ZERO_TRACE,
+        requestIndex: extra.requestIndex ?? 0,
+        destination: { ...this.ctx.identity(extra.spiffeId ?? '', name), service: name },
+        sni: extra.sni ?? '',
+        verdict: 'error',
+        reason: message,
+        durationMs: Date.now() - start,
+        bytesIn: 0,
+        bytesOut: Buffer.byteLength(body),
+        http: { method, path: url, status, traceparent },
+        ...(routing ? { routing } : {}),
+      });
+    };
+    if (!up) return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} is gone`);
+    const walker = this.state.walker(up.chain);
+    const walk: ChainWalk | undefined = walker?.walk({ method, url, headers: req.headers });
+    if (walker && !walk) {
+      req.resume();
+      return fail(404, ErrorCodes.NOT_FOUND, `no route of upstream ${name} matches ${method} ${url.split('?')[0]}`, routingOf(undefined, '', 0, ''));
+    }
+    const dest = walk?.route?.Destination;
+    const edits = walk && walker ? walker.edits(walk) : { request: [], response: [] };
+    const policy = retryPolicyOf(dest);
+    const timeoutMs = dest?.RequestTimeout
+      ? durationOr(dest.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
+      : walk?.resolver.Resolver.RequestTimeout
+        ? durationOr(walk.resolver.Resolver.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
+        : DEFAULT_REQUEST_TIMEOUT_MS;
+    const timeoutSource = dest?.RequestTimeout
+      ? `Routes[${walk!.routeIndex}] RequestTimeout`
+      : walk?.resolver.Resolver.RequestTimeout
+        ? 'resolver RequestTimeout'
+        : 'default';
+
+    // The request body, held while it is small enough to send again.
+    const body = await readUpTo(req, RETRY_BUFFER_BYTES);
+    if (body === undefined) return; // the caller went away
+    const headers = endToEnd(req.headers);
+    headers.traceparent = traceparent;
+    if (body.complete) {
+      // The body is here already: nothing to wait for a 100 Continue for.
+      delete headers.expect;
+      const len = body.chunks.reduce((n, c) => n + c.length, 0);
+      if (len > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) headers['content-length'] = len;
+    } else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = req.headers['transfer-encoding'];
+    applyHeaderEdits(headers, edits.request);
+    const path = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
+
+    const plan = this.state.plan(up, walk);
+    const attempts = attemptsOf(plan.targets);
+    const connectTimeout = connectTimeoutOf(walk);
+    const withRouting = routed(up);
+    if (attempts.length === 0) {
+      req.resume();
+      return fail(503, ErrorCodes.UNAVAILABLE, `no healthy endpoint for upstream ${name}`, withRouting ? routingOf(walk, '', 0, plan.failover) : undefined);
+    }
+
+    // The request timeout runs from the end of the caller's request (Envoy's), over every attempt.
+    let timedOut = false;
+    let current: http.ClientRequest | undefined;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            current?.destroy();
+          }, timeoutMs)
+        : undefined;
+    let gone = false;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      gone = true;
+      current?.destroy();
+    });
+
+    let failover = plan.failover;
+    let retries = 0;
+    let configuredLeft = policy?.numRetries ?? 0;
+    // Stale kept-alive connections are bounded apart: each endpoint's pool may hold several.
+    let staleLeft = attempts.length + 1;
+    let k = 0;
+    let last: { a: Attempt; why: string } | undefined;
+    try {
+      for (;;) {
+        const a = attempts[k];
+        const o =
+          gone || timedOut ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
+        if (timedOut || gone || o.kind === 'aborted') {
+          const info = o.kind === 'response' || o.kind === 'reset' ? o : undefined;
+          if (timedOut) this.state.report(up, a.target, a.endpoint, false);
+          if (o.kind === 'response') o.res.destroy();
+          return fail(
+            timedOut ? 504 : 499,
+            timedOut ? ErrorCodes.TIMEOUT : ErrorCodes.UNAVAILABLE,
+            timedOut ? `upstream ${name} did not answer within ${timeoutMs} ms (${timeoutSource})` : 'the caller went away before the answer',
+            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
+            { traceId: info?.info?.traceId(), requestIndex: info?.requestIndex, sni: a.endpoint.sni, spiffeId: a.endpoint.spiffeId },
+          );
+        }
+        /**
+         * Moves on to the next attempt when the body can be sent again: `connect` (nothing reached an
+         * app) walks the plan once through; `stale` and `policy` may come round to the same endpoint.
+         */
+        const next = (why: string, mode: 'connect' | 'stale' | 'policy'): boolean => {
+          if (!body.complete) return false;
+          if (mode === 'connect' && k + 1 >= attempts.length) return false;
+          if (mode === 'stale' && staleLeft-- <= 0) return false;
+          if (mode === 'policy' && configuredLeft-- <= 0) return false;
+          // A retry stays with the target it went to (Envoy retries within a priority level while it
+          // has healthy hosts); only a failed connection moves on to the next target.
+          let to = k + 1;
+          if (mode !== 'connect') {
+            let from = k;
+            while (from > 0 && attempts[from - 1].target === a.target) from--;
+            let end = k + 1;
+            while (end < attempts.length && attempts[end].target === a.target) end++;
+            to = from + ((k + 1 - from) % (end - from));
+          }
+          if (attempts[to].target.id !== a.target.id) failover = joinReasons(failover, why);
+          last = { a, why };
+          k = to;
+          retries++;
+          return true;
+        };
+        if (o.kind === 'connect') {
+          this.state.report(up, a.target, a.endpoint, false);
+          // Nothing was sent: the next endpoint (then the next target) takes the request, retry policy or not.
+          if (next(`connect failure at ${a.endpoint.host}:${a.endpoint.port} (${o.why})`, 'connect')) continue;
+          return fail(
+            503,
+            ErrorCodes.UNAVAILABLE,
+            `upstream ${name} unreachable: connect failure at ${a.endpoint.host}:${a.endpoint.port} (${o.why})`,
+            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
+            {
+              sni: a.endpoint.sni,
+              spiffeId: a.endpoint.spiffeId,
+            },
+          );
+        }
+        if (o.kind === 'reset') {
+          this.state.report(up, a.target, a.endpoint, false);
+          const why = `reset at ${a.endpoint.host}:${a.endpoint.port} (${o.why})`;
+          // A kept-alive connection the server closed as the request went out: nothing was answered,
+          // so an idempotent request goes again (as browsers and undici do), policy or not.
+          const stale = o.reused && IDEMPOTENT.has(method);
+          if (stale ? next(why, 'stale') : policy !== undefined && retriable(policy, { kind: 'reset' }) && next(why, 'policy')) {
+            if (!stale) await backoff(retries);
+            continue;
+          }
+          return fail(
+            503,
+            ErrorCodes.UNAVAILABLE,
+            `upstream ${name} ${why} before answering`,
+            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
+            {
+              traceId: o.info?.traceId(),
+              requestIndex: o.requestIndex,
+              sni: a.endpoint.sni,
+              spiffeId: a.endpoint.spiffeId,
+            },
+          );
+        }
+        const ures = o.res;
+        const status = ures.statusCode ?? 502;
+        this.state.report(up, a.target, a.endpoint, status < 500);
+        const localAppUnreachable = ures.headers[LOCAL_APP_HEADER] === 'unreachable';
+        const why = `${status} from ${a.endpoint.host}:${a.endpoint.port}`;
+        // An app its sidecar cannot reach is a connect failure one hop on: the next endpoint takes it.
+        if (
+          (localAppUnreachable && next(why, 'connect')) ||
+          (policy && retriable(policy, { kind: 'status', status, localAppUnreachable }) && next(why, 'policy'))
+        ) {
+          ures.resume();
+          if (!localAppUnreachable) await backoff(retries);
+          continue;
+        }
+        // The answer goes back to the caller.
+        const out = endToEnd(ures.headers);
+        applyHeaderEdits(out, edits.response);
+        res.writeHead(status, out);
+        let bytesOut = 0;
+        ures.on('data', (c: Buffer) => (bytesOut += c.length));
+        ures.pipe(res);
+        await new Promise<void>((resolve) => {
+          ures.once('end', resolve);
+          ures.once('error', resolve);
+          ures.once('close', resolve);
+        });
+        const complete = ures.complete;
+        if (!complete) res.destroy();
+        this.ctx.record({
+          ...base,
+          traceId: o.info?.traceId() ?? ZERO_TRACE,
+          requestIndex: o.requestIndex,
+          destination: { ...this.ctx.identity(a.endpoint.spiffeId, name), service: name },
+          sni: a.endpoint.sni,
+          verdict: complete ? 'allowed' : 'error',
+          reason: complete
+            ? last
+              ? `answered ${status} after ${last.why}`
+              : `answered ${status}`
+            : timedOut
+              ? `upstream ${name} did not finish its answer within ${timeoutMs} ms (${timeoutSource})`
+              : 'the answer was cut off',
+          durationMs: Date.now() - start,
+          bytesIn: body.chunks.reduce((n, c) => n + c.length, 0),
+          bytesOut,
+          http: { method, path: url, status, traceparent },
+          ...(withRouting ? { routing: routingOf(walk, a.target.id, retries, failover) } : {}),
+        });
+        return;
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /** One attempt at one endpoint. */
+  private send(
+    a: Attempt,
+    method: string,
+    path: string,
+    headers: http.OutgoingHttpHeaders,
+    body: Body,
+    req: http.IncomingMessage,
+    connectTimeoutMs: number,
+    track: (c: http.ClientRequest) => void,
+  ): Promise<Outcome> {
+    return new Promise<Outcome>((resolve) => {
+      const ep = a.endpoint;
+      const creq = http.request({ host: ep.host, port: ep.port, method, path, headers, agent: this.agentFor(ep, connectTimeoutMs), setHost: false });
+      track(creq);
+      let info: SocketInfo | undefined;
+      let connected = false;
+      let requestIndex = 0;
+      let done = false;
+      const settle = (o: Outcome) => {
+        if (!done) {
+          done = true;
+          resolve(o);
+        }
+      };
+      creq.once('socket', (s: net.Socket) => {
+        info = this.#sockets.get(s);
+        const tlsSock = s as tls.TLSSocket;
+        const count = () => (requestIndex = info ? ++info.requests : 0);
+        if (creq.reusedSocket || !tlsSock.connecting) {
+          connected = true;
+          count();
+        } else
+          tlsSock.once('secureConnect', () => {
+            connected = true;
+            count();
+          });
+      });
+      creq.once('response', (res) => settle({ kind: 'response', res, info, requestIndex }));
+      creq.once('error', (err: Error & { code?: string }) => {
+        if (!connected) {
+          const why =
+            info?.identityError() ?? (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'ETIMEDOUT' ? err.code : describeTlsError(err));
+          settle({ kind: 'connect', why });
+        } else settle({ kind: 'reset', why: err.code ?? err.message, reused: creq.reusedSocket, info, requestIndex });
+      });
+      creq.once('close', () => settle({ kind: 'aborted' }));
+      for (const c of body.chunks) creq.write(c);
+      if (body.complete) creq.end();
+      else req.pipe(creq);
+    });
+  }
+}
+
+interface Body {
+  chunks: Buffer[];
+  /** False when the body outgrew the buffer: the rest is still in the request, to be piped once. */
+  complete: boolean;
+}
+
+/** Reads the request body until it ends or passes `limit` bytes; undefined when the caller went away first. */
+function readUpTo(req: http.IncomingMessage, limit: number): Promise<Body | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n > limit) {
+        req.pause();
+        cleanup();
+        resolve({ chunks, complete: false });
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve({ chunks, complete: true });
+    };
+    const onClose = () => {
+      cleanup();
+      resolve(req.complete ? { chunks, complete: true } : undefined);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('close', onClose);
+  });
+}
+
+function durationOr(v: string, fallback: number): number {
+  try {
+    return parseDuration(v);
+  } catch {
+    return fallback;
+  }
+}
+
+function backoff(retry: number): Promise<void> {
+  const ms = Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, retry - 1));
+  return new Promise((r) => setTimeout(r, ms));
+}
