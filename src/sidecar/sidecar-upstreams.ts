@@ -81,6 +81,7 @@ export class UpstreamListeners {
         secureContext: this.ctx.secureContext,
         session: this.ctx.sessions.get(sessionKey),
         minVersion: 'TLSv1.3',
+        ALPNProtocols: up.protocol === 'http2' || up.protocol === 'grpc' ? ['h2'] : undefined,
         onread: relayRead(this.ctx.readBuffer, serverTarget, () => server),
         checkServerIdentity: (_host, cert) => {
           const got = spiffeOf(cert);
