@@ -15,7 +15,7 @@ interface Msg {
 export type EchoClient = grpc.Client & {
   say(m: Msg, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, r?: Msg) => void): grpc.ClientUnaryCall;
   denied(m: Msg, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, r?: Msg) => void): grpc.ClientUnaryCall;
-  count(m: { n: number }): grpc.ClientReadableStream<Msg>;
+  count(m: { n: number; size?: number }): grpc.ClientReadableStream<Msg>;
 };
 
 function echoPackage(): { Echo: grpc.ServiceClientConstructor } {
@@ -40,7 +40,7 @@ export interface EchoApp {
 
 /**
  * Say: answers "said <text>"; text "fail" fails with NOT_FOUND and trailer x-app-trailer.
- * Count: n messages "<i>"; n < 0: two messages, then RESOURCE_EXHAUSTED (trailers after data).
+ * Count: n messages "<i>" (or `size` bytes each); n < 0: two messages, then RESOURCE_EXHAUSTED (trailers after data).
  */
 export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
   const server = new grpc.Server();
@@ -73,7 +73,7 @@ export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
       app.deniedReached++;
       cb(null, { text: 'reached' });
     },
-    count: async (call: grpc.ServerWritableStream<{ n: number }, Msg>) => {
+    count: async (call: grpc.ServerWritableStream<{ n: number; size: number }, Msg>) => {
       seen(call.metadata);
       let cancelled = false;
       call.on('cancelled', () => {
@@ -82,11 +82,14 @@ export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
       });
       const failing = call.request.n < 0;
       const n = failing ? 2 : call.request.n;
+      const filler = call.request.size > 0 ? 'x'.repeat(call.request.size) : undefined;
       for (let i = 0; i < n; i++) {
         await app.gate(i);
         if (cancelled) return;
-        call.write({ text: String(i) });
+        // Past the socket's buffer, wait for it to drain: a stream, not a heap, of messages.
+        const more = call.write({ text: filler ?? String(i) });
         app.sent++;
+        if (!more) await new Promise((r) => call.once('drain', r));
       }
       if (failing) call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'stopped after 2' });
       else call.end();
