@@ -269,6 +269,23 @@ describe('inbound HTTP/2 for gRPC', () => {
     expect(streams(flows)[0]).toMatchObject({ verdict: 'allowed', reason: expect.stringContaining('the caller reset the stream (code 8)') });
   });
 
+  it('ends a call whose app goes away mid-stream with an error, records it, and answers the next with UNAVAILABLE', async () => {
+    const { client, app, flows } = await grpcMesh();
+    app.gate = (i) => (i === 0 ? Promise.resolve() : new Promise(() => {}));
+    const call = client.count({ n: 3 });
+    const status = new Promise<grpc.StatusObject>((resolve) => {
+      call.on('status', resolve);
+      call.on('error', () => {});
+    });
+    await new Promise<void>((r) => call.once('data', () => r()));
+    await app.close();
+    const ended = await status;
+    expect(ended.code).toBe(grpc.status.UNAVAILABLE);
+    await waitFor('the stream record', () => streams(flows).length === 1);
+    expect(streams(flows)[0]).toMatchObject({ verdict: 'error', reason: expect.stringMatching(/^the application/), http: { path: `/${ECHO_SERVICE}/Count` } });
+    expect(await unary(client, 'say', 'x')).toMatchObject({ code: grpc.status.UNAVAILABLE, details: 'local application unreachable' });
+  });
+
   it('answers UNAVAILABLE when the app cannot be reached', async () => {
     const gone = await startEchoApp();
     const port = gone.port;

@@ -263,19 +263,32 @@ export class InboundH2 {
     });
     // With no trailers Node ends the stream with an empty DATA frame.
     stream.once('wantTrailers', () => stream.sendTrailers(trailers ? responseFields(trailers) : {}));
+    let callerGone = false;
+    // The app's stream failed after its answer began: a gRPC caller hears UNAVAILABLE in trailers (a
+    // status its retry policy knows), any other caller a reset.
+    const failMidway = (why: string, code: number) => {
+      // (An error and then the close of the same failure: the first says what happened.)
+      if (outcome.failure) return;
+      outcome.failure = why;
+      if (stream.closed || stream.destroyed) return;
+      if (grpc && stream.headersSent && !stream.writableEnded) {
+        trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcPercentEncode(why) };
+        outcome.grpcStatus = String(GRPC_UNAVAILABLE);
+        up.unpipe(stream);
+        stream.end();
+      } else stream.close(code);
+    };
     up.once('error', (err) => {
       if (outcome.status === 0) this.unreachable(stream, grpc, outcome, err);
-      else if (!stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
+      else failMidway(`the application's stream failed: ${err.message}`, NGHTTP2_INTERNAL_ERROR);
     });
     up.once('close', () => {
       const code = up.rstCode;
-      // The app reset its stream (not an end after its answer): so is the caller's.
-      if (code !== undefined && code !== NGHTTP2_NO_ERROR && !stream.closed) {
-        if (!outcome.failure) outcome.failure = `the application reset the stream (code ${code})`;
-        stream.close(code);
-      }
+      // The app reset its stream (not an end after its answer, nor the caller's cancel passed on).
+      if (!callerGone && code !== undefined && code !== NGHTTP2_NO_ERROR) failMidway(`the application reset the stream (code ${code})`, code);
     });
     stream.once('close', () => {
+      callerGone = true;
       if (!up.closed) up.close(NGHTTP2_CANCEL);
     });
     stream.pipe(up);
