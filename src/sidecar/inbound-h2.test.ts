@@ -365,6 +365,34 @@ describe('inbound HTTP/2 for http2 and http', () => {
     ]);
   });
 
+  it('http2: an HTTP/1.1 caller reaches an app that speaks only h2c, trailers and all', async () => {
+    const app = http2.createServer();
+    app.on('stream', (stream, headers) => {
+      let body = '';
+      stream.on('data', (d) => (body += d));
+      stream.on('end', () => {
+        stream.respond({ ':status': 201, 'x-proto': 'h2' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc' }));
+        stream.end(`h2 app saw ${headers[':method']} ${headers[':path']} ${headers[':authority'] ? 'with' : 'without'} authority: ${body}`);
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => app.close(() => r())));
+    const { port, flows } = await mesh({ protocol: 'http2', upstreamProtocol: 'tcp', appPort: (app.address() as net.AddressInfo).port, intentions: ALLOW });
+    const res = await new Promise<{ status: number; body: string; trailers: NodeJS.Dict<string>; proto: string | undefined }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/things', agent: false, headers: { te: 'trailers' } }, (r) => {
+        let body = '';
+        r.on('data', (d) => (body += d));
+        r.on('end', () => resolve({ status: r.statusCode!, body, trailers: r.trailers, proto: r.headers['x-proto'] as string | undefined }));
+      });
+      req.on('error', reject);
+      req.end('hello');
+    });
+    expect(res).toEqual({ status: 201, body: 'h2 app saw POST /things with authority: hello', trailers: { 'x-checksum': 'abc' }, proto: 'h2' });
+    await waitFor('the request record', () => streams(flows).length === 1);
+    expect(streams(flows)[0]).toMatchObject({ verdict: 'allowed', http: { method: 'POST', path: '/things', status: 201 } });
+  });
+
   it('http: an h2 caller is checked per stream and forwarded to the app as HTTP/1.1', async () => {
     const app = http.createServer((req, res) => res.end(`h1 app saw ${req.method} ${req.url} v${req.httpVersion} host ${req.headers.host ? 'set' : 'unset'}`));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));

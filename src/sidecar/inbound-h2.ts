@@ -294,6 +294,65 @@ export class InboundH2 {
     stream.pipe(up);
   }
 
+  /**
+   * An HTTP/1.1 request to an app that speaks h2 (http2, grpc), carried as a stream of the h2c
+   * session, as Envoy does for an http2 cluster. `done` is told the status, or what failed.
+   */
+  fromHttp1(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    traceparent: string,
+    done: (status: number, bytesOut: number, failure?: string) => void,
+  ): void {
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': req.method ?? 'GET',
+      ':path': req.url ?? '/',
+      ':scheme': 'http',
+      ':authority': req.headers.host ?? `${this.cfg.localAppHost}:${this.cfg.localAppPort}`,
+    };
+    for (const [k, v] of Object.entries(endToEnd(req.headers))) if (!NOT_IN_H2.has(k) && k !== 'host' && (k !== 'te' || v === 'trailers')) headers[k] = v;
+    headers.traceparent = traceparent;
+    let status = 0;
+    let bytesOut = 0;
+    let settled = false;
+    const finish = (failure?: string) => {
+      if (settled) return;
+      settled = true;
+      done(status, bytesOut, failure);
+    };
+    const fail = (err: Error) => {
+      if (!res.headersSent) {
+        status = 502;
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'local application unreachable' }));
+      } else res.destroy();
+      finish(`local application unreachable: ${err.message}`);
+    };
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = this.app().request(headers);
+    } catch (err) {
+      fail(err as Error);
+      return;
+    }
+    up.once('response', (h) => {
+      status = Number(h[':status'] ?? 502);
+      const out: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(h)) if (k[0] !== ':') out[k] = v;
+      res.writeHead(status, out);
+      up.pipe(res);
+    });
+    up.on('data', (c: Buffer) => (bytesOut += c.length));
+    up.once('trailers', (t) => res.addTrailers(responseFields(t) as http.OutgoingHttpHeaders));
+    up.once('end', () => finish());
+    up.once('error', fail);
+    res.once('close', () => {
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+      finish(res.writableFinished ? undefined : 'the caller went away');
+    });
+    req.pipe(up);
+  }
+
   private toHttp1(
     stream: http2.ServerHttp2Stream,
     fields: http.IncomingHttpHeaders,

@@ -70,8 +70,8 @@ export class InboundListener {
       // With a listener here Node leaves the socket open (a handshake timeout included): close it.
       sock.destroy();
     });
-    const l7 = isL7 ? this.httpHandler(cfg, traces) : undefined;
     const h2 = isL7 ? new InboundH2(this.ctx, cfg, this.appAgent) : undefined;
+    const l7 = isL7 ? this.httpHandler(cfg, traces, cfg.protocol === 'http' ? undefined : h2) : undefined;
     server.on('secureConnection', (sock: tls.TLSSocket) => {
       this.ctx.sockets.add(sock);
       sock.once('close', () => this.ctx.sockets.delete(sock));
@@ -147,7 +147,8 @@ export class InboundListener {
     this.server = server;
   }
 
-  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>): http.Server {
+  /** HTTP/1.1 callers; with `h2App` (an app that speaks h2) their requests go on as h2c streams. */
+  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>, h2App?: InboundH2): http.Server {
     // Per connection: requests so far, and the caller's identity (read once: it cannot change).
     const conns = new WeakMap<net.Socket, { requests: number; source: string }>();
     const server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
@@ -177,6 +178,22 @@ export class InboundListener {
           bytesOut: body.length,
           http: { method: req.method ?? '', path, status: 403, traceparent },
         });
+        return;
+      }
+      if (h2App) {
+        h2App.fromHttp1(req, res, traceparent, (status, bytesOut, failure) =>
+          this.ctx.record({
+            ...base,
+            verdict: failure ? 'error' : 'allowed',
+            reason: failure ?? d.reason,
+            intentionId: d.intentionId,
+            startTime: start,
+            durationMs: Date.now() - start,
+            bytesIn: Number(req.headers['content-length'] ?? 0),
+            bytesOut,
+            http: { method: req.method ?? '', path, status, traceparent },
+          }),
+        );
         return;
       }
       // Each side's connection is its own: its Connection and Keep-Alive fields stay on it (the app's
