@@ -3,7 +3,8 @@
 // plain node:http2 for the http2 protocol.
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
@@ -43,8 +44,7 @@ const DENY_ONE = [
   }),
 ];
 
-/** A server sidecar for "api" (inbound `protocol`) and a client sidecar for "web" whose upstream api says `upstreamProtocol`. */
-async function mesh(opts: { protocol: SidecarProtocol; upstreamProtocol: SidecarProtocol; appPort: number; intentions: Intention[] }) {
+async function pki() {
   const root = await createRoot({ trustDomain: TD, commonName: 'root', ttlMs: 3_600_000 });
   const interKey = await newKeyPem();
   const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: TD, ttlMs: 3_600_000, pathLength: 0 });
@@ -53,8 +53,14 @@ async function mesh(opts: { protocol: SidecarProtocol; upstreamProtocol: Sidecar
     const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [], commonName: svc, ttlMs: 600_000 });
     return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
   };
-  const bundle = { roots: [root.certPem], chain: [inter.certPem] };
-  const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+  return { leaf, bundle: { roots: [root.certPem], chain: [inter.certPem] } };
+}
+
+const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+
+/** A server sidecar for "api" (inbound `protocol`) and a client sidecar for "web" whose upstream api says `upstreamProtocol`. */
+async function mesh(opts: { protocol: SidecarProtocol; upstreamProtocol: SidecarProtocol; appPort: number; intentions: Intention[] }) {
+  const { leaf, bundle } = await pki();
   const flows: FlowRecord[] = [];
   const api = new Sidecar({
     config: {
@@ -126,6 +132,8 @@ const waitFor = async (what: string, ok: () => boolean) => {
     await new Promise((r) => setTimeout(r, 10));
   }
 };
+
+const netConnect = (port: number) => net.connect(port, '127.0.0.1').on('error', () => {});
 
 const streams = (flows: FlowRecord[]) => flows.filter((f) => f.hop === 'server-sidecar' && f.requestIndex > 0);
 
@@ -423,6 +431,56 @@ describe('inbound HTTP/2 for http2 and http', () => {
       ['allowed', '/y?q=1', 200],
       ['denied', '/admin', 403],
     ]);
+  });
+});
+
+describe('the client sidecar', () => {
+  it('offers h2 by ALPN to an http2 or grpc upstream, nothing to the others', async () => {
+    const { leaf, bundle } = await pki();
+    const api = await leaf('api');
+    const offered: (string | false)[] = [];
+    // The server side of the test: a TLS listener with api's identity that says what was negotiated.
+    const srv = tls.createServer(
+      {
+        key: api.keyPem,
+        cert: [api.certPem.trim(), ...bundle.chain].join('\n'),
+        ca: bundle.roots,
+        requestCert: true,
+        ALPNProtocols: ['h2', 'http/1.1'],
+      },
+      (sock) => {
+        offered.push(sock.alpnProtocol ?? false);
+        sock.end();
+      },
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const protocols: SidecarProtocol[] = ['grpc', 'http2', 'http', 'tcp'];
+    const web = new Sidecar({
+      config: {
+        service: svc('web'),
+        leaf: await leaf('web'),
+        bundle,
+        upstreams: protocols.map((protocol) => ({
+          name: `api-${protocol}`,
+          namespace: 'default',
+          datacenter: 'dc1',
+          localBindHost: '127.0.0.1',
+          localBindPort: 0,
+          protocol,
+          endpoints: [{ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, sni: `api.default.dc1.internal.${TD}`, spiffeId: api.spiffeId }],
+        })),
+        policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
+      },
+      onFlow: () => {},
+    });
+    await web.start();
+    stops.push(() => web.stop());
+    for (const protocol of protocols) {
+      const s = netConnect(web.upstreamPort(`api-${protocol}`));
+      await new Promise<void>((r) => s.once('close', () => r()).write('x'));
+    }
+    expect(offered).toEqual(['h2', 'h2', false, false]);
   });
 });
 
