@@ -40,7 +40,8 @@ describe('toSidecarConfig', () => {
     const plain = toSidecarConfig({ ...message, upstreams: [{ ...message.upstreams[0], protocol: 'sctp', chainJson: '' }] }).upstreams[0];
     expect(plain.protocol).toBe('tcp');
     expect('chain' in plain).toBe(false);
-    expect(toSidecarConfig({ ...message, inbound: { ...message.inbound!, bindPort: 21000, protocol: 'grpc' } }).inbound?.protocol).toBe('tcp');
+    const inbound = (protocol: string) => toSidecarConfig({ ...message, inbound: { ...message.inbound!, bindPort: 21000, protocol } }).inbound?.protocol;
+    expect(['grpc', 'http2', 'http', 'tcp', 'sctp', ''].map(inbound)).toEqual(['grpc', 'http2', 'http', 'tcp', 'tcp', 'tcp']);
   });
 
   it('refuses an incomplete push with a typed error', () => {

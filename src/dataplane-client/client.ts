@@ -40,7 +40,7 @@ export function toSidecarConfig(m: SidecarConfigMessage): SidecarConfig {
             bindPort: m.inbound.bindPort,
             localAppHost: m.inbound.localAppHost,
             localAppPort: m.inbound.localAppPort,
-            protocol: m.inbound.protocol === 'http' ? 'http' : 'tcp',
+            protocol: protocolOfWire(m.inbound.protocol),
           },
         }
       : {}),

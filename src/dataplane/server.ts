@@ -230,7 +230,7 @@ export class DataPlaneServer implements Component {
             bindPort: proxy.Port,
             localAppHost: proxy.Proxy?.LocalServiceAddress ?? '127.0.0.1',
             localAppPort: proxy.Proxy?.LocalServicePort ?? 0,
-            protocol: protocol === 'http' ? 'http' : 'tcp',
+            protocol: protocol === 'http' || protocol === 'http2' || protocol === 'grpc' ? protocol : 'tcp',
           }
         : null,
       upstreams,

@@ -1,11 +1,12 @@
 // The sidecar's inbound side: the mTLS listener that verifies the caller's SPIFFE ID and enforces
-// intentions (L4 per connection, L7 per HTTP request) before relaying to the local application.
-import { ErrorCodes } from '../core/errors.js';
-import { randomUUID } from 'node:crypto';
+// intentions (L4 per connection, L7 per HTTP/1.1 request or HTTP/2 stream) before relaying to the
+// local application. An L7 inbound offers h2 and HTTP/1.1 by ALPN and goes by what the caller speaks.
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { peerSpiffeId, traceIdFromKeylog } from './identity.js';
+import { deniedBody, endToEnd, traceparentOf } from './inbound-answers.js';
+import { InboundH2, sniffH2 } from './inbound-h2.js';
 import { RelayTarget, relay, relayRead } from './relay.js';
 import type { SidecarInbound } from './sidecar-config.js';
 import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
@@ -26,9 +27,11 @@ export class InboundListener {
 
   async start(cfg: SidecarInbound): Promise<void> {
     const traces = new WeakMap<tls.TLSSocket, string>();
+    const isL7 = cfg.protocol === 'http' || cfg.protocol === 'http2' || cfg.protocol === 'grpc';
     // No Nagle delay on any hop: a proxy's small writes (a request, an answer) go out at once.
     const server = tls.createServer({
       ...this.ctx.contextOptions(),
+      ...(isL7 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}),
       noDelay: true,
       requestCert: true,
       rejectUnauthorized: true,
@@ -75,7 +78,8 @@ export class InboundListener {
       // With a listener here Node leaves the socket open (a handshake timeout included): close it.
       sock.destroy();
     });
-    const l7 = cfg.protocol === 'http' ? this.httpHandler(cfg, traces) : undefined;
+    const h2 = isL7 ? new InboundH2(this.ctx, cfg, this.appAgent) : undefined;
+    const l7 = isL7 ? this.httpHandler(cfg, traces, cfg.protocol === 'http' ? undefined : h2) : undefined;
     server.on('secureConnection', (sock: tls.TLSSocket) => {
       this.ctx.sockets.add(sock);
       sock.once('close', () => this.ctx.sockets.delete(sock));
@@ -116,7 +120,7 @@ export class InboundListener {
             bytesOut: sock.bytesWritten,
           }),
         );
-        l7.emit('connection', sock);
+        sniffH2(sock, HTTP_IDLE_TIMEOUT_MS, (speaksH2) => (speaksH2 ? h2!.accept(sock, source, traceId) : l7.emit('connection', sock)));
         return;
       }
       const appTarget = new RelayTarget();
@@ -153,7 +157,8 @@ export class InboundListener {
     this.server = server;
   }
 
-  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>): http.Server {
+  /** HTTP/1.1 callers; with `h2App` (an app that speaks h2) their requests go on as h2c streams. */
+  private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>, h2App?: InboundH2): http.Server {
     // Per connection: requests so far, and the caller's identity (read once: it cannot change).
     const conns = new WeakMap<net.Socket, { requests: number; source: string }>();
     const server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
@@ -166,16 +171,10 @@ export class InboundListener {
       const traceId = traces.get(sock) ?? ZERO_TRACE;
       const path = req.url ?? '/';
       const d = this.ctx.decide(source, { method: req.method ?? 'GET', path, headers: req.headers });
-      const traceparent = (req.headers.traceparent as string | undefined) ?? `00-${traceId}-${randomUUID().replace(/-/g, '').slice(0, 16)}-01`;
+      const traceparent = traceparentOf(req.headers.traceparent, traceId);
       const base = { traceId, requestIndex: n, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni: '' };
       if (!d.allowed) {
-        // The project's error shape (docs/errors.md), naming the deciding intention and permission.
-        const body = JSON.stringify({
-          Error: ErrorCodes.INTENTION_DENIED,
-          Message: d.reason,
-          IntentionID: d.intentionId,
-          Permission: d.permission === undefined ? null : `Permissions[${d.permission}]`,
-        });
+        const body = deniedBody(d);
         res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         this.ctx.record({
@@ -189,6 +188,22 @@ export class InboundListener {
           bytesOut: body.length,
           http: { method: req.method ?? '', path, status: 403, traceparent },
         });
+        return;
+      }
+      if (h2App) {
+        h2App.fromHttp1(req, res, traceparent, (status, bytesOut, failure) =>
+          this.ctx.record({
+            ...base,
+            verdict: failure ? 'error' : 'allowed',
+            reason: failure ?? d.reason,
+            intentionId: d.intentionId,
+            startTime: start,
+            durationMs: Date.now() - start,
+            bytesIn: Number(req.headers['content-length'] ?? 0),
+            bytesOut,
+            http: { method: req.method ?? '', path, status, traceparent },
+          }),
+        );
         return;
       }
       // Each side's connection is its own: its Connection and Keep-Alive fields stay on it (the app's
@@ -233,19 +248,4 @@ export class InboundListener {
     });
     return server;
   }
-}
-
-/** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
-
-function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((f) => f.trim()),
-  );
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
-  return out;
 }

@@ -135,6 +135,8 @@ export class UpstreamListeners {
         ep,
         connectTimeoutMs,
         relayRead(this.ctx.readBuffer, serverTarget, () => server),
+        // An http2 or grpc upstream is relayed at L4: offering h2 tells the server sidecar to parse it.
+        up.protocol === 'http2' || up.protocol === 'grpc' ? ['h2'] : undefined,
       );
       const server = d.socket;
       let retried = false;

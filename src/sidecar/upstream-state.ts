@@ -132,6 +132,7 @@ export function dialEndpoint(
   ep: SidecarEndpoint,
   connectTimeoutMs: number,
   onread?: net.OnReadOpts,
+  alpn?: string[],
 ): { socket: tls.TLSSocket; identityError: () => string | undefined; traceId: () => string } {
   const sessionKey = `${ep.host}:${ep.port}/${ep.sni}/${ep.spiffeId}`;
   let traceId = ZERO_TRACE;
@@ -154,6 +155,7 @@ export function dialEndpoint(
     },
   };
   if (onread) options.onread = onread;
+  if (alpn) options.ALPNProtocols = alpn;
   const socket = tls.connect(options);
   socket.setNoDelay(true);
   ctx.sockets.add(socket);
