@@ -15,6 +15,18 @@ export function deniedBody(d: Decision): string {
   });
 }
 
+/**
+ * Set (value `unreachable`) on the answer a server sidecar gives for a local application it cannot
+ * reach: the call never reached an app, so the client sidecar counts it as a connect failure and
+ * takes the next endpoint (a field, not the body's words, is what a proxy decides by).
+ */
+export const LOCAL_APP_HEADER = 'x-isthmus-local-app';
+
+/** The 502 body for an app the sidecar cannot reach, in the project's error shape. */
+export function unreachableBody(): string {
+  return JSON.stringify({ Error: ErrorCodes.UNAVAILABLE, Message: 'local application unreachable' });
+}
+
 /** The caller's `traceparent`, or a new span of the connection's trace. */
 export function traceparentOf(given: string | string[] | undefined, traceId: string): string {
   if (typeof given === 'string' && given) return given;

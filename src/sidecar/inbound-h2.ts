@@ -9,7 +9,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import { ErrorCodes } from '../core/errors.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import { deniedBody, endToEnd, traceparentOf } from './inbound-answers.js';
+import { LOCAL_APP_HEADER, deniedBody, endToEnd, traceparentOf, unreachableBody } from './inbound-answers.js';
 import type { SidecarInbound } from './sidecar-config.js';
 import { ZERO_TRACE, type Decision, type SidecarContext } from './sidecar-context.js';
 
@@ -227,8 +227,8 @@ export class InboundH2 {
       return;
     }
     outcome.status = 502;
-    stream.respond({ ':status': 502, 'content-type': 'application/json' });
-    stream.end(JSON.stringify({ error: 'local application unreachable' }));
+    stream.respond({ ':status': 502, 'content-type': 'application/json', [LOCAL_APP_HEADER]: 'unreachable' });
+    stream.end(unreachableBody());
   }
 
   private toH2c(

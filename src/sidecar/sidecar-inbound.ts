@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { peerSpiffeId, traceIdFromKeylog } from './identity.js';
-import { deniedBody, endToEnd, traceparentOf } from './inbound-answers.js';
+import { LOCAL_APP_HEADER, deniedBody, endToEnd, traceparentOf, unreachableBody } from './inbound-answers.js';
 import { InboundH2, sniffH2 } from './inbound-h2.js';
 import { RelayTarget, relay, relayRead } from './relay.js';
 import type { SidecarInbound } from './sidecar-config.js';
@@ -230,8 +230,8 @@ export class InboundListener {
         },
       );
       up.once('error', (err) => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'local application unreachable' }));
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json', [LOCAL_APP_HEADER]: 'unreachable' });
+        res.end(unreachableBody());
         this.ctx.record({
           ...base,
           verdict: 'error',

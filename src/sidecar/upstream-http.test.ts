@@ -426,6 +426,38 @@ describe('the L7 upstream listener', () => {
     expect(clientFlows(m.flows).every((f) => f.routing === undefined && f.verdict === 'allowed')).toBe(true);
   });
 
+  it('takes the next endpoint when a server sidecar answers that its app is unreachable, without a retry policy', async () => {
+    const m = await mesh();
+    // A server sidecar in front of a port nobody listens on: it answers 502 with the marker field.
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const deadPort = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const dead = new Sidecar({
+      config: {
+        service: svc('api'),
+        leaf: await m.p.leaf('api', 'dc1'),
+        bundle: m.p.bundle,
+        inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: deadPort, protocol: 'http' },
+        upstreams: [],
+        policy,
+      },
+      onFlow: () => {},
+    });
+    await dead.start();
+    stops.push(() => dead.stop());
+    const v1 = targetOf(V1, [...m.v1]);
+    v1.endpoints.unshift({ host: '127.0.0.1', port: dead.inboundPort, sni: `${V1}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
+    await m.web.update({ upstreams: [{ ...m.upstream, endpoints: v1.endpoints, targets: [v1, ...m.upstream.targets!.slice(1)] }] });
+    // Routes[5] (the split) has no retry policy: only the marker lets a request move on.
+    const got: number[] = [];
+    for (let i = 0; i < 12; i++) got.push((await m.call('/y', { 'x-version': 'v1' })).status);
+    expect(got.every((s) => s === 200)).toBe(true);
+    const moved = clientFlows(m.flows).filter((r) => r.reason.includes(`${dead.inboundPort}`));
+    expect(moved.length).toBeGreaterThan(0);
+    expect(moved.every((r) => r.verdict === 'allowed' && r.http?.status === 200)).toBe(true);
+  });
+
   it('swaps an upstream listener between L4 and L7 on a push, on the same port', async () => {
     const m = await mesh();
     const port = m.web.upstreamPort('api');

@@ -14,6 +14,7 @@ import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
+import { LOCAL_APP_HEADER } from './inbound-answers.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
@@ -29,11 +30,6 @@ const UPSTREAM_IDLE_MS = HTTP_IDLE_TIMEOUT_MS / 2;
 /** Envoy's retry back-off: 25 ms base, at most ten times that, full jitter. */
 const RETRY_BASE_MS = 25;
 const RETRY_MAX_MS = 250;
-/**
- * A server sidecar answering for a local application it cannot reach sets this header (value
- * `unreachable`): the call never reached an app, so it counts as a connect failure.
- */
-export const LOCAL_APP_HEADER = 'x-isthmus-local-app';
 
 type Destination = NonNullable<ChainRoute['Destination']>;
 
