@@ -22,6 +22,7 @@ const message: SidecarConfigMessage = {
       endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }],
       protocol: 'http',
       chainJson: JSON.stringify({ ServiceName: 'api', StartNode: 'resolver:api.default.dc2' }),
+      passiveHealthCheckJson: JSON.stringify({ MaxFailures: 3, BaseEjectionTime: '10s' }),
       targets: [{ id: 'api.default.dc2', datacenter: 'dc2', healthy: true, healthAgeMs: 120, endpoints: [{ host: 'h', port: 1, sni: 's', spiffeId: 'i' }] }],
     },
   ],
@@ -35,11 +36,14 @@ describe('toSidecarConfig', () => {
     expect(cfg.policy).toEqual({ intentions: [], defaultAllow: false, index: 9, sourceDc: 'dc1' });
     expect(cfg.upstreams[0].endpoints).toEqual(message.upstreams[0].endpoints);
     expect(cfg.upstreams[0].protocol).toBe('http');
+    expect(cfg.upstreams[0].passiveHealthCheck).toEqual({ MaxFailures: 3, BaseEjectionTime: '10s' });
     expect(cfg.upstreams[0].chain?.StartNode).toBe('resolver:api.default.dc2');
     expect(cfg.upstreams[0].targets?.[0]).toMatchObject({ id: 'api.default.dc2', healthy: true, healthAgeMs: 120 });
-    const plain = toSidecarConfig({ ...message, upstreams: [{ ...message.upstreams[0], protocol: 'sctp', chainJson: '' }] }).upstreams[0];
+    const plain = toSidecarConfig({ ...message, upstreams: [{ ...message.upstreams[0], protocol: 'sctp', chainJson: '', passiveHealthCheckJson: '' }] })
+      .upstreams[0];
     expect(plain.protocol).toBe('tcp');
     expect('chain' in plain).toBe(false);
+    expect('passiveHealthCheck' in plain).toBe(false);
     const inbound = (protocol: string) => toSidecarConfig({ ...message, inbound: { ...message.inbound!, bindPort: 21000, protocol } }).inbound?.protocol;
     expect(['grpc', 'http2', 'http', 'tcp', 'sctp', ''].map(inbound)).toEqual(['grpc', 'http2', 'http', 'tcp', 'tcp', 'tcp']);
   });

@@ -3,7 +3,7 @@
 import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import type { Intention } from '../intentions/index.js';
 import type { CompiledChain } from '../config-entries/index.js';
-import type { SidecarConfig, SidecarProtocol, SidecarUpstream } from '../sidecar/index.js';
+import type { PassiveHealthCheck, SidecarConfig, SidecarProtocol, SidecarUpstream } from '../sidecar/index.js';
 import { silentLogger, type Logger } from '../telemetry/index.js';
 import { ChannelClient } from './channel-client.js';
 import type { SidecarConfigMessage } from './proto.js';
@@ -62,13 +62,14 @@ export function protocolOfWire(p: string): SidecarProtocol {
 }
 
 function toSidecarUpstream(u: SidecarConfigMessage['upstreams'][number]): SidecarUpstream {
-  const { chainJson, targets, protocol, endpoints, ...rest } = u;
+  const { chainJson, targets, protocol, endpoints, passiveHealthCheckJson, ...rest } = u;
   return {
     ...rest,
     endpoints: endpoints.map((e) => ({ ...e })),
     protocol: protocolOfWire(protocol),
     ...(chainJson ? { chain: JSON.parse(chainJson) as CompiledChain } : {}),
     targets: (targets ?? []).map((t) => ({ ...t, endpoints: t.endpoints.map((e) => ({ ...e })) })),
+    ...(passiveHealthCheckJson ? { passiveHealthCheck: JSON.parse(passiveHealthCheckJson) as PassiveHealthCheck } : {}),
   };
 }
 

@@ -62,6 +62,7 @@ export interface WireUpstream {
   protocol: string;
   chainJson: string;
   targets: WireTarget[];
+  passiveHealthCheckJson: string;
 }
 export interface WireTarget {
   id: string;

@@ -79,6 +79,59 @@ describe('data-plane channel', () => {
     expect(flows.query({ trace: 'ab'.repeat(16) })[0]).toMatchObject({ verdict: 'denied', intentionId: 'i1' });
   });
 
+  it("takes the inbound's protocol from the config entries before the registration, and the caller's passive health check per upstream", async () => {
+    const { catalog, configEntries, server } = await setup();
+    const { serviceSchema } = await import('../catalog/index.js');
+    const actor = { accessorId: 'a', description: 'test', dc: 'dc1' };
+    await catalog.registerService(
+      serviceSchema.parse({
+        Name: 'web',
+        Port: 1,
+        Connect: {
+          SidecarService: {
+            Port: 21501,
+            Proxy: {
+              Config: { protocol: 'tcp' },
+              Upstreams: [
+                { DestinationName: 'api', LocalBindPort: 9191 },
+                { DestinationName: 'db', LocalBindPort: 9192 },
+              ],
+            },
+          },
+        },
+      }),
+    );
+    const configs: SidecarConfigMessage[] = [];
+    const client = new DataPlaneClient({ serverAddr: server.address, serviceId: 'web-sidecar-proxy', onConfig: (c) => configs.push(c), flushMs: 50 });
+    client.start();
+    stops.push(() => client.stop());
+    const until = async (fn: () => boolean) => {
+      for (let i = 0; i < 100 && !fn(); i++) await new Promise((r) => setTimeout(r, 30));
+      expect(fn()).toBe(true);
+    };
+    await until(() => configs.length >= 1);
+    expect(configs.at(-1)!.inbound?.protocol).toBe('tcp');
+    expect(configs.at(-1)!.upstreams.map((u) => u.passiveHealthCheckJson)).toEqual(['', '']);
+    await configEntries.put(
+      {
+        Kind: 'service-defaults',
+        Name: 'web',
+        Protocol: 'http',
+        UpstreamConfig: {
+          Defaults: { PassiveHealthCheck: { MaxFailures: 7 } },
+          Overrides: [{ Name: 'db', PassiveHealthCheck: { MaxFailures: 2, BaseEjectionTime: '5s' } }],
+        },
+      },
+      {},
+      actor,
+    );
+    await until(() => configs.at(-1)!.inbound?.protocol === 'http');
+    expect(configs.at(-1)!.upstreams.map((u) => JSON.parse(u.passiveHealthCheckJson))).toEqual([
+      { MaxFailures: 7 },
+      { MaxFailures: 2, BaseEjectionTime: '5s' },
+    ]);
+  });
+
   it('refuses a stream that does not start with hello, and drops malformed flow records naming them', async () => {
     const { server, flows } = await setup();
     const Service = dataPlaneService();

@@ -100,7 +100,15 @@ export class DataPlaneServer implements Component {
       resolve: (hello) => this.resolve(hello),
       build: (t) => this.build(t),
       describe: (t) => ({ service: t.service, id: t.id }),
-      opened: (t, session) => this.watchLeaf(t, session),
+      opened: (t, session) => {
+        const stopLeaf = this.watchLeaf(t, session);
+        return () => {
+          stopLeaf();
+          // A stream that ends may be a proxy that died: its listening check runs now, not at its
+          // next interval, so its endpoint leaves the callers' sets at once if it is gone.
+          if (t.proxy) this.opts.catalog.recheck(t.proxy.ID);
+        };
+      },
     };
     this.gatewaySpec = {
       kind: 'gateway',
@@ -211,12 +219,16 @@ export class DataPlaneServer implements Component {
         protocol: plan.chain.Protocol,
         chainJson: JSON.stringify(plan.chain),
         targets: plan.targets,
+        passiveHealthCheckJson: passiveOf(this.opts.configEntries, t.service, u.DestinationName),
       };
     });
     const relevant = this.opts.intentions
       .list()
       .filter((i) => (i.DestinationName === '*' || i.DestinationName === t.service) && (i.DestinationNS === '*' || i.DestinationNS === t.namespace));
-    const protocol = String((proxy?.Proxy?.Config as Record<string, unknown> | undefined)?.protocol ?? 'tcp');
+    // The protocol the intention checks believe (config entries first, then the registration), so
+    // that a listener is L7 exactly when an L7 intention could have been accepted for it.
+    const protocol =
+      this.opts.configEntries?.protocolSource(t.service)?.protocol ?? String((proxy?.Proxy?.Config as Record<string, unknown> | undefined)?.protocol ?? 'tcp');
     return {
       version: 0,
       error: '',
@@ -242,6 +254,13 @@ export class DataPlaneServer implements Component {
       },
     };
   }
+}
+
+/** The caller's service-defaults UpstreamConfig.PassiveHealthCheck for one upstream (its override, else Defaults), as JSON; '' when none. */
+function passiveOf(entries: ConfigEntries | undefined, caller: string, upstream: string): string {
+  const uc = entries?.get('service-defaults', caller)?.UpstreamConfig;
+  const p = uc?.Overrides?.find((o) => o.Name === upstream)?.PassiveHealthCheck ?? uc?.Defaults?.PassiveHealthCheck;
+  return p ? JSON.stringify(p) : '';
 }
 
 const SERVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
