@@ -23,6 +23,7 @@
  *   startTime: number,
  *   durationMs: number,
  *   http?: { method: string, path: string, status: number },
+ *   routing?: { target: string, route: string, split: string, retries: number, failover: string },
  * }} FlowRecord
  */
 

@@ -184,6 +184,7 @@ function timeline(rows, intentions, changes) {
           decidedBy(r, intentions),
           auditLine(changes.get(r.intentionId), r.startTime),
           r.http ? h('span', { class: 'sub' }, `${r.http.method} ${r.http.path} → ${r.http.status}`) : '',
+          r.routing ? h('span', { class: 'sub routing' }, routingText(r.routing)) : '',
         ),
       ),
     );
@@ -255,4 +256,14 @@ function ticks(span) {
   const out = [];
   for (let t = 0; t <= span; t += step) out.push(t);
   return out;
+}
+
+/**
+ * Where a client sidecar sent a call along the discovery chain, and why.
+ * @param {{ target: string, route: string, split: string, retries: number, failover: string }} g
+ */
+function routingText(g) {
+  const by = [g.route, g.split].filter(Boolean).join(' ');
+  const retries = g.retries ? `, ${g.retries} ${g.retries === 1 ? 'retry' : 'retries'}` : '';
+  return `to ${g.target}${by ? ` by ${by}` : ''}${retries}${g.failover ? `, failed over: ${g.failover}` : ''}`;
 }

@@ -148,6 +148,7 @@ describe('dashboard at /ui', () => {
         durationMs: 48,
         bytesIn: 5120,
         bytesOut: 310,
+        routing: { target: 'api.default.dc2', route: '', split: '', retries: 1, failover: 'no healthy instance of api.default.dc1' },
       }),
       rec({
         traceId: allowedTrace,
@@ -333,6 +334,8 @@ describe('dashboard at /ui', () => {
     expect(server).toContain(`decided by intention ${allowId.slice(0, 8)}`);
     expect(server).toContain('written in dc1');
     expect(await page.locator('#timeline .tl-crossing').textContent()).toBe('dc1 → dc2');
+    // The client hop says where its chain sent the call, and why.
+    expect(await hops.nth(0).locator('.routing').textContent()).toBe('to api.default.dc2, 1 retry, failed over: no healthy instance of api.default.dc1');
     await shot('trace');
   });
 

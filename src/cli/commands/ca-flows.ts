@@ -103,7 +103,15 @@ function compact(f: FlowRecord): string {
   const who = (x: FlowRecord['source']) => (x.service ? `${x.service}${x.dc ? `@${x.dc}` : ''}` : '?');
   const http = f.http ? ` ${f.http.method} ${f.http.path} ${f.http.status}` : '';
   const by = f.intentionId ? ` by ${f.intentionId}${f.intentionDc ? ` (written in ${f.intentionDc})` : ''}` : '';
-  return `${new Date(f.startTime).toISOString().slice(11, 23)} ${f.dc} ${f.hop.padEnd(15)} ${who(f.source)} -> ${who(f.destination)} ${f.verdict.toUpperCase()}${http}: ${f.reason}${by} [${f.traceId.slice(0, 12)}]`;
+  const routing = f.routing ? ` (${routingText(f.routing)})` : '';
+  return `${new Date(f.startTime).toISOString().slice(11, 23)} ${f.dc} ${f.hop.padEnd(15)} ${who(f.source)} -> ${who(f.destination)} ${f.verdict.toUpperCase()}${http}: ${f.reason}${by}${routing} [${f.traceId.slice(0, 12)}]`;
+}
+
+/** Where a client sidecar sent a call along the discovery chain, and why. */
+export function routingText(g: NonNullable<FlowRecord['routing']>): string {
+  const by = [g.route, g.split].filter(Boolean).join(' ');
+  const retries = g.retries ? `, ${g.retries} ${g.retries === 1 ? 'retry' : 'retries'}` : '';
+  return `to ${g.target}${by ? ` by ${by}` : ''}${retries}${g.failover ? `, failed over: ${g.failover}` : ''}`;
 }
 
 /** Follows /v1/flows/stream (server-sent events) until interrupted. */
@@ -196,7 +204,7 @@ export const flowsTrace: Command = {
     const requests = r.Records.filter((f) => f.requestIndex > 0).sort((a, b) => a.requestIndex - b.requestIndex || order.indexOf(a.hop) - order.indexOf(b.hop));
     for (const f of requests)
       io.out(
-        `  request #${f.requestIndex} ${f.http?.method ?? ''} ${f.http?.path ?? ''} -> ${f.http?.status ?? ''} at ${f.hop} (${f.dc}): ${f.verdict}, ${f.reason}`,
+        `  request #${f.requestIndex} ${f.http?.method ?? ''} ${f.http?.path ?? ''} -> ${f.http?.status ?? ''} at ${f.hop} (${f.dc}): ${f.verdict}, ${f.reason}${f.routing ? ` (${routingText(f.routing)})` : ''}`,
       );
     return 0;
   },
