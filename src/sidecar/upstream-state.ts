@@ -79,7 +79,13 @@ export class UpstreamState {
   /** A push changed the config: outlier detectors follow it (a changed PassiveHealthCheck starts afresh). */
   refresh(prev: SidecarUpstream | undefined, next: SidecarUpstream): void {
     if (JSON.stringify(prev?.passiveHealthCheck) !== JSON.stringify(next.passiveHealthCheck)) this.#outliers.clear();
-    for (const t of next.targets ?? []) this.#outliers.get(t.id)?.retain(new Set(t.endpoints.map(endpointKey)));
+    const before = new Map((prev?.targets ?? []).map((t) => [t.id, t.healthy]));
+    for (const t of next.targets ?? []) {
+      // The server saw the target come back (its checks pass again): that outweighs the failures this
+      // sidecar counted while it was down, which would otherwise keep it ejected for a base time or more.
+      if (t.healthy && before.get(t.id) === false) this.#outliers.delete(t.id);
+      else this.#outliers.get(t.id)?.retain(new Set(t.endpoints.map(endpointKey)));
+    }
   }
 }
 

@@ -54,7 +54,10 @@ function steadyLoad(host: string, port: number) {
   };
 }
 
-describe('discovery chain failover across regions', () => {
+// tcp: a connection is failed over when it cannot be made; one made to dc2's sidecar just as its app
+// died is reset (its bytes are gone). http: the client sidecar walks the chain per request, and
+// dc2's sidecar answering that its app is unreachable moves the request to dc3 unseen.
+describe.each(['tcp', 'http'] as const)('discovery chain failover across regions (%s)', (protocol) => {
   let fed: Federation3;
   const procs: Proc[] = [];
   const apps: http.Server[] = [];
@@ -68,6 +71,10 @@ describe('discovery chain failover across regions', () => {
     // Written at the primary, replicated to every DC: api fails over to dc3 from wherever it is asked for.
     const w = await api(dc1.server.url, 'PUT', '/v1/config', { Kind: 'service-resolver', Name: 'api', Failover: { '*': { Datacenters: ['dc3'] } } });
     expect([w.status, w.body]).toEqual([200, true]);
+    if (protocol === 'http') {
+      const d = await api(dc1.server.url, 'PUT', '/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+      expect([d.status, d.body]).toEqual([200, true]);
+    }
     dc2App = await listen('127.0.2.1', 'api in dc2\n');
     dc2AppPort = (dc2App.address() as AddressInfo).port;
     const dc3App = await listen('127.0.3.1', 'api in dc3\n');
@@ -149,8 +156,11 @@ describe('discovery chain failover across regions', () => {
       lastFailureAfterKillMs: lastFailure ? lastFailure.at - killedAt : null,
       backToDc2Ms: backInDc2.at - restartedAt,
     };
-    console.log(`failover measured: ${JSON.stringify(report)}`);
+    console.log(`failover measured (${protocol}): ${JSON.stringify(report)}`);
     expect(samples.length).toBeGreaterThan(RATE_PER_S * 10);
+    // Per request, fewer than 1 % of the run's calls fail (the issue's bound); per connection the
+    // resets at the kill are counted, not bounded.
+    if (protocol === 'http') expect(report.failedFraction).toBeLessThan(0.01);
     // Calls reach dc3 while dc2 is down, and every failure falls in the detection window after the kill.
     expect(report.toDc3Ms).toBeLessThan(10_000);
     for (const f of failed) expect(f.at).toBeGreaterThanOrEqual(killedAt - 100);
