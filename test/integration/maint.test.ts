@@ -3,7 +3,7 @@
 // (through its alias check), the command lists it, and -disable brings it back. Node maintenance too.
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, freePort, runCli, startServer, type ServerProcess } from '../harness/server-process.js';
+import { api, freePort, runCli, startServer, tempDir, type ServerProcess } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
 
 let srv: ServerProcess;
@@ -91,5 +91,37 @@ describe('isthmus maint', () => {
     }
     expect(await maint()).toMatchObject({ code: 0, stdout: '' });
     expect(await passingEndpoints()).toHaveLength(1);
+  });
+});
+
+describe('isthmus maint with ACLs (default deny)', () => {
+  let secure: ServerProcess;
+  beforeAll(async () => {
+    secure = await startServer('server', ['--data-dir', tempDir()]);
+  }, 60_000);
+  afterAll(async () => {
+    await secure?.stop();
+  });
+
+  it('needs service:write on the service, and operator:write for the node, with the token from -token', async () => {
+    const cli = (args: string[], token?: string) => runCli(['maint', ...args, '-http-addr', secure.addr, ...(token ? ['-token', token] : [])]);
+    const env = { ISTHMUS_HTTP_ADDR: secure.addr };
+    const mgmt = JSON.parse((await runCli(['acl', 'bootstrap', '--format', 'json'], env)).stdout).SecretID as string;
+    const admin = { ...env, ISTHMUS_HTTP_TOKEN: mgmt };
+    expect((await runCli(['acl', 'policy', 'create', '--name', 'web-writer', '--rules', `service "${SERVICE}" { policy = "write" }`], admin)).code).toBe(0);
+    const limited = JSON.parse((await runCli(['acl', 'token', 'create', '--policy', 'web-writer', '--format', 'json'], admin)).stdout).SecretID as string;
+    expect((await api(secure.url, 'PUT', '/v1/agent/service/register', { Name: SERVICE, Port: 1 }, mgmt)).status).toBe(200);
+
+    const anonymous = await cli(['-enable', '-service', SERVICE]);
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/Permission denied/i);
+    expect(await cli(['-enable', '-service', SERVICE, '-reason', 'patching'], limited)).toMatchObject({
+      code: 0,
+      stdout: `Service maintenance is now enabled for "${SERVICE}"\n`,
+    });
+    const node = await cli(['-enable'], limited);
+    expect(node.code).toBe(1);
+    expect(node.stderr).toMatch(/Permission denied/i);
+    expect((await cli([], mgmt)).stdout).toBe(`Service:\n  ID:     ${SERVICE}\n  Reason: patching\n\n`);
   });
 });
