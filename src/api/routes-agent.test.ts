@@ -1,7 +1,7 @@
 // Agent endpoints: registration with a sidecar, TTL updates, check registration, validation and ACLs.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
-import { Catalog } from '../catalog/index.js';
+import { Catalog, CheckRunner } from '../catalog/index.js';
 import { allowAll, type Authorizer } from '../acl/index.js';
 import { testApp } from './testing/test-app.js';
 import { registerAgentRoutes } from './routes-agent.js';
@@ -180,5 +180,135 @@ describe('agent routes', () => {
     expect((await put('/v1/agent/service/deregister/db')).status).toBe(403);
     expect((await put('/v1/agent/check/register', { Name: 'node-disk', TTL: '1m' })).status).toBe(403);
     expect(catalog.agentService('db')).toBeDefined();
+  });
+
+  describe('maintenance', () => {
+    const DEFAULT_REASON = 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.';
+
+    async function withRunner(authz: Authorizer = allowAll) {
+      const t = await setup(authz);
+      const runner = new CheckRunner({ store: t.store, catalog: t.catalog, nodeName: 'node-1' });
+      await runner.start();
+      cleanups.push(() => runner.stop());
+      return t;
+    }
+    const until = async (fn: () => boolean) => {
+      const end = Date.now() + 5000;
+      while (!fn()) {
+        if (Date.now() > end) throw new Error('condition not met in time');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+
+    it('adds a critical check with the reason, takes the sidecar out of passing endpoints, and removes it on disable', async () => {
+      const { put, get, catalog } = await withRunner();
+      await put('/v1/agent/service/register', { Name: 'web', Port: 8080, Check: { TTL: '1m' }, Connect: { SidecarService: { Port: 21000 } } });
+      await put('/v1/agent/check/pass/service:web');
+      // The sidecar's listening check has nothing to dial here; pass it by hand so only maintenance decides.
+      await catalog.setCheckResult('node-1/service:web-sidecar-proxy:1', 'passing', 'up');
+      await until(() => catalog.connectInstances('web', { passingOnly: true }).length === 1);
+
+      expect((await put('/v1/agent/service/maintenance/web?enable=true&reason=kernel%20upgrade')).status).toBe(200);
+      const checks = (await get('/v1/agent/checks')).body;
+      expect(checks['_service_maintenance:web']).toEqual({
+        Node: 'node-1',
+        CheckID: '_service_maintenance:web',
+        Name: 'Service Maintenance Mode',
+        Status: 'critical',
+        Notes: 'kernel upgrade',
+        Output: '',
+        ServiceID: 'web',
+        ServiceName: 'web',
+        ServiceTags: [],
+        Namespace: 'default',
+        Type: '',
+        Definition: expect.anything(),
+      });
+      expect(catalog.instances('web', { passingOnly: true })).toEqual([]);
+      // The sidecar's alias check follows its service into maintenance, so callers lose the endpoint.
+      await until(() => catalog.agentCheck('service:web-sidecar-proxy:2')?.Status === 'critical');
+      expect(catalog.agentCheck('service:web-sidecar-proxy:2')!.Output).toBe('Aliased check "Service Maintenance Mode" failing: ');
+      expect(catalog.connectInstances('web', { passingOnly: true })).toEqual([]);
+
+      // Enabling again keeps the first reason, as Consul does.
+      await put('/v1/agent/service/maintenance/web?enable=1&reason=other');
+      expect(catalog.agentCheck('_service_maintenance:web')!.Notes).toBe('kernel upgrade');
+
+      expect((await put('/v1/agent/service/maintenance/web?enable=false')).status).toBe(200);
+      expect(catalog.agentCheck('_service_maintenance:web')).toBeUndefined();
+      await until(() => catalog.connectInstances('web', { passingOnly: true }).length === 1);
+      expect(catalog.instances('web', { passingOnly: true })).toHaveLength(1);
+      // Disabling what is not in maintenance is not an error and writes nothing.
+      expect((await put('/v1/agent/service/maintenance/web?enable=false')).status).toBe(200);
+    });
+
+    it("uses Consul's default reason, and nothing marks the check passing: not the runner, TTL updates or re-registration", async () => {
+      const { put, store, catalog } = await withRunner();
+      await put('/v1/agent/service/register', { Name: 'web', Port: 8080, Check: { TTL: '1m' }, Connect: { SidecarService: {} } });
+      await put('/v1/agent/service/maintenance/web?enable=true');
+      expect(catalog.agentCheck('_service_maintenance:web')).toMatchObject({ Notes: DEFAULT_REASON, Status: 'critical' });
+
+      const before = store.index();
+      for (const verb of ['pass', 'warn', 'fail']) expect((await put(`/v1/agent/check/${verb}/_service_maintenance:web`)).status).toBe(400);
+      expect((await put('/v1/agent/check/update/_service_maintenance:web', { Status: 'passing' })).status).toBe(400);
+      expect(store.index()).toBe(before);
+
+      // Registering again, even replacing checks, and re-registering the sidecar keep maintenance on.
+      await put('/v1/agent/service/register?replace-existing-checks', { Name: 'web', Port: 8080, Check: { TTL: '1m' }, Connect: { SidecarService: {} } });
+      await put('/v1/agent/check/pass/service:web');
+      // The runner has seen the pass (the alias follows web's checks); the maintenance check is untouched.
+      await until(() => catalog.agentCheck('service:web-sidecar-proxy:2')?.Output === 'Aliased check "Service Maintenance Mode" failing: ');
+      expect(catalog.agentCheck('_service_maintenance:web')).toMatchObject({ Status: 'critical', Notes: DEFAULT_REASON, Output: '' });
+      expect(catalog.agentCheck('service:web-sidecar-proxy:2')!.Status).toBe('critical');
+
+      // Deregistering the service takes its maintenance check with it.
+      await put('/v1/agent/service/deregister/web');
+      expect(catalog.agentCheck('_service_maintenance:web')).toBeUndefined();
+    });
+
+    it('puts the node in maintenance, which every instance on it follows', async () => {
+      const { put, catalog } = await withRunner();
+      await put('/v1/agent/service/register', { Name: 'web', Port: 8080 });
+      expect(catalog.instances('web', { passingOnly: true })).toHaveLength(1);
+      expect((await put('/v1/agent/maintenance?enable=true&reason=rack%20move')).status).toBe(200);
+      expect(catalog.agentCheck('_node_maintenance')).toMatchObject({
+        CheckID: '_node_maintenance',
+        Name: 'Node Maintenance Mode',
+        Notes: 'rack move',
+        Status: 'critical',
+        ServiceID: '',
+      });
+      expect(catalog.instances('web', { passingOnly: true })).toEqual([]);
+      await put('/v1/agent/maintenance?enable=false');
+      expect(catalog.agentCheck('_node_maintenance')).toBeUndefined();
+      expect(catalog.instances('web', { passingOnly: true })).toHaveLength(1);
+      await put('/v1/agent/maintenance?enable=true');
+      expect(catalog.agentCheck('_node_maintenance')!.Notes).toBe(
+        'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.',
+      );
+    });
+
+    it('refuses a missing or non-boolean enable naming it, an unknown service with 404, and writes without permission', async () => {
+      const onlyWeb: Authorizer = { ...allowAll, serviceWrite: (n) => n === 'web', operatorWrite: () => false };
+      const { put, store, catalog } = await setup(onlyWeb);
+      await put('/v1/agent/service/register', { Name: 'web', Port: 1 });
+      await catalog.registerService({ Name: 'db', Port: 2 } as never);
+      const before = store.index();
+
+      for (const path of ['/v1/agent/service/maintenance/web', '/v1/agent/service/maintenance/web?enable=yes', '/v1/agent/maintenance?enable=']) {
+        const res = await put(path);
+        expect(res.status, path).toBe(400);
+        const body = (await res.json()) as { Error: string; Violations: { Field: string }[] };
+        expect(body.Error).toBe('ISTHMUS_ERR_INVALID');
+        expect(body.Violations.map((v) => v.Field)).toEqual(['enable']);
+      }
+      const unknown = await put('/v1/agent/service/maintenance/nope?enable=true');
+      expect(unknown.status).toBe(404);
+      expect(((await unknown.json()) as { Message: string }).Message).toBe('No service registered with ID "nope"');
+      expect((await put('/v1/agent/service/maintenance/db?enable=true')).status).toBe(403);
+      expect((await put('/v1/agent/maintenance?enable=true')).status).toBe(403);
+      expect(store.index()).toBe(before);
+      expect((await put('/v1/agent/service/maintenance/web?enable=true')).status).toBe(200);
+    });
   });
 });

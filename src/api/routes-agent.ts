@@ -8,7 +8,7 @@ import { blockingRead } from './blocking.js';
 import { requirePermission } from './authz.js';
 import { parseWith, readJson } from './validate.js';
 import { agentService, checkShape, flag } from './catalog-shapes.js';
-import { notFound } from '../core/errors.js';
+import { invalid, notFound } from '../core/errors.js';
 
 export interface CatalogRouteDeps {
   store: Store;
@@ -26,6 +26,38 @@ const updateBody = z.object({
 function requireCheckWrite(c: Context<ApiEnv>, check: CheckRecord): void {
   if (check.ServiceName) requirePermission(c, (a) => a.serviceWrite(check.ServiceName), `service:write on ${check.ServiceName}`);
   else requirePermission(c, (a) => a.operatorWrite(), 'operator:write (node checks)');
+}
+
+/** The values Go's strconv.ParseBool takes, which Consul reads `enable` with. */
+const BOOLS: Record<string, boolean> = {
+  1: true,
+  t: true,
+  T: true,
+  TRUE: true,
+  true: true,
+  True: true,
+  0: false,
+  f: false,
+  F: false,
+  FALSE: false,
+  false: false,
+  False: false,
+};
+
+/** `?enable=` of the maintenance endpoints: required, a boolean. */
+function enableParam(c: Context<ApiEnv>): boolean {
+  const raw = c.req.query('enable');
+  if (raw === undefined) throw invalid([{ Field: 'enable', Message: 'is required: true or false' }], 'Missing value for enable');
+  const value = BOOLS[raw];
+  if (value === undefined) throw invalid([{ Field: 'enable', Message: `must be true or false, got "${raw.slice(0, 64)}"` }]);
+  return value;
+}
+
+/** The maintenance reason: free text kept as the check's Notes, bounded as other check notes are. */
+function reasonParam(c: Context<ApiEnv>): string {
+  const reason = c.req.query('reason') ?? '';
+  if (reason.length > 1024) throw invalid([{ Field: 'reason', Message: 'at most 1024 characters' }]);
+  return reason;
 }
 
 export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): void {
@@ -46,6 +78,26 @@ export function registerAgentRoutes(app: Hono<ApiEnv>, deps: CatalogRouteDeps): 
     if (!svc) throw notFound(`Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`);
     requirePermission(c, (a) => a.serviceWrite(svc.Service), `service:write on ${svc.Service}`);
     await catalog.deregisterService(id);
+    return c.body(null, 200);
+  });
+
+  app.put('/v1/agent/service/maintenance/:id', async (c) => {
+    const id = c.req.param('id');
+    const enable = enableParam(c);
+    const reason = reasonParam(c);
+    const svc = catalog.agentService(id);
+    if (!svc) throw notFound(`No service registered with ID "${id}"`);
+    requirePermission(c, (a) => a.serviceWrite(svc.Service), `service:write on ${svc.Service}`);
+    await catalog.serviceMaintenance(id, enable, reason);
+    return c.body(null, 200);
+  });
+
+  // Consul asks node:write; node-level writes here are operator:write, as node checks are.
+  app.put('/v1/agent/maintenance', async (c) => {
+    const enable = enableParam(c);
+    const reason = reasonParam(c);
+    requirePermission(c, (a) => a.operatorWrite(), 'operator:write (node maintenance)');
+    await catalog.nodeMaintenance(enable, reason);
     return c.body(null, 200);
   });
 

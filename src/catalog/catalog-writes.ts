@@ -5,6 +5,7 @@ import { formatHostPort } from '../core/names.js';
 import type { Store, StoreOp } from '../store/index.js';
 import type { CatalogIndexes } from './catalog-indexes.js';
 import { aliasResult, toCheck, toRecord } from './catalog-records.js';
+import { isMaintenanceCheck, nodeMaintenanceCheck, serviceMaintenanceCheck, serviceMaintenanceCheckId, NODE_MAINTENANCE_CHECK_ID } from './maintenance.js';
 import {
   CHECKS,
   NODES,
@@ -200,6 +201,29 @@ export class CatalogWrites {
     await this.opts.store.commit([{ op: 'delete', table: CHECKS, key }]);
   }
 
+  /**
+   * Puts one of this node's instances in or out of maintenance, as Consul's agent does: enabling
+   * twice keeps the first reason, disabling what is not in maintenance changes nothing.
+   */
+  async serviceMaintenance(id: string, enable: boolean, reason: string): Promise<void> {
+    const node = this.opts.nodeName;
+    const svc = this.opts.reads.agentService(id);
+    if (!svc) throw notFound(`No service registered with ID "${id}"`);
+    await this.toggleMaintenance(`${node}/${serviceMaintenanceCheckId(id)}`, enable ? serviceMaintenanceCheck(node, svc, reason) : undefined);
+  }
+
+  /** This server's node in or out of maintenance: every instance on it leaves passing-only answers. */
+  async nodeMaintenance(enable: boolean, reason: string): Promise<void> {
+    const node = this.opts.nodeName;
+    await this.toggleMaintenance(`${node}/${NODE_MAINTENANCE_CHECK_ID}`, enable ? nodeMaintenanceCheck(node, reason) : undefined);
+  }
+
+  private async toggleMaintenance(key: string, check: CheckRecord | undefined): Promise<void> {
+    const present = this.opts.store.get(CHECKS, key) !== undefined;
+    if (check && !present) await this.opts.store.commit([{ op: 'put', table: CHECKS, key, value: check }]);
+    else if (!check && present) await this.opts.store.commit([{ op: 'delete', table: CHECKS, key }]);
+  }
+
   /** TTL updates (pass/warn/fail/update): writes only when status or output changes. */
   async updateTtl(id: string, status: HealthStatus, output: string): Promise<void> {
     const key = `${this.opts.nodeName}/${id}`;
@@ -238,7 +262,8 @@ export class CatalogWrites {
     });
     if (replace || checks.length > 0) {
       for (const k of this.opts.indexes.checksByService.get(`${node}/${svc.ID}`) ?? []) {
-        if (!keep.has(k) && replace) ops.push({ op: 'delete', table: CHECKS, key: k });
+        // Maintenance is lifted only by disabling it, never by registering the service again.
+        if (!keep.has(k) && replace && !isMaintenanceCheck(k.slice(node.length + 1))) ops.push({ op: 'delete', table: CHECKS, key: k });
       }
     }
     return ops;

@@ -241,6 +241,16 @@ export class Catalog extends OwnedTables<CatalogPart> implements Component {
     return this.writes.updateTtl(id, status, output);
   }
 
+  /** PUT /v1/agent/service/maintenance/:id: the instance's maintenance check added or removed. */
+  serviceMaintenance(id: string, enable: boolean, reason = ''): Promise<void> {
+    return this.writes.serviceMaintenance(id, enable, reason);
+  }
+
+  /** PUT /v1/agent/maintenance: this node's maintenance check added or removed. */
+  nodeMaintenance(enable: boolean, reason = ''): Promise<void> {
+    return this.writes.nodeMaintenance(enable, reason);
+  }
+
   /** Sets a check's result (the runner); no write when nothing changed. Returns whether it wrote. */
   setCheckResult(key: string, status: HealthStatus, output: string): Promise<boolean> {
     return this.writes.setCheckResult(key, status, output);

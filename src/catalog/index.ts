@@ -8,3 +8,4 @@ export { normalizeKeys } from './normalize.js';
 export { parseServiceDefinition } from './definition.js';
 export { MESH_GATEWAY, gatewayAddresses, meshGateways, taggedAddress } from './gateways.js';
 export type { MeshGateway } from './gateways.js';
+export { NODE_MAINTENANCE_CHECK_ID, SERVICE_MAINTENANCE_PREFIX, isMaintenanceCheck, serviceMaintenanceCheckId } from './maintenance.js';

@@ -15,6 +15,7 @@ import { gatewayCommand } from './commands/gateway.js';
 import { federationRemove, federationStatus, federationToken } from './commands/federation.js';
 import { demoCommand } from './commands/demo.js';
 import { caRotate, caRoots, flowsCommand, flowsTrace } from './commands/ca-flows.js';
+import { maintCommand } from './commands/maint.js';
 import { catalogDatacenters, catalogServices, servicesDeregister, servicesRegister } from './commands/services.js';
 
 export const COMMANDS: Command[] = [
@@ -25,6 +26,7 @@ export const COMMANDS: Command[] = [
   servicesDeregister,
   catalogServices,
   catalogDatacenters,
+  maintCommand,
   intentionCreate,
   intentionGet,
   intentionDelete,
