@@ -18,14 +18,32 @@ export const demoCommand: Command = {
     const demo = await startDemo({ logger, rate, dataDir: str(p.values['data-dir']), say: (l) => io.out(l) });
     io.out(`==> Ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     for (const d of demo.dcs) io.out(`    ${d.dc}: HTTP API http://${d.http}   gRPC ${d.grpc}   gateway ${d.gateway}`);
-    io.out('    services: web (dc1) -> api (dc2) -> db (dc3); web -> db is denied by an intention');
+    io.out('    services: web (dc1) -> api (dc2: v1 and v2; dc3: v1) -> db (dc3); web -> db is denied by an intention');
+    io.out('    routing: api calls split 90/10 between v1 and v2 (x-canary: 1 always v2), failing over to dc3 when dc2 has none');
+    io.out(`    try: npx isthmus maint -enable -service api -http-addr ${demo.dcs[1].http}    (then -disable): api v1 calls move to dc3 and back`);
     io.out(`    dashboard: ${demo.dashboardUrl}`);
     io.out(`    try: npx isthmus flows --dc all --http-addr ${demo.dcs[0].http}    npx isthmus federation status --http-addr ${demo.dcs[1].http}`);
     io.out('    Ctrl-C stops everything.');
+    // Every 10 s: where the api calls of those 10 s landed, so a failover is seen as it happens.
+    let last = demo.landed();
+    let lastTraffic = demo.traffic();
+    const report = setInterval(() => {
+      const now = demo.landed();
+      const traffic = demo.traffic();
+      const parts = Object.keys(now)
+        .sort()
+        .map((k) => `${k} ${now[k] - (last[k] ?? 0)}`);
+      const failed = ['web -> api -> db', 'web -> api (canary) -> db'].reduce((sum, k) => sum + (traffic[k]?.refused ?? 0) - (lastTraffic[k]?.refused ?? 0), 0);
+      io.out(`    api calls, last 10 s: ${parts.join(', ') || 'none'}; failed ${failed}`);
+      last = now;
+      lastTraffic = traffic;
+    }, 10_000);
+    report.unref();
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
+    clearInterval(report);
     io.out('==> Stopping every process of the demo');
     await demo.stop();
     return 0;
