@@ -103,6 +103,9 @@ describe('isthmus demo', () => {
       expect(on.code, on.stderr).toBe(0);
       const away = await callUntil('v1 calls served by dc3', (r) => r.filter((a) => a === 'dc3 v1').length >= 5, 10_000);
       expect(away.filter((a) => !['dc2 v1', 'dc2 v2', 'dc3 v1'].includes(a))).toEqual([]);
+      // The client sidecar's records say where v1's calls went and why, in `isthmus flows`.
+      const flows = await runCli(['flows', '--dc', 'dc1', '--limit', '500', '-o', 'compact', '--http-addr', '127.0.1.1:8500']);
+      expect(flows.stdout).toMatch(/\(to v1\.api\.default\.dc3 by Routes\[1\] Splits\[0\][^)]*failed over: no healthy instance of v1\.api\.default\.dc2/);
       const off = await runCli(['maint', '-disable', '-service', 'api', '-http-addr', '127.0.2.1:8500']);
       expect(off.code, off.stderr).toBe(0);
       const t0 = Date.now();

@@ -91,7 +91,7 @@ export const flowsCommand: Command = {
         f.destination.service,
         f.verdict,
         f.intentionId || '-',
-        f.reason,
+        f.routing ? `${f.reason} (${routingText(f.routing)})` : f.reason,
       ]),
     ))
       io.out(l);
