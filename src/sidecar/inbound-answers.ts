@@ -37,7 +37,8 @@ export function traceparentOf(given: string | string[] | undefined, traceId: str
 }
 
 /** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection']);
+// (TE is hop-by-hop too, but `TE: trailers` is what a gRPC call carries end to end: the h2 path keeps it.)
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding']);
 
 export function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
   const named = new Set(

@@ -14,7 +14,7 @@ import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
-import { LOCAL_APP_HEADER } from './inbound-answers.js';
+import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
@@ -67,21 +67,6 @@ export function retriable(p: RetryPolicy, f: AttemptFailure): boolean {
 
 /** Methods a request on a connection the server had just closed may be sent again for (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** Hop-by-hop fields (RFC 9110 7.6.1), which a proxy does not pass on: these and any the Connection field names. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'transfer-encoding']);
-
-function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((f) => f.trim()),
-  );
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
-  return out;
-}
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
