@@ -95,5 +95,15 @@ export class Sidecar implements Component {
     // New upstreams get a listener, gone ones close, one whose protocol changed between tcp and http
     // is swapped on its port; the chain, targets and endpoints are read per call from the config.
     if (next.upstreams) await this.upstreamSide.update(prev.upstreams, next.upstreams);
+    const was = prev.inbound;
+    const now = next.inbound;
+    if (this.started && was && now && (was.protocol !== now.protocol || was.localAppHost !== now.localAppHost || was.localAppPort !== now.localAppPort)) {
+      // A new listener on the same port (a protocol written in service-defaults reaches a running
+      // sidecar): open connections carry on with the one that took them, new ones meet the new one.
+      const port = this.inboundPort;
+      this.inboundSide.server?.close();
+      await this.inboundSide.start({ ...now, bindPort: port });
+      this.ctx.log.info('inbound listener restarted', { protocol: now.protocol, port });
+    }
   }
 }

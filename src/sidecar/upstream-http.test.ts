@@ -2,6 +2,7 @@
 // front of real server sidecars (http inbound), each before an app that says which instance it is.
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { CompiledChain } from '../config-entries/index.js';
@@ -232,6 +233,9 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
   return { p, v1, v2, dc2, web, flows, call, upstream };
 }
 
+/** The app port a sidecar's inbound forwards to (as configured). */
+const appPortOf = (s: Sidecar) => (s as unknown as { ctx: { config: SidecarConfig } }).ctx.config.inbound!.localAppPort;
+
 const clientFlows = (flows: FlowRecord[]) => flows.filter((f) => f.hop === 'client-sidecar' && f.requestIndex > 0);
 const seen = (body: string) => JSON.parse(body) as Seen;
 
@@ -456,6 +460,59 @@ describe('the L7 upstream listener', () => {
     const moved = clientFlows(m.flows).filter((r) => r.reason.includes(`${dead.inboundPort}`));
     expect(moved.length).toBeGreaterThan(0);
     expect(moved.every((r) => r.verdict === 'allowed' && r.http?.status === 200)).toBe(true);
+  });
+
+  it("restarts a server sidecar's inbound on the same port when a push changes its protocol", async () => {
+    const m = await mesh();
+    const sidecar = m.v2.sidecar;
+    const port = sidecar.inboundPort;
+    const deny: Intention = {
+      ...allow,
+      ID: 'web-api-l7',
+      Action: undefined,
+      Permissions: [
+        { Action: 'deny', HTTP: { PathPrefix: '/admin' } },
+        { Action: 'allow', HTTP: { PathPrefix: '/' } },
+      ],
+    } as Intention;
+    await sidecar.update({ policy: { ...policy, intentions: [deny] } });
+    // Each call on a new mTLS connection as web: a listener's protocol applies to the connections it takes.
+    const web = await m.p.leaf('web', 'dc1');
+    const v2 = (path: string) =>
+      new Promise<string>((resolve) => {
+        const sock = tls.connect({
+          host: '127.0.0.1',
+          port,
+          servername: `${V2}.internal.${TD}`,
+          key: web.keyPem,
+          cert: [web.certPem.trim(), ...m.p.bundle.chain].join('\n'),
+          ca: m.p.bundle.roots,
+          checkServerIdentity: () => undefined,
+        });
+        let got = '';
+        sock.on('data', (d) => (got += d));
+        sock.on('error', () => {});
+        sock.once('secureConnect', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n`));
+        sock.once('close', () => resolve(got.split('\r\n')[0] || 'closed'));
+      });
+    expect(await v2('/admin')).toBe('HTTP/1.1 403 Forbidden');
+    expect(await v2('/ok')).toBe('HTTP/1.1 200 OK');
+    // Pushed as tcp: the L7 rule cannot be checked, so every new connection is refused (fail closed).
+    const inbound = (protocol: 'tcp' | 'http') => ({
+      bindHost: '127.0.0.1',
+      bindPort: port,
+      localAppHost: '127.0.0.1',
+      localAppPort: appPortOf(sidecar),
+      protocol,
+    });
+    await sidecar.update({ inbound: inbound('tcp') });
+    expect(sidecar.inboundPort).toBe(port);
+    expect(await v2('/ok')).toBe('closed');
+    // And back: requests are checked one by one again.
+    await sidecar.update({ inbound: inbound('http') });
+    expect(sidecar.inboundPort).toBe(port);
+    expect(await v2('/ok')).toBe('HTTP/1.1 200 OK');
+    expect(await v2('/admin')).toBe('HTTP/1.1 403 Forbidden');
   });
 
   it('swaps an upstream listener between L4 and L7 on a push, on the same port', async () => {
