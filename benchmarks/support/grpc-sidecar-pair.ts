@@ -2,55 +2,23 @@
 // a gRPC app on argv[2], the server sidecar's inbound protocol argv[3] (grpc: HTTP/2 ended and each
 // call checked against an L7 intention; tcp: bytes relayed) and the upstream's protocol argv[4].
 // Prints the client sidecar's upstream port as JSON. Runs the build in dist/, as sidecar-pair.ts.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import type * as CaModule from '../../src/ca/index.js';
 import type * as SidecarModule from '../../src/sidecar/index.js';
-
-const dist = (path: string) => new URL(`../../dist/${path}`, import.meta.url);
-if (!existsSync(fileURLToPath(dist('sidecar/index.js')))) throw new Error('dist/ is missing: run `npm run build` first');
-const { createRoot, newKeyPem, signCa, signLeaf } = (await import(dist('ca/index.js').href)) as typeof CaModule;
-const { Sidecar } = (await import(dist('sidecar/index.js').href)) as typeof SidecarModule;
+import { Sidecar, TD, bundle, leaf, svc, webToApi } from './bench-mesh.js';
 
 const appPort = Number(process.argv[2]);
 const protocol = process.argv[3] as SidecarModule.SidecarProtocol;
 const upstreamProtocol = process.argv[4] as SidecarModule.SidecarProtocol;
-const TD = 'bench.isthmus';
-const root = await createRoot({ trustDomain: TD, commonName: 'bench root', ttlMs: 86_400_000 });
-const interKey = await newKeyPem();
-const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'bench inter', trustDomain: TD, ttlMs: 86_400_000, pathLength: 0 });
-const leaf = async (svc: string) => {
-  const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
-  const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [], commonName: svc, ttlMs: 86_400_000 });
-  return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-};
-const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-// An L7 intention (each call's path checked), as a gRPC service's would be.
-const policy = {
-  intentions: [
-    {
-      ID: 'i1',
-      Description: '',
-      SourceNS: 'default',
-      SourceName: 'web',
-      DestinationNS: 'default',
-      DestinationName: 'api',
-      SourceType: 'consul' as const,
-      Permissions: [
-        { Action: 'deny' as const, HTTP: { PathExact: '/isthmus.test.Echo/Denied' } },
-        { Action: 'allow' as const, HTTP: { PathPrefix: '/isthmus.test.Echo/' } },
-      ],
-      Precedence: 9,
-      Meta: {},
-      CreatedAt: '',
-      UpdatedAt: '',
-    },
-  ],
-  defaultAllow: protocol === 'tcp',
-  index: 1,
-  sourceDc: 'dc1',
-};
-const bundle = { roots: [root.certPem], chain: [inter.certPem] };
+// grpc: an L7 intention (each call's path checked), as a gRPC service's would be. tcp: an allow
+// intention (a tcp listener refuses a connection an L7 rule decides, since it cannot check it).
+const policy =
+  protocol === 'tcp'
+    ? webToApi({ Action: 'allow' })
+    : webToApi({
+        Permissions: [
+          { Action: 'deny', HTTP: { PathExact: '/isthmus.test.Echo/Denied' } },
+          { Action: 'allow', HTTP: { PathPrefix: '/isthmus.test.Echo/' } },
+        ],
+      });
 const api = await leaf('api');
 const server = new Sidecar({
   config: {

@@ -7,54 +7,17 @@
 // sends requests through both and checks, from the client sidecars' flow records, that they took the
 // path meant: `routed` requests by the last written route and over both splits. Prints the ports,
 // its pid and what the check saw as JSON. Runs the build in dist/, as sidecar-pair.ts.
-import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { fileURLToPath } from 'node:url';
-import type * as CaModule from '../../src/ca/index.js';
 import type * as ConfigEntriesModule from '../../src/config-entries/index.js';
 import type * as DataflowModule from '../../src/dataflow/index.js';
 import type * as SidecarModule from '../../src/sidecar/index.js';
+import { Sidecar, TD, bundle, distUrl, leaf, svc, webToApi } from './bench-mesh.js';
 import { L7_REQUEST } from './l7-request.js';
 
-const dist = (path: string) => new URL(`../../dist/${path}`, import.meta.url);
-if (!existsSync(fileURLToPath(dist('sidecar/index.js')))) throw new Error('dist/ is missing: run `npm run build` first');
-const { createRoot, newKeyPem, signCa, signLeaf } = (await import(dist('ca/index.js').href)) as typeof CaModule;
-const { Sidecar } = (await import(dist('sidecar/index.js').href)) as typeof SidecarModule;
-const { chainEntries, compileDiscoveryChain, parseConfigEntry } = (await import(dist('config-entries/index.js').href)) as typeof ConfigEntriesModule;
+const { chainEntries, compileDiscoveryChain, parseConfigEntry } = (await import(distUrl('config-entries/index.js'))) as typeof ConfigEntriesModule;
 
 const appPort = Number(process.argv[2]);
-const TD = 'bench.isthmus';
-const root = await createRoot({ trustDomain: TD, commonName: 'bench root', ttlMs: 86_400_000 });
-const interKey = await newKeyPem();
-const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'bench inter', trustDomain: TD, ttlMs: 86_400_000, pathLength: 0 });
-const leaf = async (svc: string) => {
-  const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
-  const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [], commonName: svc, ttlMs: 86_400_000 });
-  return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-};
-const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-const policy = {
-  intentions: [
-    {
-      ID: 'i1',
-      Description: '',
-      SourceNS: 'default',
-      SourceName: 'web',
-      DestinationNS: 'default',
-      DestinationName: 'api',
-      SourceType: 'consul' as const,
-      Action: 'allow' as const,
-      Precedence: 9,
-      Meta: {},
-      CreatedAt: '',
-      UpdatedAt: '',
-    },
-  ],
-  defaultAllow: false,
-  index: 1,
-  sourceDc: 'dc1',
-};
-const bundle = { roots: [root.certPem], chain: [inter.certPem] };
+const policy = webToApi({ Action: 'allow' });
 
 const serviceDefaults = { Kind: 'service-defaults', Name: 'api', Protocol: 'http' };
 const resolver = {
