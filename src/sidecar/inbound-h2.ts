@@ -86,10 +86,12 @@ export class InboundH2 {
     private readonly ctx: SidecarContext,
     private readonly cfg: SidecarInbound,
     private readonly http1Agent: http.Agent,
+    private readonly idleMs: number,
   ) {
     // 'session' is emitted inside emit('connection'): the connection's identity is the one accepting.
     this.server.on('session', (s) => {
       if (this.accepting) this.conns.set(s, this.accepting);
+      this.closeWhenIdle(s);
     });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('sessionError', (err) => this.ctx.log.debug('inbound h2 session failed', { error: err.message }));
@@ -105,6 +107,33 @@ export class InboundH2 {
     } finally {
       this.accepting = undefined;
     }
+  }
+
+  /**
+   * A caller's session with no open stream for `idleMs` is closed with a GOAWAY (NO_ERROR), as an
+   * idle HTTP/1.1 keep-alive connection is closed (Envoy's idle_timeout of a downstream connection);
+   * a stream open, however quiet, keeps it.
+   */
+  private closeWhenIdle(s: http2.ServerHttp2Session): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => {
+        if (s.closed || s.destroyed) return;
+        s.goaway(NGHTTP2_NO_ERROR);
+        s.close();
+      }, this.idleMs);
+      timer.unref();
+    };
+    s.on('stream', (stream: http2.ServerHttp2Stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once('close', () => {
+        if (--open === 0 && !s.closed && !s.destroyed) arm();
+      });
+    });
+    s.once('close', () => clearTimeout(timer));
+    arm();
   }
 
   /** The h2c session to the app, made on first use and again after the app closed or refused it. */

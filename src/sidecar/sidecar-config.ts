@@ -96,6 +96,12 @@ export interface SidecarOptions {
   /** An inbound TLS handshake (ClientHello included) must complete within this (default 10 s, as the gateway's hello bound). */
   handshakeTimeoutMs?: number;
   /**
+   * How long a caller's connection to an L7 inbound may sit with nothing in flight: an idle
+   * HTTP/1.1 keep-alive connection is closed, an h2 session with no open stream gets a GOAWAY
+   * (default HTTP_IDLE_TIMEOUT_MS, 60 s).
+   */
+  httpIdleTimeoutMs?: number;
+  /**
    * Accept on the upstream listeners through the fast data path where it passes its self-test
    * (true), or plainly (false); unset: as ISTHMUS_FAST_PATH says (see netio/).
    */

@@ -4,6 +4,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import { ErrorCodes } from '../core/errors.js';
+import type { FlowRecord } from '../dataflow/index.js';
 import { peerSpiffeId, traceIdFromKeylog } from './identity.js';
 import { LOCAL_APP_HEADER, deniedBody, endToEnd, traceparentOf, unreachableBody } from './inbound-answers.js';
 import { InboundH2, sniffH2 } from './inbound-h2.js';
@@ -11,6 +13,7 @@ import { RelayTarget, relay, relayRead } from './relay.js';
 import type { SidecarInbound } from './sidecar-config.js';
 import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
+import { answerFrom, answerRaw, responseHead, splice, withUpgrade } from './upgrade.js';
 
 /**
  * How long an idle keep-alive connection of an L7 inbound stays open, announced to callers in
@@ -22,8 +25,12 @@ export const HTTP_IDLE_TIMEOUT_MS = 60_000;
 export class InboundListener {
   server: tls.Server | undefined;
   readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  /** How long a caller's connection may sit with nothing in flight (HTTP/1.1 keep-alive, h2 sessions, the protocol sniff). */
+  private readonly idleMs: number;
 
-  constructor(private readonly ctx: SidecarContext) {}
+  constructor(private readonly ctx: SidecarContext) {
+    this.idleMs = ctx.opts.httpIdleTimeoutMs ?? HTTP_IDLE_TIMEOUT_MS;
+  }
 
   async start(cfg: SidecarInbound): Promise<void> {
     const traces = new WeakMap<tls.TLSSocket, string>();
@@ -78,7 +85,7 @@ export class InboundListener {
       // With a listener here Node leaves the socket open (a handshake timeout included): close it.
       sock.destroy();
     });
-    const h2 = isL7 ? new InboundH2(this.ctx, cfg, this.appAgent) : undefined;
+    const h2 = isL7 ? new InboundH2(this.ctx, cfg, this.appAgent, this.idleMs) : undefined;
     const l7 = isL7 ? this.httpHandler(cfg, traces, cfg.protocol === 'http' ? undefined : h2) : undefined;
     server.on('secureConnection', (sock: tls.TLSSocket) => {
       this.ctx.sockets.add(sock);
@@ -120,7 +127,7 @@ export class InboundListener {
             bytesOut: sock.bytesWritten,
           }),
         );
-        sniffH2(sock, HTTP_IDLE_TIMEOUT_MS, (speaksH2) => (speaksH2 ? h2!.accept(sock, source, traceId) : l7.emit('connection', sock)));
+        sniffH2(sock, this.idleMs, (speaksH2) => (speaksH2 ? h2!.accept(sock, source, traceId) : l7.emit('connection', sock)));
         return;
       }
       const appTarget = new RelayTarget();
@@ -161,10 +168,14 @@ export class InboundListener {
   private httpHandler(cfg: SidecarInbound, traces: WeakMap<tls.TLSSocket, string>, h2App?: InboundH2): http.Server {
     // Per connection: requests so far, and the caller's identity (read once: it cannot change).
     const conns = new WeakMap<net.Socket, { requests: number; source: string }>();
-    const server = http.createServer({ keepAlive: true, keepAliveTimeout: HTTP_IDLE_TIMEOUT_MS }, (req, res) => {
-      const sock = req.socket as tls.TLSSocket;
+    const connOf = (sock: tls.TLSSocket) => {
       let conn = conns.get(sock);
       if (!conn) conns.set(sock, (conn = { requests: 0, source: peerSpiffeId(sock) ?? '' }));
+      return conn;
+    };
+    const server = http.createServer({ keepAlive: true, keepAliveTimeout: this.idleMs }, (req, res) => {
+      const sock = req.socket as tls.TLSSocket;
+      const conn = connOf(sock);
       const n = ++conn.requests;
       const start = Date.now();
       const source = conn.source;
@@ -246,6 +257,92 @@ export class InboundListener {
       });
       req.pipe(up);
     });
+    server.on('upgrade', (req: http.IncomingMessage, sock: tls.TLSSocket, head: Buffer) => {
+      const conn = connOf(sock);
+      this.upgrade(cfg, req, sock, head, conn.source, ++conn.requests, traces.get(sock) ?? ZERO_TRACE, h2App !== undefined);
+    });
     return server;
+  }
+
+  /**
+   * An Upgrade request (WebSocket): checked against the intentions as any request is, then sent to
+   * the app on a connection of its own; on a 101 the caller's connection and the app's are joined
+   * until both end. One flow record when it ends, with the bytes each way.
+   */
+  private upgrade(
+    cfg: SidecarInbound,
+    req: http.IncomingMessage,
+    sock: tls.TLSSocket,
+    head: Buffer,
+    source: string,
+    n: number,
+    traceId: string,
+    h2App: boolean,
+  ): void {
+    const start = Date.now();
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    sock.on('error', () => {});
+    const d = this.ctx.decide(source, { method, path, headers: req.headers });
+    const traceparent = traceparentOf(req.headers.traceparent, traceId);
+    const record = (verdict: FlowRecord['verdict'], reason: string, status: number, bytesIn: number, bytesOut: number) =>
+      this.ctx.record({
+        traceId,
+        requestIndex: n,
+        hop: 'server-sidecar',
+        source: this.ctx.identity(source),
+        destination: this.ctx.self(),
+        sni: '',
+        verdict,
+        reason,
+        intentionId: d.intentionId,
+        startTime: start,
+        durationMs: Date.now() - start,
+        bytesIn,
+        bytesOut,
+        http: { method, path, status, traceparent },
+      });
+    if (!d.allowed) {
+      const out = answerRaw(sock, 403, { 'content-type': 'application/json' }, deniedBody(d));
+      return record('denied', d.reason, 403, 0, out);
+    }
+    if (h2App) {
+      // HTTP/2 has no Upgrade (RFC 9113 8.6); Envoy's extended CONNECT to an h2 app is not done here.
+      const message = `the local application speaks ${cfg.protocol}: an HTTP/1.1 upgrade cannot be passed to it`;
+      const out = answerRaw(sock, 501, { 'content-type': 'application/json' }, JSON.stringify({ Error: ErrorCodes.UNAVAILABLE, Message: message }));
+      return record('error', message, 501, 0, out);
+    }
+    const app = http.request({
+      host: cfg.localAppHost,
+      port: cfg.localAppPort,
+      method,
+      path,
+      headers: { ...withUpgrade(endToEnd(req.headers), req.headers.upgrade), traceparent },
+      agent: false,
+    });
+    let settled = false;
+    sock.once('close', () => {
+      if (!settled) app.destroy();
+    });
+    app.once('upgrade', (ares: http.IncomingMessage, asock: net.Socket, ahead: Buffer) => {
+      settled = true;
+      asock.setNoDelay(true);
+      this.ctx.sockets.add(asock);
+      asock.once('close', () => this.ctx.sockets.delete(asock));
+      sock.write(responseHead(101, withUpgrade(endToEnd(ares.headers), ares.headers.upgrade)));
+      splice(sock, head, asock, ahead, 0, (r) => record('allowed', `${d.reason}; upgraded to ${String(ares.headers.upgrade ?? '')}`, 101, r.aToB, r.bToA));
+    });
+    app.once('response', (ares: http.IncomingMessage) => {
+      settled = true;
+      const status = ares.statusCode ?? 502;
+      answerFrom(sock, ares, endToEnd(ares.headers), (bytes) => record('allowed', d.reason, status, 0, bytes));
+    });
+    app.once('error', (err) => {
+      if (settled) return;
+      settled = true;
+      const out = answerRaw(sock, 502, { 'content-type': 'application/json', [LOCAL_APP_HEADER]: 'unreachable' }, unreachableBody());
+      record('error', `local application unreachable: ${err.message}`, 502, 0, out);
+    });
+    app.end();
   }
 }

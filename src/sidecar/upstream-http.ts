@@ -10,12 +10,15 @@ import type tls from 'node:tls';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, type ErrorCode } from '../core/errors.js';
 import type { ChainRoute } from '../config-entries/index.js';
+import type { FlowRecord, FlowRouting } from '../dataflow/index.js';
 import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
+import { idleTimeoutOf, watchIdle } from './idle-timeout.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
+import { answerFrom, answerRaw, responseHead, splice, withUpgrade } from './upgrade.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
 /** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
@@ -106,6 +109,7 @@ export class UpstreamHttp {
         else res.destroy();
       });
     });
+    this.server.on('upgrade', (req: http.IncomingMessage, sock: net.Socket, head: Buffer) => this.upgrade(req, sock, head));
     this.server.on('connection', (s: net.Socket) => {
       s.setNoDelay(true);
       this.ctx.sockets.add(s);
@@ -376,6 +380,174 @@ export class UpstreamHttp {
     } finally {
       if (timer) clearTimeout(timer);
     }
+  }
+
+  /**
+   * An Upgrade request (WebSocket): the chain is walked as for any request (route, header edits,
+   * PrefixRewrite, target), the request goes over a connection of its own (an upgraded connection
+   * is never pooled), and on a 101 the two connections are joined until both end. Another answer
+   * goes back as it came; a failed connection takes the next endpoint, then the next target, as a
+   * request does (the retry policy does not apply: an upgrade's bytes cannot be sent again). The
+   * route's IdleTimeout bounds the wait for the answer (504) and any silence after the 101.
+   */
+  private upgrade(req: http.IncomingMessage, sock: net.Socket, head: Buffer): void {
+    const start = Date.now();
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const traceparent = traceparentOf(req.headers.traceparent);
+    const up = this.state.current();
+    const name = this.state.name;
+    sock.on('error', () => {});
+    const record = (
+      verdict: FlowRecord['verdict'],
+      reason: string,
+      status: number,
+      bytes: { in: number; out: number },
+      at?: { a: Attempt; traceId: string; retries: number; failover: string },
+      routing?: FlowRouting,
+    ) =>
+      this.ctx.record({
+        hop: 'client-sidecar',
+        source: this.ctx.self(),
+        intentionId: '',
+        startTime: start,
+        traceId: at?.traceId ?? ZERO_TRACE,
+        requestIndex: 1,
+        destination: { ...this.ctx.identity(at?.a.endpoint.spiffeId ?? '', name), service: name },
+        sni: at?.a.endpoint.sni ?? '',
+        verdict,
+        reason,
+        durationMs: Date.now() - start,
+        bytesIn: bytes.in,
+        bytesOut: bytes.out,
+        http: { method, path: url, status, traceparent },
+        ...(routing ? { routing } : {}),
+      });
+    const fail = (status: number, code: ErrorCode, message: string, routing?: FlowRouting, at?: Parameters<typeof record>[4]) => {
+      const n = answerRaw(sock, status, { 'content-type': 'application/json' }, JSON.stringify({ Error: code, Message: message }));
+      record('error', message, status, { in: 0, out: n }, at, routing);
+    };
+    if (!up) return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} is gone`);
+    const walker = this.state.walker(up.chain);
+    const walk: ChainWalk | undefined = walker?.walk({ method, url, headers: req.headers });
+    if (walker && !walk)
+      return fail(404, ErrorCodes.NOT_FOUND, `no route of upstream ${name} matches ${method} ${url.split('?')[0]}`, routingOf(undefined, '', 0, ''));
+    const dest = walk?.route?.Destination;
+    const edits = walk && walker ? walker.edits(walk) : { request: [], response: [] };
+    const headers = withUpgrade(endToEnd(req.headers), req.headers.upgrade);
+    headers.traceparent = traceparent;
+    applyHeaderEdits(headers, edits.request);
+    const path = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
+    const plan = this.state.plan(up, walk);
+    const attempts = attemptsOf(plan.targets);
+    const connectTimeout = connectTimeoutOf(walk);
+    const withRouting = routed(up);
+    const idleMs = idleTimeoutOf(dest);
+    const idleSource = `Routes[${walk?.routeIndex ?? 0}] IdleTimeout`;
+    if (attempts.length === 0)
+      return fail(503, ErrorCodes.UNAVAILABLE, `no healthy endpoint for upstream ${name}`, withRouting ? routingOf(walk, '', 0, plan.failover) : undefined);
+
+    let failover = plan.failover;
+    const refused: string[] = [];
+    const attempt = (k: number): void => {
+      const a = attempts[k];
+      const ep = a.endpoint;
+      const d = dialEndpoint(this.ctx, ep, connectTimeout);
+      const at = () => ({ a, traceId: d.traceId(), retries: k, failover });
+      const routing = () => (withRouting ? routingOf(walk, a.target.id, k, failover) : undefined);
+      let connected = false;
+      let settled = false;
+      d.socket.once('secureConnect', () => (connected = true));
+      const creq = http.request({ method, path, headers, setHost: false, createConnection: () => d.socket });
+      const stopIdle = watchIdle(
+        idleMs,
+        () => sock.bytesRead + sock.bytesWritten + d.socket.bytesRead + d.socket.bytesWritten,
+        () => {
+          if (settled) return;
+          settled = true;
+          creq.destroy();
+          this.state.report(up, a.target, ep, false);
+          fail(504, ErrorCodes.TIMEOUT, `upstream ${name} did not answer the upgrade: no bytes either way for ${idleMs} ms (${idleSource})`, routing(), at());
+        },
+      );
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        stopIdle();
+        return true;
+      };
+      const callerGone = () => {
+        if (!settle()) return;
+        creq.destroy();
+        record('error', 'the caller went away before the answer', 499, { in: 0, out: 0 }, at(), routing());
+      };
+      sock.once('close', callerGone);
+      const next = (why: string): boolean => {
+        if (k + 1 >= attempts.length || sock.destroyed) return false;
+        refused.push(why);
+        if (attempts[k + 1].target.id !== a.target.id) failover = joinReasons(failover, why);
+        sock.off('close', callerGone);
+        attempt(k + 1);
+        return true;
+      };
+      creq.once('upgrade', (ures: http.IncomingMessage, usock: net.Socket, uhead: Buffer) => {
+        if (!settle()) return usock.destroy();
+        sock.off('close', callerGone);
+        this.state.report(up, a.target, ep, true);
+        const out = withUpgrade(endToEnd(ures.headers), ures.headers.upgrade);
+        applyHeaderEdits(out, edits.response);
+        sock.write(responseHead(101, out));
+        const proto = String(ures.headers.upgrade ?? '');
+        splice(sock, head, usock, uhead, idleMs, (r) =>
+          record(
+            'allowed',
+            `upgraded to ${proto}${refused.length ? ` after ${refused.join(', ')}` : ''}; ${r.idle ? `closed: no bytes either way for ${idleMs} ms (${idleSource})` : 'closed'}`,
+            101,
+            { in: r.aToB, out: r.bToA },
+            at(),
+            routing(),
+          ),
+        );
+      });
+      creq.once('response', (ures: http.IncomingMessage) => {
+        if (!settle()) return ures.destroy();
+        sock.off('close', callerGone);
+        const status = ures.statusCode ?? 502;
+        const localAppUnreachable = ures.headers[LOCAL_APP_HEADER] === 'unreachable';
+        this.state.report(up, a.target, ep, status < 500);
+        // An app its sidecar cannot reach is a connect failure one hop on, as for any request.
+        if (localAppUnreachable && next(`${status} from ${ep.host}:${ep.port}`)) {
+          ures.resume();
+          d.socket.destroy();
+          return;
+        }
+        const out = endToEnd(ures.headers);
+        applyHeaderEdits(out, edits.response);
+        answerFrom(sock, ures, out, (n) => {
+          d.socket.destroy();
+          record(status < 500 ? 'allowed' : 'error', `answered ${status} to an upgrade`, status, { in: 0, out: n }, at(), routing());
+        });
+      });
+      creq.once('error', (err: Error & { code?: string }) => {
+        if (settled) return;
+        if (!connected) {
+          const why =
+            d.identityError() ?? (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'ETIMEDOUT' ? err.code : describeTlsError(err));
+          this.state.report(up, a.target, ep, false);
+          settled = true;
+          stopIdle();
+          if (next(`connect failure at ${ep.host}:${ep.port} (${why})`)) return;
+          sock.off('close', callerGone);
+          return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} unreachable: connect failure at ${ep.host}:${ep.port} (${why})`, routing(), at());
+        }
+        if (!settle()) return;
+        sock.off('close', callerGone);
+        this.state.report(up, a.target, ep, false);
+        fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} reset at ${ep.host}:${ep.port} (${err.code ?? err.message}) before answering`, routing(), at());
+      });
+      creq.end();
+    };
+    attempt(0);
   }
 
   /** One attempt at one endpoint. */
