@@ -2,7 +2,6 @@
 // stream that moves no byte either way for that long is ended. One watcher per stream, reading a
 // byte count it is given: the proxy's sockets already count what they move.
 import { parseDuration } from '../core/duration.js';
-import { ErrorCodes } from '../core/errors.js';
 import type { ChainRoute } from '../config-entries/index.js';
 import type http from 'node:http';
 
@@ -42,31 +41,23 @@ export function watchIdle(idleMs: number, bytes: () => number, onIdle: () => voi
 
 /**
  * For one proxied HTTP/1.1 request: watches the caller's connection (what it sends and what it is
- * sent is what the stream moves) and, when it goes quiet for the route's IdleTimeout, answers 504 in
- * the project's error shape if no answer has begun, or resets it; then calls `abort` (which should
- * drop the upstream request without answering again). Returns the stop, for when the answer is done.
+ * sent is what the stream moves) and, when it goes quiet for the route's IdleTimeout, calls
+ * `onIdle` with why. The proxy ends the stream as for its request timeout: 504 when no answer has
+ * begun, else a reset. It stops by itself when the answer is done; the stop is returned as well.
  */
 export function watchRequestIdle(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   d: Destination | undefined,
   routeIndex: number | undefined,
-  abort: (message: string) => void,
+  onIdle: (message: string) => void,
 ): () => void {
   const ms = idleTimeoutOf(d);
   const sock = req.socket;
   const stop = watchIdle(
     ms,
     () => sock.bytesRead + sock.bytesWritten,
-    () => {
-      const message = `no bytes either way for ${ms} ms (Routes[${routeIndex ?? 0}] IdleTimeout)`;
-      if (!res.headersSent) {
-        const body = JSON.stringify({ Error: ErrorCodes.TIMEOUT, Message: message });
-        res.writeHead(504, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-      } else res.destroy();
-      abort(message);
-    },
+    () => onIdle(`no bytes either way for ${ms} ms (Routes[${routeIndex ?? 0}] IdleTimeout)`),
   );
   res.once('close', stop);
   return stop;

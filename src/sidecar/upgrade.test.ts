@@ -330,26 +330,56 @@ describe('WebSocket upgrades through an http upstream', () => {
 });
 
 describe('the IdleTimeout of an HTTP/1.1 request', () => {
-  it('answers a silent request 504 and drops the upstream side', async () => {
-    let aborted = '';
-    const server = http.createServer((req, res) => {
-      watchRequestIdle(req, res, { IdleTimeout: '200ms' }, 3, (why) => (aborted = why));
+  // What the client sidecar's request path does with it: a silent request is answered 504 as its
+  // request timeout would be; one whose answer is under way is reset; a talking one is left alone.
+  async function server(IdleTimeout: string, behave: (res: http.ServerResponse) => void) {
+    const idled: string[] = [];
+    const s = http.createServer((req, res) => {
+      watchRequestIdle(req, res, { IdleTimeout }, 3, (why) => {
+        idled.push(why);
+        if (res.headersSent) return void res.destroy();
+        const body = JSON.stringify({ Error: 'ISTHMUS_ERR_TIMEOUT', Message: why });
+        res.writeHead(504, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      });
+      behave(res);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    stops.push(() => new Promise<void>((r) => server.close(() => r())));
-    const port = (server.address() as net.AddressInfo).port;
-    const got = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-          let body = '';
-          res.on('data', (d) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        })
-        .once('error', reject);
-    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => (s.closeAllConnections(), s.close(() => r()))));
+    const get = () =>
+      new Promise<{ status: number; body: string; complete: boolean }>((resolve) => {
+        http
+          .get({ host: '127.0.0.1', port: (s.address() as net.AddressInfo).port, path: '/', agent: false }, (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body, complete: true }));
+            res.on('error', () => resolve({ status: res.statusCode!, body, complete: false }));
+          })
+          .once('error', () => resolve({ status: 0, body: '', complete: false }));
+      });
+    return { idled, get };
+  }
+
+  it('ends a silent request with 504', async () => {
+    const m = await server('200ms', () => {});
+    const got = await m.get();
     expect(got.status).toBe(504);
     expect(JSON.parse(got.body)).toEqual({ Error: 'ISTHMUS_ERR_TIMEOUT', Message: 'no bytes either way for 200 ms (Routes[3] IdleTimeout)' });
-    expect(aborted).toBe('no bytes either way for 200 ms (Routes[3] IdleTimeout)');
+    expect(m.idled).toHaveLength(1);
+  });
+
+  it('resets an answer that stops, and leaves one that keeps moving', async () => {
+    const stalls = await server('200ms', (res) => {
+      res.writeHead(200);
+      res.write('part');
+    });
+    expect(await stalls.get()).toMatchObject({ status: 200, body: 'part', complete: false });
+    const talks = await server('200ms', (res) => {
+      res.writeHead(200);
+      let i = 0;
+      const t = setInterval(() => (++i === 8 ? (clearInterval(t), res.end('.')) : res.write('.')), 50);
+    });
+    expect(await talks.get()).toEqual({ status: 200, body: '........', complete: true });
+    expect(talks.idled).toHaveLength(0);
   });
 });
 
@@ -417,6 +447,8 @@ describe('the h2 inbound', () => {
       req.on('error', reject);
     });
     expect(answer).toEqual({ status: 200, body: 'late' });
+    // No GOAWAY came while the stream was open (a session closed under it would have had one at 300 ms).
+    expect(busy.events.goaway).toBeUndefined();
     expect(busy.events.closedAt).toBeUndefined();
     expect(Date.now() - opened).toBeGreaterThanOrEqual(900);
     await busy.closed;
