@@ -3,7 +3,7 @@
 // raw upgrade handshake with node:http; the route's IdleTimeout; the h2 inbound's idle sessions.
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { CompiledChain } from '../config-entries/index.js';
@@ -134,7 +134,7 @@ async function startApp() {
   return { port: (app.address() as net.AddressInfo).port, upgrades };
 }
 
-async function mesh() {
+async function mesh(opts: { deadFirst?: boolean } = {}) {
   const { leaf, bundle } = await pki();
   const app = await startApp();
   const flows: FlowRecord[] = [];
@@ -152,21 +152,32 @@ async function mesh() {
   await api.start();
   stops.push(() => api.stop());
   const endpoint = { host: '127.0.0.1', port: api.inboundPort, sni: `${TARGET}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` };
+  // An endpoint that refuses (a port just closed), tried first.
+  const dead = { ...endpoint, port: await closedPort() };
+  const endpoints = opts.deadFirst ? [dead, endpoint] : [endpoint];
   const upstream: SidecarUpstream = {
     name: 'api',
     namespace: 'default',
     datacenter: 'dc1',
     localBindHost: '127.0.0.1',
     localBindPort: 0,
-    endpoints: [endpoint],
+    endpoints,
     protocol: 'http',
     chain: chain(),
-    targets: [{ id: TARGET, datacenter: 'dc1', healthy: true, healthAgeMs: 0, endpoints: [endpoint] }],
+    targets: [{ id: TARGET, datacenter: 'dc1', healthy: true, healthAgeMs: 0, endpoints }],
   };
   const web = new Sidecar({ config: { service: svc('web'), leaf: await leaf('web'), bundle, upstreams: [upstream], policy }, onFlow: (r) => flows.push(r) });
   await web.start();
   stops.push(() => web.stop());
   return { app, flows, port: web.upstreamPort('api') };
+}
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 type Opened =
@@ -271,6 +282,19 @@ describe('WebSocket upgrades through an http upstream', () => {
     // The two hops' records join by the connection's ClientHello random.
     expect(server.traceId).toBe(client.traceId);
     expect(client.traceId).not.toBe('0'.repeat(32));
+  });
+
+  it('takes the next endpoint when the first refuses the connection', async () => {
+    const m = await mesh({ deadFirst: true });
+    const o = await open(m.port, '/chat');
+    if (o.kind !== 'upgraded') throw new Error('not upgraded');
+    o.sock.write('ping');
+    expect(await readUntil(o.sock, 'ping', o.head.toString())).toBe('ping');
+    o.sock.end();
+    await ended(o.sock);
+    const rec = await flowOf(m.flows, (f) => f.hop === 'client-sidecar' && f.http?.status === 101);
+    expect(rec.reason).toMatch(/^upgraded to websocket after connect failure at 127\.0\.0\.1:\d+ \(ECONNREFUSED\); closed$/);
+    expect(rec.routing).toMatchObject({ target: TARGET, retries: 1 });
   });
 
   it('refuses an upgrade the L7 permissions deny with the usual 403, and the app never sees it', async () => {
