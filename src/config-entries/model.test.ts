@@ -60,6 +60,27 @@ describe('a valid entry of each kind', () => {
     });
   });
 
+  it('service-resolver with every LoadBalancer field, as Consul documents them', () => {
+    const ring = {
+      Kind: 'service-resolver',
+      Name: 'api',
+      LoadBalancer: {
+        Policy: 'ring_hash',
+        RingHashConfig: { MinimumRingSize: 1024, MaximumRingSize: 8192 },
+        HashPolicies: [
+          { Field: 'header', FieldValue: 'x-user', Terminal: true },
+          { Field: 'cookie', FieldValue: 'route', CookieConfig: { TTL: '1h', Path: '/' } },
+          { Field: 'cookie', FieldValue: 'visit', CookieConfig: { Session: true } },
+          { Field: 'query_parameter', FieldValue: 'team' },
+          { SourceIP: true },
+        ],
+      },
+    };
+    expect(parseConfigEntry(ring)).toEqual(ring);
+    const least = { Kind: 'service-resolver', Name: 'api', LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } } };
+    expect(parseConfigEntry(least)).toEqual(least);
+  });
+
   it('service-splitter, with weights to two decimals summing to 100', () => {
     const body = {
       Kind: 'service-splitter',
@@ -214,6 +235,36 @@ describe('refusals name their field paths', () => {
       }),
     ).toEqual(['DefaultSubset', 'Failover.v9', 'Failover.*.Targets', 'LoadBalancer.HashPolicies', 'LoadBalancer.HashPolicies[0].FieldValue']);
     expect(fields({ Kind: 'service-resolver', Name: 'api', Subsets: { v1: {} }, Redirect: { Datacenter: 'dc2' } })).toEqual(['Redirect']);
+    expect(
+      fields({
+        Kind: 'service-resolver',
+        Name: 'api',
+        LoadBalancer: {
+          Policy: 'maglev',
+          RingHashConfig: { MinimumRingSize: 4096, MaximumRingSize: 1024 },
+          LeastRequestConfig: { ChoiceCount: 1 },
+          HashPolicies: [
+            { SourceIP: true, FieldValue: 'x-user' },
+            { Field: 'cookie', FieldValue: 's', CookieConfig: { Session: true, TTL: '10s' } },
+            { Field: 'cookie', FieldValue: 's', CookieConfig: { Session: true, TTL: '0s' } },
+          ],
+        },
+      }),
+    ).toEqual([
+      'LoadBalancer.LeastRequestConfig.ChoiceCount',
+      'LoadBalancer.RingHashConfig',
+      'LoadBalancer.LeastRequestConfig',
+      'LoadBalancer.RingHashConfig.MinimumRingSize',
+      'LoadBalancer.HashPolicies[0].FieldValue',
+      'LoadBalancer.HashPolicies[1].CookieConfig.TTL',
+    ]);
+    expect(
+      fields({
+        Kind: 'service-resolver',
+        Name: 'api',
+        LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 9_000_000 } },
+      }),
+    ).toEqual(['LoadBalancer.RingHashConfig.MinimumRingSize']);
     expect(fields({ Kind: 'service-resolver', Name: 'api', LoadBalancer: { Policy: 'fastest' }, ConnectTimeout: 'x' })).toEqual([
       'ConnectTimeout',
       'LoadBalancer.Policy',

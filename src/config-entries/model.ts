@@ -70,7 +70,18 @@ const regex = z.string().superRefine((v, ctx) => {
   }
 });
 
+function parsesToNonZero(v: string): boolean {
+  try {
+    return parseDuration(v) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 const nonNegativeInt = z.number().int('must be an integer').min(0, 'must be 0 or more');
+/** Envoy's cap on ring_hash's minimum_ring_size and maximum_ring_size. */
+const RING_SIZE_CAP = 8 * 1024 * 1024;
+const ringSize = nonNegativeInt.max(RING_SIZE_CAP, `must be at most ${RING_SIZE_CAP} (Envoy's cap)`);
 const meshGateway = z.strictObject({ Mode: z.enum(['', 'none', 'local', 'remote'], { message: 'must be none, local or remote' }).optional() });
 
 /** Fields every kind has; the indexes are Consul's read-back fields, taken (and ignored) so an entry read can be written back. */
@@ -168,8 +179,11 @@ export const serviceResolverSchema = z
             message: 'must be round_robin, least_request, random, ring_hash or maglev',
           })
           .optional(),
-        LeastRequestConfig: z.strictObject({ ChoiceCount: nonNegativeInt.optional() }).optional(),
-        RingHashConfig: z.strictObject({ MinimumRingSize: nonNegativeInt.optional(), MaximumRingSize: nonNegativeInt.optional() }).optional(),
+        // Envoy's bounds: choice_count >= 2 (0 is Consul's unset: Envoy's default of 2), ring sizes <= 8M.
+        LeastRequestConfig: z
+          .strictObject({ ChoiceCount: nonNegativeInt.refine((n) => n === 0 || n >= 2, 'must be 2 or more (0 means the default, 2)').optional() })
+          .optional(),
+        RingHashConfig: z.strictObject({ MinimumRingSize: ringSize.optional(), MaximumRingSize: ringSize.optional() }).optional(),
         HashPolicies: z
           .array(
             z.strictObject({
@@ -206,11 +220,20 @@ export const serviceResolverSchema = z
     const lb = e.LoadBalancer;
     if (lb?.HashPolicies?.length && lb.Policy !== 'ring_hash' && lb.Policy !== 'maglev')
       add(['LoadBalancer', 'HashPolicies'], 'only apply with Policy ring_hash or maglev');
+    // Consul's rules (ServiceResolverConfigEntry.Validate), each at its field.
+    if (lb?.RingHashConfig && lb.Policy !== 'ring_hash') add(['LoadBalancer', 'RingHashConfig'], 'only applies with Policy ring_hash');
+    if (lb?.LeastRequestConfig && lb.Policy !== 'least_request') add(['LoadBalancer', 'LeastRequestConfig'], 'only applies with Policy least_request');
+    const ring = lb?.RingHashConfig;
+    if (ring?.MinimumRingSize && ring.MaximumRingSize && ring.MinimumRingSize > ring.MaximumRingSize)
+      add(['LoadBalancer', 'RingHashConfig', 'MinimumRingSize'], `must not be more than MaximumRingSize (${ring.MaximumRingSize})`);
     lb?.HashPolicies?.forEach((h, i) => {
       if (h.Field && h.SourceIP) add(['LoadBalancer', 'HashPolicies', i, 'SourceIP'], 'cannot be set together with Field');
+      if (h.SourceIP && h.FieldValue) add(['LoadBalancer', 'HashPolicies', i, 'FieldValue'], 'cannot be set when hashing SourceIP');
       if (!h.Field && !h.SourceIP) add(['LoadBalancer', 'HashPolicies', i, 'Field'], 'is required unless SourceIP is set');
       if (h.Field && !h.FieldValue) add(['LoadBalancer', 'HashPolicies', i, 'FieldValue'], `is required with Field ${h.Field}`);
       if (h.CookieConfig && h.Field !== 'cookie') add(['LoadBalancer', 'HashPolicies', i, 'CookieConfig'], 'only applies with Field cookie');
+      if (h.CookieConfig?.Session && h.CookieConfig.TTL && parsesToNonZero(h.CookieConfig.TTL))
+        add(['LoadBalancer', 'HashPolicies', i, 'CookieConfig', 'TTL'], 'a session cookie cannot have a TTL');
     });
   });
 

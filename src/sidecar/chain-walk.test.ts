@@ -263,7 +263,7 @@ describe('planTargets (failover order)', () => {
   });
 
   it('with no healthy target, takes the first with endpoints; rotates endpoints for round robin', () => {
-    const plan = planTargets(order, map(t('api.default.dc1', false, []), t('api.default.dc2', false, ['c', 'd'])), none, 1);
+    const plan = planTargets(order, map(t('api.default.dc1', false, []), t('api.default.dc2', false, ['c', 'd'])), none, (_, eps) => [...eps.slice(1), eps[0]]);
     expect(plan.targets[0].endpoints.map((e) => e.host)).toEqual(['d', 'c']);
     expect(plan.failover).toBe('no healthy instance of api.default.dc1');
     expect(planTargets(order, map(t('api.default.dc1', false, [])), none).targets).toEqual([]);

@@ -203,13 +203,14 @@ export interface TargetPlan {
  * healthy one with an endpoint not ejected leading (else the first with endpoints), then the other
  * healthy ones, then the unhealthy ones (another DC's gateways may still reach an instance the
  * server has not heard of). Within a target, ejected endpoints are left out while others remain;
- * `rotate` spreads calls over the endpoints (round robin).
+ * `orderEndpoints` puts them in the order the call tries them (the resolver's LoadBalancer; by
+ * default as listed).
  */
 export function planTargets(
   order: string[],
   targets: ReadonlyMap<string, SidecarTarget>,
   isEjected: (target: string, ep: SidecarEndpoint) => boolean,
-  rotate = 0,
+  orderEndpoints: (targetId: string, endpoints: SidecarEndpoint[]) => SidecarEndpoint[] = (_, eps) => eps,
 ): TargetPlan {
   const listed = order.map((id) => targets.get(id)).filter((t): t is SidecarTarget => t !== undefined);
   const usable = (t: SidecarTarget) => t.endpoints.filter((ep) => !isEjected(t.id, ep));
@@ -223,7 +224,7 @@ export function planTargets(
     .map((t) => {
       const ok = usable(t);
       const eps = ok.length > 0 ? ok : t.endpoints;
-      return { target: t, endpoints: eps.map((_, k) => eps[(rotate + k) % eps.length]) };
+      return { target: t, endpoints: eps.length > 1 ? orderEndpoints(t.id, eps) : eps };
     })
     .filter((p) => p.endpoints.length > 0);
   return { targets: planned, failover: reasons.join('; ') };

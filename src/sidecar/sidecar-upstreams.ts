@@ -101,7 +101,8 @@ export class UpstreamListeners {
     client.on('error', () => {});
     const dest = (spiffeId: string): FlowIdentity => ({ ...this.ctx.identity(spiffeId, name), service: name });
     const walk = up ? state.walker(up.chain)?.walk(undefined) : undefined;
-    const plan = up && (!up.chain || walk) ? state.plan(up, walk) : undefined;
+    // A connection has no headers: of the hash policies only SourceIP (the local app's address) applies.
+    const plan = up && (!up.chain || walk) ? state.plan(up, walk, { headers: {}, sourceIp: client.remoteAddress }) : undefined;
     // The endpoints as they are now: a push while this call fails over does not reshuffle it.
     const attempts = plan ? attemptsOf(plan.targets) : [];
     if (!up || attempts.length === 0) {

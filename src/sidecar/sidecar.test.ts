@@ -5,7 +5,7 @@ import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { createLogger } from '../telemetry/index.js';
-import type { CompiledChain } from '../config-entries/index.js';
+import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
 
 const TD = 'test.isthmus';
@@ -435,7 +435,12 @@ describe('Sidecar', () => {
 
   describe('a tcp upstream with a discovery chain', () => {
     /** api in dc1 and dc2, each app saying its DC; a web sidecar whose api upstream fails over dc1 -> dc2. */
-    async function failoverMesh(edit: (targets: SidecarTarget[]) => SidecarTarget[], extra: Partial<SidecarUpstream> = {}, connectTimeout = '5s') {
+    async function failoverMesh(
+      edit: (targets: SidecarTarget[]) => SidecarTarget[],
+      extra: Partial<SidecarUpstream> = {},
+      connectTimeout = '5s',
+      loadBalancer?: ChainResolverNode['LoadBalancer'],
+    ) {
       const p = await pki();
       const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
       const policy = { intentions: [intention('web', 'api', { Action: 'allow' })], defaultAllow: false, index: 1, sourceDc: 'dc1' };
@@ -480,6 +485,7 @@ describe('Sidecar', () => {
             Type: 'resolver',
             Name: 'api.default.dc1',
             Resolver: { Default: false, ConnectTimeout: connectTimeout, Target: 'api.default.dc1', Failover: { Targets: ['api.default.dc2'] } },
+            ...(loadBalancer ? { LoadBalancer: loadBalancer } : {}),
           },
         },
         Targets: {},
@@ -557,6 +563,19 @@ describe('Sidecar', () => {
       // The abandoned connection is closed, not left open.
       for (let i = 0; i < 100 && [...held].some((s) => !s.destroyed); i++) await new Promise((r) => setTimeout(r, 20));
       expect([...held].map((s) => s.destroyed)).toEqual([true]);
+    });
+
+    it('hashes the caller’s source IP (ring_hash SourceIP): every connection from the app reaches one endpoint', async () => {
+      // dc1's target lists both instances (each app answers its own name): round robin takes turns.
+      const both = (ts: SidecarTarget[]) => [{ ...ts[0], endpoints: [ts[0].endpoints[0], { ...ts[1].endpoints[0], sni: ts[0].endpoints[0].sni }] }, ts[1]];
+      const rr = await failoverMesh(both);
+      const turns = new Set<string>();
+      for (let i = 0; i < 4; i++) turns.add((await tcpExchange(rr.port, 'x')).got);
+      expect(turns).toEqual(new Set(['dc1', 'dc2']));
+      const hashed = await failoverMesh(both, {}, '5s', { Policy: 'ring_hash', HashPolicies: [{ SourceIP: true }] });
+      const got = new Set<string>();
+      for (let i = 0; i < 20; i++) got.add((await tcpExchange(hashed.port, 'x')).got);
+      expect(got.size).toBe(1);
     });
 
     it('takes the primary while healthy, and the failover target when the server says it has no healthy instance', async () => {

@@ -5,11 +5,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
-import type { CompiledChain } from '../config-entries/index.js';
+import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
 import { retriable, retryPolicyOf, traceparentOf } from './upstream-http.js';
+import type { UpstreamState } from './upstream-state.js';
 
 const TD = 'test.isthmus';
 const stops: (() => Promise<void> | void)[] = [];
@@ -532,6 +533,97 @@ describe('the L7 upstream listener', () => {
     );
     expect(r).toBe(200);
     expect(clientFlows(m.flows).length).toBe(before);
+  });
+});
+
+/** A chain of one resolver (v1) with a LoadBalancer, over v1a, v1b and v2 as one target's three endpoints. */
+function balanced(lb: NonNullable<ChainResolverNode['LoadBalancer']>) {
+  return (u: SidecarUpstream, m: { v1: Instance[]; v2: Instance }): SidecarUpstream => {
+    const chain: CompiledChain = {
+      ServiceName: 'api',
+      Namespace: 'default',
+      Datacenter: 'dc1',
+      Protocol: 'http',
+      StartNode: `resolver:${V1}`,
+      Nodes: { [`resolver:${V1}`]: { Type: 'resolver', Name: V1, Resolver: { Default: false, ConnectTimeout: '5s', Target: V1 }, LoadBalancer: lb } },
+      Targets: { [V1]: chainTarget(V1) },
+    };
+    const t = targetOf(V1, [...m.v1, m.v2]);
+    return { ...u, chain, targets: [t], endpoints: t.endpoints };
+  };
+}
+
+describe('the resolver LoadBalancer on the L7 path', () => {
+  it('ring_hash on a header: one x-user always reaches the same instance, different users more than one', async () => {
+    const m = await mesh({ upstream: balanced({ Policy: 'ring_hash', HashPolicies: [{ Field: 'header', FieldValue: 'x-user' }] }) });
+    const ann = new Set<string>();
+    for (let i = 0; i < 50; i++) ann.add(seen((await m.call('/x', { 'x-user': 'ann' })).body).instance);
+    expect(ann.size).toBe(1);
+    const users = new Map<string, Set<string>>();
+    for (let i = 0; i < 60; i++) {
+      const u = `user-${i % 20}`;
+      const got = users.get(u) ?? new Set<string>();
+      got.add(seen((await m.call('/x', { 'x-user': u })).body).instance);
+      users.set(u, got);
+    }
+    expect([...users.values()].every((s) => s.size === 1)).toBe(true);
+    expect(new Set([...users.values()].map((s) => [...s][0])).size).toBeGreaterThan(1);
+    // Without the header (Envoy: no hash, a random pick) requests still go through, to more than one instance.
+    const plain = new Set<string>();
+    for (let i = 0; i < 30; i++) plain.add(seen((await m.call('/x')).body).instance);
+    expect(plain.size).toBeGreaterThan(1);
+  });
+
+  it('a cookie policy with a TTL sets the cookie on the first answer, and the requests that carry it stick', async () => {
+    const m = await mesh({
+      upstream: balanced({ Policy: 'maglev', HashPolicies: [{ Field: 'cookie', FieldValue: 'route', CookieConfig: { TTL: '10m', Path: '/' } }] }),
+    });
+    const first = await m.call('/x');
+    expect(first.status).toBe(200);
+    const set = first.headers['set-cookie'];
+    expect(set).toHaveLength(1);
+    expect(set![0]).toMatch(/^route="[0-9a-f]{16}"; Max-Age=600; Path=\/; HttpOnly$/);
+    const cookie = set![0].split(';')[0];
+    const where = new Set([seen(first.body).instance]);
+    for (let i = 0; i < 30; i++) {
+      const r = await m.call('/x', { cookie: `other=1; ${cookie}` });
+      expect(r.headers['set-cookie']).toBeUndefined();
+      where.add(seen(r.body).instance);
+    }
+    // The made-up value is what the first request was balanced on, so it stays where it went.
+    expect(where.size).toBe(1);
+    // Other callers' cookies spread over the instances.
+    const spread = new Set<string>();
+    for (let i = 0; i < 30; i++) spread.add(seen((await m.call('/x', { cookie: `route="c${i}"` })).body).instance);
+    expect(spread.size).toBeGreaterThan(1);
+  });
+
+  it('least_request counts each attempt while it is in flight and forgets it once answered', async () => {
+    const held: http.ServerResponse[] = [];
+    const m = await mesh({
+      upstream: balanced({ Policy: 'least_request' }),
+      behave: (req, res, name) => {
+        if (req.url !== '/hold') return false;
+        req.resume();
+        held.push(res.setHeader('x-instance', name));
+        return true;
+      },
+    });
+    const state = (m.web as unknown as { upstreamSide: { outbound: Map<string, { state: UpstreamState }> } }).upstreamSide.outbound.values().next().value!
+      .state;
+    const eps = targetOf(V1, [...m.v1, m.v2]).endpoints;
+    const calls = Array.from({ length: 6 }, () => m.call('/hold'));
+    while (held.length < 6) await new Promise((r) => setTimeout(r, 10));
+    const inFlight = eps.map((e) => state.inFlight(V1, e));
+    expect(inFlight.reduce((a, b) => a + b)).toBe(6);
+    // Where the app holds them is where the sidecar counts them.
+    const byName = (name: string) => held.filter((r) => r.getHeader('x-instance') === name).length;
+    expect(inFlight).toEqual([byName('v1a'), byName('v1b'), byName('v2')]);
+    for (const r of held) r.end('done');
+    expect((await Promise.all(calls)).every((r) => r.status === 200)).toBe(true);
+    // The body is through before the count drops: wait for the sidecar to see each answer end.
+    for (let i = 0; i < 100 && eps.some((e) => state.inFlight(V1, e) > 0); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(eps.map((e) => state.inFlight(V1, e))).toEqual([0, 0, 0]);
   });
 });
 

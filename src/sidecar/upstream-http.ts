@@ -214,7 +214,14 @@ export class UpstreamHttp {
     applyHeaderEdits(headers, edits.request);
     const path = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
 
-    const plan = this.state.plan(up, walk);
+    // The local app's address is the source IP a SourceIP hash policy hashes (Envoy's downstream address).
+    const sock = req.socket;
+    const plan = this.state.plan(up, walk, {
+      headers: req.headers,
+      path: url,
+      sourceIp: sock.remoteAddress,
+      connection: `${sock.remoteAddress}:${sock.remotePort}/${sock.localAddress}:${sock.localPort}`,
+    });
     const attempts = attemptsOf(plan.targets);
     const connectTimeout = connectTimeoutOf(walk);
     const withRouting = routed(up);
@@ -247,9 +254,18 @@ export class UpstreamHttp {
     let staleLeft = attempts.length + 1;
     let k = 0;
     let last: { a: Attempt; why: string } | undefined;
+    // The attempt in flight, counted for least_request until it is answered in full or given up.
+    let inFlight: Attempt | undefined;
+    const settle = () => {
+      if (inFlight) this.state.finished(inFlight.target.id, inFlight.endpoint);
+      inFlight = undefined;
+    };
     try {
       for (;;) {
         const a = attempts[k];
+        settle();
+        this.state.started(a.target.id, a.endpoint);
+        inFlight = a;
         const o =
           gone || timedOut ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
         if (timedOut || gone || o.kind === 'aborted') {
@@ -343,6 +359,10 @@ export class UpstreamHttp {
         }
         // The answer goes back to the caller.
         const out = endToEnd(ures.headers);
+        if (plan.setCookies.length) {
+          const had = out['set-cookie'];
+          out['set-cookie'] = [...(Array.isArray(had) ? had : had === undefined ? [] : [String(had)]), ...plan.setCookies];
+        }
         applyHeaderEdits(out, edits.response);
         res.writeHead(status, out);
         let bytesOut = 0;
@@ -378,6 +398,7 @@ export class UpstreamHttp {
         return;
       }
     } finally {
+      settle();
       if (timer) clearTimeout(timer);
     }
   }

@@ -7,6 +7,7 @@ import { parseDuration } from '../core/duration.js';
 import type { FlowRouting } from '../dataflow/index.js';
 import { ChainWalker, failoverOrder, planTargets, type ChainWalk, type PlannedTarget, type TargetPlan } from './chain-walk.js';
 import { spiffeOf, traceIdFromKeylog } from './identity.js';
+import { EndpointBalancer, type LbRequest } from './load-balancer.js';
 import { OutlierDetector } from './outlier.js';
 import type { SidecarEndpoint, SidecarTarget, SidecarUpstream } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
@@ -22,11 +23,17 @@ export function endpointKey(ep: SidecarEndpoint): string {
   return `${ep.host}:${ep.port}/${ep.sni}`;
 }
 
-/** What one upstream keeps between calls: its round robin, its chain walker and its outlier detectors. */
+/** A plan with what the balancer adds to the answer: Set-Cookie values a cookie hash policy made up. */
+export interface UpstreamPlan extends TargetPlan {
+  setCookies: string[];
+}
+
+/** What one upstream keeps between calls: its balancer (round robin, hash tables, in-flight counts), its chain walker and its outlier detectors. */
 export class UpstreamState {
   rr = 0;
   #walker: ChainWalker | undefined;
   readonly #outliers = new Map<string, OutlierDetector>();
+  readonly #balancer = new EndpointBalancer(endpointKey);
 
   constructor(
     private readonly ctx: SidecarContext,
@@ -45,15 +52,36 @@ export class UpstreamState {
     return this.#walker;
   }
 
-  /** The targets in the order this call tries them, from the chain's resolver (or the upstream's plain endpoints). */
-  plan(up: SidecarUpstream, walk: ChainWalk | undefined): TargetPlan {
+  /**
+   * The targets in the order this call tries them, from the chain's resolver (or the upstream's
+   * plain endpoints), each target's endpoints in the order its LoadBalancer says for `req` (round
+   * robin without one; a hash policy hashes what `req` carries).
+   */
+  plan(up: SidecarUpstream, walk: ChainWalk | undefined, req?: LbRequest): UpstreamPlan {
     const primary = walk?.resolver.Resolver.Target ?? '';
     const targets = new Map<string, SidecarTarget>();
     const listed = hasTargets(up) ? up.targets! : undefined;
     if (listed) for (const t of listed) targets.set(t.id, t);
     else targets.set(primary, { id: primary, datacenter: up.datacenter, healthy: true, healthAgeMs: 0, endpoints: up.endpoints });
     const order = walk ? failoverOrder(walk.resolver) : listed ? listed.map((t) => t.id) : [primary];
-    return planTargets(order, targets, (id, ep) => this.detector(id, up).isEjected(endpointKey(ep)), this.rr++);
+    const lb = this.#balancer.forCall(walk?.resolver.LoadBalancer, req, this.rr++);
+    const plan = planTargets(order, targets, (id, ep) => this.detector(id, up).isEjected(endpointKey(ep)), lb.order);
+    return { ...plan, setCookies: lb.setCookies };
+  }
+
+  /** A request attempt went out to an endpoint: least_request picks by these counts. */
+  started(targetId: string, ep: SidecarEndpoint): void {
+    this.#balancer.started(targetId, ep);
+  }
+
+  /** The attempt is over (answered in full, failed or given up). */
+  finished(targetId: string, ep: SidecarEndpoint): void {
+    this.#balancer.finished(targetId, ep);
+  }
+
+  /** Attempts in flight at an endpoint now. */
+  inFlight(targetId: string, ep: SidecarEndpoint): number {
+    return this.#balancer.active(targetId, ep);
   }
 
   detector(targetId: string, up: SidecarUpstream): OutlierDetector {
