@@ -24,7 +24,7 @@ async function setup(primary = true) {
 
 const sd = (name: string, protocol?: string) => parseConfigEntry({ Kind: 'service-defaults', Name: name, ...(protocol ? { Protocol: protocol } : {}) });
 const router = (name: string) =>
-  parseConfigEntry({ Kind: 'service-router', Name: name, Routes: [{ Match: { HTTP: { PathPrefix: '/a' } }, Destination: { Service: 'a' } }] });
+  parseConfigEntry({ Kind: 'service-router', Name: name, Routes: [{ Match: { HTTP: { PathPrefix: '/a' } }, Destination: { PrefixRewrite: '/' } }] });
 const splitter = (name: string) => parseConfigEntry({ Kind: 'service-splitter', Name: name, Splits: [{ Weight: 100 }] });
 
 async function refusedWith(p: Promise<unknown>) {
