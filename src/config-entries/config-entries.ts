@@ -263,19 +263,25 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
       }
     };
     const sig = (p: ChainProblem) => `${problemField(p)}\n${p.message}`;
-    const v: Violation[] = [];
+    const isOwn = (p: ChainProblem) => p.kind === kind && p.name === name;
+    const failing: ChainProblem[][] = [];
     for (const service of [...affected].sort()) {
       const after = problems(view(proposed), service);
       if (!after.length) continue;
       const before = new Set(problems(view(current), service).map(sig));
-      for (const p of after) {
-        const own = p.kind === kind && p.name === name;
-        if (!own && before.has(sig(p))) continue;
-        const violation = { Field: own ? p.field : problemField(p), Message: p.message };
-        if (!v.some((x) => x.Field === violation.Field && x.Message === violation.Message)) v.push(violation);
-      }
+      const fresh = after.filter((p) => isOwn(p) || !before.has(sig(p)));
+      if (fresh.length) failing.push(fresh);
     }
-    if (v.length) throw invalid(v);
+    if (!failing.length) return;
+    // One loop is seen from every service on it; report it where the written entry closes it when it
+    // does, else as the first failing chain (by service name) sees it.
+    const own = failing.flat().filter(isOwn);
+    const v: Violation[] = [];
+    for (const p of own.length ? own : failing[0]) {
+      const violation = { Field: isOwn(p) ? p.field : problemField(p), Message: p.message };
+      if (!v.some((x) => x.Field === violation.Field && x.Message === violation.Message)) v.push(violation);
+    }
+    throw invalid(v);
   }
 
   /**
