@@ -140,6 +140,8 @@ class Compiler {
     if (!this.problems.some((q) => problemField(q) === problemField(p) && q.message === message)) this.problems.push(p);
   }
 
+  // Consul records the protocol of every service a resolver is reached for (redirect and failover
+  // targets too); this compiler checks router and splitter destinations only, as it did at read.
   private routedTo(to: string, where: Where): void {
     if (!this.routedProtocols.has(to)) this.routedProtocols.set(to, { protocol: protocolOf(to, this.opts.entries), where });
   }

@@ -218,7 +218,8 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
    * field in the entry written (`Redirect.Service`); one in another entry (a router still asking
    * for a subset a resolver write drops) by that entry's kind, name and field. A problem the stored
    * entries already had before this change (written before this check existed) refuses only a
-   * write to the entry it is in, so one broken chain does not block unrelated writes.
+   * write to the entry it is in, so one broken chain does not block unrelated writes (Consul
+   * refuses any failing chain; a store that predates the check would otherwise take no writes).
    */
   private checkChains(change: Proposed): void {
     const kind = ('put' in change ? change.put.Kind : change.deleted.slice(0, change.deleted.indexOf('/'))) as ConfigKind;
