@@ -111,6 +111,39 @@ describe('config entry routes', () => {
     expect((await call('GET', '/v1/config/service-resolver/api')).status).toBe(404);
   });
 
+  it('answers 400 for a write or delete that would leave a discovery chain uncompilable, naming the field, and keeps what was stored', async () => {
+    const { call } = await setup();
+    await call('PUT', '/v1/config', { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } });
+    const subsets = { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' } };
+    expect((await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: 'api', Subsets: subsets })).body).toBe(true);
+    const split = {
+      Kind: 'service-splitter',
+      Name: 'web',
+      Splits: [
+        { Weight: 50, Service: 'api', ServiceSubset: 'v1' },
+        { Weight: 50, Service: 'api', ServiceSubset: 'v3' },
+      ],
+    };
+    const bad = await call('PUT', '/v1/config', split);
+    expect([bad.status, bad.body.Error, bad.body.Violations]).toEqual([
+      400,
+      'ISTHMUS_ERR_INVALID',
+      [{ Field: 'Splits[1].ServiceSubset', Message: 'service "api" does not have a subset named "v3"' }],
+    ]);
+    expect((await call('GET', '/v1/config/service-splitter/web')).status).toBe(404);
+    split.Splits[1].ServiceSubset = 'v2';
+    expect((await call('PUT', '/v1/config', split)).body).toBe(true);
+    const del = await call('DELETE', '/v1/config/service-resolver/api');
+    expect([del.status, del.body.Violations]).toEqual([
+      400,
+      [
+        { Field: 'service-splitter/web.Splits[0].ServiceSubset', Message: 'service "api" does not have a subset named "v1"' },
+        { Field: 'service-splitter/web.Splits[1].ServiceSubset', Message: 'service "api" does not have a subset named "v2"' },
+      ],
+    ]);
+    expect((await call('GET', '/v1/config/service-resolver/api')).body.Subsets).toEqual(subsets);
+  });
+
   it('blocks a list read until an entry changes past ?index=', async () => {
     const { call } = await setup();
     await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web', Protocol: 'http' });

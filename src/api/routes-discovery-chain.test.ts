@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
-import { ConfigEntries, parseConfigEntry } from '../config-entries/index.js';
+import { CONFIG_ENTRIES_TABLE, ConfigEntries, parseConfigEntry } from '../config-entries/index.js';
 import { denyAll, type Authorizer } from '../acl/index.js';
 import { testApp } from './testing/test-app.js';
 import { registerDiscoveryChainRoutes } from './routes-discovery-chain.js';
@@ -23,7 +23,12 @@ async function setup(authz?: Authorizer) {
     return { status: res.status, headers: res.headers, body: (await res.json()) as any };
   };
   const write = (raw: Record<string, unknown>) => configEntries.put(parseConfigEntry(raw), {}, actor);
-  return { call, write };
+  // Straight into the table, past the write-time chain check: entries stored before that check existed.
+  const seed = async (raw: Record<string, unknown>) => {
+    const e = parseConfigEntry(raw);
+    await store.commit([{ op: 'put', table: CONFIG_ENTRIES_TABLE, key: `${e.Kind}/${e.Name}`, value: e, ifIndex: 0 }]);
+  };
+  return { call, write, seed };
 }
 
 describe('GET /v1/discovery-chain/:service', () => {
@@ -58,12 +63,12 @@ describe('GET /v1/discovery-chain/:service', () => {
   });
 
   it('answers 400 naming the entry for a chain that does not compile, and for bad parameters', async () => {
-    const { call, write } = await setup();
+    const { call, write, seed } = await setup();
     await write({ Kind: 'service-resolver', Name: 'a', Redirect: { Service: 'b' } });
-    await write({ Kind: 'service-resolver', Name: 'b', Redirect: { Service: 'a' } });
+    await seed({ Kind: 'service-resolver', Name: 'b', Redirect: { Service: 'a' } });
     const loop = await call('/v1/discovery-chain/a');
     expect(loop.status).toBe(400);
-    expect(loop.body.Violations[0].Field).toBe('service-resolver/b.Redirect');
+    expect(loop.body.Violations[0].Field).toBe('service-resolver/b.Redirect.Service');
     const bad = await call('/v1/discovery-chain/a?compile-dc=DC%201');
     expect([bad.status, bad.body.Violations[0].Field]).toEqual([400, 'compile-dc']);
   });

@@ -167,7 +167,9 @@ describe('compileDiscoveryChain', () => {
       { Kind: 'service-resolver', Name: 'a', Redirect: { Service: 'b' } },
       { Kind: 'service-resolver', Name: 'b', Redirect: { Service: 'a' } },
     ]);
-    expect(v).toEqual([{ Field: 'service-resolver/b.Redirect', Message: 'redirects form a loop: a.default.dc1 -> b.default.dc1 -> a.default.dc1' }]);
+    expect(v).toEqual([
+      { Field: 'service-resolver/b.Redirect.Service', Message: 'detected circular resolver redirect: [a.default.dc1 -> b.default.dc1 -> a.default.dc1]' },
+    ]);
   });
 
   it('compiles a router with its routes in order and a catch-all to the service itself, routes to subsets going straight to their resolver', () => {
@@ -198,7 +200,7 @@ describe('compileDiscoveryChain', () => {
       http('web'),
       { Kind: 'service-router', Name: 'web', Routes: [{ Match: { HTTP: { PathPrefix: '/x' } }, Destination: { ServiceSubset: 'v9' } }] },
     ]);
-    expect(v).toEqual([{ Field: 'service-router/web.Routes[0].Destination', Message: 'service "web" does not have a subset named "v9"' }]);
+    expect(v).toEqual([{ Field: 'service-router/web.Routes[0].Destination.ServiceSubset', Message: 'service "web" does not have a subset named "v9"' }]);
   });
 
   it("compiles a splitter: splits to subsets of itself, and splits to another service through that service's splitter, flattened (Consul: canary example)", () => {
@@ -233,7 +235,7 @@ describe('compileDiscoveryChain', () => {
       { Kind: 'service-splitter', Name: 'a', Splits: [{ Weight: 50, Service: 'b' }, { Weight: 50 }] },
       { Kind: 'service-splitter', Name: 'b', Splits: [{ Weight: 100, Service: 'a' }] },
     ]);
-    expect(v).toEqual([{ Field: 'service-splitter/b.Splits[0]', Message: 'splitters form a loop: a -> b -> a' }]);
+    expect(v).toEqual([{ Field: 'service-splitter/b.Splits[0].Service', Message: 'detected circular reference: [a -> b -> a]' }]);
   });
 
   it('puts the router before the splitter, and a route without a subset into the splitter', () => {
@@ -258,7 +260,12 @@ describe('compileDiscoveryChain', () => {
 
   it('reports services of different protocols along a routed chain', () => {
     const v = compileError('web', [http('web'), { Kind: 'service-router', Name: 'web', Routes: [{ Destination: { Service: 'legacy' } }] }]);
-    expect(v[0].Message).toMatch(/inconsistent protocols: web speaks http, legacy \(tcp\)/);
+    expect(v).toEqual([
+      {
+        Field: 'service-router/web.Routes[0].Destination.Service',
+        Message: 'discovery chain "web" uses inconsistent protocols; service "legacy" has "tcp" which is not "http"',
+      },
+    ]);
   });
 
   it('reports a subset filter that does not parse, at its field', () => {

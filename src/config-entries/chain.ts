@@ -2,7 +2,7 @@
 // discoverychain compiler does: the router (http, http2, grpc only) with its routes in order and a
 // default route to the service itself, splitters flattened into one level of weighted splits, and a
 // resolver node per target reached (DefaultSubset, Redirect followed, Failover listed as targets).
-import { invalid, type Violation } from '../core/errors.js';
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import { serviceSni, serviceSpiffeId } from '../core/names.js';
 import type { ChainNode, ChainResolverNode, ChainRoute, ChainRouterNode, ChainSplitterNode, ChainTarget, CompiledChain } from './chain-model.js';
 import { FilterSyntaxError, parseFilter } from './filter.js';
@@ -65,6 +65,35 @@ export function targetId(t: { service: string; subset?: string; namespace: strin
   return `${t.subset ? `${t.subset}.` : ''}${t.service}.${t.namespace}.${t.dc}`;
 }
 
+/** Where in the config entries a chain went wrong: the entry, and the field path inside it. */
+export interface ChainProblem {
+  /** The entry at fault; empty for an upstream's `Config.failover`, which is no entry. */
+  kind: ConfigKind | '';
+  name: string;
+  /** Inside the entry, as PUT /v1/config's violations name fields (`Routes[0].Destination.ServiceSubset`). */
+  field: string;
+  message: string;
+}
+
+/** The flat field path of a problem, entry first: `service-resolver/api.Redirect.Service`. */
+export function problemField(p: Pick<ChainProblem, 'kind' | 'name' | 'field'>): string {
+  return p.kind ? `${p.kind}/${p.name}.${p.field}` : p.field;
+}
+
+/**
+ * A chain that does not compile: ISTHMUS_ERR_INVALID (400), with a violation per problem named by
+ * its flat field path, and the problems themselves so a write can tell which entry is at fault.
+ */
+export class ChainCompileError extends IsthmusError {
+  constructor(readonly problems: ChainProblem[]) {
+    const violations = problems.map((p) => ({ Field: problemField(p), Message: p.message }));
+    super(ErrorCodes.INVALID, violations.map((v) => `${v.Field}: ${v.Message}`).join('; '), { violations });
+    this.name = 'ChainCompileError';
+  }
+}
+
+type Where = Omit<ChainProblem, 'message'>;
+
 interface Resolved {
   service: string;
   subset: string;
@@ -75,9 +104,9 @@ interface Resolved {
 class Compiler {
   readonly nodes: Record<string, ChainNode> = {};
   readonly targets: Record<string, ChainTarget> = {};
-  readonly violations: Violation[] = [];
-  /** Services reached through a router or splitter, with their protocols (Consul requires one protocol then). */
-  readonly routedProtocols = new Map<string, Protocol>();
+  readonly problems: ChainProblem[] = [];
+  /** Services reached through a router or splitter, with their protocols (Consul requires one protocol then) and where each was first named. */
+  readonly routedProtocols = new Map<string, { protocol: Protocol; where: Where }>();
   private readonly ns: string;
 
   constructor(
@@ -90,12 +119,11 @@ class Compiler {
   compile(): CompiledChain {
     const protocol = protocolOf(this.service, this.opts.entries);
     const start = this.routerNode(this.service, protocol) ?? this.splitterOrResolver(this.service, protocol, []);
-    if (this.routedProtocols.size > 0) {
-      const mismatched = [...this.routedProtocols].filter(([, p]) => p !== protocol).map(([s, p]) => `${s} (${p})`);
-      if (mismatched.length)
-        this.fail(this.service, `discovery chain "${this.service}" uses inconsistent protocols: ${this.service} speaks ${protocol}, ${mismatched.join(', ')}`);
+    for (const [to, { protocol: p, where }] of this.routedProtocols) {
+      if (p !== protocol)
+        this.fail(where, `discovery chain "${this.service}" uses inconsistent protocols; service "${to}" has "${p}" which is not "${protocol}"`);
     }
-    if (this.violations.length) throw invalid(this.violations);
+    if (this.problems.length) throw new ChainCompileError(this.problems);
     return {
       ServiceName: this.service,
       Namespace: this.ns,
@@ -107,8 +135,15 @@ class Compiler {
     };
   }
 
-  private fail(field: string, message: string): void {
-    if (!this.violations.some((v) => v.Field === field && v.Message === message)) this.violations.push({ Field: field, Message: message });
+  private fail(where: Where, message: string): void {
+    const p = { ...where, message };
+    if (!this.problems.some((q) => problemField(q) === problemField(p) && q.message === message)) this.problems.push(p);
+  }
+
+  // Consul records the protocol of every service a resolver is reached for (redirect and failover
+  // targets too); this compiler checks router and splitter destinations only, as it did at read.
+  private routedTo(to: string, where: Where): void {
+    if (!this.routedProtocols.has(to)) this.routedProtocols.set(to, { protocol: protocolOf(to, this.opts.entries), where });
   }
 
   private routerNode(service: string, protocol: Protocol): string | undefined {
@@ -119,10 +154,11 @@ class Compiler {
     (entry.Routes ?? []).forEach((r, i) => {
       const dest = r.Destination ?? {};
       const to = dest.Service ?? service;
-      if (to !== service) this.routedProtocols.set(to, protocolOf(to, this.opts.entries));
+      const at = (field: string): Where => ({ kind: 'service-router', name: service, field: `Routes[${i}].Destination${field}` });
+      if (to !== service) this.routedTo(to, at('.Service'));
       const next = dest.ServiceSubset
-        ? this.resolverNode(to, dest.ServiceSubset, this.defaultDc(), `service-router/${service}.Routes[${i}].Destination`)
-        : this.splitterOrResolver(to, protocol, [], `service-router/${service}.Routes[${i}].Destination`);
+        ? this.resolverNode(to, dest.ServiceSubset, this.defaultDc(), at('.ServiceSubset'))
+        : this.splitterOrResolver(to, protocol, [], at(dest.Service ? '.Service' : ''));
       routes.push({ Definition: r, NextNode: next });
     });
     // Consul appends a catch-all route to the service itself, so a request no route matches still goes somewhere.
@@ -133,9 +169,9 @@ class Compiler {
   }
 
   /** The service's splitter node when it has one (http-like chains only), else its resolver node. */
-  private splitterOrResolver(service: string, protocol: Protocol, stack: string[], field?: string): string {
+  private splitterOrResolver(service: string, protocol: Protocol, stack: string[], where?: Where): string {
     const entry = this.opts.entries.splitter(service);
-    if (!entry || !HTTP_LIKE.has(protocol)) return this.resolverNode(service, '', this.defaultDc(), field);
+    if (!entry || !HTTP_LIKE.has(protocol)) return this.resolverNode(service, '', this.defaultDc(), where);
     const name = `splitter:${service}.${this.ns}`;
     if (this.nodes[name]) return name;
     const splits = this.splitsOf(service, entry, protocol, [...stack, service], 100);
@@ -152,27 +188,31 @@ class Compiler {
     const out: ChainSplitterNode['Splits'] = [];
     entry.Splits.forEach((s, i) => {
       const weight = Math.round(s.Weight * scale) / 100;
-      const field = `service-splitter/${service}.Splits[${i}]`;
+      const at = (field: string): Where => ({ kind: 'service-splitter', name: service, field: `Splits[${i}]${field}` });
       const to = s.Service ?? service;
-      if (to !== service) this.routedProtocols.set(to, protocolOf(to, this.opts.entries));
+      if (to !== service) this.routedTo(to, at('.Service'));
       const headers = {
         ...(s.RequestHeaders ? { RequestHeaders: s.RequestHeaders } : {}),
         ...(s.ResponseHeaders ? { ResponseHeaders: s.ResponseHeaders } : {}),
       };
       if (s.ServiceSubset || to === service) {
-        out.push({ Weight: weight, ...headers, NextNode: this.resolverNode(to, s.ServiceSubset ?? '', this.defaultDc(), field) });
+        out.push({
+          Weight: weight,
+          ...headers,
+          NextNode: this.resolverNode(to, s.ServiceSubset ?? '', this.defaultDc(), at(s.ServiceSubset ? '.ServiceSubset' : '')),
+        });
         return;
       }
       const nested = this.opts.entries.splitter(to);
       if (nested && HTTP_LIKE.has(protocol)) {
         if (stack.includes(to)) {
-          this.fail(field, `splitters form a loop: ${[...stack, to].join(' -> ')}`);
+          this.fail(at('.Service'), `detected circular reference: [${[...stack, to].join(' -> ')}]`);
           return;
         }
         out.push(...this.splitsOf(to, nested, protocol, [...stack, to], weight));
         return;
       }
-      out.push({ Weight: weight, ...headers, NextNode: this.resolverNode(to, '', this.defaultDc(), field) });
+      out.push({ Weight: weight, ...headers, NextNode: this.resolverNode(to, '', this.defaultDc(), at('.Service')) });
     });
     return out;
   }
@@ -185,7 +225,7 @@ class Compiler {
    * Follows Redirects (a loop is an error) and applies DefaultSubset; an unknown subset is an error
    * naming where it was asked for.
    */
-  private resolve(service: string, subset: string, dc: string, field: string | undefined, seen: string[] = []): Resolved | undefined {
+  private resolve(service: string, subset: string, dc: string, where: Where | undefined, seen: string[] = []): Resolved | undefined {
     const resolver = this.opts.entries.resolver(service);
     const here = targetId({ service, subset, namespace: this.ns, dc });
     const r = resolver?.Redirect;
@@ -196,16 +236,20 @@ class Compiler {
       const toDc = r.Datacenter ?? dc;
       const there = targetId({ service: to, subset: toSubset, namespace: this.ns, dc: toDc });
       if (there !== here) {
+        const at = (field: string): Where => ({ kind: 'service-resolver', name: service, field: `Redirect.${field}` });
         if (seen.includes(there)) {
-          this.fail(`service-resolver/${service}.Redirect`, `redirects form a loop: ${[...seen, here, there].join(' -> ')}`);
+          this.fail(
+            at(r.Service ? 'Service' : r.Datacenter ? 'Datacenter' : 'ServiceSubset'),
+            `detected circular resolver redirect: [${[...seen, here, there].join(' -> ')}]`,
+          );
           return undefined;
         }
-        return this.resolve(to, toSubset, toDc, `service-resolver/${service}.Redirect`, [...seen, here]);
+        return this.resolve(to, toSubset, toDc, at(r.ServiceSubset ? 'ServiceSubset' : r.Service ? 'Service' : 'Datacenter'), [...seen, here]);
       }
     }
     if (!subset && resolver?.DefaultSubset) subset = resolver.DefaultSubset;
     if (subset && !resolver?.Subsets?.[subset]) {
-      this.fail(field ?? `service-resolver/${service}`, `service "${service}" does not have a subset named "${subset}"`);
+      this.fail(where ?? { kind: 'service-resolver', name: service, field: 'DefaultSubset' }, `service "${service}" does not have a subset named "${subset}"`);
       return undefined;
     }
     return { service, subset, dc, resolver };
@@ -220,7 +264,7 @@ class Compiler {
         parseFilter(subset.Filter);
       } catch (err) {
         if (!(err instanceof FilterSyntaxError)) throw err;
-        this.fail(`service-resolver/${r.service}.Subsets.${r.subset}.Filter`, `not a valid filter expression: ${err.message}`);
+        this.fail({ kind: 'service-resolver', name: r.service, field: `Subsets.${r.subset}.Filter` }, `not a valid filter expression: ${err.message}`);
       }
     }
     const name = { service: r.service, namespace: this.ns, dc: r.dc, trustDomain: this.opts.trustDomain };
@@ -242,8 +286,8 @@ class Compiler {
     return id;
   }
 
-  private resolverNode(service: string, subset: string, dc: string, field?: string): string {
-    const r = this.resolve(service, subset, dc, field);
+  private resolverNode(service: string, subset: string, dc: string, where?: Where): string {
+    const r = this.resolve(service, subset, dc, where);
     // After an error the chain is not returned; a placeholder name keeps the walk going to find the rest.
     if (!r) return `resolver:${targetId({ service, subset, namespace: this.ns, dc })}`;
     const id = this.target(r);
@@ -270,28 +314,38 @@ class Compiler {
   /** The failover targets of a resolved target, in order, without the target itself or repeats. */
   private failoverTargets(r: Resolved, primary: string): string[] {
     const res = r.resolver;
-    let f: NonNullable<ServiceResolver['Failover']>[string] | undefined = res?.Failover?.[r.subset] ?? res?.Failover?.['*'];
-    let field = `service-resolver/${r.service}.Failover`;
+    const key = res?.Failover?.[r.subset] ? r.subset : '*';
+    let f: NonNullable<ServiceResolver['Failover']>[string] | undefined = res?.Failover?.[key];
+    let at = (field: string): Where => ({ kind: 'service-resolver', name: r.service, field: `Failover.${key}${field}` });
     if (!res && r.service === this.service && this.opts.legacyFailover?.length) {
       f = { Datacenters: this.opts.legacyFailover };
-      field = 'Config.failover';
+      at = (field) => ({ kind: '', name: '', field: `Config.failover${field}` });
     }
     if (!f) return [];
     const inherit = (svc: string | undefined, sub: string | undefined) => {
       const to = svc ?? r.service;
       return { service: to, subset: sub ?? (to !== r.service ? '' : r.subset) };
     };
-    const wanted: { service: string; subset: string; dc: string }[] = [];
+    const named = (svc: string | undefined, sub: string | undefined, prefix: string) => (sub ? `${prefix}.ServiceSubset` : svc ? `${prefix}.Service` : prefix);
+    const wanted: { service: string; subset: string; dc: string; where: Where }[] = [];
     if (f.Targets?.length) {
-      for (const t of f.Targets) wanted.push({ ...inherit(t.Service, t.ServiceSubset), dc: t.Datacenter ?? r.dc });
+      f.Targets.forEach((t, j) =>
+        wanted.push({ ...inherit(t.Service, t.ServiceSubset), dc: t.Datacenter ?? r.dc, where: at(named(t.Service, t.ServiceSubset, `.Targets[${j}]`)) }),
+      );
     } else if (f.Datacenters?.length) {
-      for (const dc of f.Datacenters) wanted.push({ ...inherit(f.Service, f.ServiceSubset), dc });
+      f.Datacenters.forEach((dc, j) =>
+        wanted.push({
+          ...inherit(f.Service, f.ServiceSubset),
+          dc,
+          where: at(f.ServiceSubset || f.Service ? named(f.Service, f.ServiceSubset, '') : `.Datacenters[${j}]`),
+        }),
+      );
     } else {
-      wanted.push({ ...inherit(f.Service, f.ServiceSubset), dc: r.dc });
+      wanted.push({ ...inherit(f.Service, f.ServiceSubset), dc: r.dc, where: at(named(f.Service, f.ServiceSubset, '')) });
     }
     const out: string[] = [];
     for (const w of wanted) {
-      const resolved = this.resolve(w.service, w.subset, w.dc, field);
+      const resolved = this.resolve(w.service, w.subset, w.dc, w.where);
       if (!resolved) continue;
       const id = this.target(resolved);
       if (id !== primary && !out.includes(id)) out.push(id);
@@ -303,8 +357,9 @@ class Compiler {
 /**
  * The discovery chain of `service` as a caller in `opts.dc` sees it. A chain that cannot be
  * compiled (a route or split to an unknown subset, a redirect or splitter loop, a bad subset
- * filter, protocols that differ along a routed chain) throws ISTHMUS_ERR_INVALID with a violation
- * per problem, each naming the entry and field (`service-resolver/api.Redirect`).
+ * filter, protocols that differ along a routed chain) throws a ChainCompileError
+ * (ISTHMUS_ERR_INVALID) with a violation per problem, each naming the entry and field
+ * (`service-resolver/api.Redirect.Service`).
  */
 export function compileDiscoveryChain(service: string, opts: CompileOptions): CompiledChain {
   return new Compiler(service, opts).compile();

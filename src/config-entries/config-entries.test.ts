@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
 import { AuditLog } from '../core/audit.js';
-import { ConfigEntries } from './config-entries.js';
+import { CONFIG_ENTRIES_TABLE, ConfigEntries } from './config-entries.js';
 import { parseConfigEntry } from './model.js';
 
 const actor = { accessorId: 'acc-1', description: 'tester', dc: 'dc1' };
@@ -24,7 +24,7 @@ async function setup(primary = true) {
 
 const sd = (name: string, protocol?: string) => parseConfigEntry({ Kind: 'service-defaults', Name: name, ...(protocol ? { Protocol: protocol } : {}) });
 const router = (name: string) =>
-  parseConfigEntry({ Kind: 'service-router', Name: name, Routes: [{ Match: { HTTP: { PathPrefix: '/a' } }, Destination: { Service: 'a' } }] });
+  parseConfigEntry({ Kind: 'service-router', Name: name, Routes: [{ Match: { HTTP: { PathPrefix: '/a' } }, Destination: { PrefixRewrite: '/' } }] });
 const splitter = (name: string) => parseConfigEntry({ Kind: 'service-splitter', Name: name, Splits: [{ Weight: 100 }] });
 
 async function refusedWith(p: Promise<unknown>) {
@@ -194,5 +194,168 @@ describe('ConfigEntries', () => {
     const e = parseConfigEntry({ Kind: 'service-intentions', Name: 'api', Sources: [{ Name: 'web', Action: 'allow' }] });
     expect((await refusedWith(entries.put(e, {}, actor)))[0].Field).toBe('Kind');
     expect(entries.list('service-intentions')).toEqual([]);
+  });
+});
+
+// Consul compiles every chain a write reaches (agent/consul/config_endpoint.go) and refuses one that does not compile.
+describe('ConfigEntries: discovery chains checked at write', () => {
+  const put = (entries: ConfigEntries, raw: Record<string, unknown>) => entries.put(parseConfigEntry(raw), {}, actor);
+  const resolver = (name: string, more: Record<string, unknown>) => ({ Kind: 'service-resolver', Name: name, ...more });
+  const subsets = (...names: string[]) => Object.fromEntries(names.map((n) => [n, { Filter: `Service.Meta.version == ${n}` }]));
+
+  /** Refused, and the store is as it was: same index, nothing new to read back. */
+  async function refusedUnchanged(store: MemoryStore, p: Promise<unknown>) {
+    const before = store.index();
+    const v = await refusedWith(p);
+    expect(store.index()).toBe(before);
+    return v;
+  }
+
+  it('accepts a redirect chain of three, and refuses the redirect that closes it into a loop, naming the field and the loop', async () => {
+    const { store, entries } = await setup();
+    await put(entries, resolver('a', { Redirect: { Service: 'b' } }));
+    await put(entries, resolver('b', { Redirect: { Service: 'c' } }));
+    expect(await put(entries, resolver('c', { ConnectTimeout: '2s' }))).toBe(true);
+    const v = await refusedUnchanged(store, put(entries, resolver('c', { Redirect: { Service: 'a' } })));
+    expect(v).toEqual([
+      { Field: 'Redirect.Service', Message: 'detected circular resolver redirect: [a.default.dc1 -> b.default.dc1 -> c.default.dc1 -> a.default.dc1]' },
+    ]);
+    expect(entries.get('service-resolver', 'c')).toMatchObject({ ConnectTimeout: '2s' });
+    expect(entries.get('service-resolver', 'c')?.Redirect).toBeUndefined();
+  });
+
+  it('refuses a splitter that splits back to itself through another splitter', async () => {
+    const { store, entries } = await setup();
+    await put(entries, { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } });
+    await put(entries, { Kind: 'service-splitter', Name: 'b', Splits: [{ Weight: 100, Service: 'a' }] });
+    const v = await refusedUnchanged(store, put(entries, { Kind: 'service-splitter', Name: 'a', Splits: [{ Weight: 50 }, { Weight: 50, Service: 'b' }] }));
+    // Seen from b's chain, the loop closes at the split this write adds.
+    expect(v).toEqual([{ Field: 'Splits[1].Service', Message: 'detected circular reference: [b -> a -> b]' }]);
+    expect(entries.get('service-splitter', 'a')).toBeUndefined();
+  });
+
+  it("refuses a split, a route and a failover to a subset the target's resolver does not define, each at its field", async () => {
+    const { store, entries } = await setup();
+    await put(entries, { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } });
+    await put(entries, resolver('api', { Subsets: subsets('v1') }));
+    const split = {
+      Kind: 'service-splitter',
+      Name: 'web',
+      Splits: [
+        { Weight: 50, Service: 'api', ServiceSubset: 'v1' },
+        { Weight: 50, Service: 'api', ServiceSubset: 'v2' },
+      ],
+    };
+    expect(await refusedUnchanged(store, put(entries, split))).toEqual([
+      { Field: 'Splits[1].ServiceSubset', Message: 'service "api" does not have a subset named "v2"' },
+    ]);
+    const route = {
+      Kind: 'service-router',
+      Name: 'web',
+      Routes: [{ Match: { HTTP: { PathPrefix: '/v2' } }, Destination: { Service: 'api', ServiceSubset: 'v2' } }],
+    };
+    expect(await refusedUnchanged(store, put(entries, route))).toEqual([
+      { Field: 'Routes[0].Destination.ServiceSubset', Message: 'service "api" does not have a subset named "v2"' },
+    ]);
+    const failover = resolver('web', { Failover: { '*': { Targets: [{ Service: 'api', ServiceSubset: 'v2' }] } } });
+    expect(await refusedUnchanged(store, put(entries, failover))).toEqual([
+      { Field: 'Failover.*.Targets[0].ServiceSubset', Message: 'service "api" does not have a subset named "v2"' },
+    ]);
+    expect([entries.list('service-splitter'), entries.list('service-router'), entries.get('service-resolver', 'web')]).toEqual([[], [], undefined]);
+    // A DefaultSubset outside Subsets never gets this far: the entry's own schema refuses it.
+    expect(() => parseConfigEntry(resolver('api', { DefaultSubset: 'v3', Subsets: subsets('v1') }))).toThrow(
+      expect.objectContaining({ violations: [expect.objectContaining({ Field: 'DefaultSubset' })] }),
+    );
+  });
+
+  it('accepts a failover to a subset that exists, and a split and route to it', async () => {
+    const { entries } = await setup();
+    await put(entries, { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } });
+    await put(entries, resolver('api', { Subsets: subsets('v1', 'v2') }));
+    expect(await put(entries, resolver('web', { Failover: { '*': { Targets: [{ Service: 'api', ServiceSubset: 'v2' }, { Datacenter: 'dc2' }] } } }))).toBe(
+      true,
+    );
+    expect(
+      await put(entries, {
+        Kind: 'service-splitter',
+        Name: 'web',
+        Splits: [
+          { Weight: 90, Service: 'api', ServiceSubset: 'v1' },
+          { Weight: 10, Service: 'api', ServiceSubset: 'v2' },
+        ],
+      }),
+    ).toBe(true);
+    expect(
+      await put(entries, {
+        Kind: 'service-router',
+        Name: 'web',
+        Routes: [{ Match: { HTTP: { PathPrefix: '/v2' } }, Destination: { Service: 'api', ServiceSubset: 'v2' } }],
+      }),
+    ).toBe(true);
+  });
+
+  it('refuses deleting a resolver, or rewriting it without a subset, while another entry still asks for that subset, naming that entry', async () => {
+    const { store, entries } = await setup();
+    await put(entries, { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' } });
+    await put(entries, resolver('api', { Subsets: subsets('v1', 'v2') }));
+    await put(entries, {
+      Kind: 'service-router',
+      Name: 'web',
+      Routes: [{ Match: { HTTP: { PathPrefix: '/v2' } }, Destination: { Service: 'api', ServiceSubset: 'v2' } }],
+    });
+    const v = await refusedUnchanged(store, entries.delete('service-resolver', 'api', {}, actor));
+    expect(v).toEqual([{ Field: 'service-router/web.Routes[0].Destination.ServiceSubset', Message: 'service "api" does not have a subset named "v2"' }]);
+    expect(Object.keys(entries.get('service-resolver', 'api')!.Subsets!)).toEqual(['v1', 'v2']);
+    expect((await refusedUnchanged(store, put(entries, resolver('api', { Subsets: subsets('v1') }))))[0].Field).toBe(
+      'service-router/web.Routes[0].Destination.ServiceSubset',
+    );
+    // Once nothing asks for the subset, the resolver may go.
+    await entries.delete('service-router', 'web', {}, actor);
+    expect(await entries.delete('service-resolver', 'api', {}, actor)).toBe(true);
+  });
+
+  it('refuses a router or splitter sending to a service of another protocol, and a protocol change under one', async () => {
+    const { store, entries } = await setup();
+    await put(entries, sd('web', 'http'));
+    await put(entries, sd('legacy', 'tcp'));
+    const v = await refusedUnchanged(store, put(entries, { Kind: 'service-router', Name: 'web', Routes: [{ Destination: { Service: 'legacy' } }] }));
+    expect(v).toEqual([
+      { Field: 'Routes[0].Destination.Service', Message: 'discovery chain "web" uses inconsistent protocols; service "legacy" has "tcp" which is not "http"' },
+    ]);
+    expect(
+      (await refusedUnchanged(store, put(entries, { Kind: 'service-splitter', Name: 'web', Splits: [{ Weight: 50 }, { Weight: 50, Service: 'legacy' }] })))[0]
+        .Field,
+    ).toBe('Splits[1].Service');
+    await put(entries, sd('admin', 'http'));
+    await put(entries, { Kind: 'service-router', Name: 'web', Routes: [{ Destination: { Service: 'admin' } }] });
+    // admin's own protocol change breaks web's chain: refused, naming web's route.
+    expect(await refusedUnchanged(store, put(entries, sd('admin', 'grpc')))).toEqual([
+      {
+        Field: 'service-router/web.Routes[0].Destination.Service',
+        Message: 'discovery chain "web" uses inconsistent protocols; service "admin" has "grpc" which is not "http"',
+      },
+    ]);
+    expect(entries.get('service-defaults', 'admin')?.Protocol).toBe('http');
+  });
+
+  it('does not refuse an unrelated write for a broken chain it found stored, but does refuse rewriting the broken entry as it is', async () => {
+    const { store, entries } = await setup();
+    // Stored before chains were checked at write.
+    const seed = (raw: Record<string, unknown>) => {
+      const e = parseConfigEntry(raw);
+      return store.commit([{ op: 'put', table: CONFIG_ENTRIES_TABLE, key: `${e.Kind}/${e.Name}`, value: e, ifIndex: 0 }]);
+    };
+    await seed(resolver('a', { Redirect: { Service: 'b' } }));
+    await seed(resolver('b', { Redirect: { Service: 'a' } }));
+    expect(await put(entries, sd('a', 'http'))).toBe(true);
+    expect(await put(entries, resolver('c', { ConnectTimeout: '1s' }))).toBe(true);
+    // A new chain into the loop is refused, naming where the loop closes.
+    expect((await refusedUnchanged(store, put(entries, resolver('c', { Redirect: { Service: 'a' } }))))[0]).toEqual({
+      Field: 'service-resolver/b.Redirect.Service',
+      Message: 'detected circular resolver redirect: [c.default.dc1 -> a.default.dc1 -> b.default.dc1 -> a.default.dc1]',
+    });
+    expect((await refusedUnchanged(store, put(entries, resolver('b', { Redirect: { Service: 'a' } }))))[0].Field).toBe('Redirect.Service');
+    // Breaking the loop is accepted.
+    expect(await put(entries, resolver('b', { ConnectTimeout: '3s' }))).toBe(true);
   });
 });

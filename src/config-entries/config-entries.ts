@@ -7,6 +7,7 @@ import type { Component } from '../core/lifecycle.js';
 import { OwnedTables } from '../core/table-watch.js';
 import type { Store, StoreEntry } from '../store/index.js';
 import { L7_PROTOCOLS } from '../intentions/index.js';
+import { ChainCompileError, compileDiscoveryChain, problemField, type ChainEntries, type ChainProblem } from './chain.js';
 import {
   PROXY_DEFAULTS_NAME,
   protocolOf,
@@ -17,6 +18,9 @@ import {
   type ConfigKind,
   type ProxyDefaults,
   type ServiceDefaults,
+  type ServiceResolver,
+  type ServiceRouter,
+  type ServiceSplitter,
 } from './model.js';
 
 export const CONFIG_ENTRIES_TABLE = 'config-entries';
@@ -51,6 +55,30 @@ export interface WriteOptions {
 }
 
 const keyOf = (kind: string, name: string) => `${kind}/${name}`;
+
+/** The kinds a discovery chain is compiled from: writing or deleting one recompiles the chains it reaches. */
+const CHAIN_KINDS: readonly ConfigKind[] = ['service-resolver', 'service-splitter', 'service-router', 'service-defaults', 'proxy-defaults'];
+
+/**
+ * The trust domain the write-time compile names targets in. Only whether a chain compiles is asked
+ * then, and that does not depend on SNI or SPIFFE names, so no CA is needed to write an entry.
+ */
+const CHECK_TRUST_DOMAIN = 'write-check.invalid';
+
+/** The services an entry's chain sends to: redirect, failover, split and route destinations. */
+function referencedServices(e: ConfigEntry): string[] {
+  const out: (string | undefined)[] = [];
+  if (e.Kind === 'service-resolver') {
+    const r = e as ServiceResolver;
+    out.push(r.Redirect?.Service);
+    for (const f of Object.values(r.Failover ?? {})) out.push(f.Service, ...(f.Targets ?? []).map((t) => t.Service));
+  } else if (e.Kind === 'service-splitter') {
+    out.push(...(e as ServiceSplitter).Splits.map((s) => s.Service));
+  } else if (e.Kind === 'service-router') {
+    out.push(...((e as ServiceRouter).Routes ?? []).map((r) => r.Destination?.Service));
+  }
+  return out.filter((s): s is string => s !== undefined && s !== e.Name);
+}
 
 function withIndexes<E extends ConfigEntry>(e: StoreEntry<E>): StoredConfigEntry<E> {
   return { ...e.value, CreateIndex: e.createIndex, ModifyIndex: e.modifyIndex };
@@ -103,6 +131,7 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
       const existing = this.opts.store.get<ConfigEntry>(CONFIG_ENTRIES_TABLE, key);
       if (opts.cas !== undefined && (opts.cas === 0 ? existing !== undefined : existing?.modifyIndex !== opts.cas)) return false;
       this.checkGraph({ put: entry });
+      this.checkChains({ put: entry });
       try {
         await this.opts.store.commit([
           { op: 'put', table: CONFIG_ENTRIES_TABLE, key, value: entry, ifIndex: existing?.modifyIndex ?? 0 },
@@ -127,6 +156,7 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
       if (opts.cas !== undefined && existing?.modifyIndex !== opts.cas) return false;
       if (!existing) return true;
       this.checkGraph({ deleted: key });
+      this.checkChains({ deleted: key });
       try {
         await this.opts.store.commit([
           { op: 'delete', table: CONFIG_ENTRIES_TABLE, key, ifIndex: existing.modifyIndex },
@@ -178,6 +208,81 @@ export class ConfigEntries extends OwnedTables<'entries'> implements Component {
     }
     v.push(...this.checkL7Intentions(change, lookup));
     if (v.length) throw invalid(v);
+  }
+
+  /**
+   * Compiles, with the change made, the discovery chain of every service the change can reach (the
+   * entry's own service, and every service whose chain sends to it through a redirect, failover,
+   * split or route, transitively; every service with an entry for proxy-defaults), and refuses the
+   * change when one does not compile, as Consul's config endpoint does. A problem is named by its
+   * field in the entry written (`Redirect.Service`); one in another entry (a router still asking
+   * for a subset a resolver write drops) by that entry's kind, name and field. A problem the stored
+   * entries already had before this change (written before this check existed) refuses only a
+   * write to the entry it is in, so one broken chain does not block unrelated writes (Consul
+   * refuses any failing chain; a store that predates the check would otherwise take no writes).
+   */
+  private checkChains(change: Proposed): void {
+    const kind = ('put' in change ? change.put.Kind : change.deleted.slice(0, change.deleted.indexOf('/'))) as ConfigKind;
+    if (!CHAIN_KINDS.includes(kind)) return;
+    const name = 'put' in change ? change.put.Name : change.deleted.slice(kind.length + 1);
+    const changedKey = keyOf(kind, name);
+    const stored = (k: ConfigKind) => this.opts.store.list<ConfigEntry>(CONFIG_ENTRIES_TABLE, `${k}/`).map((e) => e.value);
+    const current = new Map<string, ConfigEntry>();
+    for (const k of CHAIN_KINDS) for (const e of stored(k)) current.set(keyOf(e.Kind, e.Name), e);
+    const proposed = new Map(current);
+    if ('put' in change) proposed.set(changedKey, change.put);
+    else proposed.delete(changedKey);
+
+    // The services whose chains can change: the named one and, transitively, those sending to it.
+    const owners = new Set<string>();
+    const sendsTo = new Map<string, Set<string>>();
+    for (const e of [...current.values(), ...proposed.values()]) {
+      if (e.Kind === 'proxy-defaults') continue;
+      owners.add(e.Name);
+      for (const to of referencedServices(e)) sendsTo.set(to, (sendsTo.get(to) ?? new Set()).add(e.Name));
+    }
+    const affected = new Set<string>(kind === 'proxy-defaults' ? owners : [name]);
+    for (const s of affected) for (const from of sendsTo.get(s) ?? []) affected.add(from);
+
+    const view = (m: Map<string, ConfigEntry>): ChainEntries => {
+      const get = <T>(k: ConfigKind, n: string) => m.get(keyOf(k, n)) as T | undefined;
+      return {
+        resolver: (n) => get('service-resolver', n),
+        splitter: (n) => get('service-splitter', n),
+        router: (n) => get('service-router', n),
+        serviceDefaults: (n) => get('service-defaults', n),
+        proxyDefaults: () => get('proxy-defaults', PROXY_DEFAULTS_NAME),
+      };
+    };
+    const problems = (entries: ChainEntries, service: string): ChainProblem[] => {
+      try {
+        compileDiscoveryChain(service, { dc: this.opts.dc, trustDomain: CHECK_TRUST_DOMAIN, entries });
+        return [];
+      } catch (err) {
+        if (err instanceof ChainCompileError) return err.problems;
+        throw err;
+      }
+    };
+    const sig = (p: ChainProblem) => `${problemField(p)}\n${p.message}`;
+    const isOwn = (p: ChainProblem) => p.kind === kind && p.name === name;
+    const failing: ChainProblem[][] = [];
+    for (const service of [...affected].sort()) {
+      const after = problems(view(proposed), service);
+      if (!after.length) continue;
+      const before = new Set(problems(view(current), service).map(sig));
+      const fresh = after.filter((p) => isOwn(p) || !before.has(sig(p)));
+      if (fresh.length) failing.push(fresh);
+    }
+    if (!failing.length) return;
+    // One loop is seen from every service on it; report it where the written entry closes it when it
+    // does, else as the first failing chain (by service name) sees it.
+    const own = failing.flat().filter(isOwn);
+    const v: Violation[] = [];
+    for (const p of own.length ? own : failing[0]) {
+      const violation = { Field: isOwn(p) ? p.field : problemField(p), Message: p.message };
+      if (!v.some((x) => x.Field === violation.Field && x.Message === violation.Message)) v.push(violation);
+    }
+    throw invalid(v);
   }
 
   /**

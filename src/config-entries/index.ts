@@ -28,8 +28,17 @@ export type {
   ServiceSplitter,
 } from './model.js';
 export type { ChainNode, ChainResolverNode, ChainRoute, ChainRouterNode, ChainSplit, ChainSplitterNode, ChainTarget, CompiledChain } from './chain-model.js';
-export { DEFAULT_CONNECT_TIMEOUT, chainEntries, compileDiscoveryChain, defaultResolver, reachableTargets, targetId } from './chain.js';
-export type { ChainEntries, CompileOptions } from './chain.js';
+export {
+  ChainCompileError,
+  DEFAULT_CONNECT_TIMEOUT,
+  chainEntries,
+  compileDiscoveryChain,
+  defaultResolver,
+  problemField,
+  reachableTargets,
+  targetId,
+} from './chain.js';
+export type { ChainEntries, ChainProblem, CompileOptions } from './chain.js';
 export { FilterSyntaxError, checkSubsetFilters, filterProblem, parseFilter } from './filter.js';
 export type { Filter, FilterSubject } from './filter.js';
 export { connectMembers, isHealthy, subsetHealthCounts, subsetMembers, subsetSelector } from './subset-members.js';

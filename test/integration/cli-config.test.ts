@@ -113,6 +113,30 @@ describe('isthmus config', () => {
     expect((await api(srv.url, 'GET', '/v1/config/service-defaults/cfgcli-bad')).status).toBe(404);
   });
 
+  it('a resolver closing a redirect loop answers 400 naming the field and the loop, through the API and through config write, and is not stored', async () => {
+    const a = await api(srv.url, 'PUT', '/v1/config', { Kind: 'service-resolver', Name: 'cfgcli-loop-a', Redirect: { Service: 'cfgcli-loop-b' } });
+    expect([a.status, a.body]).toEqual([200, true]);
+    const loop = { Kind: 'service-resolver', Name: 'cfgcli-loop-b', Redirect: { Service: 'cfgcli-loop-a' } };
+    const r = await api(srv.url, 'PUT', '/v1/config', loop);
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({
+      Error: 'ISTHMUS_ERR_INVALID',
+      Violations: [
+        {
+          Field: 'Redirect.Service',
+          Message: 'detected circular resolver redirect: [cfgcli-loop-a.default.dc1 -> cfgcli-loop-b.default.dc1 -> cfgcli-loop-a.default.dc1]',
+        },
+      ],
+    });
+    const w = await cli('config', 'write', file('loop.json', JSON.stringify(loop)));
+    expect(w.code).toBe(1);
+    expect(w.stderr).toContain('Redirect.Service: detected circular resolver redirect: [cfgcli-loop-a.default.dc1 -> cfgcli-loop-b.default.dc1');
+    expect((await api(srv.url, 'GET', '/v1/config/service-resolver/cfgcli-loop-b')).status).toBe(404);
+    // The chain that was there still compiles.
+    const chain = await api(srv.url, 'GET', '/v1/discovery-chain/cfgcli-loop-a');
+    expect([chain.status, chain.body.Chain.StartNode]).toEqual([200, 'resolver:cfgcli-loop-b.default.dc1']);
+  });
+
   it('read and list name the missing flag as Consul does', async () => {
     const r = await cli('config', 'read', '-kind', 'service-defaults');
     expect(r.code).toBe(1);

@@ -149,6 +149,8 @@ describe('federation of three regions', () => {
     expect(sd.headers.get('x-isthmus-forwarded-to')).toBe('dc1');
     // dc4 is gone (see the intention test above): every live DC applied it.
     expect(receiptsOf(sd)).toEqual({ dc1: true, dc2: true, dc3: true, dc4: false });
+    // The router sends to shop-admin, which must speak shop's protocol for the chain to compile.
+    expect((await api(dc1, 'PUT', '/v1/config', { Kind: 'service-defaults', Name: 'shop-admin', Protocol: 'http' })).status).toBe(200);
     const route = {
       Kind: 'service-router',
       Name: 'shop',
@@ -171,6 +173,13 @@ describe('federation of three regions', () => {
       { Field: 'Protocol', Message: 'discovery chain "shop" uses a protocol "tcp" that does not permit advanced routing or splitting behavior' },
     ]);
     expect(dc2.configEntries.get('service-defaults', 'shop')?.Protocol).toBe('http');
+    // ...and a chain that would not compile: a route to a subset shop has no resolver for.
+    const subset = await api(dc3, 'PUT', '/v1/config', { ...route, Routes: [{ Destination: { ServiceSubset: 'v9' } }] });
+    expect([subset.status, subset.body.Violations]).toEqual([
+      400,
+      [{ Field: 'Routes[0].Destination.ServiceSubset', Message: 'service "shop" does not have a subset named "v9"' }],
+    ]);
+    expect(dc1.configEntries.get('service-router', 'shop')?.Routes?.[0].Destination?.Service).toBe('shop-admin');
     // Check-and-set is decided at the primary, against its ModifyIndex: a stale one answers false
     // and changes nothing; the current one deletes, everywhere.
     const at = dc1.configEntries.get('service-router', 'shop')!.ModifyIndex;
