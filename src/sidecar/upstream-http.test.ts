@@ -143,7 +143,7 @@ const V1_DC2 = 'v1.api.default.dc2';
 /**
  * The chain under test: Routes[0] `x-version: v2` -> v2; Routes[1] /slow with a 500 ms timeout;
  * Routes[2] /flaky retried on 503; Routes[3] /kill retried on connect failure; Routes[4] /old
- * rewritten to /new with header edits; Routes[5] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
+ * rewritten to /new with header edits; Routes[5] /idle with a 400 ms IdleTimeout; Routes[6] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
  */
 function testChain(): CompiledChain {
   const resolver = (id: string, failover?: string[]) => ({
@@ -175,6 +175,10 @@ function testChain(): CompiledChain {
                 ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
               },
             },
+            NextNode: `resolver:${V1}`,
+          },
+          {
+            Definition: { Match: { HTTP: { PathPrefix: '/idle' } }, Destination: { IdleTimeout: '400ms', RequestTimeout: '10s' } },
             NextNode: `resolver:${V1}`,
           },
           { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
@@ -253,7 +257,7 @@ describe('the L7 upstream listener', () => {
     expect(recs.slice(0, 20).every((r) => r.routing?.route === 'Routes[0]' && r.routing.split === '' && r.routing.target === V2)).toBe(true);
     // Each untagged request went where its split said, and the split's own header edit came with it.
     recs.slice(20).forEach((r, i) => {
-      expect(r.routing?.route).toBe('Routes[5]');
+      expect(r.routing?.route).toBe('Routes[6]');
       const toV2 = r.routing?.split === 'Splits[1]';
       expect(plain[i].instance === 'v2').toBe(toV2);
       expect(plain[i].headers['x-split']).toBe(toV2 ? 'v2' : 'v1');
@@ -307,6 +311,40 @@ describe('the L7 upstream listener', () => {
     expect(took).toBeGreaterThanOrEqual(490);
     expect(took).toBeLessThan(1500);
     expect(clientFlows(m.flows)[0]).toMatchObject({ verdict: 'error', http: { status: 504 }, routing: { route: 'Routes[1]', target: V1 } });
+  });
+
+  it("ends a request silent for the route's IdleTimeout with 504 before the answer, and cuts a stalled answer", async () => {
+    const m = await mesh({
+      behave: (req, res) => {
+        if (!req.url?.startsWith('/idle')) return false;
+        // /idle/silent never answers; /idle/stall sends its head and a first chunk, then nothing more.
+        if (req.url.startsWith('/idle/stall')) res.writeHead(200, { 'content-type': 'text/plain' }).write('first');
+        const t = setTimeout(() => res.end('late'), 5000);
+        res.once('close', () => clearTimeout(t));
+        return true;
+      },
+    });
+    const t0 = Date.now();
+    const silent = await m.call('/idle/silent');
+    const took = Date.now() - t0;
+    expect(silent.status).toBe(504);
+    expect(JSON.parse(silent.body)).toEqual({ Error: 'ISTHMUS_ERR_TIMEOUT', Message: expect.stringContaining('(Routes[5] IdleTimeout)') });
+    expect(took).toBeGreaterThanOrEqual(390);
+    expect(took).toBeLessThan(3000);
+    // The stalled answer's head arrives, then the stream is cut: the body never completes.
+    const stalled = await new Promise<{ status: number; complete: boolean }>((resolve, reject) => {
+      const r = http.get({ host: '127.0.0.1', port: m.web.upstreamPort('api'), path: '/idle/stall' }, (res) => {
+        res.on('data', () => {});
+        res.on('error', () => {});
+        res.once('close', () => resolve({ status: res.statusCode!, complete: res.complete }));
+      });
+      r.on('error', reject);
+    });
+    expect(stalled).toEqual({ status: 200, complete: false });
+    await expect.poll(() => clientFlows(m.flows).length).toBeGreaterThanOrEqual(2);
+    const [a, b] = clientFlows(m.flows);
+    expect(a).toMatchObject({ verdict: 'error', http: { status: 504 }, routing: { route: 'Routes[5]' } });
+    expect(b).toMatchObject({ verdict: 'error', reason: expect.stringContaining('(Routes[5] IdleTimeout)') });
   });
 
   it('retries a 503 as the route says, and the flow record counts the retries', async () => {
@@ -454,7 +492,7 @@ describe('the L7 upstream listener', () => {
     const v1 = targetOf(V1, [...m.v1]);
     v1.endpoints.unshift({ host: '127.0.0.1', port: dead.inboundPort, sni: `${V1}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` });
     await m.web.update({ upstreams: [{ ...m.upstream, endpoints: v1.endpoints, targets: [v1, ...m.upstream.targets!.slice(1)] }] });
-    // Routes[5] (the split) has no retry policy: only the marker lets a request move on.
+    // Routes[6] (the split) has no retry policy: only the marker lets a request move on.
     const got: number[] = [];
     for (let i = 0; i < 12; i++) got.push((await m.call('/y', { 'x-version': 'v1' })).status);
     expect(got.every((s) => s === 200)).toBe(true);

@@ -16,7 +16,7 @@ import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
-import { idleTimeoutOf, watchIdle } from './idle-timeout.js';
+import { idleTimeoutOf, watchIdle, watchRequestIdle } from './idle-timeout.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { answerFrom, answerRaw, responseHead, splice, withUpgrade } from './upgrade.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
@@ -246,6 +246,13 @@ export class UpstreamHttp {
       gone = true;
       current?.destroy();
     });
+    // The route's IdleTimeout: a request with no bytes either way for that long ends as a timed-out one.
+    let idleWhy: string | undefined;
+    watchRequestIdle(req, res, dest, walk?.routeIndex, (why) => {
+      idleWhy = why;
+      timedOut = true;
+      current?.destroy();
+    });
 
     let failover = plan.failover;
     let retries = 0;
@@ -275,7 +282,7 @@ export class UpstreamHttp {
           return fail(
             timedOut ? 504 : 499,
             timedOut ? ErrorCodes.TIMEOUT : ErrorCodes.UNAVAILABLE,
-            timedOut ? `upstream ${name} did not answer within ${timeoutMs} ms (${timeoutSource})` : 'the caller went away before the answer',
+            timedOut ? (idleWhy ?? `upstream ${name} did not answer within ${timeoutMs} ms (${timeoutSource})`) : 'the caller went away before the answer',
             withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
             { traceId: info?.info?.traceId(), requestIndex: info?.requestIndex, sni: a.endpoint.sni, spiffeId: a.endpoint.spiffeId },
           );
@@ -387,7 +394,7 @@ export class UpstreamHttp {
               ? `answered ${status} after ${last.why}`
               : `answered ${status}`
             : timedOut
-              ? `upstream ${name} did not finish its answer within ${timeoutMs} ms (${timeoutSource})`
+              ? (idleWhy ?? `upstream ${name} did not finish its answer within ${timeoutMs} ms (${timeoutSource})`)
               : 'the answer was cut off',
           durationMs: Date.now() - start,
           bytesIn: body.chunks.reduce((n, c) => n + c.length, 0),
