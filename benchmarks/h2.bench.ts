@@ -62,7 +62,12 @@ if (haveHaproxy()) {
 for (const [k, p] of Object.entries(paths)) await checkH2Path(p.port, k);
 
 const useH2load = hasH2load() && process.env.BENCH_NODE_LOAD !== '1';
-if (!useH2load) console.error('h2load is not installed (apt-get install nghttp2-client): the Node HTTP/2 load loop drives both pairs');
+if (!useH2load)
+  console.error(
+    hasH2load()
+      ? 'BENCH_NODE_LOAD=1: the Node HTTP/2 load loop drives both pairs'
+      : 'h2load is not installed (apt-get install nghttp2-client): the Node HTTP/2 load loop drives both pairs',
+  );
 const load = (o: H2LoadOptions): Promise<LoadResult> => (useH2load ? Promise.resolve(runH2load(o)) : runH2LoadNode(o));
 
 const kinds = { get: false, grpc: true };
