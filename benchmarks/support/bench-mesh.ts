@@ -1,7 +1,8 @@
 // What the sidecar benchmark children share: the build in dist/ (what `isthmus connect proxy` runs;
 // `npm run build` first: the sources through tsx name every closure they make, per connection here),
 // one CA with its bundle, leaves for dc1's services, and the web => api intention.
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as CaModule from '../../src/ca/index.js';
 import type * as IntentionsModule from '../../src/intentions/index.js';
@@ -28,6 +29,16 @@ export async function leaf(svc: string, dnsNames: string[] = []) {
   const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
   const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames, commonName: svc, ttlMs: DAY_MS });
   return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
+}
+
+/**
+ * The same certificates for HAProxy, in `dir`: per leaf `<name>.pem` (cert + chain + key in one file),
+ * and root.pem, the CA file. (HAProxy checks the server name it sends against the DNS SANs.)
+ */
+export function writeProxyPems(dir: string, leaves: Record<string, { certPem: string; keyPem: string }>): void {
+  const pem = (...parts: string[]) => parts.map((p) => p.trim()).join('\n') + '\n';
+  writeFileSync(join(dir, 'root.pem'), pem(root.certPem));
+  for (const [name, l] of Object.entries(leaves)) writeFileSync(join(dir, `${name}.pem`), pem(l.certPem, inter.certPem, l.keyPem));
 }
 
 export const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });

@@ -2,20 +2,14 @@
 // an HTTP app given as argv[2]; prints the client sidecar's upstream port as JSON and the PEMs used.
 // The sidecars are the build in dist/ (what `isthmus connect proxy` runs; `npm run build` first),
 // not the sources through tsx, whose output names every closure it makes, per connection here.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Sidecar, TD, bundle, inter, leaf, root, svc, webToApi } from './bench-mesh.js';
+import { Sidecar, TD, bundle, leaf, svc, webToApi, writeProxyPems } from './bench-mesh.js';
 
 const appPort = Number(process.argv[2]);
 const outDir = process.argv[3];
 const web = await leaf('web', [`web.default.dc1.internal.${TD}`]);
 const api = await leaf('api', [`api.default.dc1.internal.${TD}`]);
-// (The DNS SAN matches the SNI: HAProxy checks the server name against it.)
-// The same certificates for HAProxy (cert + chain + key in one PEM, and the root as CA file).
-const pem = (...parts: string[]) => parts.map((p) => p.trim()).join('\n') + '\n';
-writeFileSync(join(outDir, 'root.pem'), pem(root.certPem));
-writeFileSync(join(outDir, 'web.pem'), pem(web.certPem, inter.certPem, web.keyPem));
-writeFileSync(join(outDir, 'api.pem'), pem(api.certPem, inter.certPem, api.keyPem));
+// The same certificates for HAProxy (the DNS SAN matches the SNI: HAProxy checks the name against it).
+writeProxyPems(outDir, { web, api });
 
 const policy = webToApi({ Action: 'allow' });
 const server = new Sidecar({

@@ -154,3 +154,56 @@ ${routes.map((r, i) => `backend b${i}\n  server s 127.0.0.1:${r.port}`).join('\n
   });
   return proc;
 }
+
+export interface HaproxyH2PairOptions {
+  /** Where the certificates are (web.pem, api.pem, root.pem, as bench-mesh.ts writes them) and the config goes. */
+  dir: string;
+  /** The h2c listener the load generator speaks to (the client side's). */
+  port: number;
+  /** The mTLS listener between the two sides (the server side's). */
+  inner: number;
+  appPort: number;
+  /** The server name the client side sends and checks the server side's certificate against. */
+  sni: string;
+  threads: number;
+}
+
+/**
+ * HAProxy as the HTTP/2 pair, both sides in one process as the Isthmus pair is: `mode http`, h2c in
+ * (`proto h2`), mTLS out with ALPN h2 (TLS 1.3, the peer's chain verified against root.pem), the
+ * server side ending mTLS (client certificate required) and forwarding h2c to the app. `http-reuse
+ * always` lets streams of different callers share a connection to the next hop, as the sidecars'
+ * pooled h2 sessions do; with HAProxy's default (`safe`) the first request of every stream, which in
+ * h2 is every request, may open a connection of its own.
+ */
+export function startHaproxyH2Pair(o: HaproxyH2PairOptions, name = 'haproxy-h2'): ChildProcess {
+  const cfg = `global
+  maxconn 8000
+  nbthread ${o.threads}
+  log stderr format short local0 err
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend client_side
+  bind 127.0.0.1:${o.port} proto h2
+  default_backend to_server_side
+backend to_server_side
+  http-reuse always
+  server s1 127.0.0.1:${o.inner} ssl crt ${join(o.dir, 'web.pem')} ca-file ${join(o.dir, 'root.pem')} verify required ssl-min-ver TLSv1.3 sni str(${o.sni}) alpn h2
+frontend server_side
+  bind 127.0.0.1:${o.inner} ssl crt ${join(o.dir, 'api.pem')} ca-file ${join(o.dir, 'root.pem')} verify required ssl-min-ver TLSv1.3 alpn h2
+  default_backend app
+backend app
+  http-reuse always
+  server app 127.0.0.1:${o.appPort} proto h2
+`;
+  const file = join(o.dir, `${name}.cfg`);
+  writeFileSync(file, cfg);
+  const proc = spawn('haproxy', ['-db', '-f', file], { stdio: 'inherit' });
+  proc.once('exit', (code, sig) => {
+    if (code !== 0 && sig !== 'SIGTERM' && sig !== 'SIGKILL') console.error(`haproxy ${name} exited (${code ?? sig})`);
+  });
+  return proc;
+}
