@@ -41,6 +41,8 @@ enum { A = 0, B = 1 };
 /** A pipe's default capacity (16 pages): the most one splice moves into it. */
 #define PIPE_BYTES 65536
 #define MAX_EVENTS 64
+/** Splices one direction may do per turn (1 MiB), so that a bulk stream cannot starve the rest. */
+#define TURN_SPLICES 16
 
 struct conn;
 
@@ -67,6 +69,8 @@ struct conn {
   struct dir dir[2]; /* dir[A]: A to B; dir[B]: B to A */
   double id;
   int over;
+  int again;               /* on the thread's list of connections to run again, work left */
+  struct conn *again_next;
   char closed_by;  /* 'a', 'b', or 'e' (the pump itself) */
   const char *how; /* "fin", "reset", "error" */
   int err;
@@ -137,22 +141,26 @@ static void fail(struct pump *p, struct conn *c, int side, int err) {
   finish(p, c, side == A ? 'a' : 'b', reset ? "reset" : "error", err, reset && side == B, reset && side == A);
 }
 
-/** Moves what it can of one direction; returns when blocked (a new edge will come) or done. */
-static void run_dir(struct pump *p, struct conn *c, int side) {
+/**
+ * Moves what it can of one direction, until blocked (a new edge will come) or done: 0; or until
+ * its turn is up, with work left: 1 (no edge will come for that, so the thread runs it again).
+ */
+static int run_dir(struct pump *p, struct conn *c, int side) {
   struct dir *d = &c->dir[side];
   int src = c->end[side].fd, dst = c->end[!side].fd;
   ssize_t n;
   while (side == A && c->head_off < c->head_len) {
     n = send(dst, c->head + c->head_off, c->head_len - c->head_off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == EAGAIN ? (void)0 : fail(p, c, B, errno);
+    if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, B, errno), 0);
     c->head_off += (size_t)n;
   }
-  while (!d->shut) {
+  for (int turn = 0; !d->shut; turn++) {
+    if (turn == TURN_SPLICES) return 1;
     if (d->inpipe > 0) {
       n = splice(d->pipe[0], NULL, dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN ? (void)0 : fail(p, c, !side, errno);
+      if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, !side, errno), 0);
       d->inpipe -= (size_t)n;
     } else if (d->eof) {
       /* Half-close: the other direction goes on. An error here (the peer is gone) shows up there. */
@@ -162,7 +170,7 @@ static void run_dir(struct pump *p, struct conn *c, int side) {
       /* The pipe is empty, so EAGAIN can only mean the socket has nothing to read. */
       n = splice(src, NULL, d->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN ? (void)0 : fail(p, c, side, errno);
+      if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, side, errno), 0);
       if (n == 0) {
         d->eof = 1;
         if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b'; /* who ended first */
@@ -173,11 +181,22 @@ static void run_dir(struct pump *p, struct conn *c, int side) {
       d->inpipe = (size_t)n;
     }
   }
+  return 0;
 }
 
-static void run_conn(struct pump *p, struct conn *c) {
-  for (int s = A; s <= B && !c->over; s++) run_dir(p, c, s);
+/** Runs both directions once; a connection over goes on `over`, one with work left on `again`. */
+static void run_conn(struct pump *p, struct conn *c, struct conn **over, struct conn **again) {
+  int more = 0;
+  for (int s = A; s <= B && !c->over; s++) more |= run_dir(p, c, s);
   if (!c->over && c->dir[A].shut && c->dir[B].shut) finish(p, c, c->closed_by, "fin", 0, 0, 0);
+  if (c->over) {
+    c->next = *over;
+    *over = c;
+  } else if (more && !c->again) {
+    c->again = 1;
+    c->again_next = *again;
+    *again = c;
+  }
 }
 
 /** New connections from start(): into the live list and epoll. */
@@ -227,12 +246,20 @@ static void report(struct pump *p, struct conn *over) {
 static void *pump_thread(void *arg) {
   struct pump *p = arg;
   struct epoll_event evs[MAX_EVENTS];
+  struct conn *again = NULL;
   for (;;) {
-    int n = epoll_wait(p->epfd, evs, MAX_EVENTS, -1);
+    /* With work left over from the last round, only a look at what else is ready. */
+    int n = epoll_wait(p->epfd, evs, MAX_EVENTS, again ? 0 : -1);
     if (n < 0 && errno != EINTR) break;
     /* Connections over in this round are reported after it: JavaScript may free one as soon as
        it is reported, and a later event of this round may still name it. */
-    struct conn *over = NULL;
+    struct conn *over = NULL, *rerun = again;
+    again = NULL;
+    for (struct conn *c; (c = rerun) != NULL;) {
+      rerun = c->again_next;
+      c->again = 0;
+      if (!c->over) run_conn(p, c, &over, &again);
+    }
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) { /* the eventfd: new work, or quit */
         uint64_t v;
@@ -252,13 +279,19 @@ static void *pump_thread(void *arg) {
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err) fail(p, c, e->side, err);
+        if (err) {
+          fail(p, c, e->side, err);
+          c->next = over;
+          over = c;
+          continue;
+        }
       }
-      if (!c->over) run_conn(p, c);
-      if (c->over) {
-        c->next = over;
-        over = c;
-      }
+      run_conn(p, c, &over, &again);
+    }
+    /* One queued to run again may have ended since: it goes with its report, not on this list. */
+    for (struct conn **q = &again; *q;) {
+      if ((*q)->over) *q = (*q)->again_next;
+      else q = &(*q)->again_next;
     }
     report(p, over);
   }

@@ -2,7 +2,10 @@
 // package.json's "install" step (so `npm ci` runs it): builds the gateway's byte pump
 // (native/pump.c, binding.gyp) with node-gyp against this machine's Node headers (npm's nodedir;
 // nothing is downloaded when it is set). A failed build does not fail the install: the gateway
-// then moves bytes with its TypeScript pump and says why in one log line.
+// then moves bytes with its TypeScript pump and says why in one log line. Named in package.json on
+// purpose: npm runs a root package's own install scripts on `npm ci`, and for a package with a
+// binding.gyp and no install script it would run a bare `node-gyp rebuild`, whose failure fails
+// the install.
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('..', import.meta.url).pathname;

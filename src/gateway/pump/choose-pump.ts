@@ -21,7 +21,7 @@ export function choosePump(env: NodeJS.ProcessEnv = process.env): PumpChoice {
       violations: [{ Field: 'ISTHMUS_PUMP', Message: 'must be "auto" or "off"' }],
     });
   const native = loadNativePump();
-  if ('reason' in native) return { pump: new JsPump(), reason: native.reason };
+  if (!native.available) return { pump: new JsPump(), reason: native.reason };
   return { pump: native.create() };
 }
 

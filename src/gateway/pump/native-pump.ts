@@ -69,17 +69,21 @@ export function loadAddon(path: string): { addon: PumpAddon } | { reason: string
   }
 }
 
-let loaded: { reports: AddonReports } | { reason: string } | undefined;
+export type NativePumpLoad = { available: true; create: () => NativePump; reports: AddonReports } | { available: false; reason: string };
 
-/** The addon, loaded on first use; or why it cannot be. */
-export function loadNativePump(): { create: () => NativePump; reports: AddonReports } | { reason: string } {
+let loaded: NativePumpLoad | undefined;
+
+/** The addon, loaded on first use (`available`, and pumps on it); or why it cannot be. */
+export function loadNativePump(): NativePumpLoad {
   if (!loaded) {
     const got = loadAddon(ADDON_PATH);
-    loaded = 'reason' in got ? got : { reports: new AddonReports(got.addon) };
+    if ('reason' in got) loaded = { available: false, reason: got.reason };
+    else {
+      const reports = new AddonReports(got.addon);
+      loaded = { available: true, create: () => new NativePump(reports), reports };
+    }
   }
-  if ('reason' in loaded) return loaded;
-  const reports = loaded.reports;
-  return { create: () => new NativePump(reports), reports };
+  return loaded;
 }
 
 /** The fd of a net.Socket on a TCP handle (`_handle.fd`, Linux), or a clear error. */
