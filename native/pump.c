@@ -247,7 +247,7 @@ static void *pump_thread(void *arg) {
   struct pump *p = arg;
   struct epoll_event evs[MAX_EVENTS];
   struct conn *again = NULL;
-  for (;;) {
+  for (int quit = 0; !quit;) {
     /* With work left over from the last round, only a look at what else is ready. */
     int n = epoll_wait(p->epfd, evs, MAX_EVENTS, again ? 0 : -1);
     if (n < 0 && errno != EINTR) break;
@@ -265,15 +265,14 @@ static void *pump_thread(void *arg) {
         uint64_t v;
         (void)!read(p->evfd, &v, sizeof v); /* resets the counter; EAGAIN: another round took it */
         pthread_mutex_lock(&p->mu);
-        int quit = p->quitting;
+        quit = p->quitting;
         pthread_mutex_unlock(&p->mu);
-        if (quit) goto quit;
         take_incoming(p, &over);
         continue;
       }
       struct end *e = evs[i].data.ptr;
       struct conn *c = e->c;
-      if (c->over) continue;
+      if (c->over || quit) continue;
       if (evs[i].events & EPOLLERR) {
         /* A reset (or other error) on a socket no direction is reading or writing just now. */
         int err = 0;
@@ -293,21 +292,21 @@ static void *pump_thread(void *arg) {
       if ((*q)->over) *q = (*q)->again_next;
       else q = &(*q)->again_next;
     }
-    report(p, over);
-  }
-quit:
-  /* The environment is going away: whatever is still open is closed, without reports. */
-  struct conn *over = NULL;
-  take_incoming(p, &over);
-  while (p->live) {
-    struct conn *c = p->live;
-    finish(p, c, 'e', "error", 0, 0, 0);
-    free(c);
-  }
-  while (over) {
-    struct conn *c = over;
-    over = c->next;
-    free(c);
+    if (!quit) {
+      report(p, over);
+      continue;
+    }
+    /* The environment is going away: whatever is still open is closed, nothing is reported. */
+    while (p->live) {
+      struct conn *c = p->live;
+      finish(p, c, 'e', "error", 0, 0, 0);
+      free(c);
+    }
+    while (over) {
+      struct conn *c = over;
+      over = c->next;
+      free(c);
+    }
   }
   return NULL;
 }

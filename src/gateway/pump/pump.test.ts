@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { constants } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BytePump, PumpReport } from './byte-pump.js';
 import { choosePump } from './choose-pump.js';
@@ -294,6 +295,30 @@ describe('native pump', () => {
     const all = await Promise.all(pairs.map((p) => p.report));
     expect(all.every((r) => r.how === 'reset' && r.closedBy === 'a')).toBe(true);
     expect(reports.batches - before).toBeLessThan(200);
+  });
+
+  it.runIf(native.available)('a worker thread that exits with connections open closes their fds (the environment teardown)', async () => {
+    // Each worker is an environment of its own: its own pump thread, stopped and joined at exit.
+    const code = `
+      const net = require('node:net');
+      const pump = require(${JSON.stringify(ADDON_PATH)});
+      pump.init(() => {});
+      const up = net.createServer({ allowHalfOpen: true }, () => {}).listen(0, '127.0.0.1', () => {
+        const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (a) => {
+          const b = net.connect(up.address().port, '127.0.0.1', () => {
+            pump.start(a._handle.fd, b._handle.fd, undefined, 1);
+            a.destroy();
+            b.destroy();
+            setTimeout(() => process.exit(0), 50);
+          });
+        }).listen(0, '127.0.0.1', () => net.connect(front.address().port, '127.0.0.1'));
+      });`;
+    const before = fdCount();
+    for (let i = 0; i < 3; i++) {
+      const [exitCode] = (await once(new Worker(code, { eval: true }), 'exit')) as [number];
+      expect(exitCode).toBe(0);
+    }
+    expect(await settledFdCount(before)).toBeLessThanOrEqual(before);
   });
 
   it('a missing addon gives a reason, not a throw', () => {
