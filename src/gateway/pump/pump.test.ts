@@ -321,6 +321,41 @@ describe('native pump', () => {
     expect(await settledFdCount(before)).toBeLessThanOrEqual(before);
   });
 
+  it.runIf(native.available)('out of fds, start() throws a clear error, leaks nothing and leaves the caller its sockets', () => {
+    // In a process of its own, with 64 fds, filled up to leave start() room for its dups only.
+    const script = `
+      const net = require('node:net');
+      const fs = require('node:fs');
+      const pump = require(${JSON.stringify(ADDON_PATH)});
+      pump.init(() => {});
+      const count = () => fs.readdirSync('/proc/self/fd').length;
+      const attempt = (a, b) => { try { pump.start(a._handle.fd, b._handle.fd, undefined, 1); return 'started'; } catch (e) { return e.message; } };
+      const srv = net.createServer({ pauseOnConnect: true }, (a) => {
+        if (srv.taken) return;
+        srv.taken = true;
+        const b = net.connect(srv.address().port, '127.0.0.1', () => {
+          const filler = [];
+          try { for (;;) filler.push(fs.openSync('/dev/null', 'r')); } catch {}
+          for (let i = 0; i < 4; i++) fs.closeSync(filler.pop());
+          const first = attempt(a, b); // may start the pump thread (its epoll fd and eventfd)
+          const before = count();
+          const second = attempt(a, b);
+          const after = count();
+          for (const fd of filler) fs.closeSync(fd);
+          const third = attempt(a, b);
+          console.log(JSON.stringify({ first, second, before, after, third, open: pump.open() }));
+          process.exit(0);
+        });
+      });
+      srv.on('error', () => {});
+      srv.listen(0, '127.0.0.1', () => net.connect(srv.address().port, '127.0.0.1').on('error', () => {}));`;
+    const r = spawnSync('sh', ['-c', 'ulimit -n 64 && exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(got).toMatchObject({ first: 'pump: start: Too many open files', second: 'pump: start: Too many open files', third: 'started', open: 1 });
+    expect(got.after).toBe(got.before);
+  });
+
   it('a missing addon gives a reason, not a throw', () => {
     const got = loadAddon('/nonexistent/pump.node');
     expect('reason' in got && got.reason).toMatch(/native pump not loaded/);
