@@ -7,64 +7,18 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, type ErrorCode } from '../core/errors.js';
-import type { ChainRoute } from '../config-entries/index.js';
 import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, RETRY_BUFFER_BYTES, backoff, durationOr, readUpTo, retriable, retryPolicyOf, type Body } from './retry-policy.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
-/** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
-/**
- * A request body up to this is held until it is sent whole, so that another endpoint can take it
- * again; a longer one is streamed through and never retried (Envoy's per-request buffer bound).
- */
-export const RETRY_BUFFER_BYTES = 64 * 1024;
 /** How long a pooled upstream connection may stay idle: under the server sidecar's keep-alive, so it closes first. */
 const UPSTREAM_IDLE_MS = HTTP_IDLE_TIMEOUT_MS / 2;
-/** Envoy's retry back-off: 25 ms base, at most ten times that, full jitter. */
-const RETRY_BASE_MS = 25;
-const RETRY_MAX_MS = 250;
-
-type Destination = NonNullable<ChainRoute['Destination']>;
-
-export interface RetryPolicy {
-  numRetries: number;
-  on: Set<string>;
-  statusCodes: Set<number>;
-}
-
-/** Consul's route retry fields as Envoy's retry policy: none set means no retries; NumRetries 0 with a condition means Envoy's 1. */
-export function retryPolicyOf(d: Destination | undefined): RetryPolicy | undefined {
-  if (!d) return undefined;
-  const on = new Set(d.RetryOn ?? []);
-  if (d.RetryOnConnectFailure) on.add('connect-failure');
-  const statusCodes = new Set(d.RetryOnStatusCodes ?? []);
-  if (!d.NumRetries && on.size === 0 && statusCodes.size === 0) return undefined;
-  return { numRetries: d.NumRetries || 1, on, statusCodes };
-}
-
-/** What went wrong with one attempt. */
-export type AttemptFailure = { kind: 'connect' } | { kind: 'reset' } | { kind: 'status'; status: number; localAppUnreachable: boolean };
-
-/** Envoy's retry_on conditions (the HTTP/1.1 ones; gRPC's and HTTP/2's never fire here). */
-export function retriable(p: RetryPolicy, f: AttemptFailure): boolean {
-  const on = p.on;
-  if (f.kind === 'connect') return on.has('connect-failure') || on.has('reset') || on.has('5xx') || on.has('gateway-error');
-  if (f.kind === 'reset') return on.has('reset') || on.has('5xx') || on.has('gateway-error');
-  const s = f.status;
-  if (f.localAppUnreachable && on.has('connect-failure')) return true;
-  if (on.has('5xx') && s >= 500) return true;
-  if (on.has('gateway-error') && (s === 502 || s === 503 || s === 504)) return true;
-  if (on.has('retriable-4xx') && s === 409) return true;
-  return p.statusCodes.has(s);
-}
-
 /** Methods a request on a connection the server had just closed may be sent again for (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -430,56 +384,4 @@ export class UpstreamHttp {
       else req.pipe(creq);
     });
   }
-}
-
-interface Body {
-  chunks: Buffer[];
-  /** False when the body outgrew the buffer: the rest is still in the request, to be piped once. */
-  complete: boolean;
-}
-
-/** Reads the request body until it ends or passes `limit` bytes; undefined when the caller went away first. */
-function readUpTo(req: http.IncomingMessage, limit: number): Promise<Body | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (n > limit) {
-        req.pause();
-        cleanup();
-        resolve({ chunks, complete: false });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve({ chunks, complete: true });
-    };
-    const onClose = () => {
-      cleanup();
-      resolve(req.complete ? { chunks, complete: true } : undefined);
-    };
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('close', onClose);
-    };
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('close', onClose);
-  });
-}
-
-function durationOr(v: string, fallback: number): number {
-  try {
-    return parseDuration(v);
-  } catch {
-    return fallback;
-  }
-}
-
-function backoff(retry: number): Promise<void> {
-  const ms = Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, retry - 1));
-  return new Promise((r) => setTimeout(r, ms));
 }
