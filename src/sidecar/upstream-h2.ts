@@ -108,7 +108,8 @@ export class UpstreamH2 {
     };
     const ready = new Promise<string | undefined>((resolve) => {
       session.once('connect', () => resolve(undefined));
-      session.once('error', (err: Error & { code?: string }) => {
+      // (Every error is listened to: one after the connect, a reset socket say, is this session's end.)
+      session.on('error', (err: Error & { code?: string }) => {
         forget();
         resolve(
           dialed?.identityError() ?? (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'ETIMEDOUT' ? err.code : describeTlsError(err)),
