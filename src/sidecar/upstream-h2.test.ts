@@ -462,13 +462,14 @@ describe('the h2 upstream listener', () => {
     });
     const refuse = (t: SidecarTarget): SidecarTarget => ({ ...t, endpoints: t.endpoints.map((e) => ({ ...e, port: closed })) });
     const m = await mesh({ upstream: (u) => ({ ...u, targets: u.targets!.map((t) => (t.id === V1 ? refuse(t) : t)) }) });
-    const r = await m.say('x');
+    // (Routes[2] goes to v1 alone: the split would send a tenth to v2.)
+    const r = await m.say('x', { 'x-flaky': '1' });
     expect(r).toMatchObject({ code: 0, text: 'dc2 x' });
     const rec = m.flows.filter((f) => f.hop === 'client-sidecar')[0];
     expect(rec.routing).toMatchObject({ target: V1_DC2, failover: expect.stringContaining('connect failure at 127.0.0.1:') });
 
     await m.web.update({ upstreams: [{ ...m.upstream, targets: m.upstream.targets!.map(refuse) }] });
-    const all = await m.say('y');
+    const all = await m.say('y', { 'x-flaky': '1' });
     expect(all.code).toBe(grpc.status.UNAVAILABLE);
     expect(all.details).toMatch(/^upstream api unreachable: connect failure at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)$|^no healthy endpoint for upstream api$/);
   });
@@ -497,5 +498,123 @@ describe('the h2 upstream listener', () => {
     stops.push(() => c.close());
     const r = await new Promise<number>((resolve) => c.say({ text: 'z' }, new grpc.Metadata(), (err) => resolve(err?.code ?? 0)));
     expect(r).toBe(0);
+  });
+});
+
+describe('the h2 upstream listener’s sessions', () => {
+  /** An endpoint that is only an h2 server over mTLS with api's identity: it counts sessions, refuses and goes away as told. */
+  async function rawEndpoint() {
+    const p = await pki();
+    const api = await p.leaf('api', 'dc1');
+    let refuseLeft = 1;
+    const sessions: http2.ServerHttp2Session[] = [];
+    const srv = http2.createSecureServer({
+      key: api.keyPem,
+      cert: [api.certPem.trim(), ...p.bundle.chain].join('\n'),
+      ca: p.bundle.roots,
+      requestCert: true,
+    });
+    srv.on('session', (s) => sessions.push(s));
+    srv.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      const path = String(headers[':path']);
+      if (path.startsWith('/refuse') && refuseLeft-- > 0) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ session: sessions.indexOf(stream.session!), path }));
+      // After answering, the server says it takes no more streams on this session.
+      if (path === '/bye') stream.session!.close();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    stops.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sessions) s.destroy();
+          srv.close(() => r());
+        }),
+    );
+    const T = 'api.default.dc1';
+    const target: SidecarTarget = {
+      id: T,
+      datacenter: 'dc1',
+      healthy: true,
+      healthAgeMs: 0,
+      endpoints: [{ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, sni: `${T}.internal.${TD}`, spiffeId: api.spiffeId }],
+    };
+    const chain: CompiledChain = {
+      ServiceName: 'api',
+      Namespace: 'default',
+      Datacenter: 'dc1',
+      Protocol: 'http2',
+      StartNode: 'router:api.default',
+      Nodes: {
+        'router:api.default': {
+          Type: 'router',
+          Name: 'api.default',
+          Routes: [
+            { Definition: { Match: { HTTP: { PathPrefix: '/refuse-retried' } }, Destination: { NumRetries: 1, RetryOn: ['refused-stream'] } }, NextNode: `resolver:${T}` },
+            { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: `resolver:${T}` },
+          ],
+        },
+        [`resolver:${T}`]: { Type: 'resolver', Name: T, Resolver: { Default: true, ConnectTimeout: '5s', Target: T } },
+      },
+      Targets: { [T]: { ...chainTarget(T), ServiceSubset: '' } },
+    };
+    const flows: FlowRecord[] = [];
+    const web = new Sidecar({
+      config: {
+        service: svc('web'),
+        leaf: await p.leaf('web', 'dc1'),
+        bundle: p.bundle,
+        upstreams: [
+          { name: 'api', namespace: 'default', datacenter: 'dc1', localBindHost: '127.0.0.1', localBindPort: 0, protocol: 'http2', endpoints: target.endpoints, chain, targets: [target] },
+        ],
+        policy,
+      },
+      onFlow: (r) => flows.push(r),
+    });
+    await web.start();
+    stops.push(() => web.stop());
+    const h2 = http2.connect(`http://127.0.0.1:${web.upstreamPort('api')}`);
+    h2.on('error', () => {});
+    stops.push(() => void h2.destroy());
+    const call = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const r = h2.request({ ':path': path });
+        let status = 0;
+        let body = '';
+        r.on('response', (h) => (status = Number(h[':status'])));
+        r.on('data', (d) => (body += d));
+        r.on('end', () => resolve({ status, body }));
+        r.on('error', reject);
+        r.end();
+      });
+    return { call, flows, sessions, refuse: (n: number) => (refuseLeft = n) };
+  }
+
+  it('multiplexes calls on one session, and after the server’s GOAWAY sends the next on a new one', async () => {
+    const e = await rawEndpoint();
+    const first = await Promise.all(['/a', '/b', '/c'].map((x) => e.call(x)));
+    expect(first.map((r) => JSON.parse(r.body) as { session: number }).map((b) => b.session)).toEqual([0, 0, 0]);
+    expect((JSON.parse((await e.call('/bye')).body) as { session: number }).session).toBe(0);
+    const after = await e.call('/after');
+    expect(after.status).toBe(200);
+    expect((JSON.parse(after.body) as { session: number }).session).toBe(1);
+    expect(e.sessions).toHaveLength(2);
+    const recs = e.flows.filter((f) => f.hop === 'client-sidecar');
+    expect(recs.map((r) => r.requestIndex)).toEqual([1, 2, 3, 4, 1]);
+    expect(recs[4].traceId).not.toBe(recs[0].traceId);
+  });
+
+  it('retries a refused stream as RetryOn refused-stream says, and answers 503 without the policy', async () => {
+    const e = await rawEndpoint();
+    const r = await e.call('/refuse-retried');
+    expect(r.status).toBe(200);
+    const rec = e.flows.filter((f) => f.hop === 'client-sidecar')[0];
+    expect(rec).toMatchObject({ verdict: 'allowed', routing: { route: 'Routes[0]', retries: 1 } });
+    expect(rec.reason).toMatch(/^answered 200 after stream refused at 127\.0\.0\.1:\d+ \(REFUSED_STREAM\)$/);
+    e.refuse(1);
+    const plain = await e.call('/refuse-plain');
+    expect(plain.status).toBe(503);
+    expect(JSON.parse(plain.body)).toEqual({ Error: 'ISTHMUS_ERR_UNAVAILABLE', Message: expect.stringContaining('stream refused at 127.0.0.1:') });
   });
 });
