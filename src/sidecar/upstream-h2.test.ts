@@ -54,6 +54,8 @@ interface Seen {
   path: string;
   headers: http2.IncomingHttpHeaders;
   text: string;
+  /** The request body's length. */
+  bytes: number;
 }
 
 /** gRPC's length-prefixed message framing of a Msg { text = 1 } (protobuf: tag 0x0a, varint length). */
@@ -102,8 +104,9 @@ async function instance(p: Awaited<ReturnType<typeof pki>>, name: string, dc: st
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
-      const got = unframe(Buffer.concat(chunks));
-      const s: Seen = { instance: name, path: String(headers[':path']), headers, text: got.text };
+      const all = Buffer.concat(chunks);
+      const got = unframe(all);
+      const s: Seen = { instance: name, path: String(headers[':path']), headers, text: got.text, bytes: all.length };
       inst.seen.push(s);
       if (behave?.(stream, s)) return;
       if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
@@ -289,7 +292,7 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
   const h2 = http2.connect(`http://127.0.0.1:${port}`);
   h2.on('error', () => {});
   stops.push(() => void h2.destroy());
-  const h2call = (path: string, headers: Record<string, string> = {}) =>
+  const h2call = (path: string, headers: Record<string, string> = {}, send?: Buffer) =>
     new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
       const r = h2.request({ ':path': path, ...headers });
       let status = 0;
@@ -302,7 +305,8 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
       r.on('data', (d) => (body += d));
       r.on('end', () => resolve({ status, headers: got, body }));
       r.on('error', reject);
-      r.end();
+      if (send) r.end(send);
+      else r.end();
     });
   return { p, v1, v2, dc2, web, flows, say, client, h2call, port, upstream };
 }
@@ -376,6 +380,19 @@ describe('the h2 upstream listener', () => {
     expect(r.headers['x-served-by']).toBe('mesh');
     expect(r.headers['x-app-says']).toBeUndefined();
     expect(m.flows.find((f) => f.hop === 'client-sidecar')?.routing).toMatchObject({ route: 'Routes[3]', target: V1 });
+  });
+
+  it('streams a request body past the retry buffer through whole, counted in the record', async () => {
+    const m = await mesh();
+    const big = Buffer.alloc(300 * 1024, 7);
+    const r = await m.h2call('/old/upload', { ':method': 'POST' }, big);
+    expect(r.status).toBe(200);
+    expect((JSON.parse(r.body) as Seen).bytes).toBe(big.length);
+    expect(m.flows.find((f) => f.hop === 'client-sidecar')).toMatchObject({
+      verdict: 'allowed',
+      bytesIn: big.length,
+      routing: { route: 'Routes[3]', retries: 0 },
+    });
   });
 
   it('takes HTTP/1.1 on the same port, routed per request as an http upstream', async () => {
@@ -520,7 +537,7 @@ describe('the h2 upstream listener’s sessions', () => {
       const path = String(headers[':path']);
       if (path.startsWith('/refuse') && refuseLeft-- > 0) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
-      stream.end(JSON.stringify({ session: sessions.indexOf(stream.session!), path }));
+      stream.end(JSON.stringify({ session: sessions.indexOf(stream.session as http2.ServerHttp2Session), path }));
       // After answering, the server says it takes no more streams on this session.
       if (path === '/bye') stream.session!.close();
     });
@@ -551,7 +568,10 @@ describe('the h2 upstream listener’s sessions', () => {
           Type: 'router',
           Name: 'api.default',
           Routes: [
-            { Definition: { Match: { HTTP: { PathPrefix: '/refuse-retried' } }, Destination: { NumRetries: 1, RetryOn: ['refused-stream'] } }, NextNode: `resolver:${T}` },
+            {
+              Definition: { Match: { HTTP: { PathPrefix: '/refuse-retried' } }, Destination: { NumRetries: 1, RetryOn: ['refused-stream'] } },
+              NextNode: `resolver:${T}`,
+            },
             { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: `resolver:${T}` },
           ],
         },
@@ -566,7 +586,17 @@ describe('the h2 upstream listener’s sessions', () => {
         leaf: await p.leaf('web', 'dc1'),
         bundle: p.bundle,
         upstreams: [
-          { name: 'api', namespace: 'default', datacenter: 'dc1', localBindHost: '127.0.0.1', localBindPort: 0, protocol: 'http2', endpoints: target.endpoints, chain, targets: [target] },
+          {
+            name: 'api',
+            namespace: 'default',
+            datacenter: 'dc1',
+            localBindHost: '127.0.0.1',
+            localBindPort: 0,
+            protocol: 'http2',
+            endpoints: target.endpoints,
+            chain,
+            targets: [target],
+          },
         ],
         policy,
       },

@@ -263,7 +263,18 @@ export class UpstreamH2 {
     try {
       for (;;) {
         const a = attempts[k];
-        const o: Outcome = gone || timedOut ? { kind: 'aborted' } : await this.send(a, out, body, stream, connectTimeout, (c) => (current = c));
+        const o: Outcome =
+          gone || timedOut
+            ? { kind: 'aborted' }
+            : await this.send(
+                a,
+                out,
+                body,
+                stream,
+                connectTimeout,
+                (c) => (current = c),
+                (n) => (bytesIn += n),
+              );
         const at = {
           ep: a.endpoint,
           ...(o.kind === 'response' || o.kind === 'reset' || o.kind === 'refused' ? { pooled: o.pooled, requestIndex: o.requestIndex } : {}),
@@ -362,6 +373,7 @@ export class UpstreamH2 {
     caller: http2.ServerHttp2Stream,
     connectTimeoutMs: number,
     track: (c: http2.ClientHttp2Stream) => void,
+    more: (n: number) => void,
   ): Promise<Outcome> {
     const pooled = this.sessionFor(a.endpoint, connectTimeoutMs);
     const failed = await pooled.ready;
@@ -396,7 +408,11 @@ export class UpstreamH2 {
       });
       for (const c of body.chunks) up.write(c);
       if (body.complete) up.end();
-      else caller.pipe(up);
+      else {
+        // (Both listeners before the next tick: the caller's stream flows once piped.)
+        caller.on('data', (c: Buffer) => more(c.length));
+        caller.pipe(up);
+      }
     });
   }
 
