@@ -439,6 +439,22 @@ describe('the h2 upstream listener', () => {
     expect(m.flows.filter((f) => f.hop === 'client-sidecar')[0]).toMatchObject({ routing: { route: 'Routes[4]', retries: 0 } });
   });
 
+  it('ejects an instance after consecutive UNAVAILABLE answers (PassiveHealthCheck), counted as Envoy counts gRPC', async () => {
+    const m = await mesh({
+      behave: (stream, seen) => {
+        if (seen.instance !== 'v1b' || seen.text !== 'sick') return false;
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'sick' }, { endStream: true });
+        return true;
+      },
+      upstream: (u) => ({ ...u, passiveHealthCheck: { MaxFailures: 3, MaxEjectionPercent: 50 } }),
+    });
+    const codes: number[] = [];
+    // (x-flaky picks Routes[2]: v1 alone. Its policy retries unavailable: the caller hears only the last of a run.)
+    for (let i = 0; i < 20; i++) codes.push((await m.say('sick', { 'x-flaky': '1' })).code);
+    expect(m.v1[1].seen.filter((x) => x.text === 'sick')).toHaveLength(3);
+    expect(codes.slice(6)).toEqual(Array(14).fill(0));
+  });
+
   it('answers a timed-out gRPC call with a trailers-only UNAVAILABLE, an h2c request with 504', async () => {
     const m = await mesh({
       behave: (stream, seen) => {

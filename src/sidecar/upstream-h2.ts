@@ -78,8 +78,12 @@ export class UpstreamH2 {
       stream.on('error', () => {});
       this.handle(stream, headers).catch((err: unknown) => {
         this.ctx.log.error('upstream request failed', { upstream: this.state.name, error: err });
-        if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 500 }, { endStream: true });
-        else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        const body = JSON.stringify({ Error: ErrorCodes.INTERNAL, Message: 'the sidecar failed on this request (its log has the detail)' });
+        if (stream.headersSent || stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        else {
+          stream.respond({ ':status': 500, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+          stream.end(body);
+        }
       });
     });
   }
@@ -332,9 +336,11 @@ export class UpstreamH2 {
           return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} ${why} before answering`, routing(), at);
         }
         const status = Number(o.headers[':status'] ?? 502);
-        this.state.report(up, a.target, a.endpoint, status < 500);
         const localAppUnreachable = o.headers[LOCAL_APP_HEADER] === 'unreachable';
         const grpcStatus = o.only && o.headers['grpc-status'] !== undefined ? Number(o.headers['grpc-status']) : undefined;
+        // A gRPC answer's status is in its trailers: outlier detection hears it when they come.
+        const trailersLater = grpc && !o.only && status < 500;
+        if (!trailersLater) this.state.report(up, a.target, a.endpoint, status < 500 && !grpcServerError(grpcStatus));
         const why = grpcStatus !== undefined ? `grpc-status ${grpcStatus} from ${where}` : `${status} from ${where}`;
         if (
           (localAppUnreachable && next(why, 'connect')) ||
@@ -346,6 +352,7 @@ export class UpstreamH2 {
           continue;
         }
         const r = await this.answer(stream, o, edits.response, (n) => (bytesOut += n));
+        if (trailersLater) this.state.report(up, a.target, a.endpoint, !grpcServerError(r.grpcStatus === undefined ? undefined : Number(r.grpcStatus)));
         const said = grpc ? `; grpc-status ${r.grpcStatus ?? 'none'}` : '';
         record(
           r.complete ? 'allowed' : 'error',
@@ -466,6 +473,16 @@ export class UpstreamH2 {
       });
     });
   }
+}
+
+/**
+ * gRPC statuses Envoy's outlier detection counts as 5xx: those its grpcToHttpStatus maps to 500 and
+ * up (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS).
+ */
+const GRPC_5XX = new Set([2, 4, 12, 13, 14, 15]);
+
+function grpcServerError(grpcStatus: number | undefined): boolean {
+  return grpcStatus !== undefined && GRPC_5XX.has(grpcStatus);
 }
 
 /** The caller's request as sent on: its fields without connection-specific ones, the route's edits applied. */
