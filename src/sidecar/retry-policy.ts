@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { ChainRoute } from '../config-entries/index.js';
 import { parseDuration } from '../core/duration.js';
 import type { ChainWalk } from './chain-walk.js';
+import { joinReasons, type Attempt } from './upstream-state.js';
 
 /** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
@@ -80,6 +81,60 @@ export function requestTimeoutOf(walk: ChainWalk | undefined): { ms: number; sou
   const r = walk?.resolver.Resolver.RequestTimeout;
   if (r) return { ms: durationOr(r, DEFAULT_REQUEST_TIMEOUT_MS), source: 'resolver RequestTimeout' };
   return { ms: DEFAULT_REQUEST_TIMEOUT_MS, source: 'default' };
+}
+
+/**
+ * Where a request is in its plan of attempts, and where a failure moves it. `connect` (nothing
+ * reached an app) walks the plan once through, on to the next target; `stale` (a connection or
+ * session the server had closed) and `policy` (the route's retries) stay with the target they went
+ * to (Envoy retries within a priority level while it has healthy hosts), coming round to the same
+ * endpoint if it is the target's only one. A body not held whole is never sent again.
+ */
+export class AttemptCursor {
+  k = 0;
+  retries = 0;
+  /** The last failure that moved the request on. */
+  last: string | undefined;
+  #configuredLeft: number;
+  #staleLeft: number;
+
+  constructor(
+    readonly attempts: Attempt[],
+    /** Why the plan did not start at the primary target; each move to another target adds its reason. */
+    public failover: string,
+    numRetries: number,
+    private readonly resendable: boolean,
+  ) {
+    this.#configuredLeft = numRetries;
+    // Stale connections are bounded apart: each endpoint may hold several.
+    this.#staleLeft = attempts.length + 1;
+  }
+
+  get current(): Attempt {
+    return this.attempts[this.k];
+  }
+
+  next(why: string, mode: 'connect' | 'stale' | 'policy'): boolean {
+    const { attempts, k } = this;
+    const a = attempts[k];
+    if (!this.resendable) return false;
+    if (mode === 'connect' && k + 1 >= attempts.length) return false;
+    if (mode === 'stale' && this.#staleLeft-- <= 0) return false;
+    if (mode === 'policy' && this.#configuredLeft-- <= 0) return false;
+    let to = k + 1;
+    if (mode !== 'connect') {
+      let from = k;
+      while (from > 0 && attempts[from - 1].target === a.target) from--;
+      let end = k + 1;
+      while (end < attempts.length && attempts[end].target === a.target) end++;
+      to = from + ((k + 1 - from) % (end - from));
+    }
+    if (attempts[to].target.id !== a.target.id) this.failover = joinReasons(this.failover, why);
+    this.last = why;
+    this.k = to;
+    this.retries++;
+    return true;
+  }
 }
 
 export interface Body {

@@ -12,13 +12,13 @@ import type { FlowRecord } from '../dataflow/index.js';
 import { applyHeaderEdits, rewritePath, type ChainWalk, type HeaderEdits } from './chain-walk.js';
 import { LOCAL_APP_HEADER } from './inbound-answers.js';
 import { GRPC_UNAVAILABLE, grpcPercentEncode, sniffH2 } from './inbound-h2.js';
-import { RETRY_BUFFER_BYTES, backoff, readUpTo, requestTimeoutOf, retriable, retryPolicyOf, type Body } from './retry-policy.js';
+import { AttemptCursor, RETRY_BUFFER_BYTES, backoff, readUpTo, requestTimeoutOf, retriable, retryPolicyOf, type Body } from './retry-policy.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { describeTlsError } from './tls-refusal.js';
 import { UpstreamHttp, traceparentOf } from './upstream-http.js';
-import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
+import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -257,16 +257,10 @@ export class UpstreamH2 {
       current?.close(NGHTTP2_CANCEL);
     });
 
-    let failover = plan.failover;
-    let retries = 0;
-    let configuredLeft = policy?.numRetries ?? 0;
-    // Streams a GOAWAY cut before the server took them are bounded apart: they reached no app.
-    let staleLeft = attempts.length + 1;
-    let k = 0;
-    let last: { why: string } | undefined;
+    const cursor = new AttemptCursor(attempts, plan.failover, policy?.numRetries ?? 0, body.complete);
     try {
       for (;;) {
-        const a = attempts[k];
+        const a = cursor.current;
         const o: Outcome =
           gone || timedOut
             ? { kind: 'aborted' }
@@ -283,7 +277,7 @@ export class UpstreamH2 {
           ep: a.endpoint,
           ...(o.kind === 'response' || o.kind === 'reset' || o.kind === 'refused' ? { pooled: o.pooled, requestIndex: o.requestIndex } : {}),
         };
-        const routing = () => (withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined);
+        const routing = () => (withRouting ? routingOf(walk, a.target.id, cursor.retries, cursor.failover) : undefined);
         if (timedOut || gone || o.kind === 'aborted') {
           if (timedOut) this.state.report(up, a.target, a.endpoint, false);
           if (o.kind === 'response' && !o.up.closed) o.up.close(NGHTTP2_CANCEL);
@@ -294,42 +288,22 @@ export class UpstreamH2 {
             grpcMessage: 'upstream request timeout',
           });
         }
-        /** As upstream-http.ts: `connect` walks the plan once through; `stale` and `policy` may come round to the same endpoint. */
-        const next = (why: string, mode: 'connect' | 'stale' | 'policy'): boolean => {
-          if (!body.complete) return false;
-          if (mode === 'connect' && k + 1 >= attempts.length) return false;
-          if (mode === 'stale' && staleLeft-- <= 0) return false;
-          if (mode === 'policy' && configuredLeft-- <= 0) return false;
-          let to = k + 1;
-          if (mode !== 'connect') {
-            let from = k;
-            while (from > 0 && attempts[from - 1].target === a.target) from--;
-            let end = k + 1;
-            while (end < attempts.length && attempts[end].target === a.target) end++;
-            to = from + ((k + 1 - from) % (end - from));
-          }
-          if (attempts[to].target.id !== a.target.id) failover = joinReasons(failover, why);
-          last = { why };
-          k = to;
-          retries++;
-          return true;
-        };
         const where = `${a.endpoint.host}:${a.endpoint.port}`;
         if (o.kind === 'connect') {
           this.state.report(up, a.target, a.endpoint, false);
           const why = `connect failure at ${where} (${o.why})`;
-          if (next(why, 'connect')) continue;
+          if (cursor.next(why, 'connect')) continue;
           return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} unreachable: ${why}`, routing(), at);
         }
         if (o.kind === 'refused' || o.kind === 'reset') {
           const why = `${o.kind === 'refused' ? 'stream refused' : 'reset'} at ${where} (${o.why})`;
           // A stream cut by a GOAWAY never reached the server: it goes again on a new session, policy or not.
           if (o.kind === 'refused' && o.goaway) {
-            if (next(why, 'stale')) continue;
+            if (cursor.next(why, 'stale')) continue;
           } else {
             this.state.report(up, a.target, a.endpoint, false);
-            if (policy && retriable(policy, { kind: o.kind }) && next(why, 'policy')) {
-              await backoff(retries);
+            if (policy && retriable(policy, { kind: o.kind }) && cursor.next(why, 'policy')) {
+              await backoff(cursor.retries);
               continue;
             }
           }
@@ -343,12 +317,12 @@ export class UpstreamH2 {
         if (!trailersLater) this.state.report(up, a.target, a.endpoint, status < 500 && !grpcServerError(grpcStatus));
         const why = grpcStatus !== undefined ? `grpc-status ${grpcStatus} from ${where}` : `${status} from ${where}`;
         if (
-          (localAppUnreachable && next(why, 'connect')) ||
-          (policy && retriable(policy, { kind: 'status', status, localAppUnreachable }) && next(why, 'policy')) ||
-          (policy && grpcStatus !== undefined && retriable(policy, { kind: 'grpc', grpcStatus }) && next(why, 'policy'))
+          (localAppUnreachable && cursor.next(why, 'connect')) ||
+          (policy && retriable(policy, { kind: 'status', status, localAppUnreachable }) && cursor.next(why, 'policy')) ||
+          (policy && grpcStatus !== undefined && retriable(policy, { kind: 'grpc', grpcStatus }) && cursor.next(why, 'policy'))
         ) {
           if (!o.up.closed) o.up.close(NGHTTP2_CANCEL);
-          if (!localAppUnreachable) await backoff(retries);
+          if (!localAppUnreachable) await backoff(cursor.retries);
           continue;
         }
         const r = await this.answer(stream, o, edits.response, (n) => (bytesOut += n));
@@ -357,7 +331,7 @@ export class UpstreamH2 {
         record(
           r.complete ? 'allowed' : 'error',
           r.complete
-            ? `${last ? `answered ${status} after ${last.why}` : `answered ${status}`}${said}`
+            ? `${cursor.last ? `answered ${status} after ${cursor.last}` : `answered ${status}`}${said}`
             : timedOut
               ? `upstream ${name} did not finish its answer within ${timeout.ms} ms (${timeout.source})`
               : (r.failure ?? 'the answer was cut off'),
