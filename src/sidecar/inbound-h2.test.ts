@@ -158,11 +158,12 @@ describe('inbound HTTP/2 for gRPC', () => {
     expect(a.traceId).not.toBe('0'.repeat(32));
     expect(b.traceId).toBe(a.traceId);
     expect(a.bytesOut).toBeGreaterThan(0);
-    // The app got a traceparent continuing the connection's trace.
-    expect(app.traceparents.map((t) => t.split('-')[1])).toEqual([a.traceId, a.traceId]);
-    client.close();
-    await waitFor('the connection record', () => flows.some((f) => f.hop === 'server-sidecar' && f.requestIndex === 0));
-    expect(flows.find((f) => f.hop === 'client-sidecar')?.traceId).toBe(a.traceId);
+    // The app got the traceparent the client sidecar started for each call.
+    await waitFor('two client records', () => flows.filter((f) => f.hop === 'client-sidecar').length === 2);
+    expect(app.traceparents).toEqual(flows.filter((f) => f.hop === 'client-sidecar').map((f) => f.http?.traceparent));
+    expect(new Set(app.traceparents).size).toBe(2);
+    // Each call's client hop joins the server hop by the connection's ClientHello random.
+    expect(flows.filter((f) => f.hop === 'client-sidecar').map((f) => f.traceId)).toEqual([a.traceId, a.traceId]);
   });
 
   it('streams a server-streaming call: each message reaches the caller before the app sends the next', async () => {
@@ -476,17 +477,34 @@ describe('the client sidecar', () => {
     });
     await web.start();
     stops.push(() => web.stop());
-    // What each upstream's connections offered: an http upstream is an L7 proxy (it dials once it
-    // has a request, and may dial again when the connection is closed before an answer).
+    // What each upstream's connections offered: an http, http2 or grpc upstream is an L7 proxy (it
+    // dials once it has a request, and may dial again when the connection is closed before an answer).
     const seen: Record<string, (string | false)[]> = {};
     for (const protocol of protocols) {
-      const s = netConnect(web.upstreamPort(`api-${protocol}`));
-      s.on('data', () => {});
-      await new Promise<void>((r) => s.once('close', () => r()).write('GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n'));
+      const port = web.upstreamPort(`api-${protocol}`);
+      if (protocol === 'grpc' || protocol === 'http2') {
+        const c = http2.connect(`http://127.0.0.1:${port}`);
+        c.on('error', () => {});
+        await new Promise<void>((r) =>
+          c
+            .request({ ':path': '/' })
+            .on('error', () => {})
+            .once('close', () => r())
+            .end()
+            .resume(),
+        );
+        c.destroy();
+      } else {
+        const s = netConnect(port);
+        s.on('data', () => {});
+        await new Promise<void>((r) => s.once('close', () => r()).write('GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n'));
+      }
       seen[protocol] = offered.splice(0);
     }
-    expect(seen.grpc).toEqual(['h2']);
-    expect(seen.http2).toEqual(['h2']);
+    for (const h2 of [seen.grpc, seen.http2]) {
+      expect(h2.length).toBeGreaterThan(0);
+      expect(new Set(h2)).toEqual(new Set(['h2']));
+    }
     expect(seen.tcp).toEqual([false]);
     expect(seen.http.length).toBeGreaterThan(0);
     expect(new Set(seen.http)).toEqual(new Set([false]));

@@ -27,7 +27,7 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  * h2c prior knowledge without offering h2, and an h2 offer says nothing of what the app then sends.
  * A caller silent for `idleMs` is closed, as an idle HTTP connection would be.
  */
-export function sniffH2(sock: tls.TLSSocket, idleMs: number, then: (h2: boolean) => void): void {
+export function sniffH2(sock: net.Socket, idleMs: number, then: (h2: boolean) => void): void {
   let seen: Buffer = Buffer.alloc(0);
   let settled = false;
   const quiet = () => {};

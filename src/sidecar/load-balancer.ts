@@ -254,3 +254,10 @@ function shuffle<T>(xs: T[], random: () => number): T[] {
 function randomHash(random: () => number): bigint {
   return (BigInt(Math.floor(random() * 2 ** 32)) << 32n) | BigInt(Math.floor(random() * 2 ** 32));
 }
+
+/** Adds the cookies a hash policy made up to an answer's headers, after any the app set. */
+export function addSetCookies(headers: Record<string, unknown>, cookies: string[]): void {
+  if (cookies.length === 0) return;
+  const had = headers['set-cookie'];
+  headers['set-cookie'] = [...(Array.isArray(had) ? (had as unknown[]).map(String) : had === undefined ? [] : [String(had)]), ...cookies];
+}

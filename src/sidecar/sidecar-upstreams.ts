@@ -1,6 +1,7 @@
 // The sidecar's upstream side: one local listener per upstream. A tcp upstream relays each
 // connection (L4) to a target's endpoint over mTLS, its identity checked; an http upstream is an
-// HTTP/1.1 proxy (upstream-http.ts) that walks the discovery chain per request. Both choose the
+// HTTP/1.1 proxy (upstream-http.ts) that walks the discovery chain per request, an http2 or grpc
+// upstream an h2c (and HTTP/1.1) proxy that walks it per stream (upstream-h2.ts). All choose the
 // target by the resolver's failover order, skip ejected endpoints, and move on to the next endpoint,
 // then the next target, when a connection fails before anything was sent on it.
 import type net from 'node:net';
@@ -10,6 +11,7 @@ import { RelayTarget, relay, relayRead } from './relay.js';
 import type { SidecarUpstream } from './sidecar-config.js';
 import { ZERO_TRACE, listen, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
+import { UpstreamH2 } from './upstream-h2.js';
 import { UpstreamHttp } from './upstream-http.js';
 import { UpstreamState, attemptsOf, connectTimeoutOf, dialEndpoint, joinReasons, routed, routingOf, upstreamKey } from './upstream-state.js';
 
@@ -18,14 +20,18 @@ export { upstreamKey } from './upstream-state.js';
 interface Listener {
   server: net.Server;
   name: string;
-  /** 'l7' for an http upstream, else 'l4'. */
-  mode: 'l4' | 'l7';
+  mode: ListenerMode;
   state: UpstreamState;
   http?: UpstreamHttp;
+  h2?: UpstreamH2;
 }
 
-export function modeOf(u: SidecarUpstream): 'l4' | 'l7' {
-  return u.protocol === 'http' ? 'l7' : 'l4';
+/** How an upstream's listener takes calls: HTTP/1.1 per request, h2c (or HTTP/1.1) per stream, or bytes per connection. */
+export type ListenerMode = 'http' | 'h2' | 'l4';
+
+export function modeOf(u: SidecarUpstream): ListenerMode {
+  if (u.protocol === 'http') return 'http';
+  return u.protocol === 'http2' || u.protocol === 'grpc' ? 'h2' : 'l4';
 }
 
 export class UpstreamListeners {
@@ -39,10 +45,17 @@ export class UpstreamListeners {
   async start(u: SidecarUpstream, state?: UpstreamState, port = u.localBindPort): Promise<void> {
     const key = upstreamKey(u);
     const st = state ?? new UpstreamState(this.ctx, key, u.name);
-    if (modeOf(u) === 'l7') {
+    const mode = modeOf(u);
+    if (mode === 'http') {
       const h = new UpstreamHttp(this.ctx, st);
       await listen(h.server, u.localBindHost, port);
-      this.outbound.set(key, { server: h.server, name: u.name, mode: 'l7', state: st, http: h });
+      this.outbound.set(key, { server: h.server, name: u.name, mode, state: st, http: h });
+      return;
+    }
+    if (mode === 'h2') {
+      const h2 = new UpstreamH2(this.ctx, st);
+      await listen(h2.server, u.localBindHost, port);
+      this.outbound.set(key, { server: h2.server, name: u.name, mode, state: st, h2 });
       return;
     }
     // The caller's bytes are read through the shared buffer, and kept until the upstream is connected.
@@ -59,7 +72,7 @@ export class UpstreamListeners {
     this.outbound.set(key, { server, name: u.name, mode: 'l4', state: st });
   }
 
-  /** Applies a push: new upstreams get a listener, a protocol change swaps L4 for L7 on the same port, gone ones close. */
+  /** Applies a push: new upstreams get a listener, a protocol change swaps the listener's mode on the same port, gone ones close. */
   async update(prev: SidecarUpstream[], next: SidecarUpstream[]): Promise<void> {
     for (const u of next) {
       const key = upstreamKey(u);
@@ -136,8 +149,6 @@ export class UpstreamListeners {
         ep,
         connectTimeoutMs,
         relayRead(this.ctx.readBuffer, serverTarget, () => server),
-        // An http2 or grpc upstream is relayed at L4: offering h2 tells the server sidecar to parse it.
-        up.protocol === 'http2' || up.protocol === 'grpc' ? ['h2'] : undefined,
       );
       const server = d.socket;
       let retried = false;
@@ -197,5 +208,6 @@ export class UpstreamListeners {
 
 function close(o: Listener): Promise<void> {
   o.http?.close();
+  o.h2?.close();
   return new Promise((r) => o.server.close(() => r()));
 }

@@ -92,7 +92,7 @@ export class Sidecar implements Component {
       this.ctx.secureContext = this.ctx.buildContext();
       this.inboundSide.server?.setSecureContext(this.ctx.contextOptions());
     }
-    // New upstreams get a listener, gone ones close, one whose protocol changed between tcp and http
+    // New upstreams get a listener, gone ones close, one whose protocol changed between tcp, http and h2
     // is swapped on its port; the chain, targets and endpoints are read per call from the config.
     if (next.upstreams) await this.upstreamSide.update(prev.upstreams, next.upstreams);
     const was = prev.inbound;

@@ -9,7 +9,8 @@ import type { ChainResolverNode, CompiledChain } from '../config-entries/index.j
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
-import { retriable, retryPolicyOf, traceparentOf } from './upstream-http.js';
+import { retriable, retryPolicyOf } from './retry-policy.js';
+import { traceparentOf } from './upstream-http.js';
 import type { UpstreamState } from './upstream-state.js';
 
 const TD = 'test.isthmus';

@@ -7,67 +7,22 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, type ErrorCode } from '../core/errors.js';
-import type { ChainRoute } from '../config-entries/index.js';
 import type { FlowRecord, FlowRouting } from '../dataflow/index.js';
 import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
+import { addSetCookies } from './load-balancer.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
 import { idleTimeoutOf, watchIdle, watchRequestIdle } from './idle-timeout.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { answerFrom, answerRaw, responseHead, splice, withUpgrade } from './upgrade.js';
+import { AttemptCursor, RETRY_BUFFER_BYTES, backoff, readUpTo, requestTimeoutOf, retriable, retryPolicyOf, type Body } from './retry-policy.js';
 import { attemptsOf, connectTimeoutOf, dialEndpoint, endpointKey, joinReasons, routed, routingOf, type Attempt, type UpstreamState } from './upstream-state.js';
 
-/** Envoy's route timeout when neither the route nor the resolver sets one (0 switches it off). */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
-/**
- * A request body up to this is held until it is sent whole, so that another endpoint can take it
- * again; a longer one is streamed through and never retried (Envoy's per-request buffer bound).
- */
-export const RETRY_BUFFER_BYTES = 64 * 1024;
 /** How long a pooled upstream connection may stay idle: under the server sidecar's keep-alive, so it closes first. */
 const UPSTREAM_IDLE_MS = HTTP_IDLE_TIMEOUT_MS / 2;
-/** Envoy's retry back-off: 25 ms base, at most ten times that, full jitter. */
-const RETRY_BASE_MS = 25;
-const RETRY_MAX_MS = 250;
-
-type Destination = NonNullable<ChainRoute['Destination']>;
-
-export interface RetryPolicy {
-  numRetries: number;
-  on: Set<string>;
-  statusCodes: Set<number>;
-}
-
-/** Consul's route retry fields as Envoy's retry policy: none set means no retries; NumRetries 0 with a condition means Envoy's 1. */
-export function retryPolicyOf(d: Destination | undefined): RetryPolicy | undefined {
-  if (!d) return undefined;
-  const on = new Set(d.RetryOn ?? []);
-  if (d.RetryOnConnectFailure) on.add('connect-failure');
-  const statusCodes = new Set(d.RetryOnStatusCodes ?? []);
-  if (!d.NumRetries && on.size === 0 && statusCodes.size === 0) return undefined;
-  return { numRetries: d.NumRetries || 1, on, statusCodes };
-}
-
-/** What went wrong with one attempt. */
-export type AttemptFailure = { kind: 'connect' } | { kind: 'reset' } | { kind: 'status'; status: number; localAppUnreachable: boolean };
-
-/** Envoy's retry_on conditions (the HTTP/1.1 ones; gRPC's and HTTP/2's never fire here). */
-export function retriable(p: RetryPolicy, f: AttemptFailure): boolean {
-  const on = p.on;
-  if (f.kind === 'connect') return on.has('connect-failure') || on.has('reset') || on.has('5xx') || on.has('gateway-error');
-  if (f.kind === 'reset') return on.has('reset') || on.has('5xx') || on.has('gateway-error');
-  const s = f.status;
-  if (f.localAppUnreachable && on.has('connect-failure')) return true;
-  if (on.has('5xx') && s >= 500) return true;
-  if (on.has('gateway-error') && (s === 502 || s === 503 || s === 504)) return true;
-  if (on.has('retriable-4xx') && s === 409) return true;
-  return p.statusCodes.has(s);
-}
-
 /** Methods a request on a connection the server had just closed may be sent again for (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -189,16 +144,7 @@ export class UpstreamHttp {
     const dest = walk?.route?.Destination;
     const edits = walk && walker ? walker.edits(walk) : { request: [], response: [] };
     const policy = retryPolicyOf(dest);
-    const timeoutMs = dest?.RequestTimeout
-      ? durationOr(dest.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
-      : walk?.resolver.Resolver.RequestTimeout
-        ? durationOr(walk.resolver.Resolver.RequestTimeout, DEFAULT_REQUEST_TIMEOUT_MS)
-        : DEFAULT_REQUEST_TIMEOUT_MS;
-    const timeoutSource = dest?.RequestTimeout
-      ? `Routes[${walk!.routeIndex}] RequestTimeout`
-      : walk?.resolver.Resolver.RequestTimeout
-        ? 'resolver RequestTimeout'
-        : 'default';
+    const { ms: timeoutMs, source: timeoutSource } = requestTimeoutOf(walk);
 
     // The request body, held while it is small enough to send again.
     const body = await readUpTo(req, RETRY_BUFFER_BYTES);
@@ -254,13 +200,8 @@ export class UpstreamHttp {
       current?.destroy();
     });
 
-    let failover = plan.failover;
-    let retries = 0;
-    let configuredLeft = policy?.numRetries ?? 0;
-    // Stale kept-alive connections are bounded apart: each endpoint's pool may hold several.
-    let staleLeft = attempts.length + 1;
-    let k = 0;
-    let last: { a: Attempt; why: string } | undefined;
+    const cursor = new AttemptCursor(attempts, plan.failover, policy?.numRetries ?? 0, body.complete);
+    const next = (why: string, mode: 'connect' | 'stale' | 'policy') => cursor.next(why, mode);
     // The attempt in flight, counted for least_request until it is answered in full or given up.
     let inFlight: Attempt | undefined;
     const settle = () => {
@@ -269,12 +210,13 @@ export class UpstreamHttp {
     };
     try {
       for (;;) {
-        const a = attempts[k];
+        const a = cursor.current;
         settle();
         this.state.started(a.target.id, a.endpoint);
         inFlight = a;
         const o =
           gone || timedOut ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
+        const routing = () => (withRouting ? routingOf(walk, a.target.id, cursor.retries, cursor.failover) : undefined);
         if (timedOut || gone || o.kind === 'aborted') {
           const info = o.kind === 'response' || o.kind === 'reset' ? o : undefined;
           if (timedOut) this.state.report(up, a.target, a.endpoint, false);
@@ -283,35 +225,10 @@ export class UpstreamHttp {
             timedOut ? 504 : 499,
             timedOut ? ErrorCodes.TIMEOUT : ErrorCodes.UNAVAILABLE,
             timedOut ? (idleWhy ?? `upstream ${name} did not answer within ${timeoutMs} ms (${timeoutSource})`) : 'the caller went away before the answer',
-            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
+            routing(),
             { traceId: info?.info?.traceId(), requestIndex: info?.requestIndex, sni: a.endpoint.sni, spiffeId: a.endpoint.spiffeId },
           );
         }
-        /**
-         * Moves on to the next attempt when the body can be sent again: `connect` (nothing reached an
-         * app) walks the plan once through; `stale` and `policy` may come round to the same endpoint.
-         */
-        const next = (why: string, mode: 'connect' | 'stale' | 'policy'): boolean => {
-          if (!body.complete) return false;
-          if (mode === 'connect' && k + 1 >= attempts.length) return false;
-          if (mode === 'stale' && staleLeft-- <= 0) return false;
-          if (mode === 'policy' && configuredLeft-- <= 0) return false;
-          // A retry stays with the target it went to (Envoy retries within a priority level while it
-          // has healthy hosts); only a failed connection moves on to the next target.
-          let to = k + 1;
-          if (mode !== 'connect') {
-            let from = k;
-            while (from > 0 && attempts[from - 1].target === a.target) from--;
-            let end = k + 1;
-            while (end < attempts.length && attempts[end].target === a.target) end++;
-            to = from + ((k + 1 - from) % (end - from));
-          }
-          if (attempts[to].target.id !== a.target.id) failover = joinReasons(failover, why);
-          last = { a, why };
-          k = to;
-          retries++;
-          return true;
-        };
         if (o.kind === 'connect') {
           this.state.report(up, a.target, a.endpoint, false);
           // Nothing was sent: the next endpoint (then the next target) takes the request, retry policy or not.
@@ -320,7 +237,7 @@ export class UpstreamHttp {
             503,
             ErrorCodes.UNAVAILABLE,
             `upstream ${name} unreachable: connect failure at ${a.endpoint.host}:${a.endpoint.port} (${o.why})`,
-            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
+            routing(),
             {
               sni: a.endpoint.sni,
               spiffeId: a.endpoint.spiffeId,
@@ -334,21 +251,15 @@ export class UpstreamHttp {
           // so an idempotent request goes again (as browsers and undici do), policy or not.
           const stale = o.reused && IDEMPOTENT.has(method);
           if (stale ? next(why, 'stale') : policy !== undefined && retriable(policy, { kind: 'reset' }) && next(why, 'policy')) {
-            if (!stale) await backoff(retries);
+            if (!stale) await backoff(cursor.retries);
             continue;
           }
-          return fail(
-            503,
-            ErrorCodes.UNAVAILABLE,
-            `upstream ${name} ${why} before answering`,
-            withRouting ? routingOf(walk, a.target.id, retries, failover) : undefined,
-            {
-              traceId: o.info?.traceId(),
-              requestIndex: o.requestIndex,
-              sni: a.endpoint.sni,
-              spiffeId: a.endpoint.spiffeId,
-            },
-          );
+          return fail(503, ErrorCodes.UNAVAILABLE, `upstream ${name} ${why} before answering`, routing(), {
+            traceId: o.info?.traceId(),
+            requestIndex: o.requestIndex,
+            sni: a.endpoint.sni,
+            spiffeId: a.endpoint.spiffeId,
+          });
         }
         const ures = o.res;
         const status = ures.statusCode ?? 502;
@@ -361,15 +272,12 @@ export class UpstreamHttp {
           (policy && retriable(policy, { kind: 'status', status, localAppUnreachable }) && next(why, 'policy'))
         ) {
           ures.resume();
-          if (!localAppUnreachable) await backoff(retries);
+          if (!localAppUnreachable) await backoff(cursor.retries);
           continue;
         }
         // The answer goes back to the caller.
         const out = endToEnd(ures.headers);
-        if (plan.setCookies.length) {
-          const had = out['set-cookie'];
-          out['set-cookie'] = [...(Array.isArray(had) ? had : had === undefined ? [] : [String(had)]), ...plan.setCookies];
-        }
+        addSetCookies(out, plan.setCookies);
         applyHeaderEdits(out, edits.response);
         res.writeHead(status, out);
         let bytesOut = 0;
@@ -390,8 +298,8 @@ export class UpstreamHttp {
           sni: a.endpoint.sni,
           verdict: complete ? 'allowed' : 'error',
           reason: complete
-            ? last
-              ? `answered ${status} after ${last.why}`
+            ? cursor.last
+              ? `answered ${status} after ${cursor.last}`
               : `answered ${status}`
             : timedOut
               ? (idleWhy ?? `upstream ${name} did not finish its answer within ${timeoutMs} ms (${timeoutSource})`)
@@ -400,7 +308,7 @@ export class UpstreamHttp {
           bytesIn: body.chunks.reduce((n, c) => n + c.length, 0),
           bytesOut,
           http: { method, path: url, status, traceparent },
-          ...(withRouting ? { routing: routingOf(walk, a.target.id, retries, failover) } : {}),
+          ...(withRouting ? { routing: routing() } : {}),
         });
         return;
       }
@@ -630,56 +538,4 @@ export class UpstreamHttp {
       else req.pipe(creq);
     });
   }
-}
-
-interface Body {
-  chunks: Buffer[];
-  /** False when the body outgrew the buffer: the rest is still in the request, to be piped once. */
-  complete: boolean;
-}
-
-/** Reads the request body until it ends or passes `limit` bytes; undefined when the caller went away first. */
-function readUpTo(req: http.IncomingMessage, limit: number): Promise<Body | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (n > limit) {
-        req.pause();
-        cleanup();
-        resolve({ chunks, complete: false });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve({ chunks, complete: true });
-    };
-    const onClose = () => {
-      cleanup();
-      resolve(req.complete ? { chunks, complete: true } : undefined);
-    };
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('close', onClose);
-    };
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('close', onClose);
-  });
-}
-
-function durationOr(v: string, fallback: number): number {
-  try {
-    return parseDuration(v);
-  } catch {
-    return fallback;
-  }
-}
-
-function backoff(retry: number): Promise<void> {
-  const ms = Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, retry - 1));
-  return new Promise((r) => setTimeout(r, ms));
 }

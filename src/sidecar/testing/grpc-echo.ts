@@ -35,11 +35,14 @@ export interface EchoApp {
   deniedReached: number;
   /** The traceparent each call arrived with, by method. */
   traceparents: string[];
+  /** Say calls still to fail with UNAVAILABLE before it answers again (default 0). */
+  failNext: number;
   close(): Promise<void>;
 }
 
 /**
- * Say: answers "said <text>"; text "fail" fails with NOT_FOUND and trailer x-app-trailer.
+ * Say: answers "said <text>"; text "fail" fails with NOT_FOUND and trailer x-app-trailer; while
+ * `failNext` is above 0 it fails with UNAVAILABLE (a trailers-only answer).
  * Count: n messages "<i>" (or `size` bytes each); n < 0: two messages, then RESOURCE_EXHAUSTED (trailers after data).
  */
 export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
@@ -51,6 +54,7 @@ export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
     cancelled: 0,
     deniedReached: 0,
     traceparents: [],
+    failNext: 0,
     close: () =>
       new Promise<void>((r) => {
         server.forceShutdown();
@@ -61,6 +65,11 @@ export async function startEchoApp(host = '127.0.0.1'): Promise<EchoApp> {
   server.addService(echoPackage().Echo.service, {
     say: (call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
       seen(call.metadata);
+      if (app.failNext > 0) {
+        app.failNext--;
+        cb({ code: grpc.status.UNAVAILABLE, details: 'failing on purpose' });
+        return;
+      }
       if (call.request.text === 'fail') {
         const md = new grpc.Metadata();
         md.set('x-app-trailer', 'from the app');
