@@ -177,23 +177,8 @@ export class InboundH2 {
     let bytesOut = 0;
     // A caller's reset is recorded on close; it is no error of this process.
     stream.on('error', () => {});
-    const record = (verdict: FlowRecord['verdict'], reason: string, status: number) =>
-      this.ctx.record({
-        traceId: conn.traceId,
-        requestIndex: n,
-        hop: 'server-sidecar',
-        source: this.ctx.identity(conn.source),
-        destination: this.ctx.self(),
-        sni: '',
-        verdict,
-        reason,
-        intentionId: d.intentionId,
-        startTime: start,
-        durationMs: Date.now() - start,
-        bytesIn,
-        bytesOut,
-        http: { method, path, status, traceparent },
-      });
+    const write = this.ctx.inboundRequest({ traceId: conn.traceId, requestIndex: n, source: conn.source, decision: d, start, method, path, traceparent });
+    const record = (verdict: FlowRecord['verdict'], reason: string, status: number) => write(verdict, reason, status, bytesIn, bytesOut);
     if (!d.allowed) {
       const body = this.deny(stream, d, grpc);
       bytesOut = body;

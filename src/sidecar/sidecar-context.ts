@@ -77,6 +77,39 @@ export class SidecarContext {
     }
   }
 
+  /**
+   * The server sidecar's record of one request (or upgraded connection) it decided: what is fixed
+   * when the request arrives, and a function that writes the record once its outcome is known.
+   */
+  inboundRequest(at: {
+    traceId: string;
+    requestIndex: number;
+    source: string;
+    decision: Decision;
+    start: number;
+    method: string;
+    path: string;
+    traceparent: string;
+  }): (verdict: FlowRecord['verdict'], reason: string, status: number, bytesIn: number, bytesOut: number) => void {
+    return (verdict, reason, status, bytesIn, bytesOut) =>
+      this.record({
+        traceId: at.traceId,
+        requestIndex: at.requestIndex,
+        hop: 'server-sidecar',
+        source: this.identity(at.source),
+        destination: this.self(),
+        sni: '',
+        verdict,
+        reason,
+        intentionId: at.decision.intentionId,
+        startTime: at.start,
+        durationMs: Date.now() - at.start,
+        bytesIn,
+        bytesOut,
+        http: { method: at.method, path: at.path, status, traceparent: at.traceparent },
+      });
+  }
+
   decide(source: string, request?: HttpRequestInfo): Decision {
     const id = parseServiceSpiffeId(source);
     if (!id) return { allowed: false, reason: `peer certificate has no service SPIFFE ID (${source || 'none'})`, intentionId: '' };

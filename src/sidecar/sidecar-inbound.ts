@@ -5,7 +5,6 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ErrorCodes } from '../core/errors.js';
-import type { FlowRecord } from '../dataflow/index.js';
 import { peerSpiffeId, traceIdFromKeylog } from './identity.js';
 import { LOCAL_APP_HEADER, deniedBody, endToEnd, traceparentOf, unreachableBody } from './inbound-answers.js';
 import { InboundH2, sniffH2 } from './inbound-h2.js';
@@ -183,37 +182,16 @@ export class InboundListener {
       const path = req.url ?? '/';
       const d = this.ctx.decide(source, { method: req.method ?? 'GET', path, headers: req.headers });
       const traceparent = traceparentOf(req.headers.traceparent, traceId);
-      const base = { traceId, requestIndex: n, hop: 'server-sidecar' as const, source: this.ctx.identity(source), destination: this.ctx.self(), sni: '' };
+      const record = this.ctx.inboundRequest({ traceId, requestIndex: n, source, decision: d, start, method: req.method ?? '', path, traceparent });
       if (!d.allowed) {
         const body = deniedBody(d);
         res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
-        this.ctx.record({
-          ...base,
-          verdict: 'denied',
-          reason: d.reason,
-          intentionId: d.intentionId,
-          startTime: start,
-          durationMs: Date.now() - start,
-          bytesIn: 0,
-          bytesOut: body.length,
-          http: { method: req.method ?? '', path, status: 403, traceparent },
-        });
-        return;
+        return record('denied', d.reason, 403, 0, body.length);
       }
       if (h2App) {
         h2App.fromHttp1(req, res, traceparent, (status, bytesOut, failure) =>
-          this.ctx.record({
-            ...base,
-            verdict: failure ? 'error' : 'allowed',
-            reason: failure ?? d.reason,
-            intentionId: d.intentionId,
-            startTime: start,
-            durationMs: Date.now() - start,
-            bytesIn: Number(req.headers['content-length'] ?? 0),
-            bytesOut,
-            http: { method: req.method ?? '', path, status, traceparent },
-          }),
+          record(failure ? 'error' : 'allowed', failure ?? d.reason, status, Number(req.headers['content-length'] ?? 0), bytesOut),
         );
         return;
       }
@@ -226,34 +204,14 @@ export class InboundListener {
           res.writeHead(ures.statusCode ?? 502, endToEnd(ures.headers));
           ures.pipe(res);
           ures.once('end', () =>
-            this.ctx.record({
-              ...base,
-              verdict: 'allowed',
-              reason: d.reason,
-              intentionId: d.intentionId,
-              startTime: start,
-              durationMs: Date.now() - start,
-              bytesIn: Number(req.headers['content-length'] ?? 0),
-              bytesOut: Number(ures.headers['content-length'] ?? 0),
-              http: { method: req.method ?? '', path, status: ures.statusCode ?? 0, traceparent },
-            }),
+            record('allowed', d.reason, ures.statusCode ?? 0, Number(req.headers['content-length'] ?? 0), Number(ures.headers['content-length'] ?? 0)),
           );
         },
       );
       up.once('error', (err) => {
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json', [LOCAL_APP_HEADER]: 'unreachable' });
         res.end(unreachableBody());
-        this.ctx.record({
-          ...base,
-          verdict: 'error',
-          reason: `local application unreachable: ${err.message}`,
-          intentionId: d.intentionId,
-          startTime: start,
-          durationMs: Date.now() - start,
-          bytesIn: 0,
-          bytesOut: 0,
-          http: { method: req.method ?? '', path, status: 502, traceparent },
-        });
+        record('error', `local application unreachable: ${err.message}`, 502, 0, 0);
       });
       req.pipe(up);
     });
@@ -285,23 +243,7 @@ export class InboundListener {
     sock.on('error', () => {});
     const d = this.ctx.decide(source, { method, path, headers: req.headers });
     const traceparent = traceparentOf(req.headers.traceparent, traceId);
-    const record = (verdict: FlowRecord['verdict'], reason: string, status: number, bytesIn: number, bytesOut: number) =>
-      this.ctx.record({
-        traceId,
-        requestIndex: n,
-        hop: 'server-sidecar',
-        source: this.ctx.identity(source),
-        destination: this.ctx.self(),
-        sni: '',
-        verdict,
-        reason,
-        intentionId: d.intentionId,
-        startTime: start,
-        durationMs: Date.now() - start,
-        bytesIn,
-        bytesOut,
-        http: { method, path, status, traceparent },
-      });
+    const record = this.ctx.inboundRequest({ traceId, requestIndex: n, source, decision: d, start, method, path, traceparent });
     if (!d.allowed) {
       const out = answerRaw(sock, 403, { 'content-type': 'application/json' }, deniedBody(d));
       return record('denied', d.reason, 403, 0, out);

@@ -267,17 +267,11 @@ export class UpstreamH2 {
 
     const cursor = new AttemptCursor(attempts, plan.failover, policy?.numRetries ?? 0, body.complete);
     // The attempt in flight, counted for least_request until it is answered in full or given up.
-    let inFlight: Attempt | undefined;
-    const settle = () => {
-      if (inFlight) this.state.finished(inFlight.target.id, inFlight.endpoint);
-      inFlight = undefined;
-    };
+    const flight = this.state.flight();
     try {
       for (;;) {
         const a = cursor.current;
-        settle();
-        this.state.started(a.target.id, a.endpoint);
-        inFlight = a;
+        flight.to(a);
         const o: Outcome =
           gone || timedOut
             ? { kind: 'aborted' }
@@ -359,7 +353,7 @@ export class UpstreamH2 {
         return;
       }
     } finally {
-      settle();
+      flight.done();
       if (timer) clearTimeout(timer);
     }
   }

@@ -203,17 +203,11 @@ export class UpstreamHttp {
     const cursor = new AttemptCursor(attempts, plan.failover, policy?.numRetries ?? 0, body.complete);
     const next = (why: string, mode: 'connect' | 'stale' | 'policy') => cursor.next(why, mode);
     // The attempt in flight, counted for least_request until it is answered in full or given up.
-    let inFlight: Attempt | undefined;
-    const settle = () => {
-      if (inFlight) this.state.finished(inFlight.target.id, inFlight.endpoint);
-      inFlight = undefined;
-    };
+    const flight = this.state.flight();
     try {
       for (;;) {
         const a = cursor.current;
-        settle();
-        this.state.started(a.target.id, a.endpoint);
-        inFlight = a;
+        flight.to(a);
         const o =
           gone || timedOut ? ({ kind: 'aborted' } as const) : await this.send(a, method, path, headers, body, req, connectTimeout, (c) => (current = c));
         const routing = () => (withRouting ? routingOf(walk, a.target.id, cursor.retries, cursor.failover) : undefined);
@@ -313,7 +307,7 @@ export class UpstreamHttp {
         return;
       }
     } finally {
-      settle();
+      flight.done();
       if (timer) clearTimeout(timer);
     }
   }

@@ -79,6 +79,26 @@ export class UpstreamState {
     this.#balancer.finished(targetId, ep);
   }
 
+  /**
+   * One request's attempt in flight, counted for least_request: `to(a)` ends the one before and
+   * counts `a`, `done()` ends the last (answered in full, failed or given up).
+   */
+  flight(): { to(a: Attempt): void; done(): void } {
+    let current: Attempt | undefined;
+    const done = () => {
+      if (current) this.finished(current.target.id, current.endpoint);
+      current = undefined;
+    };
+    return {
+      to: (a) => {
+        done();
+        this.started(a.target.id, a.endpoint);
+        current = a;
+      },
+      done,
+    };
+  }
+
   /** Attempts in flight at an endpoint now. */
   inFlight(targetId: string, ep: SidecarEndpoint): number {
     return this.#balancer.active(targetId, ep);
