@@ -10,10 +10,10 @@
 // HAProxy's; < 8 MB per 1,000 idle connections.
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, listening } from './support/free-port.js';
 import { median } from './support/http-load.js';
 import { haveHaproxy, haveNginx, startBackend, startHaproxy, startNginxRouter, writeBackendCerts } from './support/tls-proxies.js';
 import { runWrkTls, type TlsLoadOptions } from './support/wrk-tls.js';
@@ -53,31 +53,6 @@ async function stopChildren(): Promise<void> {
           }),
       ),
   );
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function listening(port: number, what: string): Promise<void> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`${what} is not listening on ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** The pid and all its descendants (nginx workers, gateway workers). */
@@ -139,7 +114,7 @@ for (const f of readdirSync(here('../src/gateway')).filter((n) => n.endsWith('.t
 await writeBackendCerts(dir, TD, [SNI, SNI_FULL]);
 const backendPorts = { resumable: await freePort(), full: await freePort() };
 children.push(startBackend(dir, backendPorts));
-await listening(backendPorts.resumable, 'the nginx backend');
+await listening(backendPorts.resumable, 10_000, 'the nginx backend');
 const routes = [
   { sni: SNI, port: backendPorts.resumable },
   { sni: SNI_FULL, port: backendPorts.full },
@@ -164,7 +139,7 @@ async function startRouter(name: string, tag: string): Promise<Path> {
   }
   const proc = name === 'haproxy' ? startHaproxy(dir, port, routes, `haproxy-${tag}`) : startNginxRouter(dir, port, routes, `nginx-${tag}`);
   children.push(proc);
-  await listening(port, name);
+  await listening(port, 10_000, name);
   return { name, port, fullPort: port, pid: proc.pid };
 }
 

@@ -4,28 +4,16 @@
 // the same bytes without looking (tcp). Reports unary calls/s with 64 calls in flight on one channel
 // and the server sidecar's CPU per call, the latency of one call at a time (p50/p99), and one
 // server-streaming call's throughput (16 KiB messages).
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { arg, childProcesses, cpuMicros } from './support/bench-run.js';
 import { median } from './support/http-load.js';
 import { jsonChild } from './support/json-child.js';
 import { echoClient, grpc, type EchoClient } from '../src/sidecar/testing/grpc-echo.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return dflt;
-  return process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
-};
+const children = childProcesses();
 const seconds = Number(arg('seconds', '3'));
 const rounds = Number(arg('rounds', '3'));
-
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/grpc-echo-app.ts')]);
 const pairOf = (protocol: string) =>

@@ -8,11 +8,11 @@
 // Load from h2load (32 connections x 10 streams, pinned to the second core), or from a Node loop when
 // h2load is not installed. Reports per path requests/s, p50/p99, the proxy process's CPU per request,
 // one request at a time (one connection, one stream) p50/p99, and isthmus / haproxy.
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { arg, childProcesses, cpuMicros } from './support/bench-run.js';
 import { freePort, listening } from './support/free-port.js';
 import { checkH2Path, runH2LoadNode, type H2LoadOptions } from './support/h2-load.js';
 import { hasH2load, runH2load } from './support/h2load.js';
@@ -22,24 +22,12 @@ import { haveHaproxy, startHaproxyH2Pair } from './support/tls-proxies.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-h2-bench-'));
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return dflt;
-  return process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
-};
+const children = childProcesses();
 const seconds = Number(arg('seconds', '5'));
 const rounds = Number(arg('rounds', process.env.BENCH_ROUNDS ?? '3'));
 const clients = Number(arg('clients', '32'));
 const streams = Number(arg('streams', '10'));
 const haproxyThreads = Number(arg('haproxy-threads', '1'));
-
-/** CPU time (user + system, all threads) a process has used so far, in microseconds (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/h2-app.ts')]);
 const pair = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/h2-pair.ts'), String(app.info.port), dir]);

@@ -6,30 +6,17 @@
 // service-splitter over two subsets of a service-resolver (support/l7-pair.ts). Reports keep-alive
 // requests/s with p50/p99 (32 connections), the pair process's CPU per request, the latency of one
 // connection's requests one after another, and routed / plain. Target: routed >= 0.9x plain's requests/s.
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { arg, childProcesses, cpuMicros } from './support/bench-run.js';
 import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
 import { jsonChild } from './support/json-child.js';
 import { L7_REQUEST } from './support/l7-request.js';
 import { hasWrk, runWrk } from './support/wrk.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return dflt;
-  return process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
-};
+const children = childProcesses();
 const seconds = Number(arg('seconds', '5'));
 const rounds = Number(arg('rounds', '3'));
-
-/** CPU time (user + system) a process has used so far, in microseconds (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/http-app.ts')]);
 const pair = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/l7-pair.ts'), String(app.info.port)]);

@@ -5,12 +5,14 @@
 // latency of one connection's requests one after another (what a hop adds to a call when it is not
 // queued), new mTLS connections/s, and RSS per 1,000 idle connections.
 // Targets: pair >= 1.0x HAProxy's requests/s; added p50 < 0.3 ms per hop; < 8 MB per 1,000 idle.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childProcesses, cpuMicros } from './support/bench-run.js';
+import { freePort } from './support/free-port.js';
 import { median, runLoad, type LoadOptions, type LoadResult } from './support/http-load.js';
 import { jsonChild } from './support/json-child.js';
 import { rssKB } from './support/soak-sample.js';
@@ -18,23 +20,7 @@ import { hasWrk, runWrk } from './support/wrk.js';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-bench-'));
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-/** CPU time (user + system) a process has used so far, in microseconds (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
+const children = childProcesses();
 
 const app = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/http-app.ts')]);
 const pair = await jsonChild(children, process.execPath, ['--import', 'tsx', here('./support/sidecar-pair.ts'), String(app.info.port), dir]);

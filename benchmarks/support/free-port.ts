@@ -11,8 +11,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once something accepts connections on `port`, or rejects after `ms`. */
-export async function listening(port: number, ms = 5000): Promise<void> {
+/** Resolves once something accepts connections on `port`, or rejects after `ms`, naming `what` should have listened. */
+export async function listening(port: number, ms = 5000, what = 'nothing'): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -23,7 +23,7 @@ export async function listening(port: number, ms = 5000): Promise<void> {
       c.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+    if (Date.now() > deadline) throw new Error(`${what} is not listening on 127.0.0.1:${port} after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

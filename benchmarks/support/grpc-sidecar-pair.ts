@@ -3,7 +3,7 @@
 // call checked against an L7 intention; tcp: bytes relayed) and the upstream's protocol argv[4].
 // Prints the client sidecar's upstream port as JSON. Runs the build in dist/, as sidecar-pair.ts.
 import type * as SidecarModule from '../../src/sidecar/index.js';
-import { Sidecar, TD, bundle, leaf, svc, webToApi } from './bench-mesh.js';
+import { announce, leaf, startSidecarPair, webToApi } from './bench-mesh.js';
 
 const appPort = Number(process.argv[2]);
 const protocol = process.argv[3] as SidecarModule.SidecarProtocol;
@@ -19,43 +19,11 @@ const policy =
           { Action: 'allow', HTTP: { PathPrefix: '/isthmus.test.Echo/' } },
         ],
       });
-const api = await leaf('api');
-const server = new Sidecar({
-  config: {
-    service: svc('api'),
-    leaf: api,
-    bundle,
-    inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: appPort, protocol },
-    upstreams: [],
-    policy,
-  },
-  onFlow: () => {},
+const { server, client } = await startSidecarPair({
+  appPort,
+  protocol,
+  upstreamProtocol,
+  leaves: { web: await leaf('web'), api: await leaf('api') },
+  policy,
 });
-await server.start();
-const client = new Sidecar({
-  config: {
-    service: svc('web'),
-    leaf: await leaf('web'),
-    bundle,
-    policy,
-    upstreams: [
-      {
-        name: 'api',
-        namespace: 'default',
-        datacenter: 'dc1',
-        localBindHost: '127.0.0.1',
-        localBindPort: 0,
-        protocol: upstreamProtocol,
-        endpoints: [{ host: '127.0.0.1', port: server.inboundPort, sni: `api.default.dc1.internal.${TD}`, spiffeId: api.spiffeId }],
-      },
-    ],
-  },
-  onFlow: () => {},
-});
-await client.start();
-process.stdout.write(JSON.stringify({ port: client.upstreamPort('api'), pid: process.pid }) + '\n');
-process.on('SIGTERM', async () => {
-  await client.stop();
-  await server.stop();
-  process.exit(0);
-});
+announce({ port: client.upstreamPort('api'), pid: process.pid }, [client, server]);

@@ -11,7 +11,7 @@ import http from 'node:http';
 import type * as ConfigEntriesModule from '../../src/config-entries/index.js';
 import type * as DataflowModule from '../../src/dataflow/index.js';
 import type * as SidecarModule from '../../src/sidecar/index.js';
-import { Sidecar, TD, bundle, distUrl, leaf, svc, webToApi } from './bench-mesh.js';
+import { Sidecar, TD, announce, bundle, distUrl, leaf, startApiSidecar, svc, webToApi } from './bench-mesh.js';
 import { L7_REQUEST } from './l7-request.js';
 
 const { chainEntries, compileDiscoveryChain, parseConfigEntry } = (await import(distUrl('config-entries/index.js'))) as typeof ConfigEntriesModule;
@@ -68,18 +68,7 @@ function compile(list: Record<string, unknown>[]) {
 }
 
 const api = await leaf('api');
-const server = new Sidecar({
-  config: {
-    service: svc('api'),
-    leaf: api,
-    bundle,
-    inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: appPort, protocol: 'http' },
-    upstreams: [],
-    policy,
-  },
-  onFlow: () => {},
-});
-await server.start();
+const server = await startApiSidecar({ appPort, protocol: 'http', leaf: api, policy });
 
 /** An http upstream over `chain`, every target of which is the one server sidecar (as the server fills them in). */
 function upstream(chain: ConfigEntriesModule.CompiledChain): SidecarModule.SidecarUpstream {
@@ -154,19 +143,14 @@ const check = {
 if (check.plainDefaultPath !== CHECKS || check.routedByRoute10 !== CHECKS || check.routedToV1 === 0 || check.routedToV2 === 0)
   throw new Error(`requests took another path than meant: ${JSON.stringify({ plain: [...seen.plain], routed: [...seen.routed] })}`);
 
-process.stdout.write(
-  JSON.stringify({
+announce(
+  {
     plain: clients.plain.upstreamPort('api'),
     routed: clients.routed.upstreamPort('api'),
     pid: process.pid,
     routerRoutes:
       routedChain.Nodes[routedChain.StartNode]?.Type === 'router' ? (routedChain.Nodes[routedChain.StartNode] as { Routes: unknown[] }).Routes.length : 0,
     ...check,
-  }) + '\n',
+  },
+  [clients.plain, clients.routed, server],
 );
-process.on('SIGTERM', async () => {
-  await clients.plain.stop();
-  await clients.routed.stop();
-  await server.stop();
-  process.exit(0);
-});
