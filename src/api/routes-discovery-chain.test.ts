@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/index.js';
-import { CONFIG_ENTRIES_TABLE, ConfigEntries, parseConfigEntry } from '../config-entries/index.js';
+import { ConfigEntries, parseConfigEntry } from '../config-entries/index.js';
+import { seedUnchecked } from '../config-entries/testing/seed.js';
 import { denyAll, type Authorizer } from '../acl/index.js';
 import { testApp } from './testing/test-app.js';
 import { registerDiscoveryChainRoutes } from './routes-discovery-chain.js';
@@ -24,10 +25,7 @@ async function setup(authz?: Authorizer) {
   };
   const write = (raw: Record<string, unknown>) => configEntries.put(parseConfigEntry(raw), {}, actor);
   // Straight into the table, past the write-time chain check: entries stored before that check existed.
-  const seed = async (raw: Record<string, unknown>) => {
-    const e = parseConfigEntry(raw);
-    await store.commit([{ op: 'put', table: CONFIG_ENTRIES_TABLE, key: `${e.Kind}/${e.Name}`, value: e, ifIndex: 0 }]);
-  };
+  const seed = (raw: Record<string, unknown>) => seedUnchecked(store, raw);
   return { call, write, seed };
 }
 
