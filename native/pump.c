@@ -7,6 +7,9 @@
 // - The JavaScript thread calls init(onReports) once, then start(fdA, fdB, head, id) per
 //   connection. start() dup(2)s both fds: the pump owns its copies and closes them exactly once;
 //   the caller closes its own (it destroys its net.Sockets; see native-pump.ts for why a dup).
+// - closeIdle(group, ms) asks the thread, the same way, to close the connections of one group
+//   (one pump object, so one gateway: several may share the process) that moved no byte for `ms`.
+//   Each connection keeps the time of its last bytes, from a clock read once per epoll round.
 // - start() hands the connection to the pump thread through `incoming` (mutex + eventfd); only
 //   the pump thread touches epoll and the live connections after that.
 // - A connection that is over goes on `done`; when `done` turns non-empty the thread signals the
@@ -68,15 +71,23 @@ struct conn {
   struct end end[2];
   struct dir dir[2]; /* dir[A]: A to B; dir[B]: B to A */
   double id;
+  double group;
+  double last_ms; /* when bytes last moved (either way), from the thread's round clock */
   int over;
   int again;               /* on the thread's list of connections to run again, work left */
   struct conn *again_next;
-  char closed_by;  /* 'a', 'b', or 'e' (the pump itself) */
-  const char *how; /* "fin", "reset", "error" */
+  char closed_by;  /* 'a', 'b', 'l' (closed on request: closeIdle) or 'e' (the pump itself) */
+  const char *how; /* "fin", "reset", "error", "idle" (closeIdle with ms > 0), "closed" (ms 0) */
   int err;
   double closed_ms;
   size_t head_len, head_off; /* bytes for B, written before anything read from A */
   char head[];
+};
+
+/** A closeIdle() request, from the JavaScript thread to the pump thread. */
+struct close_req {
+  struct close_req *next;
+  double group, idle_ms;
 };
 
 /** One per Node environment (instance data). */
@@ -85,11 +96,13 @@ struct pump {
   pthread_t thread;
   int started, stopped; /* JavaScript thread only */
   int epfd, evfd;
-  pthread_mutex_t mu; /* guards incoming, done_*, quitting */
+  pthread_mutex_t mu; /* guards incoming, closes, done_*, quitting */
   struct conn *incoming;
+  struct close_req *closes;
   struct conn *done_head, *done_tail;
   int quitting;
   struct conn *live; /* pump thread only */
+  double round_ms;   /* pump thread only: the time this epoll round began */
   uint32_t open;     /* JavaScript thread only: started and not yet reported */
 };
 
@@ -177,6 +190,7 @@ static int run_dir(struct pump *p, struct conn *c, int side) {
         continue;
       }
       if (d->first_ms == 0) d->first_ms = now_ms();
+      c->last_ms = p->round_ms;
       d->bytes += (uint64_t)n;
       d->inpipe = (size_t)n;
     }
@@ -209,6 +223,7 @@ static void take_incoming(struct pump *p, struct conn **over) {
     struct conn *c = list;
     list = c->next;
     c->prev = NULL;
+    c->last_ms = p->round_ms;
     c->next = p->live;
     if (p->live) p->live->prev = c;
     p->live = c;
@@ -223,6 +238,26 @@ static void take_incoming(struct pump *p, struct conn **over) {
       c->next = *over;
       *over = c;
     }
+  }
+}
+
+/** closeIdle() requests: each closes its group's connections idle for its time (all, for 0). */
+static void take_closes(struct pump *p, struct conn **over) {
+  pthread_mutex_lock(&p->mu);
+  struct close_req *list = p->closes;
+  p->closes = NULL;
+  pthread_mutex_unlock(&p->mu);
+  while (list) {
+    struct close_req *r = list;
+    list = r->next;
+    for (struct conn *c = p->live, *next; c; c = next) {
+      next = c->next; /* finish() takes c off the live list */
+      if (c->group != r->group || c->last_ms > p->round_ms - r->idle_ms) continue;
+      finish(p, c, 'l', r->idle_ms > 0 ? "idle" : "closed", 0, 0, 0);
+      c->next = *over;
+      *over = c;
+    }
+    free(r);
   }
 }
 
@@ -251,6 +286,7 @@ static void *pump_thread(void *arg) {
     /* With work left over from the last round, only a look at what else is ready. */
     int n = epoll_wait(p->epfd, evs, MAX_EVENTS, again ? 0 : -1);
     if (n < 0 && errno != EINTR) break;
+    p->round_ms = now_ms();
     /* Connections over in this round are reported after it: JavaScript may free one as soon as
        it is reported, and a later event of this round may still name it. */
     struct conn *over = NULL, *rerun = again;
@@ -268,6 +304,7 @@ static void *pump_thread(void *arg) {
         quit = p->quitting;
         pthread_mutex_unlock(&p->mu);
         take_incoming(p, &over);
+        if (!quit) take_closes(p, &over);
         continue;
       }
       struct end *e = evs[i].data.ptr;
@@ -362,7 +399,7 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
         else napi_set_named_property(env, o, key, undef);
       }
       set_num(env, o, "closedAtMs", c->closed_ms);
-      set_str(env, o, "closedBy", c->closed_by == 'a' ? "a" : c->closed_by == 'b' ? "b" : "error");
+      set_str(env, o, "closedBy", c->closed_by == 'a' ? "a" : c->closed_by == 'b' ? "b" : c->closed_by == 'l' ? "local" : "error");
       set_str(env, o, "how", c->how);
       set_num(env, o, "errno", c->err);
       napi_set_element(env, arr, i++, o);
@@ -391,6 +428,11 @@ static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   struct pump *p = data;
+  while (p->closes) {
+    struct close_req *r = p->closes;
+    p->closes = r->next;
+    free(r);
+  }
   while (p->done_head) {
     struct conn *c = p->done_head;
     p->done_head = c->next;
@@ -453,22 +495,24 @@ static int dup_fd(int fd) {
   return d;
 }
 
-/** start(fdA, fdB, headForB: Buffer | undefined, id: number) */
+/** start(fdA, fdB, headForB: Buffer | undefined, id: number, group?: number) */
 static napi_value js_start(napi_env env, napi_callback_info info) {
   struct pump *p = get_pump(env);
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (!p) return napi_throw_error(env, "ISTHMUS_ERR_INTERNAL", "pump: start() before init()"), NULL;
   if (p->stopped) return napi_throw_error(env, "ISTHMUS_ERR_UNAVAILABLE", "pump: stopped, takes no new connections"), NULL;
   int32_t fd[2];
-  double id;
+  double id, group = 0;
   void *head = NULL;
   size_t head_len = 0;
   bool is_buf = false;
   if (argc < 4 || napi_get_value_int32(env, argv[0], &fd[A]) != napi_ok || napi_get_value_int32(env, argv[1], &fd[B]) != napi_ok ||
       napi_get_value_double(env, argv[3], &id) != napi_ok || fd[A] < 0 || fd[B] < 0)
     return napi_throw_type_error(env, NULL, "pump: start(fdA, fdB, head, id) takes two fds >= 0 and a number id"), NULL;
+  if (argc >= 5 && napi_get_value_double(env, argv[4], &group) != napi_ok)
+    return napi_throw_type_error(env, NULL, "pump: start()'s group must be a number"), NULL;
   napi_is_buffer(env, argv[2], &is_buf);
   if (is_buf) napi_get_buffer_info(env, argv[2], &head, &head_len);
   if (!p->started) {
@@ -478,6 +522,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   struct conn *c = calloc(1, sizeof *c + head_len);
   if (!c) return throw_errno(env, "start", ENOMEM);
   c->id = id;
+  c->group = group;
   c->head_len = head_len;
   if (head_len) memcpy(c->head, head, head_len);
   int err = 0;
@@ -507,6 +552,30 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/** closeIdle(group, ms): closes the group's connections that moved no byte for `ms` (0: all of them). */
+static napi_value js_close_idle(napi_env env, napi_callback_info info) {
+  struct pump *p = get_pump(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  double group, idle_ms;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_double(env, argv[0], &group) != napi_ok || napi_get_value_double(env, argv[1], &idle_ms) != napi_ok ||
+      !(idle_ms >= 0))
+    return napi_throw_type_error(env, NULL, "pump: closeIdle(group, ms) takes a number group and ms >= 0"), NULL;
+  if (!p || !p->started) return NULL; /* nothing was ever started */
+  struct close_req *r = malloc(sizeof *r);
+  if (!r) return throw_errno(env, "closeIdle", ENOMEM);
+  r->group = group;
+  r->idle_ms = idle_ms;
+  pthread_mutex_lock(&p->mu);
+  r->next = p->closes;
+  p->closes = r;
+  pthread_mutex_unlock(&p->mu);
+  uint64_t one = 1;
+  if (write(p->evfd, &one, sizeof one) < 0 && errno != EAGAIN) abort();
+  return NULL;
+}
+
 /** stop(): no new connection from now on; the open ones go on until they close. Returns how many. */
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   (void)info;
@@ -530,6 +599,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeIdle", NULL, js_close_idle, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -10,7 +10,7 @@ import { constants } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BytePump, PumpReport } from './byte-pump.js';
-import { choosePump } from './choose-pump.js';
+import { chooseNativePump, choosePump, pumpSetting } from './choose-pump.js';
 import { JsPump } from './js-pump.js';
 import { ADDON_PATH, loadAddon, loadNativePump } from './native-pump.js';
 
@@ -259,6 +259,35 @@ describe.each(pumps)('$name pump', ({ name, create }) => {
     expect(await settledFdCount(before)).toBeLessThanOrEqual(before);
   });
 
+  run('closeIdle(ms) closes the connections that moved nothing for ms, and only those of its pump', async () => {
+    const pump = make();
+    const other = make();
+    const idle = await pair(pump);
+    const busy = await pair(pump);
+    const elsewhere = await pair(other);
+    // A plain close: the client sees its connection end.
+    const idleGone = once(idle.client, 'end');
+    await new Promise((r) => setTimeout(r, 300));
+    const got = new Promise((resolve) => busy.peer.once('data', resolve));
+    busy.client.write('still busy');
+    await got;
+    pump.closeIdle(200);
+    await idleGone;
+    expect(await idle.report).toMatchObject({ closedBy: 'local', how: 'idle', errno: 0, bytesAtoB: 0, bytesBtoA: 0 });
+    expect(pump.open()).toBe(1);
+    expect(other.open()).toBe(1);
+    // 0: every connection of the pump, however busy.
+    pump.closeIdle(0);
+    expect(await busy.report).toMatchObject({ closedBy: 'local', how: 'closed', bytesAtoB: 10 });
+    expect(pump.open()).toBe(0);
+    expect(other.open()).toBe(1);
+    const back = receive(elsewhere.peer);
+    elsewhere.client.end('untouched');
+    expect((await back).text).toBe('untouched');
+    elsewhere.peer.end();
+    expect(await elsewhere.report).toMatchObject({ how: 'fin' });
+  });
+
   run('stop() refuses new connections and lets the open ones finish', async () => {
     const pump = make();
     const { client, peer, report } = await pair(pump);
@@ -375,6 +404,20 @@ describe('native pump', () => {
 describe('choosePump', () => {
   it('ISTHMUS_PUMP=off gives the TypeScript pump and says so', () => {
     expect(choosePump({ ISTHMUS_PUMP: 'off' })).toMatchObject({ pump: { name: 'js' }, reason: 'ISTHMUS_PUMP=off' });
+  });
+
+  it('ISTHMUS_PUMP=on where the addon does not load is an error naming the variable and the reason; auto gives the reason', () => {
+    const missing = () => ({ available: false as const, reason: 'native pump not loaded (/x/pump.node): no such file' });
+    expect(() => chooseNativePump('on', missing)).toThrow(
+      expect.objectContaining({ code: 'ISTHMUS_ERR_BAD_CONFIG', message: expect.stringMatching(/ISTHMUS_PUMP=on.*no such file/) }),
+    );
+    expect(chooseNativePump('auto', missing)).toEqual({ reason: 'native pump not loaded (/x/pump.node): no such file' });
+    expect(chooseNativePump('off', missing)).toEqual({ reason: 'ISTHMUS_PUMP=off' });
+    expect([pumpSetting({}), pumpSetting({ ISTHMUS_PUMP: ' On ' }), pumpSetting({ ISTHMUS_PUMP: 'auto' })]).toEqual([undefined, 'on', 'auto']);
+  });
+
+  it.runIf(native.available)('ISTHMUS_PUMP=on where the addon loads gives the native pump', () => {
+    expect(choosePump({ ISTHMUS_PUMP: 'on' }).pump.name).toBe('native');
   });
 
   it('refuses a value it does not know, naming the variable', () => {
