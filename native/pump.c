@@ -17,6 +17,11 @@
 //   The connection's own struct carries its report (no ring to overflow, nothing dropped) and is
 //   freed on the JavaScript thread once reported.
 // - Allocation: one calloc per connection (struct + head bytes), nothing per packet.
+// - Pipes: a direction holds a pipe only while it moves bytes. One whose source has nothing more
+//   to read and whose pipe is empty gives it back to the thread's pool of spare pipes (as
+//   HAProxy's pipe pool), and takes one again, from the pool, with its next bytes: no syscall
+//   either way. So an idle connection costs its two fds, not six (a pipe pair per direction
+//   would be four more: 10,000 idle connections would need 60,000 fds).
 //
 // Epoll is edge-triggered and each socket is registered once, for EPOLLIN | EPOLLOUT: any event on
 // either socket runs both directions until each is blocked on something that will raise a new
@@ -56,9 +61,9 @@ struct end {
   int side; /* A or B */
 };
 
-/** One direction, from end[side] to end[!side], through its own pipe. */
+/** One direction, from end[side] to end[!side], through a pipe while it has bytes to move. */
 struct dir {
-  int pipe[2];     /* [0] read end, [1] write end */
+  int pipe[2];     /* [0] read end, [1] write end; -1: none held (see give_pipe) */
   size_t inpipe;   /* bytes in the pipe not yet written to the destination */
   uint64_t bytes;  /* read from the source (plus, A to B, the head) */
   double first_ms; /* when the first byte was read from the source; 0: none */
@@ -90,6 +95,9 @@ struct close_req {
   double group, idle_ms;
 };
 
+/** Spare pipes kept for reuse by the pump thread (two fds each). */
+#define SPARE_PIPES 256
+
 /** One per Node environment (instance data). */
 struct pump {
   napi_threadsafe_function tsfn;
@@ -103,6 +111,8 @@ struct pump {
   int quitting;
   struct conn *live; /* pump thread only */
   double round_ms;   /* pump thread only: the time this epoll round began */
+  int spare[SPARE_PIPES][2]; /* pump thread only: empty pipes, spare_n of them */
+  int spare_n;
   uint32_t open;     /* JavaScript thread only: started and not yet reported */
 };
 
@@ -126,6 +136,32 @@ static void reset_fd(int *fd) {
 
 // ---- the pump thread ----
 
+/** Gives `d` a pipe (a spare one, or a new one): 0, or an errno (EMFILE and the like). */
+static int take_pipe(struct pump *p, struct dir *d) {
+  if (d->pipe[0] >= 0) return 0;
+  if (p->spare_n > 0) {
+    p->spare_n--;
+    d->pipe[0] = p->spare[p->spare_n][0];
+    d->pipe[1] = p->spare[p->spare_n][1];
+    return 0;
+  }
+  return pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0 ? errno : 0;
+}
+
+/** `d`'s pipe back to the spares when it is empty (closed when the pool is full or it is not). */
+static void give_pipe(struct pump *p, struct dir *d) {
+  if (d->pipe[0] < 0) return;
+  if (d->inpipe == 0 && p->spare_n < SPARE_PIPES) {
+    p->spare[p->spare_n][0] = d->pipe[0];
+    p->spare[p->spare_n][1] = d->pipe[1];
+    p->spare_n++;
+    d->pipe[0] = d->pipe[1] = -1;
+    return;
+  }
+  close_fd(&d->pipe[0]);
+  close_fd(&d->pipe[1]);
+}
+
 /** The connection is over: out of epoll, every fd closed (sockets per `rst`), report filled in. */
 static void finish(struct pump *p, struct conn *c, char by, const char *how, int err, int rst_a, int rst_b) {
   c->over = 1;
@@ -139,8 +175,7 @@ static void finish(struct pump *p, struct conn *c, char by, const char *how, int
     if (c->end[s].fd >= 0) epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->end[s].fd, NULL);
     if (s == A ? rst_a : rst_b) reset_fd(&c->end[s].fd);
     else close_fd(&c->end[s].fd);
-    close_fd(&c->dir[s].pipe[0]);
-    close_fd(&c->dir[s].pipe[1]);
+    give_pipe(p, &c->dir[s]);
   }
   if (c->prev) c->prev->next = c->next;
   else p->live = c->next;
@@ -179,11 +214,15 @@ static int run_dir(struct pump *p, struct conn *c, int side) {
       /* Half-close: the other direction goes on. An error here (the peer is gone) shows up there. */
       shutdown(dst, SHUT_WR);
       d->shut = 1;
+      give_pipe(p, d);
     } else {
+      int err = take_pipe(p, d);
+      if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
       /* The pipe is empty, so EAGAIN can only mean the socket has nothing to read. */
       n = splice(src, NULL, d->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, side, errno), 0);
+      if (n < 0 && errno == EAGAIN) return give_pipe(p, d), 0; /* nothing to move: no pipe held */
+      if (n < 0) return fail(p, c, side, errno), 0;
       if (n == 0) {
         d->eof = 1;
         if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b'; /* who ended first */
@@ -343,6 +382,11 @@ static void *pump_thread(void *arg) {
       struct conn *c = over;
       over = c->next;
       free(c);
+    }
+    while (p->spare_n > 0) {
+      p->spare_n--;
+      close(p->spare[p->spare_n][0]);
+      close(p->spare[p->spare_n][1]);
     }
   }
   return NULL;
@@ -528,17 +572,12 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   int err = 0;
   for (int s = A; s <= B; s++) {
     c->end[s] = (struct end){.c = c, .fd = dup_fd(fd[s]), .side = s};
-    c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1;
+    c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1; /* taken on the pump thread, with the first bytes */
     if (c->end[s].fd < 0 && !err) err = errno;
-    if (!err && pipe2(c->dir[s].pipe, O_NONBLOCK | O_CLOEXEC) < 0) err = errno;
   }
   c->dir[A].bytes = head_len;
   if (err) {
-    for (int s = A; s <= B; s++) {
-      close_fd(&c->end[s].fd);
-      close_fd(&c->dir[s].pipe[0]);
-      close_fd(&c->dir[s].pipe[1]);
-    }
+    for (int s = A; s <= B; s++) close_fd(&c->end[s].fd);
     free(c);
     return throw_errno(env, "start", err); /* EMFILE and the like: the caller's fds are untouched */
   }

@@ -326,6 +326,32 @@ describe('native pump', () => {
     expect(reports.batches - before).toBeLessThan(200);
   });
 
+  it.runIf(native.available)('an idle connection holds no pipe: its two dup(2)ed sockets are all it keeps open', async () => {
+    if (!native.available) return;
+    const pump = native.create();
+    const before = fdCount();
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 20; i++) {
+      // One after the other: each moves bytes both ways, then idles (its pipes back to the pool).
+      const p = await pair(pump);
+      const up = new Promise((r) => p.peer.once('data', r));
+      p.client.write('ping');
+      await up;
+      const down = new Promise((r) => p.client.once('data', r));
+      p.peer.write('pong');
+      await down;
+      pairs.push(p);
+    }
+    // Per connection here: the client's and the peer's sockets, and the pump's two fds (a pipe per
+    // direction would be four more); the pool keeps the pipes the last one gave back.
+    expect(await settledFdCount(before + 20 * 4 + 4)).toBeLessThanOrEqual(before + 20 * 4 + 4);
+    for (const p of pairs) {
+      p.peer.on('error', () => {});
+      p.client.resetAndDestroy();
+    }
+    await Promise.all(pairs.map((p) => p.report));
+  });
+
   it.runIf(native.available)('a worker thread that exits with connections open closes their fds (the environment teardown)', async () => {
     // Each worker is an environment of its own: its own pump thread, stopped and joined at exit.
     const code = `
@@ -351,7 +377,7 @@ describe('native pump', () => {
   });
 
   it.runIf(native.available)('out of fds, start() throws a clear error, leaks nothing and leaves the caller its sockets', () => {
-    // In a process of its own, with 64 fds, filled up to leave start() room for its dups only.
+    // In a process of its own, with 64 fds, filled up to leave the thread its two and start() one dup.
     const script = `
       const net = require('node:net');
       const fs = require('node:fs');
@@ -365,7 +391,7 @@ describe('native pump', () => {
         const b = net.connect(srv.address().port, '127.0.0.1', () => {
           const filler = [];
           try { for (;;) filler.push(fs.openSync('/dev/null', 'r')); } catch {}
-          for (let i = 0; i < 4; i++) fs.closeSync(filler.pop());
+          for (let i = 0; i < 3; i++) fs.closeSync(filler.pop());
           const first = attempt(a, b); // may start the pump thread (its epoll fd and eventfd)
           const before = count();
           const second = attempt(a, b);
