@@ -177,7 +177,9 @@ export class Gateway implements Component, ConnectionHost {
 
   async start(): Promise<void> {
     // First: ISTHMUS_PUMP=on without the addon is a start-up error, before anything is bound.
-    const pumpChoice = chooseNativePump(this.opts.pump ?? pumpSetting() ?? DEFAULT_PUMP);
+    const setting = this.opts.pump ?? pumpSetting();
+    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP);
+    if (setting === undefined && !pumpChoice.pump) pumpChoice.reason = `ISTHMUS_PUMP unset: ${DEFAULT_PUMP} by default`;
     const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
     this.dataPath = choice.path;
     logDataPath(this.log, choice);
