@@ -7,6 +7,9 @@
 // - The JavaScript thread calls init(onReports) once, then start(fdA, fdB, head, id) per
 //   connection. start() dup(2)s both fds: the pump owns its copies and closes them exactly once;
 //   the caller closes its own (it destroys its net.Sockets; see native-pump.ts for why a dup).
+// - closeIdle(group, ms) asks the thread, the same way, to close the connections of one group
+//   (one pump object, so one gateway: several may share the process) that moved no byte for `ms`.
+//   Each connection keeps the time of its last bytes, from a clock read once per epoll round.
 // - start() hands the connection to the pump thread through `incoming` (mutex + eventfd); only
 //   the pump thread touches epoll and the live connections after that.
 // - A connection that is over goes on `done`; when `done` turns non-empty the thread signals the
@@ -14,6 +17,11 @@
 //   The connection's own struct carries its report (no ring to overflow, nothing dropped) and is
 //   freed on the JavaScript thread once reported.
 // - Allocation: one calloc per connection (struct + head bytes), nothing per packet.
+// - Pipes: a direction holds a pipe only while it moves bytes. One whose source has nothing more
+//   to read and whose pipe is empty gives it back to the thread's pool of spare pipes (as
+//   HAProxy's pipe pool), and takes one again, from the pool, with its next bytes: no syscall
+//   either way. So an idle connection costs its two fds, not six (a pipe pair per direction
+//   would be four more: 10,000 idle connections would need 60,000 fds).
 //
 // Epoll is edge-triggered and each socket is registered once, for EPOLLIN | EPOLLOUT: any event on
 // either socket runs both directions until each is blocked on something that will raise a new
@@ -53,9 +61,9 @@ struct end {
   int side; /* A or B */
 };
 
-/** One direction, from end[side] to end[!side], through its own pipe. */
+/** One direction, from end[side] to end[!side], through a pipe while it has bytes to move. */
 struct dir {
-  int pipe[2];     /* [0] read end, [1] write end */
+  int pipe[2];     /* [0] read end, [1] write end; -1: none held (see give_pipe) */
   size_t inpipe;   /* bytes in the pipe not yet written to the destination */
   uint64_t bytes;  /* read from the source (plus, A to B, the head) */
   double first_ms; /* when the first byte was read from the source; 0: none */
@@ -68,16 +76,27 @@ struct conn {
   struct end end[2];
   struct dir dir[2]; /* dir[A]: A to B; dir[B]: B to A */
   double id;
+  double group;
+  double last_ms; /* when bytes last moved (either way), from the thread's round clock */
   int over;
   int again;               /* on the thread's list of connections to run again, work left */
   struct conn *again_next;
-  char closed_by;  /* 'a', 'b', or 'e' (the pump itself) */
-  const char *how; /* "fin", "reset", "error" */
+  char closed_by;  /* 'a', 'b', 'l' (closed on request: closeIdle) or 'e' (the pump itself) */
+  const char *how; /* "fin", "reset", "error", "idle" (closeIdle with ms > 0), "closed" (ms 0) */
   int err;
   double closed_ms;
   size_t head_len, head_off; /* bytes for B, written before anything read from A */
   char head[];
 };
+
+/** A closeIdle() request, from the JavaScript thread to the pump thread. */
+struct close_req {
+  struct close_req *next;
+  double group, idle_ms;
+};
+
+/** Spare pipes kept for reuse by the pump thread (two fds each). */
+#define SPARE_PIPES 256
 
 /** One per Node environment (instance data). */
 struct pump {
@@ -85,11 +104,15 @@ struct pump {
   pthread_t thread;
   int started, stopped; /* JavaScript thread only */
   int epfd, evfd;
-  pthread_mutex_t mu; /* guards incoming, done_*, quitting */
+  pthread_mutex_t mu; /* guards incoming, closes, done_*, quitting */
   struct conn *incoming;
+  struct close_req *closes;
   struct conn *done_head, *done_tail;
   int quitting;
   struct conn *live; /* pump thread only */
+  double round_ms;   /* pump thread only: the time this epoll round began */
+  int spare[SPARE_PIPES][2]; /* pump thread only: empty pipes, spare_n of them */
+  int spare_n;
   uint32_t open;     /* JavaScript thread only: started and not yet reported */
 };
 
@@ -113,6 +136,32 @@ static void reset_fd(int *fd) {
 
 // ---- the pump thread ----
 
+/** Gives `d` a pipe (a spare one, or a new one): 0, or an errno (EMFILE and the like). */
+static int take_pipe(struct pump *p, struct dir *d) {
+  if (d->pipe[0] >= 0) return 0;
+  if (p->spare_n > 0) {
+    p->spare_n--;
+    d->pipe[0] = p->spare[p->spare_n][0];
+    d->pipe[1] = p->spare[p->spare_n][1];
+    return 0;
+  }
+  return pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0 ? errno : 0;
+}
+
+/** `d`'s pipe back to the spares when it is empty (closed when the pool is full or it is not). */
+static void give_pipe(struct pump *p, struct dir *d) {
+  if (d->pipe[0] < 0) return;
+  if (d->inpipe == 0 && p->spare_n < SPARE_PIPES) {
+    p->spare[p->spare_n][0] = d->pipe[0];
+    p->spare[p->spare_n][1] = d->pipe[1];
+    p->spare_n++;
+    d->pipe[0] = d->pipe[1] = -1;
+    return;
+  }
+  close_fd(&d->pipe[0]);
+  close_fd(&d->pipe[1]);
+}
+
 /** The connection is over: out of epoll, every fd closed (sockets per `rst`), report filled in. */
 static void finish(struct pump *p, struct conn *c, char by, const char *how, int err, int rst_a, int rst_b) {
   c->over = 1;
@@ -126,8 +175,7 @@ static void finish(struct pump *p, struct conn *c, char by, const char *how, int
     if (c->end[s].fd >= 0) epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->end[s].fd, NULL);
     if (s == A ? rst_a : rst_b) reset_fd(&c->end[s].fd);
     else close_fd(&c->end[s].fd);
-    close_fd(&c->dir[s].pipe[0]);
-    close_fd(&c->dir[s].pipe[1]);
+    give_pipe(p, &c->dir[s]);
   }
   if (c->prev) c->prev->next = c->next;
   else p->live = c->next;
@@ -166,17 +214,22 @@ static int run_dir(struct pump *p, struct conn *c, int side) {
       /* Half-close: the other direction goes on. An error here (the peer is gone) shows up there. */
       shutdown(dst, SHUT_WR);
       d->shut = 1;
+      give_pipe(p, d);
     } else {
+      int err = take_pipe(p, d);
+      if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
       /* The pipe is empty, so EAGAIN can only mean the socket has nothing to read. */
       n = splice(src, NULL, d->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, side, errno), 0);
+      if (n < 0 && errno == EAGAIN) return give_pipe(p, d), 0; /* nothing to move: no pipe held */
+      if (n < 0) return fail(p, c, side, errno), 0;
       if (n == 0) {
         d->eof = 1;
         if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b'; /* who ended first */
         continue;
       }
       if (d->first_ms == 0) d->first_ms = now_ms();
+      c->last_ms = p->round_ms;
       d->bytes += (uint64_t)n;
       d->inpipe = (size_t)n;
     }
@@ -209,6 +262,7 @@ static void take_incoming(struct pump *p, struct conn **over) {
     struct conn *c = list;
     list = c->next;
     c->prev = NULL;
+    c->last_ms = p->round_ms;
     c->next = p->live;
     if (p->live) p->live->prev = c;
     p->live = c;
@@ -223,6 +277,26 @@ static void take_incoming(struct pump *p, struct conn **over) {
       c->next = *over;
       *over = c;
     }
+  }
+}
+
+/** closeIdle() requests: each closes its group's connections idle for its time (all, for 0). */
+static void take_closes(struct pump *p, struct conn **over) {
+  pthread_mutex_lock(&p->mu);
+  struct close_req *list = p->closes;
+  p->closes = NULL;
+  pthread_mutex_unlock(&p->mu);
+  while (list) {
+    struct close_req *r = list;
+    list = r->next;
+    for (struct conn *c = p->live, *next; c; c = next) {
+      next = c->next; /* finish() takes c off the live list */
+      if (c->group != r->group || c->last_ms > p->round_ms - r->idle_ms) continue;
+      finish(p, c, 'l', r->idle_ms > 0 ? "idle" : "closed", 0, 0, 0);
+      c->next = *over;
+      *over = c;
+    }
+    free(r);
   }
 }
 
@@ -251,6 +325,7 @@ static void *pump_thread(void *arg) {
     /* With work left over from the last round, only a look at what else is ready. */
     int n = epoll_wait(p->epfd, evs, MAX_EVENTS, again ? 0 : -1);
     if (n < 0 && errno != EINTR) break;
+    p->round_ms = now_ms();
     /* Connections over in this round are reported after it: JavaScript may free one as soon as
        it is reported, and a later event of this round may still name it. */
     struct conn *over = NULL, *rerun = again;
@@ -268,6 +343,7 @@ static void *pump_thread(void *arg) {
         quit = p->quitting;
         pthread_mutex_unlock(&p->mu);
         take_incoming(p, &over);
+        if (!quit) take_closes(p, &over);
         continue;
       }
       struct end *e = evs[i].data.ptr;
@@ -306,6 +382,11 @@ static void *pump_thread(void *arg) {
       struct conn *c = over;
       over = c->next;
       free(c);
+    }
+    while (p->spare_n > 0) {
+      p->spare_n--;
+      close(p->spare[p->spare_n][0]);
+      close(p->spare[p->spare_n][1]);
     }
   }
   return NULL;
@@ -362,7 +443,7 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
         else napi_set_named_property(env, o, key, undef);
       }
       set_num(env, o, "closedAtMs", c->closed_ms);
-      set_str(env, o, "closedBy", c->closed_by == 'a' ? "a" : c->closed_by == 'b' ? "b" : "error");
+      set_str(env, o, "closedBy", c->closed_by == 'a' ? "a" : c->closed_by == 'b' ? "b" : c->closed_by == 'l' ? "local" : "error");
       set_str(env, o, "how", c->how);
       set_num(env, o, "errno", c->err);
       napi_set_element(env, arr, i++, o);
@@ -391,6 +472,11 @@ static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   struct pump *p = data;
+  while (p->closes) {
+    struct close_req *r = p->closes;
+    p->closes = r->next;
+    free(r);
+  }
   while (p->done_head) {
     struct conn *c = p->done_head;
     p->done_head = c->next;
@@ -453,22 +539,24 @@ static int dup_fd(int fd) {
   return d;
 }
 
-/** start(fdA, fdB, headForB: Buffer | undefined, id: number) */
+/** start(fdA, fdB, headForB: Buffer | undefined, id: number, group?: number) */
 static napi_value js_start(napi_env env, napi_callback_info info) {
   struct pump *p = get_pump(env);
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (!p) return napi_throw_error(env, "ISTHMUS_ERR_INTERNAL", "pump: start() before init()"), NULL;
   if (p->stopped) return napi_throw_error(env, "ISTHMUS_ERR_UNAVAILABLE", "pump: stopped, takes no new connections"), NULL;
   int32_t fd[2];
-  double id;
+  double id, group = 0;
   void *head = NULL;
   size_t head_len = 0;
   bool is_buf = false;
   if (argc < 4 || napi_get_value_int32(env, argv[0], &fd[A]) != napi_ok || napi_get_value_int32(env, argv[1], &fd[B]) != napi_ok ||
       napi_get_value_double(env, argv[3], &id) != napi_ok || fd[A] < 0 || fd[B] < 0)
     return napi_throw_type_error(env, NULL, "pump: start(fdA, fdB, head, id) takes two fds >= 0 and a number id"), NULL;
+  if (argc >= 5 && napi_get_value_double(env, argv[4], &group) != napi_ok)
+    return napi_throw_type_error(env, NULL, "pump: start()'s group must be a number"), NULL;
   napi_is_buffer(env, argv[2], &is_buf);
   if (is_buf) napi_get_buffer_info(env, argv[2], &head, &head_len);
   if (!p->started) {
@@ -478,22 +566,18 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   struct conn *c = calloc(1, sizeof *c + head_len);
   if (!c) return throw_errno(env, "start", ENOMEM);
   c->id = id;
+  c->group = group;
   c->head_len = head_len;
   if (head_len) memcpy(c->head, head, head_len);
   int err = 0;
   for (int s = A; s <= B; s++) {
     c->end[s] = (struct end){.c = c, .fd = dup_fd(fd[s]), .side = s};
-    c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1;
+    c->dir[s].pipe[0] = c->dir[s].pipe[1] = -1; /* taken on the pump thread, with the first bytes */
     if (c->end[s].fd < 0 && !err) err = errno;
-    if (!err && pipe2(c->dir[s].pipe, O_NONBLOCK | O_CLOEXEC) < 0) err = errno;
   }
   c->dir[A].bytes = head_len;
   if (err) {
-    for (int s = A; s <= B; s++) {
-      close_fd(&c->end[s].fd);
-      close_fd(&c->dir[s].pipe[0]);
-      close_fd(&c->dir[s].pipe[1]);
-    }
+    for (int s = A; s <= B; s++) close_fd(&c->end[s].fd);
     free(c);
     return throw_errno(env, "start", err); /* EMFILE and the like: the caller's fds are untouched */
   }
@@ -504,6 +588,30 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   uint64_t one = 1;
   if (write(p->evfd, &one, sizeof one) < 0 && errno != EAGAIN) abort(); /* cannot happen: counter far from max */
   if (p->open++ == 0) napi_ref_threadsafe_function(env, p->tsfn);
+  return NULL;
+}
+
+/** closeIdle(group, ms): closes the group's connections that moved no byte for `ms` (0: all of them). */
+static napi_value js_close_idle(napi_env env, napi_callback_info info) {
+  struct pump *p = get_pump(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  double group, idle_ms;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_double(env, argv[0], &group) != napi_ok || napi_get_value_double(env, argv[1], &idle_ms) != napi_ok ||
+      !(idle_ms >= 0))
+    return napi_throw_type_error(env, NULL, "pump: closeIdle(group, ms) takes a number group and ms >= 0"), NULL;
+  if (!p || !p->started) return NULL; /* nothing was ever started */
+  struct close_req *r = malloc(sizeof *r);
+  if (!r) return throw_errno(env, "closeIdle", ENOMEM);
+  r->group = group;
+  r->idle_ms = idle_ms;
+  pthread_mutex_lock(&p->mu);
+  r->next = p->closes;
+  p->closes = r;
+  pthread_mutex_unlock(&p->mu);
+  uint64_t one = 1;
+  if (write(p->evfd, &one, sizeof one) < 0 && errno != EAGAIN) abort();
   return NULL;
 }
 
@@ -530,6 +638,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeIdle", NULL, js_close_idle, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -1,16 +1,19 @@
 // One client connection through the mesh gateway, from its first byte to both sockets closed: it
 // reads the ClientHello into a bounded window, routes it by SNI, connects upstream (the next target
 // when one refuses or hangs up unanswered), replays the hello and moves bytes both ways with the
-// gateway's read-buffer rules (see gateway.ts). This is the part a native byte pump replaces.
+// gateway's read-buffer rules (see gateway.ts), or, where the gateway has a native byte pump, hands
+// both sockets to it once the upstream has answered and is told by its report how the connection went.
 // One class over 400 lines on purpose: it is the hot path (every read and write of every
 // connection), one state machine that reads best, and that V8 inlines best, from hello to close.
 import { isIsthmusError } from '../core/errors.js';
 import type { SniName } from '../core/names.js';
 import type { FlowIdentity, FlowRecord, FlowVerdict } from '../dataflow/index.js';
 import { Written, type Accepted, type DataPath, type TcpConn } from '../netio/index.js';
+import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../telemetry/index.js';
 import { parseClientHello, type ClientHello } from './client-hello.js';
 import type { GatewayErrorReason, GatewayMetrics, RouteCounts } from './metrics.js';
+import type { NativePump, PumpReport } from './pump/index.js';
 import type { RouteFound, RouteTable, RouteTarget } from './routes.js';
 
 /** What a connection asks of the gateway that accepted it. */
@@ -18,6 +21,8 @@ export interface ConnectionHost {
   readonly dc: string;
   readonly logger: Logger;
   readonly dataPath: DataPath;
+  /** The native byte pump connections are handed to once routed and answered; undefined: none. */
+  readonly pump: NativePump | undefined;
   readonly routes: RouteTable;
   readonly metrics: GatewayMetrics | undefined;
   readonly unrouted: RouteCounts | undefined;
@@ -38,7 +43,6 @@ export interface ConnectionHost {
 
 export const ZERO_TRACE = '0'.repeat(32);
 export const NOBODY: FlowIdentity = { spiffeId: '', service: '', namespace: '', dc: '' };
-const noop = (): void => {};
 /** Clears a timer and lets go of it (a connection lives for hours; a cleared Timeout need not). */
 const clear = (t: NodeJS.Timeout | undefined): undefined => {
   clearTimeout(t);
@@ -58,10 +62,18 @@ function viewOf(last: Buffer | undefined, buf: Buffer, n: number): Buffer {
   if (last !== undefined && last.length === n && last.buffer === buf.buffer && last.byteOffset === buf.byteOffset) return last;
   return buf.subarray(0, n);
 }
+const errnoName = (errno: number): string => {
+  try {
+    return getSystemErrorName(-Math.abs(errno));
+  } catch {
+    return `errno ${errno}`;
+  }
+};
 /** Bytes read before a hello must have completed: its largest size, plus a header per record. */
 const helloWindow = (max: number) => max + 4 + 256 * 5;
 
-type State = 'hello' | 'connecting' | 'open' | 'done';
+/** open: bytes moved here; pumped: by the byte pump, until its report. */
+type State = 'hello' | 'connecting' | 'open' | 'pumped' | 'done';
 
 /** One client connection through the gateway, from its first byte to both sockets closed. */
 export class GatewayConnection {
@@ -109,6 +121,11 @@ export class GatewayConnection {
   private readSinceSweep = false;
   private inBuffered = false;
   private failure: string | undefined;
+  /** Bytes the byte pump moved from and to the client (the head it was given included). */
+  private pumpedIn = 0;
+  private pumpedOut = 0;
+  /** The hello's write to the upstream waits for it to drain: no hand-off to the pump meanwhile. */
+  private helloPending = false;
   private clientClosed = false;
   private upstreamClosed = true;
   private routeLabel(): string {
@@ -131,9 +148,10 @@ export class GatewayConnection {
     this.helloTimer = setTimeout(this.onHelloTimeout, gw.helloTimeoutMs);
   }
 
-  /** Gateway stopping: close both sides now. */
+  /** Gateway stopping: close both sides now (a pumped connection: the gateway asks its pump). */
   abort(): void {
     this.failure ??= 'gateway stopped';
+    if (this.state === 'pumped') return;
     this.client.destroy();
     this.upstream?.destroy();
   }
@@ -360,7 +378,7 @@ export class GatewayConnection {
     this.connectTimer = clear(this.connectTimer);
     // The client stays paused until the upstream answers: one that accepts and then closes without
     // a word (a dead gateway behind a load balancer) is passed over, the hello replayed to the next.
-    up.write(this.helloBytes!, noop);
+    if (up.write(this.helloBytes!, this.afterHelloWrite) === Written.Pending) this.helloPending = true;
     const target = this.target!;
     this.connectTimer = setTimeout(() => {
       if (this.upstream !== up || this.state !== 'connecting') return;
@@ -378,6 +396,59 @@ export class GatewayConnection {
       this.client.end();
     }
   }
+
+  private readonly afterHelloWrite = (): void => {
+    this.helloPending = false;
+  };
+
+  /**
+   * The upstream's first bytes (`head`, in the read buffer): both sockets go to the byte pump, which
+   * writes `head` to the client first. False when they cannot (bytes still held on this side, the
+   * pump stopped or out of fds): the connection goes on here.
+   */
+  private handOff(pump: NativePump, head: Buffer): boolean {
+    const up = this.upstream!;
+    const client = this.client;
+    const fdUp = up.fd();
+    const fdClient = client.fd();
+    if (this.helloPending || fdUp < 0 || fdClient < 0) return false;
+    try {
+      // The upstream is the pump's A and the client its B: the head it writes to B before anything
+      // read from A is the upstream's answer, read here (the hello went to the upstream already).
+      pump.startFds(fdUp, fdClient, head, this.onPumped);
+    } catch (err) {
+      this.gw.logger.warn('byte pump refused a connection; it is moved here', { error: err, route: this.routeLabel() });
+      return false;
+    }
+    this.connectTimer = clear(this.connectTimer);
+    this.state = 'pumped';
+    this.helloBytes = undefined;
+    up.detach();
+    client.detach();
+    return true;
+  }
+
+  /** The byte pump's report: the connection is over (A is the upstream, B the client). */
+  private readonly onPumped = (r: PumpReport): void => {
+    this.pumpedIn = r.bytesBtoA;
+    this.pumpedOut = r.bytesAtoB;
+    const code = r.errno ? errnoName(r.errno) : 'error';
+    if (r.how === 'reset' || r.how === 'error') {
+      if (r.closedBy === 'a') {
+        this.failure ??= `upstream ${this.target!.host}:${this.target!.port}: ${code}`;
+        this.gw.error(this.routeLabel(), 'upstream_reset');
+      } else if (r.closedBy === 'b') this.failure ??= `client: ${code}`;
+      else this.failure ??= `byte pump: ${code}`;
+    } else if (r.how === 'idle') {
+      this.gw.error(this.routeLabel(), 'idle_timeout');
+      this.failure ??= `idle for ${this.gw.idleTimeoutMs} ms`;
+    }
+    // 'closed': closed by abort() (the gateway stopping), whose failure says so.
+    this.clientClosed = this.upstreamClosed = true;
+    this.state = 'done';
+    this.emit(this.failure ? 'error' : 'allowed');
+    this.gw.released(this, this.counts);
+  };
 
   /** The upstream's first bytes: from here on both directions flow. */
   private answered(): void {
@@ -420,7 +491,10 @@ export class GatewayConnection {
   private readonly nextUpstreamBuffer = (): Buffer => this.upstreamBuf ?? this.gw.sharedReadBuffer;
 
   private readonly onUpstreamRead = (n: number, buf: Buffer): boolean => {
-    if (this.state === 'connecting') this.answered();
+    if (this.state === 'connecting') {
+      if (this.gw.pump && this.handOff(this.gw.pump, buf.subarray(0, n))) return false;
+      this.answered();
+    }
     this.active = true;
     const client = this.client;
     if (client.destroyed || client.ended) return false;
@@ -546,8 +620,8 @@ export class GatewayConnection {
     const route = this.route;
     const name = this.sniName;
     const client = this.client;
-    const bytesIn = client.bytesRead;
-    const bytesOut = client.bytesWritten;
+    const bytesIn = client.bytesRead + this.pumpedIn;
+    const bytesOut = client.bytesWritten + this.pumpedOut;
     if (this.counts) {
       this.counts.bytesIn += bytesIn;
       this.counts.bytesOut += bytesOut;

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -10,6 +11,7 @@ import { chooseDataPath, type DataPathName } from '../netio/index.js';
 import { spiffeOf, traceIdFromKeylog } from '../sidecar/index.js';
 import { createLogger, createRegistry } from '../telemetry/index.js';
 import { Gateway, GATEWAY_CONNECTION_CHANNEL, type GatewayOptions } from './gateway.js';
+import { loadNativePump } from './pump/index.js';
 import type { GatewayRoutes } from './routes.js';
 import { helloMessage, records } from './testing/hello-builder.js';
 
@@ -300,7 +302,8 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
     const port = (server.address() as net.AddressInfo).port;
     const { gw } = await gateway(
       { trustDomain: 'golden.isthmus', services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }] },
-      { bufferSweepMs: 200 },
+      // The data path's read buffers: a pumped connection has none (see the byte pump's tests below).
+      { bufferSweepMs: 200, pump: 'off' },
     );
     const sock = net.connect({ host: '127.0.0.1', port: gw.port });
     stops.push(() => void sock.destroy());
@@ -527,6 +530,112 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
       again.listen(port, '127.0.0.1', () => resolve());
     });
     await new Promise<void>((r) => again.close(() => r()));
+  });
+});
+
+// The gateway with the native byte pump switched on (ISTHMUS_PUMP=on runs every test above on it
+// too): what only the pump path has to show. Run only where the addon was built; pump.test.ts fails
+// when it was not on Linux x64.
+describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the native byte pump, $name', ({ path }) => {
+  beforeAll(() => {
+    kind = path;
+  });
+  const routes = (port: number): Partial<GatewayRoutes> => ({
+    trustDomain: 'golden.isthmus',
+    services: [{ name: 'api', namespace: 'default', endpoints: [{ host: '127.0.0.1', port }] }],
+  });
+
+  it('says at start that the native pump moves the bytes', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    await gateway({}, { logger, pump: 'on' });
+    expect(lines.filter((l) => l.msg === 'byte pump')).toEqual([expect.objectContaining({ pump: 'native', movesBytes: 'native pump' })]);
+  });
+
+  it('hands a routed connection to the pump: the flow record and metrics count the bytes the client sent and got', async () => {
+    const port = await hashBackend();
+    const { gw, flows, registry } = await gateway(routes(port), { pump: 'on' });
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port, allowHalfOpen: true });
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.write(GOLDEN);
+    // The backend's "ready:" is its answer: the connection is the pump's once it came.
+    await until(() => Buffer.concat(got).toString() === 'ready:');
+    expect(gw.pump!.open()).toBe(1);
+    expect(gw.connections).toBe(1);
+    const body = randomBytes(3 << 20);
+    sock.end(body);
+    await once(sock, 'end');
+    const answer = Buffer.concat(got).toString();
+    expect(answer).toBe(
+      `ready:${createHash('sha256')
+        .update(Buffer.concat([GOLDEN, body]))
+        .digest('hex')}`,
+    );
+    await until(() => flows.length === 1);
+    expect(flows[0]).toMatchObject({ verdict: 'allowed', sni: goldenSni, bytesIn: GOLDEN.length + body.length, bytesOut: answer.length });
+    expect(gw.pump!.open()).toBe(0);
+    expect(gw.connections).toBe(0);
+    expect(gw.connectionsWithOwnBuffers).toBe(0);
+    const text = await registry.metrics();
+    expect(text).toMatch(new RegExp(`isthmus_gateway_bytes_in_total\\{route="api\\.default\\.dc1"[^}]*\\} ${GOLDEN.length + body.length}\n`));
+    expect(text).toMatch(new RegExp(`isthmus_gateway_bytes_out_total\\{route="api\\.default\\.dc1"[^}]*\\} ${answer.length}\n`));
+    expect(text).toMatch(/isthmus_gateway_connections_active\{route="api\.default\.dc1"[^}]*\} 0\n/);
+  });
+
+  it('an upstream reset reaches the client as a reset and is recorded as one', async () => {
+    const server = net.createServer((s) => {
+      s.write('hi');
+      // The hello first, then the client's "now", once the connection is the pump's.
+      s.on('data', (d: Buffer) => d.toString('latin1').endsWith('now') && s.resetAndDestroy());
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => server.close(() => r())));
+    const { gw, flows, registry } = await gateway(routes((server.address() as net.AddressInfo).port), { pump: 'on' });
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+    const end = outcome(sock);
+    sock.write(GOLDEN);
+    await until(() => gw.pump!.open() === 1);
+    sock.write('now');
+    expect(await end).toBe('reset');
+    await until(() => flows.length === 1);
+    expect(flows[0]).toMatchObject({ verdict: 'error', reason: expect.stringMatching(/^upstream 127\.0\.0\.1:\d+: ECONNRESET$/), bytesOut: 2 });
+    expect(await registry.metrics()).toMatch(/isthmus_gateway_errors_total\{route="api\.default\.dc1",reason="upstream_reset"[^}]*\} 1\n/);
+  });
+
+  it('closes a pumped connection idle past its bound, and only once it idles', async () => {
+    const port = await hashBackend();
+    const { gw, flows } = await gateway(routes(port), { idleTimeoutMs: 300, pump: 'on' });
+    const raw = net.connect({ host: '127.0.0.1', port: gw.port });
+    const end = outcome(raw);
+    raw.write(GOLDEN);
+    await until(() => gw.pump!.open() === 1);
+    // Bytes every 100 ms keep it open past the bound...
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      raw.write('x');
+    }
+    expect(gw.pump!.open()).toBe(1);
+    // ...and then it idles.
+    await end;
+    await until(() => flows.length === 1);
+    expect(flows[0]).toMatchObject({ verdict: 'error', reason: 'idle for 300 ms', sni: goldenSni, bytesIn: GOLDEN.length + 6 });
+  });
+
+  it('stop() closes an open pumped connection and waits for it: its flow record is out when stop() returns', async () => {
+    const port = await hashBackend();
+    const { gw, flows } = await gateway(routes(port), { pump: 'on' });
+    const raw = net.connect({ host: '127.0.0.1', port: gw.port });
+    const end = outcome(raw);
+    raw.write(GOLDEN);
+    await until(() => gw.pump!.open() === 1);
+    expect(flows).toHaveLength(0);
+    await gw.stop();
+    expect(gw.pump!.open()).toBe(0);
+    expect(gw.connections).toBe(0);
+    expect(flows).toEqual([expect.objectContaining({ verdict: 'error', reason: 'gateway stopped', bytesIn: GOLDEN.length, bytesOut: 6 })]);
+    expect(await end).toBe('closed');
   });
 });
 

@@ -13,6 +13,7 @@ import { silentLogger, type Logger } from '../telemetry/index.js';
 import { DEFAULT_MAX_HELLO_BYTES } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { GatewayConnection, IDLE_SWEEPS, NOBODY, ZERO_TRACE, type ConnectionHost } from './gateway-connection.js';
+import { chooseNativePump, pumpSetting, type NativePump, type PumpSetting } from './pump/index.js';
 import { RouteTable, type GatewayRoutes } from './routes.js';
 
 export const GATEWAY_CONNECTION_CHANNEL = 'isthmus:gateway:connection';
@@ -63,7 +64,16 @@ export interface GatewayOptions {
    * net.Sockets (false); unset: as ISTHMUS_FAST_PATH says (see netio/).
    */
   fastPath?: boolean;
+  /**
+   * Who moves a routed connection's bytes: `on` the native byte pump (a start-up error where it does
+   * not load), `auto` the pump where it loads, `off` the data path above. Unset: as ISTHMUS_PUMP says,
+   * else DEFAULT_PUMP.
+   */
+  pump?: PumpSetting;
 }
+
+/** ISTHMUS_PUMP unset: see docs/decisions.md ("The byte pump") for why. */
+export const DEFAULT_PUMP: PumpSetting = 'off';
 
 /**
  * Reads land in one buffer shared by every connection of the gateway, and what is read is copied out
@@ -72,6 +82,8 @@ export interface GatewayOptions {
  * without a copy: so a connection that stays idle after its handshake holds no read buffer at all.
  */
 const READ_BUFFER = 64 * 1024;
+/** The longest stop() waits for the connections it closed to be gone (and recorded). */
+const DRAIN_MS = 5000;
 /** Read buffers kept for reuse, gateway-wide (2 MiB). */
 const MAX_SPARE_BUFFERS = 32;
 
@@ -107,6 +119,10 @@ export class Gateway implements Component, ConnectionHost {
   private canSwapBuffers = true;
   /** How connections are accepted and driven: chosen at start (see netio/). */
   dataPath!: DataPath;
+  /** What moves the bytes of routed connections, when not the data path: chosen at start. */
+  pump: NativePump | undefined;
+  /** While stopping: called once the last connection is released. */
+  private onDrained: (() => void) | undefined;
 
   constructor(private readonly opts: GatewayOptions) {
     this.id = opts.id;
@@ -160,9 +176,19 @@ export class Gateway implements Component, ConnectionHost {
   }
 
   async start(): Promise<void> {
+    // First: ISTHMUS_PUMP=on without the addon is a start-up error, before anything is bound.
+    const setting = this.opts.pump ?? pumpSetting();
+    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP);
+    if (setting === undefined && !pumpChoice.pump) pumpChoice.reason = `ISTHMUS_PUMP unset: ${DEFAULT_PUMP} by default`;
     const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
     this.dataPath = choice.path;
     logDataPath(this.log, choice);
+    this.pump = pumpChoice.pump;
+    this.log.info('byte pump', {
+      pump: this.pump ? 'native' : 'off',
+      movesBytes: this.pump ? 'native pump' : `${choice.path.name} data path`,
+      reason: pumpChoice.reason,
+    });
     // Accepted connections are read into the gateway's own buffers.
     const passOn = choice.path.passesAccepted ? this.opts.passOn : undefined;
     const server = choice.path.createServer((handle) => {
@@ -182,6 +208,8 @@ export class Gateway implements Component, ConnectionHost {
     this.idleSweep = setInterval(
       () => {
         for (const c of this.conns) c.sweepIdle();
+        // The pump knows when each of its connections last moved a byte: one ask for all of them.
+        this.pump?.closeIdle(this.idleTimeoutMs);
       },
       Math.max(1, Math.floor(this.idleTimeoutMs / IDLE_SWEEPS)),
     ).unref();
@@ -205,8 +233,21 @@ export class Gateway implements Component, ConnectionHost {
     clearInterval(this.idleSweep);
     clearInterval(this.bufferSweep);
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    this.pump?.stop();
     for (const c of [...this.conns]) c.abort();
+    this.pump?.closeIdle(0);
     await closed;
+    // Every connection was told to close; each is released once both its sides are gone (a pumped
+    // one when the pump's report comes), its flow record and metrics written by then.
+    if (this.conns.size > 0) {
+      const drained = new Promise<void>((r) => (this.onDrained = r));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((r) => (timer = setTimeout(r, DRAIN_MS, true)));
+      if (await Promise.race([drained.then(() => false), late]))
+        this.log.warn('gateway stopped with connections still closing', { open: this.conns.size, waitedMs: DRAIN_MS });
+      clearTimeout(timer);
+      this.onDrained = undefined;
+    }
   }
 
   /** A connection accepted by another process and passed to this gateway (see passOn). */
@@ -277,6 +318,7 @@ export class Gateway implements Component, ConnectionHost {
     this.buffered.delete(c);
     const r = counts ?? this.unrouted;
     if (r) r.active--;
+    if (this.conns.size === 0) this.onDrained?.();
   }
 
   error(route: string, reason: GatewayErrorReason): void {

@@ -24,6 +24,8 @@ interface Req {
 }
 
 interface TcpHandle extends StreamHandle {
+  readonly fd: number;
+  readonly writeQueueSize: number;
   onread: (this: TcpHandle) => Buffer | undefined;
   owner: BareConn | undefined;
   useUserBuffer(buf: Uint8Array): void;
@@ -262,6 +264,18 @@ class BareConn implements TcpConn {
     this.markClosed();
     const handle = this.handle;
     if (typeof handle.reset !== 'function' || handle.reset(this.onClosed) !== 0) handle.close(this.onClosed);
+  }
+
+  fd(): number {
+    // Reads are handed to the owner as they come: only a queued write is held here.
+    if (this.destroyed || this.connecting || this.handle.writeQueueSize > 0) return -1;
+    return this.handle.fd;
+  }
+
+  detach(): void {
+    if (this.destroyed) return;
+    this.markClosed();
+    this.handle.close();
   }
 
   private fail(code: string): void {

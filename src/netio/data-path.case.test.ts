@@ -1,6 +1,8 @@
 // The one suite every data path passes (run from fast-path.test.ts and plain-path.test.ts): what the
 // gateway and the sidecar rely on of their connections, whatever drives them.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Written, type Accepted, type DataPath, type TcpConn, type TcpEvents } from './data-path.js';
@@ -126,6 +128,39 @@ export function runDataPathSuite(name: string, path: DataPath): void {
       expect(Buffer.concat(p.got).toString()).toBe('pong');
       expect(log.events).toEqual(['end', 'close']);
       expect(await p.closed).toBe(false);
+    });
+
+    it('fd() hands the connection to a copy of its fd; detach() lets go of it with no event, and the copy carries on', async () => {
+      const acc = await acceptor(path);
+      const p = peer(acc.port);
+      const { conn, log } = await acc.next();
+      p.sock.write('before');
+      await until(() => text(log) === 'before');
+      conn.pause();
+      const fd = conn.fd();
+      expect(fd).toBeGreaterThan(2);
+      // A child process given the fd holds a copy of it, as the byte pump's dup(2) does.
+      const child = spawn(process.execPath, ['-e', "require('fs').writeSync(3, 'from the copy')"], { stdio: ['ignore', 'ignore', 'inherit', fd] });
+      await once(child, 'spawn');
+      conn.detach();
+      expect(conn.destroyed).toBe(true);
+      expect(conn.fd()).toBe(-1);
+      await once(child, 'exit');
+      // The last copy gone: the connection ends, its bytes all there; nothing was told here.
+      await p.ended;
+      expect(Buffer.concat(p.got).toString()).toBe('from the copy');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(log.events).toEqual([]);
+    });
+
+    it('fd() is -1 while a write waits here', async () => {
+      const acc = await acceptor(path);
+      const p = peer(acc.port);
+      p.sock.pause();
+      const { conn } = await acc.next();
+      expect(conn.fd()).toBeGreaterThan(2);
+      expect(conn.write(Buffer.alloc(16 << 20), () => {})).toBe(Written.Pending);
+      expect(conn.fd()).toBe(-1);
     });
 
     it('keeps a write the peer cannot take yet, in order, and calls back when it is out; pause stops reading', async () => {

@@ -68,6 +68,18 @@ export interface TcpConn {
   destroy(): void;
   /** Closes now with a reset (RST), so the peer does not take it for a clean end. */
   reset(): void;
+  /**
+   * The connection's file descriptor, for a byte pump that dup(2)s it and carries the connection on
+   * its copy (see detach()); -1 when there is none (not connected, closed) or when bytes are still
+   * held here (read and not handed to the owner, or queued to write), which the copy would not carry.
+   */
+  fd(): number;
+  /**
+   * Lets go of the connection without ending it, once a byte pump holds a copy of fd(): our fd is
+   * closed (a plain close(2) of one of two fds on the connection: no FIN, no RST) and no event
+   * follows, close() included.
+   */
+  detach(): void;
 }
 
 export type DataPathName = 'fast' | 'plain';

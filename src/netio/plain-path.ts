@@ -109,6 +109,25 @@ class SocketConn implements TcpConn {
     this.closed = true;
     this.socket.resetAndDestroy();
   }
+
+  fd(): number {
+    const s = this.socket;
+    const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    // A chunk Node read is at most 64 KiB and so is the owner's buffer (feed() hands it over whole):
+    // what the owner was not given waits in the stream's buffer, counted in readableLength.
+    if (this.destroyed || s.connecting || s.readableLength > 0 || s.writableLength > 0 || typeof fd !== 'number') return -1;
+    return fd;
+  }
+
+  detach(): void {
+    if (this.destroyed) return;
+    this.closed = true;
+    const s = this.socket;
+    s.removeAllListeners();
+    s.on('error', () => {});
+    // On a socket neither ending nor writing, destroy() is a plain close of its handle.
+    s.destroy();
+  }
 }
 
 /** On this path an Accepted is the paused net.Socket Node accepted. */

@@ -15,10 +15,13 @@ export interface PumpReport {
   readonly firstByteBtoAMs: number | undefined;
   /** When both sockets were closed (ms since the epoch). */
   readonly closedAtMs: number;
-  /** The side that ended first (fin) or failed (reset, error); 'error': the pump itself. */
-  readonly closedBy: 'a' | 'b' | 'error';
-  /** fin: both sides ended (each FIN passed on); reset: a side reset (the other is reset too); error: another failure. */
-  readonly how: 'fin' | 'reset' | 'error';
+  /** The side that ended first (fin) or failed (reset, error); 'local': closeIdle(); 'error': the pump itself. */
+  readonly closedBy: 'a' | 'b' | 'local' | 'error';
+  /**
+   * fin: both sides ended (each FIN passed on); reset: a side reset (the other is reset too); error:
+   * another failure; idle: closed by closeIdle(ms) for moving nothing for ms; closed: by closeIdle(0).
+   */
+  readonly how: 'fin' | 'reset' | 'error' | 'idle' | 'closed';
   /** The failure's errno (ECONNRESET is 104 on Linux); 0 for fin. */
   readonly errno: number;
 }
@@ -36,6 +39,12 @@ export interface BytePump {
    * called once, when the connection is over. Throws when the pump is stopped or out of fds.
    */
   start(a: net.Socket, b: net.Socket, head: Buffer | undefined, onDone: (report: PumpReport) => void): void;
+  /**
+   * Closes (a plain close of both sockets) this pump's connections that moved no byte either way for
+   * `idleMs`, or all of them for 0; each is reported with closedBy 'local', how 'idle' (or 'closed').
+   * Asynchronous: the reports come as the connections close.
+   */
+  closeIdle(idleMs: number): void;
   /** Takes no new connection from now on; the open ones carry on until they close. */
   stop(): void;
   /** Connections started and not yet reported. */

@@ -15,6 +15,8 @@ export class JsPump implements BytePump {
   private stopped = false;
   private count = 0;
   private nextId = 1;
+  /** The open connections: when each last moved a byte, and how to close it (closeIdle()). */
+  private readonly live = new Set<{ lastMs: number; close(how: 'idle' | 'closed'): void }>();
 
   start(a: net.Socket, b: net.Socket, head: Buffer | undefined, onDone: (report: PumpReport) => void): void {
     if (this.stopped) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'byte pump stopped: it takes no new connections');
@@ -32,10 +34,27 @@ export class JsPump implements BytePump {
     let ended: Side | undefined;
     let failed = false;
     let open = 2;
+    let local: 'idle' | 'closed' | undefined;
+    const entry = {
+      lastMs: Date.now(),
+      close: (how: 'idle' | 'closed') => {
+        local = how;
+        a.destroy();
+        b.destroy();
+      },
+    };
     this.count++;
+    this.live.add(entry);
     const closed = (): void => {
       if (--open > 0) return;
       this.count--;
+      this.live.delete(entry);
+      if (local) {
+        failed = true;
+        r.closedBy = 'local';
+        r.how = local;
+        r.errno = 0;
+      }
       r.closedAtMs = Date.now();
       if (!failed) r.closedBy = ended ?? 'error';
       onDone(r);
@@ -57,6 +76,7 @@ export class JsPump implements BytePump {
       // A FIN from one side must leave the other side's writing open (Node ends it otherwise).
       src.allowHalfOpen = true;
       src.on('data', (chunk: Buffer) => {
+        entry.lastMs = Date.now();
         if (side === 'a') {
           r.bytesAtoB += chunk.length;
           r.firstByteAtoBMs ??= Date.now();
@@ -80,6 +100,11 @@ export class JsPump implements BytePump {
     if (head?.length) b.write(head);
     a.resume();
     b.resume();
+  }
+
+  closeIdle(idleMs: number): void {
+    const before = Date.now() - idleMs;
+    for (const e of this.live) if (e.lastMs <= before) e.close(idleMs > 0 ? 'idle' : 'closed');
   }
 
   stop(): void {

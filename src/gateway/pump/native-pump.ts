@@ -11,8 +11,10 @@ import type { BytePump, PumpReport } from './byte-pump.js';
 export interface PumpAddon {
   /** Once per process (per Node environment), before start(): where the reports go. */
   init(onReports: (reports: PumpReport[]) => void): void;
-  /** Dups both fds (the caller keeps its own) and hands the copies to the pump thread. */
-  start(fdA: number, fdB: number, head: Buffer | undefined, id: number): void;
+  /** Dups both fds (the caller keeps its own) and hands the copies to the pump thread; `group` is for closeIdle(). */
+  start(fdA: number, fdB: number, head: Buffer | undefined, id: number, group?: number): void;
+  /** Closes the group's connections that moved no byte for `idleMs` (0: all of them), on the pump thread. */
+  closeIdle(group: number, idleMs: number): void;
   /** No start() from now on, for the whole process; returns the connections still open. */
   stop(): number;
   open(): number;
@@ -29,6 +31,7 @@ export const ADDON_PATH = fileURLToPath(new URL('../../../build/Release/pump.nod
 export class AddonReports {
   private readonly waiting = new Map<number, (r: PumpReport) => void>();
   private nextId = 1;
+  private nextGroup = 1;
   /** Calls of onReports so far: each brings every report gathered since the last. */
   batches = 0;
 
@@ -36,9 +39,14 @@ export class AddonReports {
     addon.init(this.onReports);
   }
 
-  start(fdA: number, fdB: number, head: Buffer | undefined, onDone: (r: PumpReport) => void): void {
+  /** A group of its own, for one pump (its connections, for closeIdle()). */
+  group(): number {
+    return this.nextGroup++;
+  }
+
+  start(fdA: number, fdB: number, head: Buffer | undefined, group: number, onDone: (r: PumpReport) => void): void {
     const id = this.nextId++;
-    this.addon.start(fdA, fdB, head, id);
+    this.addon.start(fdA, fdB, head, id, group);
     this.waiting.set(id, onDone);
   }
 
@@ -99,8 +107,11 @@ export class NativePump implements BytePump {
   readonly name = 'native';
   private stopped = false;
   private count = 0;
+  private readonly group: number;
 
-  constructor(private readonly reports: AddonReports) {}
+  constructor(private readonly reports: AddonReports) {
+    this.group = reports.group();
+  }
 
   start(a: net.Socket, b: net.Socket, head: Buffer | undefined, onDone: (report: PumpReport) => void): void {
     if (this.stopped) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'byte pump stopped: it takes no new connections');
@@ -114,13 +125,27 @@ export class NativePump implements BytePump {
     // now; a server's connection count no longer includes them: wait on open() instead.)
     a.pause();
     b.pause();
-    this.reports.start(fdA, fdB, head, (r) => {
+    this.startFds(fdA, fdB, head, onDone);
+    a.destroy();
+    b.destroy();
+  }
+
+  /**
+   * start() on two fds the caller then closes (its own copies; the pump has dup(2)ed them): for
+   * connections that have no net.Socket (the gateway's fast path). Nothing may be buffered on them.
+   * Throws when the pump is stopped or out of fds, and then the fds are the caller's as before.
+   */
+  startFds(fdA: number, fdB: number, head: Buffer | undefined, onDone: (report: PumpReport) => void): void {
+    if (this.stopped) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'byte pump stopped: it takes no new connections');
+    this.reports.start(fdA, fdB, head, this.group, (r) => {
       this.count--;
       onDone(r);
     });
     this.count++;
-    a.destroy();
-    b.destroy();
+  }
+
+  closeIdle(idleMs: number): void {
+    if (this.count > 0) this.reports.addon.closeIdle(this.group, idleMs);
   }
 
   stop(): void {

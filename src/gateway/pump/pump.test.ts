@@ -10,7 +10,7 @@ import { constants } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BytePump, PumpReport } from './byte-pump.js';
-import { choosePump } from './choose-pump.js';
+import { chooseNativePump, choosePump, pumpSetting } from './choose-pump.js';
 import { JsPump } from './js-pump.js';
 import { ADDON_PATH, loadAddon, loadNativePump } from './native-pump.js';
 
@@ -259,6 +259,35 @@ describe.each(pumps)('$name pump', ({ name, create }) => {
     expect(await settledFdCount(before)).toBeLessThanOrEqual(before);
   });
 
+  run('closeIdle(ms) closes the connections that moved nothing for ms, and only those of its pump', async () => {
+    const pump = make();
+    const other = make();
+    const idle = await pair(pump);
+    const busy = await pair(pump);
+    const elsewhere = await pair(other);
+    // A plain close: the client sees its connection end.
+    const idleGone = once(idle.client, 'end');
+    await new Promise((r) => setTimeout(r, 300));
+    const got = new Promise((resolve) => busy.peer.once('data', resolve));
+    busy.client.write('still busy');
+    await got;
+    pump.closeIdle(200);
+    await idleGone;
+    expect(await idle.report).toMatchObject({ closedBy: 'local', how: 'idle', errno: 0, bytesAtoB: 0, bytesBtoA: 0 });
+    expect(pump.open()).toBe(1);
+    expect(other.open()).toBe(1);
+    // 0: every connection of the pump, however busy.
+    pump.closeIdle(0);
+    expect(await busy.report).toMatchObject({ closedBy: 'local', how: 'closed', bytesAtoB: 10 });
+    expect(pump.open()).toBe(0);
+    expect(other.open()).toBe(1);
+    const back = receive(elsewhere.peer);
+    elsewhere.client.end('untouched');
+    expect((await back).text).toBe('untouched');
+    elsewhere.peer.end();
+    expect(await elsewhere.report).toMatchObject({ how: 'fin' });
+  });
+
   run('stop() refuses new connections and lets the open ones finish', async () => {
     const pump = make();
     const { client, peer, report } = await pair(pump);
@@ -297,6 +326,32 @@ describe('native pump', () => {
     expect(reports.batches - before).toBeLessThan(200);
   });
 
+  it.runIf(native.available)('an idle connection holds no pipe: its two dup(2)ed sockets are all it keeps open', async () => {
+    if (!native.available) return;
+    const pump = native.create();
+    const before = fdCount();
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 20; i++) {
+      // One after the other: each moves bytes both ways, then idles (its pipes back to the pool).
+      const p = await pair(pump);
+      const up = new Promise((r) => p.peer.once('data', r));
+      p.client.write('ping');
+      await up;
+      const down = new Promise((r) => p.client.once('data', r));
+      p.peer.write('pong');
+      await down;
+      pairs.push(p);
+    }
+    // Per connection here: the client's and the peer's sockets, and the pump's two fds (a pipe per
+    // direction would be four more); the pool keeps the pipes the last one gave back.
+    expect(await settledFdCount(before + 20 * 4 + 4)).toBeLessThanOrEqual(before + 20 * 4 + 4);
+    for (const p of pairs) {
+      p.peer.on('error', () => {});
+      p.client.resetAndDestroy();
+    }
+    await Promise.all(pairs.map((p) => p.report));
+  });
+
   it.runIf(native.available)('a worker thread that exits with connections open closes their fds (the environment teardown)', async () => {
     // Each worker is an environment of its own: its own pump thread, stopped and joined at exit.
     const code = `
@@ -322,7 +377,7 @@ describe('native pump', () => {
   });
 
   it.runIf(native.available)('out of fds, start() throws a clear error, leaks nothing and leaves the caller its sockets', () => {
-    // In a process of its own, with 64 fds, filled up to leave start() room for its dups only.
+    // In a process of its own, with 64 fds, filled up to leave the thread its two and start() one dup.
     const script = `
       const net = require('node:net');
       const fs = require('node:fs');
@@ -336,7 +391,7 @@ describe('native pump', () => {
         const b = net.connect(srv.address().port, '127.0.0.1', () => {
           const filler = [];
           try { for (;;) filler.push(fs.openSync('/dev/null', 'r')); } catch {}
-          for (let i = 0; i < 4; i++) fs.closeSync(filler.pop());
+          for (let i = 0; i < 3; i++) fs.closeSync(filler.pop());
           const first = attempt(a, b); // may start the pump thread (its epoll fd and eventfd)
           const before = count();
           const second = attempt(a, b);
@@ -375,6 +430,20 @@ describe('native pump', () => {
 describe('choosePump', () => {
   it('ISTHMUS_PUMP=off gives the TypeScript pump and says so', () => {
     expect(choosePump({ ISTHMUS_PUMP: 'off' })).toMatchObject({ pump: { name: 'js' }, reason: 'ISTHMUS_PUMP=off' });
+  });
+
+  it('ISTHMUS_PUMP=on where the addon does not load is an error naming the variable and the reason; auto gives the reason', () => {
+    const missing = () => ({ available: false as const, reason: 'native pump not loaded (/x/pump.node): no such file' });
+    expect(() => chooseNativePump('on', missing)).toThrow(
+      expect.objectContaining({ code: 'ISTHMUS_ERR_BAD_CONFIG', message: expect.stringMatching(/ISTHMUS_PUMP=on.*no such file/) }),
+    );
+    expect(chooseNativePump('auto', missing)).toEqual({ reason: 'native pump not loaded (/x/pump.node): no such file' });
+    expect(chooseNativePump('off', missing)).toEqual({ reason: 'ISTHMUS_PUMP=off' });
+    expect([pumpSetting({}), pumpSetting({ ISTHMUS_PUMP: ' On ' }), pumpSetting({ ISTHMUS_PUMP: 'auto' })]).toEqual([undefined, 'on', 'auto']);
+  });
+
+  it.runIf(native.available)('ISTHMUS_PUMP=on where the addon loads gives the native pump', () => {
+    expect(choosePump({ ISTHMUS_PUMP: 'on' }).pump.name).toBe('native');
   });
 
   it('refuses a value it does not know, naming the variable', () => {
