@@ -6,7 +6,19 @@ import type { Intention } from '../intentions/index.js';
 import { createLogger } from '../telemetry/index.js';
 import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
-import { TD, closedPort, intention, listen, policyOf, startServerSidecar, svc, testPki, useStops } from './testing/fixtures.js';
+import {
+  TD,
+  apiUpstream,
+  closedPort,
+  intention,
+  listen,
+  policyOf,
+  startClientSidecar,
+  startServerSidecar,
+  svc,
+  testPki,
+  useStops,
+} from './testing/fixtures.js';
 
 const stops = useStops();
 
@@ -53,12 +65,7 @@ async function pair(opts: {
       leaf: opts.clientLeaf ?? (await p.leaf('web')),
       bundle: { roots: opts.clientRoots ?? [p.root.certPem], chain: opts.clientLeaf ? [] : p.chain },
       upstreams: [
-        {
-          name: 'api',
-          namespace: 'default',
-          datacenter: 'dc1',
-          localBindHost: '127.0.0.1',
-          localBindPort: 0,
+        apiUpstream({
           endpoints: [
             {
               host: '127.0.0.1',
@@ -67,7 +74,7 @@ async function pair(opts: {
               spiffeId: opts.expect ?? `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
             },
           ],
-        },
+        }),
       ],
       policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
     },
@@ -226,14 +233,7 @@ describe('Sidecar', () => {
       res.writeHead(200, { connection: 'keep-alive, x-app-hop', 'x-app-hop': 'app side only', 'x-app': 'passed on' });
       res.end('ok');
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    stops.push(
-      () =>
-        new Promise<void>((r) => {
-          srv.closeAllConnections();
-          srv.close(() => r());
-        }),
-    );
+    await listen(stops, srv);
     const { port } = await pair({
       protocol: 'http',
       appPort: (srv.address() as net.AddressInfo).port,
@@ -342,18 +342,7 @@ describe('Sidecar', () => {
         { host: '127.0.0.1', port: servers[dc].inboundPort, sni: `api.default.${dc}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` },
       ],
     });
-    const web = new Sidecar({
-      config: {
-        service: svc('web'),
-        leaf: await p.leaf('web'),
-        bundle: p.bundle,
-        upstreams: [upstream('dc2'), upstream('dc3')],
-        policy,
-      },
-      onFlow: () => {},
-    });
-    await web.start();
-    stops.push(() => web.stop());
+    const web = await startClientSidecar(stops, p, { upstreams: [upstream('dc2'), upstream('dc3')], policy });
     const [p2, p3] = [web.upstreamPort('api', 'dc2'), web.upstreamPort('api', 'dc3')];
     expect(p2).toBeGreaterThan(0);
     expect(p3).toBeGreaterThan(0);
@@ -418,31 +407,19 @@ describe('Sidecar', () => {
         Targets: {},
       };
       const flows: FlowRecord[] = [];
-      const web = new Sidecar({
-        config: {
-          service: svc('web'),
-          leaf: await p.leaf('web'),
-          bundle: p.bundle,
-          upstreams: [
-            {
-              name: 'api',
-              namespace: 'default',
-              datacenter: 'dc1',
-              localBindHost: '127.0.0.1',
-              localBindPort: 0,
-              endpoints: targets[0].endpoints,
-              protocol: 'tcp',
-              chain,
-              targets,
-              ...extra,
-            },
-          ],
-          policy,
-        },
-        onFlow: (r) => flows.push(r),
+      const web = await startClientSidecar(stops, p, {
+        upstreams: [
+          apiUpstream({
+            endpoints: targets[0].endpoints,
+            protocol: 'tcp',
+            chain,
+            targets,
+            ...extra,
+          }),
+        ],
+        policy,
+        options: { onFlow: (r) => flows.push(r) },
       });
-      await web.start();
-      stops.push(() => web.stop());
       return { port: web.upstreamPort('api'), flows, ep };
     }
 

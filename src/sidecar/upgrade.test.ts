@@ -8,8 +8,21 @@ import { describe, expect, it } from 'vitest';
 import type { CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { watchRequestIdle } from './idle-timeout.js';
-import { Sidecar, type SidecarUpstream } from './sidecar.js';
-import { TD, apiChain, chainTarget, closedPort, intention, listen, policyOf, startServerSidecar, svc, testPki, useStops } from './testing/fixtures.js';
+import type { SidecarUpstream } from './sidecar.js';
+import {
+  TD,
+  apiChain,
+  apiUpstream,
+  chainTarget,
+  closedPort,
+  intention,
+  listen,
+  policyOf,
+  startClientSidecar,
+  startServerSidecar,
+  testPki,
+  useStops,
+} from './testing/fixtures.js';
 
 const stops = useStops();
 
@@ -87,7 +100,6 @@ async function startApp() {
 
 async function mesh(opts: { deadFirst?: boolean } = {}) {
   const p = await testPki();
-  const { leaf, bundle } = p;
   const app = await startApp();
   const flows: FlowRecord[] = [];
   const api = await startServerSidecar(stops, p, { appPort: app.port, protocol: 'http', policy, options: { onFlow: (r) => flows.push(r) } });
@@ -95,20 +107,13 @@ async function mesh(opts: { deadFirst?: boolean } = {}) {
   // An endpoint that refuses (a port just closed), tried first.
   const dead = { ...endpoint, port: await closedPort() };
   const endpoints = opts.deadFirst ? [dead, endpoint] : [endpoint];
-  const upstream: SidecarUpstream = {
-    name: 'api',
-    namespace: 'default',
-    datacenter: 'dc1',
-    localBindHost: '127.0.0.1',
-    localBindPort: 0,
+  const upstream: SidecarUpstream = apiUpstream({
     endpoints,
     protocol: 'http',
     chain: chain(),
     targets: [{ id: TARGET, datacenter: 'dc1', healthy: true, healthAgeMs: 0, endpoints }],
-  };
-  const web = new Sidecar({ config: { service: svc('web'), leaf: await leaf('web'), bundle, upstreams: [upstream], policy }, onFlow: (r) => flows.push(r) });
-  await web.start();
-  stops.push(() => web.stop());
+  });
+  const web = await startClientSidecar(stops, p, { upstreams: [upstream], policy, options: { onFlow: (r) => flows.push(r) } });
   return { app, flows, port: web.upstreamPort('api') };
 }
 

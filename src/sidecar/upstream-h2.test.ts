@@ -7,17 +7,20 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import { Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
+import { Sidecar, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
 import { ECHO_SERVICE, echoClient, grpc, type EchoClient } from './testing/grpc-echo.js';
 import {
   TD,
-  apiChain,
+  V1,
+  V1_DC2,
+  V2,
+  apiUpstream,
   chainTarget,
   intention,
   policyOf,
-  resolverNode,
+  splitChain,
+  startClientSidecar,
   startServerSidecar,
-  svc,
   targetOf,
   testPki,
   useStops,
@@ -115,9 +118,6 @@ async function instance(p: TestPki, name: string, dc: string, behave?: Behaviour
   return inst;
 }
 
-const V1 = 'v1.api.default.dc1';
-const V2 = 'v2.api.default.dc1';
-const V1_DC2 = 'v1.api.default.dc2';
 const SAY = `/${ECHO_SERVICE}/Say`;
 
 /**
@@ -126,45 +126,28 @@ const SAY = `/${ECHO_SERVICE}/Say`;
  * edits; Routes[4] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
  */
 function testChain(): CompiledChain {
-  return apiChain(
-    'grpc',
-    [
-      { Definition: { Match: { HTTP: { PathExact: `/${ECHO_SERVICE}/Count` } } }, NextNode: `resolver:${V2}` },
-      { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
-      {
-        Definition: {
-          Match: { HTTP: { PathExact: SAY, Header: [{ Name: 'x-flaky', Present: true }] } },
-          Destination: { NumRetries: 3, RetryOn: ['unavailable'] },
-        },
-        NextNode: `resolver:${V1}`,
-      },
-      {
-        Definition: {
-          Match: { HTTP: { PathPrefix: '/old/' } },
-          Destination: {
-            PrefixRewrite: '/new/',
-            RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
-            ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
-          },
-        },
-        NextNode: `resolver:${V1}`,
-      },
-      { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
-    ],
+  return splitChain('grpc', [
+    { Definition: { Match: { HTTP: { PathExact: `/${ECHO_SERVICE}/Count` } } }, NextNode: `resolver:${V2}` },
+    { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
     {
-      'splitter:api.default': {
-        Type: 'splitter',
-        Name: 'api.default',
-        Splits: [
-          { Weight: 90, NextNode: `resolver:${V1}`, RequestHeaders: { Set: { 'x-split': 'v1' } } },
-          { Weight: 10, NextNode: `resolver:${V2}`, RequestHeaders: { Set: { 'x-split': 'v2' } } },
-        ],
+      Definition: {
+        Match: { HTTP: { PathExact: SAY, Header: [{ Name: 'x-flaky', Present: true }] } },
+        Destination: { NumRetries: 3, RetryOn: ['unavailable'] },
       },
-      [`resolver:${V1}`]: resolverNode(V1, [V1_DC2]),
-      [`resolver:${V2}`]: resolverNode(V2),
+      NextNode: `resolver:${V1}`,
     },
-    Object.fromEntries([V1, V2, V1_DC2].map((id) => [id, chainTarget(id)])),
-  );
+    {
+      Definition: {
+        Match: { HTTP: { PathPrefix: '/old/' } },
+        Destination: {
+          PrefixRewrite: '/new/',
+          RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
+          ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
+        },
+      },
+      NextNode: `resolver:${V1}`,
+    },
+  ]);
 }
 
 async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, m: { v1: Instance[]; v2: Instance; dc2: Instance }) => SidecarUpstream } = {}) {
@@ -173,23 +156,15 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
   const v2 = await instance(p, 'v2', 'dc1', opts.behave);
   const dc2 = await instance(p, 'dc2', 'dc2', opts.behave);
   const targets = [targetOf(V1, v1), targetOf(V2, [v2]), targetOf(V1_DC2, [dc2])];
-  let upstream: SidecarUpstream = {
-    name: 'api',
-    namespace: 'default',
-    datacenter: 'dc1',
-    localBindHost: '127.0.0.1',
-    localBindPort: 0,
+  let upstream: SidecarUpstream = apiUpstream({
     endpoints: targets[0].endpoints,
     protocol: 'grpc',
     chain: testChain(),
     targets,
-  };
+  });
   if (opts.upstream) upstream = opts.upstream(upstream, { v1, v2, dc2 });
   const flows: FlowRecord[] = [];
-  const config: SidecarConfig = { service: svc('web'), leaf: await p.leaf('web', 'dc1'), bundle: p.bundle, upstreams: [upstream], policy };
-  const web = new Sidecar({ config, onFlow: (r) => flows.push(r) });
-  await web.start();
-  stops.push(() => web.stop());
+  const web = await startClientSidecar(stops, p, { upstreams: [upstream], policy, options: { onFlow: (r) => flows.push(r) } });
   const port = web.upstreamPort('api');
   const client: EchoClient = echoClient('127.0.0.1', port);
   stops.push(() => client.close());
@@ -545,30 +520,18 @@ describe('the h2 upstream listener’s sessions', () => {
       Targets: { [T]: { ...chainTarget(T), ServiceSubset: '' } },
     };
     const flows: FlowRecord[] = [];
-    const web = new Sidecar({
-      config: {
-        service: svc('web'),
-        leaf: await p.leaf('web', 'dc1'),
-        bundle: p.bundle,
-        upstreams: [
-          {
-            name: 'api',
-            namespace: 'default',
-            datacenter: 'dc1',
-            localBindHost: '127.0.0.1',
-            localBindPort: 0,
-            protocol: 'http2',
-            endpoints: target.endpoints,
-            chain,
-            targets: [target],
-          },
-        ],
-        policy,
-      },
-      onFlow: (r) => flows.push(r),
+    const web = await startClientSidecar(stops, p, {
+      upstreams: [
+        apiUpstream({
+          protocol: 'http2',
+          endpoints: target.endpoints,
+          chain,
+          targets: [target],
+        }),
+      ],
+      policy,
+      options: { onFlow: (r) => flows.push(r) },
     });
-    await web.start();
-    stops.push(() => web.stop());
     const h2 = http2.connect(`http://127.0.0.1:${web.upstreamPort('api')}`);
     h2.on('error', () => {});
     stops.push(() => void h2.destroy());

@@ -13,12 +13,17 @@ import { traceparentOf } from './upstream-http.js';
 import type { UpstreamState } from './upstream-state.js';
 import {
   TD,
-  apiChain,
+  V1,
+  V1_DC2,
+  V2,
+  apiUpstream,
   chainTarget,
   closedPort,
   intention,
+  listen,
   policyOf,
-  resolverNode,
+  splitChain,
+  startClientSidecar,
   startServerSidecar,
   svc,
   targetOf,
@@ -63,21 +68,10 @@ async function instance(p: TestPki, name: string, dc: string, behave?: Behaviour
       res.end(body);
     });
   });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  stops.push(
-    () =>
-      new Promise<void>((r) => {
-        app.closeAllConnections();
-        app.close(() => r());
-      }),
-  );
+  await listen(stops, app);
   inst.sidecar = await startServerSidecar(stops, p, { dc, appPort: (app.address() as net.AddressInfo).port, protocol: 'http', policy });
   return inst;
 }
-
-const V1 = 'v1.api.default.dc1';
-const V2 = 'v2.api.default.dc1';
-const V1_DC2 = 'v1.api.default.dc2';
 
 /**
  * The chain under test: Routes[0] `x-version: v2` -> v2; Routes[1] /slow with a 500 ms timeout;
@@ -85,44 +79,27 @@ const V1_DC2 = 'v1.api.default.dc2';
  * rewritten to /new with header edits; Routes[5] /idle with a 400 ms IdleTimeout; Routes[6] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
  */
 function testChain(): CompiledChain {
-  return apiChain(
-    'http',
-    [
-      { Definition: { Match: { HTTP: { Header: [{ Name: 'x-version', Exact: 'v2' }] } } }, NextNode: `resolver:${V2}` },
-      { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
-      { Definition: { Match: { HTTP: { PathPrefix: '/flaky' } }, Destination: { NumRetries: 3, RetryOnStatusCodes: [503] } }, NextNode: `resolver:${V1}` },
-      { Definition: { Match: { HTTP: { PathPrefix: '/kill' } }, Destination: { NumRetries: 2, RetryOnConnectFailure: true } }, NextNode: `resolver:${V1}` },
-      {
-        Definition: {
-          Match: { HTTP: { PathPrefix: '/old/' } },
-          Destination: {
-            PrefixRewrite: '/new/',
-            RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
-            ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
-          },
-        },
-        NextNode: `resolver:${V1}`,
-      },
-      {
-        Definition: { Match: { HTTP: { PathPrefix: '/idle' } }, Destination: { IdleTimeout: '400ms', RequestTimeout: '10s' } },
-        NextNode: `resolver:${V1}`,
-      },
-      { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
-    ],
+  return splitChain('http', [
+    { Definition: { Match: { HTTP: { Header: [{ Name: 'x-version', Exact: 'v2' }] } } }, NextNode: `resolver:${V2}` },
+    { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
+    { Definition: { Match: { HTTP: { PathPrefix: '/flaky' } }, Destination: { NumRetries: 3, RetryOnStatusCodes: [503] } }, NextNode: `resolver:${V1}` },
+    { Definition: { Match: { HTTP: { PathPrefix: '/kill' } }, Destination: { NumRetries: 2, RetryOnConnectFailure: true } }, NextNode: `resolver:${V1}` },
     {
-      'splitter:api.default': {
-        Type: 'splitter',
-        Name: 'api.default',
-        Splits: [
-          { Weight: 90, NextNode: `resolver:${V1}`, RequestHeaders: { Set: { 'x-split': 'v1' } } },
-          { Weight: 10, NextNode: `resolver:${V2}`, RequestHeaders: { Set: { 'x-split': 'v2' } } },
-        ],
+      Definition: {
+        Match: { HTTP: { PathPrefix: '/old/' } },
+        Destination: {
+          PrefixRewrite: '/new/',
+          RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
+          ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
+        },
       },
-      [`resolver:${V1}`]: resolverNode(V1, [V1_DC2]),
-      [`resolver:${V2}`]: resolverNode(V2),
+      NextNode: `resolver:${V1}`,
     },
-    Object.fromEntries([V1, V2, V1_DC2].map((id) => [id, chainTarget(id)])),
-  );
+    {
+      Definition: { Match: { HTTP: { PathPrefix: '/idle' } }, Destination: { IdleTimeout: '400ms', RequestTimeout: '10s' } },
+      NextNode: `resolver:${V1}`,
+    },
+  ]);
 }
 
 async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, m: { v1: Instance[]; v2: Instance; dc2: Instance }) => SidecarUpstream } = {}) {
@@ -131,23 +108,15 @@ async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, 
   const v2 = await instance(p, 'v2', 'dc1', opts.behave);
   const dc2 = await instance(p, 'dc2', 'dc2', opts.behave);
   const targets = [targetOf(V1, v1), targetOf(V2, [v2]), targetOf(V1_DC2, [dc2])];
-  let upstream: SidecarUpstream = {
-    name: 'api',
-    namespace: 'default',
-    datacenter: 'dc1',
-    localBindHost: '127.0.0.1',
-    localBindPort: 0,
+  let upstream: SidecarUpstream = apiUpstream({
     endpoints: targets[0].endpoints,
     protocol: 'http',
     chain: testChain(),
     targets,
-  };
+  });
   if (opts.upstream) upstream = opts.upstream(upstream, { v1, v2, dc2 });
   const flows: FlowRecord[] = [];
-  const config: SidecarConfig = { service: svc('web'), leaf: await p.leaf('web', 'dc1'), bundle: p.bundle, upstreams: [upstream], policy };
-  const web = new Sidecar({ config, onFlow: (r) => flows.push(r) });
-  await web.start();
-  stops.push(() => web.stop());
+  const web = await startClientSidecar(stops, p, { upstreams: [upstream], policy, options: { onFlow: (r) => flows.push(r) } });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   stops.push(() => agent.destroy());
   const port = web.upstreamPort('api');

@@ -7,7 +7,7 @@ import { afterEach } from 'vitest';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../../ca/index.js';
 import type { ChainResolverNode, ChainRouterNode, ChainTarget, CompiledChain } from '../../config-entries/index.js';
 import type { Intention } from '../../intentions/index.js';
-import type { SidecarConfig, SidecarOptions, SidecarPolicy, SidecarProtocol, SidecarTarget } from '../sidecar-config.js';
+import type { SidecarConfig, SidecarOptions, SidecarPolicy, SidecarProtocol, SidecarTarget, SidecarUpstream } from '../sidecar-config.js';
 import { Sidecar } from '../sidecar.js';
 
 export const TD = 'test.isthmus';
@@ -88,6 +88,32 @@ export async function startServerSidecar(
   return sidecar;
 }
 
+/** web's upstream api in dc1 on a free local port; `fields` add the endpoints, protocol, chain and targets. */
+export const apiUpstream = (fields: Pick<SidecarUpstream, 'endpoints'> & Partial<SidecarUpstream>): SidecarUpstream => ({
+  name: 'api',
+  namespace: 'default',
+  datacenter: 'dc1',
+  localBindHost: '127.0.0.1',
+  localBindPort: 0,
+  ...fields,
+});
+
+/** A started client sidecar for web in dc1 with these upstreams; stopped after the test. `options` go to the Sidecar as they are. */
+export async function startClientSidecar(
+  stops: Stop[],
+  p: TestPki,
+  opts: { upstreams: SidecarUpstream[]; policy: SidecarPolicy; options?: Partial<SidecarOptions> },
+): Promise<Sidecar> {
+  const sidecar = new Sidecar({
+    config: { service: svc('web'), leaf: await p.leaf('web'), bundle: p.bundle, upstreams: opts.upstreams, policy: opts.policy },
+    onFlow: () => {},
+    ...opts.options,
+  });
+  await sidecar.start();
+  stops.push(() => sidecar.stop());
+  return sidecar;
+}
+
 /** Listens on a free port of 127.0.0.1, closes (its connections first, for http) after the test; answers the port. */
 export async function listen(stops: Stop[], srv: net.Server): Promise<number> {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -150,6 +176,34 @@ export function apiChain(
     Nodes: { 'router:api.default': { Type: 'router', Name: 'api.default', Routes: routes }, ...nodes },
     Targets: targets,
   };
+}
+
+export const V1 = 'v1.api.default.dc1';
+export const V2 = 'v2.api.default.dc1';
+export const V1_DC2 = 'v1.api.default.dc2';
+
+/**
+ * api's chain with `routes` first and then a default route to a 90/10 split of v1/v2 (each split
+ * setting `x-split`); v1 fails over to dc2.
+ */
+export function splitChain(protocol: CompiledChain['Protocol'], routes: ChainRouterNode['Routes']): CompiledChain {
+  return apiChain(
+    protocol,
+    [...routes, { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' }],
+    {
+      'splitter:api.default': {
+        Type: 'splitter',
+        Name: 'api.default',
+        Splits: [
+          { Weight: 90, NextNode: `resolver:${V1}`, RequestHeaders: { Set: { 'x-split': 'v1' } } },
+          { Weight: 10, NextNode: `resolver:${V2}`, RequestHeaders: { Set: { 'x-split': 'v2' } } },
+        ],
+      },
+      [`resolver:${V1}`]: resolverNode(V1, [V1_DC2]),
+      [`resolver:${V2}`]: resolverNode(V2),
+    },
+    Object.fromEntries([V1, V2, V1_DC2].map((id) => [id, chainTarget(id)])),
+  );
 }
 
 /** Target `id` as a sidecar is sent it: one endpoint per instance (its server sidecar's inbound). */
