@@ -3,42 +3,19 @@ import { describe, expect, it } from 'vitest';
 import type { ChainRoute, CompiledChain } from '../config-entries/index.js';
 import { ChainWalker, applyHeaderEdits, chooseSplit, failoverOrder, planTargets, rewritePath, type RequestView } from './chain-walk.js';
 import type { SidecarTarget } from './sidecar-config.js';
+import { apiChain, chainTarget, resolverNode } from './testing/fixtures.js';
 
-const target = (id: string) => ({
-  ID: id,
-  Service: 'api',
-  ServiceSubset: id.split('.').length > 3 ? id.split('.')[0] : '',
-  Namespace: 'default',
-  Datacenter: id.split('.').at(-1)!,
-  MeshGateway: { Mode: '' },
-  Subset: {},
-  SNI: `${id}.internal.t.isthmus`,
-  SpiffeID: `spiffe://t.isthmus/ns/default/dc/${id.split('.').at(-1)}/svc/api`,
-});
-
-const resolver = (id: string, failover?: string[]) => ({
-  Type: 'resolver' as const,
-  Name: id,
-  Resolver: { Default: false, ConnectTimeout: '5s', Target: id, ...(failover ? { Failover: { Targets: failover } } : {}) },
-});
+const target = (id: string) => chainTarget(id, 't.isthmus');
 
 /** router (given routes, then a default) -> resolvers; the default route goes to a 90/10 splitter. */
 function chain(routes: ChainRoute[]): CompiledChain {
-  return {
-    ServiceName: 'api',
-    Namespace: 'default',
-    Datacenter: 'dc1',
-    Protocol: 'http',
-    StartNode: 'router:api.default',
-    Nodes: {
-      'router:api.default': {
-        Type: 'router',
-        Name: 'api.default',
-        Routes: [
-          ...routes.map((r) => ({ Definition: r, NextNode: 'resolver:v2.api.default.dc1' })),
-          { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
-        ],
-      },
+  return apiChain(
+    'http',
+    [
+      ...routes.map((r) => ({ Definition: r, NextNode: 'resolver:v2.api.default.dc1' })),
+      { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
+    ],
+    {
       'splitter:api.default': {
         Type: 'splitter',
         Name: 'api.default',
@@ -47,11 +24,11 @@ function chain(routes: ChainRoute[]): CompiledChain {
           { Weight: 10, NextNode: 'resolver:v2.api.default.dc1', ResponseHeaders: { Add: { 'x-split': 'v2' } } },
         ],
       },
-      'resolver:v1.api.default.dc1': resolver('v1.api.default.dc1', ['v1.api.default.dc2']),
-      'resolver:v2.api.default.dc1': resolver('v2.api.default.dc1'),
+      'resolver:v1.api.default.dc1': resolverNode('v1.api.default.dc1', ['v1.api.default.dc2']),
+      'resolver:v2.api.default.dc1': resolverNode('v2.api.default.dc1'),
     },
-    Targets: Object.fromEntries(['v1.api.default.dc1', 'v1.api.default.dc2', 'v2.api.default.dc1'].map((id) => [id, target(id)])),
-  };
+    Object.fromEntries(['v1.api.default.dc1', 'v1.api.default.dc2', 'v2.api.default.dc1'].map((id) => [id, target(id)])),
+  );
 }
 
 const req = (url: string, headers: Record<string, string> = {}, method = 'GET'): RequestView => ({ method, url, headers });
@@ -232,7 +209,7 @@ describe('planTargets (failover order)', () => {
     healthAgeMs: 0,
     endpoints: hosts.map(ep),
   });
-  const order = failoverOrder(resolver('api.default.dc1', ['api.default.dc2', 'api.default.dc3']));
+  const order = failoverOrder(resolverNode('api.default.dc1', ['api.default.dc2', 'api.default.dc3']));
   const map = (...ts: SidecarTarget[]) => new Map(ts.map((x) => [x.id, x]));
   const none = () => false;
 

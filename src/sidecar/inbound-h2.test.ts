@@ -5,34 +5,15 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import { describe, expect, it } from 'vitest';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { grpcPercentEncode } from './inbound-h2.js';
 import { Sidecar, type SidecarProtocol } from './sidecar.js';
+import { TD, intention, testPki as pki, svc, useStops } from './testing/fixtures.js';
 import { ECHO_SERVICE, echoClient, grpc, startEchoApp, type EchoClient } from './testing/grpc-echo.js';
 
-const TD = 'test.isthmus';
-const stops: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (stops.length) await stops.pop()!();
-});
-
-const intention = (fields: Partial<Intention>): Intention => ({
-  ID: 'web-api',
-  Description: '',
-  SourceNS: 'default',
-  SourceName: 'web',
-  DestinationNS: 'default',
-  DestinationName: 'api',
-  SourceType: 'consul',
-  Precedence: 9,
-  Meta: {},
-  CreatedAt: '',
-  UpdatedAt: '',
-  ...fields,
-});
+const stops = useStops();
 
 const ALLOW = [intention({ Action: 'allow' })];
 const DENY_ONE = [
@@ -43,20 +24,6 @@ const DENY_ONE = [
     ],
   }),
 ];
-
-async function pki() {
-  const root = await createRoot({ trustDomain: TD, commonName: 'root', ttlMs: 3_600_000 });
-  const interKey = await newKeyPem();
-  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: TD, ttlMs: 3_600_000, pathLength: 0 });
-  const leaf = async (svc: string) => {
-    const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
-    const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [], commonName: svc, ttlMs: 600_000 });
-    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-  };
-  return { leaf, bundle: { roots: [root.certPem], chain: [inter.certPem] } };
-}
-
-const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
 
 /** A server sidecar for "api" (inbound `protocol`) and a client sidecar for "web" whose upstream api says `upstreamProtocol`. */
 async function mesh(opts: { protocol: SidecarProtocol; upstreamProtocol: SidecarProtocol; appPort: number; intentions: Intention[] }) {

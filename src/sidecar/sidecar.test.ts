@@ -1,46 +1,26 @@
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import { describe, expect, it } from 'vitest';
 import type { FlowRecord } from '../dataflow/index.js';
 import type { Intention } from '../intentions/index.js';
 import { createLogger } from '../telemetry/index.js';
 import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import { HTTP_IDLE_TIMEOUT_MS, Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
+import {
+  TD,
+  apiUpstream,
+  closedPort,
+  intention,
+  listen,
+  policyOf,
+  startClientSidecar,
+  startServerSidecar,
+  svc,
+  testPki,
+  useStops,
+} from './testing/fixtures.js';
 
-const TD = 'test.isthmus';
-const stops: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (stops.length) await stops.pop()!();
-});
-
-async function pki(td = TD) {
-  const root = await createRoot({ trustDomain: td, commonName: 'root', ttlMs: 3_600_000 });
-  const interKey = await newKeyPem();
-  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: td, ttlMs: 3_600_000, pathLength: 0 });
-  const signer = { certPem: inter.certPem, keyPem: interKey };
-  const leaf = async (svc: string, opts: { ttlMs?: number; now?: number } = {}) => {
-    const spiffeId = `spiffe://${td}/ns/default/dc/dc1/svc/${svc}`;
-    const l = await signLeaf({ signer, spiffeId, dnsNames: [], commonName: svc, ttlMs: opts.ttlMs ?? 600_000, now: opts.now });
-    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-  };
-  return { root, chain: [inter.certPem], leaf };
-}
-
-const intention = (src: string, dst: string, fields: Partial<Intention>): Intention => ({
-  ID: `${src}-${dst}`,
-  Description: '',
-  SourceNS: 'default',
-  SourceName: src,
-  DestinationNS: 'default',
-  DestinationName: dst,
-  SourceType: 'consul',
-  Precedence: 9,
-  Meta: {},
-  CreatedAt: '',
-  UpdatedAt: '',
-  ...fields,
-});
+const stops = useStops();
 
 async function echoApp(): Promise<{ port: number; bytes: () => number }> {
   let bytes = 0;
@@ -51,22 +31,12 @@ async function echoApp(): Promise<{ port: number; bytes: () => number }> {
     });
     s.on('error', () => {});
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  stops.push(() => new Promise<void>((r) => srv.close(() => r())));
-  return { port: (srv.address() as net.AddressInfo).port, bytes: () => bytes };
+  return { port: await listen(stops, srv), bytes: () => bytes };
 }
 
 async function httpApp(): Promise<number> {
   const srv = http.createServer((req, res) => res.end(`ok ${req.method} ${req.url} ${req.headers.traceparent ? 'tp' : ''}`));
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  stops.push(
-    () =>
-      new Promise<void>((r) => {
-        srv.closeAllConnections();
-        srv.close(() => r());
-      }),
-  );
-  return (srv.address() as net.AddressInfo).port;
+  return listen(stops, srv);
 }
 
 async function pair(opts: {
@@ -80,34 +50,22 @@ async function pair(opts: {
   fastPath?: boolean;
   log?: (line: string) => void;
 }) {
-  const p = await pki();
+  const p = await testPki();
   const flows: FlowRecord[] = [];
-  const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-  const api = new Sidecar({
-    config: {
-      service: svc('api'),
-      leaf: await p.leaf(opts.serverAs ?? 'api'),
-      bundle: { roots: [p.root.certPem], chain: p.chain },
-      inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: opts.appPort, protocol: opts.protocol ?? 'tcp' },
-      upstreams: [],
-      policy: { intentions: opts.intentions, defaultAllow: false, index: 7, sourceDc: 'dc1' },
-    },
-    onFlow: (r) => flows.push(r),
+  const api = await startServerSidecar(stops, p, {
+    appPort: opts.appPort,
+    protocol: opts.protocol ?? 'tcp',
+    policy: policyOf(opts.intentions, 7),
+    leaf: await p.leaf(opts.serverAs ?? 'api'),
+    options: { onFlow: (r) => flows.push(r) },
   });
-  await api.start();
-  stops.push(() => api.stop());
   const web = new Sidecar({
     config: {
       service: svc('web'),
       leaf: opts.clientLeaf ?? (await p.leaf('web')),
       bundle: { roots: opts.clientRoots ?? [p.root.certPem], chain: opts.clientLeaf ? [] : p.chain },
       upstreams: [
-        {
-          name: 'api',
-          namespace: 'default',
-          datacenter: 'dc1',
-          localBindHost: '127.0.0.1',
-          localBindPort: 0,
+        apiUpstream({
           endpoints: [
             {
               host: '127.0.0.1',
@@ -116,7 +74,7 @@ async function pair(opts: {
               spiffeId: opts.expect ?? `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
             },
           ],
-        },
+        }),
       ],
       policy: { intentions: [], defaultAllow: false, index: 0, sourceDc: 'dc1' },
     },
@@ -154,7 +112,7 @@ describe('Sidecar', () => {
     const app = await echoApp();
     for (const fastPath of [true, false]) {
       const lines: string[] = [];
-      const { port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, fastPath, log: (l) => lines.push(l) });
+      const { port } = await pair({ intentions: [intention({ Action: 'allow' })], appPort: app.port, fastPath, log: (l) => lines.push(l) });
       const said = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'data path');
       expect(said).toEqual([expect.objectContaining(fastPath ? { path: 'fast', selfTest: 'passed' } : { path: 'plain', selfTest: 'skipped' })]);
       const payload = 'x'.repeat(200_000);
@@ -164,7 +122,7 @@ describe('Sidecar', () => {
 
   it('carries an allowed TCP call end to end and records both hops under one traceId', async () => {
     const app = await echoApp();
-    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port });
+    const { flows, port } = await pair({ intentions: [intention({ Action: 'allow' })], appPort: app.port });
     const r = await tcpExchange(port, 'hello through the mesh');
     expect(r.got).toBe('hello through the mesh');
     await waitFlows(flows, 2);
@@ -192,7 +150,7 @@ describe('Sidecar', () => {
 
   it('closes a denied connection before a byte reaches the app, naming the intention', async () => {
     const app = await echoApp();
-    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'deny' })], appPort: app.port });
+    const { flows, port } = await pair({ intentions: [intention({ Action: 'deny' })], appPort: app.port });
     const r = await tcpExchange(port, 'secret');
     expect(r.got).toBe('');
     expect(app.bytes()).toBe(0);
@@ -206,7 +164,7 @@ describe('Sidecar', () => {
 
   it('refuses a connection on a tcp listener when the deciding intention has L7 permissions (issue 21)', async () => {
     const app = await echoApp();
-    const l7 = intention('web', 'api', { Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] });
+    const l7 = intention({ Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] });
     const { flows, port } = await pair({ protocol: 'tcp', intentions: [l7], appPort: app.port });
     const r = await tcpExchange(port, 'GET / HTTP/1.1\r\nhost: api\r\n\r\n');
     expect(r.got).toBe('');
@@ -225,7 +183,7 @@ describe('Sidecar', () => {
       protocol: 'http',
       appPort,
       intentions: [
-        intention('web', 'api', {
+        intention({
           Permissions: [
             { Action: 'deny', HTTP: { PathPrefix: '/admin' } },
             { Action: 'allow', HTTP: { PathPrefix: '/' } },
@@ -275,18 +233,11 @@ describe('Sidecar', () => {
       res.writeHead(200, { connection: 'keep-alive, x-app-hop', 'x-app-hop': 'app side only', 'x-app': 'passed on' });
       res.end('ok');
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    stops.push(
-      () =>
-        new Promise<void>((r) => {
-          srv.closeAllConnections();
-          srv.close(() => r());
-        }),
-    );
+    await listen(stops, srv);
     const { port } = await pair({
       protocol: 'http',
       appPort: (srv.address() as net.AddressInfo).port,
-      intentions: [intention('web', 'api', { Action: 'allow' })],
+      intentions: [intention({ Action: 'allow' })],
     });
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       http
@@ -328,10 +279,10 @@ describe('Sidecar', () => {
 
   it('refuses a caller whose certificate comes from another CA', async () => {
     const app = await echoApp();
-    const other = await pki();
+    const other = await testPki();
     const stranger = await other.leaf('web');
     const { flows, port } = await pair({
-      intentions: [intention('web', 'api', { Action: 'allow' })],
+      intentions: [intention({ Action: 'allow' })],
       appPort: app.port,
       clientLeaf: stranger,
       clientRoots: [],
@@ -345,9 +296,9 @@ describe('Sidecar', () => {
 
   it('refuses an expired client certificate', async () => {
     const app = await echoApp();
-    const p = await pki();
-    const expired = await p.leaf('web', { ttlMs: 60_000, now: Date.now() - 3_600_000 });
-    const { flows, port } = await pair({ intentions: [intention('web', 'api', { Action: 'allow' })], appPort: app.port, clientLeaf: expired });
+    const p = await testPki();
+    const expired = await p.leaf('web', 'dc1', { ttlMs: 60_000, now: Date.now() - 3_600_000 });
+    const { flows, port } = await pair({ intentions: [intention({ Action: 'allow' })], appPort: app.port, clientLeaf: expired });
     const r = await tcpExchange(port, 'hi');
     expect(r.got).toBe('');
     expect(app.bytes()).toBe(0);
@@ -358,7 +309,7 @@ describe('Sidecar', () => {
   it("refuses a server that presents another service's identity", async () => {
     const app = await echoApp();
     const { flows, port } = await pair({
-      intentions: [intention('web', '*', { Action: 'allow', Precedence: 6 })],
+      intentions: [intention({ Action: 'allow', Precedence: 6 }, 'web', '*')],
       appPort: app.port,
       serverAs: 'db',
       expect: `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
@@ -370,28 +321,16 @@ describe('Sidecar', () => {
   });
 
   it('keeps one service as an upstream in two DCs apart: each listener reaches its own DC, and each goes with its upstream', async () => {
-    const p = await pki();
-    const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-    const policy = { intentions: [intention('web', 'api', { Action: 'allow' })], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+    const p = await testPki();
+    const policy = policyOf([intention({ Action: 'allow' })]);
     const servers: Record<string, Sidecar> = {};
     for (const dc of ['dc2', 'dc3']) {
       // Each DC's app says which DC it is on the first byte it gets.
-      const app = net.createServer((s) => s.once('data', () => s.end(dc)));
-      await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-      stops.push(() => new Promise<void>((r) => app.close(() => r())));
-      servers[dc] = new Sidecar({
-        config: {
-          service: svc('api'),
-          leaf: await p.leaf('api'),
-          bundle: { roots: [p.root.certPem], chain: p.chain },
-          inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'tcp' },
-          upstreams: [],
-          policy,
-        },
-        onFlow: () => {},
-      });
-      await servers[dc].start();
-      stops.push(() => servers[dc].stop());
+      const appPort = await listen(
+        stops,
+        net.createServer((s) => s.once('data', () => s.end(dc))),
+      );
+      servers[dc] = await startServerSidecar(stops, p, { appPort, protocol: 'tcp', policy });
     }
     const upstream = (dc: string) => ({
       name: 'api',
@@ -403,18 +342,7 @@ describe('Sidecar', () => {
         { host: '127.0.0.1', port: servers[dc].inboundPort, sni: `api.default.${dc}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` },
       ],
     });
-    const web = new Sidecar({
-      config: {
-        service: svc('web'),
-        leaf: await p.leaf('web'),
-        bundle: { roots: [p.root.certPem], chain: p.chain },
-        upstreams: [upstream('dc2'), upstream('dc3')],
-        policy,
-      },
-      onFlow: () => {},
-    });
-    await web.start();
-    stops.push(() => web.stop());
+    const web = await startClientSidecar(stops, p, { upstreams: [upstream('dc2'), upstream('dc3')], policy });
     const [p2, p3] = [web.upstreamPort('api', 'dc2'), web.upstreamPort('api', 'dc3')];
     expect(p2).toBeGreaterThan(0);
     expect(p3).toBeGreaterThan(0);
@@ -441,27 +369,15 @@ describe('Sidecar', () => {
       connectTimeout = '5s',
       loadBalancer?: ChainResolverNode['LoadBalancer'],
     ) {
-      const p = await pki();
-      const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
-      const policy = { intentions: [intention('web', 'api', { Action: 'allow' })], defaultAllow: false, index: 1, sourceDc: 'dc1' };
+      const p = await testPki();
+      const policy = policyOf([intention({ Action: 'allow' })]);
       const ports: Record<string, number> = {};
       for (const dc of ['dc1', 'dc2']) {
-        const app = net.createServer((s) => s.once('data', () => s.end(dc)));
-        await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-        stops.push(() => new Promise<void>((r) => app.close(() => r())));
-        const server = new Sidecar({
-          config: {
-            service: svc('api'),
-            leaf: await p.leaf('api'),
-            bundle: { roots: [p.root.certPem], chain: p.chain },
-            inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'tcp' },
-            upstreams: [],
-            policy,
-          },
-          onFlow: () => {},
-        });
-        await server.start();
-        stops.push(() => server.stop());
+        const appPort = await listen(
+          stops,
+          net.createServer((s) => s.once('data', () => s.end(dc))),
+        );
+        const server = await startServerSidecar(stops, p, { appPort, protocol: 'tcp', policy });
         ports[dc] = server.inboundPort;
       }
       const ep = (dc: string, port = ports[dc]) => ({
@@ -491,31 +407,19 @@ describe('Sidecar', () => {
         Targets: {},
       };
       const flows: FlowRecord[] = [];
-      const web = new Sidecar({
-        config: {
-          service: svc('web'),
-          leaf: await p.leaf('web'),
-          bundle: { roots: [p.root.certPem], chain: p.chain },
-          upstreams: [
-            {
-              name: 'api',
-              namespace: 'default',
-              datacenter: 'dc1',
-              localBindHost: '127.0.0.1',
-              localBindPort: 0,
-              endpoints: targets[0].endpoints,
-              protocol: 'tcp',
-              chain,
-              targets,
-              ...extra,
-            },
-          ],
-          policy,
-        },
-        onFlow: (r) => flows.push(r),
+      const web = await startClientSidecar(stops, p, {
+        upstreams: [
+          apiUpstream({
+            endpoints: targets[0].endpoints,
+            protocol: 'tcp',
+            chain,
+            targets,
+            ...extra,
+          }),
+        ],
+        policy,
+        options: { onFlow: (r) => flows.push(r) },
       });
-      await web.start();
-      stops.push(() => web.stop());
       return { port: web.upstreamPort('api'), flows, ep };
     }
 
@@ -590,11 +494,3 @@ describe('Sidecar', () => {
     });
   });
 });
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}

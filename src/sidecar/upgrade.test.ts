@@ -4,97 +4,61 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import { describe, expect, it } from 'vitest';
 import type { CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import type { Intention } from '../intentions/index.js';
 import { watchRequestIdle } from './idle-timeout.js';
-import { Sidecar, type SidecarUpstream } from './sidecar.js';
+import type { SidecarUpstream } from './sidecar.js';
+import {
+  TD,
+  apiChain,
+  apiUpstream,
+  chainTarget,
+  closedPort,
+  intention,
+  listen,
+  policyOf,
+  startClientSidecar,
+  startServerSidecar,
+  testPki,
+  useStops,
+} from './testing/fixtures.js';
 
-const TD = 'test.isthmus';
-const stops: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (stops.length) await stops.pop()!();
-});
-
-async function pki() {
-  const root = await createRoot({ trustDomain: TD, commonName: 'root', ttlMs: 3_600_000 });
-  const interKey = await newKeyPem();
-  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: TD, ttlMs: 3_600_000, pathLength: 0 });
-  const leaf = async (svc: string) => {
-    const spiffeId = `spiffe://${TD}/ns/default/dc/dc1/svc/${svc}`;
-    const l = await signLeaf({ signer: { certPem: inter.certPem, keyPem: interKey }, spiffeId, dnsNames: [], commonName: svc, ttlMs: 600_000 });
-    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-  };
-  return { leaf, bundle: { roots: [root.certPem], chain: [inter.certPem] } };
-}
+const stops = useStops();
 
 // web may open anything but /private (an L7 permission).
-const intentions: Intention[] = [
-  {
-    ID: 'web-api',
-    Description: '',
-    SourceNS: 'default',
-    SourceName: 'web',
-    DestinationNS: 'default',
-    DestinationName: 'api',
-    SourceType: 'consul',
-    Precedence: 9,
-    Meta: {},
-    CreatedAt: '',
-    UpdatedAt: '',
+const intentions = [
+  intention({
     Permissions: [
       { Action: 'deny', HTTP: { PathPrefix: '/private' } },
       { Action: 'allow', HTTP: { PathPrefix: '/' } },
     ],
-  },
+  }),
 ];
-const policy = { intentions, defaultAllow: false, index: 1, sourceDc: 'dc1' };
-const svc = (name: string) => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc: 'dc1', trustDomain: TD });
+const policy = policyOf(intentions);
 
 const TARGET = 'api.default.dc1';
 
 /** Routes[0] /old/ rewritten to /ws/ with header edits; Routes[1] /idle with a 300 ms IdleTimeout; Routes[2] the rest. */
 function chain(): CompiledChain {
-  return {
-    ServiceName: 'api',
-    Namespace: 'default',
-    Datacenter: 'dc1',
-    Protocol: 'http',
-    StartNode: 'router:api.default',
-    Nodes: {
-      'router:api.default': {
-        Type: 'router',
-        Name: 'api.default',
-        Routes: [
-          {
-            Definition: {
-              Match: { HTTP: { PathPrefix: '/old/' } },
-              Destination: { PrefixRewrite: '/ws/', RequestHeaders: { Set: { 'x-route': 'old' } }, ResponseHeaders: { Add: { 'x-served-by': 'mesh' } } },
-            },
-            NextNode: `resolver:${TARGET}`,
-          },
-          { Definition: { Match: { HTTP: { PathPrefix: '/idle' } }, Destination: { IdleTimeout: '300ms' } }, NextNode: `resolver:${TARGET}` },
-          { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: `resolver:${TARGET}` },
-        ],
+  return apiChain(
+    'http',
+    [
+      {
+        Definition: {
+          Match: { HTTP: { PathPrefix: '/old/' } },
+          Destination: { PrefixRewrite: '/ws/', RequestHeaders: { Set: { 'x-route': 'old' } }, ResponseHeaders: { Add: { 'x-served-by': 'mesh' } } },
+        },
+        NextNode: `resolver:${TARGET}`,
       },
+      { Definition: { Match: { HTTP: { PathPrefix: '/idle' } }, Destination: { IdleTimeout: '300ms' } }, NextNode: `resolver:${TARGET}` },
+      { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: `resolver:${TARGET}` },
+    ],
+    {
       [`resolver:${TARGET}`]: { Type: 'resolver', Name: TARGET, Resolver: { Default: true, ConnectTimeout: '5s', Target: TARGET } },
     },
-    Targets: {
-      [TARGET]: {
-        ID: TARGET,
-        Service: 'api',
-        ServiceSubset: '',
-        Namespace: 'default',
-        Datacenter: 'dc1',
-        MeshGateway: { Mode: '' },
-        Subset: {},
-        SNI: `${TARGET}.internal.${TD}`,
-        SpiffeID: `spiffe://${TD}/ns/default/dc/dc1/svc/api`,
-      },
-    },
-  };
+    { [TARGET]: chainTarget(TARGET) },
+  );
 }
 
 /** What the app saw of each upgrade request. */
@@ -135,49 +99,22 @@ async function startApp() {
 }
 
 async function mesh(opts: { deadFirst?: boolean } = {}) {
-  const { leaf, bundle } = await pki();
+  const p = await testPki();
   const app = await startApp();
   const flows: FlowRecord[] = [];
-  const api = new Sidecar({
-    config: {
-      service: svc('api'),
-      leaf: await leaf('api'),
-      bundle,
-      inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: app.port, protocol: 'http' },
-      upstreams: [],
-      policy,
-    },
-    onFlow: (r) => flows.push(r),
-  });
-  await api.start();
-  stops.push(() => api.stop());
+  const api = await startServerSidecar(stops, p, { appPort: app.port, protocol: 'http', policy, options: { onFlow: (r) => flows.push(r) } });
   const endpoint = { host: '127.0.0.1', port: api.inboundPort, sni: `${TARGET}.internal.${TD}`, spiffeId: `spiffe://${TD}/ns/default/dc/dc1/svc/api` };
   // An endpoint that refuses (a port just closed), tried first.
   const dead = { ...endpoint, port: await closedPort() };
   const endpoints = opts.deadFirst ? [dead, endpoint] : [endpoint];
-  const upstream: SidecarUpstream = {
-    name: 'api',
-    namespace: 'default',
-    datacenter: 'dc1',
-    localBindHost: '127.0.0.1',
-    localBindPort: 0,
+  const upstream: SidecarUpstream = apiUpstream({
     endpoints,
     protocol: 'http',
     chain: chain(),
     targets: [{ id: TARGET, datacenter: 'dc1', healthy: true, healthAgeMs: 0, endpoints }],
-  };
-  const web = new Sidecar({ config: { service: svc('web'), leaf: await leaf('web'), bundle, upstreams: [upstream], policy }, onFlow: (r) => flows.push(r) });
-  await web.start();
-  stops.push(() => web.stop());
+  });
+  const web = await startClientSidecar(stops, p, { upstreams: [upstream], policy, options: { onFlow: (r) => flows.push(r) } });
   return { app, flows, port: web.upstreamPort('api') };
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 type Opened =
@@ -409,33 +346,14 @@ describe('the IdleTimeout of an HTTP/1.1 request', () => {
 
 describe('the h2 inbound', () => {
   it('closes a session with no open stream after the idle timeout, and keeps one with a stream open', async () => {
-    const { leaf, bundle } = await pki();
+    const p = await testPki();
+    const { leaf, bundle } = p;
     const app = http.createServer((req, res) => {
       const t = setTimeout(() => res.end('late'), req.url === '/slow' ? 900 : 0);
       res.once('close', () => clearTimeout(t));
     });
-    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    stops.push(
-      () =>
-        new Promise<void>((r) => {
-          app.closeAllConnections();
-          app.close(() => r());
-        }),
-    );
-    const api = new Sidecar({
-      config: {
-        service: svc('api'),
-        leaf: await leaf('api'),
-        bundle,
-        inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'http' },
-        upstreams: [],
-        policy,
-      },
-      onFlow: () => {},
-      httpIdleTimeoutMs: 300,
-    });
-    await api.start();
-    stops.push(() => api.stop());
+    const appPort = await listen(stops, app);
+    const api = await startServerSidecar(stops, p, { appPort, protocol: 'http', policy, options: { httpIdleTimeoutMs: 300 } });
     const web = await leaf('web');
     const connect = () => {
       const s = http2.connect(`https://127.0.0.1:${api.inboundPort}`, {

@@ -4,49 +4,32 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createRoot, newKeyPem, signCa, signLeaf } from '../ca/index.js';
+import { describe, expect, it } from 'vitest';
 import type { ChainResolverNode, CompiledChain } from '../config-entries/index.js';
 import type { FlowRecord } from '../dataflow/index.js';
-import type { Intention } from '../intentions/index.js';
-import { Sidecar, type SidecarConfig, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
+import { Sidecar, type SidecarTarget, type SidecarUpstream } from './sidecar.js';
 import { ECHO_SERVICE, echoClient, grpc, type EchoClient } from './testing/grpc-echo.js';
+import {
+  TD,
+  V1,
+  V1_DC2,
+  V2,
+  apiUpstream,
+  chainTarget,
+  intention,
+  policyOf,
+  splitChain,
+  startClientSidecar,
+  startServerSidecar,
+  targetOf,
+  testPki,
+  useStops,
+  type TestPki,
+} from './testing/fixtures.js';
 
-const TD = 'test.isthmus';
-const stops: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (stops.length) await stops.pop()!();
-});
-
-async function pki() {
-  const root = await createRoot({ trustDomain: TD, commonName: 'root', ttlMs: 3_600_000 });
-  const interKey = await newKeyPem();
-  const inter = await signCa({ signer: root, subjectKeyPem: interKey, commonName: 'inter', trustDomain: TD, ttlMs: 3_600_000, pathLength: 0 });
-  const signer = { certPem: inter.certPem, keyPem: interKey };
-  const leaf = async (svc: string, dc: string) => {
-    const spiffeId = `spiffe://${TD}/ns/default/dc/${dc}/svc/${svc}`;
-    const l = await signLeaf({ signer, spiffeId, dnsNames: [], commonName: svc, ttlMs: 600_000 });
-    return { certPem: l.certPem, keyPem: l.keyPem, spiffeId };
-  };
-  return { bundle: { roots: [root.certPem], chain: [inter.certPem] }, leaf };
-}
-
-const allow: Intention = {
-  ID: 'web-api',
-  Description: '',
-  SourceNS: 'default',
-  SourceName: 'web',
-  DestinationNS: 'default',
-  DestinationName: 'api',
-  SourceType: 'consul',
-  Action: 'allow',
-  Precedence: 9,
-  Meta: {},
-  CreatedAt: '',
-  UpdatedAt: '',
-};
-const policy = { intentions: [allow], defaultAllow: false, index: 1, sourceDc: 'dc1' };
-const svc = (name: string, dc = 'dc1') => ({ id: `${name}-sidecar-proxy`, name, namespace: 'default', dc, trustDomain: TD });
+const stops = useStops();
+const allow = intention({ Action: 'allow' });
+const policy = policyOf([allow]);
 
 /** What an app was sent, per stream. */
 interface Seen {
@@ -97,7 +80,7 @@ interface Instance {
  * One api instance: an h2c app speaking gRPC's wire format by hand (so a test can make it fail as it
  * likes) and its server sidecar (grpc inbound). Say answers "<instance> <text>"; Count sends n messages.
  */
-async function instance(p: Awaited<ReturnType<typeof pki>>, name: string, dc: string, behave?: Behaviour): Promise<Instance> {
+async function instance(p: TestPki, name: string, dc: string, behave?: Behaviour): Promise<Instance> {
   const inst = { name, dc, seen: [] } as unknown as Instance;
   const app = http2.createServer();
   app.on('stream', (stream, headers) => {
@@ -131,57 +114,10 @@ async function instance(p: Awaited<ReturnType<typeof pki>>, name: string, dc: st
         app.close(() => r());
       }),
   );
-  inst.sidecar = new Sidecar({
-    config: {
-      service: svc('api', dc),
-      leaf: await p.leaf('api', dc),
-      bundle: p.bundle,
-      inbound: { bindHost: '127.0.0.1', bindPort: 0, localAppHost: '127.0.0.1', localAppPort: (app.address() as net.AddressInfo).port, protocol: 'grpc' },
-      upstreams: [],
-      policy,
-    },
-    onFlow: () => {},
-  });
-  await inst.sidecar.start();
-  stops.push(() => inst.sidecar.stop());
+  inst.sidecar = await startServerSidecar(stops, p, { dc, appPort: (app.address() as net.AddressInfo).port, protocol: 'grpc', policy });
   return inst;
 }
 
-function targetOf(id: string, instances: Instance[], healthy = true): SidecarTarget {
-  const dc = id.split('.').at(-1)!;
-  return {
-    id,
-    datacenter: dc,
-    healthy,
-    healthAgeMs: 0,
-    endpoints: instances.map((i) => ({
-      host: '127.0.0.1',
-      port: i.sidecar.inboundPort,
-      sni: `${id}.internal.${TD}`,
-      spiffeId: `spiffe://${TD}/ns/default/dc/${i.dc}/svc/api`,
-    })),
-  };
-}
-
-const chainTarget = (id: string) => {
-  const parts = id.split('.');
-  const dc = parts.at(-1)!;
-  return {
-    ID: id,
-    Service: 'api',
-    ServiceSubset: parts.length === 4 ? parts[0] : '',
-    Namespace: 'default',
-    Datacenter: dc,
-    MeshGateway: { Mode: '' },
-    Subset: {},
-    SNI: `${id}.internal.${TD}`,
-    SpiffeID: `spiffe://${TD}/ns/default/dc/${dc}/svc/api`,
-  };
-};
-
-const V1 = 'v1.api.default.dc1';
-const V2 = 'v2.api.default.dc1';
-const V1_DC2 = 'v1.api.default.dc2';
 const SAY = `/${ECHO_SERVICE}/Say`;
 
 /**
@@ -190,83 +126,45 @@ const SAY = `/${ECHO_SERVICE}/Say`;
  * edits; Routes[4] the rest -> a 90/10 split of v1/v2. v1 fails over to dc2.
  */
 function testChain(): CompiledChain {
-  const resolver = (id: string, failover?: string[]) => ({
-    Type: 'resolver' as const,
-    Name: id,
-    Resolver: { Default: false, ConnectTimeout: '5s', Target: id, ...(failover ? { Failover: { Targets: failover } } : {}) },
-  });
-  return {
-    ServiceName: 'api',
-    Namespace: 'default',
-    Datacenter: 'dc1',
-    Protocol: 'grpc',
-    StartNode: 'router:api.default',
-    Nodes: {
-      'router:api.default': {
-        Type: 'router',
-        Name: 'api.default',
-        Routes: [
-          { Definition: { Match: { HTTP: { PathExact: `/${ECHO_SERVICE}/Count` } } }, NextNode: `resolver:${V2}` },
-          { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
-          {
-            Definition: {
-              Match: { HTTP: { PathExact: SAY, Header: [{ Name: 'x-flaky', Present: true }] } },
-              Destination: { NumRetries: 3, RetryOn: ['unavailable'] },
-            },
-            NextNode: `resolver:${V1}`,
-          },
-          {
-            Definition: {
-              Match: { HTTP: { PathPrefix: '/old/' } },
-              Destination: {
-                PrefixRewrite: '/new/',
-                RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
-                ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
-              },
-            },
-            NextNode: `resolver:${V1}`,
-          },
-          { Definition: { Match: { HTTP: { PathPrefix: '/' } } }, NextNode: 'splitter:api.default' },
-        ],
+  return splitChain('grpc', [
+    { Definition: { Match: { HTTP: { PathExact: `/${ECHO_SERVICE}/Count` } } }, NextNode: `resolver:${V2}` },
+    { Definition: { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '500ms' } }, NextNode: `resolver:${V1}` },
+    {
+      Definition: {
+        Match: { HTTP: { PathExact: SAY, Header: [{ Name: 'x-flaky', Present: true }] } },
+        Destination: { NumRetries: 3, RetryOn: ['unavailable'] },
       },
-      'splitter:api.default': {
-        Type: 'splitter',
-        Name: 'api.default',
-        Splits: [
-          { Weight: 90, NextNode: `resolver:${V1}`, RequestHeaders: { Set: { 'x-split': 'v1' } } },
-          { Weight: 10, NextNode: `resolver:${V2}`, RequestHeaders: { Set: { 'x-split': 'v2' } } },
-        ],
-      },
-      [`resolver:${V1}`]: resolver(V1, [V1_DC2]),
-      [`resolver:${V2}`]: resolver(V2),
+      NextNode: `resolver:${V1}`,
     },
-    Targets: Object.fromEntries([V1, V2, V1_DC2].map((id) => [id, chainTarget(id)])),
-  };
+    {
+      Definition: {
+        Match: { HTTP: { PathPrefix: '/old/' } },
+        Destination: {
+          PrefixRewrite: '/new/',
+          RequestHeaders: { Set: { 'x-route': 'old' }, Remove: ['x-drop'] },
+          ResponseHeaders: { Add: { 'x-served-by': 'mesh' }, Remove: ['x-app-says'] },
+        },
+      },
+      NextNode: `resolver:${V1}`,
+    },
+  ]);
 }
 
 async function mesh(opts: { behave?: Behaviour; upstream?: (u: SidecarUpstream, m: { v1: Instance[]; v2: Instance; dc2: Instance }) => SidecarUpstream } = {}) {
-  const p = await pki();
+  const p = await testPki();
   const v1 = [await instance(p, 'v1a', 'dc1', opts.behave), await instance(p, 'v1b', 'dc1', opts.behave)];
   const v2 = await instance(p, 'v2', 'dc1', opts.behave);
   const dc2 = await instance(p, 'dc2', 'dc2', opts.behave);
   const targets = [targetOf(V1, v1), targetOf(V2, [v2]), targetOf(V1_DC2, [dc2])];
-  let upstream: SidecarUpstream = {
-    name: 'api',
-    namespace: 'default',
-    datacenter: 'dc1',
-    localBindHost: '127.0.0.1',
-    localBindPort: 0,
+  let upstream: SidecarUpstream = apiUpstream({
     endpoints: targets[0].endpoints,
     protocol: 'grpc',
     chain: testChain(),
     targets,
-  };
+  });
   if (opts.upstream) upstream = opts.upstream(upstream, { v1, v2, dc2 });
   const flows: FlowRecord[] = [];
-  const config: SidecarConfig = { service: svc('web'), leaf: await p.leaf('web', 'dc1'), bundle: p.bundle, upstreams: [upstream], policy };
-  const web = new Sidecar({ config, onFlow: (r) => flows.push(r) });
-  await web.start();
-  stops.push(() => web.stop());
+  const web = await startClientSidecar(stops, p, { upstreams: [upstream], policy, options: { onFlow: (r) => flows.push(r) } });
   const port = web.upstreamPort('api');
   const client: EchoClient = echoClient('127.0.0.1', port);
   stops.push(() => client.close());
@@ -563,7 +461,7 @@ describe('the h2 upstream listener', () => {
 describe('the h2 upstream listener’s sessions', () => {
   /** An endpoint that is only an h2 server over mTLS with api's identity: it counts sessions, refuses and goes away as told. */
   async function rawEndpoint() {
-    const p = await pki();
+    const p = await testPki();
     const api = await p.leaf('api', 'dc1');
     let refuseLeft = 1;
     const sessions: http2.ServerHttp2Session[] = [];
@@ -622,30 +520,18 @@ describe('the h2 upstream listener’s sessions', () => {
       Targets: { [T]: { ...chainTarget(T), ServiceSubset: '' } },
     };
     const flows: FlowRecord[] = [];
-    const web = new Sidecar({
-      config: {
-        service: svc('web'),
-        leaf: await p.leaf('web', 'dc1'),
-        bundle: p.bundle,
-        upstreams: [
-          {
-            name: 'api',
-            namespace: 'default',
-            datacenter: 'dc1',
-            localBindHost: '127.0.0.1',
-            localBindPort: 0,
-            protocol: 'http2',
-            endpoints: target.endpoints,
-            chain,
-            targets: [target],
-          },
-        ],
-        policy,
-      },
-      onFlow: (r) => flows.push(r),
+    const web = await startClientSidecar(stops, p, {
+      upstreams: [
+        apiUpstream({
+          protocol: 'http2',
+          endpoints: target.endpoints,
+          chain,
+          targets: [target],
+        }),
+      ],
+      policy,
+      options: { onFlow: (r) => flows.push(r) },
     });
-    await web.start();
-    stops.push(() => web.stop());
     const h2 = http2.connect(`http://127.0.0.1:${web.upstreamPort('api')}`);
     h2.on('error', () => {});
     stops.push(() => void h2.destroy());
