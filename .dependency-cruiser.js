@@ -48,11 +48,11 @@ export default {
     {
       name: 'domain-through-index',
       comment:
-        "Another folder under src/ is imported through its index.ts only (core/ file by file, and config/: a process imports its own loader, so a sidecar does not load the server's).",
+        "Another folder under src/ is imported through its index.ts only (core/ file by file, and config/: a process imports its own loader, so a sidecar does not load the server's). A folder's testing/ helpers are open to other folders' tests (what ships never imports testing/, see not-to-test-code).",
       severity: 'error',
       from: { path: '^src/([^/]+)/' },
       // (src/ui has rules of its own below.)
-      to: { path: '^src/[^/]+/', pathNot: ['^src/$1/', '^src/core/', '^src/config/', '^src/ui/', '^src/[^/]+/index\\.ts$'] },
+      to: { path: '^src/[^/]+/', pathNot: ['^src/$1/', '^src/core/', '^src/config/', '^src/ui/', '^src/[^/]+/index\\.ts$', '^src/[^/]+/testing/'] },
     },
     {
       name: 'domain-not-top',
