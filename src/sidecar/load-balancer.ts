@@ -261,3 +261,21 @@ export function addSetCookies(headers: Record<string, unknown>, cookies: string[
   const had = headers['set-cookie'];
   headers['set-cookie'] = [...(Array.isArray(had) ? (had as unknown[]).map(String) : had === undefined ? [] : [String(had)]), ...cookies];
 }
+
+/**
+ * What a hash policy may hash of a request from the local app: its fields and path, the app's
+ * address (Envoy's downstream address, for SourceIP) and its connection (a made-up cookie is named
+ * after it, so requests racing on one connection get the same one).
+ */
+export function lbRequestOf(
+  headers: LbRequest['headers'],
+  path: string,
+  sock: { remoteAddress?: string; remotePort?: number; localAddress?: string; localPort?: number } | undefined,
+): LbRequest {
+  return {
+    headers,
+    path,
+    sourceIp: sock?.remoteAddress,
+    connection: sock ? `${sock.remoteAddress}:${sock.remotePort}/${sock.localAddress}:${sock.localPort}` : undefined,
+  };
+}

@@ -14,7 +14,7 @@ import { LOCAL_APP_HEADER } from './inbound-answers.js';
 import { GRPC_UNAVAILABLE, grpcPercentEncode, sniffH2 } from './inbound-h2.js';
 import { AttemptCursor, RETRY_BUFFER_BYTES, backoff, readUpTo, requestTimeoutOf, retriable, retryPolicyOf, type Body } from './retry-policy.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
-import { addSetCookies } from './load-balancer.js';
+import { addSetCookies, lbRequestOf } from './load-balancer.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { HTTP_IDLE_TIMEOUT_MS } from './sidecar-inbound.js';
 import { describeTlsError } from './tls-refusal.js';
@@ -233,14 +233,7 @@ export class UpstreamH2 {
     out[':path'] = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
     out.traceparent = traceparent;
 
-    // The local app's address is the source IP a SourceIP hash policy hashes (Envoy's downstream address).
-    const sock = stream.session?.socket;
-    const plan = this.state.plan(up, walk, {
-      headers: fields,
-      path: url,
-      sourceIp: sock?.remoteAddress,
-      connection: sock ? `${sock.remoteAddress}:${sock.remotePort}/${sock.localAddress}:${sock.localPort}` : undefined,
-    });
+    const plan = this.state.plan(up, walk, lbRequestOf(fields, url, stream.session?.socket));
     const attempts = attemptsOf(plan.targets);
     const connectTimeout = connectTimeoutOf(walk);
     if (attempts.length === 0) {

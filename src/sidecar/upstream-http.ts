@@ -11,7 +11,7 @@ import { ErrorCodes, type ErrorCode } from '../core/errors.js';
 import type { FlowRecord, FlowRouting } from '../dataflow/index.js';
 import { applyHeaderEdits, rewritePath, type ChainWalk } from './chain-walk.js';
 import type { SidecarEndpoint } from './sidecar-config.js';
-import { addSetCookies } from './load-balancer.js';
+import { addSetCookies, lbRequestOf } from './load-balancer.js';
 import { ZERO_TRACE, type SidecarContext } from './sidecar-context.js';
 import { describeTlsError } from './tls-refusal.js';
 import { LOCAL_APP_HEADER, endToEnd } from './inbound-answers.js';
@@ -160,14 +160,7 @@ export class UpstreamHttp {
     applyHeaderEdits(headers, edits.request);
     const path = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
 
-    // The local app's address is the source IP a SourceIP hash policy hashes (Envoy's downstream address).
-    const sock = req.socket;
-    const plan = this.state.plan(up, walk, {
-      headers: req.headers,
-      path: url,
-      sourceIp: sock.remoteAddress,
-      connection: `${sock.remoteAddress}:${sock.remotePort}/${sock.localAddress}:${sock.localPort}`,
-    });
+    const plan = this.state.plan(up, walk, lbRequestOf(req.headers, url, req.socket));
     const attempts = attemptsOf(plan.targets);
     const connectTimeout = connectTimeoutOf(walk);
     const withRouting = routed(up);
@@ -368,7 +361,7 @@ export class UpstreamHttp {
     headers.traceparent = traceparent;
     applyHeaderEdits(headers, edits.request);
     const path = rewritePath(url, walk?.route?.Match?.HTTP, dest?.PrefixRewrite);
-    const plan = this.state.plan(up, walk);
+    const plan = this.state.plan(up, walk, lbRequestOf(req.headers, url, sock));
     const attempts = attemptsOf(plan.targets);
     const connectTimeout = connectTimeoutOf(walk);
     const withRouting = routed(up);

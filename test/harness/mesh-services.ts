@@ -189,3 +189,40 @@ export function streamCall(host: string, port: number, chunks: number, every: nu
     },
   };
 }
+
+/** A PUT to a server's HTTP API that must answer 200. */
+export async function putOk(url: string, path: string, body: unknown): Promise<void> {
+  const r = await api(url, 'PUT', path, body);
+  if (r.status !== 200) throw new Error(`PUT ${path} failed: ${r.status} ${JSON.stringify(r.body)}`);
+}
+
+/**
+ * The gRPC tests' caller: `web` in the DC at `server`/`host`, with an upstream `grpc-api` in dc2 on
+ * a free local port (returned), and the intention web => grpc-api that denies `/<service>/Denied`
+ * and allows the service's other methods.
+ */
+export async function registerGrpcWeb(server: string, host: string, echoService: string): Promise<number> {
+  const upstreamPort = await freePortOn(host);
+  await putOk(server, '/v1/agent/service/register', {
+    Name: 'web',
+    Address: host,
+    Port: 1,
+    Connect: {
+      SidecarService: {
+        Address: host,
+        Port: await freePortOn(host),
+        Proxy: {
+          LocalServiceAddress: host,
+          Upstreams: [{ DestinationName: 'grpc-api', Datacenter: 'dc2', LocalBindAddress: host, LocalBindPort: upstreamPort }],
+        },
+      },
+    },
+  });
+  await putOk(server, '/v1/connect/intentions/exact?source=web&destination=grpc-api', {
+    Permissions: [
+      { Action: 'deny', HTTP: { PathExact: `/${echoService}/Denied` } },
+      { Action: 'allow', HTTP: { PathPrefix: `/${echoService}/` } },
+    ],
+  });
+  return upstreamPort;
+}

@@ -5,7 +5,7 @@
 // v2 and the rest to v1, call by call on that channel; a route retries Say on `unavailable`, and the
 // flow record says how often; a 90/10 service-splitter then divides 500 unary calls of one channel.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, stopAll, type Proc } from '../harness/mesh-services.js';
+import { putOk as put, registerGrpcWeb, startSidecar, stopAll, type Proc } from '../harness/mesh-services.js';
 import { freePortOn, startFederation, type Federation3 } from '../harness/regions.js';
 import { api, startCli } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
@@ -37,11 +37,6 @@ function count(n: number): Promise<{ code: number; got: string[] }> {
     call.on('status', (s) => resolve({ code: s.code, got }));
   });
 }
-
-const put = async (url: string, path: string, body: unknown) => {
-  const r = await api(url, 'PUT', path, body);
-  if (r.status !== 200) throw new Error(`PUT ${path} failed: ${r.status} ${JSON.stringify(r.body)}`);
-};
 
 interface Rec {
   hop: string;
@@ -101,28 +96,7 @@ beforeAll(async () => {
       ),
     );
   }
-  const upstreamPort = await freePortOn(dc1.host);
-  await put(dc1.server.url, '/v1/agent/service/register', {
-    Name: 'web',
-    Address: dc1.host,
-    Port: 1,
-    Connect: {
-      SidecarService: {
-        Address: dc1.host,
-        Port: await freePortOn(dc1.host),
-        Proxy: {
-          LocalServiceAddress: dc1.host,
-          Upstreams: [{ DestinationName: 'grpc-api', Datacenter: 'dc2', LocalBindAddress: dc1.host, LocalBindPort: upstreamPort }],
-        },
-      },
-    },
-  });
-  await put(dc1.server.url, '/v1/connect/intentions/exact?source=web&destination=grpc-api', {
-    Permissions: [
-      { Action: 'deny', HTTP: { PathExact: `/${ECHO_SERVICE}/Denied` } },
-      { Action: 'allow', HTTP: { PathPrefix: `/${ECHO_SERVICE}/` } },
-    ],
-  });
+  const upstreamPort = await registerGrpcWeb(dc1.server.url, dc1.host, ECHO_SERVICE);
   procs.push(await startSidecar('web', dc1.server.grpc, dc1.env));
   client = echoClient(dc1.host, upstreamPort);
   // Until the intention has reached dc2 and web's upstream has both subsets' endpoints.

@@ -6,7 +6,7 @@
 // written at the primary. Unary and server-streaming calls work; one method is denied with
 // PERMISSION_DENIED, and dc2's flow records say which call was denied and which allowed, by path.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, stopAll, type Proc } from '../harness/mesh-services.js';
+import { putOk as put, registerGrpcWeb, startSidecar, stopAll, type Proc } from '../harness/mesh-services.js';
 import { freePortOn, startFederation, type Federation3 } from '../harness/regions.js';
 import { api } from '../harness/server-process.js';
 import { until } from '../harness/until.js';
@@ -34,10 +34,6 @@ beforeAll(async () => {
   const [dc1, dc2] = [fed.dcs.dc1, fed.dcs.dc2];
   app = await startEchoApp(dc2.host);
   const sidecarPort = await freePortOn(dc2.host);
-  const put = async (url: string, path: string, body: unknown) => {
-    const r = await api(url, 'PUT', path, body);
-    if (r.status !== 200) throw new Error(`PUT ${path} failed: ${r.status} ${JSON.stringify(r.body)}`);
-  };
   // The destination's protocol, as an operator says it both ways: on its sidecar and as service-defaults.
   await put(dc1.server.url, '/v1/config', { Kind: 'service-defaults', Name: 'grpc-api', Protocol: 'grpc' });
   await put(dc2.server.url, '/v1/agent/service/register', {
@@ -48,28 +44,7 @@ beforeAll(async () => {
       SidecarService: { Address: dc2.host, Port: sidecarPort, Proxy: { LocalServiceAddress: dc2.host, Config: { protocol: 'grpc' } } },
     },
   });
-  const upstreamPort = await freePortOn(dc1.host);
-  await put(dc1.server.url, '/v1/agent/service/register', {
-    Name: 'web',
-    Address: dc1.host,
-    Port: 1,
-    Connect: {
-      SidecarService: {
-        Address: dc1.host,
-        Port: await freePortOn(dc1.host),
-        Proxy: {
-          LocalServiceAddress: dc1.host,
-          Upstreams: [{ DestinationName: 'grpc-api', Datacenter: 'dc2', LocalBindAddress: dc1.host, LocalBindPort: upstreamPort }],
-        },
-      },
-    },
-  });
-  await put(dc1.server.url, '/v1/connect/intentions/exact?source=web&destination=grpc-api', {
-    Permissions: [
-      { Action: 'deny', HTTP: { PathExact: `/${ECHO_SERVICE}/Denied` } },
-      { Action: 'allow', HTTP: { PathPrefix: `/${ECHO_SERVICE}/` } },
-    ],
-  });
+  const upstreamPort = await registerGrpcWeb(dc1.server.url, dc1.host, ECHO_SERVICE);
   procs.push(...(await Promise.all([startSidecar('grpc-api', dc2.server.grpc, dc2.env), startSidecar('web', dc1.server.grpc, dc1.env)])));
   client = echoClient(dc1.host, upstreamPort);
   // Until the intention has reached dc2 and web's upstream has its endpoints.
