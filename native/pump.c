@@ -1,7 +1,8 @@
 // The gateway's byte pump: moves the bytes of spliced TCP connections both ways on one thread of
-// its own, with epoll and splice(2), until both sides have closed, and reports each connection to
-// JavaScript once it is over. Every decision (accept, ClientHello, route, connect) stays in
-// TypeScript; this file only moves bytes (src/gateway/pump/native-pump.ts is its binding).
+// its own, with epoll, recv(2)/send(2) and splice(2), until both sides have closed, and reports
+// each connection to JavaScript once it is over. Every decision (accept, ClientHello, route,
+// connect) stays in TypeScript; this file only moves bytes (src/gateway/pump/native-pump.ts is its
+// binding).
 //
 // Threads and ownership:
 // - The JavaScript thread calls init(onReports) once, then start(fdA, fdB, head, id) per
@@ -23,12 +24,19 @@
 //   either way. So an idle connection costs its two fds, not six (a pipe pair per direction
 //   would be four more: 10,000 idle connections would need 60,000 fds).
 //
-// Epoll is edge-triggered and each socket is registered once, for EPOLLIN | EPOLLOUT: any event on
-// either socket runs both directions until each is blocked on something that will raise a new
-// edge (its source has no data: EPOLLIN; its destination is full: EPOLLOUT) or is finished. A
-// direction whose destination is full stops reading its source, so the source's kernel buffer
-// fills and TCP's window closes: that is the back-pressure, with no epoll_ctl per blocked write
-// (a level-triggered loop would have to re-arm EPOLLOUT and mask EPOLLIN instead).
+// Epoll is edge-triggered and each socket is registered once, for EPOLLIN | EPOLLOUT | EPOLLRDHUP:
+// an event on a socket runs the direction that reads from it (bytes or a FIN came) and, when it
+// waits for room, the direction that writes to it, each until it is blocked on something that
+// will raise a new edge (its source has no data: EPOLLIN; its destination is full: EPOLLOUT) or is
+// finished. A short recv(2) counts as "no data": what comes after it raises a new edge. A direction
+// whose destination is full stops reading its source, so the source's kernel buffer fills and
+// TCP's window closes: that is the back-pressure, with no epoll_ctl per blocked write (a
+// level-triggered loop would have to re-arm EPOLLOUT and mask EPOLLIN instead).
+//
+// Small records (a request, an answer) go through one buffer of the thread's with recv(2) and
+// send(2); what the destination does not take waits in the direction's pipe (vmsplice(2), a copy).
+// A read that fills the buffer moves the direction to splice(2), socket to pipe to socket, with no
+// copy, until a splice comes back short.
 #define NAPI_VERSION 8
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +50,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,8 +58,14 @@ enum { A = 0, B = 1 };
 /** A pipe's default capacity (16 pages): the most one splice moves into it. */
 #define PIPE_BYTES 65536
 #define MAX_EVENTS 64
-/** Splices one direction may do per turn (1 MiB), so that a bulk stream cannot starve the rest. */
+/** Moves one direction may do per turn (1 MiB of splices), so that a bulk stream cannot starve the rest. */
 #define TURN_SPLICES 16
+/**
+ * Reads of up to this much go through the thread's buffer with recv(2)/send(2): for a small record
+ * two copies cost less than a splice's pipe bookkeeping. A read that fills it moves the direction to
+ * splice(2) until a splice comes back shorter than this.
+ */
+#define SMALL_BYTES 16384
 
 struct conn;
 
@@ -69,6 +84,9 @@ struct dir {
   double first_ms; /* when the first byte was read from the source; 0: none */
   int eof;         /* the source sent FIN */
   int shut;        /* FIN passed on (shutdown(SHUT_WR) of the destination): direction done */
+  int bulk;        /* reading with splice(2) (the last read filled SMALL_BYTES); else recv(2) */
+  int blocked;     /* the destination took less than offered: waits for its EPOLLOUT */
+  int hup;         /* the source's FIN (or an error) was signalled: read it to the end */
 };
 
 struct conn {
@@ -114,6 +132,7 @@ struct pump {
   int spare[SPARE_PIPES][2]; /* pump thread only: empty pipes, spare_n of them */
   int spare_n;
   uint32_t open;     /* JavaScript thread only: started and not yet reported */
+  char buf[SMALL_BYTES]; /* pump thread only: the small reads' buffer, written out before the next */
 };
 
 static double now_ms(void) {
@@ -189,32 +208,81 @@ static void fail(struct pump *p, struct conn *c, int side, int err) {
   finish(p, c, side == A ? 'a' : 'b', reset ? "reset" : "error", err, reset && side == B, reset && side == A);
 }
 
+/** Copies `len` bytes of the thread's buffer into `d`'s (empty) pipe: what its destination did not take. 0, or an errno. */
+static int park(struct pump *p, struct dir *d, const char *from, size_t len) {
+  int err = take_pipe(p, d);
+  if (err) return err;
+  while (len > 0) {
+    /* The pipe is empty and holds at least 16 pages: SMALL_BYTES always fits. */
+    struct iovec iov = {.iov_base = (void *)from, .iov_len = len};
+    ssize_t n = vmsplice(d->pipe[1], &iov, 1, SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    from += n;
+    len -= (size_t)n;
+    d->inpipe += (size_t)n;
+  }
+  return 0;
+}
+
 /**
  * Moves what it can of one direction, until blocked (a new edge will come) or done: 0; or until
  * its turn is up, with work left: 1 (no edge will come for that, so the thread runs it again).
+ * `drain`: read the source until it has nothing (EAGAIN); else a short recv(2) ends the turn, as
+ * it says the socket had no more: bytes that come after it raise a new edge (a FIN that came with
+ * the last bytes raised EPOLLRDHUP, and the caller drains then).
  */
-static int run_dir(struct pump *p, struct conn *c, int side) {
+static int run_dir(struct pump *p, struct conn *c, int side, int drain) {
   struct dir *d = &c->dir[side];
   int src = c->end[side].fd, dst = c->end[!side].fd;
   ssize_t n;
+  drain |= d->hup;
   while (side == A && c->head_off < c->head_len) {
     n = send(dst, c->head + c->head_off, c->head_len - c->head_off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, B, errno), 0);
+    if (n < 0) return errno == EAGAIN ? (d->blocked = 1, 0) : (fail(p, c, B, errno), 0);
     c->head_off += (size_t)n;
   }
+  d->blocked = 0;
   for (int turn = 0; !d->shut; turn++) {
     if (turn == TURN_SPLICES) return 1;
     if (d->inpipe > 0) {
       n = splice(d->pipe[0], NULL, dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN ? 0 : (fail(p, c, !side, errno), 0);
+      if (n < 0) return errno == EAGAIN ? (d->blocked = 1, 0) : (fail(p, c, !side, errno), 0);
       d->inpipe -= (size_t)n;
     } else if (d->eof) {
       /* Half-close: the other direction goes on. An error here (the peer is gone) shows up there. */
       shutdown(dst, SHUT_WR);
       d->shut = 1;
       give_pipe(p, d);
+    } else if (!d->bulk) {
+      give_pipe(p, d); /* empty: a small read needs none */
+      n = recv(src, p->buf, SMALL_BYTES, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return 0;
+      if (n < 0) return fail(p, c, side, errno), 0;
+      if (n == 0) {
+        d->eof = 1;
+        if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b'; /* who ended first */
+        continue;
+      }
+      if (d->first_ms == 0) d->first_ms = now_ms();
+      c->last_ms = p->round_ms;
+      d->bytes += (uint64_t)n;
+      ssize_t m;
+      do m = send(dst, p->buf, (size_t)n, MSG_NOSIGNAL);
+      while (m < 0 && errno == EINTR);
+      if (m < 0 && errno != EAGAIN) return fail(p, c, !side, errno), 0;
+      if (m < 0) m = 0;
+      if (m < n) {
+        /* The rest waits in the direction's pipe (the buffer is the next read's) for EPOLLOUT. */
+        int err = park(p, d, p->buf + m, (size_t)(n - m));
+        if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
+        continue;
+      }
+      if (n == SMALL_BYTES) d->bulk = 1;
+      else if (!drain) return 0;
     } else {
       int err = take_pipe(p, d);
       if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
@@ -225,9 +293,10 @@ static int run_dir(struct pump *p, struct conn *c, int side) {
       if (n < 0) return fail(p, c, side, errno), 0;
       if (n == 0) {
         d->eof = 1;
-        if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b'; /* who ended first */
+        if (!c->closed_by) c->closed_by = side == A ? 'a' : 'b';
         continue;
       }
+      if (n < SMALL_BYTES) d->bulk = 0;
       if (d->first_ms == 0) d->first_ms = now_ms();
       c->last_ms = p->round_ms;
       d->bytes += (uint64_t)n;
@@ -237,10 +306,26 @@ static int run_dir(struct pump *p, struct conn *c, int side) {
   return 0;
 }
 
-/** Runs both directions once; a connection over goes on `over`, one with work left on `again`. */
-static void run_conn(struct pump *p, struct conn *c, struct conn **over, struct conn **again) {
+/** Work for a direction: bytes or a FIN to read from its source. */
+#define RUN_READ 1
+/** Room in its destination: it runs if it waits for that. */
+#define RUN_WRITE 2
+/** Read its source to EAGAIN (a FIN or an error on it, or a turn that ran out). */
+#define RUN_DRAIN 4
+
+/**
+ * Runs the directions `what` says (per direction, RUN_* bits); a connection over goes on `over`,
+ * one with work left on `again`.
+ */
+static void run_conn(struct pump *p, struct conn *c, const int what[2], struct conn **over, struct conn **again) {
   int more = 0;
-  for (int s = A; s <= B && !c->over; s++) more |= run_dir(p, c, s);
+  for (int s = A; s <= B && !c->over; s++) {
+    struct dir *d = &c->dir[s];
+    if (d->shut) continue;
+    /* A blocked direction reads nothing until its destination has room; a write edge runs it. */
+    int go = d->blocked ? (what[s] & (RUN_WRITE | RUN_DRAIN)) : (what[s] & (RUN_READ | RUN_DRAIN));
+    if (go) more |= run_dir(p, c, s, what[s] & RUN_DRAIN);
+  }
   if (!c->over && c->dir[A].shut && c->dir[B].shut) finish(p, c, c->closed_by, "fin", 0, 0, 0);
   if (c->over) {
     c->next = *over;
@@ -263,12 +348,13 @@ static void take_incoming(struct pump *p, struct conn **over) {
     list = c->next;
     c->prev = NULL;
     c->last_ms = p->round_ms;
+    c->dir[A].blocked = c->head_len > 0; /* the head waits for B's first EPOLLOUT (registering raises it) */
     c->next = p->live;
     if (p->live) p->live->prev = c;
     p->live = c;
     for (int s = A; s <= B; s++) {
       /* Registering reports what is ready already (EPOLLOUT at least), which starts the moving. */
-      struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = &c->end[s]};
+      struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &c->end[s]};
       if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->end[s].fd, &ev) < 0 && !c->over) {
         finish(p, c, 'e', "error", errno, 0, 0);
       }
@@ -333,7 +419,8 @@ static void *pump_thread(void *arg) {
     for (struct conn *c; (c = rerun) != NULL;) {
       rerun = c->again_next;
       c->again = 0;
-      if (!c->over) run_conn(p, c, &over, &again);
+      static const int all[2] = {RUN_DRAIN, RUN_DRAIN};
+      if (!c->over) run_conn(p, c, all, &over, &again);
     }
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) { /* the eventfd: new work, or quit */
@@ -361,7 +448,15 @@ static void *pump_thread(void *arg) {
           continue;
         }
       }
-      run_conn(p, c, &over, &again);
+      /* The socket's events say which directions have work: the one reading from it, when it has
+         bytes or a FIN, and the one writing to it, when that waits for room. */
+      uint32_t ev = evs[i].events;
+      int what[2] = {0, 0};
+      /* Sticky: the FIN's edge may come while its direction is blocked, and not come again. */
+      if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->dir[e->side].hup = 1;
+      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) what[e->side] = RUN_READ;
+      if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) what[!e->side] = RUN_WRITE | (ev & (EPOLLHUP | EPOLLERR) ? RUN_DRAIN : 0);
+      run_conn(p, c, what, &over, &again);
     }
     /* One queued to run again may have ended since: it goes with its report, not on this list. */
     for (struct conn **q = &again; *q;) {
