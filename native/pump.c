@@ -34,7 +34,7 @@
 // level-triggered loop would have to re-arm EPOLLOUT and mask EPOLLIN instead).
 //
 // Small records (a request, an answer) go through one buffer of the thread's with recv(2) and
-// send(2); what the destination does not take waits in the direction's pipe (vmsplice(2), a copy).
+// send(2); what the destination does not take waits in the direction's pipe (a write(2) into it, a copy).
 // A read that fills the buffer moves the direction to splice(2), socket to pipe to socket, with no
 // copy, until a splice comes back short.
 #define NAPI_VERSION 8
@@ -50,7 +50,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,14 +207,17 @@ static void fail(struct pump *p, struct conn *c, int side, int err) {
   finish(p, c, side == A ? 'a' : 'b', reset ? "reset" : "error", err, reset && side == B, reset && side == A);
 }
 
-/** Copies `len` bytes of the thread's buffer into `d`'s (empty) pipe: what its destination did not take. 0, or an errno. */
+/**
+ * Copies `len` bytes of the thread's buffer into `d`'s (empty) pipe: what its destination did not
+ * take. 0, or an errno. A write(2), not vmsplice(2): that would lend the pipe the buffer's pages,
+ * which the next read overwrites.
+ */
 static int park(struct pump *p, struct dir *d, const char *from, size_t len) {
   int err = take_pipe(p, d);
   if (err) return err;
   while (len > 0) {
     /* The pipe is empty and holds at least 16 pages: SMALL_BYTES always fits. */
-    struct iovec iov = {.iov_base = (void *)from, .iov_len = len};
-    ssize_t n = vmsplice(d->pipe[1], &iov, 1, SPLICE_F_NONBLOCK);
+    ssize_t n = write(d->pipe[1], from, len);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n < 0 ? errno : EIO;
     from += n;

@@ -240,6 +240,30 @@ describe.each(pumps)('$name pump', ({ name, create }) => {
     expect(await report).toMatchObject({ bytesAtoB: sent, how: 'fin' });
   });
 
+  run('small records toward a peer that does not read, and a FIN sent while it is held back: every byte in order, then the end', async () => {
+    const { client, peer, report } = await pair(make());
+    peer.pause();
+    const hash = createHash('sha256');
+    let sent = 0;
+    // Records of a few hundred bytes, each different, written one by one until the sender is held back.
+    for (let i = 0; ; i++) {
+      const rec = Buffer.alloc(200 + (i % 300), i % 251);
+      hash.update(rec);
+      sent += rec.length;
+      if (!client.write(rec)) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    // Let the pump fill the peer's kernel buffer and stop reading A, then end A behind those bytes.
+    await new Promise((r) => setTimeout(r, 200));
+    client.end();
+    await new Promise((r) => setTimeout(r, 200));
+    const got = receive(peer);
+    peer.resume();
+    expect(await got).toMatchObject({ bytes: sent, sha: hash.digest('hex') });
+    peer.end();
+    expect(await report).toMatchObject({ bytesAtoB: sent, closedBy: 'a', how: 'fin' });
+  });
+
   run('2,000 short connections leave no fd behind', async () => {
     const pump = make();
     const short = async (): Promise<void> => {
