@@ -629,10 +629,12 @@ static int start_thread(struct pump *p) {
   return 0;
 }
 
-/** A non-blocking, close-on-exec copy of `fd`, or -1. */
+/** A non-blocking, close-on-exec copy of `fd`, or -1. (libuv's sockets are non-blocking already.) */
 static int dup_fd(int fd) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (d >= 0 && fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK) < 0) close_fd(&d);
+  if (d < 0) return -1;
+  int fl = fcntl(d, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) close_fd(&d);
   return d;
 }
 
@@ -679,11 +681,14 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
     return throw_errno(env, "start", err); /* EMFILE and the like: the caller's fds are untouched */
   }
   pthread_mutex_lock(&p->mu);
+  /* A list that was not empty has its wake-up on the way: the thread reads the eventfd, then takes
+     the whole list. */
+  int wake = p->incoming == NULL;
   c->next = p->incoming;
   p->incoming = c;
   pthread_mutex_unlock(&p->mu);
   uint64_t one = 1;
-  if (write(p->evfd, &one, sizeof one) < 0 && errno != EAGAIN) abort(); /* cannot happen: counter far from max */
+  if (wake && write(p->evfd, &one, sizeof one) < 0 && errno != EAGAIN) abort(); /* cannot happen: counter far from max */
   if (p->open++ == 0) napi_ref_threadsafe_function(env, p->tsfn);
   return NULL;
 }
