@@ -533,8 +533,8 @@ describe.each(kinds)('mesh gateway, $name', ({ path }) => {
   });
 });
 
-// The gateway with the native byte pump switched on (ISTHMUS_PUMP=on runs every test above on it
-// too): what only the pump path has to show. Run only where the addon was built; pump.test.ts fails
+// The gateway with the native byte pump switched on (the default where it loads: every test above
+// runs on it, and with ISTHMUS_PUMP=off on the data path): what only the pump path has to show. Run only where the addon was built; pump.test.ts fails
 // when it was not on Linux x64.
 describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the native byte pump, $name', ({ path }) => {
   beforeAll(() => {

@@ -73,7 +73,7 @@ export interface GatewayOptions {
 }
 
 /** ISTHMUS_PUMP unset: see docs/decisions.md ("The byte pump") for why. */
-export const DEFAULT_PUMP: PumpSetting = 'off';
+export const DEFAULT_PUMP: PumpSetting = 'auto';
 
 /**
  * Reads land in one buffer shared by every connection of the gateway, and what is read is copied out
