@@ -5,7 +5,7 @@
 // bootstrap per binary under app/), so that a gateway process loads none of the server.
 import http from 'node:http';
 import { networkInterfaces } from 'node:os';
-import { ErrorCodes, IsthmusError } from '../core/errors.js';
+import { ErrorCodes, IsthmusError, isIsthmusError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { redactGatewayConfig, type GatewayConfig } from '../config/gateway-config.js';
 import { GatewayClient, refusal } from '../dataplane-client/index.js';
@@ -72,6 +72,8 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     helloTimeoutMs: config.helloTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
     fastPath: config.fastPath,
+    pump: config.pump,
+    pumpSetBy: config.pumpSetBy,
     onFlow: (r: FlowRecord) => client?.report(r),
   };
   // Several workers: processes sharing the listener (one per core), their metrics summed here.
@@ -79,6 +81,8 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
   try {
     await gw.start();
   } catch (err) {
+    // A setting the gateway refuses (a pump that cannot be had) is said as it is, not as a bind failure.
+    if (isIsthmusError(err)) throw err;
     throw cannotListen('the gateway address', config.addr, err);
   }
   const lan = { host: unspecified(config.addr.host) ? reachableHost() : config.addr.host, port: gw.port };

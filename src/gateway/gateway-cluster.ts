@@ -51,6 +51,7 @@ export type GatewayWorkerConfig = Pick<
   | 'bufferSweepMs'
   | 'fastPath'
   | 'pump'
+  | 'pumpSetBy'
   | 'reusePort'
 > & {
   routes?: GatewayRoutes;
@@ -264,6 +265,7 @@ export class GatewayCluster implements Component {
       bufferSweepMs: this.opts.bufferSweepMs,
       fastPath: this.opts.fastPath,
       pump: this.opts.pump,
+      pumpSetBy: this.opts.pumpSetBy,
       reusePort: this.reusePort,
       // The limit is the gateway's: each worker takes its share.
       maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
@@ -283,7 +285,9 @@ export class GatewayCluster implements Component {
           if (!this.reusePort) this.broadcastLoads();
           resolve(m.port);
         } else if (m.type === 'isthmus:gateway:failed') {
-          failed = Object.assign(new Error(m.message), { code: m.code });
+          // A typed error stays one (a setting refused in the worker is the same mistake here).
+          const typed = Object.values(ErrorCodes).find((c) => c === m.code);
+          failed = typed ? new IsthmusError(typed, m.message) : Object.assign(new Error(m.message), { code: m.code });
         } else if (m.type === 'isthmus:gateway:flow') {
           this.flow(m.record);
         } else if (m.type === 'isthmus:gateway:connections') {

@@ -72,6 +72,8 @@ export interface GatewayOptions {
    * else DEFAULT_PUMP.
    */
   pump?: PumpSetting;
+  /** Where `pump` came from, named in its start-up error and log line (a flag, a config key; default `pump`). */
+  pumpSetBy?: string;
   /**
    * Listen on a socket of this process's own with SO_REUSEPORT, which other processes may bind to the
    * same port, the kernel spreading new connections over them (where reusePortAvailable(): Node
@@ -201,7 +203,8 @@ export class Gateway implements Component, ConnectionHost {
       );
     // First: ISTHMUS_PUMP=on without the addon is a start-up error, before anything is bound.
     const setting = this.opts.pump ?? pumpSetting();
-    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP);
+    const setBy = this.opts.pump === undefined ? 'ISTHMUS_PUMP' : (this.opts.pumpSetBy ?? 'pump');
+    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP, undefined, setBy);
     if (setting === undefined && !pumpChoice.pump) pumpChoice.reason = `ISTHMUS_PUMP unset: ${DEFAULT_PUMP} by default`;
     const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
     this.dataPath = choice.path;
