@@ -24,7 +24,7 @@ export interface GatewayConfig {
   /** Where /metrics is served; absent: nowhere. */
   metricsAddr: HostPort | undefined;
   maxConnections: number | undefined;
-  /** Processes sharing the listener (one per core); 1 runs the gateway in this process. */
+  /** Processes on the one port (one per core; see GatewayCluster); 1 runs the gateway in this process. */
   workers: number;
   helloTimeoutMs: number | undefined;
   idleTimeoutMs: number | undefined;

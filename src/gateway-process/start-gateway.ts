@@ -1,5 +1,5 @@
 // The composition root of `isthmus gateway`: from a GatewayConfig, a mesh gateway (one process, or a
-// cluster of workers sharing its listener) fed with routes by the local server over the data-plane
+// cluster of workers on its port) fed with routes by the local server over the data-plane
 // stream, registered as Kind mesh-gateway, routing on its last routes while the server is away, with
 // /metrics when asked; stopped in reverse. A folder of its own beside region/ (as Kuma has one
 // bootstrap per binary under app/), so that a gateway process loads none of the server.
@@ -76,7 +76,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     pumpSetBy: config.pumpSetBy,
     onFlow: (r: FlowRecord) => client?.report(r),
   };
-  // Several workers: processes sharing the listener (one per core), their metrics summed here.
+  // Several workers: processes on the one port (one per core), their metrics summed here.
   const gw = config.workers > 1 ? new GatewayCluster({ ...gwOpts, workers: config.workers, logLevel: config.logLevel }) : new Gateway({ ...gwOpts, registry });
   try {
     await gw.start();
