@@ -92,6 +92,25 @@ describe('loadGatewayConfig', () => {
     expect(err.message).not.toContain(secret.slice(0, 20));
   });
 
+  it('takes the byte pump from --pump, ISTHMUS_PUMP or the file key pump, and says where it was set', () => {
+    expect(loadGatewayConfig({ env: {} })).toMatchObject({ pump: undefined, pumpSetBy: undefined });
+    const configFile = file({ pump: 'auto' });
+    expect(loadGatewayConfig({ env: {}, configFile })).toMatchObject({ pump: 'auto', pumpSetBy: `${configFile}: pump` });
+    // As ISTHMUS_PUMP was always read: capitals and spaces around are the same setting.
+    expect(loadGatewayConfig({ env: { ISTHMUS_PUMP: ' OFF ' }, configFile })).toMatchObject({ pump: 'off', pumpSetBy: 'ISTHMUS_PUMP' });
+    expect(loadGatewayConfig({ env: { ISTHMUS_PUMP: 'off' }, configFile, flags: { pump: 'on' } })).toMatchObject({ pump: 'on', pumpSetBy: '--pump' });
+  });
+
+  it('refuses a pump setting that is not on, auto or off, naming the flag, the variable or the file key', () => {
+    expect(configError(() => loadGatewayConfig({ env: {}, flags: { pump: 'fast' } })).message).toBe('--pump must be on, auto or off, got "fast"');
+    expect(configError(() => loadGatewayConfig({ env: { ISTHMUS_PUMP: 'yes' } })).message).toBe('ISTHMUS_PUMP must be on, auto or off, got "yes"');
+    const configFile = file({ pump: true });
+    expect(configError(() => loadGatewayConfig({ env: {}, configFile })).message).toBe(`${configFile}: pump must be on, auto or off, got true`);
+    // Listed with the other violations, each named where it was set.
+    const both = configError(() => loadGatewayConfig({ env: { ISTHMUS_PUMP: 'native' }, flags: { workers: '0' } }));
+    expect(both.violations.map((v) => v.Field).sort()).toEqual(['--workers', 'ISTHMUS_PUMP']);
+  });
+
   it('masks the token when redacted', () => {
     const c = loadGatewayConfig({ env: { ISTHMUS_HTTP_TOKEN: 'hunter2' } });
     expect(redactGatewayConfig(c).token).toBe('*****');

@@ -3,10 +3,11 @@
 import { z } from 'zod';
 import type { Violation } from '../core/errors.js';
 import { DATACENTER_NAME_RE, DATACENTER_NAME_RULE, REDACTED, SERVICE_NAME_RE, SERVICE_NAME_RULE, type HostPort } from '../core/names.js';
+import type { PumpSetting } from '../gateway/index.js';
 import type { LogLevel } from '../telemetry/index.js';
 import { GATEWAY_SETTINGS, type GatewayFlags } from './settings.js';
 import { configError, gatherSources, issueViolations } from './sources.js';
-import { dialAddress, hostPort, logLevel, onOff, pattern, positiveDuration, token, wholeNumber } from './values.js';
+import { dialAddress, hostPort, logLevel, oneOf, onOff, pattern, positiveDuration, token, wholeNumber } from './values.js';
 
 export interface GatewayConfig {
   dc: string;
@@ -23,12 +24,19 @@ export interface GatewayConfig {
   /** Where /metrics is served; absent: nowhere. */
   metricsAddr: HostPort | undefined;
   maxConnections: number | undefined;
-  /** Processes sharing the listener (one per core); 1 runs the gateway in this process. */
+  /** Processes on the one port (one per core; see GatewayCluster); 1 runs the gateway in this process. */
   workers: number;
   helloTimeoutMs: number | undefined;
   idleTimeoutMs: number | undefined;
   /** Drive connections on the fast data path (on) or plain net.Sockets (off); unset: as ISTHMUS_FAST_PATH says (see netio/). */
   fastPath: boolean | undefined;
+  /**
+   * Who moves routed connections' bytes: the native byte pump (on: a start-up error where it does
+   * not load; auto: where it loads) or the data path (off); unset: the gateway's default.
+   */
+  pump: PumpSetting | undefined;
+  /** Where `pump` was set (`--pump`, ISTHMUS_PUMP, `<file>: pump`), for the gateway's error when `on` cannot be had. */
+  pumpSetBy: string | undefined;
   logLevel: LogLevel;
 }
 
@@ -49,6 +57,8 @@ const DEFAULTS: Partial<Record<GatewayKey, string>> = {
   log_level: 'info',
 };
 
+const PUMP_SETTINGS: readonly PumpSetting[] = ['on', 'auto', 'off'];
+
 const LISTEN = 'host:port (e.g. 127.0.1.1:8443)';
 
 const schema = z.object({
@@ -65,6 +75,7 @@ const schema = z.object({
   hello_timeout: positiveDuration().optional(),
   idle_timeout: positiveDuration().optional(),
   fast_path: onOff().optional(),
+  pump: oneOf(PUMP_SETTINGS, 'on, auto or off').optional(),
   log_level: logLevel(),
 });
 
@@ -91,6 +102,8 @@ export function loadGatewayConfig(opts: GatewayLoadOptions = {}): GatewayConfig 
     helloTimeoutMs: d.hello_timeout,
     idleTimeoutMs: d.idle_timeout,
     fastPath: d.fast_path,
+    pump: d.pump,
+    pumpSetBy: sources.get('pump')?.where,
     logLevel: d.log_level,
   };
 }

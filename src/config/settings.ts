@@ -41,6 +41,7 @@ export const GATEWAY_SETTINGS = {
   hello_timeout: { flag: 'hello-timeout' },
   idle_timeout: { flag: 'idle-timeout' },
   fast_path: { flag: 'fast-path' },
+  pump: { flag: 'pump', env: 'ISTHMUS_PUMP' },
   log_level: { flag: 'log-level' },
 } as const satisfies Record<string, Setting>;
 

@@ -43,6 +43,9 @@ const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 /** `on` or `off`, as a boolean. */
 export const onOff = () => rule('on or off', (t) => (t === 'on' ? true : t === 'off' ? false : undefined));
 
+/** One of `choices`, as written or in capitals and with spaces around (as ISTHMUS_PUMP always was read). */
+export const oneOf = <T extends string>(choices: readonly T[], what: string) => rule(what, (t) => choices.find((c) => c === t.trim().toLowerCase()));
+
 export const logLevel = () => rule('debug, info, warn or error', (t) => LEVELS.find((l) => l === t));
 
 /** Never quoted back: a token in an error would land in a terminal's scrollback and in logs. */

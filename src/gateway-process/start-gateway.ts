@@ -1,11 +1,11 @@
 // The composition root of `isthmus gateway`: from a GatewayConfig, a mesh gateway (one process, or a
-// cluster of workers sharing its listener) fed with routes by the local server over the data-plane
+// cluster of workers on its port) fed with routes by the local server over the data-plane
 // stream, registered as Kind mesh-gateway, routing on its last routes while the server is away, with
 // /metrics when asked; stopped in reverse. A folder of its own beside region/ (as Kuma has one
 // bootstrap per binary under app/), so that a gateway process loads none of the server.
 import http from 'node:http';
 import { networkInterfaces } from 'node:os';
-import { ErrorCodes, IsthmusError } from '../core/errors.js';
+import { ErrorCodes, IsthmusError, isIsthmusError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { redactGatewayConfig, type GatewayConfig } from '../config/gateway-config.js';
 import { GatewayClient, refusal } from '../dataplane-client/index.js';
@@ -72,13 +72,17 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     helloTimeoutMs: config.helloTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
     fastPath: config.fastPath,
+    pump: config.pump,
+    pumpSetBy: config.pumpSetBy,
     onFlow: (r: FlowRecord) => client?.report(r),
   };
-  // Several workers: processes sharing the listener (one per core), their metrics summed here.
+  // Several workers: processes on the one port (one per core), their metrics summed here.
   const gw = config.workers > 1 ? new GatewayCluster({ ...gwOpts, workers: config.workers, logLevel: config.logLevel }) : new Gateway({ ...gwOpts, registry });
   try {
     await gw.start();
   } catch (err) {
+    // A setting the gateway refuses (a pump that cannot be had) is said as it is, not as a bind failure.
+    if (isIsthmusError(err)) throw err;
     throw cannotListen('the gateway address', config.addr, err);
   }
   const lan = { host: unspecified(config.addr.host) ? reachableHost() : config.addr.host, port: gw.port };

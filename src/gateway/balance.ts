@@ -1,4 +1,6 @@
-// Which worker of a GatewayCluster keeps a connection it has just accepted. The workers accept from
+// Which worker of a GatewayCluster on the shared listener keeps a connection it has just accepted
+// (where Node has server.listen({ reusePort }), each worker listens on a socket of its own and the
+// kernel spreads the connections: none of this is used, see reuse-port.ts). The workers accept from
 // one shared listening socket, and the kernel hands a burst of connections to whichever worker is
 // waiting in epoll at that moment: 32 connections opened at once were seen split 28 to 3, and a
 // worker that is busy (or stopped) for a moment sees every connection of that moment go to the

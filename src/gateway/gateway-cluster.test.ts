@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlowRecord } from '../dataflow/index.js';
+import { isIsthmusError } from '../core/errors.js';
 import { GatewayCluster } from './gateway-cluster.js';
+import { reusePortAvailable } from './reuse-port.js';
 import type { GatewayRoutes } from './routes.js';
 
 const GOLDEN = readFileSync(new URL('./testdata/node-tls13.bin', import.meta.url));
@@ -45,9 +47,9 @@ function roundTrip(port: number, body: Buffer): Promise<string> {
   });
 }
 
-/** A two-worker gateway cluster routing to a hash backend, stopped after the test. */
-async function twoWorkers(id: string): Promise<GatewayCluster> {
-  const gw = new GatewayCluster({ id, dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', routes: routesTo(await hashBackend()) });
+/** A two-worker gateway cluster routing to a hash backend, stopped after the test (reusePort unset: as this Node offers). */
+async function twoWorkers(id: string, reusePort?: boolean): Promise<GatewayCluster> {
+  const gw = new GatewayCluster({ id, dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, logLevel: 'warn', reusePort, routes: routesTo(await hashBackend()) });
   await gw.start();
   stops.push(() => gw.stop());
   return gw;
@@ -62,6 +64,36 @@ async function workerLoads(gw: GatewayCluster, ok: (l: number[]) => boolean): Pr
     l = gw.workerConnections.map((w) => w.connections);
   }
   return l;
+}
+
+/** Each worker's connections taken since it started, once `ok` holds of them (or as they are after 5 s). */
+async function workerAccepted(gw: GatewayCluster, ok: (a: number[]) => boolean): Promise<number[]> {
+  const end = Date.now() + 5000;
+  let a = gw.workerConnections.map((w) => w.accepted);
+  while (!ok(a) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 20));
+    a = gw.workerConnections.map((w) => w.accepted);
+  }
+  return a;
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const hashOf = (body: Buffer) =>
+  `ready:${createHash('sha256')
+    .update(Buffer.concat([GOLDEN, body]))
+    .digest('hex')}`;
+
+/** `n` connections at once through the gateway, each answered with the hash of what it sent. */
+async function roundTrips(port: number, n: number): Promise<void> {
+  const bodies = Array.from({ length: n }, () => randomBytes(1000));
+  const answers = await Promise.all(bodies.map((b) => roundTrip(port, b)));
+  answers.forEach((a, i) => expect(a).toBe(hashOf(bodies[i])));
+}
+
+/** A per-worker series of the cluster's metrics: worker process ID to value. */
+function perWorker(text: string, name: string): Map<number, number> {
+  const re = new RegExp(`^${name}\\{[^}]*worker="(\\d+)"[^}]*\\} (\\d+)$`, 'gm');
+  return new Map([...text.matchAll(re)].map((m) => [Number(m[1]), Number(m[2])]));
 }
 
 describe('gateway cluster', () => {
@@ -111,8 +143,8 @@ describe('gateway cluster', () => {
     await new Promise<void>((r) => again.close(() => r()));
   }, 20_000);
 
-  it('shares connections that all land on one worker with the other, and every one of them still splices', async () => {
-    const gw = await twoWorkers('gw-balance');
+  it('on the shared listener, shares connections that all land on one worker with the other, and every one of them still splices', async () => {
+    const gw = await twoWorkers('gw-balance', false);
     expect(await workerLoads(gw, (l) => l.length === 2)).toEqual([0, 0]);
     // One worker cannot accept: the kernel gives every connection to the other, as it gives a burst
     // to whichever worker waits.
@@ -154,6 +186,9 @@ describe('gateway cluster', () => {
     expect(open).toHaveLength(2);
     expect(open[0] + open[1]).toBe(32);
     expect(Number(/^isthmus_gateway_worker_passed_total\{[^}]*\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(Math.min(...split));
+    // A connection passed on is counted as taken by the worker it went to, not by both.
+    const taken = await workerAccepted(gw, (a) => sum(a) === 32);
+    expect(taken).toEqual(split);
     const got = await Promise.all(answers);
     got.forEach((a, i) =>
       expect(a).toBe(
@@ -164,8 +199,8 @@ describe('gateway cluster', () => {
     );
   }, 20_000);
 
-  it('passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
-    const gw = await twoWorkers('gw-stuck');
+  it('on the shared listener, passes nothing to a worker that has stopped reporting: a stuck worker takes no connection down with it', async () => {
+    const gw = await twoWorkers('gw-stuck', false);
     await workerLoads(gw, (l) => l.length === 2);
     const stuck = gw.workerConnections[0].pid;
     process.kill(stuck, 'SIGSTOP');
@@ -185,4 +220,61 @@ describe('gateway cluster', () => {
       process.kill(stuck, 'SIGCONT');
     }
   }, 20_000);
+
+  it.runIf(reusePortAvailable())(
+    'with reusePort, each worker listens on a socket of its own on the one port and the kernel gives each a share, counted per worker',
+    async () => {
+      const gw = await twoWorkers('gw-reuseport');
+      expect(gw.reusePort).toBe(true);
+      expect(gw.port).toBeGreaterThan(0);
+      expect(await workerLoads(gw, (l) => l.length === 2)).toEqual([0, 0]);
+      await roundTrips(gw.port, 200);
+      const taken = await workerAccepted(gw, (a) => sum(a) === 200);
+      expect(sum(taken)).toBe(200);
+      // Hashed by the kernel over the two sockets (the split of 200 is binomial: below 40 about once in 10^17).
+      for (const t of taken) expect(t).toBeGreaterThanOrEqual(40);
+      const text = await gw.metrics();
+      const counted = perWorker(text, 'isthmus_gateway_worker_connections_total');
+      expect(new Map(gw.workerConnections.map((w) => [w.pid, w.accepted]))).toEqual(counted);
+      // Nothing passed between workers: no worker holds a pass-on counter above 0.
+      expect([...perWorker(text, 'isthmus_gateway_worker_passed_total').values()].every((n) => n === 0)).toBe(true);
+      // A second gateway on the same port is refused, not let in beside the first one's sockets.
+      const second = new GatewayCluster({ id: 'gw-second', dc: 'dc1', host: '127.0.0.1', port: gw.port, workers: 2, reusePort: true });
+      await expect(second.start()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    },
+    30_000,
+  );
+
+  it.runIf(reusePortAvailable())(
+    'with reusePort, a worker that dies is replaced by one listening on the port the first bound, which takes its share',
+    async () => {
+      const gw = await twoWorkers('gw-reuseport-restart');
+      await workerLoads(gw, (l) => l.length === 2);
+      const [dead, kept] = gw.workerConnections.map((w) => w.pid);
+      process.kill(dead, 'SIGKILL');
+      const end = Date.now() + 10_000;
+      while (!(gw.workerConnections.length === 2 && !gw.workerConnections.some((w) => w.pid === dead)) && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 50));
+      const pids = gw.workerConnections.map((w) => w.pid);
+      expect(pids).toHaveLength(2);
+      expect(pids).toContain(kept);
+      expect(pids).not.toContain(dead);
+      await roundTrips(gw.port, 100);
+      const taken = await workerAccepted(gw, (a) => sum(a) === 100);
+      expect(sum(taken)).toBe(100);
+      for (const t of taken) expect(t).toBeGreaterThanOrEqual(15);
+    },
+    30_000,
+  );
+
+  it.runIf(!reusePortAvailable())('refuses reusePort where this Node has no server.listen({ reusePort })', () => {
+    let err: unknown;
+    try {
+      new GatewayCluster({ id: 'gw', dc: 'dc1', host: '127.0.0.1', port: 0, workers: 2, reusePort: true });
+    } catch (e) {
+      err = e;
+    }
+    expect(isIsthmusError(err, 'ISTHMUS_ERR_BAD_CONFIG')).toBe(true);
+    expect((err as Error).message).toMatch(/^reusePort needs server\.listen\(\{ reusePort \}\) \(Node 22\.12 or later, on Linux\); this is Node /);
+  });
 });

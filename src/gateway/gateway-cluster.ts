@@ -1,22 +1,34 @@
 // The mesh gateway on several cores: N worker processes (node:cluster), each a Gateway on the same
-// listener, accepting from it directly. This process keeps what is shared: it pushes routes to the
-// workers, passes their flow records to onFlow, gathers their metrics, restarts a worker that dies,
+// port. Where Node offers reusePort (reuse-port.ts) each worker listens on a SO_REUSEPORT socket of
+// its own and the kernel spreads new connections over them; elsewhere they all accept from the one
+// listener the cluster shares, and balance the connections they got by passing new ones on. This
+// process keeps what is shared: it pushes routes to the workers, passes their flow records to
+// onFlow, gathers their metrics and counts, restarts a worker that dies, and on the shared listener
 // tells the workers each other's loads and carries a connection one of them passes to another
 // (balance.ts).
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { closeAccepted, type Accepted } from '../netio/index.js';
 import { silentLogger, type Logger, type LogLevel } from '../telemetry/index.js';
 import type { GatewayOptions } from './gateway.js';
+import { reusePortAvailable } from './reuse-port.js';
 import type { GatewayRoutes } from './routes.js';
 
-export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | 'registry' | 'logger' | 'passOn'> {
+export interface GatewayClusterOptions extends Omit<GatewayOptions, 'routes' | 'registry' | 'logger' | 'passOn' | 'reusePort'> {
   /** Worker processes (at least 2; one core needs no cluster). */
   workers: number;
+  /**
+   * Each worker on a SO_REUSEPORT listener of its own, the kernel spreading new connections (true),
+   * or all on the cluster's shared listener, balancing by passing connections on (false). Default:
+   * true where reusePortAvailable() (Node 22.12+ on Linux); true elsewhere is an error.
+   */
+  reusePort?: boolean;
   routes?: GatewayRoutes;
   logger?: Logger;
   /** The workers' log level (their lines go to this process's stderr). */
@@ -38,6 +50,9 @@ export type GatewayWorkerConfig = Pick<
   | 'maxConnections'
   | 'bufferSweepMs'
   | 'fastPath'
+  | 'pump'
+  | 'pumpSetBy'
+  | 'reusePort'
 > & {
   routes?: GatewayRoutes;
   logLevel?: LogLevel;
@@ -49,7 +64,8 @@ export type GatewayWorkerMessage =
   | { type: 'isthmus:gateway:listening'; port: number }
   | { type: 'isthmus:gateway:failed'; code?: string; message: string }
   | { type: 'isthmus:gateway:flow'; record: FlowRecord }
-  | { type: 'isthmus:gateway:connections'; count: number }
+  /** Connections open now, and taken since the start (Gateway.accepted). */
+  | { type: 'isthmus:gateway:connections'; count: number; accepted: number }
   /** With the connection's handle: for worker `to` (a process ID), from one holding `open`. */
   | { type: 'isthmus:gateway:pass'; to: number; open: number };
 
@@ -88,14 +104,31 @@ function workerEntry(): { exec: string; execArgv: string[] } {
   return { exec: here.replace(/gateway-cluster\.js$/, 'gateway-worker.js'), execArgv };
 }
 
+/**
+ * Binds `host:port` with a plain socket and closes it again: the port it got (port 0 resolved), or
+ * the bind error. A plain socket cannot bind where anything listens, a SO_REUSEPORT socket included,
+ * which the workers' own sockets would otherwise join without a word (two gateways on one port
+ * sharing its connections).
+ */
+async function probePort(host: string, port: number): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => resolve());
+  });
+  const bound = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return bound;
+}
+
 export class GatewayCluster implements Component {
   readonly name = 'gateway';
   private readonly workers = new Set<Worker>();
   /**
-   * Each worker's last report: its open connections, and when (it reports at least every second;
-   * one silent for longer than STUCK_AFTER_MS is stuck).
+   * Each worker's last report: its open connections, those it took since it started, and when (it
+   * reports at least every second; one silent for longer than STUCK_AFTER_MS is stuck).
    */
-  private readonly reports = new Map<Worker, { open: number; at: number }>();
+  private readonly reports = new Map<Worker, { open: number; accepted: number; at: number }>();
   /** The workers named in the last loads broadcast, and the check that drops stuck ones from it. */
   private broadcastKey = '';
   private staleCheck: NodeJS.Timeout | undefined;
@@ -105,10 +138,18 @@ export class GatewayCluster implements Component {
   private readonly log: Logger;
   private readonly aggregator = new AggregatorRegistry();
   private idNow: string;
+  /** Each worker on a listener of its own (SO_REUSEPORT), rather than the shared one. */
+  readonly reusePort: boolean;
 
   constructor(private readonly opts: GatewayClusterOptions) {
     if (!cluster.isPrimary) throw new Error('GatewayCluster runs in the primary process');
     if (!Number.isInteger(opts.workers) || opts.workers < 2) throw new Error(`workers must be an integer of at least 2, got ${opts.workers}`);
+    if (opts.reusePort && !reusePortAvailable())
+      throw new IsthmusError(
+        ErrorCodes.BAD_CONFIG,
+        `reusePort needs server.listen({ reusePort }) (Node 22.12 or later, on Linux); this is Node ${process.versions.node} on ${process.platform}`,
+      );
+    this.reusePort = opts.reusePort ?? reusePortAvailable();
     this.idNow = opts.id;
     this.routesNow = opts.routes;
     this.log = (opts.logger ?? silentLogger).child({ component: 'gateway' });
@@ -145,9 +186,12 @@ export class GatewayCluster implements Component {
     this.broadcast({ type: 'isthmus:gateway:routes', routes });
   }
 
-  /** Each worker's open connections, as last reported (every 100 ms while they change). */
-  get workerConnections(): { pid: number; connections: number }[] {
-    return [...this.reports].map(([w, r]) => ({ pid: w.process.pid!, connections: r.open }));
+  /**
+   * Each worker's open connections and those it took since it started (accepted and kept, or passed
+   * to it by another; the sum is the cluster's), as last reported (every 100 ms while they change).
+   */
+  get workerConnections(): { pid: number; connections: number; accepted: number }[] {
+    return [...this.reports].map(([w, r]) => ({ pid: w.process.pid!, connections: r.open, accepted: r.accepted }));
   }
 
   /** Every worker's metrics, summed (Prometheus text). */
@@ -160,14 +204,24 @@ export class GatewayCluster implements Component {
     // process (SCHED_RR) costs a message with a descriptor per connection.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ ...workerEntry(), silent: false });
-    // All listen on the configured address, port 0 included: the cluster binds it once for all.
     try {
-      const ports = await Promise.all(Array.from({ length: this.opts.workers }, () => this.fork()));
-      this.boundPort = ports[0];
+      if (this.reusePort) {
+        // The port free and known first (port 0: any free one); the first worker binds it, the
+        // others bind to the port it got.
+        this.boundPort = await this.fork(await probePort(this.opts.host, this.opts.port));
+        await Promise.all(Array.from({ length: this.opts.workers - 1 }, () => this.fork(this.boundPort)));
+      } else {
+        // All listen on the configured address, port 0 included: the cluster binds it once for all.
+        const ports = await Promise.all(Array.from({ length: this.opts.workers }, () => this.fork(this.opts.port)));
+        this.boundPort = ports[0];
+      }
     } catch (err) {
       await this.stop();
       throw err;
     }
+    this.log.info('gateway listening', { address: this.address, workers: this.opts.workers, reusePort: this.reusePort });
+    // With a listener each, the kernel spreads connections and no worker passes any on.
+    if (this.reusePort) return;
     this.staleCheck = setInterval(() => {
       if (
         this.freshWorkers()
@@ -176,7 +230,6 @@ export class GatewayCluster implements Component {
       )
         this.broadcastLoads();
     }, 1000).unref();
-    this.log.info('gateway listening', { address: this.address, workers: this.opts.workers });
   }
 
   async stop(): Promise<void> {
@@ -196,12 +249,13 @@ export class GatewayCluster implements Component {
     );
   }
 
-  private fork(): Promise<number> {
+  /** A worker listening on `port`, and the port it is bound to once it is (port 0 resolved). */
+  private fork(port: number): Promise<number> {
     const config: GatewayWorkerConfig = {
       id: this.idNow,
       dc: this.opts.dc,
       host: this.opts.host,
-      port: this.opts.port,
+      port,
       routes: this.routesNow,
       helloTimeoutMs: this.opts.helloTimeoutMs,
       maxHelloBytes: this.opts.maxHelloBytes,
@@ -210,6 +264,9 @@ export class GatewayCluster implements Component {
       maxAttempts: this.opts.maxAttempts,
       bufferSweepMs: this.opts.bufferSweepMs,
       fastPath: this.opts.fastPath,
+      pump: this.opts.pump,
+      pumpSetBy: this.opts.pumpSetBy,
+      reusePort: this.reusePort,
       // The limit is the gateway's: each worker takes its share.
       maxConnections: this.opts.maxConnections === undefined ? undefined : Math.ceil(this.opts.maxConnections / this.opts.workers),
       logLevel: this.opts.logLevel,
@@ -224,16 +281,18 @@ export class GatewayCluster implements Component {
         if (m.type === 'isthmus:gateway:listening') {
           listening = true;
           // The others learn of it at once: it balances and is balanced on from its first accept.
-          this.reports.set(w, { open: 0, at: Date.now() });
-          this.broadcastLoads();
+          this.reports.set(w, { open: 0, accepted: 0, at: Date.now() });
+          if (!this.reusePort) this.broadcastLoads();
           resolve(m.port);
         } else if (m.type === 'isthmus:gateway:failed') {
-          failed = Object.assign(new Error(m.message), { code: m.code });
+          // A typed error stays one (a setting refused in the worker is the same mistake here).
+          const typed = Object.values(ErrorCodes).find((c) => c === m.code);
+          failed = typed ? new IsthmusError(typed, m.message) : Object.assign(new Error(m.message), { code: m.code });
         } else if (m.type === 'isthmus:gateway:flow') {
           this.flow(m.record);
         } else if (m.type === 'isthmus:gateway:connections') {
-          this.reports.set(w, { open: m.count, at: Date.now() });
-          this.broadcastLoads();
+          this.reports.set(w, { open: m.count, accepted: m.accepted, at: Date.now() });
+          if (!this.reusePort) this.broadcastLoads();
         } else if (m.type === 'isthmus:gateway:pass' && handle) {
           this.pass(w, m, handle);
         }
@@ -246,7 +305,9 @@ export class GatewayCluster implements Component {
         // A second apart: a worker that dies at once does not spin.
         this.log.error('gateway worker died; starting another', { pid: w.process.pid, code, signal });
         setTimeout(() => {
-          if (!this.stopping) this.fork().catch((err) => this.log.error('gateway worker did not start', { error: err }));
+          // The port bound at start: a new worker's own socket joins the others' on it.
+          if (!this.stopping)
+            this.fork(this.reusePort ? this.boundPort : this.opts.port).catch((err) => this.log.error('gateway worker did not start', { error: err }));
         }, 1000).unref();
       });
     });

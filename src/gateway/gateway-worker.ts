@@ -1,7 +1,8 @@
-// Entry of a GatewayCluster worker process: one Gateway on the shared listener, configured from
-// ISTHMUS_GATEWAY_WORKER; routes and its ID come from the primary, flow records and connection
-// counts go back to it, and its metrics registry answers the primary's aggregation requests. A
-// connection accepted while this worker holds clearly more than another goes to that one (balance.ts).
+// Entry of a GatewayCluster worker process: one Gateway, on a SO_REUSEPORT listener of its own or on
+// the cluster's shared one, configured from ISTHMUS_GATEWAY_WORKER; routes and its ID come from the
+// primary, flow records and connection counts go back to it, and its metrics registry answers the
+// primary's aggregation requests. On the shared listener, a connection accepted while this worker
+// holds clearly more than another goes to that one (balance.ts).
 import { AggregatorRegistry, Counter, Gauge } from 'prom-client';
 import { closeAccepted, type Accepted } from '../netio/index.js';
 import { createLogger, createRegistry } from '../telemetry/index.js';
@@ -50,6 +51,16 @@ new Gauge({
     this.set(workerLabel, gw.connections);
   },
 });
+new Counter({
+  name: 'isthmus_gateway_worker_connections_total',
+  help: 'Connections one worker of the gateway took: accepted and kept, or passed to it by another',
+  labelNames: ['worker'],
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(workerLabel, gw.accepted);
+  },
+});
 const passed = new Counter({
   name: 'isthmus_gateway_worker_passed_total',
   help: 'Connections a worker accepted and passed to a less loaded worker',
@@ -73,7 +84,11 @@ const gw = new Gateway({
   maxConnections: config.maxConnections,
   bufferSweepMs: config.bufferSweepMs,
   fastPath: config.fastPath,
-  passOn,
+  pump: config.pump,
+  pumpSetBy: config.pumpSetBy,
+  reusePort: config.reusePort,
+  // With a listener each, the kernel spreads the connections: none is passed on.
+  passOn: config.reusePort ? undefined : passOn,
   onFlow: config.flows ? (record) => send({ type: 'isthmus:gateway:flow', record }) : undefined,
 });
 
@@ -102,13 +117,15 @@ gw.start().then(
     // Reported when it changed, every 100 ms at most, and every second anyway: the other workers
     // balance on it, and a worker that falls silent is passed nothing (it may be stuck).
     let reported = -1;
+    let reportedAccepted = -1;
     let reportedAt = 0;
     setInterval(() => {
       const now = Date.now();
-      if (gw.connections === reported && now - reportedAt < 1000) return;
+      if (gw.connections === reported && gw.accepted === reportedAccepted && now - reportedAt < 1000) return;
       reported = gw.connections;
+      reportedAccepted = gw.accepted;
       reportedAt = now;
-      send({ type: 'isthmus:gateway:connections', count: reported });
+      send({ type: 'isthmus:gateway:connections', count: reported, accepted: reportedAccepted });
     }, 100).unref();
   },
   (err: NodeJS.ErrnoException) => {

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
+import { ErrorCodes, IsthmusError } from '../core/errors.js';
 import type { Component } from '../core/lifecycle.js';
 import type { FlowRecord } from '../dataflow/index.js';
 import { chooseDataPath, closeAccepted, logDataPath, type Accepted, type DataPath } from '../netio/index.js';
@@ -14,6 +15,7 @@ import { DEFAULT_MAX_HELLO_BYTES } from './client-hello.js';
 import { gatewayMetrics, type GatewayErrorReason, type GatewayMetrics, type RouteCounts } from './metrics.js';
 import { GatewayConnection, IDLE_SWEEPS, NOBODY, ZERO_TRACE, type ConnectionHost } from './gateway-connection.js';
 import { chooseNativePump, pumpSetting, type NativePump, type PumpSetting } from './pump/index.js';
+import { reusePortAvailable } from './reuse-port.js';
 import { RouteTable, type GatewayRoutes } from './routes.js';
 
 export const GATEWAY_CONNECTION_CHANNEL = 'isthmus:gateway:connection';
@@ -70,6 +72,15 @@ export interface GatewayOptions {
    * else DEFAULT_PUMP.
    */
   pump?: PumpSetting;
+  /** Where `pump` came from, named in its start-up error and log line (a flag, a config key; default `pump`). */
+  pumpSetBy?: string;
+  /**
+   * Listen on a socket of this process's own with SO_REUSEPORT, which other processes may bind to the
+   * same port, the kernel spreading new connections over them (where reusePortAvailable(): Node
+   * 22.12+ on Linux; elsewhere a start-up error). In a cluster worker the listener is then the
+   * worker's own, not the one the cluster shares between its workers.
+   */
+  reusePort?: boolean;
 }
 
 /** ISTHMUS_PUMP unset: see docs/decisions.md ("The byte pump") for why. */
@@ -111,6 +122,7 @@ export class Gateway implements Component, ConnectionHost {
   id: string;
   private limitLoggedAt = 0;
   private closedCount = 0;
+  private acceptedCount = 0;
   private idleSweep: NodeJS.Timeout | undefined;
   /** Connections holding read buffers of their own, and the sweep that takes back idle ones' (see bufferSweepMs). */
   private readonly buffered = new Set<GatewayConnection>();
@@ -161,6 +173,14 @@ export class Gateway implements Component, ConnectionHost {
     return this.conns.size;
   }
 
+  /**
+   * Connections this gateway took since the start: from its listener, or adopted from another
+   * process (refused at the connection limit included; not those it passed on).
+   */
+  get accepted(): number {
+    return this.acceptedCount;
+  }
+
   /** Connections closed since the start. */
   get closed(): number {
     return this.closedCount;
@@ -176,9 +196,15 @@ export class Gateway implements Component, ConnectionHost {
   }
 
   async start(): Promise<void> {
+    if (this.opts.reusePort && !reusePortAvailable())
+      throw new IsthmusError(
+        ErrorCodes.BAD_CONFIG,
+        `reusePort needs server.listen({ reusePort }) (Node 22.12 or later, on Linux); this is Node ${process.versions.node} on ${process.platform}`,
+      );
     // First: ISTHMUS_PUMP=on without the addon is a start-up error, before anything is bound.
     const setting = this.opts.pump ?? pumpSetting();
-    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP);
+    const setBy = this.opts.pump === undefined ? 'ISTHMUS_PUMP' : (this.opts.pumpSetBy ?? 'pump');
+    const pumpChoice = chooseNativePump(setting ?? DEFAULT_PUMP, undefined, setBy);
     if (setting === undefined && !pumpChoice.pump) pumpChoice.reason = `ISTHMUS_PUMP unset: ${DEFAULT_PUMP} by default`;
     const choice = await chooseDataPath({ fastPath: this.opts.fastPath });
     this.dataPath = choice.path;
@@ -196,7 +222,9 @@ export class Gateway implements Component, ConnectionHost {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.opts.host, port: this.opts.port, backlog: 1024 }, () => {
+      // exclusive: a cluster worker binds a socket of its own rather than asking the primary for the shared one.
+      const reuse = this.opts.reusePort ? { reusePort: true, exclusive: true } : {};
+      server.listen({ host: this.opts.host, port: this.opts.port, backlog: 1024, ...reuse }, () => {
         server.off('error', reject);
         resolve();
       });
@@ -257,6 +285,7 @@ export class Gateway implements Component, ConnectionHost {
   }
 
   private accept(handle: Accepted): void {
+    this.acceptedCount++;
     if (this.conns.size >= this.maxConnections) {
       const peer = this.dataPath.peerOf(handle);
       this.dataPath.reset(handle);

@@ -1,5 +1,6 @@
 export { Gateway, GATEWAY_CONNECTION_CHANNEL } from './gateway.js';
 export type { GatewayOptions } from './gateway.js';
+export type { PumpSetting } from './pump/index.js';
 export { GatewayCluster } from './gateway-cluster.js';
 export type { GatewayClusterOptions } from './gateway-cluster.js';
 export { parseClientHello, isGrease, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js';

@@ -242,6 +242,53 @@ describe('isthmus gateway', () => {
     }
   });
 
+  it('takes -pump (one dash, as Consul spells its flags) over ISTHMUS_PUMP in every worker, and carries traffic either way', async () => {
+    const ways: [string[], NodeJS.ProcessEnv, Record<string, unknown>][] = [
+      [['-pump', 'off'], { ISTHMUS_PUMP: 'on' }, { pump: 'off', movesBytes: 'fast data path', reason: '--pump=off' }],
+      [['-pump', 'on'], { ISTHMUS_PUMP: 'off' }, { pump: 'native', movesBytes: 'native pump' }],
+    ];
+    for (const [flags, env, want] of ways) {
+      const port = await freePort();
+      const id = `pump-${flags[1]}`;
+      const gw = await startCli(
+        ['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress, '--id', id, '--workers', '2', ...flags],
+        new RegExp(`Mesh gateway ${id}`),
+        env,
+      );
+      try {
+        await poll(
+          async () => gw.output(),
+          (o) => o.includes('"routes received"') && logLines(o).filter((l) => l.msg === 'byte pump').length === 2,
+          `the ${id} gateway's routes and its workers' pump lines`,
+        );
+        const lines = logLines(gw.output()).filter((l) => l.msg === 'byte pump');
+        expect(lines).toEqual([expect.objectContaining(want), expect.objectContaining(want)]);
+        // One line from each worker.
+        expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+        const c = await mtls(`api.default.dc1.internal.${region.trustDomain}`, port);
+        const answer = await new Promise<string>((resolve, reject) => {
+          c.sock.once('data', (d) => resolve(String(d)));
+          c.sock.once('close', () => reject(new Error('closed before answering')));
+          c.sock.write('pumped');
+        });
+        expect(answer).toBe('api:pumped');
+        c.sock.destroy();
+      } finally {
+        await gw.stop();
+      }
+    }
+  });
+
+  it('refuses a -pump or an ISTHMUS_PUMP that is not on, auto or off', async () => {
+    const port = await freePort();
+    const r = await runCli(['gateway', '-pump', 'fast', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('Error: --pump must be on, auto or off, got "fast"');
+    const bad = await runCli(['gateway', '--addr', `127.0.0.1:${port}`, '--server', region.grpcAddress], { ISTHMUS_PUMP: 'sometimes' });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe('Error: ISTHMUS_PUMP must be on, auto or off, got "sometimes"');
+  });
+
   it('refuses a --fast-path that is neither on nor off', async () => {
     const r = await runCli(['gateway', '--fast-path', 'maybe', '--server', region.grpcAddress]);
     expect(r.code).toBe(1);

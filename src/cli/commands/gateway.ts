@@ -13,7 +13,7 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'Run a mesh gateway: routes TLS by SNI to local sidecars and to other datacenters, never decrypting',
   usage:
-    'isthmus gateway [--config FILE] [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--workers N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--fast-path on|off] [--log-level LEVEL]',
+    'isthmus gateway [--config FILE] [--dc DC] [--addr HOST:PORT] [--wan-addr HOST:PORT] [--server HOST:PORT] [--token TOKEN] [--id ID] [--name NAME] [--metrics-addr HOST:PORT] [--max-connections N] [--workers N] [--hello-timeout DURATION] [--idle-timeout DURATION] [--fast-path on|off] [--pump on|auto|off] [--log-level LEVEL]',
   options,
   async run(p, io) {
     if (p.positionals.length) throw new CliError(`unexpected argument "${p.positionals[0]}"\nUsage: ${this.usage}`);

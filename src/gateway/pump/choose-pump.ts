@@ -22,17 +22,21 @@ export function pumpSetting(env: NodeJS.ProcessEnv = process.env): PumpSetting |
   return value as PumpSetting;
 }
 
-/** The native pump for `setting`, or why none: `on` where it cannot load is an error naming the variable. */
+/**
+ * The native pump for `setting`, or why none: `on` where it cannot load is an error naming where the
+ * setting came from (`setBy`: the variable, or a flag or config key that set it).
+ */
 export function chooseNativePump(
   setting: PumpSetting,
   load: () => NativePumpLoad = loadNativePump,
+  setBy = 'ISTHMUS_PUMP',
 ): { pump: NativePump; reason?: undefined } | { pump?: undefined; reason: string } {
-  if (setting === 'off') return { reason: 'ISTHMUS_PUMP=off' };
+  if (setting === 'off') return { reason: `${setBy}=off` };
   const native = load();
   if (native.available) return { pump: native.create() };
   if (setting === 'on')
-    throw new IsthmusError(ErrorCodes.BAD_CONFIG, `ISTHMUS_PUMP=on, but the native byte pump cannot be used: ${native.reason}`, {
-      violations: [{ Field: 'ISTHMUS_PUMP', Message: `"on" needs the native byte pump: ${native.reason}` }],
+    throw new IsthmusError(ErrorCodes.BAD_CONFIG, `${setBy}=on, but the native byte pump cannot be used: ${native.reason}`, {
+      violations: [{ Field: setBy, Message: `"on" needs the native byte pump: ${native.reason}` }],
     });
   return { reason: native.reason };
 }

@@ -463,6 +463,11 @@ describe('choosePump', () => {
     );
     expect(chooseNativePump('auto', missing)).toEqual({ reason: 'native pump not loaded (/x/pump.node): no such file' });
     expect(chooseNativePump('off', missing)).toEqual({ reason: 'ISTHMUS_PUMP=off' });
+    // Set by a flag or a config key: that is what the error and the reason name.
+    expect(() => chooseNativePump('on', missing, '--pump')).toThrow(
+      expect.objectContaining({ message: expect.stringMatching(/^--pump=on, but .*no such file/), violations: [expect.objectContaining({ Field: '--pump' })] }),
+    );
+    expect(chooseNativePump('off', missing, '/etc/gw.json: pump')).toEqual({ reason: '/etc/gw.json: pump=off' });
     expect([pumpSetting({}), pumpSetting({ ISTHMUS_PUMP: ' On ' }), pumpSetting({ ISTHMUS_PUMP: 'auto' })]).toEqual([undefined, 'on', 'auto']);
   });
 
