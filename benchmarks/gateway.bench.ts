@@ -6,7 +6,7 @@
 // per router CPU second), the router's CPU per keep-alive request, per new connection and per 1 MiB
 // GET, the machine's idle CPU during each test, and the router's RSS with BENCH_IDLE idle TLS
 // connections through it. For a gateway of several workers, the split of the keep-alive test's
-// connections between them, counted from /proc. wrk drives the load over HTTPS. The gateway runs
+// connections between them, counted from /proc (and as the workers report it, where they do). wrk drives the load over HTTPS. The gateway runs
 // from the build (`npm run build` and `npm run build:pump` first).
 // Gateway configurations side by side, by name (BENCH_GATEWAYS, comma-separated; default
 // isthmus,isthmus-ts,isthmus-w2): `isthmus`, then `-w<N>` for a cluster of N workers, `-ts` for the
@@ -205,6 +205,8 @@ interface Path {
   workers?: number;
   /** A plain Gateway's word on whether the native pump moves its bytes (1) or not (0). */
   nativePump?: number;
+  /** A cluster that answers SIGUSR2 with its workers' own counts: the last answer. */
+  reports?: { latest?: { pid: number; connections: number }[] };
 }
 /** Starts one router (a fresh process each call). */
 async function startRouter(name: string, tag: string): Promise<Path> {
@@ -224,7 +226,19 @@ async function startRouter(name: string, tag: string): Promise<Path> {
     const gw = await jsonChild(children, gatewayNode, [...nodeArgs, here('./support/gateway-process.mjs'), String(port), JSON.stringify(spec)], {
       ISTHMUS_PUMP: g.pump,
     });
-    return { name, port, fullPort: port, pid: gw.info.pid, workers: g.workers, nativePump: gw.info.nativePump };
+    const path: Path = { name, port, fullPort: port, pid: gw.info.pid, workers: g.workers, nativePump: gw.info.nativePump };
+    if (gw.info.workerReports) {
+      const reports: NonNullable<Path['reports']> = (path.reports = {});
+      let buf = '';
+      gw.proc.stdout!.on('data', (d: Buffer) => {
+        buf += d;
+        const lines = buf.split('\n');
+        buf = lines.pop()!;
+        for (const l of lines)
+          if (l.includes('workerConnections')) reports.latest = (JSON.parse(l) as { workerConnections: typeof reports.latest }).workerConnections;
+      });
+    }
+    return path;
   }
   const proc = name === 'haproxy' ? startHaproxy(dir, port, routes, `haproxy-${tag}`) : startNginxRouter(dir, port, routes, `nginx-${tag}`);
   children.push(proc);
@@ -257,6 +271,8 @@ const figs: Record<string, Record<string, number[]>> = {};
 const perRound: Record<string, Record<string, number[]>> = {};
 /** Per round, the share of the keep-alive test's connections each process of a multi-worker gateway held. */
 const splits: Record<string, Record<string, number>[]> = {};
+/** The same from what the cluster's workers reported of themselves. */
+const reportedSplits: Record<string, Record<string, number>[]> = {};
 const errors: Record<string, number> = {};
 for (const p of active) {
   figs[p.name] = {};
@@ -266,21 +282,34 @@ for (const p of active) {
 const load = (p: Path, o: Partial<TlsLoadOptions>) => runWrkTls({ sni: SNI, host: '127.0.0.1', port: p.port, connections: 32, durationMs: ms, ...o });
 const STREAM_BYTES = 1024 ** 3;
 
-/** Samples, every 250 ms until `done` settles, the connections on the path's port per process. */
-async function sampleSplit(p: Path, done: Promise<unknown>): Promise<Record<string, number>> {
+/** Shares of a total by process: `primary` (the root), then the workers in the order they were forked (their pids rising). */
+function shares(root: number, sums: Map<number, number>): Record<string, number> {
+  const total = [...sums.values()].reduce((a, b) => a + b, 0);
+  const share = (pid: number) => +((sums.get(pid) ?? 0) / Math.max(1, total)).toFixed(3);
+  const out: Record<string, number> = sums.has(root) ? { primary: share(root) } : {};
+  [...sums.keys()]
+    .filter((pid) => pid !== root)
+    .sort((a, b) => a - b)
+    .forEach((pid, i) => (out[`w${i + 1}`] = share(pid)));
+  return out;
+}
+
+/**
+ * Samples, every 250 ms until `done` settles, the connections on the path's port per process (from
+ * /proc) and, when the cluster answers SIGUSR2, what its workers last reported of themselves.
+ */
+async function sampleSplit(p: Path, done: Promise<unknown>): Promise<{ outside: Record<string, number>; reported?: Record<string, number> }> {
   const sums = new Map<number, number>();
+  const reported = new Map<number, number>();
   let finished = false;
   void done.finally(() => (finished = true));
   while (!finished) {
+    if (p.reports) process.kill(p.pid!, 'SIGUSR2');
     await new Promise((r) => setTimeout(r, 250));
     for (const [pid, n] of establishedByPid(p.pid!, p.port)) sums.set(pid, (sums.get(pid) ?? 0) + n);
+    for (const w of p.reports?.latest ?? []) reported.set(w.pid, (reported.get(w.pid) ?? 0) + w.connections);
   }
-  const total = [...sums.values()].reduce((a, b) => a + b, 0);
-  // The primary first, then the workers in the order they were forked (their pids rising).
-  const workers = [...sums.keys()].filter((pid) => pid !== p.pid).sort((a, b) => a - b);
-  const out: Record<string, number> = { primary: +((sums.get(p.pid!) ?? 0) / Math.max(1, total)).toFixed(3) };
-  workers.forEach((pid, i) => (out[`w${i + 1}`] = +((sums.get(pid) ?? 0) / Math.max(1, total)).toFixed(3)));
-  return out;
+  return { outside: shares(p.pid!, sums), ...(p.reports ? { reported: shares(p.pid!, reported) } : {}) };
 }
 
 /** One test on one path: its figures by name. */
@@ -298,7 +327,11 @@ async function measure(p: Path, t: Test): Promise<Record<string, number>> {
     const run = runWrkTlsAsync({ sni: SNI, host: '127.0.0.1', port: p.port, connections: 32, durationMs: ms });
     const split = (p.workers ?? 1) > 1 ? sampleSplit(p, run) : undefined;
     r = await run;
-    if (split) (splits[p.name] ??= []).push(await split);
+    if (split) {
+      const got = await split;
+      (splits[p.name] ??= []).push(got.outside);
+      if (got.reported) (reportedSplits[p.name] ??= []).push(got.reported);
+    }
     const c = cpu();
     out = { rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ...(c && r.requests ? { cpuUsPerReq: c.us / r.requests, userUsPerReq: c.userUs / r.requests } : {}) };
   } else if (t === 'resumed' || t === 'full') {
@@ -342,7 +375,10 @@ for (let r = 0; r < rounds; r++) {
       const p = active[(i + r) % active.length];
       const f = (got[p.name] = await measure(p, t));
       for (const [k, v] of Object.entries(f)) (figs[p.name][k] ??= []).push(v);
-      const split = t === 'keepalive' && splits[p.name] ? ` split ${JSON.stringify(splits[p.name].at(-1))}` : '';
+      const split =
+        t === 'keepalive' && splits[p.name]
+          ? ` split ${JSON.stringify(splits[p.name].at(-1))}${reportedSplits[p.name] ? ` (reported ${JSON.stringify(reportedSplits[p.name].at(-1))})` : ''}`
+          : '';
       console.error(
         `round ${r + 1} ${t} ${p.name}: ${Object.entries(f)
           .map(([k, v]) => `${k} ${say(v)}`)
@@ -399,11 +435,10 @@ for (const p of active) {
   if (idle[p.name]) Object.assign(s, { idleConns: idle[p.name].conns, idleMB: idle[p.name].mb, idleMBper1000: idle[p.name].mbPer1000 });
   const g = gateways.find((c) => c.name === p.name);
   if (g) Object.assign(s, { workers: g.workers, pump: g.pump, fastPath: g.fastPath }, p.nativePump !== undefined ? { nativePump: p.nativePump } : {});
-  if (splits[p.name]) {
-    const keys = [...new Set(splits[p.name].flatMap((x) => Object.keys(x)))];
-    s.connSplit = Object.fromEntries(keys.map((k) => [k, +med(splits[p.name].map((x) => x[k] ?? 0)).toFixed(3)]));
-    s.connSplitPerRound = splits[p.name];
-  }
+  const medians = (xs: Record<string, number>[]) =>
+    Object.fromEntries([...new Set(xs.flatMap((x) => Object.keys(x)))].map((k) => [k, +med(xs.map((x) => x[k] ?? 0)).toFixed(3)]));
+  if (splits[p.name]) Object.assign(s, { connSplit: medians(splits[p.name]), connSplitPerRound: splits[p.name] });
+  if (reportedSplits[p.name]) Object.assign(s, { connSplitReported: medians(reportedSplits[p.name]), connSplitReportedPerRound: reportedSplits[p.name] });
   s.errors = errors[p.name];
   summary[p.name] = s;
 }
@@ -449,16 +484,12 @@ for (const g of gateways) {
     targets[g.name][t.key] = { value, pass: t.pass(value) };
     rows.push([g.name, t.what, t.rule, t.vs === 'absolute' ? `${value}` : `${value.toFixed(3)}x`, t.pass(value) ? 'PASS' : 'MISS']);
   }
-  if (s.connSplit)
-    rows.push([
-      g.name,
-      'connection split',
-      '',
-      Object.entries(s.connSplit as Record<string, number>)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(' '),
-      '',
-    ]);
+  const split = (x: unknown) =>
+    Object.entries(x as Record<string, number>)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' ');
+  if (s.connSplit) rows.push([g.name, 'keep-alive connection split (/proc)', '', split(s.connSplit), '']);
+  if (s.connSplitReported) rows.push([g.name, 'keep-alive connection split (reported)', '', split(s.connSplitReported), '']);
 }
 console.log(
   JSON.stringify({

@@ -5,8 +5,10 @@
 // benchmark sets to the same). Plain JavaScript on the build in dist/ (`npm run build`), as `isthmus
 // gateway` runs: a TypeScript loader in the process would add its own memory and, per closure made, a
 // call naming it.
-// Prints { port, pid, nativePump } as one JSON line (nativePump: 1 when a plain Gateway's bytes go
-// through the native pump, 0 when not; absent for a cluster).
+// Prints { port, pid, nativePump, workerReports } as one JSON line (nativePump: 1 when a plain
+// Gateway's bytes go through the native pump, 0 when not; absent for a cluster). workerReports: 1
+// when a cluster answers SIGUSR2 with a line { workerConnections: [{ pid, connections }] }, what its
+// workers last reported of their open connections.
 import { Gateway, GatewayCluster } from '../../dist/gateway/index.js';
 import { createRegistry } from '../../dist/telemetry/index.js';
 
@@ -37,7 +39,9 @@ const gw =
     : new Gateway({ ...opts, registry: createRegistry({ dc: 'dc1', node: 'bench-gateway' }) });
 await gw.start();
 const nativePump = gw instanceof Gateway ? { nativePump: gw.pump ? 1 : 0 } : {};
-process.stdout.write(JSON.stringify({ port: gw.port, pid: process.pid, ...nativePump }) + '\n');
+const reports = gw instanceof GatewayCluster && Array.isArray(gw.workerConnections);
+if (reports) process.on('SIGUSR2', () => process.stdout.write(JSON.stringify({ workerConnections: gw.workerConnections }) + '\n'));
+process.stdout.write(JSON.stringify({ port: gw.port, pid: process.pid, ...nativePump, ...(reports ? { workerReports: 1 } : {}) }) + '\n');
 process.on('SIGTERM', async () => {
   await gw.stop();
   process.exit(0);
