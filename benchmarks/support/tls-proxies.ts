@@ -3,7 +3,7 @@
 // (stream, ssl_preread). Each writes its configuration into the run's directory and runs in the
 // foreground as a child of the benchmark.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRoot, newKeyPem, signCa, signLeaf } from '../../src/ca/index.js';
 
@@ -62,7 +62,8 @@ function startNginx(dir: string, name: string, conf: string): ChildProcess {
 }
 
 /**
- * The backend: an HTTPS server answering 64 bytes on / and 1 MiB on /1m, on two ports with the same
+ * The backend: an HTTPS server answering 64 bytes on /, 1 MiB on /1m and 1 GiB on /1g (a sparse
+ * file: the page cache serves its zeros without a disk under them), on two ports with the same
  * certificate: `resumable` issues session tickets, `full` issues none and keeps no session cache, so
  * every new connection to it is a full handshake.
  */
@@ -70,6 +71,8 @@ export function startBackend(dir: string, ports: { resumable: number; full: numb
   const www = join(dir, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, '1m'), Buffer.alloc(1024 * 1024, 'x'));
+  writeFileSync(join(www, '1g'), '');
+  truncateSync(join(www, '1g'), 1024 ** 3);
   const tmp = join(dir, 'tmp');
   mkdirSync(tmp, { recursive: true });
   const server = (port: number, tickets: boolean) => `
@@ -82,6 +85,7 @@ export function startBackend(dir: string, ports: { resumable: number; full: numb
     ssl_session_cache ${tickets ? 'shared:S:10m' : 'off'};
     location = / { return 200 "${'x'.repeat(64)}"; }
     location = /1m { root ${www}; }
+    location = /1g { root ${www}; }
   }`;
   return startNginx(
     dir,

@@ -28,14 +28,20 @@ export function runWrk(opts: LoadOptions): LoadResult {
   return parseWrk(r.stdout);
 }
 
-/** What wrk's `--latency` output says: requests, errors (non-2xx and socket errors), req/s, p50/p99, throughput. */
-export function parseWrk(out: string): LoadResult & { mbPerSec: number } {
+/**
+ * What wrk's `--latency` output says: requests, errors (non-2xx and socket errors), req/s, p50/p99,
+ * throughput, and the response bytes read in all (a body still arriving at the end counts too: wrk
+ * adds up what each read returns).
+ */
+export function parseWrk(out: string): LoadResult & { mbPerSec: number; bytesRead: number } {
   const ms = (re: RegExp) => {
     const m = re.exec(out);
     if (!m) return 0;
     const v = Number(m[1]);
     return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
   };
+  const units = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+  const read = /requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB|TB) read/.exec(out);
   const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
   const unit = transfer ? { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'] : 0;
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
@@ -47,5 +53,6 @@ export function parseWrk(out: string): LoadResult & { mbPerSec: number } {
     p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
     p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
     mbPerSec: transfer ? (Number(transfer[1]) * unit) / 1e6 : 0,
+    bytesRead: read ? Math.round(Number(read[1]) * units[read[2] as keyof typeof units]) : 0,
   };
 }
