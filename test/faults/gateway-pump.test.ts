@@ -95,7 +95,17 @@ async function listen(server: net.Server): Promise<number> {
   server.listen(0, HOST);
   await once(server, 'listening');
   const port = (server.address() as net.AddressInfo).port;
-  stops.push(() => new Promise<void>((r) => server.close(() => r())));
+  // Its connections are destroyed at the end too: after a failed assertion one may still be open,
+  // and close() would wait for it.
+  const open = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    open.add(s);
+    s.once('close', () => open.delete(s));
+  });
+  stops.push(() => {
+    for (const s of open) s.destroy();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
   return port;
 }
 
@@ -579,77 +589,86 @@ interface ChildLine {
 /** The fd limit of the child: its start-up (Node, tsx, the gateway) takes about half. */
 const FD_LIMIT = 128;
 
+/** The gateway child (gateway-fd-child.ts) under RLIMIT_NOFILE FD_LIMIT, routing to `upstream`, once started. */
+async function gatewayChild(upstream: number) {
+  const child = spawn(
+    'prlimit',
+    [
+      `--nofile=${FD_LIMIT}:${FD_LIMIT}`,
+      process.execPath,
+      '--import',
+      'tsx',
+      fileURLToPath(new URL('./gateway-fd-child.ts', import.meta.url)),
+      String(upstream),
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const lines: ChildLine[] = [];
+  const waiting: ((l: ChildLine) => void)[] = [];
+  createInterface({ input: child.stdout }).on('line', (text) => {
+    const l = JSON.parse(text) as ChildLine;
+    lines.push(l);
+    for (const w of waiting.splice(0)) w(l);
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  stops.push(async () => {
+    child.stdin.end();
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  });
+  const next = <K extends keyof ChildLine>(key: K, ms = 20_000) =>
+    new Promise<NonNullable<ChildLine[K]>>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`gateway child: no ${key} line in ${ms} ms; stderr: ${stderr}`)), ms);
+      const take = (l: ChildLine) => {
+        if (l[key] === undefined) return void waiting.push(take);
+        clearTimeout(t);
+        resolve(l[key]!);
+      };
+      waiting.push(take);
+    });
+  const ask = <K extends keyof ChildLine>(command: string, key: K) => {
+    const s = next(key);
+    child.stdin.write(`${command}\n`);
+    return s;
+  };
+  const status = () => ask('status', 'status');
+  const settled = async () => {
+    let s = await status();
+    for (const end = Date.now() + 10_000; (s.connections > 0 || s.pumped > 0) && Date.now() < end;) {
+      await sleep(50);
+      s = await status();
+    }
+    return s;
+  };
+  const started = await next('started', 30_000);
+  // The limit is real: the kernel's, as the child reads it.
+  expect(started.limit).toBe(FD_LIMIT);
+  expect(started.fds).toBeLessThan(FD_LIMIT - 20);
+  return { child, lines, ask, status, settled, started };
+}
+
 describe.runIf(nativePump)('gateway with the native byte pump out of file descriptors', () => {
   it(`with RLIMIT_NOFILE ${FD_LIMIT}: refuses what it cannot take with a clear error, stays up, and serves again once fds are free`, async () => {
     const upstream = await hashBackend();
-    const child = spawn(
-      'prlimit',
-      [
-        `--nofile=${FD_LIMIT}:${FD_LIMIT}`,
-        process.execPath,
-        '--import',
-        'tsx',
-        fileURLToPath(new URL('./gateway-fd-child.ts', import.meta.url)),
-        String(upstream),
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const lines: ChildLine[] = [];
-    const waiting: ((l: ChildLine) => void)[] = [];
-    createInterface({ input: child.stdout }).on('line', (text) => {
-      const l = JSON.parse(text) as ChildLine;
-      lines.push(l);
-      for (const w of waiting.splice(0)) w(l);
-    });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    stops.push(async () => {
-      child.stdin.end();
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    });
-    const next = <K extends keyof ChildLine>(key: K, ms = 20_000) =>
-      new Promise<NonNullable<ChildLine[K]>>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`gateway child: no ${key} line in ${ms} ms; stderr: ${stderr}`)), ms);
-        const take = (l: ChildLine) => {
-          if (l[key] === undefined) return void waiting.push(take);
-          clearTimeout(t);
-          resolve(l[key]!);
-        };
-        waiting.push(take);
-      });
-    const ask = <K extends keyof ChildLine>(command: string, key: K) => {
-      const s = next(key);
-      child.stdin.write(`${command}\n`);
-      return s;
-    };
-    const status = () => ask('status', 'status');
-    const settled = async () => {
-      let s = await status();
-      for (const end = Date.now() + 10_000; (s.connections > 0 || s.pumped > 0) && Date.now() < end;) {
-        await sleep(50);
-        s = await status();
-      }
-      return s;
-    };
-    const started = await next('started', 30_000);
-    // The limit is real: the kernel's, as the child reads it.
-    expect(started.limit).toBe(FD_LIMIT);
-    expect(started.fds).toBeLessThan(FD_LIMIT - 20);
+    const { child, lines, ask, status, settled, started } = await gatewayChild(upstream);
 
     /** One connection: 'served' when the upstream's "ready:" came back through the gateway. */
-    const held: net.Socket[] = [];
+    const held: { sock: net.Socket; answer: () => string }[] = [];
     const open = () =>
       new Promise<'served' | 'refused'>((resolve) => {
         const sock = net.connect({ host: HOST, port: started.port, allowHalfOpen: true });
         sock.on('error', () => {});
         let got = '';
+        let settled = false;
         const t = setTimeout(() => done('refused'), 3000);
         const done = (how: 'served' | 'refused') => {
+          if (settled) return;
+          settled = true;
           clearTimeout(t);
-          if (how === 'served') held.push(sock);
+          if (how === 'served') held.push({ sock, answer: () => got });
           else sock.destroy();
           resolve(how);
         };
@@ -686,13 +705,18 @@ describe.runIf(nativePump)('gateway with the native byte pump out of file descri
       `fd exhaustion: ${served} served, ${refused} refused; what it said: ${JSON.stringify([...new Set(said.map((l) => (l.log ? `log ${l.log.msg}` : `flow ${l.flow!.reason.replace(/\d+/g, 'N')}`)))])}`,
     );
     // The excess goes; every held connection still ends cleanly, its bytes unchanged.
-    for (const s of held) s.end();
-    await Promise.all(held.map((s) => event(s, 'close')));
-    const idle = await poll(
-      () => lines.filter((l) => l.flow).length,
-      (n) => n >= served,
-    );
-    expect(idle).toBeGreaterThanOrEqual(served);
+    const flowsAtLimit = lines.filter((l) => l.flow).length;
+    for (const h of held) h.sock.end();
+    await Promise.all(held.map((h) => event(h.sock, 'close')));
+    const helloSha = createHash('sha256').update(GOLDEN).digest('hex');
+    expect(held.filter((h) => h.answer() !== `ready:${helloSha}`).map((h) => h.answer())).toEqual([]);
+    const ended = (
+      await poll(
+        () => lines.filter((l) => l.flow).slice(flowsAtLimit),
+        (f) => f.length >= served,
+      )
+    ).map((l) => l.flow!);
+    expect(ended.filter((f) => f.verdict !== 'allowed')).toEqual([]);
     expect(await settled()).toMatchObject({ connections: 0, pumped: 0 });
 
     // Each place that needs an fd, out of them in turn (the rest of the fds held by the child itself).
@@ -759,4 +783,73 @@ describe.runIf(nativePump)('gateway with the native byte pump out of file descri
     expect(answer).toBe(`ready:${createHash('sha256').update(GOLDEN).update(body).digest('hex')}`);
     expect(child.exitCode).toBeNull();
   }, 60_000);
+
+  // Fails today: the pump needs a pipe per direction that moves bytes (native/pump.c, take_pipe), and
+  // when pipe2() fails with EMFILE the connection is ended on the spot (a plain close of both sides,
+  // recorded "byte pump: EMFILE"), so a client mid-upload sees a FIN as if the upstream had finished.
+  // The TypeScript path needs no fd to move bytes and carries such connections on. `it.fails` until
+  // the pump waits for a pipe (or moves the bytes without one) instead.
+  it.fails(
+    'pumped connections that start moving bytes again while the process is out of fds carry on once fds are free',
+    async () => {
+      // An upstream that answers and does not read until told: each direction's bytes wait in the pump.
+      const accepted: net.Socket[] = [];
+      const upstream = await listen(
+        net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+          s.on('error', () => {});
+          s.write('ok');
+          accepted.push(s);
+        }),
+      );
+      const { ask, settled, started, lines } = await gatewayChild(upstream);
+      const clients: net.Socket[] = [];
+      for (let i = 0; i < 20; i++) {
+        const c = net.connect({ host: HOST, port: started.port, allowHalfOpen: true });
+        c.on('error', () => {});
+        const answered = event(c, 'data');
+        c.write(GOLDEN);
+        await answered;
+        clients.push(c);
+      }
+      expect(
+        await poll(
+          () => accepted.length,
+          (n) => n === 20,
+        ),
+      ).toBe(20);
+      // Idle and the pump's: two fds each there, no pipe.
+      expect((await ask('status', 'status')).pumped).toBe(20);
+      // Out of fds; then every client sends more than the upstream's socket buffers take, so that each
+      // direction keeps bytes in a pipe of its own (what one spare pipe cannot serve in turn).
+      await ask('fill 0', 'filled');
+      const body = randomBytes(16 * MiB);
+      for (const c of clients) c.write(body);
+      await sleep(500);
+      await ask('unfill', 'filled');
+      // Once fds are free, the upstreams read: each gets its hello and the body, and the flows are clean.
+      const got = accepted.map((s) => {
+        const h = createHash('sha256');
+        s.on('data', (d: Buffer) => h.update(d));
+        const done = event(s, 'end').then(() => h.digest('hex'));
+        s.resume();
+        return done;
+      });
+      for (const c of clients) c.end();
+      const want = createHash('sha256').update(GOLDEN).update(body).digest('hex');
+      const flowsBefore = lines.filter((l) => l.flow).length;
+      const shas = await Promise.race([Promise.all(got), sleep(2000).then(() => [] as string[])]);
+      for (const s of accepted) s.end();
+      const flows = (
+        await poll(
+          () => lines.filter((l) => l.flow),
+          (f) => f.length >= flowsBefore + 20,
+          5000,
+        )
+      ).map((l) => l.flow!);
+      expect(flows.filter((f) => f.verdict !== 'allowed').map((f) => f.reason)).toEqual([]);
+      expect(shas).toEqual(accepted.map(() => want));
+      expect(await settled()).toMatchObject({ connections: 0, pumped: 0 });
+    },
+    30_000,
+  );
 });
