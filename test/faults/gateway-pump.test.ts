@@ -786,7 +786,8 @@ describe.runIf(nativePump)('gateway with the native byte pump out of file descri
 
   // Fails today: the pump needs a pipe per direction that moves bytes (native/pump.c, take_pipe), and
   // when pipe2() fails with EMFILE the connection is ended on the spot (a plain close of both sides,
-  // recorded "byte pump: EMFILE"), so a client mid-upload sees a FIN as if the upstream had finished.
+  // recorded "byte pump: EMFILE"): its upstream gets a FIN after part of the body (as little as the
+  // hello), a truncated upload that looks like a finished one.
   // The TypeScript path needs no fd to move bytes and carries such connections on. `it.fails` until
   // the pump waits for a pipe (or moves the bytes without one) instead.
   it.fails(
