@@ -86,6 +86,9 @@ struct dir {
   int bulk;        /* reading with splice(2) (the last read filled SMALL_BYTES); else recv(2) */
   int blocked;     /* the destination took less than offered: waits for its EPOLLOUT */
   int hup;         /* the source's FIN (or an error) was signalled: read it to the end */
+  /* Out of fds for a pipe: what the destination did not take of a small read, kept here. */
+  char *spill;
+  size_t spill_len, spill_off;
 };
 
 struct conn {
@@ -194,6 +197,8 @@ static void finish(struct pump *p, struct conn *c, char by, const char *how, int
     if (s == A ? rst_a : rst_b) reset_fd(&c->end[s].fd);
     else close_fd(&c->end[s].fd);
     give_pipe(p, &c->dir[s]);
+    free(c->dir[s].spill);
+    c->dir[s].spill = NULL;
   }
   if (c->prev) c->prev->next = c->next;
   else p->live = c->next;
@@ -210,11 +215,19 @@ static void fail(struct pump *p, struct conn *c, int side, int err) {
 /**
  * Copies `len` bytes of the thread's buffer into `d`'s (empty) pipe: what its destination did not
  * take. 0, or an errno. A write(2), not vmsplice(2): that would lend the pipe the buffer's pages,
- * which the next read overwrites.
+ * which the next read overwrites. Out of fds for a pipe, into a spill of the direction's own (the
+ * one allocation on a connection's way, and only then).
  */
 static int park(struct pump *p, struct dir *d, const char *from, size_t len) {
-  int err = take_pipe(p, d);
-  if (err) return err;
+  if (take_pipe(p, d)) {
+    /* No fd for a pipe (EMFILE, ENFILE): a copy of its own, until the destination takes it. */
+    d->spill = malloc(len);
+    if (!d->spill) return ENOMEM;
+    memcpy(d->spill, from, len);
+    d->spill_len = len;
+    d->spill_off = 0;
+    return 0;
+  }
   while (len > 0) {
     /* The pipe is empty and holds at least 16 pages: SMALL_BYTES always fits. */
     ssize_t n = write(d->pipe[1], from, len);
@@ -248,7 +261,16 @@ static int run_dir(struct pump *p, struct conn *c, int side, int drain) {
   d->blocked = 0;
   for (int turn = 0; !d->shut; turn++) {
     if (turn == TURN_SPLICES) return 1;
-    if (d->inpipe > 0) {
+    if (d->spill) {
+      n = send(dst, d->spill + d->spill_off, d->spill_len - d->spill_off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno == EAGAIN ? (d->blocked = 1, 0) : (fail(p, c, !side, errno), 0);
+      d->spill_off += (size_t)n;
+      if (d->spill_off == d->spill_len) {
+        free(d->spill);
+        d->spill = NULL;
+      }
+    } else if (d->inpipe > 0) {
       n = splice(d->pipe[0], NULL, dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno == EAGAIN ? (d->blocked = 1, 0) : (fail(p, c, !side, errno), 0);
@@ -280,14 +302,18 @@ static int run_dir(struct pump *p, struct conn *c, int side, int drain) {
       if (m < n) {
         /* The rest waits in the direction's pipe (the buffer is the next read's) for EPOLLOUT. */
         int err = park(p, d, p->buf + m, (size_t)(n - m));
-        if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
+        /* Bytes lost: both sides reset, so neither takes what it got for the whole. */
+        if (err) return finish(p, c, 'e', "error", err, 1, 1), 0;
         continue;
       }
       if (n == SMALL_BYTES) d->bulk = 1;
       else if (!drain) return 0;
     } else {
-      int err = take_pipe(p, d);
-      if (err) return finish(p, c, 'e', "error", err, 0, 0), 0;
+      if (take_pipe(p, d)) {
+        /* No fd for a pipe (EMFILE, ENFILE): through the thread's buffer, which needs none. */
+        d->bulk = 0;
+        continue;
+      }
       /* The pipe is empty, so EAGAIN can only mean the socket has nothing to read. */
       n = splice(src, NULL, d->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINTR) continue;
