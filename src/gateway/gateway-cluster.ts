@@ -51,6 +51,7 @@ export type GatewayWorkerConfig = Pick<
   | 'bufferSweepMs'
   | 'fastPath'
   | 'pump'
+  | 'pumpAfterMs'
   | 'pumpSetBy'
   | 'reusePort'
 > & {
@@ -265,6 +266,7 @@ export class GatewayCluster implements Component {
       bufferSweepMs: this.opts.bufferSweepMs,
       fastPath: this.opts.fastPath,
       pump: this.opts.pump,
+      pumpAfterMs: this.opts.pumpAfterMs,
       pumpSetBy: this.opts.pumpSetBy,
       reusePort: this.reusePort,
       // The limit is the gateway's: each worker takes its share.

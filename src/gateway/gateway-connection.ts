@@ -28,6 +28,8 @@ export interface ConnectionHost {
   readonly unrouted: RouteCounts | undefined;
   readonly sharedReadBuffer: Buffer;
   readonly helloTimeoutMs: number;
+  /** Time on the data path before the hand-off to the pump (0: at the upstream's first bytes). */
+  readonly pumpAfterMs: number;
   readonly maxHelloBytes: number;
   readonly idleTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -52,6 +54,8 @@ const clear = (t: NodeJS.Timeout | undefined): undefined => {
 const BULK_READ = 16 * 1024;
 /** ...and so do this many reads through the shared buffer. */
 const SHARED_READS = 32;
+/** Bytes moved on the data path (once open) after which a connection goes to the pump at once. */
+const PUMP_AFTER_BYTES = 64 * 1024;
 /** Idle sweeps per idle timeout: a connection is closed after this many sweeps saw no byte. */
 export const IDLE_SWEEPS = 4;
 /**
@@ -128,6 +132,14 @@ export class GatewayConnection {
   private helloPending = false;
   private clientClosed = false;
   private upstreamClosed = true;
+  /** A FIN passed on, either way: the pump could not know that direction is over, so no hand-off. */
+  private endPassed = false;
+  /** Bytes moved on the data path since the upstream answered; the pump's time has come. */
+  private openBytes = 0;
+  private pumpDue = false;
+  /** The pump refused this connection once (stopped, out of fds): it stays here to its end. */
+  private pumpRefused = false;
+  private pumpTimer: NodeJS.Timeout | undefined;
   private routeLabel(): string {
     return this.route?.route ?? '';
   }
@@ -167,7 +179,9 @@ export class GatewayConnection {
       this.readSinceSweep = true;
       this.clientBuf = this.forward(up, chunk, buf, this.clientBuf);
       if (this.clientBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
-      return !this.waiting;
+      if (this.waiting) return false;
+      if (!this.gw.pump) return true;
+      return !((this.pumpDue || (this.openBytes += n) >= PUMP_AFTER_BYTES) && this.lateHandOff());
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
     return false;
@@ -258,6 +272,7 @@ export class GatewayConnection {
   /** The client ended its side: while the hello is read a refusal, once spliced passed on. */
   private readonly onClientEnd = (): void => {
     if (this.state === 'open') {
+      this.endPassed = true;
       this.upstream?.end();
       return;
     }
@@ -393,6 +408,7 @@ export class GatewayConnection {
       (this.failures ??= []).push(`${this.target!.host}:${this.target!.port} closed without answering`);
       up.destroy();
     } else {
+      this.endPassed = true;
       this.client.end();
     }
   }
@@ -406,7 +422,7 @@ export class GatewayConnection {
    * writes `head` to the client first. False when they cannot (bytes still held on this side, the
    * pump stopped or out of fds): the connection goes on here.
    */
-  private handOff(pump: NativePump, head: Buffer): boolean {
+  private handOff(pump: NativePump, head: Buffer | undefined): boolean {
     const up = this.upstream!;
     const client = this.client;
     const fdUp = up.fd();
@@ -418,9 +434,11 @@ export class GatewayConnection {
       pump.startFds(fdUp, fdClient, head, this.onPumped);
     } catch (err) {
       this.gw.logger.warn('byte pump refused a connection; it is moved here', { error: err, route: this.routeLabel() });
+      this.pumpRefused = true;
       return false;
     }
     this.connectTimer = clear(this.connectTimer);
+    this.pumpTimer = clear(this.pumpTimer);
     this.state = 'pumped';
     this.helloBytes = undefined;
     up.detach();
@@ -455,7 +473,30 @@ export class GatewayConnection {
     this.connectTimer = clear(this.connectTimer);
     this.state = 'open';
     this.helloBytes = undefined;
+    if (this.gw.pump && !this.pumpRefused) this.pumpTimer = setTimeout(this.onPumpDue, this.gw.pumpAfterMs);
     this.client.resume();
+  }
+
+  private readonly onPumpDue = (): void => {
+    this.pumpTimer = undefined;
+    if (this.state !== 'open') return;
+    // Now if nothing is held here; else after the next read that leaves nothing held.
+    this.pumpDue = true;
+    this.lateHandOff();
+  };
+
+  /**
+   * An open connection to the pump, when nothing of it is held here (no write waiting either way, no
+   * FIN passed on): with no head (every byte read so far is written). True once handed off.
+   */
+  private lateHandOff(): boolean {
+    if (this.state !== 'open' || this.pumpRefused || this.failure || this.endPassed || this.waiting || this.upstreamPaused) return false;
+    if (this.heldByClientWrite || this.heldByUpstreamWrite) return false;
+    if (!this.handOff(this.gw.pump!, undefined)) return false;
+    if (this.clientBuf) this.gw.giveReadBuffer(this.clientBuf);
+    if (this.upstreamBuf) this.gw.giveReadBuffer(this.upstreamBuf);
+    this.clientBuf = this.upstreamBuf = this.clientView = this.upstreamView = undefined;
+    return true;
   }
 
   private onUpstreamClose(up: TcpConn): void {
@@ -492,7 +533,7 @@ export class GatewayConnection {
 
   private readonly onUpstreamRead = (n: number, buf: Buffer): boolean => {
     if (this.state === 'connecting') {
-      if (this.gw.pump && this.handOff(this.gw.pump, buf.subarray(0, n))) return false;
+      if (this.gw.pump && this.gw.pumpAfterMs === 0 && this.handOff(this.gw.pump, buf.subarray(0, n))) return false;
       this.answered();
     }
     this.active = true;
@@ -506,7 +547,8 @@ export class GatewayConnection {
       this.upstreamPaused = true;
       return false;
     }
-    return true;
+    if (!this.gw.pump || this.state !== 'open') return true;
+    return !((this.pumpDue || (this.openBytes += n) >= PUMP_AFTER_BYTES) && this.lateHandOff());
   };
 
   private readonly onClientDrain = (): void => {
@@ -605,6 +647,7 @@ export class GatewayConnection {
 
   private maybeDone(): void {
     if (!this.clientClosed || !this.upstreamClosed) return;
+    this.pumpTimer = clear(this.pumpTimer);
     if (this.route && this.state !== 'done') {
       this.state = 'done';
       this.emit(this.failure ? 'error' : 'allowed');

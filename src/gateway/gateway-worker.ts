@@ -85,6 +85,7 @@ const gw = new Gateway({
   bufferSweepMs: config.bufferSweepMs,
   fastPath: config.fastPath,
   pump: config.pump,
+  pumpAfterMs: config.pumpAfterMs,
   pumpSetBy: config.pumpSetBy,
   reusePort: config.reusePort,
   // With a listener each, the kernel spreads the connections: none is passed on.

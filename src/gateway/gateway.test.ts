@@ -548,13 +548,13 @@ describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the na
   it('says at start that the native pump moves the bytes', async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-    await gateway({}, { logger, pump: 'on' });
+    await gateway({}, { logger, pump: 'on', pumpAfterMs: 0 });
     expect(lines.filter((l) => l.msg === 'byte pump')).toEqual([expect.objectContaining({ pump: 'native', movesBytes: 'native pump' })]);
   });
 
   it('hands a routed connection to the pump: the flow record and metrics count the bytes the client sent and got', async () => {
     const port = await hashBackend();
-    const { gw, flows, registry } = await gateway(routes(port), { pump: 'on' });
+    const { gw, flows, registry } = await gateway(routes(port), { pump: 'on', pumpAfterMs: 0 });
     const sock = net.connect({ host: '127.0.0.1', port: gw.port, allowHalfOpen: true });
     const got: Buffer[] = [];
     sock.on('data', (d: Buffer) => got.push(d));
@@ -583,6 +583,44 @@ describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the na
     expect(text).toMatch(/isthmus_gateway_connections_active\{route="api\.default\.dc1"[^}]*\} 0\n/);
   });
 
+  it('keeps a connection on the data path for pumpAfterMs, then hands it over mid-stream (or at once after 64 KiB): every byte counted once', async () => {
+    const port = await hashBackend();
+    const { gw, flows } = await gateway(routes(port), { pump: 'on', pumpAfterMs: 300 });
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port, allowHalfOpen: true });
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.write(GOLDEN);
+    await until(() => Buffer.concat(got).toString() === 'ready:');
+    // Small writes on the data path: not the pump's yet.
+    const parts = [randomBytes(1000), randomBytes(2000)];
+    sock.write(parts[0]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gw.pump!.open()).toBe(0);
+    // Its time came: the pump's, and the stream goes on through it.
+    await until(() => gw.pump!.open() === 1);
+    sock.write(parts[1]);
+    // A second connection that moves 64 KiB at once is handed over at once, well before 300 ms.
+    const bulk = net.connect({ host: '127.0.0.1', port: gw.port, allowHalfOpen: true });
+    const bulkGot: Buffer[] = [];
+    bulk.on('data', (d: Buffer) => bulkGot.push(d));
+    bulk.write(GOLDEN);
+    await until(() => Buffer.concat(bulkGot).toString() === 'ready:');
+    const started = Date.now();
+    bulk.write(randomBytes(256 * 1024));
+    await until(() => gw.pump!.open() === 2);
+    expect(Date.now() - started).toBeLessThan(250);
+    bulk.destroy();
+    const body = randomBytes(1 << 20);
+    sock.end(body);
+    await once(sock, 'end');
+    const sent = Buffer.concat([GOLDEN, parts[0], parts[1], body]);
+    const answer = Buffer.concat(got).toString();
+    expect(answer).toBe(`ready:${createHash('sha256').update(sent).digest('hex')}`);
+    await until(() => flows.length === 2);
+    expect(flows.find((f) => f.verdict === 'allowed' && f.bytesIn === sent.length)).toMatchObject({ bytesOut: answer.length });
+    expect(gw.pump!.open()).toBe(0);
+  });
+
   it('an upstream reset reaches the client as a reset and is recorded as one', async () => {
     const server = net.createServer((s) => {
       s.write('hi');
@@ -592,7 +630,7 @@ describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the na
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise<void>((r) => server.close(() => r())));
-    const { gw, flows, registry } = await gateway(routes((server.address() as net.AddressInfo).port), { pump: 'on' });
+    const { gw, flows, registry } = await gateway(routes((server.address() as net.AddressInfo).port), { pump: 'on', pumpAfterMs: 0 });
     const sock = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(sock);
     sock.write(GOLDEN);
@@ -606,7 +644,7 @@ describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the na
 
   it('closes a pumped connection idle past its bound, and only once it idles', async () => {
     const port = await hashBackend();
-    const { gw, flows } = await gateway(routes(port), { idleTimeoutMs: 300, pump: 'on' });
+    const { gw, flows } = await gateway(routes(port), { idleTimeoutMs: 300, pump: 'on', pumpAfterMs: 0 });
     const raw = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(raw);
     raw.write(GOLDEN);
@@ -625,7 +663,7 @@ describe.runIf(loadNativePump().available).each(kinds)('mesh gateway with the na
 
   it('stop() closes an open pumped connection and waits for it: its flow record is out when stop() returns', async () => {
     const port = await hashBackend();
-    const { gw, flows } = await gateway(routes(port), { pump: 'on' });
+    const { gw, flows } = await gateway(routes(port), { pump: 'on', pumpAfterMs: 0 });
     const raw = net.connect({ host: '127.0.0.1', port: gw.port });
     const end = outcome(raw);
     raw.write(GOLDEN);

@@ -72,6 +72,13 @@ export interface GatewayOptions {
    * else DEFAULT_PUMP.
    */
   pump?: PumpSetting;
+  /**
+   * How long a routed connection's bytes stay on the data path before it goes to the byte pump
+   * (default DEFAULT_PUMP_AFTER_MS); one that moves 64 KiB goes sooner. 0: at the upstream's first
+   * bytes. A short connection (a request and its answer, then a close) costs less carried to its
+   * end here than handed over: see docs/decisions.md ("The byte pump").
+   */
+  pumpAfterMs?: number;
   /** Where `pump` came from, named in its start-up error and log line (a flag, a config key; default `pump`). */
   pumpSetBy?: string;
   /**
@@ -82,6 +89,8 @@ export interface GatewayOptions {
    */
   reusePort?: boolean;
 }
+
+export const DEFAULT_PUMP_AFTER_MS = 100;
 
 /** ISTHMUS_PUMP unset: see docs/decisions.md ("The byte pump") for why. */
 export const DEFAULT_PUMP: PumpSetting = 'auto';
@@ -113,6 +122,7 @@ export class Gateway implements Component, ConnectionHost {
   readonly unrouted: RouteCounts | undefined;
   readonly channel = diagnosticsChannel.channel(GATEWAY_CONNECTION_CHANNEL);
   readonly helloTimeoutMs: number;
+  readonly pumpAfterMs: number;
   readonly maxHelloBytes: number;
   readonly idleTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -143,6 +153,7 @@ export class Gateway implements Component, ConnectionHost {
     this.metrics = opts.registry ? gatewayMetrics(opts.registry) : undefined;
     this.unrouted = this.metrics?.route('', '');
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
+    this.pumpAfterMs = opts.pumpAfterMs ?? DEFAULT_PUMP_AFTER_MS;
     this.maxHelloBytes = opts.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 3_600_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;

@@ -22,6 +22,7 @@ const gw = new Gateway({
   host: '127.0.0.1',
   port: 0,
   pump: 'on',
+  pumpAfterMs: 0,
   logger: createLogger({ level: 'info', write: (line) => out({ log: JSON.parse(line) as unknown }) }),
   onFlow: (r) => out({ flow: { verdict: r.verdict, reason: r.reason, bytesIn: r.bytesIn, bytesOut: r.bytesOut } }),
   routes: {
