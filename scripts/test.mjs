@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // `npm test`: brings what npm does not (Chromium for the browser tests, libfaketime for the fault
-// tests, from Debian's packages), runs the gates in STYLE.md's order (format check, lint, type
-// check, import check), builds the CLI the tests run, runs vitest, runs the gateway, sidecar and
-// netio suites and a smoke of the built CLI again on Node 24 (the current LTS, from the npm
-// registry), and ends with one plain line "N passed, N failed" that counts both runs.
+// tests, from Debian's packages), runs the gates (format check, lint, type check, import check) and
+// builds the CLI the tests run, in two lanes side by side, reported in STYLE.md's order with how
+// long each took, runs vitest, runs the gateway, sidecar and netio suites and a smoke of the built
+// CLI again on Node 24 (the current LTS, from the npm registry), and ends with one plain line
+// "N passed, N failed" that counts both runs.
 // `node scripts/test.mjs --node24-only` runs only the Node 24 step (no gates, no build: its smoke
 // uses dist/ as it is).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -47,11 +48,54 @@ const ensureChromium = () => ensureDebianPackage('chromium', '/usr/bin/chromium'
 // The fault suite skews one DC's clock with libfaketime (Debian's faketime package).
 const ensureFaketime = () => ensureDebianPackage('faketime', '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', 'the clock-skew fault tests');
 
-/** Runs one gate: its commands in order; the first that fails ends `npm test` as one failure. */
-function gate(title, ...commands) {
-  console.log(`== ${title}`);
-  for (const [cmd, ...cmdArgs] of commands) {
-    if (run('npx', ['--no-install', cmd, ...cmdArgs]) !== 0) {
+/** Runs `npx cmd args` with its output kept, not shown: resolves to its exit status and what it printed. */
+function runQuiet(cmd, cmdArgs) {
+  return new Promise((resolve) => {
+    const child = spawn('npx', ['--no-install', cmd, ...cmdArgs], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('error', (err) => resolve({ status: 1, out: `${out}${cmd}: ${err.message}\n` }));
+    child.once('close', (status) => resolve({ status: status ?? 1, out }));
+  });
+}
+
+/**
+ * Runs the gates, each `{ title, commands, lane }`: the commands of a gate in order, the gates of a
+ * lane one after the other, the lanes side by side (each of these is one CPU-bound process, and the
+ * machine has cores to spare while one runs). Every gate is then reported in the order given, with
+ * what it printed and how long it took; the first that failed ends `npm test` as one failure.
+ */
+async function gates(list) {
+  const results = new Map();
+  const lanes = [...new Set(list.map((g) => g.lane))];
+  await Promise.all(
+    lanes.map(async (lane) => {
+      for (const g of list.filter((x) => x.lane === lane)) {
+        const started = Date.now();
+        let out = '';
+        let status = 0;
+        for (const [cmd, ...cmdArgs] of g.commands) {
+          const r = await runQuiet(cmd, cmdArgs);
+          out += r.out;
+          status = r.status;
+          if (status !== 0) break;
+        }
+        results.set(g, { out, status, seconds: (Date.now() - started) / 1000 });
+        // A failed gate ends the run: its lane runs nothing more.
+        if (status !== 0) return;
+      }
+    }),
+  );
+  for (const g of list) {
+    const r = results.get(g);
+    console.log(`== ${g.title}${r ? ` (${r.seconds.toFixed(1)} s)` : ''}`);
+    if (!r) {
+      console.log('(not run: a gate before it in its lane failed)');
+      continue;
+    }
+    process.stdout.write(r.out);
+    if (r.status !== 0) {
       console.log('0 passed, 1 failed');
       process.exit(1);
     }
@@ -195,11 +239,23 @@ if (node24Only) {
 if (findFiles(join(root, 'test'), /\.browser\.test\.ts$/).length > 0) ensureChromium();
 if (existsSync(join(root, 'test', 'faults'))) ensureFaketime();
 
-gate('Format check', ['prettier', '--check', '--log-level', 'warn', '.']);
-gate('Lint', ['eslint', '--cache', '--cache-location', 'node_modules/.cache/eslint/', '--cache-strategy', 'content', '.']);
-gate('Type check', ['tsc', '--noEmit', '-p', 'tsconfig.json'], ['tsc', '-p', 'tsconfig.ui.json']);
-gate('Import check (cycles and layers)', ['depcruise', 'src', 'test', 'benchmarks', 'scripts', 'bin', '--output-type', 'err']);
-gate('Build', ['tsc', '-p', 'tsconfig.build.json']);
+// Two lanes of about the same length, in CPU seconds on this two-core machine: the format check
+// (16), lint (14) and import check (5) in one, the type check (23 and 4 for src/ui) and build (17)
+// in the other.
+await gates([
+  { title: 'Format check', lane: 1, commands: [['prettier', '--check', '--log-level', 'warn', '.']] },
+  { title: 'Lint', lane: 1, commands: [['eslint', '--cache', '--cache-location', 'node_modules/.cache/eslint/', '--cache-strategy', 'content', '.']] },
+  {
+    title: 'Type check',
+    lane: 2,
+    commands: [
+      ['tsc', '--noEmit', '-p', 'tsconfig.json'],
+      ['tsc', '-p', 'tsconfig.ui.json'],
+    ],
+  },
+  { title: 'Import check (cycles and layers)', lane: 1, commands: [['depcruise', 'src', 'test', 'benchmarks', 'scripts', 'bin', '--output-type', 'err']] },
+  { title: 'Build', lane: 2, commands: [['tsc', '-p', 'tsconfig.build.json']] },
+]);
 
 console.log('== Tests');
 mkdirSync(join(root, 'test-results'), { recursive: true });
