@@ -4,6 +4,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlowRecord } from '../dataflow/index.js';
 import { isIsthmusError } from '../core/errors.js';
+import { createLogger } from '../telemetry/index.js';
 import { GatewayCluster } from './gateway-cluster.js';
 import { reusePortAvailable } from './reuse-port.js';
 import type { GatewayRoutes } from './routes.js';
@@ -234,7 +235,7 @@ describe('gateway cluster', () => {
       // Hashed by the kernel over the two sockets (the split of 200 is binomial: below 40 about once in 10^17).
       for (const t of taken) expect(t).toBeGreaterThanOrEqual(40);
       const text = await gw.metrics();
-      const counted = perWorker(text, 'isthmus_gateway_worker_connections_total');
+      const counted = perWorker(text, 'isthmus_gateway_worker_accepted_total');
       expect(new Map(gw.workerConnections.map((w) => [w.pid, w.accepted]))).toEqual(counted);
       // Nothing passed between workers: no worker holds a pass-on counter above 0.
       expect([...perWorker(text, 'isthmus_gateway_worker_passed_total').values()].every((n) => n === 0)).toBe(true);
@@ -263,6 +264,53 @@ describe('gateway cluster', () => {
       const taken = await workerAccepted(gw, (a) => sum(a) === 100);
       expect(sum(taken)).toBe(100);
       for (const t of taken) expect(t).toBeGreaterThanOrEqual(15);
+    },
+    30_000,
+  );
+
+  it.runIf(reusePortAvailable())(
+    'with reusePort, a worker that stops reporting is killed with a warning and replaced, and every new connection is served',
+    async () => {
+      const lines: Record<string, unknown>[] = [];
+      const logger = createLogger({ level: 'warn', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+      const gw = new GatewayCluster({
+        id: 'gw-reuseport-stuck',
+        dc: 'dc1',
+        host: '127.0.0.1',
+        port: 0,
+        workers: 2,
+        logLevel: 'warn',
+        logger,
+        routes: routesTo(await hashBackend()),
+      });
+      await gw.start();
+      stops.push(() => gw.stop());
+      expect(gw.reusePort).toBe(true);
+      await workerLoads(gw, (l) => l.length === 2);
+      const [stuck, kept] = gw.workerConnections.map((w) => w.pid);
+      const stoppedAt = Date.now();
+      process.kill(stuck, 'SIGSTOP');
+      // Silent past the bound (3 s, up to a second after its last report), found by the check that
+      // runs every second, then replaced a second after it died.
+      const end = stoppedAt + 10_000;
+      while (!(gw.workerConnections.length === 2 && !gw.workerConnections.some((w) => w.pid === stuck)) && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 50));
+      const replacedMs = Date.now() - stoppedAt;
+      const pids = gw.workerConnections.map((w) => w.pid);
+      expect(pids).toHaveLength(2);
+      expect(pids).toContain(kept);
+      expect(pids).not.toContain(stuck);
+      expect(replacedMs).toBeLessThan(10_000);
+      // Killed, not merely silent: a stopped process still exists, a killed one does not.
+      expect(() => process.kill(stuck, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }) as Error);
+      const warned = lines.filter((l) => l.msg === 'gateway worker stuck; killing it');
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatchObject({ level: 'warn', pid: stuck });
+      expect(warned[0].silentMs as number).toBeGreaterThan(3000);
+      // From here on the stuck worker's socket is gone: every new connection lands on a live one.
+      await roundTrips(gw.port, 100);
+      const taken = await workerAccepted(gw, (a) => sum(a) >= 100);
+      expect(sum(taken)).toBeGreaterThanOrEqual(100);
     },
     30_000,
   );

@@ -5,7 +5,8 @@
 // process keeps what is shared: it pushes routes to the workers, passes their flow records to
 // onFlow, gathers their metrics and counts, restarts a worker that dies, and on the shared listener
 // tells the workers each other's loads and carries a connection one of them passes to another
-// (balance.ts).
+// (balance.ts). A worker that falls silent is stuck: on the shared listener it is passed nothing; on
+// listeners of their own, where the kernel would keep giving it its share, it is killed and replaced.
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -133,6 +134,8 @@ export class GatewayCluster implements Component {
   /** The workers named in the last loads broadcast, and the check that drops stuck ones from it. */
   private broadcastKey = '';
   private staleCheck: NodeJS.Timeout | undefined;
+  /** Workers killed for being stuck, so that each is warned of and killed once. */
+  private readonly killed = new WeakSet<Worker>();
   private routesNow: GatewayRoutes | undefined;
   private boundPort = 0;
   private stopping = false;
@@ -221,9 +224,10 @@ export class GatewayCluster implements Component {
       throw err;
     }
     this.log.info('gateway listening', { address: this.address, workers: this.opts.workers, reusePort: this.reusePort });
-    // With a listener each, the kernel spreads connections and no worker passes any on.
-    if (this.reusePort) return;
     this.staleCheck = setInterval(() => {
+      // With a listener each, the kernel spreads connections and no worker passes any on: a stuck
+      // one would keep its share of new connections, waiting unaccepted, until it is gone.
+      if (this.reusePort) return this.killStuck();
       if (
         this.freshWorkers()
           .map((w) => w.process.pid)
@@ -319,6 +323,22 @@ export class GatewayCluster implements Component {
   private freshWorkers(): Worker[] {
     const now = Date.now();
     return [...this.workers].filter((w) => !w.isDead() && w.isConnected() && now - (this.reports.get(w)?.at ?? 0) < STUCK_AFTER_MS);
+  }
+
+  /**
+   * Kills (SIGKILL: a stopped process runs no SIGTERM handler) each worker silent for longer than
+   * STUCK_AFTER_MS; the exit handler starts another on the same port. The connections it held or had
+   * queued on its socket go with it.
+   */
+  private killStuck(): void {
+    const now = Date.now();
+    for (const [w, r] of this.reports) {
+      const silentMs = now - r.at;
+      if (silentMs <= STUCK_AFTER_MS || this.killed.has(w) || w.isDead()) continue;
+      this.killed.add(w);
+      this.log.warn('gateway worker stuck; killing it', { pid: w.process.pid, silentMs });
+      w.process.kill('SIGKILL');
+    }
   }
 
   /**

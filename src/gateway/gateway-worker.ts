@@ -52,7 +52,7 @@ new Gauge({
   },
 });
 new Counter({
-  name: 'isthmus_gateway_worker_connections_total',
+  name: 'isthmus_gateway_worker_accepted_total',
   help: 'Connections one worker of the gateway took: accepted and kept, or passed to it by another',
   labelNames: ['worker'],
   registers: [registry],
