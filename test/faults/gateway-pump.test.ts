@@ -28,6 +28,19 @@ afterEach(async () => {
   while (stops.length) await stops.pop()!();
 });
 
+/** Every connection released, the gateway stopped, and no socket left open beyond `before`'s. */
+async function releasedAll(gw: Gateway, before: { socket: number }): Promise<void> {
+  expect(
+    await poll(
+      () => gw.connections,
+      (n) => n === 0,
+    ),
+  ).toBe(0);
+  await gw.stop();
+  const after = await poll(fds, (x) => x.socket <= before.socket);
+  expect(after.socket).toBeLessThanOrEqual(before.socket);
+}
+
 /** A seeded PRNG (mulberry32): a failing run can be repeated with the seed it printed. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -498,15 +511,7 @@ describe.each(pumps)('gateway faults with $name', ({ pump }) => {
       );
       expect(f).toMatchObject({ verdict: 'allowed', sni: SNI, bytesIn: hello.length + body.length, bytesOut: answer.length });
       expect(f.reason).toMatch(new RegExp(`^routed to ${hostPort(good)} after ${targets.slice(0, 4).map(refused).join('; ')}$`));
-      expect(
-        await poll(
-          () => gw.connections,
-          (n) => n === 0,
-        ),
-      ).toBe(0);
-      await gw.stop();
-      const after = await poll(fds, (x) => x.socket <= before.socket);
-      expect(after.socket).toBeLessThanOrEqual(before.socket);
+      await releasedAll(gw, before);
     });
 
     it('with none left to try, resets the client and records every refusal; nothing is left open', async () => {
@@ -530,15 +535,7 @@ describe.each(pumps)('gateway faults with $name', ({ pump }) => {
       );
       expect(f).toMatchObject({ verdict: 'error', sni: SNI, bytesIn: hello.length, bytesOut: 0 });
       expect(f.reason).toMatch(new RegExp(`^no upstream reachable for ${ROUTE.replace(/\./g, '\\.')}: ${targets.map(refused).join('; ')}$`));
-      expect(
-        await poll(
-          () => gw.connections,
-          (n) => n === 0,
-        ),
-      ).toBe(0);
-      await gw.stop();
-      const after = await poll(fds, (x) => x.socket <= before.socket);
-      expect(after.socket).toBeLessThanOrEqual(before.socket);
+      await releasedAll(gw, before);
     });
 
     it('a target that answers, then resets mid-stream, resets the client: recorded as an upstream reset', async () => {
