@@ -443,6 +443,8 @@ export class GatewayConnection {
     this.helloBytes = undefined;
     up.detach();
     client.detach();
+    // Let go of what no event will use again (a pumped connection may idle for hours).
+    this.upstream = undefined;
     return true;
   }
 
