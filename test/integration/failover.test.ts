@@ -157,7 +157,9 @@ describe.each(['tcp', 'http'] as const)('discovery chain failover across regions
       backToDc2Ms: backInDc2.at - restartedAt,
     };
     console.log(`failover measured (${protocol}): ${JSON.stringify(report)}`);
-    expect(samples.length).toBeGreaterThan(RATE_PER_S * 10);
+    // At least the fixed windows' worth of calls (10 s at the rate), within 5 %: a loaded machine
+    // (other test files run beside this one) delays a few of the load's ticks.
+    expect(samples.length).toBeGreaterThan(RATE_PER_S * 10 * 0.95);
     // Per request, fewer than 1 % of the run's calls fail (the issue's bound); per connection the
     // resets at the kill are counted, not bounded.
     if (protocol === 'http') expect(report.failedFraction).toBeLessThan(0.01);
