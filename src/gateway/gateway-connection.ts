@@ -181,7 +181,7 @@ export class GatewayConnection {
       if (this.clientBuf !== undefined && !this.inBuffered) this.inBuffered = this.gw.holdsBuffers(this);
       if (this.waiting) return false;
       if (!this.gw.pump) return true;
-      return !((this.pumpDue || (this.openBytes += n) >= PUMP_AFTER_BYTES) && this.lateHandOff());
+      return !this.handedOffAfter(n);
     }
     if (this.state === 'hello') return this.onHelloData(chunk);
     return false;
@@ -487,6 +487,11 @@ export class GatewayConnection {
     this.lateHandOff();
   };
 
+  /** After `n` more bytes moved here: to the pump, when its time came or 64 KiB have moved. True once handed off. */
+  private handedOffAfter(n: number): boolean {
+    return (this.pumpDue || (this.openBytes += n) >= PUMP_AFTER_BYTES) && this.lateHandOff();
+  }
+
   /**
    * An open connection to the pump, when nothing of it is held here (no write waiting either way, no
    * FIN passed on): with no head (every byte read so far is written). True once handed off.
@@ -550,7 +555,7 @@ export class GatewayConnection {
       return false;
     }
     if (!this.gw.pump || this.state !== 'open') return true;
-    return !((this.pumpDue || (this.openBytes += n) >= PUMP_AFTER_BYTES) && this.lateHandOff());
+    return !this.handedOffAfter(n);
   };
 
   private readonly onClientDrain = (): void => {
