@@ -14,6 +14,7 @@ import type { FlowRecord } from '../../src/dataflow/index.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway/index.js';
 import { loadNativePump } from '../../src/gateway/pump/index.js';
 import { postQuantumHello } from '../../src/gateway/testing/hello-builder.js';
+import { mulberry32 } from '../fuzz/support.js';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -39,18 +40,6 @@ async function releasedAll(gw: Gateway, before: { socket: number }): Promise<voi
   await gw.stop();
   const after = await poll(fds, (x) => x.socket <= before.socket);
   expect(after.socket).toBeLessThanOrEqual(before.socket);
-}
-
-/** A seeded PRNG (mulberry32): a failing run can be repeated with the seed it printed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The first `name` event of `e`; unlike events.once, an 'error' (a reset) does not reject it. */
@@ -190,7 +179,7 @@ describe('native byte pump', () => {
 describe.each(pumps)('gateway faults with $name', ({ pump }) => {
   it('10,000 short connections ended every way, 200 at a time: no hang, no fd left open, served normally after', async () => {
     const seed = Number(process.env.ISTHMUS_FAULT_SEED ?? Date.now() % 1_000_000);
-    const rnd = prng(seed);
+    const rnd = mulberry32(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
     const upstreamWays = ['fin-after-client', 'fin-at-once', 'reset-on-data', 'reset-later', 'reset-unanswered'] as const;
     const answers = [0, 1, 100, 4096, 70_000].map((n) => randomBytes(n));

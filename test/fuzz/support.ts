@@ -20,17 +20,24 @@ export type Rng = {
   chance(p: number): boolean;
 };
 
-/** mulberry32: small, fast and good enough to drive mutations; `salt` separates fuzzers. */
-export function rng(salt: string): Rng {
-  let s = SEED;
-  for (const ch of salt) s = Math.imul(s ^ ch.charCodeAt(0), 0x9e3779b1) >>> 0;
-  const next = (() => {
+/** mulberry32: a seeded stream of numbers in [0, 1), small, fast and good enough to drive tests. */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }) as Rng;
+  };
+}
+
+/** mulberry32 from SEED, for mutations; `salt` separates fuzzers. */
+export function rng(salt: string): Rng {
+  let s = SEED;
+  for (const ch of salt) s = Math.imul(s ^ ch.charCodeAt(0), 0x9e3779b1) >>> 0;
+  const stream = mulberry32(s);
+  const next = (() => stream()) as Rng;
   next.int = (n) => Math.floor(next() * n);
   next.pick = (xs) => xs[next.int(xs.length)];
   next.chance = (p) => next() < p;
