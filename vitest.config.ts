@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -8,11 +7,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // At least two files at a time. Vitest's default in a run is one worker fewer than the cores,
-    // which on a two-core machine is one: the files ran one after the other. Most of a file's time
-    // is spent waiting (on the processes, sockets and timers it starts), so a second worker fills
-    // that wait; each file still gets its own process (isolate), as before.
-    maxWorkers: Math.max(2, availableParallelism() - 1),
+    // Vitest's default number of workers (one fewer than the cores: one file at a time on two):
+    // with two at a time on two cores, timing-bound fault and failover tests failed now and then
+    // under the load (three failures in four clean runs, each a different test).
     reporters: ['default'],
     projects: [
       { extends: true, test: { name: 'default', include: ['src/**/*.test.ts', 'test/**/*.test.ts'] } },
